@@ -1,0 +1,167 @@
+"""flask-smorest wiring: every error path answers RFC 9457 problem+json.
+
+Clients branch on ``type``; ``detail`` is written for people; ``errors``
+holds the field messages of a validation failure. An unexpected exception
+is logged with its traceback and answered with a bare 500 that says nothing
+about the internals.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import flask_smorest
+from flask import Flask, Response, request
+from sqlalchemy.exc import OperationalError
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.exceptions import HTTPException
+
+from gridsvc import errors
+from gridsvc.fields import GeoJSONGeometry
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# Problem types for the HTTP errors raised by Flask, Werkzeug and webargs.
+HTTP_PROBLEM_TYPES = {
+    400: errors.BadRequest.type,
+    404: errors.NotFound.type,
+    405: errors.PROBLEM_BASE + "method-not-allowed",
+    409: errors.Conflict.type,
+    413: errors.PROBLEM_BASE + "payload-too-large",
+    415: errors.UnsupportedMediaType.type,
+    422: errors.ValidationFailed.type,
+}
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False), status=body["status"], mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+class StrictJsonParser(FlaskParser):
+    """webargs parser that refuses NaN/Infinity and says where JSON broke."""
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return core.missing
+        data = req.get_data(cache=True)
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        return json.loads(data, parse_constant=_reject_constant)
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        abort(400, exc=error, messages={"json": [f"Malformed JSON: {error}"]})
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictJsonParser()
+
+
+def _flatten_messages(messages: Any) -> tuple[Any, list[str]]:
+    """webargs nests messages by location; clients want field -> messages."""
+    if not isinstance(messages, dict):
+        return messages, []
+    fields: dict[str, Any] = {}
+    general: list[str] = []
+    for value in messages.values():
+        if isinstance(value, dict):
+            fields.update(value)
+        elif isinstance(value, list):
+            general.extend(str(v) for v in value)
+    return fields, general
+
+
+def _summary(fields: dict[str, Any], limit: int = 3) -> str:
+    parts = []
+    for name, value in list(fields.items())[:limit]:
+        text = value[0] if isinstance(value, list) and value and isinstance(value[0], str) else json.dumps(value, ensure_ascii=False)
+        parts.append(f"{name}: {text}")
+    more = len(fields) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+class Api(flask_smorest.Api):
+    def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+
+    def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
+        super().init_app(app, *args, **kwargs)
+        self.register_field(GeoJSONGeometry, "object", None)
+        app.register_error_handler(errors.GridsvcError, self.handle_gridsvc_error)
+        app.register_error_handler(OperationalError, self.handle_database_down)
+        app.register_error_handler(Exception, self.handle_unexpected)
+        app.before_request(require_json_body)
+
+    def handle_http_exception(self, error: HTTPException):
+        status = error.code or 500
+        if status >= 500:
+            return self.handle_unexpected(getattr(error, "original_exception", None) or error)
+        data = getattr(error, "data", None) or {}
+        body: dict[str, Any] = {
+            "type": HTTP_PROBLEM_TYPES.get(status, "about:blank"),
+            "title": errors.ValidationFailed.title if status == 422 else error.name,
+            "status": status,
+        }
+        messages = data.get("errors") or data.get("messages")
+        fields, general = _flatten_messages(messages)
+        exc = getattr(error, "exc", None)
+        if status == 400 and isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+            body["type"], body["title"] = errors.MalformedJson.type, errors.MalformedJson.title
+        if fields:
+            body["detail"] = "Invalid input: " + _summary(fields)
+            body["errors"] = fields
+        elif general:
+            body["detail"] = " ".join(general)
+        elif data.get("message"):
+            body["detail"] = data["message"]
+        else:
+            body["detail"] = error.description
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers.update(data.get("headers") or {})
+        return problem_response(body, headers)
+
+    def handle_gridsvc_error(self, error: errors.GridsvcError):
+        if error.status >= 500:
+            log.warning("answered %s: %s", error.status, error)
+        return problem_response(error.to_problem())
+
+    def handle_database_down(self, error: OperationalError):
+        log.error("database unavailable: %s", error.orig)
+        return problem_response(errors.DatabaseUnavailable("The database cannot be reached; try again shortly.").to_problem(),
+                                {"Retry-After": "5"})
+
+    def handle_unexpected(self, error: BaseException):
+        if isinstance(error, HTTPException) and (error.code or 500) < 500:
+            return self.handle_http_exception(error)
+        if isinstance(error, errors.GridsvcError):
+            return self.handle_gridsvc_error(error)
+        if isinstance(error, OperationalError):
+            return self.handle_database_down(error)
+        # Log everything, tell the client nothing about the internals.
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        return problem_response({"type": "about:blank", "title": "Internal Server Error", "status": 500,
+                                 "detail": "An unexpected error occurred; it has been logged."})
+
+
+def require_json_body() -> None:
+    """415 for a request body that is not JSON, before any view parses it."""
+    if request.method not in BODY_METHODS or not request.path.startswith("/api/"):
+        return
+    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
+    if has_body and not is_json_request(request):
+        raise errors.UnsupportedMediaType(
+            f"Send the request body as application/json (got {request.mimetype or 'no Content-Type'})."
+        )

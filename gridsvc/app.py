@@ -1,0 +1,34 @@
+"""create_app: the only place the service is wired together."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from gridsvc.api import Api
+from gridsvc.config import load_config
+from gridsvc.db import Database, close_session
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app; ``config`` overrides defaults and the environment."""
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+    logging.basicConfig(level=app.config["GRIDSVC_LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.json.ensure_ascii = False  # Chinese names stay readable
+    app.json.sort_keys = False
+
+    url = app.config["DATABASE_URL"]
+    if not url:
+        raise RuntimeError("no database configured: set DATABASE_URL or run `gridsvc db start` first")
+    app.extensions["gridsvc.db"] = Database(
+        url, connect_timeout=app.config["GRIDSVC_DB_CONNECT_TIMEOUT"], pool_size=app.config["GRIDSVC_DB_POOL_SIZE"]
+    )
+    app.teardown_appcontext(close_session)
+
+    api = Api(app)
+    from gridsvc.resources import register_blueprints
+
+    register_blueprints(api)
+    return app

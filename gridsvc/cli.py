@@ -1,0 +1,118 @@
+"""The ``gridsvc`` command: the embedded database, migrations, demo data, serving, benchmarks."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from gridsvc import localdb
+from gridsvc.config import database_url
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _require_url() -> str:
+    url = database_url()
+    if not url:
+        raise click.ClickException("no database: set DATABASE_URL or run `gridsvc db start`")
+    return url
+
+
+@click.group()
+def main() -> None:
+    """gridsvc: grid zones, volunteers and parking for industrial-park communities."""
+
+
+@main.group()
+def db() -> None:
+    """The embedded PostGIS cluster under .gridsvc/ (not used when DATABASE_URL is set)."""
+
+
+@db.command("start")
+def db_start() -> None:
+    """Install PostGIS if needed (apt, as root), create and start the cluster, create the database."""
+    if os.environ.get("DATABASE_URL"):
+        _echo("DATABASE_URL is set: using that server, no embedded cluster.")
+    else:
+        try:
+            localdb.start(echo=_echo)
+        except localdb.LocalDbError as exc:
+            raise click.ClickException(str(exc)) from exc
+    try:
+        localdb.ensure_database(_require_url())
+    except Exception as exc:  # psycopg2 errors: say what failed, no traceback
+        raise click.ClickException(f"cannot create the database: {exc}") from exc
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    localdb.stop(echo=_echo)
+
+
+@db.command("status")
+def db_status() -> None:
+    """Say whether the embedded cluster runs, and where."""
+    if os.environ.get("DATABASE_URL"):
+        click.echo("DATABASE_URL is set: the embedded cluster is not used.")
+    for key, value in localdb.status().items():
+        click.echo(f"{key}: {value}")
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic upgrade head)."""
+    from gridsvc.migrate import upgrade
+
+    upgrade(_require_url())
+    _echo("database schema is up to date")
+
+
+@main.command()
+@click.argument("dataset", type=click.Choice(["lingfeng"]))
+def seed(dataset: str) -> None:
+    """Load demo data (once: a second run loads nothing)."""
+    from gridsvc.db import Database
+    from gridsvc.seed import load_lingfeng
+
+    database = Database(_require_url())
+    with database.sessionmaker() as session:
+        result = load_lingfeng(session)
+        session.commit()
+        if result.created:
+            _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises")
+        else:
+            _echo(f"{result.community.name} is already loaded (community {result.community.id}); nothing to do")
+    database.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("GRIDSVC_PORT", 8000)), show_default="8000 or GRIDSVC_PORT")
+@click.option("--workers", type=int, default=lambda: int(os.environ.get("GRIDSVC_WORKERS", 2)), show_default="2")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn (Ctrl-C stops it)."""
+    _require_url()
+    _echo(f"serving the API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/api/docs)")
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--access-logfile", "-", "--timeout", "60", "gridsvc.app:create_app()"]
+    os.execv(sys.executable, argv)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("args", nargs=-1)
+def bench(name: str, args: tuple[str, ...]) -> None:
+    """Run a benchmark from bench/ (e.g. `gridsvc bench locate`)."""
+    try:
+        from bench.__main__ import run
+    except ImportError as exc:
+        raise click.ClickException("bench/ is not importable: run from the repository root") from exc
+    sys.exit(run([name, *args]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Configuration defaults; the environment is read only inside ``load_config``.
+
+Environment:
+  DATABASE_URL            an existing PostGIS server (else the embedded cluster)
+  GRIDSVC_HOME            project-local state, default ./.gridsvc
+  GRIDSVC_PORT            HTTP port for ``gridsvc serve`` (default 8000)
+  GRIDSVC_TEST_DATABASE_URL  the test suite's database (default: <db>_test beside DATABASE_URL)
+  GRIDSVC_LOG_LEVEL       logging level (default INFO)
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from sqlalchemy.engine import make_url
+
+DEFAULTS: dict[str, Any] = {
+    # A GeoJSON boundary of a whole town is a few MB at most; bigger is abuse.
+    "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+    "API_TITLE": "gridsvc",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    # Swagger UI is vendored into gridsvc/static (no CDN: parks run offline).
+    "OPENAPI_SWAGGER_UI_URL": "/static/swagger-ui/",
+    "API_SPEC_OPTIONS": {
+        "info": {"description": "Grid zones, volunteers, parking and service requests for industrial-park communities."},
+    },
+    "GRIDSVC_LOG_LEVEL": "INFO",
+    "GRIDSVC_DB_CONNECT_TIMEOUT": 5,
+    "GRIDSVC_DB_POOL_SIZE": 10,
+    "GRIDSVC_DEFAULT_TIMEZONE": "Asia/Shanghai",
+}
+
+DEFAULT_DATABASE = "gridsvc"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the usual spellings and always use the psycopg2 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str | None:
+    """DATABASE_URL, else the embedded cluster's URL once it exists, else None."""
+    env = os.environ if env is None else env
+    if env.get("DATABASE_URL"):
+        return normalise_url(env["DATABASE_URL"])
+    from gridsvc import localdb
+
+    info = localdb.cluster_info()
+    return info.url(DEFAULT_DATABASE) if info else None
+
+
+def test_database_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The separate database the test suite owns (it is dropped and rebuilt)."""
+    env = os.environ if env is None else env
+    if env.get("GRIDSVC_TEST_DATABASE_URL"):
+        return normalise_url(env["GRIDSVC_TEST_DATABASE_URL"])
+    base = database_url(env)
+    if not base:
+        return None
+    parsed = make_url(base)
+    return parsed.set(database=f"{parsed.database}_test").render_as_string(hide_password=False)
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    config = dict(DEFAULTS)
+    for key in list(DEFAULTS):
+        if key.startswith("GRIDSVC_") and key in os.environ:
+            config[key] = os.environ[key]
+    config["DATABASE_URL"] = database_url()
+    config.update(overrides or {})
+    return config

@@ -1,0 +1,69 @@
+"""Declarative base, engine and the one-session-per-request unit of work.
+
+Views get the request's session with ``current_session()``; services take a
+session and only flush; the view commits once. The session is closed (and
+rolled back if not committed) when the request ends.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app, g
+from sqlalchemy import DateTime, MetaData, create_engine, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+# Stable constraint names so Alembic can alter and drop them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Timestamped:
+    """Creation and last-change times, set by the database."""
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Database:
+    """The engine and session factory of one app."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 5, pool_size: int = 10) -> None:
+        self.engine: Engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=int(pool_size),
+            connect_args={"connect_timeout": int(connect_timeout), "application_name": "gridsvc"},
+        )
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def get_database() -> Database:
+    return current_app.extensions["gridsvc.db"]
+
+
+def current_session() -> Session:
+    """The session of the current request, opened on first use."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessionmaker()
+    return g.db_session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()  # rolls back whatever was not committed

@@ -1,0 +1,91 @@
+"""Errors a client can act on, each an RFC 9457 problem type.
+
+Every class carries its HTTP status, a stable ``type`` URI that clients
+branch on, and a short ``title``; the instance carries the ``detail`` text
+written for the user, and optional ``errors`` (field -> messages) and extra
+members. Nothing here imports from the rest of the project.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "/problems/"
+
+
+class GridsvcError(Exception):
+    """Base of every error the API answers with a problem document."""
+
+    status: int = 500
+    type: str = "about:blank"
+    title: str = "Internal Server Error"
+
+    def __init__(self, detail: str | None = None, *, errors: Any = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+def _problem(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+class BadRequest(GridsvcError):
+    status, type, title = 400, _problem("bad-request"), "Bad Request"
+
+
+class MalformedJson(BadRequest):
+    type, title = _problem("malformed-json"), "Malformed JSON"
+
+
+class NotFound(GridsvcError):
+    status, type, title = 404, _problem("not-found"), "Not Found"
+
+
+class Conflict(GridsvcError):
+    status, type, title = 409, _problem("conflict"), "Conflict"
+
+
+class ZoneOverlap(Conflict):
+    type, title = _problem("zone-overlap"), "Zone overlaps another zone"
+
+
+class HasDependents(Conflict):
+    type, title = _problem("has-dependents"), "Resource still has dependents"
+
+
+class DuplicateCode(Conflict):
+    type, title = _problem("duplicate-code"), "Code already in use"
+
+
+class UnsupportedMediaType(GridsvcError):
+    status, type, title = 415, _problem("unsupported-media-type"), "Unsupported Media Type"
+
+
+class ValidationFailed(GridsvcError):
+    status, type, title = 422, _problem("validation"), "Validation Failed"
+
+
+class InvalidGeometry(ValidationFailed):
+    type, title = _problem("invalid-geometry"), "Invalid Geometry"
+
+
+class OutsideCommunity(ValidationFailed):
+    type, title = _problem("outside-community"), "Outside the community"
+
+
+class ServiceUnavailable(GridsvcError):
+    status, type, title = 503, _problem("service-unavailable"), "Service Unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    type, title = _problem("database-unavailable"), "Database Unavailable"

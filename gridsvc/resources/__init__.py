@@ -1,0 +1,11 @@
+"""One blueprint per resource, all mounted under /api/v1."""
+from __future__ import annotations
+
+from gridsvc.api import Api
+
+
+def register_blueprints(api: Api) -> None:
+    from gridsvc.resources import communities, enterprises, health, zones
+
+    for module in (health, communities, zones, enterprises):
+        api.register_blueprint(module.blp, url_prefix="/api/v1")

@@ -1,0 +1,119 @@
+"""Grid zones of a community: CRUD, coverage, equal-area split and locate."""
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from gridsvc.api import Blueprint
+from gridsvc.db import current_session
+from gridsvc.schemas.common import PointIn
+from gridsvc.schemas.zones import (CoverageOut, LocateOut, SplitIn, SplitOut, ZoneCollectionOut, ZoneCreate, ZoneOut,
+                                   ZoneUpdate, zone_collection, zone_feature)
+from gridsvc.services import zones as service
+
+blp = Blueprint("zones", __name__, description="Grid zones (网格) that tile a community")
+
+
+@blp.route("/communities/<int:community_id>/zones")
+class CommunityZones(MethodView):
+    @blp.response(200, ZoneCollectionOut)
+    def get(self, community_id):
+        """The community's zones as a GeoJSON FeatureCollection"""
+        return zone_collection(service.list_zones(current_session(), community_id))
+
+    @blp.arguments(ZoneCreate)
+    @blp.response(201, ZoneOut)
+    def post(self, feature, community_id):
+        """Add a zone (a GeoJSON Feature) inside the community, overlapping no other zone"""
+        session = current_session()
+        zone = service.create_zone(session, community_id, geometry=feature["geometry"], **feature["properties"])
+        session.commit()
+        return zone_feature(zone)
+
+
+@blp.route("/communities/<int:community_id>/coverage")
+class CommunityCoverage(MethodView):
+    @blp.response(200, CoverageOut)
+    def get(self, community_id):
+        """How well the zones tile the community: gaps, overlaps, zones without a liaison"""
+        report = service.coverage_report(current_session(), community_id)
+        return coverage_body(report)
+
+
+@blp.route("/communities/<int:community_id>/zones/split")
+class CommunitySplit(MethodView):
+    @blp.arguments(SplitIn)
+    @blp.response(200, SplitOut)
+    def post(self, data, community_id):
+        """Propose N compact zones of near-equal area (commit=true saves them)"""
+        session = current_session()
+        if data["commit"]:
+            proposals = service.commit_split(session, community_id, data["count"])
+            session.commit()
+        else:
+            proposals = service.propose_split(session, community_id, data["count"])
+        areas = [p.area_m2 for p in proposals]
+        return {
+            "committed": data["commit"], "count": len(proposals),
+            "area_ratio": round(max(areas) / min(areas), 4),
+            "features": [{"geometry": p.geometry, "properties": {"code": p.code, "name": p.name, "area_m2": round(p.area_m2, 1)}}
+                         for p in proposals],
+        }
+
+
+@blp.route("/zones/locate")
+class ZoneLocate(MethodView):
+    @blp.arguments(PointIn, location="query")
+    @blp.response(200, LocateOut)
+    def get(self, point):
+        """The zone and community containing a point (GCJ-02 and BD-09 are converted to WGS-84 first)"""
+        located = service.locate(current_session(), point.lon, point.lat)
+        return {"zone": located.zone, "community": located.community, "point": point.as_dict(), "input": point.input_dict()}
+
+
+@blp.route("/zones/<int:zone_id>")
+class ZoneItem(MethodView):
+    @blp.response(200, ZoneOut)
+    def get(self, zone_id):
+        """Get one zone as a GeoJSON Feature"""
+        return zone_feature(service.get_zone(current_session(), zone_id))
+
+    @blp.arguments(ZoneUpdate)
+    @blp.response(200, ZoneOut)
+    def patch(self, feature, zone_id):
+        """Change a zone's geometry, name or liaison"""
+        session = current_session()
+        changes = dict(feature.get("properties", {}))
+        if "geometry" in feature:
+            changes["geometry"] = feature["geometry"]
+        zone = service.update_zone(session, zone_id, changes)
+        session.commit()
+        return zone_feature(zone)
+
+    @blp.response(204)
+    def delete(self, zone_id):
+        """Delete a zone; its enterprises fall to whichever zone now holds them"""
+        session = current_session()
+        service.delete_zone(session, zone_id)
+        session.commit()
+
+
+def _zone_ref(zone) -> dict:
+    return {"id": zone.id, "code": zone.code, "name": zone.name}
+
+
+def coverage_body(report: service.CoverageReport) -> dict:
+    by_id = {z.id: z for z in report.zones}
+    cov = report.coverage
+    return {
+        "community_id": report.community.id,
+        "zone_count": len(report.zones),
+        "community_area_m2": round(cov.community_area_m2, 1),
+        "covered_area_m2": round(cov.covered_area_m2, 1),
+        "covered_share": round(cov.covered_share, 6),
+        "gap_area_m2": round(sum(area for _, area in cov.gaps), 2),
+        "gaps": {"features": [{"geometry": g, "properties": {"area_m2": round(a, 2)}} for g, a in cov.gaps]},
+        "overlaps": [{"zones": [_zone_ref(by_id[a]), _zone_ref(by_id[b])], "area_m2": round(area, 2)}
+                     for a, b, area in cov.overlaps],
+        "outside": [{"zone": _zone_ref(by_id[z]), "area_m2": round(area, 2)} for z, area in cov.outside],
+        "zones_without_liaison": [_zone_ref(z) for z in report.without_liaison],
+    }

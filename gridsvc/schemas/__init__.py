@@ -1,0 +1,1 @@
+"""Explicit marshmallow schemas: <Thing>Create, <Thing>Update, <Thing>Out, <Thing>Query."""

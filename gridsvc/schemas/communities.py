@@ -1,0 +1,68 @@
+"""Community request and response shapes."""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from geo.crs import geodesic_area_m2
+from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
+from gridsvc.models import COMMUNITY_KINDS
+from gridsvc.schemas.common import PageOut, PageQuery
+
+
+def _valid_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"Unknown IANA time zone {name!r}, e.g. Asia/Shanghai.") from exc
+
+
+NAME = validate.Length(1, 200)
+COUNT = validate.Range(min=0, max=10_000_000)
+
+
+class CommunityCreate(Schema):
+    name = fields.Str(required=True, validate=NAME, metadata={"example": "灵峰工业社区 Lingfeng Industrial Community"})
+    kind = fields.Str(required=True, validate=validate.OneOf(COMMUNITY_KINDS))
+    boundary = GeoJSONGeometry(required=True, kind=POLYGONAL)
+    enterprise_count = fields.Int(allow_none=True, validate=COUNT)
+    worker_count = fields.Int(allow_none=True, validate=COUNT)
+    timezone = fields.Str(load_default="Asia/Shanghai", validate=_valid_timezone)
+
+
+class CommunityUpdate(Schema):
+    name = fields.Str(validate=NAME)
+    kind = fields.Str(validate=validate.OneOf(COMMUNITY_KINDS))
+    boundary = GeoJSONGeometry(kind=POLYGONAL)
+    enterprise_count = fields.Int(allow_none=True, validate=COUNT)
+    worker_count = fields.Int(allow_none=True, validate=COUNT)
+    timezone = fields.Str(validate=_valid_timezone)
+
+
+class CommunityOut(Schema):
+    id = fields.Int()
+    name = fields.Str()
+    kind = fields.Str()
+    boundary = GeoJSONGeometry()
+    area_m2 = fields.Method("_area", metadata={"description": "geodesic area of the boundary"})
+    enterprise_count = fields.Int(allow_none=True)
+    worker_count = fields.Int(allow_none=True)
+    timezone = fields.Str()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def _area(self, community) -> float:
+        return round(geodesic_area_m2(as_shape(community.boundary)), 1)
+
+
+class CommunityQuery(PageQuery):
+    kind = fields.Str(validate=validate.OneOf(COMMUNITY_KINDS))
+
+
+class CommunityPageOut(PageOut):
+    items = fields.List(fields.Nested(CommunityOut))
+
+
+class CommunityDeleteQuery(Schema):
+    cascade = fields.Bool(load_default=False, metadata={"description": "also delete its zones and enterprises"})

@@ -1,0 +1,50 @@
+"""Enterprise shapes; the location is a point input ``{lon, lat, crs}``."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from gridsvc.fields import as_shape
+from gridsvc.schemas.common import PageOut, PageQuery, PointIn
+
+WORKERS = validate.Range(min=0, max=1_000_000)
+
+
+class EnterpriseCreate(Schema):
+    name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "宁波灵峰精密机械有限公司"})
+    location = fields.Nested(PointIn, required=True)
+    workers = fields.Int(load_default=0, validate=WORKERS)
+
+
+class EnterpriseUpdate(Schema):
+    name = fields.Str(validate=validate.Length(1, 200))
+    location = fields.Nested(PointIn)
+    workers = fields.Int(validate=WORKERS)
+
+
+class ZoneRefOut(Schema):
+    id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+
+
+class EnterpriseOut(Schema):
+    id = fields.Int()
+    community_id = fields.Int()
+    name = fields.Str()
+    workers = fields.Int()
+    location = fields.Method("_location", metadata={"description": "WGS-84 {lon, lat}"})
+    zone = fields.Nested(ZoneRefOut, allow_none=True, metadata={"description": "the zone holding the location"})
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def _location(self, enterprise) -> dict:
+        point = as_shape(enterprise.location)
+        return {"lon": point.x, "lat": point.y, "crs": "wgs84"}
+
+
+class EnterpriseQuery(PageQuery):
+    zone_id = fields.Int(metadata={"description": "only enterprises in this zone"})
+
+
+class EnterprisePageOut(PageOut):
+    items = fields.List(fields.Nested(EnterpriseOut))

@@ -1,0 +1,157 @@
+"""Zone shapes: zones travel as GeoJSON Features."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from geo.crs import geodesic_area_m2
+from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
+from gridsvc.schemas.common import PointOut
+
+CODE = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
+FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
+
+
+class ZonePropertiesCreate(Schema):
+    code = fields.Str(required=True, validate=CODE, metadata={"example": "G01"})
+    name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "第一网格 G01"})
+    liaison = fields.Str(allow_none=True, validate=validate.Length(max=200), metadata={"description": "the zone's liaison (联络员)"})
+
+
+class ZonePropertiesUpdate(Schema):
+    name = fields.Str(validate=validate.Length(1, 200))
+    liaison = fields.Str(allow_none=True, validate=validate.Length(max=200))
+
+
+class ZoneCreate(Schema):
+    """A GeoJSON Feature: a Polygon or MultiPolygon and the zone's properties."""
+
+    type = fields.Str(required=True, validate=FEATURE)
+    geometry = GeoJSONGeometry(required=True, kind=POLYGONAL)
+    properties = fields.Nested(ZonePropertiesCreate, required=True)
+
+
+class ZoneUpdate(Schema):
+    """Part of a GeoJSON Feature: a new geometry, new properties, or both."""
+
+    type = fields.Str(validate=FEATURE)
+    geometry = GeoJSONGeometry(kind=POLYGONAL)
+    properties = fields.Nested(ZonePropertiesUpdate)
+
+
+class ZonePropertiesOut(Schema):
+    id = fields.Int()
+    community_id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+    liaison = fields.Str(allow_none=True)
+    area_m2 = fields.Method("_area")
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+    def _area(self, zone) -> float:
+        return round(geodesic_area_m2(as_shape(zone.geom)), 1)
+
+
+class ZoneOut(Schema):
+    type = fields.Constant("Feature")
+    id = fields.Int()
+    geometry = GeoJSONGeometry()
+    properties = fields.Nested(ZonePropertiesOut)
+
+
+class ZoneCollectionOut(Schema):
+    type = fields.Constant("FeatureCollection")
+    numberMatched = fields.Int(data_key="numberMatched")
+    numberReturned = fields.Int(data_key="numberReturned")
+    features = fields.List(fields.Nested(ZoneOut))
+
+
+def zone_feature(zone) -> dict:
+    return {"id": zone.id, "geometry": zone.geom, "properties": zone}
+
+
+def zone_collection(zones) -> dict:
+    features = [zone_feature(z) for z in zones]
+    return {"numberMatched": len(features), "numberReturned": len(features), "features": features}
+
+
+class SplitIn(Schema):
+    count = fields.Int(required=True, validate=validate.Range(1, 1000), metadata={"example": 10})
+    commit = fields.Bool(load_default=False, metadata={"description": "save the proposal as the community's zones"})
+
+
+class ProposalPropertiesOut(Schema):
+    code = fields.Str()
+    name = fields.Str()
+    area_m2 = fields.Float()
+
+
+class ProposalFeatureOut(Schema):
+    type = fields.Constant("Feature")
+    geometry = GeoJSONGeometry()
+    properties = fields.Nested(ProposalPropertiesOut)
+
+
+class SplitOut(Schema):
+    type = fields.Constant("FeatureCollection")
+    committed = fields.Bool()
+    count = fields.Int()
+    area_ratio = fields.Float(metadata={"description": "largest / smallest zone area"})
+    features = fields.List(fields.Nested(ProposalFeatureOut))
+
+
+class CoverageZoneRef(Schema):
+    id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+
+
+class OverlapOut(Schema):
+    zones = fields.List(fields.Nested(CoverageZoneRef))
+    area_m2 = fields.Float()
+
+
+class OutsideOut(Schema):
+    zone = fields.Nested(CoverageZoneRef)
+    area_m2 = fields.Float()
+
+
+class GapPropertiesOut(Schema):
+    area_m2 = fields.Float()
+
+
+class GapFeatureOut(Schema):
+    type = fields.Constant("Feature")
+    geometry = GeoJSONGeometry()
+    properties = fields.Nested(GapPropertiesOut)
+
+
+class GapCollectionOut(Schema):
+    type = fields.Constant("FeatureCollection")
+    features = fields.List(fields.Nested(GapFeatureOut))
+
+
+class CoverageOut(Schema):
+    community_id = fields.Int()
+    zone_count = fields.Int()
+    community_area_m2 = fields.Float()
+    covered_area_m2 = fields.Float()
+    covered_share = fields.Float(metadata={"description": "0..1, share of the community inside some zone"})
+    gap_area_m2 = fields.Float()
+    gaps = fields.Nested(GapCollectionOut)
+    overlaps = fields.List(fields.Nested(OverlapOut))
+    outside = fields.List(fields.Nested(OutsideOut), metadata={"description": "zones sticking out of the community"})
+    zones_without_liaison = fields.List(fields.Nested(CoverageZoneRef))
+
+
+class LocatedCommunityOut(Schema):
+    id = fields.Int()
+    name = fields.Str()
+    kind = fields.Str()
+
+
+class LocateOut(Schema):
+    zone = fields.Nested(ZonePropertiesOut)
+    community = fields.Nested(LocatedCommunityOut)
+    point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point that was located"})
+    input = fields.Nested(PointOut, metadata={"description": "the point as sent"})

@@ -1,0 +1,89 @@
+"""Communities: the park, market or town that grid zones tile."""
+from __future__ import annotations
+
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import Conflict, HasDependents, NotFound
+from gridsvc.models import Community, Enterprise, Zone
+from gridsvc.services import Page
+
+# A zone or enterprise may stick out of its community by this much: boundaries
+# drawn by hand on different maps rarely agree to the centimetre.
+CONTAINMENT_TOLERANCE_M = 1.0
+
+
+def get_community(session: Session, community_id: int, *, for_update: bool = False) -> Community:
+    """The community, or NotFound. ``for_update`` locks its row: zone writes of
+    one community take this lock so that two racing writers cannot both pass
+    the overlap check."""
+    community = session.get(Community, community_id, with_for_update=for_update or None)
+    if community is None:
+        raise NotFound(f"Community {community_id} does not exist.")
+    return community
+
+
+def list_communities(session: Session, *, kind: str | None = None, limit: int = 100, offset: int = 0) -> Page[Community]:
+    query = select(Community)
+    if kind:
+        query = query.where(Community.kind == kind)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    items = session.scalars(query.order_by(Community.id).limit(limit).offset(offset)).all()
+    return Page(items=items, total=total or 0, limit=limit, offset=offset)
+
+
+def create_community(session: Session, *, name: str, kind: str, boundary: BaseGeometry, timezone: str,
+                     enterprise_count: int | None = None, worker_count: int | None = None) -> Community:
+    community = Community(name=name, kind=kind, boundary=gsql.literal_geometry(boundary), timezone=timezone,
+                          enterprise_count=enterprise_count, worker_count=worker_count)
+    session.add(community)
+    session.flush()
+    return community
+
+
+def update_community(session: Session, community_id: int, changes: dict[str, Any]) -> Community:
+    community = get_community(session, community_id, for_update=True)
+    boundary = changes.pop("boundary", None)
+    for key, value in changes.items():
+        setattr(community, key, value)
+    if boundary is not None:
+        _check_boundary_keeps_contents(session, community_id, boundary)
+        community.boundary = gsql.literal_geometry(boundary)
+    session.flush()
+    return community
+
+
+def _check_boundary_keeps_contents(session: Session, community_id: int, boundary: BaseGeometry) -> None:
+    """A new boundary must still hold the community's zones and enterprises."""
+    grown = gsql.buffered_m(gsql.literal_geometry(boundary), CONTAINMENT_TOLERANCE_M)
+    zones = session.execute(
+        select(Zone.code, gsql.area_m2(func.ST_Difference(Zone.geom, gsql.literal_geometry(boundary))))
+        .where(Zone.community_id == community_id, ~func.ST_Covers(grown, Zone.geom))
+        .order_by(Zone.code)
+    ).all()
+    if zones:
+        listed = ", ".join(f"{code} ({area:.0f} m² outside)" for code, area in zones)
+        raise Conflict(f"The new boundary would leave zones outside the community: {listed}.",
+                       zones=[{"code": code, "outside_area_m2": round(area, 2)} for code, area in zones])
+    outside = session.scalars(
+        select(Enterprise.name).where(Enterprise.community_id == community_id, ~func.ST_Covers(grown, Enterprise.location))
+    ).all()
+    if outside:
+        raise Conflict(f"The new boundary would leave {len(outside)} enterprise(s) outside the community, "
+                       f"e.g. {outside[0]}.", enterprises=list(outside))
+
+
+def delete_community(session: Session, community_id: int, *, cascade: bool = False) -> None:
+    community = get_community(session, community_id, for_update=True)
+    zones = session.scalar(select(func.count()).where(Zone.community_id == community_id))
+    enterprises = session.scalar(select(func.count()).where(Enterprise.community_id == community_id))
+    if (zones or enterprises) and not cascade:
+        raise HasDependents(
+            f"Community {community_id} still has {zones} zone(s) and {enterprises} enterprise(s); "
+            "delete them first or pass cascade=true.", zones=zones, enterprises=enterprises)
+    session.delete(community)  # zones and enterprises go by ON DELETE CASCADE
+    session.flush()

@@ -1,0 +1,81 @@
+"""Enterprises of a community, each placed in the zone holding its location."""
+from __future__ import annotations
+
+from typing import Any
+
+from shapely.geometry import Point
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import NotFound, OutsideCommunity
+from gridsvc.models import Community, Enterprise, Zone
+from gridsvc.services import Page
+from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
+
+
+def _zone_for(session: Session, community_id: int, location: Point) -> int | None:
+    return session.scalar(
+        select(Zone.id).where(Zone.community_id == community_id,
+                              func.ST_Covers(Zone.geom, gsql.literal_geometry(location)))
+        .order_by(Zone.code).limit(1)
+    )
+
+
+def _check_inside(session: Session, community_id: int, location: Point) -> None:
+    g = gsql.literal_geometry(location)
+    inside, distance = session.execute(
+        select(func.ST_Covers(gsql.buffered_m(Community.boundary, CONTAINMENT_TOLERANCE_M), g),
+               gsql.distance_m(Community.boundary, g)).where(Community.id == community_id)
+    ).one()
+    if not inside:
+        raise OutsideCommunity(
+            f"The location ({location.x:.6f}, {location.y:.6f}) is {distance:.0f} m outside community {community_id}.",
+            distance_m=round(distance, 1))
+
+
+def get_enterprise(session: Session, community_id: int, enterprise_id: int) -> Enterprise:
+    enterprise = session.get(Enterprise, enterprise_id)
+    if enterprise is None or enterprise.community_id != community_id:
+        raise NotFound(f"Enterprise {enterprise_id} does not exist in community {community_id}.")
+    return enterprise
+
+
+def list_enterprises(session: Session, community_id: int, *, zone_id: int | None = None,
+                     limit: int = 100, offset: int = 0) -> Page[Enterprise]:
+    get_community(session, community_id)
+    query = select(Enterprise).where(Enterprise.community_id == community_id)
+    if zone_id is not None:
+        query = query.where(Enterprise.zone_id == zone_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    items = session.scalars(query.order_by(Enterprise.id).limit(limit).offset(offset)).all()
+    return Page(items=items, total=total or 0, limit=limit, offset=offset)
+
+
+def create_enterprise(session: Session, community_id: int, *, name: str, location: Point, workers: int = 0) -> Enterprise:
+    get_community(session, community_id)
+    _check_inside(session, community_id, location)
+    enterprise = Enterprise(community_id=community_id, name=name, workers=workers,
+                            location=gsql.literal_geometry(location),
+                            zone_id=_zone_for(session, community_id, location))
+    session.add(enterprise)
+    session.flush()
+    return enterprise
+
+
+def update_enterprise(session: Session, community_id: int, enterprise_id: int, changes: dict[str, Any]) -> Enterprise:
+    enterprise = get_enterprise(session, community_id, enterprise_id)
+    location = changes.pop("location", None)
+    for key, value in changes.items():
+        setattr(enterprise, key, value)
+    if location is not None:
+        _check_inside(session, community_id, location)
+        enterprise.location = gsql.literal_geometry(location)
+        enterprise.zone_id = _zone_for(session, community_id, location)
+    session.flush()
+    return enterprise
+
+
+def delete_enterprise(session: Session, community_id: int, enterprise_id: int) -> None:
+    session.delete(get_enterprise(session, community_id, enterprise_id))
+    session.flush()

@@ -1,0 +1,216 @@
+"""Grid zones: the N zones (often 10) that tile a community, one liaison each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from geo.crs import geodesic_area_m2
+from geo.grid import Coverage, coverage, split_equal_area
+from gridsvc.errors import Conflict, DuplicateCode, NotFound, OutsideCommunity, ZoneOverlap
+from gridsvc.fields import as_shape
+from gridsvc.models import Community, Enterprise, Zone
+from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
+
+# Overlaps smaller than this are floating-point noise along a shared edge.
+OVERLAP_TOLERANCE_M2 = 0.01
+MAX_SPLIT = 1000
+
+
+def get_zone(session: Session, zone_id: int, *, for_update: bool = False) -> Zone:
+    zone = session.get(Zone, zone_id, with_for_update=for_update or None)
+    if zone is None:
+        raise NotFound(f"Zone {zone_id} does not exist.")
+    return zone
+
+
+def list_zones(session: Session, community_id: int) -> list[Zone]:
+    get_community(session, community_id)
+    return list(session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)))
+
+
+def create_zone(session: Session, community_id: int, *, code: str, name: str, geometry: BaseGeometry,
+                liaison: str | None = None) -> Zone:
+    get_community(session, community_id, for_update=True)  # one zone writer per community at a time
+    _check_code_free(session, community_id, code)
+    _check_inside_community(session, community_id, geometry)
+    _check_no_overlap(session, community_id, geometry)
+    zone = Zone(community_id=community_id, code=code, name=name, liaison=liaison,
+                geom=gsql.literal_geometry(geometry))
+    session.add(zone)
+    session.flush()
+    assign_enterprises(session, community_id)
+    return zone
+
+
+def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone:
+    zone = get_zone(session, zone_id)
+    get_community(session, zone.community_id, for_update=True)
+    geometry = changes.pop("geometry", None)
+    for key, value in changes.items():
+        setattr(zone, key, value)
+    if geometry is not None:
+        _check_inside_community(session, zone.community_id, geometry)
+        _check_no_overlap(session, zone.community_id, geometry, exclude_zone_id=zone.id)
+        zone.geom = gsql.literal_geometry(geometry)
+    session.flush()
+    if geometry is not None:
+        assign_enterprises(session, zone.community_id)
+    return zone
+
+
+def delete_zone(session: Session, zone_id: int) -> None:
+    zone = get_zone(session, zone_id)
+    community_id = zone.community_id
+    get_community(session, community_id, for_update=True)
+    session.delete(zone)
+    session.flush()
+    assign_enterprises(session, community_id)
+
+
+def _check_code_free(session: Session, community_id: int, code: str) -> None:
+    if session.scalar(select(Zone.id).where(Zone.community_id == community_id, Zone.code == code)):
+        raise DuplicateCode(f"Community {community_id} already has a zone with code {code}.", code=code)
+
+
+def _check_inside_community(session: Session, community_id: int, geometry: BaseGeometry) -> None:
+    g = gsql.literal_geometry(geometry)
+    inside, outside_m2 = session.execute(
+        select(func.ST_Covers(gsql.buffered_m(Community.boundary, CONTAINMENT_TOLERANCE_M), g),
+               gsql.area_m2(func.ST_Difference(g, Community.boundary)))
+        .where(Community.id == community_id)
+    ).one()
+    if not inside:
+        raise OutsideCommunity(
+            f"The zone lies partly outside community {community_id}: {outside_m2:.1f} m² outside "
+            f"(tolerance {CONTAINMENT_TOLERANCE_M:g} m).", outside_area_m2=round(outside_m2, 2))
+
+
+def _check_no_overlap(session: Session, community_id: int, geometry: BaseGeometry,
+                      exclude_zone_id: int | None = None) -> None:
+    g = gsql.literal_geometry(geometry)
+    query = (
+        select(Zone.id, Zone.code, Zone.name, gsql.area_m2(func.ST_Intersection(Zone.geom, g)).label("area"))
+        .where(Zone.community_id == community_id, func.ST_Intersects(Zone.geom, g), gsql.interiors_intersect(Zone.geom, g))
+    )
+    if exclude_zone_id is not None:
+        query = query.where(Zone.id != exclude_zone_id)
+    overlaps = [row for row in session.execute(query) if row.area > OVERLAP_TOLERANCE_M2]
+    if overlaps:
+        overlaps.sort(key=lambda row: -row.area)
+        worst = overlaps[0]
+        raise ZoneOverlap(
+            f"The zone overlaps zone {worst.code} ({worst.name}) by {worst.area:.1f} m².",
+            overlaps=[{"zone_id": r.id, "code": r.code, "area_m2": round(r.area, 2)} for r in overlaps])
+
+
+def assign_enterprises(session: Session, community_id: int) -> None:
+    """Put every enterprise of the community in the zone holding its location.
+
+    Run after any zone change; a point on a shared edge goes to the zone
+    with the lowest code, so the answer is stable.
+    """
+    session.execute(text("""
+        UPDATE enterprise e SET zone_id = z.zone_id
+        FROM (
+            SELECT e2.id AS enterprise_id,
+                   (SELECT z.id FROM zone z
+                     WHERE z.community_id = e2.community_id AND ST_Covers(z.geom, e2.location)
+                     ORDER BY z.code LIMIT 1) AS zone_id
+            FROM enterprise e2 WHERE e2.community_id = :cid
+        ) z
+        WHERE e.id = z.enterprise_id AND e.zone_id IS DISTINCT FROM z.zone_id
+    """), {"cid": community_id})
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Enterprise) and obj.community_id == community_id:
+            session.expire(obj, ["zone_id", "zone"])
+
+
+# ------------------------------------------------------------ coverage & split
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    community: Community
+    zones: list[Zone]
+    coverage: Coverage
+
+    @property
+    def without_liaison(self) -> list[Zone]:
+        return [z for z in self.zones if not (z.liaison or "").strip()]
+
+
+def coverage_report(session: Session, community_id: int) -> CoverageReport:
+    community = get_community(session, community_id)
+    zones = list_zones(session, community_id)
+    result = coverage(as_shape(community.boundary), {z.id: as_shape(z.geom) for z in zones},
+                      min_area_m2=OVERLAP_TOLERANCE_M2)
+    return CoverageReport(community=community, zones=zones, coverage=result)
+
+
+@dataclass(frozen=True)
+class ZoneProposal:
+    code: str
+    name: str
+    geometry: BaseGeometry
+    area_m2: float
+
+
+def zone_code(index: int, count: int) -> str:
+    """G01..G10 for ten zones; G001.. once there are more than 99."""
+    return f"G{index:0{max(2, len(str(count)))}d}"
+
+
+def propose_split(session: Session, community_id: int, count: int) -> list[ZoneProposal]:
+    community = get_community(session, community_id)
+    pieces = split_equal_area(as_shape(community.boundary), count)
+    proposals = []
+    for index, piece in enumerate(pieces, start=1):
+        code = zone_code(index, count)
+        proposals.append(ZoneProposal(code=code, name=f"网格 {code}", geometry=piece, area_m2=geodesic_area_m2(piece)))
+    return proposals
+
+
+def commit_split(session: Session, community_id: int, count: int) -> list[ZoneProposal]:
+    """Save a split; only for a community without zones (else 409)."""
+    get_community(session, community_id, for_update=True)
+    existing = session.scalar(select(func.count()).where(Zone.community_id == community_id))
+    if existing:
+        raise Conflict(f"Community {community_id} already has {existing} zone(s); delete them before splitting.",
+                       zone_count=existing)
+    proposals = propose_split(session, community_id, count)
+    session.add_all(Zone(community_id=community_id, code=p.code, name=p.name, geom=gsql.literal_geometry(p.geometry))
+                    for p in proposals)
+    session.flush()
+    assign_enterprises(session, community_id)
+    return proposals
+
+
+# ------------------------------------------------------------ locate
+
+
+@dataclass(frozen=True)
+class Located:
+    zone: Zone
+    community: Community
+
+
+def locate(session: Session, lon: float, lat: float) -> Located:
+    """The zone (and its community) that contains a WGS-84 point.
+
+    ``ST_Covers`` uses the GiST index on zone.geom; a point on a shared edge
+    belongs to both zones and the lowest id wins so the answer is stable.
+    """
+    row = session.execute(
+        select(Zone, Community).join(Community, Zone.community_id == Community.id)
+        .where(func.ST_Covers(Zone.geom, gsql.point(lon, lat)))
+        .order_by(Zone.id).limit(1)
+    ).first()
+    if row is None:
+        raise NotFound(f"No zone contains the point ({lon:.6f}, {lat:.6f}).", point={"lon": lon, "lat": lat, "crs": "wgs84"})
+    return Located(zone=row[0], community=row[1])
+
