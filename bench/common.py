@@ -1,0 +1,83 @@
+"""Shared benchmark plumbing: a scratch database, a real gunicorn server, statistics."""
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import requests
+from sqlalchemy.engine import make_url
+
+from gridsvc import localdb
+from gridsvc.config import database_url
+from gridsvc.migrate import upgrade
+
+
+def bench_database_url() -> str:
+    """``<db>_bench`` beside the configured database, rebuilt from the migrations."""
+    base = database_url()
+    if not base:
+        raise SystemExit("no database: run `gridsvc db start` or set DATABASE_URL")
+    url = make_url(base)
+    rendered = url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
+    localdb.ensure_database(rendered, recreate=True)
+    upgrade(rendered)
+    return rendered
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(url: str, workers: int = 2) -> Iterator[str]:
+    """The API under gunicorn on a free loopback port, as `gridsvc serve` runs it."""
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=url, GRIDSVC_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+         "--log-level", "warning", "gridsvc.app:create_app()"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the API did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(samples_s: Sequence[float]) -> tuple[float, float]:
+    """(median, p99) in milliseconds."""
+    ms = [s * 1000 for s in samples_s]
+    return statistics.median(ms), percentile(ms, 99)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = " | ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(str(x).ljust(w) for x, w in zip(row, widths)))

@@ -1,0 +1,83 @@
+"""Every error path answers RFC 9457 problem+json and leaks nothing."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from gridsvc.models import Community
+from tests.helpers import assert_problem, community_body, count
+
+
+def test_unknown_route_is_404_problem(client):
+    body = assert_problem(client.get("/api/v1/no-such-thing"), 404, "not-found")
+    assert body["detail"]
+
+
+def test_wrong_method_is_405_with_allow_header(client):
+    response = client.put("/api/v1/communities", json={})
+    assert_problem(response, 405, "method-not-allowed")
+    assert "POST" in response.headers["Allow"] and "GET" in response.headers["Allow"]
+
+
+def test_malformed_json_is_400_saying_where(client, session):
+    before = count(session, Community)
+    response = client.post("/api/v1/communities", data='{"name": "x",', content_type="application/json")
+    body = assert_problem(response, 400, "malformed-json")
+    assert "line 1" in body["detail"]
+    assert count(session, Community) == before
+
+
+def test_nan_and_infinity_are_not_json(client, session):
+    before = count(session, Community)
+    for token in ("NaN", "Infinity", "-Infinity"):
+        raw = '{"name": "x", "kind": "market", "worker_count": %s}' % token
+        body = assert_problem(client.post("/api/v1/communities", data=raw, content_type="application/json"), 400)
+        assert token.lstrip("-") in body["detail"]
+    assert count(session, Community) == before
+
+
+def test_non_json_content_type_is_415(client, session):
+    before = count(session, Community)
+    response = client.post("/api/v1/communities", data="name=x&kind=market", content_type="application/x-www-form-urlencoded")
+    body = assert_problem(response, 415, "unsupported-media-type")
+    assert "application/json" in body["detail"]
+    assert count(session, Community) == before
+
+
+def test_geo_json_content_type_is_accepted(client):
+    import json
+
+    response = client.post("/api/v1/communities", data=json.dumps(community_body()), content_type="application/geo+json")
+    assert response.status_code == 201
+
+
+def test_validation_is_422_with_field_messages(client):
+    body = assert_problem(client.post("/api/v1/communities", json={"kind": "castle"}), 422, "validation")
+    assert set(body["errors"]) >= {"name", "kind", "boundary"}
+    assert "industrial_park" in body["errors"]["kind"][0]
+
+
+def test_body_over_10_mb_is_413(client, session):
+    before = count(session, Community)
+    huge = '{"name": "' + "x" * (10 * 1024 * 1024 + 10) + '"}'
+    assert_problem(client.post("/api/v1/communities", data=huge, content_type="application/json"), 413)
+    assert count(session, Community) == before
+
+
+def test_500_does_not_leak_internals(app):
+    boom = Blueprint("boom", __name__)
+
+    @boom.route("/api/v1/boom")
+    def explode():
+        raise RuntimeError("password=hunter2 at /srv/secret.py line 42")
+
+    app.register_blueprint(boom)
+    response = app.test_client().get("/api/v1/boom")
+    body = assert_problem(response, 500)
+    text = response.get_data(as_text=True)
+    assert "hunter2" not in text and "secret.py" not in text and "RuntimeError" not in text
+    assert body["type"] == "about:blank"
+
+
+def test_unknown_query_parameter_value_is_422(client):
+    body = assert_problem(client.get("/api/v1/communities?limit=0"), 422)
+    assert "limit" in body["errors"]

@@ -1,0 +1,84 @@
+"""One real PostGIS database per run, built by the migrations, with Lingfeng loaded.
+
+Every test runs inside a transaction that is rolled back at its end: the app's
+sessions join it through savepoints (SQLAlchemy's
+``join_transaction_mode="create_savepoint"``), so a view's commit is real to
+the view but invisible to the next test. Tests that need real commits (races
+between two connections) use ``committed_client`` and clean up after
+themselves.
+"""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc import localdb
+from gridsvc.app import create_app
+from gridsvc.config import test_database_url
+from gridsvc.migrate import upgrade
+from gridsvc.models import Community
+from gridsvc.seed import load_lingfeng
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = test_database_url()
+    if not url:
+        pytest.exit("no test database: run `make test` (or `gridsvc db start`) or set DATABASE_URL", returncode=2)
+    localdb.ensure_database(url, recreate=True)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        load_lingfeng(session)
+        session.commit()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def connection(engine):
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        outer.rollback()
+
+
+@pytest.fixture()
+def session(connection) -> Session:
+    """A session inside the test's transaction, for arranging and checking data."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture()
+def app(database_url, connection):
+    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    app.extensions["gridsvc.db"].sessionmaker = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    yield app
+    app.extensions["gridsvc.db"].dispose()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def committed_app(database_url, engine):
+    """An app whose commits are real (for races between connections)."""
+    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    yield app
+    app.extensions["gridsvc.db"].dispose()
+
+
+@pytest.fixture()
+def lingfeng(session) -> Community:
+    return session.scalar(select(Community).where(Community.name.like("%Lingfeng%")))
+

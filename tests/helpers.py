@@ -1,0 +1,49 @@
+"""Small builders shared by the tests."""
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+PROBLEM = "application/problem+json"
+M_PER_DEG_LAT = 110_940.0  # near 30 N, accurate enough to build test shapes
+
+
+def count(session: Session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
+    """The point ``east_m`` / ``north_m`` metres from (lon, lat)."""
+    return (lon + east_m / (M_PER_DEG_LAT * math.cos(math.radians(lat))), lat + north_m / M_PER_DEG_LAT)
+
+
+def rect(lon: float, lat: float, width_m: float, height_m: float) -> dict:
+    """A GeoJSON Polygon: a width x height metre rectangle with its SW corner at (lon, lat)."""
+    x1, y1 = offset(lon, lat, width_m, height_m)
+    return {"type": "Polygon", "coordinates": [[[lon, lat], [x1, lat], [x1, y1], [lon, y1], [lon, lat]]]}
+
+
+def community_body(**overrides) -> dict:
+    body = {"name": "测试市场 Test Market", "kind": "market", "boundary": rect(120.30, 31.50, 1000, 1000),
+            "enterprise_count": 12, "worker_count": 300}
+    body.update(overrides)
+    return body
+
+
+def zone_feature(code: str, geometry: dict, name: str | None = None, liaison: str | None = None) -> dict:
+    properties = {"code": code, "name": name or f"Zone {code}"}
+    if liaison is not None:
+        properties["liaison"] = liaison
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def assert_problem(response, status: int, type_suffix: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json()
+    assert body["status"] == status and body["title"] and "type" in body
+    if type_suffix:
+        assert body["type"].endswith(type_suffix), body
+    return body
