@@ -43,7 +43,7 @@ def served(url: str, workers: int = 2) -> Iterator[str]:
     env = dict(os.environ, DATABASE_URL=url, GRIDSVC_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--log-level", "warning", "gridsvc.app:create_app()"], env=env)
+         "--log-level", "warning", "--no-control-socket", "gridsvc.app:create_app()"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

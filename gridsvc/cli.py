@@ -98,7 +98,7 @@ def serve(host: str, port: int, workers: int) -> None:
     _require_url()
     _echo(f"serving the API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/api/docs)")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--access-logfile", "-", "--timeout", "60", "gridsvc.app:create_app()"]
+            "--access-logfile", "-", "--no-control-socket", "--timeout", "60", "gridsvc.app:create_app()"]
     os.execv(sys.executable, argv)
 
 

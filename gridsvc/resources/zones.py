@@ -67,7 +67,7 @@ class ZoneLocate(MethodView):
     def get(self, point):
         """The zone and community containing a point (GCJ-02 and BD-09 are converted to WGS-84 first)"""
         located = service.locate(current_session(), point.lon, point.lat)
-        return {"zone": located.zone, "community": located.community, "point": point.as_dict(), "input": point.input_dict()}
+        return {"zone": located, "community": located, "point": point.as_dict(), "input": point.input_dict()}
 
 
 @blp.route("/zones/<int:zone_id>")

@@ -144,14 +144,22 @@ class CoverageOut(Schema):
     zones_without_liaison = fields.List(fields.Nested(CoverageZoneRef))
 
 
+class LocatedZoneOut(Schema):
+    id = fields.Int(attribute="zone_id")
+    code = fields.Str(attribute="zone_code")
+    name = fields.Str(attribute="zone_name")
+    liaison = fields.Str(allow_none=True)
+    area_m2 = fields.Float(attribute="zone_area_m2")
+
+
 class LocatedCommunityOut(Schema):
-    id = fields.Int()
-    name = fields.Str()
-    kind = fields.Str()
+    id = fields.Int(attribute="community_id")
+    name = fields.Str(attribute="community_name")
+    kind = fields.Str(attribute="community_kind")
 
 
 class LocateOut(Schema):
-    zone = fields.Nested(ZonePropertiesOut)
+    zone = fields.Nested(LocatedZoneOut)
     community = fields.Nested(LocatedCommunityOut)
     point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point that was located"})
     input = fields.Nested(PointOut, metadata={"description": "the point as sent"})

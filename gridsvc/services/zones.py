@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -195,8 +195,27 @@ def commit_split(session: Session, community_id: int, count: int) -> list[ZonePr
 
 @dataclass(frozen=True)
 class Located:
-    zone: Zone
-    community: Community
+    """The answer of ``locate``: plain values, no geometries (it is a hot path)."""
+
+    zone_id: int
+    zone_code: str
+    zone_name: str
+    liaison: str | None
+    zone_area_m2: float
+    community_id: int
+    community_name: str
+    community_kind: str
+
+
+# Built once: locate is the hot path, and building the statement per call
+# costs more than the index lookup it performs.
+_LOCATE = (
+    select(Zone.id, Zone.code, Zone.name, Zone.liaison, gsql.area_m2(Zone.geom),
+           Community.id, Community.name, Community.kind)
+    .join(Community, Zone.community_id == Community.id)
+    .where(func.ST_Covers(Zone.geom, gsql.point(bindparam("lon"), bindparam("lat"))))
+    .order_by(Zone.id).limit(1)
+)
 
 
 def locate(session: Session, lon: float, lat: float) -> Located:
@@ -204,13 +223,10 @@ def locate(session: Session, lon: float, lat: float) -> Located:
 
     ``ST_Covers`` uses the GiST index on zone.geom; a point on a shared edge
     belongs to both zones and the lowest id wins so the answer is stable.
+    Only the columns the answer needs are read: a town's boundary can be
+    megabytes and has no business crossing the wire for a point lookup.
     """
-    row = session.execute(
-        select(Zone, Community).join(Community, Zone.community_id == Community.id)
-        .where(func.ST_Covers(Zone.geom, gsql.point(lon, lat)))
-        .order_by(Zone.id).limit(1)
-    ).first()
+    row = session.execute(_LOCATE, {"lon": lon, "lat": lat}).first()
     if row is None:
         raise NotFound(f"No zone contains the point ({lon:.6f}, {lat:.6f}).", point={"lon": lon, "lat": lat, "crs": "wgs84"})
-    return Located(zone=row[0], community=row[1])
-
+    return Located(*row)
