@@ -8,15 +8,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install db clean
+.PHONY: run test install db browser clean
 
 run: db
 	$(BIN)/gridsvc migrate
 	$(BIN)/gridsvc seed lingfeng
 	$(BIN)/gridsvc serve
 
-test: db
+test: db browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Pages are tested in real headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing chromium for the browser tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "chromium is not installed: the browser tests will be skipped (sudo apt-get install chromium)"; fi; }
 
 install: $(STAMP)
 
