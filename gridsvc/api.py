@@ -136,7 +136,12 @@ class Api(flask_smorest.Api):
     def handle_gridsvc_error(self, error: errors.GridsvcError):
         if error.status >= 500:
             log.warning("answered %s: %s", error.status, error)
-        return problem_response(error.to_problem())
+        headers = {}
+        if isinstance(error, errors.Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="gridsvc"'
+        if isinstance(error, errors.TooManyAttempts):
+            headers["Retry-After"] = str(error.retry_after)
+        return problem_response(error.to_problem(), headers)
 
     def handle_database_down(self, error: OperationalError):
         log.error("database unavailable: %s", error.orig)

@@ -27,8 +27,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.teardown_appcontext(close_session)
 
+    from gridsvc.auth import init_auth, views_without_rules
+
+    init_auth(app)
     api = Api(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     from gridsvc.resources import register_blueprints
 
     register_blueprints(api)
+    # Every API route states who may call it; a route without a rule is a bug
+    # that must not reach a user, so the app refuses to start.
+    missing = views_without_rules(app)
+    if missing:
+        raise RuntimeError(f"API routes without an access rule: {', '.join(missing)}")
     return app

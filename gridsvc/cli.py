@@ -83,10 +83,66 @@ def seed(dataset: str) -> None:
         result = load_lingfeng(session)
         session.commit()
         if result.created:
-            _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises")
+            _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises, "
+                  f"{result.users} demo accounts")
         else:
             _echo(f"{result.community.name} is already loaded (community {result.community.id}); nothing to do")
     database.dispose()
+
+
+@main.group()
+def user() -> None:
+    """Accounts: create real users (the demo accounts are for trying things out only)."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--name", "display_name", required=True, help="the person's name as shown")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["admin", "planner", "liaison", "volunteer", "department", "worker"]))
+@click.option("--phone", default=None)
+@click.option("--department", "departments", multiple=True, help="department code (repeatable)")
+@click.password_option(help="asked for when not given; or set GRIDSVC_NEW_PASSWORD", envvar="GRIDSVC_NEW_PASSWORD")
+def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: str | None,
+             departments: tuple[str, ...], password: str) -> None:
+    """Create an account."""
+    from gridsvc.db import Database
+    from gridsvc.errors import GridsvcError
+    from gridsvc.services.accounts import create_user
+
+    if len(password) < 8:
+        raise click.ClickException("the password needs at least 8 characters")
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            created = create_user(session, username=username, password=password, display_name=display_name,
+                                  roles=list(roles), phone=phone, departments=list(departments))
+            session.commit()
+            _echo(f"created user {created.username} (id {created.id}) with roles {', '.join(created.roles)}")
+    except GridsvcError as exc:
+        raise click.ClickException(exc.detail or exc.title) from exc
+    finally:
+        database.dispose()
+
+
+@user.command("disable")
+@click.argument("username")
+def user_disable(username: str) -> None:
+    """Disable an account: its tokens stop working at once."""
+    from gridsvc.db import Database
+    from gridsvc.services.accounts import find_user, update_user
+
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            found = find_user(session, username)
+            if found is None:
+                raise click.ClickException(f"no user {username}")
+            update_user(session, found.id, {"disabled": True})
+            session.commit()
+            _echo(f"disabled {username}")
+    finally:
+        database.dispose()
 
 
 @main.command()

@@ -6,10 +6,14 @@ Environment:
   GRIDSVC_PORT            HTTP port for ``gridsvc serve`` (default 8000)
   GRIDSVC_TEST_DATABASE_URL  the test suite's database (default: <db>_test beside DATABASE_URL)
   GRIDSVC_LOG_LEVEL       logging level (default INFO)
+  GRIDSVC_SECRET_KEY      signs tokens; default: generated once into .gridsvc/secret_key
+  GRIDSVC_ACCESS_TOKEN_MINUTES / GRIDSVC_REFRESH_TOKEN_DAYS   token lifetimes (60 / 30)
 """
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 from typing import Any, Mapping
 
 from sqlalchemy.engine import make_url
@@ -32,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "GRIDSVC_DB_CONNECT_TIMEOUT": 5,
     "GRIDSVC_DB_POOL_SIZE": 10,
     "GRIDSVC_DEFAULT_TIMEZONE": "Asia/Shanghai",
+    "GRIDSVC_ACCESS_TOKEN_MINUTES": 60,
+    "GRIDSVC_REFRESH_TOKEN_DAYS": 30,
+    "GRIDSVC_SECRET_KEY": None,
 }
 
 DEFAULT_DATABASE = "gridsvc"
@@ -68,6 +75,30 @@ def test_database_url(env: Mapping[str, str] | None = None) -> str | None:
         return None
     parsed = make_url(base)
     return parsed.set(database=f"{parsed.database}_test").render_as_string(hide_password=False)
+
+
+def secret_key(home: Path | None = None) -> str:
+    """The token-signing secret kept in ``.gridsvc/secret_key``, made on first use.
+
+    Written to a temporary file and hard-linked into place, so two gunicorn
+    workers starting together end up with the same key.
+    """
+    from gridsvc import localdb
+
+    home = home or localdb.home_dir()
+    path = home / "secret_key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = home / f".secret_key.{os.getpid()}"
+        tmp.write_text(secrets.token_urlsafe(48))
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

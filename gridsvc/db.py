@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Any
+
 from flask import current_app, g
-from sqlalchemy import DateTime, MetaData, create_engine, func
+from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, relationship, sessionmaker
 
 # Stable constraint names so Alembic can alter and drop them later.
 NAMING_CONVENTION = {
@@ -34,6 +36,44 @@ class Timestamped:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class Audited(Timestamped):
+    """Who created and last changed a row: set from ``session.info["actor_id"]``.
+
+    The view puts the signed-in user's id there; services never pass it
+    around. Rows written by the CLI or the seed have no actor (NULL).
+    """
+
+    @declared_attr
+    def created_by_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+
+    @declared_attr
+    def updated_by_id(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+
+    @declared_attr
+    def created_by(cls) -> Mapped[Any]:
+        return relationship("User", foreign_keys=f"{cls.__name__}.created_by_id", viewonly=True)
+
+    @declared_attr
+    def updated_by(cls) -> Mapped[Any]:
+        return relationship("User", foreign_keys=f"{cls.__name__}.updated_by_id", viewonly=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_actor(session: Session, _context: Any, _instances: Any) -> None:
+    actor = session.info.get("actor_id")
+    if actor is None:
+        return
+    for obj in session.new:
+        if isinstance(obj, Audited):
+            obj.created_by_id = actor
+            obj.updated_by_id = actor
+    for obj in session.dirty:
+        if isinstance(obj, Audited) and session.is_modified(obj, include_collections=False):
+            obj.updated_by_id = actor
 
 
 class Database:
@@ -60,6 +100,9 @@ def current_session() -> Session:
     """The session of the current request, opened on first use."""
     if "db_session" not in g:
         g.db_session = get_database().sessionmaker()
+        principal = g.get("principal")
+        if principal is not None and principal.user_id is not None:
+            g.db_session.info["actor_id"] = principal.user_id
     return g.db_session
 
 

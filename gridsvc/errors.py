@@ -89,3 +89,31 @@ class ServiceUnavailable(GridsvcError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     type, title = _problem("database-unavailable"), "Database Unavailable"
+
+
+class Unauthorized(GridsvcError):
+    """No usable token: missing, malformed, expired or revoked (``detail`` says which)."""
+
+    status, type, title = 401, _problem("unauthorized"), "Unauthorized"
+
+
+class InvalidCredentials(Unauthorized):
+    type, title = _problem("invalid-credentials"), "Invalid username or password"
+
+
+class Forbidden(GridsvcError):
+    """A valid token without the right for this action (``detail`` says which)."""
+
+    status, type, title = 403, _problem("forbidden"), "Forbidden"
+
+
+class AccountDisabled(Forbidden):
+    type, title = _problem("account-disabled"), "Account disabled"
+
+
+class TooManyAttempts(GridsvcError):
+    status, type, title = 429, _problem("too-many-attempts"), "Too Many Attempts"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

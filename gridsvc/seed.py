@@ -1,13 +1,18 @@
-"""Load the Lingfeng demo park from fixtures/lingfeng through the services.
+"""Load the Lingfeng demo park and its demo accounts from fixtures/lingfeng.
 
 Going through the services means the fixture obeys the same rules as the
-API (valid geometry, zones inside the community, no overlaps). Loading is
-idempotent: a community of the same name already present means nothing is
-loaded again.
+API (valid geometry, zones inside the community, no overlaps). Every part
+is idempotent: what is already there (matched by name or username) is left
+alone, so a second ``gridsvc seed lingfeng`` loads nothing twice.
+
+The demo accounts share one password, ``gridsvc-demo`` unless
+``GRIDSVC_DEMO_PASSWORD`` is set. They are for trying the system out only.
 """
 from __future__ import annotations
 
 import json
+import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +21,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geo.io import geometry_from_geojson
-from gridsvc.models import Community
-from gridsvc.services import communities, enterprises, zones
+from gridsvc.auth import hash_password
+from gridsvc.models import Community, Department, User, Zone
+from gridsvc.services import accounts, communities, enterprises, zones
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+DEFAULT_DEMO_PASSWORD = "gridsvc-demo"
+
+DEPARTMENTS = [
+    ("traffic", "交通管理 Traffic and parking"),
+    ("housing", "住房保障 Housing"),
+    ("labour", "劳动保障 Labour and employment"),
+]
+VOLUNTEERS = 60
+WORKERS = 10
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华建国红玲斌辉鹏飞燕萍波宁晨浩宇欣怡佳琪子轩梓涵"
 
 
 @dataclass(frozen=True)
@@ -28,29 +46,91 @@ class SeedResult:
     created: bool
     zones: int = 0
     enterprises: int = 0
+    users: int = 0
 
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def demo_password() -> str:
+    return os.environ.get("GRIDSVC_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+
+
+def demo_accounts(liaison_names: dict[str, str]) -> list[dict]:
+    """The demo accounts: synthetic names and phone numbers, seeded."""
+    rng = random.Random(20200214)
+
+    def person() -> tuple[str, str]:
+        name = rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+        phone = "1" + rng.choice("3589") + "".join(str(rng.randrange(10)) for _ in range(9))
+        return name, phone
+
+    people = [{"username": "admin", "display_name": "系统管理员 Administrator", "roles": ["admin"]},
+              {"username": "planner", "display_name": "规划员 Planner", "roles": ["planner"]}]
+    for code, name in sorted(liaison_names.items()):
+        people.append({"username": f"liaison-{code.lower()}", "display_name": name, "roles": ["liaison"],
+                       "phone": person()[1]})
+    for i in range(1, VOLUNTEERS + 1):
+        name, phone = person()
+        people.append({"username": f"volunteer-{i:03d}", "display_name": name, "roles": ["volunteer"], "phone": phone})
+    for code, _ in DEPARTMENTS:
+        name, phone = person()
+        people.append({"username": f"dept-{code}", "display_name": name, "roles": ["department"], "phone": phone,
+                       "departments": [code]})
+    for i in range(1, WORKERS + 1):
+        name, phone = person()
+        people.append({"username": f"worker-{i:03d}", "display_name": name, "roles": ["worker"], "phone": phone})
+    return people
+
+
+def load_demo_accounts(session: Session, liaison_names: dict[str, str]) -> int:
+    for code, name in DEPARTMENTS:
+        if session.scalar(select(Department).where(Department.code == code)) is None:
+            session.add(Department(code=code, name=name))
+    session.flush()
+    shared_hash = None  # one slow hash for all demo accounts (they share the password)
+    created = 0
+    for spec in demo_accounts(liaison_names):
+        if accounts.find_user(session, spec["username"]) is not None:
+            continue
+        shared_hash = shared_hash or hash_password(demo_password())
+        accounts.create_user(session, password="", password_hash=shared_hash, **spec)
+        created += 1
+    return created
+
+
+def _link_liaisons(session: Session, community: Community) -> None:
+    """Give demo zones without a liaison their demo liaison account."""
+    for zone in session.scalars(select(Zone).where(Zone.community_id == community.id, Zone.liaison_id.is_(None))):
+        user = accounts.find_user(session, f"liaison-{zone.code.lower()}")
+        if user is not None:
+            zone.liaison_id = user.id
+    session.flush()
+
+
 def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng") -> SeedResult:
     feature = _read(directory / "community.geojson")
     props = feature["properties"]
+    zone_features = _read(directory / "zones.geojson")["features"]
+    liaison_names = {zf["properties"]["code"]: zf["properties"]["liaison"] for zf in zone_features}
+    users = load_demo_accounts(session, liaison_names)
+
     existing = session.scalar(select(Community).where(Community.name == props["name"]))
     if existing is not None:
-        return SeedResult(community=existing, created=False)
+        _link_liaisons(session, existing)
+        return SeedResult(community=existing, created=False, users=users)
     community = communities.create_community(
         session, name=props["name"], kind=props["kind"], boundary=geometry_from_geojson(feature["geometry"]),
         enterprise_count=props.get("enterprise_count"), worker_count=props.get("worker_count"),
         timezone=props.get("timezone", "Asia/Shanghai"))
-    zone_features = _read(directory / "zones.geojson")["features"]
     for zf in zone_features:
         p = zf["properties"]
-        zones.create_zone(session, community.id, code=p["code"], name=p["name"], liaison=p.get("liaison"),
+        zones.create_zone(session, community.id, code=p["code"], name=p["name"], liaison=f"liaison-{p['code'].lower()}",
                           geometry=geometry_from_geojson(zf["geometry"]))
     enterprise_features = _read(directory / "enterprises.geojson")["features"]
     for ef in enterprise_features:
         enterprises.create_enterprise(session, community.id, name=ef["properties"]["name"],
                                       workers=ef["properties"]["workers"], location=shape(ef["geometry"]))
-    return SeedResult(community=community, created=True, zones=len(zone_features), enterprises=len(enterprise_features))
+    return SeedResult(community=community, created=True, zones=len(zone_features),
+                      enterprises=len(enterprise_features), users=users)

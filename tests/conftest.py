@@ -19,6 +19,7 @@ from gridsvc.config import test_database_url
 from gridsvc.migrate import upgrade
 from gridsvc.models import Community
 from gridsvc.seed import load_lingfeng
+from tests.helpers import client_as
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +57,12 @@ def session(connection) -> Session:
         yield s
 
 
+TEST_CONFIG = {"TESTING": True, "GRIDSVC_SECRET_KEY": "test-secret-not-for-production-0123456789"}
+
+
 @pytest.fixture()
 def app(database_url, connection):
-    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    app = create_app({"DATABASE_URL": database_url, **TEST_CONFIG})
     app.extensions["gridsvc.db"].sessionmaker = sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
     yield app
@@ -67,13 +71,26 @@ def app(database_url, connection):
 
 @pytest.fixture()
 def client(app):
+    """An anonymous caller."""
     return app.test_client()
+
+
+@pytest.fixture()
+def login(app):
+    """``login("liaison-g01")`` -> a test client that sends that account's token."""
+
+    return lambda username: client_as(app, username)
+
+
+@pytest.fixture()
+def admin_client(login):
+    return login("admin")
 
 
 @pytest.fixture()
 def committed_app(database_url, engine):
     """An app whose commits are real (for races between connections)."""
-    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    app = create_app({"DATABASE_URL": database_url, **TEST_CONFIG})
     yield app
     app.extensions["gridsvc.db"].dispose()
 

@@ -47,3 +47,19 @@ def assert_problem(response, status: int, type_suffix: str | None = None) -> dic
     if type_suffix:
         assert body["type"].endswith(type_suffix), body
     return body
+
+
+def token_for(app, username: str) -> str:
+    """An access token for a demo account, minted directly (sign-in is tested on its own)."""
+    from gridsvc.auth import issue_tokens
+    from gridsvc.db import current_session
+    from gridsvc.services.accounts import find_user
+
+    with app.test_request_context():
+        return issue_tokens(find_user(current_session(), username))["access_token"]
+
+
+def client_as(app, username: str):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token_for(app, username)}"
+    return client

@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gridsvc.db import Base, Timestamped
+from gridsvc.db import Audited, Base
 
 if TYPE_CHECKING:
     from gridsvc.models.enterprise import Enterprise
+    from gridsvc.models.user import User
 
 COMMUNITY_KINDS = ("industrial_park", "market", "town")
 
@@ -18,7 +19,7 @@ COMMUNITY_KINDS = ("industrial_park", "market", "town")
 POLYGONAL = "ST_GeometryType({col}) IN ('ST_Polygon', 'ST_MultiPolygon')"
 
 
-class Community(Timestamped, Base):
+class Community(Audited, Base):
     __tablename__ = "community"
     __table_args__ = (
         CheckConstraint(f"kind IN {COMMUNITY_KINDS!r}", name="kind"),
@@ -39,7 +40,7 @@ class Community(Timestamped, Base):
     enterprises: Mapped[list[Enterprise]] = relationship(back_populates="community", passive_deletes=True)
 
 
-class Zone(Timestamped, Base):
+class Zone(Audited, Base):
     """One grid (网格) of a community, answerable to one liaison."""
 
     __tablename__ = "zone"
@@ -52,7 +53,9 @@ class Zone(Timestamped, Base):
     community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"), index=True)
     code: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200))
-    liaison: Mapped[str | None] = mapped_column(Text)
+    # The person answerable for the zone: an account with the liaison role.
+    liaison_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"), index=True)
     geom: Mapped[WKBElement] = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=True))
 
     community: Mapped[Community] = relationship(back_populates="zones")
+    liaison: Mapped[User | None] = relationship(foreign_keys=[liaison_id])

@@ -5,11 +5,11 @@ from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from gridsvc.db import Base, Timestamped
+from gridsvc.db import Audited, Base
 from gridsvc.models.community import Community, Zone
 
 
-class Enterprise(Timestamped, Base):
+class Enterprise(Audited, Base):
     __tablename__ = "enterprise"
     __table_args__ = (CheckConstraint("workers >= 0", name="workers"),)
 

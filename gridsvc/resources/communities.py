@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from gridsvc import auth
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.schemas.communities import (CommunityCreate, CommunityDeleteQuery, CommunityOut, CommunityPageOut,
@@ -14,12 +15,14 @@ blp = Blueprint("communities", __name__, description="Communities: industrial pa
 
 @blp.route("/communities")
 class Communities(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.arguments(CommunityQuery, location="query")
     @blp.response(200, CommunityPageOut)
     def get(self, query):
         """List communities"""
         return service.list_communities(current_session(), **query)
 
+    @auth.access(auth.ADMIN)
     @blp.arguments(CommunityCreate)
     @blp.response(201, CommunityOut)
     def post(self, data):
@@ -32,11 +35,13 @@ class Communities(MethodView):
 
 @blp.route("/communities/<int:community_id>")
 class CommunityItem(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, CommunityOut)
     def get(self, community_id):
         """Get one community"""
         return service.get_community(current_session(), community_id)
 
+    @auth.access(auth.ADMIN)
     @blp.arguments(CommunityUpdate)
     @blp.response(200, CommunityOut)
     def patch(self, data, community_id):
@@ -46,6 +51,7 @@ class CommunityItem(MethodView):
         session.commit()
         return community
 
+    @auth.access(auth.ADMIN)
     @blp.arguments(CommunityDeleteQuery, location="query")
     @blp.response(204)
     def delete(self, query, community_id):

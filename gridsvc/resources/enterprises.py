@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from shapely.geometry import Point
 
+from gridsvc import auth
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.schemas.enterprises import EnterpriseCreate, EnterpriseOut, EnterprisePageOut, EnterpriseQuery, EnterpriseUpdate
@@ -20,12 +21,14 @@ def _with_point(data: dict) -> dict:
 
 @blp.route("/communities/<int:community_id>/enterprises")
 class Enterprises(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.arguments(EnterpriseQuery, location="query")
     @blp.response(200, EnterprisePageOut)
     def get(self, query, community_id):
         """List the community's enterprises (optionally of one zone)"""
         return service.list_enterprises(current_session(), community_id, **query)
 
+    @auth.access(auth.ADMIN)
     @blp.arguments(EnterpriseCreate)
     @blp.response(201, EnterpriseOut)
     def post(self, data, community_id):
@@ -38,11 +41,13 @@ class Enterprises(MethodView):
 
 @blp.route("/communities/<int:community_id>/enterprises/<int:enterprise_id>")
 class EnterpriseItem(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, EnterpriseOut)
     def get(self, community_id, enterprise_id):
         """Get one enterprise"""
         return service.get_enterprise(current_session(), community_id, enterprise_id)
 
+    @auth.access(auth.ADMIN)
     @blp.arguments(EnterpriseUpdate)
     @blp.response(200, EnterpriseOut)
     def patch(self, data, community_id, enterprise_id):
@@ -52,6 +57,7 @@ class EnterpriseItem(MethodView):
         session.commit()
         return enterprise
 
+    @auth.access(auth.ADMIN)
     @blp.response(204)
     def delete(self, community_id, enterprise_id):
         """Delete an enterprise"""

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from gridsvc import auth
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import DatabaseUnavailable
@@ -21,6 +22,7 @@ class HealthOut(Schema):
 
 @blp.route("/health")
 class Health(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, HealthOut)
     @blp.alt_response(503, description="The database is unreachable (problem+json)")
     def get(self):

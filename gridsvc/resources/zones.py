@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from gridsvc import auth
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.schemas.common import PointIn
@@ -15,11 +16,13 @@ blp = Blueprint("zones", __name__, description="Grid zones (网格) that tile a 
 
 @blp.route("/communities/<int:community_id>/zones")
 class CommunityZones(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, ZoneCollectionOut)
     def get(self, community_id):
         """The community's zones as a GeoJSON FeatureCollection"""
         return zone_collection(service.list_zones(current_session(), community_id))
 
+    @auth.access(auth.ADMIN_OR_PLANNER)
     @blp.arguments(ZoneCreate)
     @blp.response(201, ZoneOut)
     def post(self, feature, community_id):
@@ -32,6 +35,7 @@ class CommunityZones(MethodView):
 
 @blp.route("/communities/<int:community_id>/coverage")
 class CommunityCoverage(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, CoverageOut)
     def get(self, community_id):
         """How well the zones tile the community: gaps, overlaps, zones without a liaison"""
@@ -41,6 +45,7 @@ class CommunityCoverage(MethodView):
 
 @blp.route("/communities/<int:community_id>/zones/split")
 class CommunitySplit(MethodView):
+    @auth.access(auth.ADMIN_OR_PLANNER)
     @blp.arguments(SplitIn)
     @blp.response(200, SplitOut)
     def post(self, data, community_id):
@@ -62,6 +67,7 @@ class CommunitySplit(MethodView):
 
 @blp.route("/zones/locate")
 class ZoneLocate(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.arguments(PointIn, location="query")
     @blp.response(200, LocateOut)
     def get(self, point):
@@ -72,23 +78,30 @@ class ZoneLocate(MethodView):
 
 @blp.route("/zones/<int:zone_id>")
 class ZoneItem(MethodView):
+    @auth.access(auth.PUBLIC)
     @blp.response(200, ZoneOut)
     def get(self, zone_id):
         """Get one zone as a GeoJSON Feature"""
         return zone_feature(service.get_zone(current_session(), zone_id))
 
+    @auth.access(auth.ZONE_EDITORS)
     @blp.arguments(ZoneUpdate)
     @blp.response(200, ZoneOut)
     def patch(self, feature, zone_id):
-        """Change a zone's geometry, name or liaison"""
+        """Change a zone's geometry, name or liaison (a zone's own liaison: name and liaison only)"""
         session = current_session()
         changes = dict(feature.get("properties", {}))
         if "geometry" in feature:
             changes["geometry"] = feature["geometry"]
+        principal = auth.current_principal()
+        if not principal.has_any(("admin", "planner")):
+            auth.require(principal.is_liaison_of(zone_id), "A liaison may change only the zones they are liaison of.")
+            auth.require("geometry" not in changes, "A liaison may change a zone's name and liaison, not its geometry.")
         zone = service.update_zone(session, zone_id, changes)
         session.commit()
         return zone_feature(zone)
 
+    @auth.access(auth.ADMIN_OR_PLANNER)
     @blp.response(204)
     def delete(self, zone_id):
         """Delete a zone; its enterprises fall to whichever zone now holds them"""

@@ -40,6 +40,12 @@ class CommunityUpdate(Schema):
     timezone = fields.Str(validate=_valid_timezone)
 
 
+class UserRefOut(Schema):
+    id = fields.Int()
+    username = fields.Str()
+    display_name = fields.Str()
+
+
 class CommunityOut(Schema):
     id = fields.Int()
     name = fields.Str()
@@ -51,6 +57,8 @@ class CommunityOut(Schema):
     timezone = fields.Str()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    created_by = fields.Pluck(UserRefOut, "username", allow_none=True)
+    updated_by = fields.Pluck(UserRefOut, "username", allow_none=True)
 
     def _area(self, community) -> float:
         return round(geodesic_area_m2(as_shape(community.boundary)), 1)

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from gridsvc.fields import as_shape
 from gridsvc.schemas.common import PageOut, PageQuery, PointIn
+from gridsvc.schemas.communities import UserRefOut
 
 WORKERS = validate.Range(min=0, max=1_000_000)
 
@@ -36,6 +37,8 @@ class EnterpriseOut(Schema):
     zone = fields.Nested(ZoneRefOut, allow_none=True, metadata={"description": "the zone holding the location"})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    created_by = fields.Pluck(UserRefOut, "username", allow_none=True)
+    updated_by = fields.Pluck(UserRefOut, "username", allow_none=True)
 
     def _location(self, enterprise) -> dict:
         point = as_shape(enterprise.location)

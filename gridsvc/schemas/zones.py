@@ -14,12 +14,15 @@ FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
 class ZonePropertiesCreate(Schema):
     code = fields.Str(required=True, validate=CODE, metadata={"example": "G01"})
     name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "第一网格 G01"})
-    liaison = fields.Str(allow_none=True, validate=validate.Length(max=200), metadata={"description": "the zone's liaison (联络员)"})
+    liaison = fields.Str(allow_none=True, validate=validate.Length(1, 64),
+                         metadata={"description": "username of the zone's liaison (联络员), an account with the liaison role",
+                                   "example": "liaison-g01"})
 
 
 class ZonePropertiesUpdate(Schema):
     name = fields.Str(validate=validate.Length(1, 200))
-    liaison = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    liaison = fields.Str(allow_none=True, validate=validate.Length(1, 64),
+                         metadata={"description": "username of the new liaison, or null"})
 
 
 class ZoneCreate(Schema):
@@ -38,15 +41,23 @@ class ZoneUpdate(Schema):
     properties = fields.Nested(ZonePropertiesUpdate)
 
 
+class LiaisonOut(Schema):
+    id = fields.Int()
+    username = fields.Str()
+    display_name = fields.Str()
+
+
 class ZonePropertiesOut(Schema):
     id = fields.Int()
     community_id = fields.Int()
     code = fields.Str()
     name = fields.Str()
-    liaison = fields.Str(allow_none=True)
+    liaison = fields.Nested(LiaisonOut, allow_none=True)
     area_m2 = fields.Method("_area")
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    created_by = fields.Pluck(LiaisonOut, "username", allow_none=True)
+    updated_by = fields.Pluck(LiaisonOut, "username", allow_none=True)
 
     def _area(self, zone) -> float:
         return round(geodesic_area_m2(as_shape(zone.geom)), 1)
@@ -148,7 +159,7 @@ class LocatedZoneOut(Schema):
     id = fields.Int(attribute="zone_id")
     code = fields.Str(attribute="zone_code")
     name = fields.Str(attribute="zone_name")
-    liaison = fields.Str(allow_none=True)
+    liaison = fields.Str(attribute="liaison_name", allow_none=True, metadata={"description": "the liaison's name"})
     area_m2 = fields.Float(attribute="zone_area_m2")
 
 

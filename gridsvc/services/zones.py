@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from geo import sql as gsql
 from geo.crs import geodesic_area_m2
 from geo.grid import Coverage, coverage, split_equal_area
-from gridsvc.errors import Conflict, DuplicateCode, NotFound, OutsideCommunity, ZoneOverlap
+from gridsvc.errors import Conflict, DuplicateCode, NotFound, OutsideCommunity, ValidationFailed, ZoneOverlap
 from gridsvc.fields import as_shape
-from gridsvc.models import Community, Enterprise, Zone
+from gridsvc.models import Community, Enterprise, User, Zone
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 
 # Overlaps smaller than this are floating-point noise along a shared edge.
@@ -33,13 +33,26 @@ def list_zones(session: Session, community_id: int) -> list[Zone]:
     return list(session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)))
 
 
+def _liaison_id(session: Session, username: str | None) -> int | None:
+    """The account named as a zone's liaison: it must exist and have the liaison role."""
+    if username is None:
+        return None
+    user = session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+    if user is None or "liaison" not in user.roles:
+        reason = "does not exist" if user is None else "does not have the liaison role"
+        raise ValidationFailed(f"The liaison {username} {reason}.",
+                               errors={"properties": {"liaison": [f"{username} {reason}"]}})
+    return user.id
+
+
 def create_zone(session: Session, community_id: int, *, code: str, name: str, geometry: BaseGeometry,
                 liaison: str | None = None) -> Zone:
     get_community(session, community_id, for_update=True)  # one zone writer per community at a time
+    liaison_id = _liaison_id(session, liaison)
     _check_code_free(session, community_id, code)
     _check_inside_community(session, community_id, geometry)
     _check_no_overlap(session, community_id, geometry)
-    zone = Zone(community_id=community_id, code=code, name=name, liaison=liaison,
+    zone = Zone(community_id=community_id, code=code, name=name, liaison_id=liaison_id,
                 geom=gsql.literal_geometry(geometry))
     session.add(zone)
     session.flush()
@@ -51,6 +64,8 @@ def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone
     zone = get_zone(session, zone_id)
     get_community(session, zone.community_id, for_update=True)
     geometry = changes.pop("geometry", None)
+    if "liaison" in changes:
+        zone.liaison_id = _liaison_id(session, changes.pop("liaison"))
     for key, value in changes.items():
         setattr(zone, key, value)
     if geometry is not None:
@@ -141,7 +156,7 @@ class CoverageReport:
 
     @property
     def without_liaison(self) -> list[Zone]:
-        return [z for z in self.zones if not (z.liaison or "").strip()]
+        return [z for z in self.zones if z.liaison_id is None]
 
 
 def coverage_report(session: Session, community_id: int) -> CoverageReport:
@@ -200,7 +215,7 @@ class Located:
     zone_id: int
     zone_code: str
     zone_name: str
-    liaison: str | None
+    liaison_name: str | None
     zone_area_m2: float
     community_id: int
     community_name: str
@@ -210,9 +225,10 @@ class Located:
 # Built once: locate is the hot path, and building the statement per call
 # costs more than the index lookup it performs.
 _LOCATE = (
-    select(Zone.id, Zone.code, Zone.name, Zone.liaison, gsql.area_m2(Zone.geom),
+    select(Zone.id, Zone.code, Zone.name, User.display_name, gsql.area_m2(Zone.geom),
            Community.id, Community.name, Community.kind)
     .join(Community, Zone.community_id == Community.id)
+    .outerjoin(User, Zone.liaison_id == User.id)
     .where(func.ST_Covers(Zone.geom, gsql.point(bindparam("lon"), bindparam("lat"))))
     .order_by(Zone.id).limit(1)
 )

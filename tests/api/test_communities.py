@@ -7,6 +7,12 @@ from gridsvc.models import Community
 from tests.helpers import assert_problem, community_body, count, rect, zone_feature
 
 
+@pytest.fixture()
+def client(admin_client):
+    """These tests are about the data rules, so they act as an admin (access is tested in test_access*)."""
+    return admin_client
+
+
 def test_lingfeng_is_listed_with_its_numbers(client):
     body = client.get("/api/v1/communities").get_json()
     assert body["total"] >= 1

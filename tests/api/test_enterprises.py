@@ -11,6 +11,12 @@ ORIGIN = (120.30, 31.50)
 
 
 @pytest.fixture()
+def client(admin_client):
+    """These tests are about the data rules, so they act as an admin (access is tested in test_access*)."""
+    return admin_client
+
+
+@pytest.fixture()
 def market(client) -> int:
     return client.post("/api/v1/communities", json=community_body(boundary=rect(*ORIGIN, 1000, 1000))).get_json()["id"]
 

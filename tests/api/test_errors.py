@@ -1,10 +1,18 @@
 """Every error path answers RFC 9457 problem+json and leaks nothing."""
 from __future__ import annotations
 
+import pytest
+
 from flask import Blueprint
 
 from gridsvc.models import Community
 from tests.helpers import assert_problem, community_body, count
+
+
+@pytest.fixture()
+def client(admin_client):
+    """These tests are about the data rules, so they act as an admin (access is tested in test_access*)."""
+    return admin_client
 
 
 def test_unknown_route_is_404_problem(client):

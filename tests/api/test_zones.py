@@ -8,9 +8,15 @@ from shapely.geometry import shape
 
 from geo.crs import from_wgs84, geodesic_distance_m
 from gridsvc.models import Zone
-from tests.helpers import assert_problem, community_body, count, offset, rect, zone_feature
+from tests.helpers import assert_problem, client_as, community_body, count, offset, rect, zone_feature
 
 ORIGIN = (120.30, 31.50)  # SW corner of the 1 km x 1 km test market
+
+
+@pytest.fixture()
+def client(admin_client):
+    """These tests are about the data rules, so they act as an admin (access is tested in test_access*)."""
+    return admin_client
 
 
 @pytest.fixture()
@@ -39,17 +45,18 @@ def test_lingfeng_has_ten_zones_that_tile_it(client, lingfeng):
 
 
 def test_zone_create_get_update_delete(client, market):
-    created = _post_zone(client, market, zone_feature("G01", rect(*ORIGIN, 500, 1000), name="西区", liaison="王芳"))
+    created = _post_zone(client, market, zone_feature("G01", rect(*ORIGIN, 500, 1000), name="西区", liaison="liaison-g01"))
     assert created.status_code == 201, created.get_json()
     feature = created.get_json()
     assert feature["type"] == "Feature"
-    assert feature["properties"]["code"] == "G01" and feature["properties"]["liaison"] == "王芳"
+    assert feature["properties"]["code"] == "G01" and feature["properties"]["liaison"]["username"] == "liaison-g01"
+    assert feature["properties"]["created_by"] == "admin" and feature["properties"]["updated_by"] == "admin"
     assert feature["properties"]["area_m2"] == pytest.approx(500_000, rel=0.01)
     zone_id = feature["id"]
 
     assert client.get(f"/api/v1/zones/{zone_id}").get_json()["geometry"] == feature["geometry"]
-    patched = client.patch(f"/api/v1/zones/{zone_id}", json={"properties": {"liaison": "李强", "name": "West"}}).get_json()
-    assert patched["properties"]["liaison"] == "李强" and patched["properties"]["name"] == "West"
+    patched = client.patch(f"/api/v1/zones/{zone_id}", json={"properties": {"liaison": "liaison-g02", "name": "West"}}).get_json()
+    assert patched["properties"]["liaison"]["username"] == "liaison-g02" and patched["properties"]["name"] == "West"
     smaller = client.patch(f"/api/v1/zones/{zone_id}", json={"geometry": rect(*ORIGIN, 250, 1000)}).get_json()
     assert smaller["properties"]["area_m2"] == pytest.approx(250_000, rel=0.01)
 
@@ -126,7 +133,7 @@ def test_bad_zone_update_changes_nothing(client, market):
 
 
 def test_coverage_reports_gaps_overlap_free_and_missing_liaisons(client, market):
-    _post_zone(client, market, zone_feature("G01", rect(*ORIGIN, 500, 1000), liaison="王芳"))
+    _post_zone(client, market, zone_feature("G01", rect(*ORIGIN, 500, 1000), liaison="liaison-g01"))
     _post_zone(client, market, zone_feature("G02", rect(*offset(*ORIGIN, 500, 0), 250, 1000)))
     body = client.get(f"/api/v1/communities/{market}/coverage").get_json()
     assert body["zone_count"] == 2
@@ -214,14 +221,14 @@ def test_unknown_zone_is_404(client):
 
 def test_racing_overlapping_zones_never_both_win(committed_app):
     """Two liaisons draw overlapping zones at the same moment: exactly one is saved."""
-    client = committed_app.test_client()
+    client = client_as(committed_app, "admin")
     community = client.post("/api/v1/communities", json=community_body(name="Race Market")).get_json()["id"]
     try:
         results: list[int] = []
         barrier = threading.Barrier(2)
 
         def draw(code: str, east_m: float) -> None:
-            local = committed_app.test_client()
+            local = client_as(committed_app, "planner")
             barrier.wait()
             results.append(_post_zone(local, community, zone_feature(code, rect(*offset(*ORIGIN, east_m, 0), 600, 600))).status_code)
 

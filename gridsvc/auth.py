@@ -1,0 +1,253 @@
+"""Tokens, roles and zone scope: who may do what, enforced in one place.
+
+Every API view declares its rule with ``@access(RULE)`` (the outermost
+decorator, so the check runs before the body is even parsed). The app refuses
+to start if a view under /api/ declares none, and a matrix test walks the
+OpenAPI document to check each route against several callers.
+
+Tokens are JWTs (flask-jwt-extended). Authorisation never trusts the roles
+written into a token: each request loads the account, so disabling it,
+changing its roles or signing out (which bumps ``token_version``) takes
+effect at once.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Iterable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import Flask, current_app, g
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
+from sqlalchemy import select
+
+from gridsvc.api import problem_response
+from gridsvc.db import current_session
+from gridsvc.errors import Forbidden, Unauthorized
+from gridsvc.models import User, Zone
+
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so that a miss costs
+# the same time as a wrong password and timing reveals no account names.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """``13812341234`` -> ``138****1234``: enough to recognise, not to call."""
+    if not phone:
+        return phone
+    digits = phone.strip()
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+# ---------------------------------------------------------------- principal
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of this request; anonymous has no user id and no roles."""
+
+    user_id: int | None = None
+    username: str | None = None
+    roles: frozenset[str] = frozenset()
+    liaison_zone_ids: frozenset[int] = frozenset()
+    department_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user_id is not None
+
+    def has_any(self, roles: Iterable[str]) -> bool:
+        return bool(self.roles & set(roles))
+
+    def is_liaison_of(self, zone_id: int) -> bool:
+        return "liaison" in self.roles and zone_id in self.liaison_zone_ids
+
+
+ANONYMOUS = Principal()
+
+
+def current_principal() -> Principal:
+    return g.get("principal", ANONYMOUS)
+
+
+def _principal_for(user: User) -> Principal:
+    roles = frozenset(user.roles)
+    zones: frozenset[int] = frozenset()
+    if "liaison" in roles:
+        zones = frozenset(current_session().scalars(select(Zone.id).where(Zone.liaison_id == user.id)))
+    return Principal(user_id=user.id, username=user.username, roles=roles, liaison_zone_ids=zones,
+                     department_ids=frozenset(d.id for d in user.departments))
+
+
+# ---------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a view. ``roles=None`` means any signed-in account."""
+
+    name: str
+    public: bool = False
+    roles: frozenset[str] | None = None
+    refresh: bool = False  # needs a refresh token instead of an access token
+
+    def describe(self) -> str:
+        if self.public:
+            return "Anyone, no token needed."
+        if self.refresh:
+            return "A refresh token."
+        if self.roles is None:
+            return "Any signed-in account."
+        return "Roles: " + ", ".join(sorted(self.roles)) + "."
+
+
+def roles(*names: str, name: str | None = None) -> Rule:
+    return Rule(name=name or "+".join(names), roles=frozenset(names))
+
+
+PUBLIC = Rule("public", public=True)
+SIGNED_IN = Rule("signed-in")
+REFRESH = Rule("refresh", refresh=True)
+ADMIN = roles("admin")
+ADMIN_OR_PLANNER = roles("admin", "planner")
+# Zone liaisons pass this gate; the view then narrows them to their own zones.
+ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
+
+
+def access(rule: Rule) -> Callable:
+    """Declare and enforce a view's rule; put it above the other decorators."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            authenticate(rule)
+            return view(*args, **kwargs)
+
+        guarded.access_rule = rule  # type: ignore[attr-defined]
+        apidoc = getattr(guarded, "_apidoc", {})
+        manual = apidoc.setdefault("manual_doc", {})
+        if not rule.public:
+            manual["security"] = [{"bearerAuth": []}]
+        manual["description"] = (manual.get("description", "") + "\n\nAccess: " + rule.describe()).strip()
+        guarded._apidoc = apidoc  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def authenticate(rule: Rule) -> Principal:
+    """Check the request's token against ``rule``; remember the principal."""
+    # A public view still reads a token when one is sent (answers can
+    # depend on who asks), and refuses a bad one rather than ignoring it.
+    verify_jwt_in_request(optional=rule.public, refresh=rule.refresh)
+    claims = get_jwt()
+    principal = ANONYMOUS
+    if claims:
+        user = current_session().get(User, int(claims["sub"]))
+        principal = _principal_for(user)  # the blocklist check already refused a missing user
+        current_session().info["actor_id"] = user.id
+    g.principal = principal
+    if rule.roles is not None and not rule.public and not principal.has_any(rule.roles):
+        raise Forbidden(f"This action needs one of the roles {', '.join(sorted(rule.roles))}; "
+                        f"you have {', '.join(sorted(principal.roles)) or 'none'}.",
+                        required_roles=sorted(rule.roles))
+    return principal
+
+
+def require(allowed: bool, detail: str) -> None:
+    """A data-dependent check after the role gate (zone scope, own record ...)."""
+    if not allowed:
+        raise Forbidden(detail)
+
+
+def views_without_rules(app: Flask) -> list[str]:
+    """API endpoints whose methods declare no access rule (should be none)."""
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1"):
+            continue
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            target = getattr(view_class, method.lower(), None) if view_class else view
+            if target is None or not hasattr(target, "access_rule"):
+                missing.append(f"{method} {rule.rule}")
+    return missing
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def issue_tokens(user: User) -> dict[str, Any]:
+    claims = {"tv": user.token_version, "username": user.username, "roles": user.roles}
+    access_token = create_access_token(identity=str(user.id), additional_claims=claims)
+    refresh_token = create_refresh_token(identity=str(user.id), additional_claims={"tv": user.token_version})
+    expires_in = int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds())
+    return {"access_token": access_token, "refresh_token": refresh_token, "token_type": "Bearer", "expires_in": expires_in}
+
+
+def _unauthorized(detail: str, error: str = "invalid_token"):
+    body = Unauthorized(detail).to_problem()
+    return problem_response(body, {"WWW-Authenticate": f'Bearer realm="gridsvc", error="{error}"'})
+
+
+def init_auth(app: Flask) -> None:
+    from gridsvc.config import secret_key
+
+    app.config["JWT_SECRET_KEY"] = app.config.get("GRIDSVC_SECRET_KEY") or secret_key()
+    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=int(app.config["GRIDSVC_ACCESS_TOKEN_MINUTES"]))
+    app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=int(app.config["GRIDSVC_REFRESH_TOKEN_DAYS"]))
+    app.config["JWT_TOKEN_LOCATION"] = ["headers"]
+    jwt = JWTManager(app)
+
+    @jwt.token_in_blocklist_loader
+    def _revoked(_header: dict, payload: dict) -> bool:
+        try:
+            user = current_session().get(User, int(payload["sub"]))
+        except (KeyError, ValueError):
+            return True
+        return user is None or user.disabled or payload.get("tv") != user.token_version
+
+    @jwt.revoked_token_loader
+    def _on_revoked(_header: dict, payload: dict):
+        user = current_session().get(User, int(payload["sub"]))
+        if user is None:
+            return _unauthorized("The token's account no longer exists.")
+        if user.disabled:
+            return _unauthorized("The token was revoked: the account is disabled.")
+        return _unauthorized("The token was revoked (signed out, or the password changed); sign in again.")
+
+    @jwt.expired_token_loader
+    def _on_expired(_header: dict, payload: dict):
+        kind = "refresh" if payload.get("type") == "refresh" else "access"
+        hint = "sign in again" if kind == "refresh" else "renew it at /api/v1/auth/refresh"
+        return _unauthorized(f"The {kind} token has expired; {hint}.")
+
+    @jwt.invalid_token_loader
+    def _on_invalid(reason: str):
+        return _unauthorized(f"The token is malformed or invalid: {reason}.")
+
+    @jwt.unauthorized_loader
+    def _on_missing(reason: str):
+        return _unauthorized(f"This action needs a token: send 'Authorization: Bearer <token>' ({reason}).",
+                             error="invalid_request")
+
+    @jwt.user_lookup_error_loader
+    def _on_lookup_error(_header: dict, _payload: dict):
+        return _unauthorized("The token's account no longer exists.")

@@ -1,0 +1,81 @@
+"""Accounts, their roles, departments and the login-failure log used for throttling."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gridsvc.db import Base, Timestamped
+
+ROLES = ("admin", "planner", "liaison", "volunteer", "department", "worker")
+
+
+class User(Timestamped, Base):
+    # "user" is a reserved word in PostgreSQL.
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Bumped to revoke every token issued so far (sign-out everywhere, disable).
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    role_rows: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    departments: Mapped[list[Department]] = relationship(secondary="department_member", lazy="selectin",
+                                                         order_by="Department.code")
+
+    @property
+    def roles(self) -> list[str]:
+        return sorted(r.role for r in self.role_rows)
+
+    def set_roles(self, roles: list[str]) -> None:
+        wanted = set(roles)
+        self.role_rows = [r for r in self.role_rows if r.role in wanted]
+        have = {r.role for r in self.role_rows}
+        self.role_rows.extend(UserRole(role=role) for role in sorted(wanted - have))
+
+
+class UserRole(Base):
+    __tablename__ = "user_role"
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class Department(Timestamped, Base):
+    """A department of the community office (traffic, housing, labour ...)."""
+
+    __tablename__ = "department"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class DepartmentMember(Base):
+    __tablename__ = "department_member"
+
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class LoginFailure(Base):
+    """One failed sign-in; recent rows per username drive the throttle.
+
+    Kept in the database (not process memory) so every gunicorn worker sees
+    the same count. Usernames that do not exist are logged too, so the
+    throttle says nothing about which accounts exist.
+    """
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())

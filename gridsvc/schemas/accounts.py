@@ -1,0 +1,81 @@
+"""Sign-in, token and account shapes."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from gridsvc.models import ROLES
+from gridsvc.schemas.common import PageOut, PageQuery
+
+USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
+PASSWORD = validate.Length(min=8, max=256)
+PHONE = validate.Regexp(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
+
+
+class TokenRequest(Schema):
+    username = fields.Str(required=True, validate=validate.Length(1, 64), metadata={"example": "liaison-g01"})
+    password = fields.Str(required=True, validate=validate.Length(1, 256), load_only=True,
+                          metadata={"example": "gridsvc-demo"})
+
+
+class TokenOut(Schema):
+    access_token = fields.Str()
+    refresh_token = fields.Str()
+    token_type = fields.Str(metadata={"example": "Bearer"})
+    expires_in = fields.Int(metadata={"description": "seconds until the access token expires"})
+
+
+class LiaisonZoneOut(Schema):
+    id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+    community_id = fields.Int()
+
+
+class DepartmentRefOut(Schema):
+    id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+
+
+class UserOut(Schema):
+    """An account; ``phone`` is masked unless you are the account or an admin."""
+
+    id = fields.Int()
+    username = fields.Str()
+    display_name = fields.Str()
+    phone = fields.Str(allow_none=True)
+    roles = fields.List(fields.Str())
+    departments = fields.List(fields.Nested(DepartmentRefOut))
+    disabled = fields.Bool()
+    created_at = fields.DateTime()
+    last_login_at = fields.DateTime(allow_none=True)
+
+
+class MeOut(UserOut):
+    zones = fields.List(fields.Nested(LiaisonZoneOut), metadata={"description": "zones you are the liaison of"})
+
+
+class UserCreate(Schema):
+    username = fields.Str(required=True, validate=USERNAME)
+    password = fields.Str(required=True, validate=PASSWORD, load_only=True)
+    display_name = fields.Str(required=True, validate=validate.Length(1, 200))
+    phone = fields.Str(allow_none=True, validate=PHONE)
+    roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)), load_default=list)
+    departments = fields.List(fields.Str(), load_default=list, metadata={"description": "department codes"})
+
+
+class UserUpdate(Schema):
+    password = fields.Str(validate=PASSWORD, load_only=True)
+    display_name = fields.Str(validate=validate.Length(1, 200))
+    phone = fields.Str(allow_none=True, validate=PHONE)
+    roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)))
+    departments = fields.List(fields.Str())
+    disabled = fields.Bool(metadata={"description": "a disabled account's tokens stop working at once"})
+
+
+class UserQuery(PageQuery):
+    role = fields.Str(validate=validate.OneOf(ROLES))
+
+
+class UserPageOut(PageOut):
+    items = fields.List(fields.Nested(UserOut))

@@ -1,0 +1,132 @@
+"""Accounts: sign-in with throttling, and account administration."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from gridsvc.auth import hash_password, verify_password
+from gridsvc.errors import AccountDisabled, Conflict, InvalidCredentials, NotFound, TooManyAttempts, ValidationFailed
+from gridsvc.models import Department, LoginFailure, User
+from gridsvc.services import Page
+
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 60
+FAILURE_RETENTION = "1 day"
+
+
+def normalise_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def throttle_retry_after(session: Session, username: str) -> int | None:
+    """Seconds until ``username`` may try again, or None when it may now.
+
+    Five failures within a minute lock the name until the oldest of those
+    five is a minute old.
+    """
+    recent = session.scalars(
+        select(LoginFailure.at)
+        .where(LoginFailure.username == username,
+               LoginFailure.at > func.clock_timestamp() - text(f"interval '{FAILURE_WINDOW_S} seconds'"))
+        .order_by(LoginFailure.at.desc()).limit(MAX_FAILURES)
+    ).all()
+    if len(recent) < MAX_FAILURES:
+        return None
+    now = session.scalar(select(func.clock_timestamp()))
+    return max(1, math.ceil(FAILURE_WINDOW_S - (now - recent[-1]).total_seconds()))
+
+
+def authenticate(session: Session, username: str, password: str) -> User:
+    """The account for these credentials, or an error that reveals nothing.
+
+    A failure is recorded in the session before InvalidCredentials is
+    raised: the caller must commit it (the failure is the point).
+    Unknown names are throttled exactly like real ones.
+    """
+    name = normalise_username(username)
+    # Serialise attempts on one name so a burst cannot slip past the count.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": "login:" + name})
+    retry_after = throttle_retry_after(session, name)
+    if retry_after is not None:
+        raise TooManyAttempts(f"Too many failed sign-ins for this username; try again in {retry_after} s.",
+                              retry_after=retry_after)
+    user = session.scalar(select(User).where(func.lower(User.username) == name))
+    if not verify_password(user.password_hash if user else None, password):
+        session.add(LoginFailure(username=name))
+        session.execute(delete(LoginFailure).where(LoginFailure.at < func.clock_timestamp() - text(f"interval '{FAILURE_RETENTION}'")))
+        session.flush()
+        raise InvalidCredentials("The username or password is wrong.")
+    if user.disabled:
+        raise AccountDisabled("This account is disabled; ask an administrator.")
+    user.last_login_at = datetime.now(timezone.utc)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.username) == normalise_username(username)))
+
+
+def list_users(session: Session, *, role: str | None = None, limit: int = 100, offset: int = 0) -> Page[User]:
+    query = select(User)
+    if role:
+        query = query.where(User.role_rows.any(role=role))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(User.username).limit(limit).offset(offset)).all()
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def _departments(session: Session, codes: Iterable[str]) -> list[Department]:
+    codes = list(dict.fromkeys(codes))
+    found = {d.code: d for d in session.scalars(select(Department).where(Department.code.in_(codes)))}
+    unknown = [c for c in codes if c not in found]
+    if unknown:
+        raise ValidationFailed(f"Unknown department(s): {', '.join(unknown)}.", errors={"departments": [f"unknown: {', '.join(unknown)}"]})
+    return [found[c] for c in codes]
+
+
+def create_user(session: Session, *, username: str, password: str, display_name: str, roles: list[str],
+                phone: str | None = None, departments: list[str] | None = None, password_hash: str | None = None) -> User:
+    """``password_hash`` lets the seed reuse one slow hash for many demo accounts."""
+    if find_user(session, username) is not None:
+        raise Conflict(f"The username {username} is taken.", username=username)
+    user = User(username=username, display_name=display_name, phone=phone,
+                password_hash=password_hash or hash_password(password))
+    user.set_roles(roles)
+    user.departments = _departments(session, departments or [])
+    session.add(user)
+    session.flush()
+    return user
+
+
+def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User:
+    user = get_user(session, user_id)
+    if "roles" in changes:
+        user.set_roles(changes.pop("roles"))
+    if "departments" in changes:
+        user.departments = _departments(session, changes.pop("departments"))
+    if "password" in changes:
+        user.password_hash = hash_password(changes.pop("password"))
+        user.token_version += 1  # a new password signs out every device
+    if changes.get("disabled") and not user.disabled:
+        user.token_version += 1
+    for key, value in changes.items():
+        setattr(user, key, value)
+    session.flush()
+    return user
+
+
+def sign_out_everywhere(session: Session, user_id: int) -> None:
+    get_user(session, user_id).token_version += 1
+    session.flush()
