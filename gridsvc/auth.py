@@ -126,6 +126,8 @@ SIGNED_IN = Rule("signed-in")
 REFRESH = Rule("refresh", refresh=True)
 ADMIN = roles("admin")
 ADMIN_OR_PLANNER = roles("admin", "planner")
+# A calendar feed: a bearer token, or the feed's own key (checked by the view).
+CALENDAR = Rule("calendar", public=True)
 # Zone liaisons pass this gate; the view then narrows them to their own zones.
 ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
 
@@ -251,3 +253,34 @@ def init_auth(app: Flask) -> None:
     @jwt.user_lookup_error_loader
     def _on_lookup_error(_header: dict, _payload: dict):
         return _unauthorized("The token's account no longer exists.")
+
+
+# ---------------------------------------------------------------- policies
+
+
+def may_see_volunteer(principal: Principal, volunteer_user_id: int, zones_worked: set[int]) -> bool:
+    """A volunteer's phone, positions, check-ins and hours: the volunteer,
+    the liaison of a zone they work in, and admins."""
+    if principal.user_id is None:
+        return False
+    if principal.user_id == volunteer_user_id or "admin" in principal.roles:
+        return True
+    return "liaison" in principal.roles and bool(principal.liaison_zone_ids & zones_worked)
+
+
+def may_manage_zone(principal: Principal, zone_id: int) -> bool:
+    """Shifts of a zone (and their sign-ups and hours): admins and the zone's liaison."""
+    return "admin" in principal.roles or principal.is_liaison_of(zone_id)
+
+
+def calendar_key(volunteer_id: int, token_version: int) -> str:
+    """A secret for a subscribable calendar URL (phones cannot send bearer tokens).
+
+    Derived from the signing secret and the account's token version, so
+    signing out everywhere also retires the old calendar URL.
+    """
+    import hashlib
+    import hmac
+
+    secret = current_app.config["JWT_SECRET_KEY"].encode()
+    return hmac.new(secret, f"calendar:{volunteer_id}:{token_version}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -14,6 +14,8 @@ import json
 import os
 import random
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 from shapely.geometry import shape
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session
 from geo.io import geometry_from_geojson
 from gridsvc.auth import hash_password
 from gridsvc.models import Community, Department, User, Zone
-from gridsvc.services import accounts, communities, enterprises, zones
+from gridsvc.services import accounts, communities, enterprises, shifts, volunteers, zones
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_DEMO_PASSWORD = "gridsvc-demo"
@@ -100,6 +102,56 @@ def load_demo_accounts(session: Session, liaison_names: dict[str, str]) -> int:
     return created
 
 
+DEMO_SKILLS = ["traffic_parking", "garbage_sorting", "epidemic_prevention", "civilized_city", "first_aid",
+               "inspection", "translation"]
+
+
+def load_demo_volunteers(session: Session, community: Community) -> int:
+    """Profiles for volunteer-001..060: six per zone, team 灵动, one to three skills.
+
+    Every tenth is certified in first aid; the first of each zone does
+    traffic and parking guidance, so each zone has someone dispatch can send.
+    """
+    from gridsvc.models import Volunteer
+
+    zone_ids = list(session.scalars(select(Zone.id).where(Zone.community_id == community.id).order_by(Zone.code)))
+    if not zone_ids:
+        return 0
+    rng = random.Random(1020)
+    created = 0
+    for i in range(1, VOLUNTEERS + 1):
+        user = accounts.find_user(session, f"volunteer-{i:03d}")
+        if user is None or session.scalar(select(Volunteer.id).where(Volunteer.user_id == user.id)) is not None:
+            continue
+        skills = set(rng.sample(DEMO_SKILLS[:4], rng.choice((1, 2))))
+        if i % 6 == 1:
+            skills.add("traffic_parking")
+        if i % 10 == 0:
+            skills.add("first_aid")
+        evening = {"weekday": rng.randint(1, 5), "start": "18:00", "end": "21:00"}
+        weekend = {"weekday": rng.choice((6, 7)), "start": "08:00", "end": "12:00"}
+        volunteers.register(session, user_id=user.id, real_name=user.display_name, phone=user.phone,
+                            team="灵动", home_zone_id=zone_ids[(i - 1) % len(zone_ids)], skills=sorted(skills),
+                            national_volunteer_id=f"ZJ-NB-{330206_000 + i}", availability=[evening, weekend])
+        created += 1
+    return created
+
+
+def load_demo_shifts(session: Session, community: Community, today: date) -> int:
+    """Four weeks of weekday morning-peak traffic shifts at each zone, from ``today``."""
+    from gridsvc.models import Shift
+
+    if session.scalar(select(Shift.id).where(Shift.community_id == community.id).limit(1)) is not None:
+        return 0
+    created = 0
+    for zone in session.scalars(select(Zone).where(Zone.community_id == community.id).order_by(Zone.code)):
+        created += len(shifts.create_series(
+            session, zone_id=zone.id, title=f"{zone.code} 早高峰交通疏导 Morning-peak traffic guidance",
+            activity="traffic_guidance", weekdays=[1, 2, 3, 4, 5], start_time=time(7, 30), end_time=time(9, 0),
+            from_date=today, until_date=today + timedelta(days=27), capacity=3, required_skills=["traffic_parking"]))
+    return created
+
+
 def _link_liaisons(session: Session, community: Community) -> None:
     """Give demo zones without a liaison their demo liaison account."""
     for zone in session.scalars(select(Zone).where(Zone.community_id == community.id, Zone.liaison_id.is_(None))):
@@ -119,6 +171,8 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
     existing = session.scalar(select(Community).where(Community.name == props["name"]))
     if existing is not None:
         _link_liaisons(session, existing)
+        load_demo_volunteers(session, existing)
+        load_demo_shifts(session, existing, datetime.now(ZoneInfo(existing.timezone)).date())
         return SeedResult(community=existing, created=False, users=users)
     community = communities.create_community(
         session, name=props["name"], kind=props["kind"], boundary=geometry_from_geojson(feature["geometry"]),
@@ -132,5 +186,7 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
     for ef in enterprise_features:
         enterprises.create_enterprise(session, community.id, name=ef["properties"]["name"],
                                       workers=ef["properties"]["workers"], location=shape(ef["geometry"]))
+    load_demo_volunteers(session, community)
+    load_demo_shifts(session, community, datetime.now(ZoneInfo(community.timezone)).date())
     return SeedResult(community=community, created=True, zones=len(zone_features),
                       enterprises=len(enterprise_features), users=users)

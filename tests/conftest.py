@@ -99,3 +99,15 @@ def committed_app(database_url, engine):
 def lingfeng(session) -> Community:
     return session.scalar(select(Community).where(Community.name.like("%Lingfeng%")))
 
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    """The service's clock, frozen at the real now; ``clock.advance(minutes=30)`` moves it."""
+    from datetime import datetime, timezone
+
+    from tests.helpers import FrozenClock
+
+    frozen = FrozenClock(datetime.now(timezone.utc).replace(microsecond=0))
+    monkeypatch.setattr("gridsvc.clock.now", frozen)
+    return frozen

@@ -63,3 +63,19 @@ def client_as(app, username: str):
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token_for(app, username)}"
     return client
+
+
+class FrozenClock:
+    """Stands in for gridsvc.clock.now in tests that move time."""
+
+    def __init__(self, start):
+        self.current = start
+
+    def __call__(self):
+        return self.current
+
+    def advance(self, **delta):
+        from datetime import timedelta
+
+        self.current = self.current + timedelta(**delta)
+        return self.current

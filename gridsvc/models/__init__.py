@@ -1,7 +1,10 @@
 """ORM classes; importing this package registers every table on ``Base.metadata``."""
 from gridsvc.models.community import COMMUNITY_KINDS, Community, Zone
 from gridsvc.models.enterprise import Enterprise
+from gridsvc.models.shift import CheckEvent, ServiceHours, Shift, ShiftSkill, Signup
 from gridsvc.models.user import ROLES, Department, DepartmentMember, LoginFailure, User, UserRole
+from gridsvc.models.volunteer import Skill, Volunteer, VolunteerPosition, VolunteerSkill
 
-__all__ = ["COMMUNITY_KINDS", "ROLES", "Community", "Department", "DepartmentMember", "Enterprise", "LoginFailure",
-           "User", "UserRole", "Zone"]
+__all__ = ["COMMUNITY_KINDS", "ROLES", "CheckEvent", "Community", "Department", "DepartmentMember",
+           "Enterprise", "LoginFailure", "ServiceHours", "Shift", "ShiftSkill", "Signup", "Skill", "User", "UserRole",
+           "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone"]

@@ -49,8 +49,21 @@ class PointIn(Schema):
 
     @post_load
     def to_wgs84(self, data: dict, **_kwargs) -> GeoPoint:
-        lon, lat = to_wgs84(data["lon"], data["lat"], data["crs"])
-        return GeoPoint(lon=lon, lat=lat, input_lon=data["lon"], input_lat=data["lat"], input_crs=data["crs"])
+        return geopoint(data["lon"], data["lat"], data["crs"])
+
+
+def geopoint(lon: float, lat: float, crs: str) -> GeoPoint:
+    wgs_lon, wgs_lat = to_wgs84(lon, lat, crs)
+    return GeoPoint(lon=wgs_lon, lat=wgs_lat, input_lon=lon, input_lat=lat, input_crs=crs)
+
+
+class PositionIn(PointIn):
+    """A point plus more fields: loads to a dict whose ``point`` is the GeoPoint."""
+
+    @post_load
+    def to_wgs84(self, data: dict, **_kwargs) -> dict:
+        point = geopoint(data.pop("lon"), data.pop("lat"), data.pop("crs"))
+        return {**data, "point": point}
 
 
 class PointOut(Schema):

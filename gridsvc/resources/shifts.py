@@ -1,0 +1,279 @@
+"""Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+from shapely.geometry import Point
+
+from gridsvc import auth, clock
+from gridsvc.api import Blueprint, problem_response
+from gridsvc.db import current_session
+from gridsvc.errors import GridsvcError, ValidationFailed
+from gridsvc.resources.volunteers import hours_entry
+from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate, ShiftOut,
+                                    ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
+                                    SignupListOut, SignupOut)
+from gridsvc.schemas.volunteers import BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn
+from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
+
+blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, check-in/out and service hours")
+
+SHIFT_MANAGERS = auth.roles("admin", "liaison", name="shift-managers")
+MAX_KEY = 100
+
+
+def policy() -> checks.CheckPolicy:
+    return checks.CheckPolicy.from_config(current_app.config)
+
+
+def _point_fields(data: dict) -> dict:
+    if "location" in data:
+        data = dict(data, location=Point(data["location"].lon, data["location"].lat))
+    return data
+
+
+def _require_zone_manager(zone_id: int) -> None:
+    auth.require(auth.may_manage_zone(auth.current_principal(), zone_id),
+                 "Only admins and the liaison of the shift's zone may do this.")
+
+
+def signup_view(signup, position) -> dict:
+    return {"id": signup.id, "shift_id": signup.shift_id, "volunteer_id": signup.volunteer_id, "status": signup.status,
+            "waitlist_position": position, "created_at": signup.created_at}
+
+
+@blp.route("/shifts")
+class Shifts(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(ShiftQuery, location="query")
+    @blp.response(200, ShiftPageOut)
+    def get(self, query):
+        """Find shifts: by zone, time, activity, skill, free places, or near a point (nearest first)"""
+        query["starts_from"], query["starts_to"] = query.pop("start", None), query.pop("end", None)
+        return service.list_shifts(current_session(), **query)
+
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ShiftCreate)
+    @blp.response(201, ShiftOut)
+    def post(self, data):
+        """Create a shift at a zone or at a point with a radius (admins, the zone's liaison)"""
+        session = current_session()
+        data = _point_fields(data)
+        _, zone_id = service.place(session, data.get("zone_id"), data.get("location"))
+        _require_zone_manager(zone_id)
+        shift = service.create_shift(session, **data)
+        session.commit()
+        return service.view(session, shift)
+
+
+@blp.route("/shifts/series")
+class ShiftSeries(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ShiftSeriesCreate)
+    @blp.response(201, ShiftSeriesOut)
+    def post(self, data):
+        """Create a recurring series in one call ("weekdays 07:30-09:00 at the north gate for four weeks")"""
+        session = current_session()
+        data = _point_fields(data)
+        _, zone_id = service.place(session, data.get("zone_id"), data.get("location"))
+        _require_zone_manager(zone_id)
+        shifts = service.create_series(session, **data)
+        session.commit()
+        return {"series_id": shifts[0].series_id, "count": len(shifts),
+                "items": [service.ShiftView(shift=s, confirmed=0, waitlisted=0) for s in shifts]}
+
+
+@blp.route("/shifts/<int:shift_id>")
+class ShiftItem(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.response(200, ShiftOut)
+    def get(self, shift_id):
+        """One shift with its places left"""
+        session = current_session()
+        return service.view(session, service.get_shift(session, shift_id))
+
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ShiftUpdate)
+    @blp.response(200, ShiftOut)
+    def patch(self, data, shift_id):
+        """Change a shift (raising the capacity promotes the waitlist)"""
+        session = current_session()
+        _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+        shift = service.update_shift(session, shift_id, data)
+        session.commit()
+        return service.view(session, shift)
+
+    @auth.access(SHIFT_MANAGERS)
+    @blp.response(200, ShiftOut)
+    def delete(self, shift_id):
+        """Cancel a shift that has not started (its sign-ups are cancelled; nothing is deleted)"""
+        session = current_session()
+        _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+        shift = service.cancel_shift(session, shift_id, now=clock.now())
+        session.commit()
+        return service.view(session, shift)
+
+
+@blp.route("/shifts/<int:shift_id>/signups")
+class ShiftSignups(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.response(200, SignupListOut)
+    def get(self, shift_id):
+        """Who is confirmed and who waits, in order (admins, the zone's liaison)"""
+        session = current_session()
+        _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+        return {"items": [signup_view(s, p) for s, p in service.signups_of_shift(session, shift_id)]}
+
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(SignupIn)
+    @blp.response(201, SignupOut)
+    def post(self, data, shift_id):
+        """Sign up: confirmed while places remain, else waitlisted with a position"""
+        session = current_session()
+        volunteer_id = _acting_volunteer(data.get("volunteer_id"), shift_id)
+        result = service.sign_up(session, shift_id, volunteer_id, now=clock.now())
+        session.commit()
+        return signup_view(result.signup, result.waitlist_position)
+
+
+@blp.route("/shifts/<int:shift_id>/signups/<int:volunteer_id>")
+class ShiftSignupItem(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.response(200, CancelOut)
+    def delete(self, shift_id, volunteer_id):
+        """Cancel a sign-up; the first on the waitlist moves up"""
+        session = current_session()
+        _acting_volunteer(volunteer_id, shift_id)
+        cancelled, promoted = service.cancel_signup(session, shift_id, volunteer_id, now=clock.now())
+        session.commit()
+        return {"cancelled": signup_view(cancelled, None), "promoted": [signup_view(p, None) for p in promoted]}
+
+
+def _acting_volunteer(volunteer_id: int | None, shift_id: int) -> int:
+    """The volunteer a sign-up is for: yourself, or (admins, zone liaisons) someone else."""
+    session = current_session()
+    principal = auth.current_principal()
+    own = volunteer_service.volunteer_of_user(session, principal.user_id)
+    if volunteer_id is None:
+        auth.require(own is not None, "Register as a volunteer first (POST /api/v1/volunteers).")
+        return own.id
+    if own is not None and own.id == volunteer_id:
+        return volunteer_id
+    volunteer_service.get_volunteer(session, volunteer_id)
+    _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+    return volunteer_id
+
+
+def _check(shift_id: int, kind: str, data: dict):
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_KEY:
+        raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
+                               errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
+    session = current_session()
+    volunteer = volunteer_service.require_volunteer_of_user(session, auth.current_principal().user_id)
+    point = data["point"]
+    outcome = checks.check(session, volunteer.id, checks.CheckRequest(
+        shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
+        input_lat=point.input_lat, input_crs=point.input_crs, accuracy_m=data.get("accuracy_m"),
+        client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=policy())
+    session.commit()  # a refused check-in is recorded too
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    if outcome.status >= 400:
+        return problem_response(outcome.body, headers)
+    return outcome.body, outcome.status, headers
+
+
+@blp.route("/shifts/<int:shift_id>/check-in")
+class ShiftCheckIn(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.arguments(CheckIn)
+    @blp.response(201, CheckOut)
+    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance")
+    def post(self, data, shift_id):
+        """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
+        return _check(shift_id, "check_in", data)
+
+
+@blp.route("/shifts/<int:shift_id>/check-out")
+class ShiftCheckOut(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.arguments(CheckIn)
+    @blp.response(201, CheckOut)
+    def post(self, data, shift_id):
+        """Check out; your hours are recorded (approved at once when both ends were inside the area)"""
+        return _check(shift_id, "check_out", data)
+
+
+@blp.route("/me/check-events")
+class MyCheckEvents(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.arguments(OfflineBatchIn)
+    @blp.response(200, OfflineBatchOut)
+    def post(self, data):
+        """Upload check-ins/outs recorded offline; each is judged on its own, with a result per event"""
+        limit = policy().offline_max_events
+        if len(data["events"]) > limit:
+            raise ValidationFailed(f"At most {limit} events per upload; send the rest in another request.",
+                                   errors={"events": [f"at most {limit} events"]})
+        session = current_session()
+        volunteer = volunteer_service.require_volunteer_of_user(session, auth.current_principal().user_id)
+        requests = [(i, checks.CheckRequest(
+            shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
+            input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),
+            client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True))
+            for i, e in enumerate(data["events"])]
+        results = checks.check_batch(session, volunteer.id, requests, now=clock.now(), policy=policy())
+        session.commit()
+        return {"results": results}
+
+
+def _review(hours_id: int, approve: bool, note: str | None):
+    session = current_session()
+    entry = checks.get_hours(session, hours_id)
+    _require_zone_manager(entry.shift.zone_id)
+    return checks.review(session, hours_id, approve=approve, note=note,
+                         reviewer_id=auth.current_principal().user_id, now=clock.now())
+
+
+@blp.route("/hours/<int:hours_id>/approve")
+class HoursApprove(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ReviewIn)
+    @blp.response(200, HoursOut)
+    def post(self, data, hours_id):
+        """Approve pending hours (the liaison of the shift's zone, admins)"""
+        entry = _review(hours_id, True, data.get("note"))
+        current_session().commit()
+        return hours_entry(entry)
+
+
+@blp.route("/hours/<int:hours_id>/decline")
+class HoursDecline(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ReviewIn)
+    @blp.response(200, HoursOut)
+    def post(self, data, hours_id):
+        """Decline pending hours; the entry stays, marked declined"""
+        entry = _review(hours_id, False, data.get("note"))
+        current_session().commit()
+        return hours_entry(entry)
+
+
+@blp.route("/hours/review")
+class HoursBulkReview(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(BulkReviewIn)
+    @blp.response(200, BulkReviewOut)
+    def post(self, data):
+        """Approve or decline many entries at once; a result per entry"""
+        session = current_session()
+        results = []
+        for hours_id in dict.fromkeys(data["ids"]):
+            try:
+                with session.begin_nested():
+                    entry = _review(hours_id, data["action"] == "approve", data.get("note"))
+                results.append({"id": hours_id, "status": 200, "hours_status": entry.status})
+            except GridsvcError as exc:
+                results.append({"id": hours_id, "status": exc.status, "detail": exc.detail})
+        session.commit()
+        return {"results": results}

@@ -1,0 +1,264 @@
+"""Volunteers: registration, profiles and search, positions, hours and their exports."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import Response, current_app, request, url_for
+from flask.views import MethodView
+from sqlalchemy import select
+
+from gridsvc import auth, clock
+from gridsvc.api import Blueprint
+from gridsvc.db import current_session
+from gridsvc.errors import Unauthorized
+from gridsvc.fields import as_shape
+from gridsvc.ical import shifts_calendar
+from gridsvc.models import Community, User, Volunteer
+from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, SkillCreate, SkillOut,
+                                        VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery, VolunteerUpdate)
+from gridsvc.services import checks, shifts as shift_service, volunteers as service
+
+blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
+
+SEARCHERS = auth.roles("admin", "planner", "liaison", "department", name="volunteer-searchers")
+
+
+def _private(volunteer: Volunteer, zones: set[int] | None = None) -> bool:
+    if zones is None:
+        zones = service.zones_worked_in(current_session(), volunteer)
+    return auth.may_see_volunteer(auth.current_principal(), volunteer.user_id, zones)
+
+
+def require_private(volunteer: Volunteer) -> None:
+    auth.require(_private(volunteer), "Only the volunteer, a liaison of a zone they work in, or an admin may see this.")
+
+
+def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | None = None) -> dict:
+    session = current_session()
+    position = None
+    if private and volunteer.last_position is not None:
+        point = as_shape(volunteer.last_position)
+        position = {"lon": point.x, "lat": point.y, "crs": "wgs84", "accuracy_m": volunteer.last_accuracy_m,
+                    "at": volunteer.last_position_at}
+    own = auth.current_principal().user_id == volunteer.user_id
+    calendar = None
+    if own:
+        key = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)
+        calendar = url_for("volunteers.VolunteerCalendar", volunteer_id=volunteer.id, key=key, _external=True)
+    return {
+        "id": volunteer.id, "user_id": volunteer.user_id, "username": session.get(User, volunteer.user_id).username,
+        "real_name": volunteer.real_name,
+        "phone": volunteer.phone if private else auth.mask_phone(volunteer.phone),
+        "national_volunteer_id": volunteer.national_volunteer_id if private else None,
+        "team": volunteer.team, "home_zone_id": volunteer.home_zone_id, "skills": volunteer.skill_codes,
+        "availability": volunteer.availability,
+        "on_duty": service.is_on_duty(session, volunteer, clock.now()), "on_duty_shift_id": volunteer.on_duty_shift_id,
+        "last_position": position, "distance_m": None if distance_m is None else round(distance_m, 1),
+        "calendar_url": calendar, "created_at": volunteer.created_at,
+    }
+
+
+@blp.route("/skills")
+class Skills(MethodView):
+    @auth.access(auth.PUBLIC)
+    @blp.response(200, SkillOut(many=True))
+    def get(self):
+        """The managed skill list"""
+        return service.list_skills(current_session())
+
+    @auth.access(auth.ADMIN)
+    @blp.arguments(SkillCreate)
+    @blp.response(201, SkillOut)
+    def post(self, data):
+        """Add a skill to the list"""
+        session = current_session()
+        skill = service.create_skill(session, **data)
+        session.commit()
+        return skill
+
+
+@blp.route("/volunteers")
+class Volunteers(MethodView):
+    @auth.access(SEARCHERS)
+    @blp.arguments(VolunteerQuery, location="query")
+    @blp.response(200, VolunteerPageOut)
+    def get(self, query):
+        """Find volunteers by home zone, skill, team, on duty, or near a point (nearest first)"""
+        session = current_session()
+        page = service.search(session, now=clock.now(), **query)
+        principal = auth.current_principal()
+        items = []
+        for found in page.items:
+            private = auth.may_see_volunteer(principal, found.volunteer.user_id,
+                                             service.zones_worked_in(session, found.volunteer))
+            items.append(volunteer_view(found.volunteer, private=private, distance_m=found.distance_m))
+        return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}
+
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(VolunteerCreate)
+    @blp.response(201, VolunteerOut)
+    def post(self, data):
+        """Register as a volunteer (admins and liaisons may register someone else's account)"""
+        session = current_session()
+        principal = auth.current_principal()
+        user_id = data.pop("user_id", principal.user_id)
+        if user_id != principal.user_id:
+            auth.require(principal.has_any(("admin", "liaison")), "Only admins and liaisons may register another account.")
+        volunteer = service.register(session, user_id=user_id, **data)
+        session.commit()
+        return volunteer_view(volunteer, private=True)
+
+
+@blp.route("/volunteers/<int:volunteer_id>")
+class VolunteerItem(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.response(200, VolunteerOut)
+    def get(self, volunteer_id):
+        """One volunteer (phone masked and positions hidden unless you may see them)"""
+        volunteer = service.get_volunteer(current_session(), volunteer_id)
+        return volunteer_view(volunteer, private=_private(volunteer))
+
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(VolunteerUpdate)
+    @blp.response(200, VolunteerOut)
+    def patch(self, data, volunteer_id):
+        """Change a volunteer's profile (the volunteer, or an admin)"""
+        session = current_session()
+        volunteer = service.get_volunteer(session, volunteer_id)
+        principal = auth.current_principal()
+        auth.require(principal.user_id == volunteer.user_id or "admin" in principal.roles,
+                     "Only the volunteer or an admin may change this profile.")
+        volunteer = service.update(session, volunteer_id, data)
+        session.commit()
+        return volunteer_view(volunteer, private=True)
+
+
+@blp.route("/me/volunteer")
+class MyVolunteer(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.response(200, VolunteerOut)
+    def get(self):
+        """Your volunteer profile, with your calendar URL"""
+        volunteer = service.require_volunteer_of_user(current_session(), auth.current_principal().user_id)
+        return volunteer_view(volunteer, private=True)
+
+
+@blp.route("/me/location")
+class MyLocation(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.arguments(LocationIn)
+    @blp.response(201, LocationOut)
+    def post(self, data):
+        """Report your position (GCJ-02 and BD-09 are converted): what dispatch uses"""
+        session = current_session()
+        volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
+        point = data["point"]
+        at = clock.now()
+        service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
+                                accuracy_m=data.get("accuracy_m"), at=at)
+        session.commit()
+        return {"point": point.as_dict(), "input": point.input_dict(), "accuracy_m": data.get("accuracy_m"),
+                "recorded_at": at}
+
+
+def _day_range(query: dict, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    start = datetime.combine(query["start"], time.min, tz) if "start" in query else None
+    end = datetime.combine(query["end"] + timedelta(days=1), time.min, tz) if "end" in query else None
+    return start, end
+
+
+def _hours_context(volunteer_id: int, query: dict):
+    session = current_session()
+    volunteer = service.get_volunteer(session, volunteer_id)
+    require_private(volunteer)
+    checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.from_config(current_app.config), volunteer=volunteer)
+    session.commit()
+    tz = ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
+    start, end = _day_range(query, tz)
+    return volunteer, checks.hours_of(session, volunteer_id, start=start, end=end), tz
+
+
+def hours_entry(entry) -> dict:
+    return {"id": entry.id, "shift_id": entry.shift_id, "shift_title": entry.shift.title, "activity": entry.shift.activity,
+            "started_at": entry.started_at, "ended_at": entry.ended_at, "hours": float(entry.hours),
+            "status": entry.status, "auto_approved": entry.auto_approved, "flagged": entry.flagged,
+            "flag_reason": entry.flag_reason, "review_note": entry.review_note, "reviewed_at": entry.reviewed_at}
+
+
+@blp.route("/volunteers/<int:volunteer_id>/hours")
+class VolunteerHours(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(HoursQuery, location="query")
+    @blp.response(200, HoursReportOut)
+    def get(self, query, volunteer_id):
+        """Service hours: entries and totals by month and activity (the volunteer, their zones' liaisons, admins)"""
+        volunteer, entries, tz = _hours_context(volunteer_id, query)
+        return {"volunteer_id": volunteer.id, "entries": [hours_entry(e) for e in entries], **checks.summarise(entries, tz)}
+
+
+CSV_COLUMNS = ["name", "volunteer_id", "activity", "date", "start", "end", "hours", "recording_organisation", "status"]
+
+
+@blp.route("/volunteers/<int:volunteer_id>/hours.csv")
+class VolunteerHoursCsv(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(HoursQuery, location="query")
+    @blp.response(200, content_type="text/csv")
+    def get(self, query, volunteer_id):
+        """The volunteer's service record as CSV, with the national volunteer record's fields"""
+        volunteer, entries, tz = _hours_context(volunteer_id, query)
+        session = current_session()
+        out = io.StringIO()
+        out.write("\ufeff")  # Excel needs the BOM to read UTF-8 Chinese text
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        for entry in entries:
+            organisation = session.scalar(select(Community.name).where(Community.id == entry.shift.community_id))
+            start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
+            writer.writerow([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
+                             start.date().isoformat(), start.strftime("%H:%M"), end.strftime("%H:%M"),
+                             f"{entry.hours:.2f}", organisation, entry.status])
+        filename = f"volunteer-{volunteer.id}-hours.csv"
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@blp.route("/volunteers/<int:volunteer_id>/shifts.ics")
+class VolunteerCalendar(MethodView):
+    @auth.access(auth.CALENDAR)
+    @blp.response(200, content_type="text/calendar")
+    def get(self, volunteer_id):
+        """Your shifts as an iCalendar feed (TZID Asia/Shanghai): a bearer token, or the key from your calendar_url"""
+        session = current_session()
+        volunteer = service.get_volunteer(session, volunteer_id)
+        principal = auth.current_principal()
+        key = request.args.get("key")
+        if key is not None:
+            expected = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)
+            if not _same(key, expected):
+                raise Unauthorized("The calendar key is wrong or has been retired; copy calendar_url again.")
+        elif principal.user_id is None:
+            raise Unauthorized("This calendar needs a token or its key (see calendar_url in /me/volunteer).")
+        else:
+            require_private(volunteer)
+        events = []
+        for signup in shift_service.signups_of_volunteer(session, volunteer.id):
+            shift = signup.shift
+            events.append({"uid": f"shift-{shift.id}-volunteer-{volunteer.id}@gridsvc", "title": shift.title,
+                           "starts_at": shift.starts_at, "ends_at": shift.ends_at,
+                           "status": "CANCELLED" if shift.status == "cancelled" else
+                           ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
+                           "location": shift.zone.name if shift.zone else None,
+                           "description": f"{shift.activity}; {signup.status}"})
+        body = shifts_calendar(events, name=f"{volunteer.real_name} 志愿服务班次")
+        return Response(body, mimetype="text/calendar", headers={"Cache-Control": "private, max-age=300"})
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+

@@ -1,0 +1,194 @@
+"""Shift, sign-up and check-in shapes."""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from gridsvc.schemas.common import PageOut, PageQuery, PointIn, PointOut, PositionIn
+from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
+
+# Times without an offset are read as the park's local time.
+LOCAL = ZoneInfo("Asia/Shanghai")
+ACTIVITY = validate.Regexp(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
+
+
+def _aware(**kwargs):
+    return fields.AwareDateTime(default_timezone=LOCAL, **kwargs)
+
+
+class ShiftPlace(Schema):
+    zone_id = fields.Int(metadata={"description": "the zone polygon is the geofence"})
+    location = fields.Nested(PointIn, metadata={"description": "a point geofence (with radius_m), e.g. a gate"})
+    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=5, max=5000))
+
+    @validates_schema
+    def _place(self, data, partial=False, **_kwargs) -> None:
+        if not partial and "zone_id" not in data and "location" not in data:
+            raise ValidationError("give zone_id, or location with radius_m", "zone_id")
+        if ("location" in data) != ("radius_m" in data):
+            raise ValidationError("location and radius_m go together", "radius_m")
+
+
+class ShiftCreate(ShiftPlace):
+    title = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "北门早高峰交通疏导"})
+    activity = fields.Str(required=True, validate=ACTIVITY, metadata={"example": "traffic_guidance"})
+    starts_at = _aware(required=True)
+    ends_at = _aware(required=True)
+    capacity = fields.Int(required=True, validate=validate.Range(1, 10_000))
+    required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
+    notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
+
+    @validates_schema
+    def _ordered(self, data, **_kwargs) -> None:
+        if "starts_at" in data and "ends_at" in data and data["ends_at"] <= data["starts_at"]:
+            raise ValidationError("must be after starts_at", "ends_at")
+
+
+class ShiftSeriesCreate(ShiftPlace):
+    """A recurring template: every chosen weekday between two dates, at the same local times."""
+
+    title = fields.Str(required=True, validate=validate.Length(1, 200))
+    activity = fields.Str(required=True, validate=ACTIVITY)
+    weekdays = fields.List(fields.Int(validate=validate.Range(1, 7)), required=True, validate=validate.Length(1, 7),
+                           metadata={"description": "ISO weekdays, 1 = Monday", "example": [1, 2, 3, 4, 5]})
+    start_time = fields.Time(required=True, metadata={"example": "07:30"})
+    end_time = fields.Time(required=True, metadata={"example": "09:00"})
+    from_date = fields.Date(required=True)
+    until_date = fields.Date(required=True)
+    capacity = fields.Int(required=True, validate=validate.Range(1, 10_000))
+    required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
+    notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
+
+
+class ShiftUpdate(Schema):
+    title = fields.Str(validate=validate.Length(1, 200))
+    activity = fields.Str(validate=ACTIVITY)
+    starts_at = _aware()
+    ends_at = _aware()
+    capacity = fields.Int(validate=validate.Range(1, 10_000))
+    required_skills = fields.List(fields.Str(validate=SKILL_CODE))
+    notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
+
+
+class ShiftOut(Schema):
+    id = fields.Int(attribute="shift.id")
+    community_id = fields.Int(attribute="shift.community_id")
+    zone_id = fields.Int(attribute="shift.zone_id")
+    title = fields.Str(attribute="shift.title")
+    activity = fields.Str(attribute="shift.activity")
+    starts_at = fields.DateTime(attribute="shift.starts_at")
+    ends_at = fields.DateTime(attribute="shift.ends_at")
+    capacity = fields.Int(attribute="shift.capacity")
+    confirmed = fields.Int()
+    waitlisted = fields.Int()
+    places_left = fields.Int()
+    required_skills = fields.List(fields.Str(), attribute="shift.required_skill_codes")
+    location = fields.Method("_location", allow_none=True)
+    radius_m = fields.Float(attribute="shift.radius_m", allow_none=True)
+    status = fields.Str(attribute="shift.status")
+    series_id = fields.Str(attribute="shift.series_id", allow_none=True)
+    notes = fields.Str(attribute="shift.notes", allow_none=True)
+    distance_m = fields.Float(allow_none=True, metadata={"description": "with near=: metres to the shift's area"})
+
+    def _location(self, view) -> dict | None:
+        from gridsvc.fields import as_shape
+
+        if view.shift.location is None:
+            return None
+        point = as_shape(view.shift.location)
+        return {"lon": point.x, "lat": point.y, "crs": "wgs84"}
+
+
+class ShiftPageOut(PageOut):
+    items = fields.List(fields.Nested(ShiftOut))
+
+
+class ShiftSeriesOut(Schema):
+    series_id = fields.Str()
+    count = fields.Int()
+    items = fields.List(fields.Nested(ShiftOut))
+
+
+class ShiftQuery(PageQuery):
+    zone_id = fields.Int()
+    community_id = fields.Int()
+    start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time"})
+    end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
+    activity = fields.Str(validate=ACTIVITY)
+    skill = fields.Str(validate=SKILL_CODE)
+    has_space = fields.Bool()
+    include_cancelled = fields.Bool(load_default=False)
+    near = fields.Str(metadata={"description": "lon,lat (WGS-84): shifts within radius_m, nearest first"})
+    radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=3000)
+
+    @post_load
+    def _near(self, data, **_kwargs) -> dict:
+        if "near" in data:
+            data["near"] = parse_lonlat(data["near"], "near")
+        return data
+
+
+class SignupIn(Schema):
+    volunteer_id = fields.Int(metadata={"description": "default: your own volunteer profile"})
+
+
+class SignupOut(Schema):
+    id = fields.Int()
+    shift_id = fields.Int()
+    volunteer_id = fields.Int()
+    status = fields.Str(metadata={"description": "confirmed | waitlisted"})
+    waitlist_position = fields.Int(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class SignupListOut(Schema):
+    items = fields.List(fields.Nested(SignupOut))
+
+
+class CancelOut(Schema):
+    cancelled = fields.Nested(SignupOut)
+    promoted = fields.List(fields.Nested(SignupOut), metadata={"description": "waitlisted volunteers now confirmed"})
+
+
+class CheckIn(PositionIn):
+    accuracy_m = fields.Float(allow_nan=False, allow_none=True, validate=validate.Range(min=0, max=100_000))
+    client_time = _aware(allow_none=True, metadata={"description": "the phone's clock when the event happened"})
+
+
+class CheckOut(Schema):
+    accepted = fields.Bool()
+    event_id = fields.Int()
+    shift_id = fields.Int()
+    kind = fields.Str()
+    at = fields.Str()
+    inside = fields.Bool()
+    distance_m = fields.Float(metadata={"description": "metres to the geofence; 0 inside"})
+    allowed_m = fields.Float(metadata={"description": "the slack granted for the reported accuracy"})
+    point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
+    input = fields.Nested(PointOut)
+    on_duty = fields.Bool()
+    hours = fields.Dict(allow_none=True)
+
+
+class OfflineEvent(CheckIn):
+    shift_id = fields.Int(required=True)
+    kind = fields.Str(required=True, validate=validate.OneOf(("check_in", "check_out")))
+    client_time = _aware(required=True)
+    idempotency_key = fields.Str(required=True, validate=validate.Length(1, 100))
+
+
+class OfflineBatchIn(Schema):
+    events = fields.List(fields.Nested(OfflineEvent), required=True, validate=validate.Length(min=1))
+
+
+class OfflineResultOut(Schema):
+    index = fields.Int()
+    idempotency_key = fields.Str()
+    status = fields.Int()
+    replayed = fields.Bool()
+    result = fields.Dict()
+
+
+class OfflineBatchOut(Schema):
+    results = fields.List(fields.Nested(OfflineResultOut))

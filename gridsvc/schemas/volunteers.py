@@ -1,0 +1,194 @@
+"""Volunteer, skill, position and hours shapes."""
+from __future__ import annotations
+
+import re
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from gridsvc.schemas.accounts import PHONE
+from gridsvc.schemas.common import PageOut, PageQuery, PointIn, PointOut, PositionIn
+
+SKILL_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class SkillOut(Schema):
+    code = fields.Str()
+    name_zh = fields.Str()
+    name_en = fields.Str()
+
+
+class SkillCreate(Schema):
+    code = fields.Str(required=True, validate=SKILL_CODE, metadata={"example": "sign_language"})
+    name_zh = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "手语"})
+    name_en = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
+
+
+class AvailabilityWindow(Schema):
+    """A weekly window in the community's local time; 1 = Monday ... 7 = Sunday."""
+
+    weekday = fields.Int(required=True, validate=validate.Range(1, 7))
+    start = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "18:00"})
+    end = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "21:00"})
+
+    @validates_schema
+    def _ordered(self, data, **_kwargs) -> None:
+        if data["end"] <= data["start"]:
+            raise ValidationError("end must be after start", "end")
+
+
+class VolunteerCreate(Schema):
+    user_id = fields.Int(metadata={"description": "the account to register; default: your own"})
+    real_name = fields.Str(required=True, validate=validate.Length(1, 100))
+    phone = fields.Str(required=True, validate=PHONE)
+    national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64),
+                                       metadata={"description": "ID in the national volunteer service system, if any"})
+    team = fields.Str(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
+    home_zone_id = fields.Int(allow_none=True)
+    skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
+    availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list,
+                               validate=validate.Length(max=50))
+
+
+class VolunteerUpdate(Schema):
+    real_name = fields.Str(validate=validate.Length(1, 100))
+    phone = fields.Str(validate=PHONE)
+    national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    team = fields.Str(allow_none=True, validate=validate.Length(1, 100))
+    home_zone_id = fields.Int(allow_none=True)
+    skills = fields.List(fields.Str(validate=SKILL_CODE))
+    availability = fields.List(fields.Nested(AvailabilityWindow), validate=validate.Length(max=50))
+
+
+class LastPositionOut(Schema):
+    lon = fields.Float()
+    lat = fields.Float()
+    crs = fields.Str()
+    accuracy_m = fields.Float(allow_none=True)
+    at = fields.DateTime()
+
+
+class VolunteerOut(Schema):
+    """A volunteer; personal fields are null for callers without the right to see them."""
+
+    id = fields.Int()
+    user_id = fields.Int()
+    username = fields.Str()
+    real_name = fields.Str()
+    phone = fields.Str(metadata={"description": "masked (138****1234) unless you may see it"})
+    national_volunteer_id = fields.Str(allow_none=True)
+    team = fields.Str(allow_none=True)
+    home_zone_id = fields.Int(allow_none=True)
+    skills = fields.List(fields.Str())
+    availability = fields.List(fields.Nested(AvailabilityWindow))
+    on_duty = fields.Bool()
+    on_duty_shift_id = fields.Int(allow_none=True)
+    last_position = fields.Nested(LastPositionOut, allow_none=True)
+    distance_m = fields.Float(allow_none=True, metadata={"description": "with near=: metres from that point"})
+    calendar_url = fields.Str(allow_none=True, metadata={"description": "your shifts as iCalendar (only to you)"})
+    created_at = fields.DateTime()
+
+
+class VolunteerQuery(PageQuery):
+    zone_id = fields.Int(metadata={"description": "home zone"})
+    skill = fields.Str(validate=SKILL_CODE)
+    team = fields.Str()
+    on_duty = fields.Bool()
+    near = fields.Str(metadata={"description": "lon,lat (WGS-84): only volunteers within radius_m, nearest first"})
+    radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
+
+    @post_load
+    def _near(self, data, **_kwargs) -> dict:
+        if "near" in data:
+            data["near"] = parse_lonlat(data["near"], "near")
+        return data
+
+
+def parse_lonlat(text: str, field: str) -> tuple[float, float]:
+    try:
+        lon, lat = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValidationError("use lon,lat, e.g. 121.78,29.87", field) from None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValidationError("lon must be within [-180, 180] and lat within [-90, 90]", field)
+    return lon, lat
+
+
+class VolunteerPageOut(PageOut):
+    items = fields.List(fields.Nested(VolunteerOut))
+
+
+class LocationIn(PositionIn):
+    accuracy_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=100_000), allow_none=True,
+                              metadata={"description": "the phone's reported accuracy radius in metres"})
+
+
+class LocationOut(Schema):
+    point = fields.Nested(PointOut)
+    input = fields.Nested(PointOut)
+    accuracy_m = fields.Float(allow_none=True)
+    recorded_at = fields.DateTime()
+
+
+class HoursOut(Schema):
+    id = fields.Int()
+    shift_id = fields.Int()
+    shift_title = fields.Str()
+    activity = fields.Str()
+    started_at = fields.DateTime()
+    ended_at = fields.DateTime()
+    hours = fields.Float()
+    status = fields.Str(metadata={"description": "pending | approved | declined"})
+    auto_approved = fields.Bool()
+    flagged = fields.Bool()
+    flag_reason = fields.Str(allow_none=True)
+    review_note = fields.Str(allow_none=True)
+    reviewed_at = fields.DateTime(allow_none=True)
+
+
+class HoursTotalOut(Schema):
+    key = fields.Str(metadata={"description": "month (YYYY-MM, community time) or activity"})
+    approved = fields.Float()
+    pending = fields.Float()
+    declined = fields.Float()
+
+
+class HoursReportOut(Schema):
+    volunteer_id = fields.Int()
+    entries = fields.List(fields.Nested(HoursOut))
+    approved = fields.Float()
+    pending = fields.Float()
+    declined = fields.Float()
+    by_month = fields.List(fields.Nested(HoursTotalOut))
+    by_activity = fields.List(fields.Nested(HoursTotalOut))
+
+
+class HoursQuery(Schema):
+    start = fields.Date(data_key="from", metadata={"description": "first day (community time), inclusive"})
+    end = fields.Date(data_key="to", metadata={"description": "last day (community time), inclusive"})
+
+    @validates_schema
+    def _ordered(self, data, **_kwargs) -> None:
+        if "start" in data and "end" in data and data["end"] < data["start"]:
+            raise ValidationError("'to' is before 'from'", "to")
+
+
+class ReviewIn(Schema):
+    note = fields.Str(validate=validate.Length(max=500), allow_none=True)
+
+
+class BulkReviewIn(Schema):
+    ids = fields.List(fields.Int(), required=True, validate=validate.Length(1, 500))
+    action = fields.Str(required=True, validate=validate.OneOf(("approve", "decline")))
+    note = fields.Str(validate=validate.Length(max=500), allow_none=True)
+
+
+class BulkReviewResultOut(Schema):
+    id = fields.Int()
+    status = fields.Int()
+    hours_status = fields.Str(allow_none=True)
+    detail = fields.Str(allow_none=True)
+
+
+class BulkReviewOut(Schema):
+    results = fields.List(fields.Nested(BulkReviewResultOut))

@@ -1,0 +1,348 @@
+"""Shifts and sign-ups: capacity, waitlist, overlap and skill rules, safe under races.
+
+Races: a sign-up locks the volunteer's row, then the shift's row (always in
+that order, so two sign-ups cannot deadlock). The shift lock makes "count the
+confirmed, then confirm or waitlist" atomic, so 50 volunteers racing for 10
+places get exactly 10 confirmations; the volunteer lock makes the overlap
+check atomic across two shifts.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from shapely.geometry import Point
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import Conflict, NotFound, ValidationFailed
+from gridsvc.models import Community, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.services import Page
+from gridsvc.services.volunteers import get_volunteer, skills_by_code
+
+MAX_SERIES = 366  # occurrences one recurring template may create
+
+
+class ShiftConflict(Conflict):
+    type, title = "/problems/shift-conflict", "Sign-up refused"
+
+
+@dataclass(frozen=True)
+class ShiftView:
+    shift: Shift
+    confirmed: int
+    waitlisted: int
+    distance_m: float | None = None
+
+    @property
+    def places_left(self) -> int:
+        return max(0, self.shift.capacity - self.confirmed)
+
+
+def get_shift(session: Session, shift_id: int, *, for_update: bool = False) -> Shift:
+    shift = session.get(Shift, shift_id, with_for_update=for_update or None)
+    if shift is None:
+        raise NotFound(f"Shift {shift_id} does not exist.")
+    return shift
+
+
+def _counts(session: Session, shift_ids: list[int]) -> dict[int, tuple[int, int]]:
+    rows = session.execute(
+        select(Signup.shift_id,
+               func.count().filter(Signup.status == "confirmed"),
+               func.count().filter(Signup.status == "waitlisted"))
+        .where(Signup.shift_id.in_(shift_ids)).group_by(Signup.shift_id))
+    return {sid: (c, w) for sid, c, w in rows}
+
+
+def view(session: Session, shift: Shift, distance_m: float | None = None) -> ShiftView:
+    confirmed, waitlisted = _counts(session, [shift.id]).get(shift.id, (0, 0))
+    return ShiftView(shift=shift, confirmed=confirmed, waitlisted=waitlisted, distance_m=distance_m)
+
+
+# ---------------------------------------------------------------- create / update
+
+
+def place(session: Session, zone_id: int | None, location: Point | None) -> tuple[int, int]:
+    """(community_id, zone_id) for a shift at a zone, or at a point (the zone holding it)."""
+    if zone_id is not None:
+        zone = session.get(Zone, zone_id)
+        if zone is None:
+            raise ValidationFailed(f"Zone {zone_id} does not exist.", errors={"zone_id": [f"unknown zone {zone_id}"]})
+        if location is not None and not session.scalar(
+                select(func.ST_Covers(gsql.buffered_m(Zone.geom, 1.0), gsql.literal_geometry(location))).where(Zone.id == zone_id)):
+            raise ValidationFailed(f"The shift's point lies outside zone {zone.code}.",
+                                   errors={"location": [f"outside zone {zone.code}"]})
+        return zone.community_id, zone.id
+    if location is None:
+        raise ValidationFailed("A shift needs a zone_id or a location with radius_m.",
+                               errors={"zone_id": ["give zone_id or location + radius_m"]})
+    row = session.execute(select(Zone.community_id, Zone.id)
+                          .where(func.ST_Covers(Zone.geom, gsql.literal_geometry(location))).order_by(Zone.id).limit(1)).first()
+    if row is None:
+        raise ValidationFailed("The shift's point is in no zone.", errors={"location": ["in no zone"]})
+    return row[0], row[1]
+
+
+def _check_times(starts_at: datetime, ends_at: datetime) -> None:
+    if ends_at <= starts_at:
+        raise ValidationFailed("A shift must end after it starts.", errors={"ends_at": ["must be after starts_at"]})
+    if ends_at - starts_at > timedelta(hours=24):
+        raise ValidationFailed("A shift lasts at most 24 hours.", errors={"ends_at": ["at most 24 h after starts_at"]})
+
+
+def create_shift(session: Session, *, title: str, activity: str, starts_at: datetime, ends_at: datetime,
+                 capacity: int, zone_id: int | None = None, location: Point | None = None, radius_m: float | None = None,
+                 required_skills: Iterable[str] = (), notes: str | None = None, series_id: str | None = None,
+                 skills: list[Skill] | None = None) -> Shift:
+    _check_times(starts_at, ends_at)
+    if (location is None) != (radius_m is None):
+        raise ValidationFailed("A point shift needs both location and radius_m.",
+                               errors={"radius_m": ["give location and radius_m together"]})
+    community_id, zone_id = place(session, zone_id, location)
+    shift = Shift(community_id=community_id, zone_id=zone_id, title=title, activity=activity, starts_at=starts_at,
+                  ends_at=ends_at, capacity=capacity, radius_m=radius_m, notes=notes, series_id=series_id,
+                  location=gsql.literal_geometry(location) if location is not None else None,
+                  required_skills=skills if skills is not None else skills_by_code(session, required_skills, field="required_skills"))
+    session.add(shift)
+    session.flush()
+    return shift
+
+
+def occurrences(*, weekdays: Iterable[int], start_time: time, end_time: time, from_date: date, until_date: date,
+                tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The (start, end) of each occurrence, in the community's time zone.
+
+    ``weekdays`` are ISO numbers (1 = Monday). An end time at or before the
+    start time means the shift runs past midnight.
+    """
+    days = set(weekdays)
+    result = []
+    day = from_date
+    while day <= until_date:
+        if day.isoweekday() in days:
+            start = datetime.combine(day, start_time, tz)
+            end_day = day if end_time > start_time else day + timedelta(days=1)
+            result.append((start, datetime.combine(end_day, end_time, tz)))
+        day += timedelta(days=1)
+    return result
+
+
+def create_series(session: Session, *, weekdays: list[int], start_time: time, end_time: time, from_date: date,
+                  until_date: date, **shift_fields: Any) -> list[Shift]:
+    """A recurring template ("weekdays 07:30-09:00 at the north gate for four weeks") in one call."""
+    if until_date < from_date:
+        raise ValidationFailed("until_date is before from_date.", errors={"until_date": ["before from_date"]})
+    community_id, _ = place(session, shift_fields.get("zone_id"), shift_fields.get("location"))
+    tz = ZoneInfo(session.get(Community, community_id).timezone)
+    times = occurrences(weekdays=weekdays, start_time=start_time, end_time=end_time, from_date=from_date,
+                        until_date=until_date, tz=tz)
+    if not times:
+        raise ValidationFailed("The template creates no shift: no chosen weekday falls in the date range.",
+                               errors={"weekdays": ["no occurrence in the range"]})
+    if len(times) > MAX_SERIES:
+        raise ValidationFailed(f"The template would create {len(times)} shifts; at most {MAX_SERIES}.",
+                               errors={"until_date": [f"at most {MAX_SERIES} occurrences"]})
+    skills = skills_by_code(session, shift_fields.pop("required_skills", ()), field="required_skills")
+    series_id = str(uuid.uuid4())
+    return [create_shift(session, starts_at=s, ends_at=e, series_id=series_id, skills=skills, **shift_fields)
+            for s, e in times]
+
+
+def update_shift(session: Session, shift_id: int, changes: dict[str, Any]) -> Shift:
+    shift = get_shift(session, shift_id, for_update=True)
+    if shift.status == "cancelled":
+        raise Conflict(f"Shift {shift_id} is cancelled.")
+    if "required_skills" in changes:
+        shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills")
+    if "capacity" in changes:
+        confirmed = view(session, shift).confirmed
+        if changes["capacity"] < confirmed:
+            raise Conflict(f"{confirmed} volunteers are confirmed; the capacity cannot go below that.",
+                           confirmed=confirmed)
+    for key, value in changes.items():
+        setattr(shift, key, value)
+    _check_times(shift.starts_at, shift.ends_at)
+    session.flush()
+    if "capacity" in changes:
+        _promote(session, shift)
+    return shift
+
+
+def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
+    shift = get_shift(session, shift_id, for_update=True)
+    if shift.status == "cancelled":
+        return shift
+    if shift.starts_at <= now:
+        raise Conflict(f"Shift {shift_id} has already started; it cannot be cancelled.")
+    shift.status = "cancelled"
+    for signup in session.scalars(select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")):
+        signup.status = "cancelled"
+    session.flush()
+    return shift
+
+
+def list_shifts(session: Session, *, zone_id: int | None = None, community_id: int | None = None,
+                starts_from: datetime | None = None, starts_to: datetime | None = None, activity: str | None = None,
+                skill: str | None = None, has_space: bool | None = None, near: tuple[float, float] | None = None,
+                radius_m: float | None = None, include_cancelled: bool = False,
+                limit: int = 100, offset: int = 0) -> Page[ShiftView]:
+    query = select(Shift)
+    if not include_cancelled:
+        query = query.where(Shift.status == "scheduled")
+    if zone_id is not None:
+        query = query.where(Shift.zone_id == zone_id)
+    if community_id is not None:
+        query = query.where(Shift.community_id == community_id)
+    if starts_from is not None:
+        query = query.where(Shift.ends_at > starts_from)
+    if starts_to is not None:
+        query = query.where(Shift.starts_at < starts_to)
+    if activity:
+        query = query.where(Shift.activity == activity)
+    if skill:
+        query = query.where(Shift.required_skills.any(Skill.code == skill))
+    if has_space is not None:
+        confirmed = (select(func.count()).where(Signup.shift_id == Shift.id, Signup.status == "confirmed")
+                     .scalar_subquery())
+        query = query.where(confirmed < Shift.capacity if has_space else confirmed >= Shift.capacity)
+    distance = None
+    if near is not None:
+        # Distance to the geofence: the point circle, else the zone polygon.
+        here = gsql.point(*near)
+        zone_geom = select(Zone.geom).where(Zone.id == Shift.zone_id).scalar_subquery()
+        distance = func.coalesce(func.greatest(0, gsql.distance_m(Shift.location, here) - Shift.radius_m),
+                                 gsql.distance_m(zone_geom, here))
+        query = query.where(distance <= radius_m)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    order = (distance, Shift.starts_at, Shift.id) if distance is not None else (Shift.starts_at, Shift.id)
+    if distance is not None:
+        rows = session.execute(query.add_columns(distance).order_by(*order).limit(limit).offset(offset)).all()
+    else:
+        rows = [(s, None) for s in session.scalars(query.order_by(*order).limit(limit).offset(offset))]
+    counts = _counts(session, [s.id for s, _ in rows])
+    items = [ShiftView(shift=s, confirmed=counts.get(s.id, (0, 0))[0], waitlisted=counts.get(s.id, (0, 0))[1],
+                       distance_m=d) for s, d in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+# ---------------------------------------------------------------- sign-ups
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    signup: Signup
+    waitlist_position: int | None
+
+
+def waitlist_position(session: Session, signup: Signup) -> int | None:
+    if signup.status != "waitlisted":
+        return None
+    ahead = session.scalar(select(func.count()).where(
+        Signup.shift_id == signup.shift_id, Signup.status == "waitlisted",
+        (Signup.created_at < signup.created_at) | and_(Signup.created_at == signup.created_at, Signup.id < signup.id)))
+    return (ahead or 0) + 1
+
+
+def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift) -> Shift | None:
+    return session.scalar(
+        select(Shift).join(Signup, Signup.shift_id == Shift.id)
+        .where(Signup.volunteer_id == volunteer_id, Signup.status == "confirmed", Shift.id != shift.id,
+               Shift.status == "scheduled", Shift.starts_at < shift.ends_at, Shift.ends_at > shift.starts_at)
+        .limit(1))
+
+
+def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> SignupResult:
+    volunteer = get_volunteer(session, volunteer_id, for_update=True)
+    shift = get_shift(session, shift_id, for_update=True)
+    if shift.status == "cancelled":
+        raise ShiftConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
+    if shift.starts_at <= now:
+        raise ShiftConflict(f"Shift {shift_id} started at {shift.starts_at.isoformat()}; sign-ups are closed.",
+                            reason="started")
+    missing = sorted(set(shift.required_skill_codes) - set(volunteer.skill_codes))
+    if missing:
+        raise ShiftConflict(f"This shift needs the skill(s) {', '.join(missing)}, which the volunteer does not have.",
+                            reason="missing_skill", missing_skills=missing)
+    existing = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
+                                                   Signup.status != "cancelled"))
+    if existing is not None:
+        raise ShiftConflict(f"The volunteer is already {existing.status} for shift {shift_id}.", reason="already_signed_up",
+                            status=existing.status)
+    clash = _overlapping_confirmed(session, volunteer_id, shift)
+    if clash is not None:
+        raise ShiftConflict(f"The volunteer is already confirmed for shift {clash.id} ({clash.title}), which overlaps.",
+                            reason="overlap", overlapping_shift_id=clash.id)
+    confirmed = view(session, shift).confirmed
+    signup = Signup(shift_id=shift_id, volunteer_id=volunteer_id,
+                    status="confirmed" if confirmed < shift.capacity else "waitlisted")
+    session.add(signup)
+    session.flush()
+    return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
+
+
+def _promote(session: Session, shift: Shift) -> list[Signup]:
+    """Fill free places from the waitlist, first come first served, skipping
+    anyone now confirmed elsewhere at the same time."""
+    promoted = []
+    free = shift.capacity - view(session, shift).confirmed
+    if free <= 0:
+        return promoted
+    waiting = session.scalars(select(Signup).where(Signup.shift_id == shift.id, Signup.status == "waitlisted")
+                              .order_by(Signup.created_at, Signup.id)).all()
+    for signup in waiting:
+        if free <= 0:
+            break
+        if _overlapping_confirmed(session, signup.volunteer_id, shift) is None:
+            signup.status = "confirmed"
+            promoted.append(signup)
+            free -= 1
+    session.flush()
+    return promoted
+
+
+def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> tuple[Signup, list[Signup]]:
+    """Cancel a sign-up; returns it and the waitlisted sign-ups promoted in its place."""
+    get_volunteer(session, volunteer_id, for_update=True)
+    shift = get_shift(session, shift_id, for_update=True)
+    signup = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
+                                                 Signup.status != "cancelled"))
+    if signup is None:
+        raise NotFound(f"Volunteer {volunteer_id} has no sign-up for shift {shift_id}.")
+    if shift.ends_at <= now:
+        raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.")
+    if session.get(Volunteer, volunteer_id).on_duty_shift_id == shift_id:
+        raise Conflict("The volunteer is checked in to this shift; check out first.")
+    was_confirmed = signup.status == "confirmed"
+    signup.status = "cancelled"
+    session.flush()
+    return signup, (_promote(session, shift) if was_confirmed else [])
+
+
+def signups_of_shift(session: Session, shift_id: int) -> list[tuple[Signup, int | None]]:
+    get_shift(session, shift_id)
+    signups = session.scalars(select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")
+                              .order_by(Signup.status, Signup.created_at, Signup.id)).all()
+    position = 0
+    result = []
+    for signup in signups:
+        if signup.status == "waitlisted":
+            position += 1
+            result.append((signup, position))
+        else:
+            result.append((signup, None))
+    return result
+
+
+def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: bool = True,
+                         now: datetime | None = None) -> list[Signup]:
+    query = select(Signup).join(Shift, Shift.id == Signup.shift_id).where(Signup.volunteer_id == volunteer_id,
+                                                                          Signup.status != "cancelled")
+    if not include_past and now is not None:
+        query = query.where(Shift.ends_at > now)
+    return list(session.scalars(query.order_by(Shift.starts_at)))
+

@@ -1,0 +1,206 @@
+"""Volunteers: registration, profiles, search (by zone, skill, team, duty, distance) and positions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import Conflict, NotFound, ValidationFailed
+from gridsvc.models import Shift, Signup, Skill, User, Volunteer, VolunteerPosition, Zone
+from gridsvc.services import Page
+
+# Registered volunteers hold this role: it is what the access rules check.
+VOLUNTEER_ROLE = "volunteer"
+
+
+# ---------------------------------------------------------------- skills
+
+
+def list_skills(session: Session) -> list[Skill]:
+    return list(session.scalars(select(Skill).order_by(Skill.code)))
+
+
+def create_skill(session: Session, *, code: str, name_zh: str, name_en: str) -> Skill:
+    if session.get(Skill, code) is not None:
+        raise Conflict(f"The skill {code} already exists.", code=code)
+    skill = Skill(code=code, name_zh=name_zh, name_en=name_en)
+    session.add(skill)
+    session.flush()
+    return skill
+
+
+def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skills") -> list[Skill]:
+    """The Skill rows for ``codes``; an unknown code is a 422 naming it."""
+    codes = list(dict.fromkeys(codes))
+    found = {s.code: s for s in session.scalars(select(Skill).where(Skill.code.in_(codes)))}
+    unknown = [c for c in codes if c not in found]
+    if unknown:
+        raise ValidationFailed(f"Unknown skill(s): {', '.join(unknown)}; see /api/v1/skills.",
+                               errors={field: [f"unknown skill: {c}" for c in unknown]})
+    return [found[c] for c in codes]
+
+
+# ---------------------------------------------------------------- volunteers
+
+
+def get_volunteer(session: Session, volunteer_id: int, *, for_update: bool = False) -> Volunteer:
+    volunteer = session.get(Volunteer, volunteer_id, with_for_update=for_update or None)
+    if volunteer is None:
+        raise NotFound(f"Volunteer {volunteer_id} does not exist.")
+    return volunteer
+
+
+def volunteer_of_user(session: Session, user_id: int) -> Volunteer | None:
+    return session.scalar(select(Volunteer).where(Volunteer.user_id == user_id))
+
+
+def require_volunteer_of_user(session: Session, user_id: int, *, for_update: bool = False) -> Volunteer:
+    query = select(Volunteer).where(Volunteer.user_id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    volunteer = session.scalar(query)
+    if volunteer is None:
+        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+    return volunteer
+
+
+def _check_zone(session: Session, zone_id: int | None) -> None:
+    if zone_id is not None and session.get(Zone, zone_id) is None:
+        raise ValidationFailed(f"Zone {zone_id} does not exist.", errors={"home_zone_id": [f"unknown zone {zone_id}"]})
+
+
+def register(session: Session, *, user_id: int, real_name: str, phone: str, skills: list[str],
+             home_zone_id: int | None = None, team: str | None = None, national_volunteer_id: str | None = None,
+             availability: list[dict[str, Any]] | None = None) -> Volunteer:
+    user = session.get(User, user_id)
+    if user is None:
+        raise ValidationFailed(f"User {user_id} does not exist.", errors={"user_id": [f"unknown user {user_id}"]})
+    if volunteer_of_user(session, user_id) is not None:
+        raise Conflict(f"User {user.username} is already registered as a volunteer.", user_id=user_id)
+    _check_zone(session, home_zone_id)
+    volunteer = Volunteer(user_id=user_id, real_name=real_name, phone=phone, team=team, home_zone_id=home_zone_id,
+                          national_volunteer_id=national_volunteer_id, availability=availability or [],
+                          skills=skills_by_code(session, skills))
+    if VOLUNTEER_ROLE not in user.roles:
+        user.set_roles([*user.roles, VOLUNTEER_ROLE])
+    session.add(volunteer)
+    session.flush()
+    return volunteer
+
+
+def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volunteer:
+    volunteer = get_volunteer(session, volunteer_id)
+    if "skills" in changes:
+        volunteer.skills = skills_by_code(session, changes.pop("skills"))
+    if "home_zone_id" in changes:
+        _check_zone(session, changes["home_zone_id"])
+    for key, value in changes.items():
+        setattr(volunteer, key, value)
+    session.flush()
+    return volunteer
+
+
+def zones_worked_in(session: Session, volunteer: Volunteer) -> set[int]:
+    """The home zone and the zones of shifts the volunteer signed up for:
+    the liaisons of these zones may see the volunteer's personal data."""
+    zones = set(session.scalars(
+        select(Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
+        .where(Signup.volunteer_id == volunteer.id, Signup.status != "cancelled").distinct()))
+    if volunteer.home_zone_id is not None:
+        zones.add(volunteer.home_zone_id)
+    return zones
+
+
+@dataclass(frozen=True)
+class Found:
+    volunteer: Volunteer
+    distance_m: float | None
+
+
+def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
+           team: str | None = None, on_duty: bool | None = None, near: tuple[float, float] | None = None,
+           radius_m: float | None = None, limit: int = 100, offset: int = 0) -> Page[Found]:
+    """Volunteers by home zone, skill, team and duty; ``near`` sorts nearest first.
+
+    On duty means checked in to a shift that has not ended yet (a check-in
+    left open past the shift's end no longer counts).
+    """
+    query = select(Volunteer)
+    distance = None
+    if zone_id is not None:
+        query = query.where(Volunteer.home_zone_id == zone_id)
+    if skill:
+        query = query.where(Volunteer.skills.any(Skill.code == skill))
+    if team:
+        query = query.where(Volunteer.team == team)
+    duty = and_(Volunteer.on_duty_shift_id.is_not(None),
+                select(Shift.id).where(Shift.id == Volunteer.on_duty_shift_id, Shift.ends_at > now).exists())
+    if on_duty is True:
+        query = query.where(duty)
+    elif on_duty is False:
+        query = query.where(~duty)
+    if near is not None:
+        here = gsql.point(*near)
+        distance = gsql.distance_m(Volunteer.last_position, here)
+        query = query.where(Volunteer.last_position.is_not(None),
+                            func.ST_DWithin(gsql.geography(Volunteer.last_position), gsql.geography(here), radius_m))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if distance is not None:
+        rows = session.execute(query.add_columns(distance).order_by(distance, Volunteer.id).limit(limit).offset(offset)).all()
+        items = [Found(volunteer=v, distance_m=d) for v, d in rows]
+    else:
+        items = [Found(volunteer=v, distance_m=None)
+                 for v in session.scalars(query.order_by(Volunteer.id).limit(limit).offset(offset))]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def is_on_duty(session: Session, volunteer: Volunteer, now: datetime) -> bool:
+    if volunteer.on_duty_shift_id is None:
+        return False
+    return bool(session.scalar(select(Shift.ends_at > now).where(Shift.id == volunteer.on_duty_shift_id)))
+
+
+# ---------------------------------------------------------------- positions
+
+
+def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: float, crs: str,
+                    accuracy_m: float | None, at: datetime) -> VolunteerPosition:
+    """Keep the last known position (for dispatch) and a short history.
+
+    An older fix (an offline upload arriving late) joins the history but
+    does not replace a newer last-known position.
+    """
+    point = gsql.point(lon, lat)
+    position = VolunteerPosition(volunteer_id=volunteer.id, position=point, accuracy_m=accuracy_m, input_crs=crs,
+                                 recorded_at=at)
+    session.add(position)
+    if volunteer.last_position_at is None or at >= volunteer.last_position_at:
+        volunteer.last_position = point
+        volunteer.last_position_at = at
+        volunteer.last_accuracy_m = accuracy_m
+    session.flush()
+    return position
+
+
+def recent_positions(session: Session, volunteer_id: int, *, limit: int = 50) -> list[VolunteerPosition]:
+    return list(session.scalars(select(VolunteerPosition).where(VolunteerPosition.volunteer_id == volunteer_id)
+                                .order_by(VolunteerPosition.recorded_at.desc()).limit(limit)))
+
+
+def purge_positions(session: Session, *, retention_days: float, now: datetime | None = None) -> int:
+    """Delete position history older than the retention period (PIPL: keep no more than needed)."""
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+    result = session.execute(delete(VolunteerPosition).where(VolunteerPosition.recorded_at < cutoff))
+    stale = session.execute(
+        select(Volunteer).where(Volunteer.last_position_at < cutoff)).scalars().all()
+    for volunteer in stale:  # the last known position is history too once it is that old
+        volunteer.last_position = None
+        volunteer.last_position_at = None
+        volunteer.last_accuracy_m = None
+    session.flush()
+    return result.rowcount or 0
+

@@ -1,0 +1,142 @@
+"""Volunteer registration, profiles, search, positions and privacy."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from geo.crs import from_wgs84, geodesic_distance_m
+from gridsvc.models import Volunteer, VolunteerPosition
+from gridsvc.services.volunteers import purge_positions
+from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem, count, offset
+
+
+def test_worker_registers_as_volunteer_and_gets_the_role(login, session):
+    worker = login("worker-001")
+    g03 = zone_of(session, "G03")
+    response = worker.post("/api/v1/volunteers", json={
+        "real_name": "陈静", "phone": "13912345678", "team": "灵动", "home_zone_id": g03.id,
+        "skills": ["first_aid", "garbage_sorting"], "national_volunteer_id": "ZJ-NB-9",
+        "availability": [{"weekday": 6, "start": "08:00", "end": "12:00"}]})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["skills"] == ["first_aid", "garbage_sorting"] and body["home_zone_id"] == g03.id
+    assert body["phone"] == "13912345678" and body["calendar_url"].startswith("http")
+    assert "volunteer" in worker.get("/api/v1/me").get_json()["roles"]
+    assert_problem(worker.post("/api/v1/volunteers", json={"real_name": "x", "phone": "13912345678"}), 409)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"real_name": "x", "phone": "13912345678", "skills": ["juggling"]}, "skills"),
+    ({"real_name": "x", "phone": "call me"}, "phone"),
+    ({"real_name": "x", "phone": "13912345678", "home_zone_id": 987654}, "home_zone_id"),
+    ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 8, "start": "08:00", "end": "09:00"}]}, "availability"),
+    ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 1, "start": "10:00", "end": "09:00"}]}, "availability"),
+    ({"phone": "13912345678"}, "real_name"),
+])
+def test_bad_registration_is_422_and_changes_nothing(login, session, body, field):
+    before = count(session, Volunteer)
+    problem = assert_problem(login("worker-002").post("/api/v1/volunteers", json=body), 422)
+    assert field in problem["errors"]
+    assert count(session, Volunteer) == before
+
+
+def test_only_admins_and_liaisons_register_someone_else(login, session):
+    from gridsvc.services.accounts import find_user
+
+    target = find_user(session, "worker-003").id
+    body = {"user_id": target, "real_name": "x", "phone": "13900000000"}
+    assert_problem(login("worker-004").post("/api/v1/volunteers", json=body), 403)
+    assert login("liaison-g01").post("/api/v1/volunteers", json=body).status_code == 201
+
+
+def test_admin_extends_the_skill_list(login, client):
+    assert len(client.get("/api/v1/skills").get_json()) == 7
+    assert login("admin").post("/api/v1/skills", json={"code": "sign_language", "name_zh": "手语", "name_en": "Sign language"}).status_code == 201
+    assert "sign_language" in {s["code"] for s in client.get("/api/v1/skills").get_json()}
+    assert_problem(login("planner").post("/api/v1/skills", json={"code": "x_y", "name_zh": "x", "name_en": "x"}), 403)
+    assert_problem(login("admin").post("/api/v1/skills", json={"code": "Bad Code", "name_zh": "x", "name_en": "x"}), 422)
+
+
+def test_filter_by_zone_skill_and_team(login, session):
+    planner = login("planner")
+    g02 = zone_of(session, "G02")
+    in_g02 = planner.get(f"/api/v1/volunteers?zone_id={g02.id}&limit=100").get_json()
+    assert in_g02["total"] == 6 and all(v["home_zone_id"] == g02.id for v in in_g02["items"])
+    first_aid = planner.get("/api/v1/volunteers?skill=first_aid&limit=100").get_json()
+    assert first_aid["total"] == 6 and all("first_aid" in v["skills"] for v in first_aid["items"])
+    assert planner.get("/api/v1/volunteers?team=灵动").get_json()["total"] == 60
+    assert planner.get("/api/v1/volunteers?team=nobody").get_json()["total"] == 0
+
+
+def test_near_lists_nearest_first_with_distance(login, session):
+    g05 = zone_of(session, "G05")
+    here = zone_center(login("admin"), g05.id)
+    for username, metres in (("volunteer-010", 300), ("volunteer-011", 100), ("volunteer-012", 2500)):
+        lon, lat = offset(*here, metres, 0)
+        login(username).post("/api/v1/me/location", json={"lon": lon, "lat": lat, "accuracy_m": 10})
+    found = login("liaison-g05").get(f"/api/v1/volunteers?near={here[0]},{here[1]}&radius_m=1000").get_json()
+    assert [v["username"] for v in found["items"]] == ["volunteer-011", "volunteer-010"]
+    assert [v["distance_m"] for v in found["items"]] == pytest.approx([100, 300], abs=1.5)
+
+
+def test_location_in_gcj02_is_stored_as_wgs84_with_history(login, session):
+    truth = zone_center(login("admin"), zone_of(session, "G01").id)
+    phone = from_wgs84(*truth, "gcj02")
+    volunteer = login("volunteer-001")
+    answer = volunteer.post("/api/v1/me/location", json={"lon": phone[0], "lat": phone[1], "crs": "gcj02", "accuracy_m": 8})
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert body["input"]["crs"] == "gcj02" and body["point"]["crs"] == "wgs84"
+    assert geodesic_distance_m(body["point"]["lon"], body["point"]["lat"], *truth) < 1.0
+    volunteer.post("/api/v1/me/location", json={"lon": truth[0], "lat": truth[1]})
+    vid = volunteer_id(session, "volunteer-001")
+    assert session.scalar(select(func.count()).where(VolunteerPosition.volunteer_id == vid)) == 2
+    profile = volunteer.get("/api/v1/me/volunteer").get_json()
+    assert profile["last_position"]["lon"] == pytest.approx(truth[0])
+
+
+@pytest.mark.parametrize("body", [{"lon": 200, "lat": 29}, {"lon": 121, "lat": 29, "crs": "utm"},
+                                  {"lon": 121, "lat": 29, "accuracy_m": -1}, {"lat": 29}])
+def test_bad_location_is_422(login, session, body):
+    before = count(session, VolunteerPosition)
+    assert_problem(login("volunteer-001").post("/api/v1/me/location", json=body), 422)
+    assert count(session, VolunteerPosition) == before
+
+
+def test_location_needs_a_volunteer(login):
+    assert_problem(login("planner").post("/api/v1/me/location", json={"lon": 121.78, "lat": 29.87}), 403)
+
+
+def test_purge_deletes_positions_past_retention(login, session, clock):
+    volunteer = login("volunteer-002")
+    volunteer.post("/api/v1/me/location", json={"lon": 121.78, "lat": 29.87})
+    vid = volunteer_id(session, "volunteer-002")
+    assert purge_positions(session, retention_days=7, now=clock() + timedelta(days=6)) == 0
+    removed = purge_positions(session, retention_days=7, now=clock() + timedelta(days=8))
+    assert removed >= 1
+    assert session.scalar(select(func.count()).where(VolunteerPosition.volunteer_id == vid)) == 0
+    session.expire_all()
+    assert session.get(Volunteer, vid).last_position is None
+
+
+def test_phone_and_position_only_for_the_volunteer_their_liaison_and_admins(login, session):
+    vid = volunteer_id(session, "volunteer-001")  # home zone G01
+    login("volunteer-001").post("/api/v1/me/location", json={"lon": 121.78, "lat": 29.87})
+    full = login("liaison-g01").get(f"/api/v1/volunteers/{vid}").get_json()
+    assert "*" not in full["phone"] and full["last_position"] is not None and full["national_volunteer_id"]
+    for other in ("liaison-g02", "volunteer-002", "planner"):
+        seen = login(other).get(f"/api/v1/volunteers/{vid}").get_json()
+        assert seen["phone"] == full["phone"][:3] + "****" + full["phone"][-4:], other
+        assert seen["last_position"] is None and seen["national_volunteer_id"] is None and seen["calendar_url"] is None
+    assert login("admin").get(f"/api/v1/volunteers/{vid}").get_json()["phone"] == full["phone"]
+    assert_problem(login("volunteer-002").get("/api/v1/volunteers"), 403)
+
+
+def test_profile_edits_by_the_volunteer_or_an_admin_only(login, session):
+    vid = volunteer_id(session, "volunteer-003")
+    assert login("volunteer-003").patch(f"/api/v1/volunteers/{vid}", json={"team": "红马甲"}).get_json()["team"] == "红马甲"
+    assert_problem(login("volunteer-004").patch(f"/api/v1/volunteers/{vid}", json={"team": "x"}), 403)
+    assert_problem(login("volunteer-003").patch(f"/api/v1/volunteers/{vid}", json={"skills": ["nope"]}), 422)

@@ -1,0 +1,44 @@
+"""Arrangements shared by the volunteer, shift and check-in tests."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from shapely.geometry import shape
+from sqlalchemy import select
+
+from gridsvc.models import User, Volunteer, Zone
+from tests.helpers import offset
+
+
+def zone_of(session, code: str) -> Zone:
+    return session.scalar(select(Zone).where(Zone.code == code).order_by(Zone.id))
+
+
+def zone_center(client, zone_id: int) -> tuple[float, float]:
+    geometry = client.get(f"/api/v1/zones/{zone_id}").get_json()["geometry"]
+    point = shape(geometry).representative_point()
+    return point.x, point.y
+
+
+def volunteer_id(session, username: str) -> int:
+    return session.scalar(select(Volunteer.id).join(User, User.id == Volunteer.user_id).where(User.username == username))
+
+
+def make_shift(admin, *, zone_id: int | None = None, starts_at: datetime, hours: float = 2, capacity: int = 5,
+               skills=(), point: tuple[float, float] | None = None, radius_m: float | None = None,
+               title: str = "北门交通疏导", activity: str = "traffic_guidance") -> dict:
+    body = {"title": title, "activity": activity, "starts_at": starts_at.isoformat(),
+            "ends_at": (starts_at + timedelta(hours=hours)).isoformat(), "capacity": capacity,
+            "required_skills": list(skills)}
+    if zone_id is not None:
+        body["zone_id"] = zone_id
+    if point is not None:
+        body["location"] = {"lon": point[0], "lat": point[1]}
+        body["radius_m"] = radius_m
+    response = admin.post("/api/v1/shifts", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def north_of(point: tuple[float, float], metres: float) -> tuple[float, float]:
+    return offset(point[0], point[1], 0, metres)
