@@ -106,8 +106,11 @@ class Rule:
     public: bool = False
     roles: frozenset[str] | None = None
     refresh: bool = False  # needs a refresh token instead of an access token
+    note: str | None = None  # overrides the generated description
 
     def describe(self) -> str:
+        if self.note:
+            return self.note
         if self.public:
             return "Anyone, no token needed."
         if self.refresh:
@@ -127,7 +130,8 @@ REFRESH = Rule("refresh", refresh=True)
 ADMIN = roles("admin")
 ADMIN_OR_PLANNER = roles("admin", "planner")
 # A calendar feed: a bearer token, or the feed's own key (checked by the view).
-CALENDAR = Rule("calendar", public=True)
+CALENDAR = Rule("calendar", public=True,
+                note="A bearer token of the volunteer, their zone's liaison or an admin; or the feed's ?key=.")
 # Zone liaisons pass this gate; the view then narrows them to their own zones.
 ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
 
@@ -146,6 +150,8 @@ def access(rule: Rule) -> Callable:
         manual = apidoc.setdefault("manual_doc", {})
         if not rule.public:
             manual["security"] = [{"bearerAuth": []}]
+        elif rule.note:  # a token is one of the ways in
+            manual["security"] = [{"bearerAuth": []}, {}]
         manual["description"] = (manual.get("description", "") + "\n\nAccess: " + rule.describe()).strip()
         guarded._apidoc = apidoc  # type: ignore[attr-defined]
         return guarded

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 PROBLEM_BASE = "/problems/"
+RESERVED = frozenset({"type", "title", "status", "detail", "instance", "errors"})
 
 
 class GridsvcError(Exception):
@@ -20,6 +21,9 @@ class GridsvcError(Exception):
     title: str = "Internal Server Error"
 
     def __init__(self, detail: str | None = None, *, errors: Any = None, **extra: Any) -> None:
+        clash = RESERVED & extra.keys()
+        if clash:  # a programming error: extension members must not shadow the standard ones
+            raise ValueError(f"problem extension members {sorted(clash)} shadow RFC 9457 members")
         super().__init__(detail or self.title)
         self.detail = detail
         self.errors = errors

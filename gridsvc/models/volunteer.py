@@ -54,7 +54,7 @@ class Volunteer(Audited, Base):
     last_position_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_accuracy_m: Mapped[float | None] = mapped_column(Float)
     # The shift the volunteer is checked in to, if any: "on duty" is this not being NULL.
-    on_duty_shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL", use_alter=True),
+    on_duty_shift_id: Mapped[int | None] = mapped_column(ForeignKey("shift.id", ondelete="SET NULL"),
                                                          index=True)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])

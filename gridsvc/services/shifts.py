@@ -272,7 +272,7 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
                                                    Signup.status != "cancelled"))
     if existing is not None:
         raise ShiftConflict(f"The volunteer is already {existing.status} for shift {shift_id}.", reason="already_signed_up",
-                            status=existing.status)
+                            signup_status=existing.status)
     clash = _overlapping_confirmed(session, volunteer_id, shift)
     if clash is not None:
         raise ShiftConflict(f"The volunteer is already confirmed for shift {clash.id} ({clash.title}), which overlaps.",

@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.CheckConstraint('last_accuracy_m IS NULL OR last_accuracy_m >= 0', name=op.f('ck_volunteer_accuracy')),
     sa.ForeignKeyConstraint(['created_by_id'], ['app_user.id'], name=op.f('fk_volunteer_created_by_id_app_user'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['home_zone_id'], ['zone.id'], name=op.f('fk_volunteer_home_zone_id_zone'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['on_duty_shift_id'], ['shift.id'], name=op.f('fk_volunteer_on_duty_shift_id_shift'), ondelete='SET NULL', use_alter=True),
+    sa.ForeignKeyConstraint(['on_duty_shift_id'], ['shift.id'], name=op.f('fk_volunteer_on_duty_shift_id_shift'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['updated_by_id'], ['app_user.id'], name=op.f('fk_volunteer_updated_by_id_app_user'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_volunteer_user_id_app_user'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_volunteer')),

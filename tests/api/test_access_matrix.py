@@ -41,10 +41,37 @@ MATRIX = {
     ("GET", "/api/v1/communities/{community_id}/enterprises/{enterprise_id}"): "public",
     ("PATCH", "/api/v1/communities/{community_id}/enterprises/{enterprise_id}"): "admin",
     ("DELETE", "/api/v1/communities/{community_id}/enterprises/{enterprise_id}"): "admin",
+    ("GET", "/api/v1/skills"): "public",
+    ("POST", "/api/v1/skills"): "admin",
+    ("GET", "/api/v1/volunteers"): "volunteer-searchers",
+    ("POST", "/api/v1/volunteers"): "signed-in",
+    ("GET", "/api/v1/volunteers/{volunteer_id}"): "signed-in",
+    ("PATCH", "/api/v1/volunteers/{volunteer_id}"): "volunteer-private",  # the volunteer or an admin
+    ("GET", "/api/v1/volunteers/{volunteer_id}/hours"): "volunteer-private",
+    ("GET", "/api/v1/volunteers/{volunteer_id}/hours.csv"): "volunteer-private",
+    ("GET", "/api/v1/volunteers/{volunteer_id}/shifts.ics"): "calendar",
+    ("GET", "/api/v1/me/volunteer"): "signed-in",
+    ("POST", "/api/v1/me/location"): "volunteer-role",
+    ("POST", "/api/v1/me/check-events"): "volunteer-role",
+    ("GET", "/api/v1/shifts"): "signed-in",
+    ("POST", "/api/v1/shifts"): "shift-managers",
+    ("POST", "/api/v1/shifts/series"): "shift-managers",
+    ("GET", "/api/v1/shifts/{shift_id}"): "signed-in",
+    ("PATCH", "/api/v1/shifts/{shift_id}"): "shift-managers",
+    ("DELETE", "/api/v1/shifts/{shift_id}"): "shift-managers",
+    ("GET", "/api/v1/shifts/{shift_id}/signups"): "shift-managers",
+    ("POST", "/api/v1/shifts/{shift_id}/signups"): "own-volunteer",
+    ("DELETE", "/api/v1/shifts/{shift_id}/signups/{volunteer_id}"): "volunteer-private",
+    ("POST", "/api/v1/shifts/{shift_id}/check-in"): "volunteer-role",
+    ("POST", "/api/v1/shifts/{shift_id}/check-out"): "volunteer-role",
+    ("POST", "/api/v1/hours/{hours_id}/approve"): "shift-managers",
+    ("POST", "/api/v1/hours/{hours_id}/decline"): "shift-managers",
+    ("POST", "/api/v1/hours/review"): "bulk-review",
 }
 
-# The target of every zone-scoped route is Lingfeng's G01; the liaison caller
-# is G02's, so "their zone" never applies to it.
+# The target of every zone-scoped route is Lingfeng's G01 (a G01 shift, and
+# volunteer-001 whose home zone is G01); the liaison caller is G02's, so
+# "their zone" never applies to it.
 CALLERS = ("anonymous", "volunteer-001", "liaison-g02", "admin")
 DENIED = {
     "public": {},
@@ -53,6 +80,29 @@ DENIED = {
     "admin": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
     "admin+planner": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
     "zone-editors": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
+    "volunteer-searchers": {"anonymous": 401, "volunteer-001": 403},
+    "shift-managers": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
+    # needs the volunteer role itself: an admin is not a volunteer
+    "volunteer-role": {"anonymous": 401, "liaison-g02": 403, "admin": 403},
+    # signs up the caller's own volunteer profile (the body names nobody else)
+    "own-volunteer": {"anonymous": 401, "liaison-g02": 403, "admin": 403},
+    # the volunteer, a liaison of a zone they work in, an admin
+    "volunteer-private": {"anonymous": 401, "liaison-g02": 403},
+    # a bearer token of someone who may see the volunteer, or the feed's key (none sent here)
+    "calendar": {"anonymous": 401, "liaison-g02": 403},
+    # the role gate refuses outright; the zone scope is judged per entry (see below)
+    "bulk-review": {"anonymous": 401, "volunteer-001": 403},
+}
+
+# Bodies that get past validation, so that a zone-scope refusal can show.
+BODIES = {
+    ("POST", "/api/v1/shifts"): lambda ids: {
+        "title": "matrix", "activity": "traffic_guidance", "zone_id": ids["zone_id"], "capacity": 1,
+        "starts_at": "2030-01-07T07:30:00+08:00", "ends_at": "2030-01-07T09:00:00+08:00"},
+    ("POST", "/api/v1/shifts/series"): lambda ids: {
+        "title": "matrix", "activity": "traffic_guidance", "zone_id": ids["zone_id"], "capacity": 1, "weekdays": [1],
+        "start_time": "07:30", "end_time": "09:00", "from_date": "2030-01-07", "until_date": "2030-01-14"},
+    ("POST", "/api/v1/hours/review"): lambda ids: {"ids": [ids["hours_id"]], "action": "approve"},
 }
 
 
@@ -79,25 +129,55 @@ def test_openapi_says_which_routes_need_a_token(client):
         assert "Access:" in operation.get("description", "")
 
 
-def _url(path: str, session, lingfeng) -> str:
-    ids = {
+@pytest.fixture()
+def ids(session, lingfeng, clock) -> dict:
+    """Concrete targets in G01, including an hours entry waiting for review."""
+    from datetime import timedelta
+
+    from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
+    from gridsvc.services.shifts import create_shift
+
+    zone_id = session.scalar(select(Zone.id).where(Zone.community_id == lingfeng.id, Zone.code == "G01"))
+    volunteer = session.scalar(select(Volunteer).join(User, User.id == Volunteer.user_id).where(User.username == "volunteer-001"))
+    shift = create_shift(session, zone_id=zone_id, title="matrix", activity="traffic_guidance", capacity=3,
+                         starts_at=clock() + timedelta(days=1), ends_at=clock() + timedelta(days=1, hours=2))
+    past = create_shift(session, zone_id=zone_id, title="past", activity="traffic_guidance", capacity=3,
+                        starts_at=clock() - timedelta(hours=3), ends_at=clock() - timedelta(hours=2))
+    check_in = CheckEvent(shift_id=past.id, volunteer_id=volunteer.id, kind="check_in", effective_at=past.starts_at,
+                          position="SRID=4326;POINT(121.78 29.87)", input_lon=121.78, input_lat=29.87, input_crs="wgs84",
+                          inside=True, distance_m=0, accepted=True, status_code=201, response={})
+    session.add(check_in)
+    session.flush()
+    hours = ServiceHours(volunteer_id=volunteer.id, shift_id=past.id, check_in_id=check_in.id, started_at=past.starts_at,
+                         ended_at=past.ends_at, hours=1, status="pending")
+    session.add(hours)
+    session.flush()
+    session.commit()
+    return {
         "community_id": lingfeng.id,
-        "zone_id": session.scalar(select(Zone.id).where(Zone.community_id == lingfeng.id, Zone.code == "G01")),
+        "zone_id": zone_id,
         "enterprise_id": session.scalar(select(Enterprise.id).where(Enterprise.community_id == lingfeng.id).limit(1)),
         "user_id": session.scalar(select(User.id).where(User.username == "volunteer-001")),
+        "volunteer_id": volunteer.id,
+        "shift_id": shift.id,
+        "hours_id": hours.id,
     }
+
+
+def _url(path: str, ids: dict) -> str:
     url = path.format(**ids)
     return url + ("?lon=121.78&lat=29.87" if path.endswith("/locate") else "")
 
 
 @pytest.mark.parametrize("operation", sorted(MATRIX), ids=lambda op: f"{op[0]} {op[1]}")
-def test_route_against_each_caller(app, login, session, lingfeng, operation):
+def test_route_against_each_caller(app, login, ids, operation):
     method, path = operation
     rule = MATRIX[operation]
-    url = _url(path, session, lingfeng)
+    url = _url(path, ids)
+    body = BODIES[operation](ids) if operation in BODIES else {}
     for caller in CALLERS:  # admin last: its call may change or delete the target
         client = app.test_client() if caller == "anonymous" else login(caller)
-        kwargs = {"json": {}} if method in ("POST", "PATCH", "PUT") else {}
+        kwargs = {"json": body} if method in ("POST", "PATCH", "PUT") else {}
         response = client.open(url, method=method, **kwargs)
         expected = DENIED[rule].get(caller)
         assert response.status_code < 500, (caller, method, url, response.get_json())
@@ -106,3 +186,11 @@ def test_route_against_each_caller(app, login, session, lingfeng, operation):
             assert response.mimetype == "application/problem+json"
         else:
             assert response.status_code not in (401, 403), (caller, method, url, response.get_json())
+
+
+def test_bulk_review_refuses_entries_outside_the_liaisons_zones(login, ids):
+    answer = login("liaison-g02").post("/api/v1/hours/review", json={"ids": [ids["hours_id"]], "action": "approve"})
+    assert answer.get_json()["results"] == [{"id": ids["hours_id"], "status": 403,
+                                             "detail": "Only admins and the liaison of the shift's zone may do this."}]
+    done = login("liaison-g01").post("/api/v1/hours/review", json={"ids": [ids["hours_id"]], "action": "approve"})
+    assert done.get_json()["results"][0]["hours_status"] == "approved"

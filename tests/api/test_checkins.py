@@ -1,0 +1,272 @@
+"""GPS check-in/out, offline uploads, idempotency and verified service hours."""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from geo.crs import from_wgs84, geodesic_distance_m
+from gridsvc.models import CheckEvent, ServiceHours, Shift, User, Volunteer, VolunteerPosition, Zone
+from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem, client_as, count
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+@pytest.fixture()
+def duty(admin, login, session, clock):
+    """A two-hour shift in G01 that volunteer-001 signed up for; the clock is 5 minutes past its start."""
+    center = zone_center(admin, zone_of(session, "G01").id)
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=1), hours=2)
+    volunteer = login("volunteer-001")
+    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    clock.advance(hours=1, minutes=5)
+    return {"shift": shift, "client": volunteer, "center": center, "id": volunteer_id(session, "volunteer-001")}
+
+
+def post_check(client, shift_id, kind, lon, lat, crs="wgs84", accuracy=10, key=None):
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post(f"/api/v1/shifts/{shift_id}/{kind}", json={"lon": lon, "lat": lat, "crs": crs, "accuracy_m": accuracy},
+                       headers=headers)
+
+
+def test_check_in_with_gcj02_inside_the_zone(duty, session):
+    lon, lat = from_wgs84(*duty["center"], "gcj02")
+    answer = post_check(duty["client"], duty["shift"]["id"], "check-in", lon, lat, crs="gcj02")
+    assert answer.status_code == 201, answer.get_json()
+    body = answer.get_json()
+    assert body["accepted"] and body["inside"] and body["distance_m"] == 0 and body["on_duty"]
+    assert body["input"]["crs"] == "gcj02" and body["point"]["crs"] == "wgs84"
+    assert geodesic_distance_m(body["point"]["lon"], body["point"]["lat"], *duty["center"]) < 1.0
+    assert session.get(Volunteer, duty["id"]).on_duty_shift_id == duty["shift"]["id"]
+
+
+def test_raw_gcj02_read_as_wgs84_would_be_hundreds_of_metres_off(duty):
+    lon, lat = from_wgs84(*duty["center"], "gcj02")
+    assert geodesic_distance_m(lon, lat, *duty["center"]) > 300
+
+
+def test_outside_the_geofence_is_refused_recorded_and_flagged(admin, login, session, clock):
+    gate = zone_center(admin, zone_of(session, "G02").id)
+    shift = make_shift(admin, point=gate, radius_m=50, starts_at=clock() + timedelta(minutes=20))
+    volunteer = login("volunteer-002")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    far = north_of(gate, 400)  # 350 m outside the 50 m circle
+    refused = post_check(volunteer, shift["id"], "check-in", *far, accuracy=20)
+    body = assert_problem(refused, 422, "check-refused")
+    assert body["reason"] == "outside_geofence" and not body["inside"]
+    assert body["distance_m"] == pytest.approx(350, abs=2) and body["allowed_m"] == 20
+    assert "350 m" in body["detail"]
+    event = session.get(CheckEvent, body["event_id"])
+    assert event.flagged and not event.accepted and event.distance_m == pytest.approx(350, abs=2)
+    assert session.scalar(select(Volunteer.on_duty_shift_id).where(Volunteer.id == event.volunteer_id)) is None
+
+
+@pytest.mark.parametrize("outside_m, accuracy, accepted", [(80, 100, True), (80, 50, False), (150, 500, False), (90, 500, True)])
+def test_accuracy_widens_the_geofence_up_to_the_cap(admin, login, session, clock, outside_m, accuracy, accepted):
+    gate = zone_center(admin, zone_of(session, "G03").id)
+    shift = make_shift(admin, point=gate, radius_m=50, starts_at=clock() + timedelta(minutes=10))
+    volunteer = login("volunteer-003")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    answer = post_check(volunteer, shift["id"], "check-in", *north_of(gate, 50 + outside_m), accuracy=accuracy)
+    assert (answer.status_code == 201) is accepted, answer.get_json()
+    assert answer.get_json()["distance_m"] == pytest.approx(outside_m, abs=1.5)
+
+
+def test_check_in_window_opens_30_minutes_before_start(admin, login, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=2))
+    volunteer = login("volunteer-007")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    center = zone_center(admin, zone_of(session, "G01").id)
+    early = assert_problem(post_check(volunteer, shift["id"], "check-in", *center), 422)
+    assert early["reason"] == "outside_window"
+    clock.advance(hours=1, minutes=31)
+    assert post_check(volunteer, shift["id"], "check-in", *center).status_code == 201
+
+
+def test_state_rules_are_409(duty, login, admin, session, clock):
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    other = login("volunteer-011")  # not signed up
+    assert assert_problem(post_check(other, shift_id, "check-in", *center), 409)["reason"] == "not_signed_up"
+    assert assert_problem(post_check(duty["client"], shift_id, "check-out", *center), 409)["reason"] == "not_checked_in"
+    assert post_check(duty["client"], shift_id, "check-in", *center).status_code == 201
+    second = assert_problem(post_check(duty["client"], shift_id, "check-in", *center), 409)
+    assert second["reason"] == "already_checked_in"
+    assert_problem(post_check(duty["client"], 987654, "check-in", *center), 404)
+    assert_problem(post_check(login("planner"), shift_id, "check-in", *center), 403)
+
+
+@pytest.mark.parametrize("body", [{"lon": 200, "lat": 29.8}, {"lon": 121.7, "lat": 29.8, "crs": "mars"},
+                                  {"lon": 121.7, "lat": 29.8, "accuracy_m": -5}, {"lat": 29.8}, {"lon": "x", "lat": 1}])
+def test_bad_check_in_input_is_422_and_records_nothing(duty, session, body):
+    before = count(session, CheckEvent)
+    assert_problem(duty["client"].post(f"/api/v1/shifts/{duty['shift']['id']}/check-in", json=body), 422)
+    assert count(session, CheckEvent) == before
+
+
+def test_retry_with_the_same_key_returns_the_first_answer(duty, session):
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    first = post_check(duty["client"], shift_id, "check-in", *center, key="phone-7f3a-1")
+    again = post_check(duty["client"], shift_id, "check-in", *center, key="phone-7f3a-1")
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert session.scalar(select(func.count()).where(CheckEvent.volunteer_id == duty["id"])) == 1
+    refused_key = assert_problem(post_check(duty["client"], shift_id, "check-out", *center, key="phone-7f3a-1"), 422)
+    assert "Idempotency-Key" in refused_key["errors"]
+
+
+def test_check_out_records_hours_as_the_overlap_with_the_shift(duty, session, clock):
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    post_check(duty["client"], shift_id, "check-in", *center)  # 5 min after start
+    clock.advance(hours=2, minutes=20)  # 20 min after the end
+    out = post_check(duty["client"], shift_id, "check-out", *center)
+    assert out.status_code == 201, out.get_json()
+    hours = out.get_json()["hours"]
+    assert hours["hours"] == pytest.approx(1.92, abs=0.01)  # 1 h 55 min: travel after the end does not count
+    assert hours["status"] == "approved"  # both ends inside the zone
+    assert not out.get_json()["on_duty"]
+
+
+def test_check_out_outside_leaves_hours_pending(duty, clock):
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    post_check(duty["client"], shift_id, "check-in", *center)
+    clock.advance(minutes=45)
+    out = post_check(duty["client"], shift_id, "check-out", *north_of(center, 5000))
+    assert out.status_code == 201 and not out.get_json()["inside"]
+    assert out.get_json()["hours"]["status"] == "pending" and out.get_json()["hours"]["hours"] == 0.75
+
+
+def test_missing_check_out_closes_at_shift_end_flagged(duty, session, clock):
+    post_check(duty["client"], duty["shift"]["id"], "check-in", *duty["center"])
+    clock.advance(hours=5)  # past the end and the 2 h grace
+    report = duty["client"].get(f"/api/v1/volunteers/{duty['id']}/hours").get_json()
+    [entry] = report["entries"]
+    assert entry["flagged"] and entry["flag_reason"] == "missing_check_out" and entry["status"] == "pending"
+    assert entry["hours"] == pytest.approx(1.92, abs=0.01)
+    session.expire_all()
+    assert session.get(Volunteer, duty["id"]).on_duty_shift_id is None
+
+
+def test_liaison_reviews_hours_singly_and_in_bulk(duty, login, session, clock):
+    post_check(duty["client"], duty["shift"]["id"], "check-in", *duty["center"])
+    clock.advance(minutes=30)
+    entry = post_check(duty["client"], duty["shift"]["id"], "check-out", *north_of(duty["center"], 5000)).get_json()["hours"]
+    assert_problem(login("liaison-g02").post(f"/api/v1/hours/{entry['id']}/approve", json={}), 403)
+    declined = login("liaison-g01").post(f"/api/v1/hours/{entry['id']}/decline", json={"note": "离开了岗位"}).get_json()
+    assert declined["status"] == "declined" and declined["review_note"] == "离开了岗位"
+    assert_problem(login("liaison-g01").post(f"/api/v1/hours/{entry['id']}/approve", json={}), 409)
+    assert session.get(ServiceHours, entry["id"]) is not None  # declined entries stay
+    bulk = login("admin").post("/api/v1/hours/review", json={"ids": [entry["id"], 987654], "action": "approve"}).get_json()
+    assert [r["status"] for r in bulk["results"]] == [409, 404]
+
+
+def _offline(shift_id, kind, at, point, key, crs="wgs84"):
+    return {"shift_id": shift_id, "kind": kind, "client_time": at.isoformat(), "lon": point[0], "lat": point[1],
+            "crs": crs, "accuracy_m": 15, "idempotency_key": key}
+
+
+def test_offline_upload_judges_each_event_by_its_client_time(duty, session, clock):
+    shift = duty["shift"]
+    start = clock() - timedelta(minutes=5)
+    center = duty["center"]
+    clock.advance(hours=2)  # the phone comes back online after the shift
+    events = [
+        _offline(shift["id"], "check_out", start + timedelta(minutes=90), center, "k-out"),  # sent out of order
+        _offline(shift["id"], "check_in", start - timedelta(minutes=10), from_wgs84(*center, "bd09"), "k-in", crs="bd09"),
+        _offline(shift["id"], "check_in", clock() - timedelta(hours=30), center, "k-old"),
+        _offline(shift["id"], "check_in", clock() + timedelta(minutes=30), center, "k-future"),
+    ]
+    answer = duty["client"].post("/api/v1/me/check-events", json={"events": events})
+    assert answer.status_code == 200, answer.get_json()
+    results = answer.get_json()["results"]
+    assert [r["idempotency_key"] for r in results] == ["k-out", "k-in", "k-old", "k-future"]
+    assert [r["status"] for r in results] == [201, 201, 422, 422]
+    assert results[0]["result"]["hours"]["hours"] == 1.5  # from the start (not 10 min before) to 90 min in
+    assert results[2]["result"]["reason"] == results[3]["result"]["reason"] == "client_time_out_of_range"
+    again = duty["client"].post("/api/v1/me/check-events", json={"events": events[:2]}).get_json()["results"]
+    assert all(r["replayed"] for r in again)
+    assert session.scalar(select(func.count()).where(CheckEvent.volunteer_id == duty["id"])) == 2
+
+
+def test_offline_upload_over_the_limit_is_refused_whole(duty, session, clock):
+    event = _offline(duty["shift"]["id"], "check_in", clock(), duty["center"], "k")
+    events = [dict(event, idempotency_key=f"k{i}") for i in range(10_000)]
+    before = count(session, CheckEvent)
+    body = assert_problem(duty["client"].post("/api/v1/me/check-events", json={"events": events}), 422)
+    assert "200" in body["detail"]
+    assert count(session, CheckEvent) == before
+
+
+def test_hours_report_csv_and_calendar(duty, login, clock, session):
+    post_check(duty["client"], duty["shift"]["id"], "check-in", *duty["center"])
+    clock.advance(hours=1)
+    post_check(duty["client"], duty["shift"]["id"], "check-out", *duty["center"])
+    report = duty["client"].get(f"/api/v1/volunteers/{duty['id']}/hours").get_json()
+    assert report["approved"] == 1.0 and report["pending"] == 0
+    assert report["by_activity"] == [{"key": "traffic_guidance", "approved": 1.0, "pending": 0.0, "declined": 0.0}]
+    assert len(report["by_month"]) == 1
+    raw = duty["client"].get(f"/api/v1/volunteers/{duty['id']}/hours.csv")
+    assert raw.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(raw.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0] == ["name", "volunteer_id", "activity", "date", "start", "end", "hours", "recording_organisation", "status"]
+    assert rows[1][1].startswith("ZJ-NB-") and rows[1][6] == "1.00" and "Lingfeng" in rows[1][7] and rows[1][8] == "approved"
+    assert_problem(login("volunteer-002").get(f"/api/v1/volunteers/{duty['id']}/hours"), 403)
+    assert login("liaison-g01").get(f"/api/v1/volunteers/{duty['id']}/hours").status_code == 200
+
+    url = duty["client"].get("/api/v1/me/volunteer").get_json()["calendar_url"]
+    path = url.split("localhost", 1)[1]
+    feed = login("volunteer-002").get(path)  # the key works without the owner's token
+    text = feed.get_data(as_text=True)
+    assert feed.mimetype == "text/calendar" and text.startswith("BEGIN:VCALENDAR\r\n")
+    assert "BEGIN:VTIMEZONE" in text and "TZID:Asia/Shanghai" in text
+    shift = session.get(Shift, duty["shift"]["id"])
+    local_start = shift.starts_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%dT%H%M%S")
+    assert f"DTSTART;TZID=Asia/Shanghai:{local_start}" in text and "STATUS:CONFIRMED" in text
+    assert all(len(line.encode()) <= 75 for line in text.split("\r\n"))
+    assert_problem(login("volunteer-002").get(path[:-4] + "0000"), 401)
+    assert_problem(login("volunteer-002").get(f"/api/v1/volunteers/{duty['id']}/shifts.ics"), 403)
+
+
+def test_five_copies_of_one_check_in_at_once_record_one(committed_app, engine, clock):
+    admin = client_as(committed_app, "admin")
+    with engine.connect() as conn:
+        zone_id = conn.execute(select(Zone.id).order_by(Zone.id).limit(1)).scalar()
+    center = zone_center(admin, zone_id)
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=10), capacity=2)
+    volunteer = client_as(committed_app, "volunteer-050")
+    try:
+        signup = volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+        assert signup.status_code == 201, signup.get_json()
+        answers: list = []
+        barrier = threading.Barrier(5)
+
+        def send():
+            client = client_as(committed_app, "volunteer-050")
+            barrier.wait()
+            answers.append(post_check(client, shift["id"], "check-in", *center, key="same-key-5x"))
+
+        threads = [threading.Thread(target=send) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [a.status_code for a in answers] == [201] * 5
+        assert len({a.get_json()["event_id"] for a in answers}) == 1
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).where(CheckEvent.shift_id == shift["id"])).scalar() == 1
+    finally:
+        with engine.begin() as conn:  # leave the shared database as it was
+            vid = conn.execute(select(Volunteer.id).join(User, User.id == Volunteer.user_id)
+                               .where(User.username == "volunteer-050")).scalar()
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == vid).values(
+                on_duty_shift_id=None, last_position=None, last_position_at=None, last_accuracy_m=None))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id == vid))
+            conn.execute(Shift.__table__.delete().where(Shift.id == shift["id"]))

@@ -1,0 +1,181 @@
+"""Shifts and sign-ups: places, waitlist, overlap, skills, timing, and the race for the last place."""
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from gridsvc.models import Shift, Signup, User, Volunteer, Zone
+from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem, client_as, count
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+def test_liaison_creates_shifts_in_their_zone_only(login, session, clock):
+    g01, g02 = zone_of(session, "G01"), zone_of(session, "G02")
+    liaison = login("liaison-g01")
+    body = {"title": "垃圾分类督导", "activity": "garbage_sorting", "zone_id": g01.id, "capacity": 4,
+            "starts_at": (clock() + timedelta(days=1)).isoformat(), "ends_at": (clock() + timedelta(days=1, hours=2)).isoformat()}
+    created = liaison.post("/api/v1/shifts", json=body)
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["places_left"] == 4 and created.get_json()["zone_id"] == g01.id
+    assert_problem(liaison.post("/api/v1/shifts", json={**body, "zone_id": g02.id}), 403)
+    assert_problem(login("volunteer-001").post("/api/v1/shifts", json=body), 403)
+
+
+def test_point_shift_finds_its_zone(admin, session, clock):
+    g04 = zone_of(session, "G04")
+    gate = zone_center(admin, g04.id)
+    shift = make_shift(admin, point=gate, radius_m=60, starts_at=clock() + timedelta(hours=3))
+    assert shift["zone_id"] == g04.id and shift["radius_m"] == 60
+    assert shift["location"]["lon"] == pytest.approx(gate[0])
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"ends_at": "2026-01-01T08:00:00+08:00", "starts_at": "2026-01-01T09:00:00+08:00"}, "ends_at"),
+    ({"capacity": 0}, "capacity"),
+    ({"capacity": -3}, "capacity"),
+    ({"zone_id": 987654}, "zone_id"),
+    ({"zone_id": None}, "zone_id"),
+    ({"required_skills": ["juggling"]}, "required_skills"),
+    ({"location": {"lon": 100.0, "lat": 10.0}, "radius_m": 50, "zone_id": None}, "location"),
+    ({"location": {"lon": 121.78, "lat": 29.87}}, "radius_m"),
+    ({"starts_at": "tomorrow"}, "starts_at"),
+])
+def test_bad_shifts_are_422_and_create_nothing(admin, session, clock, change, field):
+    g01 = zone_of(session, "G01")
+    body = {"title": "x", "activity": "traffic_guidance", "zone_id": g01.id, "capacity": 2,
+            "starts_at": (clock() + timedelta(days=1)).isoformat(), "ends_at": (clock() + timedelta(days=1, hours=1)).isoformat()}
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+    before = count(session, Shift)
+    problem = assert_problem(admin.post("/api/v1/shifts", json=body), 422)
+    assert field in problem["errors"], problem
+    assert count(session, Shift) == before
+
+
+def test_recurring_template_makes_weekday_shifts_in_local_time(admin, session):
+    g06 = zone_of(session, "G06")
+    monday = date(2027, 3, 1)
+    answer = admin.post("/api/v1/shifts/series", json={
+        "title": "北门早高峰", "activity": "traffic_guidance", "zone_id": g06.id, "capacity": 2,
+        "weekdays": [1, 2, 3, 4, 5], "start_time": "07:30", "end_time": "09:00",
+        "from_date": monday.isoformat(), "until_date": (monday + timedelta(days=27)).isoformat()})
+    assert answer.status_code == 201, answer.get_json()
+    body = answer.get_json()
+    assert body["count"] == 20
+    starts = [datetime.fromisoformat(s["starts_at"]).astimezone(SHANGHAI) for s in body["items"]]
+    assert all(s.weekday() < 5 and (s.hour, s.minute) == (7, 30) for s in starts)
+    assert {s["series_id"] for s in body["items"]} == {body["series_id"]}
+    listed = admin.get(f"/api/v1/shifts?zone_id={g06.id}&from=2027-03-01T00:00:00%2B08:00&to=2027-03-08T00:00:00%2B08:00").get_json()
+    assert listed["total"] == 5
+    assert_problem(admin.post("/api/v1/shifts/series", json={
+        "title": "x", "activity": "x_y", "zone_id": g06.id, "capacity": 1, "weekdays": [1, 2, 3, 4, 5, 6, 7], "start_time": "07:30",
+        "end_time": "09:00", "from_date": "2027-01-01", "until_date": "2029-01-01"}), 422)
+
+
+def test_signups_confirm_then_waitlist_and_cancel_promotes(login, admin, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=2, starts_at=clock() + timedelta(days=2))
+    url = f"/api/v1/shifts/{shift['id']}/signups"
+    answers = [login(f"volunteer-{i:03d}").post(url, json={}).get_json() for i in (1, 2, 3, 4)]
+    assert [a["status"] for a in answers] == ["confirmed", "confirmed", "waitlisted", "waitlisted"]
+    assert [a["waitlist_position"] for a in answers] == [None, None, 1, 2]
+    assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["places_left"] == 0
+    cancelled = login("volunteer-001").delete(f"{url}/{answers[0]['volunteer_id']}").get_json()
+    assert cancelled["cancelled"]["status"] == "cancelled"
+    assert [p["volunteer_id"] for p in cancelled["promoted"]] == [answers[2]["volunteer_id"]]
+    roster = login("liaison-g01").get(url).get_json()["items"]
+    assert [(s["volunteer_id"], s["status"], s["waitlist_position"]) for s in roster] == [
+        (answers[1]["volunteer_id"], "confirmed", None), (answers[2]["volunteer_id"], "confirmed", None),
+        (answers[3]["volunteer_id"], "waitlisted", 1)]
+    assert_problem(login("liaison-g02").get(url), 403)
+    assert_problem(login("volunteer-002").delete(f"{url}/{answers[3]['volunteer_id']}"), 403)
+
+
+def test_signup_refusals_say_why(login, admin, session, clock):
+    g01 = zone_of(session, "G01")
+    start = clock() + timedelta(days=3)
+    first = make_shift(admin, zone_id=g01.id, starts_at=start, hours=2)
+    overlapping = make_shift(admin, zone_id=g01.id, starts_at=start + timedelta(hours=1), hours=2)
+    skilled = make_shift(admin, zone_id=g01.id, starts_at=start + timedelta(days=1), skills=["translation"])
+    started = make_shift(admin, zone_id=g01.id, starts_at=clock() - timedelta(minutes=5))
+    volunteer = login("volunteer-002")
+    assert volunteer.post(f"/api/v1/shifts/{first['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert assert_problem(volunteer.post(f"/api/v1/shifts/{overlapping['id']}/signups", json={}), 409)["reason"] == "overlap"
+    missing = assert_problem(volunteer.post(f"/api/v1/shifts/{skilled['id']}/signups", json={}), 409)
+    assert missing["reason"] == "missing_skill" and missing["missing_skills"] == ["translation"]
+    assert assert_problem(volunteer.post(f"/api/v1/shifts/{started['id']}/signups", json={}), 409)["reason"] == "started"
+    again = assert_problem(volunteer.post(f"/api/v1/shifts/{first['id']}/signups", json={}), 409)
+    assert again["reason"] == "already_signed_up"
+    assert_problem(volunteer.post("/api/v1/shifts/987654/signups", json={}), 404)
+    assert_problem(login("planner").post(f"/api/v1/shifts/{first['id']}/signups", json={}), 403)
+
+
+def test_cancelled_shift_takes_no_signups_and_frees_people(login, admin, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=4))
+    login("volunteer-005").post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    assert admin.delete(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "cancelled"
+    assert session.scalar(select(Signup.status).where(Signup.shift_id == shift["id"])) == "cancelled"
+    assert_problem(login("volunteer-006").post(f"/api/v1/shifts/{shift['id']}/signups", json={}), 409)
+
+
+def test_find_a_shift_near_me_with_space(login, admin, session, clock):
+    g08 = zone_of(session, "G08")
+    gate = zone_center(admin, g08.id)
+    full = make_shift(admin, point=gate, radius_m=50, capacity=1, starts_at=clock() + timedelta(days=5), activity="night_patrol")
+    open_ = make_shift(admin, point=gate, radius_m=50, capacity=3, starts_at=clock() + timedelta(days=6), activity="night_patrol")
+    login("volunteer-008").post(f"/api/v1/shifts/{full['id']}/signups", json={})
+    found = login("volunteer-009").get(
+        f"/api/v1/shifts?near={gate[0]},{gate[1]}&radius_m=500&activity=night_patrol&has_space=true").get_json()
+    assert [s["id"] for s in found["items"]] == [open_["id"]]
+    assert found["items"][0]["distance_m"] == 0
+
+
+def test_raising_capacity_promotes_and_lowering_below_confirmed_is_409(login, admin, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=1, starts_at=clock() + timedelta(days=7))
+    url = f"/api/v1/shifts/{shift['id']}"
+    login("volunteer-011").post(f"{url}/signups", json={})
+    login("volunteer-021").post(f"{url}/signups", json={})
+    assert admin.patch(url, json={"capacity": 2}).get_json()["confirmed"] == 2
+    assert_problem(admin.patch(url, json={"capacity": 1}), 409)
+
+
+def test_fifty_volunteers_racing_for_ten_places(committed_app, engine, clock):
+    """Real concurrent connections: exactly 10 confirmed, 40 waitlisted in arrival order."""
+    admin = client_as(committed_app, "admin")
+    with engine.connect() as conn:
+        zone_id = conn.execute(select(Zone.id).order_by(Zone.id).limit(1)).scalar()
+        usernames = list(conn.execute(select(User.username).join(Volunteer, Volunteer.user_id == User.id)
+                                      .order_by(User.username).limit(50)).scalars())
+    shift = make_shift(admin, zone_id=zone_id, capacity=10, starts_at=clock() + timedelta(days=30))
+    clients = [client_as(committed_app, name) for name in usernames]
+    results: list[dict] = []
+    barrier = threading.Barrier(len(clients))
+
+    def sign_up(client):
+        barrier.wait()
+        results.append(client.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json())
+
+    try:
+        threads = [threading.Thread(target=sign_up, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = [r["status"] for r in results]
+        assert statuses.count("confirmed") == 10 and statuses.count("waitlisted") == 40
+        assert sorted(r["waitlist_position"] for r in results if r["status"] == "waitlisted") == list(range(1, 41))
+        roster = admin.get(f"/api/v1/shifts/{shift['id']}/signups").get_json()["items"]
+        assert [s["waitlist_position"] for s in roster if s["status"] == "waitlisted"] == list(range(1, 41))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Shift.__table__.delete().where(Shift.id == shift["id"]))
