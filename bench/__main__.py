@@ -5,6 +5,7 @@ import sys
 
 BENCHMARKS = {
     "locate": "bench.locate",
+    "checkin": "bench.checkin",
 }
 
 

@@ -37,21 +37,21 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(url: str, workers: int = 2) -> Iterator[str]:
+def served(url: str, workers: int = 2, worker_class: str = "sync", threads: int = 1) -> Iterator[str]:
     """The API under gunicorn on a free loopback port, as `gridsvc serve` runs it."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, GRIDSVC_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--log-level", "warning", "--no-control-socket", "gridsvc.app:create_app()"], env=env)
+         "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048", "--log-level", "warning", "--no-control-socket", "gridsvc.app:create_app()"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if requests.get(base + "/api/v1/health", timeout=2).status_code == 200:
+                if requests.get(base + "/api/v1/health", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("the API did not start")

@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, g
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from gridsvc.api import problem_response
 from gridsvc.db import current_session
@@ -91,8 +92,11 @@ def _principal_for(user: User) -> Principal:
     zones: frozenset[int] = frozenset()
     if "liaison" in roles:
         zones = frozenset(current_session().scalars(select(Zone.id).where(Zone.liaison_id == user.id)))
+    departments: frozenset[int] = frozenset()
+    if "department" in roles:
+        departments = frozenset(d.id for d in user.departments)
     return Principal(user_id=user.id, username=user.username, roles=roles, liaison_zone_ids=zones,
-                     department_ids=frozenset(d.id for d in user.departments))
+                     department_ids=departments)
 
 
 # ---------------------------------------------------------------- rules
@@ -167,7 +171,7 @@ def authenticate(rule: Rule) -> Principal:
     claims = get_jwt()
     principal = ANONYMOUS
     if claims:
-        user = current_session().get(User, int(claims["sub"]))
+        user = g.pop("token_user", None) or current_session().get(User, int(claims["sub"]))
         principal = _principal_for(user)  # the blocklist check already refused a missing user
         current_session().info["actor_id"] = user.id
     g.principal = principal
@@ -227,9 +231,13 @@ def init_auth(app: Flask) -> None:
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict, payload: dict) -> bool:
         try:
-            user = current_session().get(User, int(payload["sub"]))
+            # Roles are read on every authenticated request: joined into the same query.
+            user = current_session().get(User, int(payload["sub"]), options=[joinedload(User.role_rows)])
         except (KeyError, ValueError):
             return True
+        # Keep a strong reference: the session's identity map is weak, and
+        # authenticate() needs the same row right after this check.
+        g.token_user = user
         return user is None or user.disabled or payload.get("tv") != user.token_version
 
     @jwt.revoked_token_loader

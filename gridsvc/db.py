@@ -82,7 +82,12 @@ class Database:
     def __init__(self, url: str, *, connect_timeout: int = 5, pool_size: int = 10) -> None:
         self.engine: Engine = create_engine(
             url,
-            pool_pre_ping=True,
+            # No pre-ping and no reset-on-return: each would add a round trip to
+            # every request. Sessions always end in commit or rollback, and a
+            # connection lost to a database restart fails one request with a
+            # 503 (Retry-After) while SQLAlchemy invalidates the pool.
+            pool_pre_ping=False,
+            pool_reset_on_return=None,
             pool_size=int(pool_size),
             connect_args={"connect_timeout": int(connect_timeout), "application_name": "gridsvc"},
         )

@@ -62,7 +62,7 @@ class Shift(Audited, Base):
 
     community: Mapped[Community] = relationship()
     zone: Mapped[Zone] = relationship()
-    required_skills: Mapped[list[Skill]] = relationship(secondary="shift_skill", lazy="selectin", order_by="Skill.code")
+    required_skills: Mapped[list[Skill]] = relationship(secondary="shift_skill", order_by="Skill.code")
 
     @property
     def required_skill_codes(self) -> list[str]:

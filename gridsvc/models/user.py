@@ -26,8 +26,7 @@ class User(Timestamped, Base):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     role_rows: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
-    departments: Mapped[list[Department]] = relationship(secondary="department_member", lazy="selectin",
-                                                         order_by="Department.code")
+    departments: Mapped[list[Department]] = relationship(secondary="department_member", order_by="Department.code")
 
     @property
     def roles(self) -> list[str]:

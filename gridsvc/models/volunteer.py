@@ -59,7 +59,7 @@ class Volunteer(Audited, Base):
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     home_zone: Mapped[Zone | None] = relationship(foreign_keys=[home_zone_id])
-    skills: Mapped[list[Skill]] = relationship(secondary="volunteer_skill", lazy="selectin", order_by="Skill.code")
+    skills: Mapped[list[Skill]] = relationship(secondary="volunteer_skill", order_by="Skill.code")
 
     @property
     def skill_codes(self) -> list[str]:

@@ -32,3 +32,16 @@ class Health(MethodView):
         except DBAPIError as exc:
             raise DatabaseUnavailable("The database cannot be reached.", database="unreachable") from exc
         return {"status": "ok", "database": "ok", "postgis": version}
+
+
+class LiveOut(Schema):
+    status = fields.Str(metadata={"example": "ok"})
+
+
+@blp.route("/health/live")
+class Live(MethodView):
+    @auth.access(auth.PUBLIC)
+    @blp.response(200, LiveOut)
+    def get(self):
+        """Liveness: the process answers (no database round trip; for probes and as a benchmark baseline)"""
+        return {"status": "ok"}

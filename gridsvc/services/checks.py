@@ -26,14 +26,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, GridsvcError, NotFound, ValidationFailed
 from gridsvc.models import CheckEvent, ServiceHours, Shift, Signup, Volunteer, Zone
-from gridsvc.services import volunteers as volunteer_service
-from gridsvc.services.shifts import get_shift
 
 
 @dataclass(frozen=True)
@@ -85,14 +83,32 @@ class CheckOutcome:
     replayed: bool
 
 
+def _geofence_distance(here):
+    """SQL: metres from ``here`` to the shift's geofence (point radius, else zone polygon); 0 inside.
+
+    The usual case, a phone inside its zone, is settled by a planar ST_Covers;
+    the costlier distance on the spheroid is only computed outside.
+    """
+    zone_distance = select(case((func.ST_Covers(Zone.geom, here), 0.0), else_=gsql.distance_m(Zone.geom, here))
+                           ).where(Zone.id == Shift.zone_id).scalar_subquery()
+    return case((Shift.location.is_not(None), func.greatest(0.0, gsql.distance_m(Shift.location, here) - Shift.radius_m)),
+                else_=zone_distance)
+
+
+# One round trip for what judging a check event needs: the shift, whether
+# the volunteer is confirmed on it, and the distance to its geofence.
+# Built once; check-in is the mobile app's hottest write.
+_JUDGE = select(
+    Shift,
+    select(Signup.id).where(Signup.shift_id == Shift.id, Signup.volunteer_id == bindparam("volunteer_id"),
+                            Signup.status == "confirmed").exists(),
+    _geofence_distance(gsql.point(bindparam("lon"), bindparam("lat"))),
+).where(Shift.id == bindparam("shift_id"))
+
+
 def geofence_distance_m(session: Session, shift: Shift, lon: float, lat: float) -> float:
     """Metres from the point to the shift's geofence; 0 inside it."""
-    here = gsql.point(lon, lat)
-    if shift.location is not None:
-        query = select(func.greatest(0.0, gsql.distance_m(Shift.location, here) - Shift.radius_m)).where(Shift.id == shift.id)
-    else:
-        query = select(gsql.distance_m(Zone.geom, here)).where(Zone.id == shift.zone_id)
-    return float(session.scalar(query))
+    return float(session.scalar(select(_geofence_distance(gsql.point(lon, lat))).where(Shift.id == shift.id)))
 
 
 def _open_check_in(session: Session, volunteer_id: int, shift_id: int) -> CheckEvent | None:
@@ -149,25 +165,33 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
     return {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}
 
 
-def check(session: Session, volunteer_id: int, request: CheckRequest, *, now: datetime, policy: CheckPolicy) -> CheckOutcome:
-    """Judge one check-in or check-out, record it, and return the answer to give."""
-    volunteer = volunteer_service.get_volunteer(session, volunteer_id, for_update=True)
+def check(session: Session, volunteer: Volunteer, request: CheckRequest, *, now: datetime,
+          policy: CheckPolicy) -> CheckOutcome:
+    """Judge one check-in or check-out, record it, and return the answer to give.
+
+    ``volunteer`` must be locked (``FOR UPDATE``) by the caller: that lock is
+    what serialises a volunteer's check events.
+    """
     if request.idempotency_key:
-        previous = session.scalar(select(CheckEvent).where(CheckEvent.volunteer_id == volunteer_id,
+        previous = session.scalar(select(CheckEvent).where(CheckEvent.volunteer_id == volunteer.id,
                                                            CheckEvent.idempotency_key == request.idempotency_key))
         if previous is not None:
             if (previous.shift_id, previous.kind) != (request.shift_id, request.kind):
                 raise ValidationFailed("This Idempotency-Key was already used for a different request.",
                                        errors={"Idempotency-Key": ["already used for another request"]})
-            return CheckOutcome(status=previous.status_code, body=previous.response, replayed=True)
-    close_overdue(session, now=now, policy=policy, volunteer=volunteer)
+            return CheckOutcome(status=previous.status_code, body={"event_id": previous.id, **previous.response},
+                                replayed=True)
+    if volunteer.on_duty_shift_id is not None:
+        close_overdue(session, now=now, policy=policy, volunteer=volunteer)
 
-    shift = get_shift(session, request.shift_id)
+    row = session.execute(_JUDGE, {"volunteer_id": volunteer.id, "shift_id": request.shift_id,
+                                   "lon": request.lon, "lat": request.lat}).first()
+    if row is None:
+        raise NotFound(f"Shift {request.shift_id} does not exist.")
+    shift, confirmed, distance = row
     if shift.status == "cancelled":
         raise CheckStateConflict(f"Shift {shift.id} is cancelled.")
-    confirmed = session.scalar(select(Signup.id).where(Signup.shift_id == shift.id, Signup.volunteer_id == volunteer_id,
-                                                       Signup.status == "confirmed"))
-    if confirmed is None:
+    if not confirmed:
         raise CheckStateConflict(f"You are not a confirmed volunteer of shift {shift.id}; sign up first.",
                                  reason="not_signed_up")
     at = request.client_time if request.offline and request.client_time else now
@@ -178,13 +202,13 @@ def check(session: Session, volunteer_id: int, request: CheckRequest, *, now: da
                                      reason="already_checked_in", on_duty_shift_id=volunteer.on_duty_shift_id)
         window = (shift.starts_at - policy.opens_before, shift.ends_at)
     else:
-        check_in = _open_check_in(session, volunteer_id, shift.id) if volunteer.on_duty_shift_id == shift.id else None
+        check_in = _open_check_in(session, volunteer.id, shift.id) if volunteer.on_duty_shift_id == shift.id else None
         if check_in is None:
             raise CheckStateConflict(f"You have no open check-in to shift {shift.id} to check out from.",
                                      reason="not_checked_in")
         window = (check_in.effective_at, shift.ends_at + policy.checkout_grace)
 
-    distance = geofence_distance_m(session, shift, request.lon, request.lat)
+    distance = float(distance)
     allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
     inside = distance <= allowed
     if not window[0] <= at <= window[1]:
@@ -194,31 +218,12 @@ def check(session: Session, volunteer_id: int, request: CheckRequest, *, now: da
     else:
         reason = None
     accepted = reason is None
-
-    event = CheckEvent(shift_id=shift.id, volunteer_id=volunteer_id, kind=request.kind,
-                       idempotency_key=request.idempotency_key, client_time=request.client_time, effective_at=at,
-                       position=gsql.point(request.lon, request.lat), input_lon=request.input_lon,
-                       input_lat=request.input_lat, input_crs=request.input_crs, accuracy_m=request.accuracy_m,
-                       inside=inside, distance_m=round(distance, 1), accepted=accepted, flagged=not accepted,
-                       reason=reason, offline=request.offline, status_code=0, response={})
-    session.add(event)
-    session.flush()
-    facts = {"event_id": event.id, "shift_id": shift.id, "kind": request.kind, "at": at.isoformat(),
+    facts = {"shift_id": shift.id, "kind": request.kind, "at": at.isoformat(),
              "inside": inside, "distance_m": round(distance, 1), "allowed_m": round(allowed, 1),
              "point": _point(request.lon, request.lat),
              "input": {"lon": request.input_lon, "lat": request.input_lat, "crs": request.input_crs}}
     if accepted:
         status, body = 201, {"accepted": True, **facts}
-        if request.kind == "check_in":
-            volunteer.on_duty_shift_id = shift.id
-        else:
-            volunteer.on_duty_shift_id = None
-            entry = _record_hours(session, volunteer_id, shift, check_in, at, event, None)
-            body["hours"] = {"id": entry.id, "hours": float(entry.hours), "status": entry.status,
-                             "started_at": entry.started_at.isoformat(), "ended_at": entry.ended_at.isoformat()}
-        body["on_duty"] = volunteer.on_duty_shift_id is not None
-        volunteer_service.record_position(session, volunteer, lon=request.lon, lat=request.lat, crs=request.input_crs,
-                                          accuracy_m=request.accuracy_m, at=at)
     else:
         if reason == "outside_geofence":
             detail = (f"You are {distance:.0f} m outside the shift's area (allowed {allowed:.0f} m with your "
@@ -228,12 +233,38 @@ def check(session: Session, volunteer_id: int, request: CheckRequest, *, now: da
                       f"to {window[1].isoformat()}; it was {at.isoformat()}.")
         status = 422
         body = CheckRefused(detail, accepted=False, reason=reason, **facts).to_problem()
-    event.status_code, event.response = status, body
+
+    event = CheckEvent(shift_id=shift.id, volunteer_id=volunteer.id, kind=request.kind,
+                       idempotency_key=request.idempotency_key, client_time=request.client_time, effective_at=at,
+                       position=gsql.point(request.lon, request.lat), input_lon=request.input_lon,
+                       input_lat=request.input_lat, input_crs=request.input_crs, accuracy_m=request.accuracy_m,
+                       inside=inside, distance_m=round(distance, 1), accepted=accepted, flagged=not accepted,
+                       reason=reason, offline=request.offline, status_code=status, response=body)
+    session.add(event)
+    if accepted:
+        if request.kind == "check_in":
+            volunteer.on_duty_shift_id = shift.id
+        else:
+            volunteer.on_duty_shift_id = None
+        body["on_duty"] = volunteer.on_duty_shift_id is not None
+        # A check event is a position fix: it becomes the last known position
+        # (its own row keeps the history, so no volunteer_position row).
+        if volunteer.last_position_at is None or at >= volunteer.last_position_at:
+            volunteer.last_position = gsql.point(request.lon, request.lat)
+            volunteer.last_position_at = at
+            volunteer.last_accuracy_m = request.accuracy_m
     session.flush()
-    return CheckOutcome(status=status, body=body, replayed=False)
+    if accepted and request.kind == "check_out":
+        entry = _record_hours(session, volunteer.id, shift, check_in, at, event, None)
+        body["hours"] = {"id": entry.id, "hours": float(entry.hours), "status": entry.status,
+                         "started_at": entry.started_at.isoformat(), "ended_at": entry.ended_at.isoformat()}
+        event.response = dict(body)
+        session.flush()
+    # The stored answer has no event_id (not known before the INSERT); a replay adds it back.
+    return CheckOutcome(status=status, body={"event_id": event.id, **body}, replayed=False)
 
 
-def check_batch(session: Session, volunteer_id: int, events: list[tuple[int, CheckRequest]], *, now: datetime,
+def check_batch(session: Session, volunteer: Volunteer, events: list[tuple[int, CheckRequest]], *, now: datetime,
                 policy: CheckPolicy) -> list[dict[str, Any]]:
     """Offline events, judged in the order they happened, each on its own.
 
@@ -253,7 +284,7 @@ def check_batch(session: Session, volunteer_id: int, events: list[tuple[int, Che
             continue
         try:
             with session.begin_nested():
-                outcome = check(session, volunteer_id, request, now=now, policy=policy)
+                outcome = check(session, volunteer, request, now=now, policy=policy)
             results[index] = {**base, "status": outcome.status, "replayed": outcome.replayed, "result": outcome.body}
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}

@@ -15,6 +15,7 @@ from gridsvc.models import Enterprise, User, Zone
 # rule per operation: public | signed-in | refresh | admin | admin+planner | zone-editors
 MATRIX = {
     ("GET", "/api/v1/health"): "public",
+    ("GET", "/api/v1/health/live"): "public",
     ("POST", "/api/v1/auth/token"): "public",
     ("POST", "/api/v1/auth/refresh"): "refresh",
     ("POST", "/api/v1/auth/logout"): "signed-in",

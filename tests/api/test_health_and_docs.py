@@ -30,6 +30,12 @@ def test_health_is_503_problem_when_database_unreachable():
     assert "nobody" not in str(body) and "nothing" not in str(body)
 
 
+def test_liveness_needs_no_database():
+    url = f"postgresql+psycopg2://nobody:nothing@127.0.0.1:{_closed_port()}/none"
+    app = create_app({"DATABASE_URL": url, "GRIDSVC_DB_CONNECT_TIMEOUT": 2})
+    assert app.test_client().get("/api/v1/health/live").get_json() == {"status": "ok"}
+
+
 def test_other_endpoints_answer_503_not_500_without_database():
     url = f"postgresql+psycopg2://nobody:nothing@127.0.0.1:{_closed_port()}/none"
     app = create_app({"DATABASE_URL": url, "GRIDSVC_DB_CONNECT_TIMEOUT": 2})

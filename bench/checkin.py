@@ -1,0 +1,210 @@
+"""checkin: check-ins over HTTP under gunicorn with 10,000 volunteers and 1,000
+open shifts, against a trivial endpoint (liveness, no database) of the same
+server in the same run. Load comes from wrk (Debian package ``wrk``) on
+loopback, each request a different volunteer with their own token, shift and
+Idempotency-Key; positions are GCJ-02, as phones send them.
+
+    python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 8] [--connections 32]
+
+Goal (issue 4): at least 800 check-ins/s on 2 cores and at least 40% of the
+trivial endpoint's rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from flask_jwt_extended import create_access_token
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from bench.common import bench_database_url, print_table, served
+from geo.crs import from_wgs84
+from gridsvc.app import create_app
+from gridsvc.auth import hash_password
+from gridsvc.seed import load_lingfeng
+
+SECRET = "bench-secret-" + "x" * 32
+
+LUA = r"""
+local requests = {}
+local counter = 0
+local statuses = {}
+
+function setup(thread)
+  thread:set("offset", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  local f = io.open(os.getenv("BENCH_REQUESTS"), "r")
+  local step = tonumber(os.getenv("BENCH_THREADS"))
+  local i = 0
+  for line in f:lines() do
+    if i % step == offset then
+      local path, token, key, body = line:match("([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)")
+      local headers = {}
+      headers["Authorization"] = "Bearer " .. token
+      headers["Content-Type"] = "application/json"
+      headers["Idempotency-Key"] = key
+      table.insert(requests, wrk.format("POST", path, headers, body))
+    end
+    i = i + 1
+  end
+  f:close()
+  index = 0
+end
+
+function request()
+  index = index + 1
+  if index > #requests then index = 1 end
+  return requests[index]
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+end
+"""
+
+
+def _populate(engine, volunteers: int, shifts: int, now: datetime) -> list[dict]:
+    """Bulk-create accounts, volunteer profiles, open shifts and one confirmed sign-up each."""
+    shared_hash = hash_password("bench-password")
+    with engine.begin() as conn:
+        zones = conn.execute(text("SELECT id, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)), community_id "
+                                  "FROM zone ORDER BY id")).all()
+        conn.execute(text("""
+            INSERT INTO app_user (username, display_name, password_hash)
+            SELECT 'bench-' || lpad(g::text, 6, '0'), 'Bench volunteer ' || g, :hash FROM generate_series(1, :n) g"""),
+            {"hash": shared_hash, "n": volunteers})
+        conn.execute(text("""
+            INSERT INTO user_role (user_id, role) SELECT id, 'volunteer' FROM app_user WHERE username LIKE 'bench-%'"""))
+        conn.execute(text("""
+            INSERT INTO volunteer (user_id, real_name, phone, team, home_zone_id)
+            SELECT u.id, u.display_name, '13800000000', '灵动', z.ids[1 + (u.id % array_length(z.ids, 1))]
+            FROM app_user u, (SELECT array_agg(id ORDER BY id) AS ids FROM zone) z
+            WHERE u.username LIKE 'bench-%'"""))
+        starts, ends = now - timedelta(minutes=10), now + timedelta(hours=4)
+        for i in range(shifts):
+            zone_id, _, _, community_id = zones[i % len(zones)]
+            conn.execute(text("""
+                INSERT INTO shift (community_id, zone_id, title, activity, starts_at, ends_at, capacity)
+                VALUES (:c, :z, :t, 'traffic_guidance', :s, :e, :cap)"""),
+                {"c": community_id, "z": zone_id, "t": f"Bench shift {i}", "s": starts, "e": ends,
+                 "cap": -(-volunteers // shifts)})
+        conn.execute(text("""
+            INSERT INTO signup (shift_id, volunteer_id, status)
+            SELECT s.ids[1 + ((row_number() OVER (ORDER BY v.id) - 1) % array_length(s.ids, 1))], v.id, 'confirmed'
+            FROM volunteer v JOIN app_user u ON u.id = v.user_id,
+                 (SELECT array_agg(id ORDER BY id) AS ids FROM shift WHERE title LIKE 'Bench shift %') s
+            WHERE u.username LIKE 'bench-%'"""))
+        rows = conn.execute(text("""
+            SELECT u.id, sg.shift_id, ST_X(ST_PointOnSurface(z.geom)), ST_Y(ST_PointOnSurface(z.geom))
+            FROM signup sg JOIN volunteer v ON v.id = sg.volunteer_id JOIN app_user u ON u.id = v.user_id
+            JOIN shift s ON s.id = sg.shift_id JOIN zone z ON z.id = s.zone_id
+            WHERE u.username LIKE 'bench-%' ORDER BY u.id""")).all()
+        conn.execute(text("ANALYZE"))
+    return [{"user_id": uid, "shift_id": sid, "lon": lon, "lat": lat} for uid, sid, lon, lat in rows]
+
+
+def _requests_file(url: str, people: list[dict], rng: random.Random) -> Path:
+    app = create_app({"DATABASE_URL": url, "GRIDSVC_SECRET_KEY": SECRET})
+    path = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".tsv")[1])
+    with app.app_context(), path.open("w") as out:
+        for person in people:
+            token = create_access_token(identity=str(person["user_id"]), additional_claims={"tv": 0},
+                                        expires_delta=timedelta(hours=2))
+            # a few metres of GPS scatter, sent in GCJ-02 like AMap/WeChat do
+            lon, lat = from_wgs84(person["lon"] + rng.uniform(-2e-5, 2e-5), person["lat"] + rng.uniform(-2e-5, 2e-5), "gcj02")
+            body = json.dumps({"lon": lon, "lat": lat, "crs": "gcj02", "accuracy_m": 15})
+            key = f"bench-{person['user_id']}"
+            out.write(f"/api/v1/shifts/{person['shift_id']}/check-in\t{token}\t{key}\t{body}\n")
+    app.extensions["gridsvc.db"].dispose()
+    return path
+
+
+def _wrk(base: str, path: str, seconds: int, connections: int, threads: int, script: Path | None = None,
+         env: dict | None = None) -> dict:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    result = subprocess.run([*cmd, base + path], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise SystemExit(f"wrk failed: {result.stderr}")
+    out = result.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rate": rate, "p50": _ms(p50), "p99": _ms(p99), "errors": int(non2xx.group(1)) if non2xx else 0,
+            "total": total}
+
+
+def _ms(match) -> float:
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench checkin", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--volunteers", type=int, default=10_000)
+    parser.add_argument("--shifts", type=int, default=1_000)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        raise SystemExit("bench checkin needs wrk: apt-get install wrk")
+
+    url = bench_database_url()
+    engine = create_engine(url)
+    with Session(engine) as session:
+        load_lingfeng(session)
+        session.commit()
+    started = time.perf_counter()
+    people = _populate(engine, args.volunteers, args.shifts, datetime.now(timezone.utc))
+    print(f"created {len(people):,} volunteers with a confirmed sign-up in {args.shifts:,} open shifts "
+          f"in {time.perf_counter() - started:.1f} s")
+    requests_file = _requests_file(url, people, random.Random(4))
+    script = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".lua")[1])
+    script.write_text(LUA)
+    threads = 2
+    rows = []
+    try:
+        os.environ["GRIDSVC_SECRET_KEY"] = SECRET
+        with served(url, workers=args.workers) as base:
+            _wrk(base, "/api/v1/health/live", 2, args.connections, threads)  # warm-up
+            live = _wrk(base, "/api/v1/health/live", args.seconds, args.connections, threads)
+            checkin = _wrk(base, "/", args.seconds, args.connections, threads, script,
+                           {"BENCH_REQUESTS": str(requests_file), "BENCH_THREADS": str(threads)})
+        with engine.connect() as conn:
+            accepted = conn.execute(text("SELECT count(*) FROM check_event WHERE accepted")).scalar()
+            refused = conn.execute(text("SELECT count(*) FROM check_event WHERE NOT accepted")).scalar()
+    finally:
+        requests_file.unlink(missing_ok=True)
+        script.unlink(missing_ok=True)
+        engine.dispose()
+    rows.append(("GET /api/v1/health/live (trivial, baseline)", f"{live['rate']:.0f}", f"{live['p50']:.1f}",
+                 f"{live['p99']:.1f}", live["errors"], "1.00"))
+    rows.append(("POST /api/v1/shifts/{id}/check-in", f"{checkin['rate']:.0f}", f"{checkin['p50']:.1f}",
+                 f"{checkin['p99']:.1f}", checkin["errors"], f"{checkin['rate'] / live['rate']:.2f}"))
+    print()
+    print(f"gunicorn {args.workers} sync workers, wrk {threads} threads x {args.connections} connections, "
+          f"{args.seconds} s per row, on {os.cpu_count()} cores")
+    print_table(["endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "ratio vs trivial"], rows)
+    print(f"\ncheck-ins recorded: {accepted:,} accepted, {refused:,} refused "
+          f"(requests sent {checkin['total']:,}; a repeat of a volunteer's request replays the stored answer)")
+    return 0
