@@ -147,6 +147,44 @@ def user_disable(username: str) -> None:
 
 
 @main.command()
+@click.option("--days", type=float, default=None, help="retention in days (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
+def purge(days: float | None) -> None:
+    """Delete volunteer positions older than the retention period (PIPL: keep no more than needed)."""
+    from gridsvc import clock
+    from gridsvc.config import load_config
+    from gridsvc.db import Database
+    from gridsvc.services.volunteers import purge_positions
+
+    retention = days if days is not None else float(load_config()["GRIDSVC_POSITION_RETENTION_DAYS"])
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            removed = purge_positions(session, retention_days=retention, now=clock.now())
+            session.commit()
+            _echo(f"deleted {removed} position(s) older than {retention:g} days")
+    finally:
+        database.dispose()
+
+
+@main.command()
+def tick() -> None:
+    """Enforce deadlines now: close check-ins left open past their shift (run it every minute from cron)."""
+    from gridsvc import clock
+    from gridsvc.config import load_config
+    from gridsvc.db import Database
+    from gridsvc.services.checks import CheckPolicy, close_overdue
+
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            closed = close_overdue(session, now=clock.now(), policy=CheckPolicy.from_config(load_config()))
+            session.commit()
+            _echo(f"closed {closed} check-in(s) left open past their shift")
+    finally:
+        database.dispose()
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("GRIDSVC_PORT", 8000)), show_default="8000 or GRIDSVC_PORT")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("GRIDSVC_WORKERS", 2)), show_default="2")
