@@ -51,16 +51,20 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
+def strict_json_loads(data: bytes | str):
+    """json.loads that refuses NaN and Infinity (not JSON, though Python accepts them)."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8")
+    return json.loads(data, parse_constant=_reject_constant)
+
+
 class StrictJsonParser(FlaskParser):
     """webargs parser that refuses NaN/Infinity and says where JSON broke."""
 
     def _raw_load_json(self, req):
         if not is_json_request(req):
             return core.missing
-        data = req.get_data(cache=True)
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return json.loads(data, parse_constant=_reject_constant)
+        return strict_json_loads(req.get_data(cache=True))
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, exc=error, messages={"json": [f"Malformed JSON: {error}"]})

@@ -1,10 +1,13 @@
 """ORM classes; importing this package registers every table on ``Base.metadata``."""
 from gridsvc.models.community import COMMUNITY_KINDS, Community, Zone
 from gridsvc.models.enterprise import Enterprise
+from gridsvc.models.parking import (CAR_USABLE, PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES,
+                                     OccupancyObservation, ParkingLot, ParkingSpace)
 from gridsvc.models.shift import CheckEvent, ServiceHours, Shift, ShiftSkill, Signup
 from gridsvc.models.user import ROLES, Department, DepartmentMember, LoginFailure, User, UserRole
 from gridsvc.models.volunteer import Skill, Volunteer, VolunteerPosition, VolunteerSkill
 
-__all__ = ["COMMUNITY_KINDS", "ROLES", "CheckEvent", "Community", "Department", "DepartmentMember",
+__all__ = ["CAR_USABLE", "PARKING_ACCESS", "PARKING_KINDS", "SPACE_STATUSES", "SPACE_TYPES", "OccupancyObservation",
+           "ParkingLot", "ParkingSpace", "COMMUNITY_KINDS", "ROLES", "CheckEvent", "Community", "Department", "DepartmentMember",
            "Enterprise", "LoginFailure", "ServiceHours", "Shift", "ShiftSkill", "Signup", "Skill", "User", "UserRole",
            "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridsvc.db import Audited, Base
@@ -26,6 +26,7 @@ class Community(Audited, Base):
         CheckConstraint(POLYGONAL.format(col="boundary"), name="boundary_polygonal"),
         CheckConstraint("enterprise_count >= 0", name="enterprise_count"),
         CheckConstraint("worker_count >= 0", name="worker_count"),
+        CheckConstraint("car_commuter_share >= 0 AND car_commuter_share <= 1", name="car_commuter_share"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,6 +36,8 @@ class Community(Audited, Base):
     enterprise_count: Mapped[int | None] = mapped_column(Integer)
     worker_count: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64), server_default="Asia/Shanghai")
+    # Share of workers who drive to work: parking demand = workers x share.
+    car_commuter_share: Mapped[float] = mapped_column(Float, server_default="0.1")
 
     zones: Mapped[list[Zone]] = relationship(back_populates="community", passive_deletes=True, order_by="Zone.code")
     enterprises: Mapped[list[Enterprise]] = relationship(back_populates="community", passive_deletes=True)

@@ -68,6 +68,24 @@ MATRIX = {
     ("POST", "/api/v1/hours/{hours_id}/approve"): "shift-managers",
     ("POST", "/api/v1/hours/{hours_id}/decline"): "shift-managers",
     ("POST", "/api/v1/hours/review"): "bulk-review",
+    ("GET", "/api/v1/parking/lots"): "public",
+    ("POST", "/api/v1/parking/lots"): "admin+planner",
+    ("GET", "/api/v1/parking/lots/{lot_id}"): "public",
+    ("PATCH", "/api/v1/parking/lots/{lot_id}"): "admin+planner",
+    ("DELETE", "/api/v1/parking/lots/{lot_id}"): "admin+planner",
+    ("GET", "/api/v1/parking/lots/{lot_id}/occupancy"): "public",
+    ("POST", "/api/v1/parking/lots/{lot_id}/occupancy"): "status-keepers",
+    ("GET", "/api/v1/parking/spaces"): "public",
+    ("POST", "/api/v1/parking/spaces"): "admin+planner",
+    ("GET", "/api/v1/parking/spaces/{space_id}"): "public",
+    ("PATCH", "/api/v1/parking/spaces/{space_id}"): "admin+planner",
+    ("DELETE", "/api/v1/parking/spaces/{space_id}"): "admin+planner",
+    ("PUT", "/api/v1/parking/spaces/{space_id}/status"): "status-keepers",
+    ("POST", "/api/v1/parking/spaces/status"): "status-keepers",
+    ("POST", "/api/v1/parking/import"): "admin+planner",
+    ("GET", "/api/v1/parking/capacity"): "public",
+    ("POST", "/api/v1/parking/capacity"): "public",
+    ("GET", "/api/v1/parking/gap"): "public",
 }
 
 # The target of every zone-scoped route is Lingfeng's G01 (a G01 shift, and
@@ -93,6 +111,8 @@ DENIED = {
     "calendar": {"anonymous": 401, "liaison-g02": 403},
     # the role gate refuses outright; the zone scope is judged per entry (see below)
     "bulk-review": {"anonymous": 401, "volunteer-001": 403},
+    # admins, planners, and the liaison of the lot's zone (the target is in G01)
+    "status-keepers": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
 }
 
 # Bodies that get past validation, so that a zone-scope refusal can show.
@@ -104,6 +124,10 @@ BODIES = {
         "title": "matrix", "activity": "traffic_guidance", "zone_id": ids["zone_id"], "capacity": 1, "weekdays": [1],
         "start_time": "07:30", "end_time": "09:00", "from_date": "2030-01-07", "until_date": "2030-01-14"},
     ("POST", "/api/v1/hours/review"): lambda ids: {"ids": [ids["hours_id"]], "action": "approve"},
+    ("POST", "/api/v1/parking/lots/{lot_id}/occupancy"): lambda ids: {"observed_at": "2026-01-05T08:00:00+08:00",
+                                                                       "occupied": 1},
+    ("PUT", "/api/v1/parking/spaces/{space_id}/status"): lambda ids: {"status": "occupied"},
+    ("POST", "/api/v1/parking/spaces/status"): lambda ids: {"updates": [{"id": ids["space_id"], "status": "occupied"}]},
 }
 
 
@@ -153,6 +177,15 @@ def ids(session, lingfeng, clock) -> dict:
                          ended_at=past.ends_at, hours=1, status="pending")
     session.add(hours)
     session.flush()
+    from gridsvc.models import ParkingLot, ParkingSpace
+
+    lot = ParkingLot(community_id=lingfeng.id, zone_id=zone_id, name="matrix lot", capacity_car=5,
+                     geom="SRID=4326;POINT(121.78 29.87)")
+    session.add(lot)
+    session.flush()
+    space = ParkingSpace(community_id=lingfeng.id, zone_id=zone_id, lot_id=lot.id, geom="SRID=4326;POINT(121.78 29.87)")
+    session.add(space)
+    session.flush()
     session.commit()
     return {
         "community_id": lingfeng.id,
@@ -162,12 +195,20 @@ def ids(session, lingfeng, clock) -> dict:
         "volunteer_id": volunteer.id,
         "shift_id": shift.id,
         "hours_id": hours.id,
+        "lot_id": lot.id,
+        "space_id": space.id,
     }
 
 
 def _url(path: str, ids: dict) -> str:
     url = path.format(**ids)
-    return url + ("?lon=121.78&lat=29.87" if path.endswith("/locate") else "")
+    if path.endswith("/locate"):
+        url += "?lon=121.78&lat=29.87"
+    elif path.endswith("/parking/gap"):
+        url += f"?community_id={ids['community_id']}"
+    elif path.endswith("/parking/capacity"):
+        url += f"?zone_id={ids['zone_id']}"
+    return url
 
 
 @pytest.mark.parametrize("operation", sorted(MATRIX), ids=lambda op: f"{op[0]} {op[1]}")

@@ -1,0 +1,495 @@
+"""Parking shapes: lots and spaces travel as GeoJSON Features; import parsing (our fields or OSM tags)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from shapely.geometry.base import BaseGeometry
+
+from geo.crs import geodesic_area_m2
+from gridsvc.fields import GeoJSONGeometry, as_shape
+from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
+from gridsvc.schemas.common import PageQuery
+
+COUNT = validate.Range(min=0, max=100_000)
+LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
+SPACE_GEOMETRIES = ("Point", "Polygon")
+
+
+class LotGeometry(GeoJSONGeometry):
+    def __init__(self, allowed=LOT_GEOMETRIES, **kwargs):
+        super().__init__(**kwargs)
+        self.allowed = allowed
+
+    def _deserialize(self, value, attr, data, **kwargs) -> BaseGeometry:
+        from geo.validate import GeometryError, validate_point, validate_polygonal
+
+        geom = super()._deserialize(value, attr, data, **kwargs)
+        if geom.geom_type not in self.allowed:
+            raise ValidationError(f"Invalid geometry: expected {' or '.join(self.allowed)}, got {geom.geom_type}")
+        try:
+            validate_point(geom) if geom.geom_type == "Point" else validate_polygonal(geom)
+        except GeometryError as exc:
+            raise ValidationError(f"Invalid geometry: {exc}") from exc
+        return geom
+
+
+class Capacity(Schema):
+    car = fields.Int(load_default=0, validate=COUNT)
+    accessible = fields.Int(load_default=0, validate=COUNT)
+    ev_charging = fields.Int(load_default=0, validate=COUNT)
+    truck = fields.Int(load_default=0, validate=COUNT)
+    ebike = fields.Int(load_default=0, validate=COUNT)
+
+
+class LotProperties(Schema):
+    name = fields.Str(required=True, validate=validate.Length(1, 200))
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    enterprise_id = fields.Int(allow_none=True)
+    access = fields.Str(load_default="public", validate=validate.OneOf(PARKING_ACCESS))
+    kind = fields.Str(load_default="surface", validate=validate.OneOf(PARKING_KINDS))
+    capacity = fields.Nested(Capacity, load_default=lambda: Capacity().load({}))
+    opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200), metadata={"example": "24/7"})
+    fee = fields.Str(allow_none=True, validate=validate.Length(max=100), metadata={"example": "no"})
+    opened_on = fields.Date(allow_none=True, metadata={"description": "when it came into use"})
+
+
+class LotPropertiesUpdate(Schema):
+    name = fields.Str(validate=validate.Length(1, 200))
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    enterprise_id = fields.Int(allow_none=True)
+    access = fields.Str(validate=validate.OneOf(PARKING_ACCESS))
+    kind = fields.Str(validate=validate.OneOf(PARKING_KINDS))
+    capacity = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=fields.Int(validate=COUNT))
+    opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    fee = fields.Str(allow_none=True, validate=validate.Length(max=100))
+    opened_on = fields.Date(allow_none=True)
+
+
+FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
+
+
+class LotCreate(Schema):
+    type = fields.Str(required=True, validate=FEATURE)
+    geometry = LotGeometry(required=True)
+    properties = fields.Nested(LotProperties, required=True)
+
+
+class LotUpdate(Schema):
+    type = fields.Str(validate=FEATURE)
+    geometry = LotGeometry()
+    properties = fields.Nested(LotPropertiesUpdate)
+
+
+class LotPropertiesOut(Schema):
+    id = fields.Int()
+    community_id = fields.Int()
+    zone_id = fields.Int(allow_none=True)
+    enterprise_id = fields.Int(allow_none=True)
+    ref = fields.Str(allow_none=True)
+    name = fields.Str()
+    operator = fields.Str(allow_none=True)
+    access = fields.Str()
+    kind = fields.Str()
+    capacity = fields.Dict()
+    capacity_total = fields.Int()
+    opening_hours = fields.Str(allow_none=True)
+    fee = fields.Str(allow_none=True)
+    opened_on = fields.Date(allow_none=True)
+    area_m2 = fields.Method("_area", allow_none=True)
+    updated_at = fields.DateTime()
+
+    def _area(self, lot) -> float | None:
+        shape = as_shape(lot.geom)
+        return None if shape.geom_type == "Point" else round(geodesic_area_m2(shape), 1)
+
+
+class LotOut(Schema):
+    type = fields.Constant("Feature")
+    id = fields.Int()
+    geometry = GeoJSONGeometry()
+    properties = fields.Nested(LotPropertiesOut)
+
+
+class FeatureCollectionOut(Schema):
+    type = fields.Constant("FeatureCollection")
+    numberMatched = fields.Int(data_key="numberMatched")
+    numberReturned = fields.Int(data_key="numberReturned")
+
+
+class LotCollectionOut(FeatureCollectionOut):
+    features = fields.List(fields.Nested(LotOut))
+
+
+def feature(obj) -> dict:
+    return {"id": obj.id, "geometry": obj.geom, "properties": obj}
+
+
+def collection(page) -> dict:
+    return {"numberMatched": page.total, "numberReturned": len(page.items), "features": [feature(o) for o in page.items]}
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValidationError("use minLon,minLat,maxLon,maxLat") from None
+    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
+        raise ValidationError("lon must be within [-180, 180] and lat within [-90, 90]")
+    if minx > maxx or miny > maxy:
+        raise ValidationError("min must not be greater than max")
+    return minx, miny, maxx, maxy
+
+
+class BBox(fields.Str):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return parse_bbox(super()._deserialize(value, attr, data, **kwargs))
+
+
+class LotQuery(PageQuery):
+    community_id = fields.Int()
+    zone_id = fields.Int()
+    enterprise_id = fields.Int()
+    access = fields.Str(validate=validate.OneOf(PARKING_ACCESS))
+    kind = fields.Str(validate=validate.OneOf(PARKING_KINDS))
+    bbox = BBox(metadata={"description": "minLon,minLat,maxLon,maxLat"})
+
+
+class SpaceProperties(Schema):
+    lot_id = fields.Int(allow_none=True)
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
+    status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
+    opened_on = fields.Date(allow_none=True)
+
+
+class SpacePropertiesUpdate(Schema):
+    lot_id = fields.Int(allow_none=True)
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    space_type = fields.Str(validate=validate.OneOf(SPACE_TYPES))
+    status = fields.Str(validate=validate.OneOf(SPACE_STATUSES))
+    opened_on = fields.Date(allow_none=True)
+
+
+class SpaceCreate(Schema):
+    type = fields.Str(required=True, validate=FEATURE)
+    geometry = LotGeometry(required=True, allowed=SPACE_GEOMETRIES)
+    properties = fields.Nested(SpaceProperties, load_default=lambda: SpaceProperties().load({}))
+
+
+class SpaceUpdate(Schema):
+    type = fields.Str(validate=FEATURE)
+    geometry = LotGeometry(allowed=SPACE_GEOMETRIES)
+    properties = fields.Nested(SpacePropertiesUpdate)
+
+
+class StatusIn(Schema):
+    status = fields.Str(required=True, validate=validate.OneOf(SPACE_STATUSES))
+
+
+class StatusUpdate(StatusIn):
+    id = fields.Int(required=True)
+
+
+class BulkStatusIn(Schema):
+    updates = fields.List(fields.Nested(StatusUpdate), required=True, validate=validate.Length(1, 5000))
+
+
+class SpacePropertiesOut(Schema):
+    id = fields.Int()
+    community_id = fields.Int()
+    zone_id = fields.Int(allow_none=True)
+    lot_id = fields.Int(allow_none=True)
+    ref = fields.Str(allow_none=True)
+    space_type = fields.Str()
+    status = fields.Str()
+    status_updated_at = fields.DateTime()
+    opened_on = fields.Date(allow_none=True)
+
+
+class SpaceOut(Schema):
+    type = fields.Constant("Feature")
+    id = fields.Int()
+    geometry = GeoJSONGeometry()
+    properties = fields.Nested(SpacePropertiesOut)
+
+
+class SpaceCollectionOut(FeatureCollectionOut):
+    features = fields.List(fields.Nested(SpaceOut))
+
+
+class SpaceQuery(PageQuery):
+    community_id = fields.Int()
+    zone_id = fields.Int()
+    lot_id = fields.Int()
+    status = fields.Str(validate=validate.OneOf(SPACE_STATUSES))
+    space_type = fields.Str(validate=validate.OneOf(SPACE_TYPES))
+    bbox = BBox()
+
+
+class BulkStatusOut(Schema):
+    updated = fields.Int()
+    items = fields.List(fields.Nested(SpacePropertiesOut))
+
+
+class ObservationIn(Schema):
+    observed_at = fields.AwareDateTime(required=True)
+    occupied = fields.Int(required=True, validate=COUNT)
+    by_type = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=fields.Int(validate=COUNT),
+                          allow_none=True)
+    note = fields.Str(allow_none=True, validate=validate.Length(max=500))
+
+
+class ObservationOut(Schema):
+    id = fields.Int()
+    lot_id = fields.Int()
+    observed_at = fields.DateTime()
+    occupied = fields.Int()
+    by_type = fields.Dict(allow_none=True)
+
+
+class SeriesQuery(Schema):
+    start = fields.AwareDateTime(data_key="from", required=True)
+    end = fields.AwareDateTime(data_key="to", required=True)
+    bucket = fields.Str(load_default="1h", validate=validate.OneOf(("15min", "1h", "1d")))
+
+    @validates_schema
+    def _range(self, data, **_kwargs) -> None:
+        if "start" in data and "end" in data:
+            if data["end"] <= data["start"]:
+                raise ValidationError("'to' must be after 'from'", "to")
+            if (data["end"] - data["start"]).days > 366:
+                raise ValidationError("at most 366 days", "to")
+
+
+class BucketOut(Schema):
+    start = fields.DateTime()
+    peak = fields.Int()
+    mean = fields.Float()
+    samples = fields.Int()
+    peak_utilisation_pct = fields.Float()
+
+
+class SeriesOut(Schema):
+    lot_id = fields.Int()
+    bucket = fields.Str()
+    capacity = fields.Int()
+    buckets = fields.List(fields.Nested(BucketOut))
+
+
+class CapacityQuery(Schema):
+    """Exactly one selector: community_id, zone_id, bbox, or lon+lat+radius_m."""
+
+    community_id = fields.Int()
+    zone_id = fields.Int()
+    bbox = BBox()
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+    crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
+    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000))
+    as_of = fields.Date()
+    format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+    @validates_schema
+    def _one_selector(self, data, **_kwargs) -> None:
+        point = [k for k in ("lon", "lat", "radius_m") if k in data]
+        if point and len(point) != 3:
+            raise ValidationError("lon, lat and radius_m go together", "radius_m")
+        chosen = [k for k in ("community_id", "zone_id", "bbox") if k in data] + (["lon+lat+radius_m"] if point else [])
+        if len(chosen) != 1:
+            raise ValidationError(f"give exactly one of community_id, zone_id, bbox, lon+lat+radius_m "
+                                  f"(got {', '.join(chosen) or 'none'})", "_selector")
+
+
+class CapacityPolygonIn(Schema):
+    geometry = GeoJSONGeometry(required=True, kind="polygonal", metadata={"description": "the area drawn on the map"})
+    as_of = fields.Date()
+
+
+class GapQuery(Schema):
+    community_id = fields.Int(required=True)
+    as_of = fields.Date()
+    format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv", "geojson")))
+
+
+# ---------------------------------------------------------------- import
+
+OSM_ACCESS = {"yes": "public", "public": "public", "permissive": "public", "customers": "customers",
+              "destination": "customers", "employees": "employees", "private": "private", "permit": "private",
+              "no": "private", "residents": "private"}
+OSM_KIND = {"surface": "surface", "multi-storey": "multi-storey", "underground": "underground", "rooftop": "multi-storey",
+            "street_side": "street_side", "lane": "street_side", "on_kerb": "street_side", "half_on_kerb": "street_side",
+            "layby": "street_side", "sheds": "surface", "carports": "surface", "garage_boxes": "surface"}
+OSM_SPACE_TYPE = {"disabled": "accessible", "charging": "ev_charging"}
+
+
+@dataclass
+class ImportItem:
+    """One parsed feature, ready for the service to place and create."""
+
+    index: int
+    feature_type: str  # lot | space
+    geometry: BaseGeometry
+    fields: dict[str, Any]
+    ref: str | None = None
+    enterprise: str | None = None  # name of the owning enterprise
+    lot_ref: str | None = None  # a space's lot, by ref
+    label: str = ""
+
+
+@dataclass
+class ImportReport:
+    items: list[ImportItem] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _osm_int(tags: dict, key: str, errors: dict) -> int:
+    value = tags.get(key)
+    if value in (None, "", "no"):
+        return 0
+    if value == "yes":  # present but not counted: nothing to add
+        return 0
+    if not re.fullmatch(r"\d{1,6}", str(value).strip()):
+        errors[key] = [f"not a whole number: {value!r}"]
+        return 0
+    return int(str(value).strip())
+
+
+def _osm_date(value: str | None, errors: dict) -> date | None:
+    if not value:
+        return None
+    text = str(value).strip()
+    for pattern, fill in ((r"\d{4}-\d{2}-\d{2}", ""), (r"\d{4}-\d{2}", "-01"), (r"\d{4}", "-01-01")):
+        if re.fullmatch(pattern, text):
+            try:
+                return date.fromisoformat(text + fill)
+            except ValueError:
+                break
+    errors["start_date"] = [f"not a date: {value!r}"]
+    return None
+
+
+def _from_osm(tags: dict) -> tuple[str, dict[str, Any], dict[str, list[str]]]:
+    """Map OpenStreetMap's parking tags onto our fields. OSM's capacity is the
+    total; capacity:disabled and capacity:charging are parts of it."""
+    errors: dict[str, list[str]] = {}
+    amenity = tags.get("amenity")
+    ref = tags.get("ref") or tags.get("@id") or tags.get("id")
+    if amenity == "parking_space":
+        space_type = OSM_SPACE_TYPE.get(tags.get("parking_space", ""), "car")
+        return "space", {"space_type": space_type, "status": "free", "ref": str(ref) if ref else None,
+                         "opened_on": _osm_date(tags.get("start_date"), errors)}, errors
+    total = _osm_int(tags, "capacity", errors)
+    accessible = _osm_int(tags, "capacity:disabled", errors)
+    charging = _osm_int(tags, "capacity:charging", errors)
+    if accessible + charging > total:
+        errors["capacity"] = [f"capacity {total} is less than capacity:disabled + capacity:charging"]
+    fields_ = {
+        "name": tags.get("name") or tags.get("name:zh") or tags.get("name:en") or "停车场 Car park",
+        "ref": str(ref) if ref else None, "operator": tags.get("operator"),
+        "access": OSM_ACCESS.get(tags.get("access", "yes"), "public"),
+        "kind": OSM_KIND.get(tags.get("parking", "surface"), "surface"),
+        "capacity": {"car": max(0, total - accessible - charging), "accessible": accessible, "ev_charging": charging,
+                     "truck": _osm_int(tags, "capacity:hgv", errors), "ebike": 0},
+        "opening_hours": tags.get("opening_hours"), "fee": tags.get("fee"),
+        "opened_on": _osm_date(tags.get("start_date"), errors),
+    }
+    return "lot", fields_, errors
+
+
+class _ImportLot(Schema):
+    class Meta:
+        unknown = EXCLUDE  # feature_type, enterprise, and OSM-style extras are read separately
+
+    name = fields.Str(required=True, validate=validate.Length(1, 200))
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    access = fields.Str(load_default="public", validate=validate.OneOf(PARKING_ACCESS))
+    kind = fields.Str(load_default="surface", validate=validate.OneOf(PARKING_KINDS))
+    capacity_car = fields.Int(load_default=0, validate=COUNT)
+    capacity_accessible = fields.Int(load_default=0, validate=COUNT)
+    capacity_ev_charging = fields.Int(load_default=0, validate=COUNT)
+    capacity_truck = fields.Int(load_default=0, validate=COUNT)
+    capacity_ebike = fields.Int(load_default=0, validate=COUNT)
+    opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    fee = fields.Str(allow_none=True, validate=validate.Length(max=100))
+    opened_on = fields.Date(allow_none=True)
+
+    @post_load
+    def _nest(self, data, **_kwargs) -> dict:
+        data["capacity"] = {t: data.pop(f"capacity_{t}") for t in SPACE_TYPES}
+        return data
+
+
+class _ImportSpace(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
+    status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
+    opened_on = fields.Date(allow_none=True)
+
+
+def parse_import(collection: Any) -> ImportReport:
+    """Validate every feature of an import; nothing is written here."""
+    report = ImportReport()
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection" \
+            or not isinstance(collection.get("features"), list):
+        report.errors.append({"index": None, "errors": {"_schema": ["expected a GeoJSON FeatureCollection"]}})
+        return report
+    for index, raw in enumerate(collection["features"]):
+        errors: dict[str, Any] = {}
+        props = raw.get("properties") if isinstance(raw, dict) else None
+        props = props if isinstance(props, dict) else {}
+        label = str(props.get("ref") or props.get("name") or f"feature {index}")
+        if not isinstance(raw, dict) or raw.get("type") != "Feature":
+            report.errors.append({"index": index, "feature": label, "errors": {"type": ["must be 'Feature'"]}})
+            continue
+        osm = "amenity" in props
+        if osm and props["amenity"] not in ("parking", "parking_space"):
+            report.errors.append({"index": index, "feature": label,
+                                  "errors": {"amenity": [f"not parking: {props['amenity']!r}"]}})
+            continue
+        if osm:
+            feature_type, values, errors = _from_osm(props)
+        else:
+            feature_type = props.get("feature_type", "lot")
+            if feature_type not in ("lot", "space"):
+                report.errors.append({"index": index, "feature": label,
+                                      "errors": {"feature_type": ["must be 'lot' or 'space'"]}})
+                continue
+            try:
+                values = (_ImportLot if feature_type == "lot" else _ImportSpace)().load(props)
+            except ValidationError as exc:
+                errors.update(exc.messages)
+                values = {}
+        try:
+            allowed = LOT_GEOMETRIES if feature_type == "lot" else SPACE_GEOMETRIES
+            geometry = LotGeometry(allowed=allowed).deserialize(raw.get("geometry"))
+        except ValidationError as exc:
+            errors["geometry"] = exc.messages
+            geometry = None
+        if errors:
+            report.errors.append({"index": index, "feature": label, "errors": errors})
+            continue
+        report.items.append(ImportItem(index=index, feature_type=feature_type, geometry=geometry, fields=values,
+                                       ref=values.get("ref"), enterprise=props.get("enterprise"),
+                                       lot_ref=props.get("lot_ref"), label=label))
+    return report
+
+
+class ImportResultOut(Schema):
+    lots = fields.Int()
+    spaces = fields.Int()
+    by_zone = fields.Dict(metadata={"description": "zone code -> features placed there"})
+
+
+class ImportQuery(Schema):
+    dry_run = fields.Bool(load_default=False, metadata={"description": "validate and place, write nothing"})
+

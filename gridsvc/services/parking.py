@@ -1,0 +1,422 @@
+"""Parking inventory, occupancy, capacity and the supply/demand gap.
+
+Counting rules (one place, documented in the README):
+- a lot's supply is its capacity by type; a space inside a lot only carries
+  that lot's live status and does not add supply; a space on its own (a
+  street-side stall) adds one space of its type;
+- car-usable supply = car + accessible + ev_charging (what the gap compares
+  with commuters' demand); truck and ebike spaces are reported, not compared;
+- as of a date, only lots and spaces whose ``opened_on`` is on or before it
+  count (NULL: in use since before records began);
+- occupied now, per lot: its latest observation of the last 24 hours, else
+  the count of its spaces marked occupied or reserved; plus lone spaces so
+  marked. Out-of-service spaces are neither free nor occupied;
+- practical capacity is 85 % of supply (a lot feels full well before the
+  last stall goes);
+- demand per enterprise = its explicit figure, else round(workers x its
+  car-commuter share, else the community's);
+- per zone, gap = demand - car-usable supply; "ok" within 5 % of demand,
+  else deficit or surplus.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import and_, func, literal_column, or_, select, text
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import NotFound, ValidationFailed
+from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot, ParkingSpace,
+                            Zone)
+from gridsvc.services import Page
+
+PRACTICAL_SHARE = 0.85
+OK_BAND = 0.05
+FRESH_OBSERVATION = timedelta(hours=24)
+PEAK_WINDOW_DAYS = 30
+MAX_RADIUS_M = 50_000
+BUCKETS = {"15min": "15 minutes", "1h": "1 hour", "1d": "1 day"}
+OCCUPYING = ("occupied", "reserved")
+
+
+# ---------------------------------------------------------------- place
+
+
+def place_of(session: Session, geometry: BaseGeometry, *, field_name: str = "geometry") -> tuple[int, int]:
+    """(community_id, zone_id): the zone holding most of the geometry's area, or its point."""
+    g = gsql.literal_geometry(geometry)
+    if geometry.geom_type == "Point":
+        query = select(Zone.community_id, Zone.id).where(func.ST_Covers(Zone.geom, g)).order_by(Zone.id).limit(1)
+    else:
+        share = gsql.area_m2(func.ST_Intersection(Zone.geom, g))
+        query = (select(Zone.community_id, Zone.id).where(func.ST_Intersects(Zone.geom, g))
+                 .order_by(share.desc(), Zone.id).limit(1))
+    row = session.execute(query).first()
+    if row is None:
+        raise ValidationFailed("The geometry lies in no zone of any community.",
+                               errors={field_name: ["outside every zone"]})
+    return row[0], row[1]
+
+
+# ---------------------------------------------------------------- lots
+
+
+def get_lot(session: Session, lot_id: int) -> ParkingLot:
+    lot = session.get(ParkingLot, lot_id)
+    if lot is None:
+        raise NotFound(f"Parking lot {lot_id} does not exist.")
+    return lot
+
+
+def _enterprise_in(session: Session, enterprise_id: int | None, community_id: int) -> int | None:
+    if enterprise_id is None:
+        return None
+    enterprise = session.get(Enterprise, enterprise_id)
+    if enterprise is None or enterprise.community_id != community_id:
+        raise ValidationFailed(f"Enterprise {enterprise_id} is not an enterprise of the lot's community.",
+                               errors={"enterprise_id": [f"unknown in community {community_id}"]})
+    return enterprise_id
+
+
+def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
+    return {f"capacity_{t}": int((capacity or {}).get(t, 0)) for t in SPACE_TYPES}
+
+
+def create_lot(session: Session, *, geometry: BaseGeometry, name: str, capacity: dict[str, int] | None = None,
+               enterprise_id: int | None = None, **fields: Any) -> ParkingLot:
+    community_id, zone_id = place_of(session, geometry)
+    lot = ParkingLot(community_id=community_id, zone_id=zone_id, name=name, geom=gsql.literal_geometry(geometry),
+                     enterprise_id=_enterprise_in(session, enterprise_id, community_id), **_capacity_columns(capacity),
+                     **fields)
+    session.add(lot)
+    session.flush()
+    return lot
+
+
+def update_lot(session: Session, lot_id: int, changes: dict[str, Any]) -> ParkingLot:
+    lot = get_lot(session, lot_id)
+    geometry = changes.pop("geometry", None)
+    if "capacity" in changes:
+        merged = {**lot.capacity, **changes.pop("capacity")}
+        for key, value in _capacity_columns(merged).items():
+            setattr(lot, key, value)
+    if geometry is not None:
+        lot.community_id, lot.zone_id = place_of(session, geometry)
+        lot.geom = gsql.literal_geometry(geometry)
+    if "enterprise_id" in changes:
+        changes["enterprise_id"] = _enterprise_in(session, changes["enterprise_id"], lot.community_id)
+    for key, value in changes.items():
+        setattr(lot, key, value)
+    session.flush()
+    return lot
+
+
+def delete_lot(session: Session, lot_id: int) -> None:
+    session.delete(get_lot(session, lot_id))
+    session.flush()
+
+
+def list_lots(session: Session, *, community_id: int | None = None, zone_id: int | None = None,
+              enterprise_id: int | None = None, access: str | None = None, kind: str | None = None,
+              bbox: tuple[float, float, float, float] | None = None, limit: int = 100, offset: int = 0) -> Page[ParkingLot]:
+    query = select(ParkingLot)
+    for column, value in ((ParkingLot.community_id, community_id), (ParkingLot.zone_id, zone_id),
+                          (ParkingLot.enterprise_id, enterprise_id), (ParkingLot.access, access), (ParkingLot.kind, kind)):
+        if value is not None:
+            query = query.where(column == value)
+    if bbox is not None:
+        query = query.where(func.ST_Intersects(ParkingLot.geom, func.ST_MakeEnvelope(*bbox, gsql.SRID)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(ParkingLot.id).limit(limit).offset(offset)).all()
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+# ---------------------------------------------------------------- spaces
+
+
+def get_space(session: Session, space_id: int) -> ParkingSpace:
+    space = session.get(ParkingSpace, space_id)
+    if space is None:
+        raise NotFound(f"Parking space {space_id} does not exist.")
+    return space
+
+
+def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, now: datetime,
+                 **fields: Any) -> ParkingSpace:
+    community_id, zone_id = place_of(session, geometry)
+    if lot_id is not None:
+        lot = get_lot(session, lot_id)
+        if lot.community_id != community_id:
+            raise ValidationFailed(f"The space is not in lot {lot_id}'s community.", errors={"lot_id": ["other community"]})
+        zone_id = lot.zone_id
+    space = ParkingSpace(community_id=community_id, zone_id=zone_id, lot_id=lot_id, geom=gsql.literal_geometry(geometry),
+                         status_updated_at=now, **fields)
+    session.add(space)
+    session.flush()
+    return space
+
+
+def update_space(session: Session, space_id: int, changes: dict[str, Any], *, now: datetime) -> ParkingSpace:
+    space = get_space(session, space_id)
+    geometry = changes.pop("geometry", None)
+    if geometry is not None:
+        space.community_id, space.zone_id = place_of(session, geometry)
+        space.geom = gsql.literal_geometry(geometry)
+    if "lot_id" in changes and changes["lot_id"] is not None:
+        space.zone_id = get_lot(session, changes["lot_id"]).zone_id
+    if "status" in changes and changes["status"] != space.status:
+        space.status_updated_at = now
+    for key, value in changes.items():
+        setattr(space, key, value)
+    session.flush()
+    return space
+
+
+def delete_space(session: Session, space_id: int) -> None:
+    session.delete(get_space(session, space_id))
+    session.flush()
+
+
+def list_spaces(session: Session, *, community_id: int | None = None, zone_id: int | None = None,
+                lot_id: int | None = None, status: str | None = None, space_type: str | None = None,
+                bbox: tuple[float, float, float, float] | None = None, limit: int = 100,
+                offset: int = 0) -> Page[ParkingSpace]:
+    query = select(ParkingSpace)
+    for column, value in ((ParkingSpace.community_id, community_id), (ParkingSpace.zone_id, zone_id),
+                          (ParkingSpace.lot_id, lot_id), (ParkingSpace.status, status),
+                          (ParkingSpace.space_type, space_type)):
+        if value is not None:
+            query = query.where(column == value)
+    if bbox is not None:
+        query = query.where(func.ST_Intersects(ParkingSpace.geom, func.ST_MakeEnvelope(*bbox, gsql.SRID)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(ParkingSpace.id).limit(limit).offset(offset)).all()
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def spaces_by_id(session: Session, ids: list[int]) -> dict[int, ParkingSpace]:
+    found = {s.id: s for s in session.scalars(select(ParkingSpace).where(ParkingSpace.id.in_(ids)).with_for_update())}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValidationFailed(f"Unknown space id(s): {', '.join(map(str, missing[:20]))}; nothing was changed.",
+                               errors={"updates": [f"unknown space {i}" for i in missing[:20]]})
+    return found
+
+
+def set_statuses(session: Session, updates: list[tuple[int, str]], *, now: datetime) -> list[ParkingSpace]:
+    """Bulk status update (sensors, wardens): all or nothing."""
+    spaces = spaces_by_id(session, [space_id for space_id, _ in updates])
+    for space_id, status in updates:
+        space = spaces[space_id]
+        if space.status != status:
+            space.status = status
+            space.status_updated_at = now
+    session.flush()
+    return [spaces[space_id] for space_id, _ in updates]
+
+
+# ---------------------------------------------------------------- occupancy
+
+
+def add_observation(session: Session, lot_id: int, *, observed_at: datetime, occupied: int,
+                    by_type: dict[str, int] | None = None, note: str | None = None, now: datetime) -> OccupancyObservation:
+    lot = get_lot(session, lot_id)
+    if observed_at > now + timedelta(minutes=5):
+        raise ValidationFailed("observed_at is in the future.", errors={"observed_at": ["in the future"]})
+    if occupied > lot.capacity_total:
+        raise ValidationFailed(f"{occupied} occupied is more than the lot's capacity of {lot.capacity_total}.",
+                               errors={"occupied": [f"more than capacity {lot.capacity_total}"]})
+    if by_type:
+        over = {t: n for t, n in by_type.items() if n > lot.capacity[t]}
+        if over:
+            raise ValidationFailed("More vehicles of a type than the lot has spaces of it: "
+                                   + ", ".join(f"{t} {n} > {lot.capacity[t]}" for t, n in over.items()),
+                                   errors={"by_type": [f"{t}: more than capacity {lot.capacity[t]}" for t in over]})
+        if sum(by_type.values()) != occupied:
+            raise ValidationFailed("by_type must add up to occupied.", errors={"by_type": ["does not add up to occupied"]})
+    observation = OccupancyObservation(lot_id=lot_id, observed_at=observed_at, occupied=occupied, by_type=by_type,
+                                       note=note)
+    session.add(observation)
+    session.flush()
+    return observation
+
+
+def occupancy_series(session: Session, lot_id: int, *, start: datetime, end: datetime, bucket: str,
+                     tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Peak and mean per bucket (buckets aligned to local midnight)."""
+    lot = get_lot(session, lot_id)
+    origin = datetime.combine(date(2000, 1, 3), time.min, tz)
+    bin_start = func.date_bin(text(f"interval '{BUCKETS[bucket]}'"), OccupancyObservation.observed_at, origin)
+    rows = session.execute(
+        select(bin_start.label("bucket"), func.max(OccupancyObservation.occupied), func.avg(OccupancyObservation.occupied),
+               func.count())
+        .where(OccupancyObservation.lot_id == lot_id, OccupancyObservation.observed_at >= start,
+               OccupancyObservation.observed_at < end)
+        .group_by(literal_column("bucket")).order_by(literal_column("bucket"))).all()
+    capacity = lot.capacity_total or 1
+    return [{"start": b.astimezone(tz), "peak": peak, "mean": round(float(mean), 1), "samples": n,
+             "peak_utilisation_pct": round(100 * peak / capacity, 1)} for b, peak, mean, n in rows]
+
+
+# ---------------------------------------------------------------- capacity
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Exactly one way of choosing an area."""
+
+    kind: str  # community | zone | bbox | radius | polygon
+    community_id: int | None = None
+    zone_id: int | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    point: tuple[float, float] | None = None
+    radius_m: float | None = None
+    polygon: BaseGeometry | None = None
+    echo: dict[str, Any] = field(default_factory=dict)
+
+    def where(self, model) -> Any:
+        if self.kind == "community":
+            return model.community_id == self.community_id
+        if self.kind == "zone":
+            return model.zone_id == self.zone_id
+        if self.kind == "bbox":
+            return func.ST_Intersects(model.geom, func.ST_MakeEnvelope(*self.bbox, gsql.SRID))
+        if self.kind == "radius":
+            return func.ST_DWithin(gsql.geography(model.geom), gsql.geography(gsql.point(*self.point)), self.radius_m)
+        return func.ST_Intersects(model.geom, gsql.literal_geometry(self.polygon))
+
+
+def _in_use(model, as_of: date):
+    """In use on ``as_of``: opened on or before it (NULL: since before records began)."""
+    return or_(model.opened_on.is_(None), model.opened_on <= as_of)
+
+
+def capacity(session: Session, selector: Selector, *, as_of: date | None, now: datetime, tz: ZoneInfo,
+             nearest: int = 50) -> dict[str, Any]:
+    """Supply (as of a date, default today), and for today what is occupied and free."""
+    if selector.kind == "community" and session.get(Community, selector.community_id) is None:
+        raise NotFound(f"Community {selector.community_id} does not exist.")
+    if selector.kind == "zone" and session.get(Zone, selector.zone_id) is None:
+        raise NotFound(f"Zone {selector.zone_id} does not exist.")
+    today = now.astimezone(tz).date()
+    current = as_of is None or as_of >= today
+    as_of = as_of or today
+    lot_area = and_(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
+    lone_area = and_(ParkingSpace.lot_id.is_(None), selector.where(ParkingSpace), _in_use(ParkingSpace, as_of))
+
+    sums = session.execute(select(func.count(), *[func.coalesce(func.sum(getattr(ParkingLot, f"capacity_{t}")), 0)
+                                                   for t in SPACE_TYPES]).where(lot_area)).one()
+    lots, lot_capacity = sums[0], dict(zip(SPACE_TYPES, sums[1:]))
+    lone = dict(session.execute(select(ParkingSpace.space_type, func.count()).where(lone_area)
+                                .group_by(ParkingSpace.space_type)).all())
+    by_type = {t: int(lot_capacity[t]) + int(lone.get(t, 0)) for t in SPACE_TYPES}
+    total = sum(by_type.values())
+    lots_in_area = select(ParkingLot.id).where(lot_area)
+    registered = session.scalar(select(func.count()).where(
+        or_(ParkingSpace.lot_id.in_(lots_in_area), lone_area))) or 0
+    answer: dict[str, Any] = {
+        "selector": selector.echo, "as_of": as_of.isoformat(),
+        "lots": lots, "spaces": registered,
+        "supply": {"total": total, "car_usable": sum(by_type[t] for t in CAR_USABLE), "by_type": by_type},
+        "practical_capacity": math.floor(PRACTICAL_SHARE * total),
+        "occupied": None, "free": None, "out_of_service": None, "utilisation_pct": None,
+    }
+    if current:
+        latest = (select(OccupancyObservation.occupied)
+                  .where(OccupancyObservation.lot_id == ParkingLot.id,
+                         OccupancyObservation.observed_at > now - FRESH_OBSERVATION,
+                         OccupancyObservation.observed_at <= now)
+                  .order_by(OccupancyObservation.observed_at.desc()).limit(1).scalar_subquery())
+        marked = (select(func.count()).where(ParkingSpace.lot_id == ParkingLot.id, ParkingSpace.status.in_(OCCUPYING))
+                  .scalar_subquery())
+        in_lots = session.scalar(select(func.coalesce(func.sum(func.coalesce(latest, marked)), 0)).where(lot_area)) or 0
+        lone_occupied = session.scalar(select(func.count()).where(lone_area, ParkingSpace.status.in_(OCCUPYING))) or 0
+        out = session.scalar(select(func.count()).where(
+            or_(ParkingSpace.lot_id.in_(lots_in_area), lone_area), ParkingSpace.status == "out_of_service")) or 0
+        occupied = int(in_lots) + int(lone_occupied)
+        answer.update(occupied=occupied, out_of_service=int(out), free=max(0, total - occupied - int(out)),
+                      utilisation_pct=round(100 * occupied / total, 1) if total else None)
+    if selector.kind == "radius":
+        distance = gsql.distance_m(ParkingLot.geom, gsql.point(*selector.point))
+        rows = session.execute(select(ParkingLot, distance).where(lot_area).order_by(distance, ParkingLot.id)
+                               .limit(nearest)).all()
+        answer["nearest_lots"] = [{"id": lot.id, "name": lot.name, "zone_id": lot.zone_id, "distance_m": round(d, 1),
+                                   "capacity": lot.capacity, "access": lot.access} for lot, d in rows]
+    return answer
+
+
+def lots_in(session: Session, selector: Selector, *, as_of: str | date) -> list[ParkingLot]:
+    as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+    return list(session.scalars(select(ParkingLot).where(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
+                                .order_by(ParkingLot.zone_id, ParkingLot.id)))
+
+
+# ---------------------------------------------------------------- demand and gap
+
+
+def enterprise_demand(enterprise: Enterprise, community_share: float) -> int:
+    if enterprise.parking_demand is not None:
+        return enterprise.parking_demand
+    share = enterprise.car_commuter_share if enterprise.car_commuter_share is not None else community_share
+    return math.floor(enterprise.workers * share + 0.5)  # half up, as people round
+
+
+def _status(gap: int, demand: int) -> str:
+    if abs(gap) <= OK_BAND * max(demand, 1):
+        return "ok"
+    return "deficit" if gap > 0 else "surplus"
+
+
+def gap(session: Session, community_id: int, *, as_of: date, tz: ZoneInfo) -> dict[str, Any]:
+    community = session.get(Community, community_id)
+    if community is None:
+        raise NotFound(f"Community {community_id} does not exist.")
+    zones = session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)).all()
+    demand: dict[int | None, int] = {}
+    for enterprise in session.scalars(select(Enterprise).where(Enterprise.community_id == community_id)):
+        demand[enterprise.zone_id] = demand.get(enterprise.zone_id, 0) + enterprise_demand(enterprise,
+                                                                                          community.car_commuter_share)
+    usable = sum(getattr(ParkingLot, f"capacity_{t}") for t in CAR_USABLE)
+    lot_supply = dict(session.execute(
+        select(ParkingLot.zone_id, func.sum(usable)).where(ParkingLot.community_id == community_id,
+                                                           _in_use(ParkingLot, as_of))
+        .group_by(ParkingLot.zone_id)).all())
+    lone_supply = dict(session.execute(
+        select(ParkingSpace.zone_id, func.count()).where(ParkingSpace.community_id == community_id,
+                                                         ParkingSpace.lot_id.is_(None),
+                                                         ParkingSpace.space_type.in_(CAR_USABLE),
+                                                         _in_use(ParkingSpace, as_of))
+        .group_by(ParkingSpace.zone_id)).all())
+    window_end = datetime.combine(as_of + timedelta(days=1), time.min, tz)
+    window_start = window_end - timedelta(days=PEAK_WINDOW_DAYS)
+    per_lot_peak = (select(ParkingLot.zone_id.label("zone_id"), func.max(OccupancyObservation.occupied).label("peak"))
+                    .join(OccupancyObservation, OccupancyObservation.lot_id == ParkingLot.id)
+                    .where(ParkingLot.community_id == community_id, _in_use(ParkingLot, as_of),
+                           OccupancyObservation.observed_at >= window_start, OccupancyObservation.observed_at < window_end)
+                    .group_by(ParkingLot.id, ParkingLot.zone_id).subquery())
+    peaks = dict(session.execute(select(per_lot_peak.c.zone_id, func.sum(per_lot_peak.c.peak))
+                                 .group_by(per_lot_peak.c.zone_id)).all())
+    rows = []
+    for zone in zones:
+        supply = int(lot_supply.get(zone.id) or 0) + int(lone_supply.get(zone.id) or 0)
+        wanted = demand.get(zone.id, 0)
+        peak = peaks.get(zone.id)
+        rows.append({"zone_id": zone.id, "code": zone.code, "name": zone.name, "supply": supply, "demand": wanted,
+                     "gap": wanted - supply, "status": _status(wanted - supply, wanted),
+                     "peak_occupancy": int(peak) if peak is not None else None,
+                     "geometry": zone.geom})
+    supply_total = sum(r["supply"] for r in rows)
+    demand_total = sum(demand.values())
+    return {"community_id": community_id, "as_of": as_of.isoformat(), "car_commuter_share": community.car_commuter_share,
+            "zones": rows,
+            "total": {"supply": supply_total, "demand": demand_total, "gap": demand_total - supply_total,
+                      "status": _status(demand_total - supply_total, demand_total),
+                      "unzoned_demand": demand.get(None, 0),
+                      "peak_occupancy": sum(r["peak_occupancy"] or 0 for r in rows)}}
+

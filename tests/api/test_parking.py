@@ -1,0 +1,283 @@
+"""Parking: inventory, occupancy, capacity by every selector, gap, import and exports."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from gridsvc.models import OccupancyObservation, ParkingLot, ParkingSpace
+from tests.helpers import assert_problem, community_body, count, offset, rect, zone_feature
+
+ORIGIN = (120.30, 31.50)  # SW corner of a 1 km x 1 km market: zone W (west half), zone E (east half)
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+@pytest.fixture()
+def market(admin):
+    community = admin.post("/api/v1/communities", json=community_body(boundary=rect(*ORIGIN, 1000, 1000))).get_json()["id"]
+    west = admin.post(f"/api/v1/communities/{community}/zones",
+                      json=zone_feature("W", rect(*ORIGIN, 500, 1000), liaison="liaison-g01")).get_json()["id"]
+    east_edge = rect(*ORIGIN, 500, 1000)["coordinates"][0][1][0]
+    east = admin.post(f"/api/v1/communities/{community}/zones",
+                      json=zone_feature("E", rect(east_edge, ORIGIN[1], 500, 1000))).get_json()["id"]
+    return {"community": community, "W": west, "E": east}
+
+
+def lot(admin, geometry, name="测试停车场", **props):
+    body = {"type": "Feature", "geometry": geometry, "properties": {"name": name, **props}}
+    response = admin.post("/api/v1/parking/lots", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def point(east_m, north_m):
+    return {"type": "Point", "coordinates": list(offset(*ORIGIN, east_m, north_m))}
+
+
+def test_lot_zone_is_the_one_holding_most_of_it(admin, market):
+    straddling = lot(admin, rect(*offset(*ORIGIN, 440, 100), 200, 50), capacity={"car": 40})  # 60 m in W, 140 m in E
+    assert straddling["properties"]["zone_id"] == market["E"]
+    assert straddling["properties"]["community_id"] == market["community"]
+    assert straddling["properties"]["area_m2"] == pytest.approx(10_000, rel=0.02)
+    street = lot(admin, point(100, 900), kind="street_side", capacity={"car": 8})
+    assert street["properties"]["zone_id"] == market["W"] and street["geometry"]["type"] == "Point"
+    assert street["properties"]["capacity"] == {"car": 8, "accessible": 0, "ev_charging": 0, "truck": 0, "ebike": 0}
+
+
+@pytest.mark.parametrize("geometry, props, field", [
+    ({"type": "Polygon", "coordinates": [[[120.30, 31.50], [120.301, 31.501], [120.301, 31.50], [120.30, 31.501], [120.30, 31.50]]]}, {}, "geometry"),
+    ({"type": "LineString", "coordinates": [[120.30, 31.50], [120.301, 31.501]]}, {}, "geometry"),
+    (None, {"capacity": {"car": -1}}, "properties"),
+    (None, {"access": "everyone"}, "properties"),
+    (None, {"kind": "helipad"}, "properties"),
+    (None, {"capacity": {"bus": 3}}, "properties"),
+])
+def test_bad_lots_are_422_and_create_nothing(admin, market, session, geometry, props, field):
+    before = count(session, ParkingLot)
+    body = {"type": "Feature", "geometry": geometry or rect(*offset(*ORIGIN, 50, 50), 20, 20), "properties": {"name": "x", **props}}
+    problem = assert_problem(admin.post("/api/v1/parking/lots", json=body), 422)
+    assert field in problem["errors"]
+    assert count(session, ParkingLot) == before
+
+
+def test_lot_outside_every_zone_is_422(admin, market):
+    far = {"type": "Feature", "geometry": rect(100.0, 10.0, 20, 20), "properties": {"name": "x"}}
+    assert "geometry" in assert_problem(admin.post("/api/v1/parking/lots", json=far), 422)["errors"]
+
+
+def test_who_may_write_parking(login, admin, market):
+    body = {"type": "Feature", "geometry": rect(*offset(*ORIGIN, 50, 50), 20, 20), "properties": {"name": "x"}}
+    assert login("planner").post("/api/v1/parking/lots", json=body).status_code == 201
+    assert_problem(login("liaison-g01").post("/api/v1/parking/lots", json=body), 403)
+    assert_problem(login("volunteer-001").post("/api/v1/parking/lots", json=body), 403)
+
+
+def test_space_statuses_single_and_bulk(login, admin, market, session):
+    west_lot = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 3})
+    spaces = []
+    for i in range(3):
+        answer = admin.post("/api/v1/parking/spaces", json={"type": "Feature", "geometry": point(110 + 5 * i, 110),
+                                                            "properties": {"lot_id": west_lot["id"], "ref": f"W-{i}"}})
+        assert answer.status_code == 201, answer.get_json()
+        spaces.append(answer.get_json()["id"])
+    liaison = login("liaison-g01")  # liaison of W
+    one = liaison.put(f"/api/v1/parking/spaces/{spaces[0]}/status", json={"status": "occupied"})
+    assert one.status_code == 200 and one.get_json()["properties"]["status"] == "occupied"
+    bulk = liaison.post("/api/v1/parking/spaces/status", json={"updates": [{"id": spaces[1], "status": "reserved"},
+                                                                         {"id": spaces[2], "status": "out_of_service"}]})
+    assert bulk.get_json()["updated"] == 2
+    assert_problem(liaison.post("/api/v1/parking/spaces/status", json={"updates": [{"id": spaces[0], "status": "free"},
+                                                                                  {"id": 987654, "status": "free"}]}), 422)
+    assert session.get(ParkingSpace, spaces[0]).status == "occupied"  # all or nothing
+    assert_problem(liaison.put(f"/api/v1/parking/spaces/{spaces[0]}/status", json={"status": "towed"}), 422)
+    east_space = admin.post("/api/v1/parking/spaces", json={"type": "Feature", "geometry": point(800, 500)}).get_json()
+    assert_problem(liaison.put(f"/api/v1/parking/spaces/{east_space['id']}/status", json={"status": "occupied"}), 403)
+    capacity = admin.get(f"/api/v1/parking/capacity?zone_id={market['W']}").get_json()
+    assert capacity["occupied"] == 2 and capacity["out_of_service"] == 1 and capacity["free"] == 0
+    assert capacity["spaces"] == 3
+
+
+def test_occupancy_observations_and_daily_series(login, admin, market, clock):
+    lot_id = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 50, "ebike": 10})["id"]
+    day = clock().astimezone(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0) - timedelta(days=1)
+    for hour, occupied in ((2, 5), (8, 30), (8.5, 45), (14, 50), (14.25, 44)):
+        observed = day + timedelta(hours=hour)
+        answer = admin.post(f"/api/v1/parking/lots/{lot_id}/occupancy",
+                            json={"observed_at": observed.isoformat(), "occupied": occupied})
+        assert answer.status_code == 201, answer.get_json()
+    series = admin.get(f"/api/v1/parking/lots/{lot_id}/occupancy",
+                       query_string={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat(), "bucket": "1h"}).get_json()
+    buckets = {b["start"][11:16]: b for b in series["buckets"]}
+    assert series["capacity"] == 60
+    assert buckets["08:00"]["peak"] == 45 and buckets["08:00"]["mean"] == 37.5 and buckets["08:00"]["samples"] == 2
+    assert buckets["14:00"]["peak"] == 50 and buckets["14:00"]["peak_utilisation_pct"] == pytest.approx(83.3)
+    whole_day = admin.get(f"/api/v1/parking/lots/{lot_id}/occupancy",
+                          query_string={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat(), "bucket": "1d"}).get_json()
+    assert [(b["peak"], b["samples"]) for b in whole_day["buckets"]] == [(50, 5)]
+
+
+@pytest.mark.parametrize("body, field", [({"occupied": 61}, "occupied"), ({"occupied": -1}, "occupied"),
+                                         ({"occupied": 10, "by_type": {"car": 5, "ebike": 4}}, "by_type"),
+                                         ({"occupied": 20, "by_type": {"ebike": 20}}, "by_type"),
+                                         ({"occupied": 10, "by_type": {"bus": 10}}, "by_type")])
+def test_bad_observations_are_422(admin, market, session, clock, body, field):
+    lot_id = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 50, "ebike": 10})["id"]
+    before = count(session, OccupancyObservation)
+    problem = assert_problem(admin.post(f"/api/v1/parking/lots/{lot_id}/occupancy",
+                                        json={"observed_at": clock().isoformat(), **body}), 422)
+    assert field in problem["errors"]
+    assert count(session, OccupancyObservation) == before
+
+
+def test_capacity_by_zone_community_bbox_radius_and_polygon(admin, market, clock):
+    a = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 90, "accessible": 4, "ev_charging": 6, "ebike": 30})
+    b = lot(admin, rect(*offset(*ORIGIN, 700, 700), 40, 40), capacity={"car": 50, "truck": 10}, opened_on="2024-05-01")
+    admin.post("/api/v1/parking/spaces", json={"type": "Feature", "geometry": point(300, 300),
+                                               "properties": {"space_type": "accessible", "status": "occupied"}})
+    admin.post(f"/api/v1/parking/lots/{a['id']}/occupancy", json={"observed_at": clock().isoformat(), "occupied": 80})
+
+    zone = admin.get(f"/api/v1/parking/capacity?zone_id={market['W']}").get_json()
+    assert zone["supply"] == {"total": 131, "car_usable": 101, "by_type": {"car": 90, "accessible": 5, "ev_charging": 6, "truck": 0, "ebike": 30}}
+    assert zone["lots"] == 1 and zone["occupied"] == 81 and zone["free"] == 50
+    assert zone["practical_capacity"] == 111 and zone["utilisation_pct"] == pytest.approx(61.8)
+
+    whole = admin.get(f"/api/v1/parking/capacity?community_id={market['community']}").get_json()
+    assert whole["supply"]["total"] == 191 and whole["lots"] == 2
+    earlier = admin.get(f"/api/v1/parking/capacity?community_id={market['community']}&as_of=2024-04-30").get_json()
+    assert earlier["supply"]["total"] == 131 and earlier["occupied"] is None  # the past has no "now"
+
+    sw, ne = offset(*ORIGIN, 50, 50), offset(*ORIGIN, 350, 350)
+    boxed = admin.get(f"/api/v1/parking/capacity?bbox={sw[0]},{sw[1]},{ne[0]},{ne[1]}").get_json()
+    assert boxed["lots"] == 1 and boxed["supply"]["total"] == 131
+
+    centre = offset(*ORIGIN, 120, 120)
+    near = admin.get(f"/api/v1/parking/capacity?lon={centre[0]}&lat={centre[1]}&radius_m=1000").get_json()
+    assert [n["id"] for n in near["nearest_lots"]] == [a["id"], b["id"]]
+    assert near["nearest_lots"][0]["distance_m"] == 0
+    assert near["nearest_lots"][1]["distance_m"] == pytest.approx(((580 ** 2) * 2) ** 0.5, rel=0.02)
+
+    drawn = admin.post("/api/v1/parking/capacity", json={"geometry": rect(*offset(*ORIGIN, 600, 600), 300, 300)}).get_json()
+    assert drawn["lots"] == 1 and drawn["supply"]["by_type"]["truck"] == 10
+
+    table = admin.get(f"/api/v1/parking/capacity?community_id={market['community']}&format=csv")
+    rows = list(csv.reader(io.StringIO(table.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][:3] == ["lot_id", "ref", "name"] and len(rows) == 3 and rows[1][-1] == "130"
+
+
+@pytest.mark.parametrize("query", [
+    "", "community_id=1&zone_id=1", "bbox=120.31,31.5,120.30,31.6", "bbox=200,31,201,32", "bbox=1,2,3",
+    "lon=120.3&lat=31.5&radius_m=0", "lon=120.3&lat=31.5&radius_m=60000", "lon=120.3&lat=31.5",
+    "lon=120.3&lat=31.5&radius_m=10&zone_id=1", "zone_id=1&as_of=yesterday", "lon=120.3&lat=31.5&radius_m=-5",
+])
+def test_bad_capacity_selectors_are_422(client, query):
+    assert_problem(client.get(f"/api/v1/parking/capacity?{query}"), 422)
+
+
+def test_capacity_of_unknown_zone_is_404_and_bad_polygon_422(client):
+    assert_problem(client.get("/api/v1/parking/capacity?zone_id=987654"), 404)
+    bowtie = {"type": "Polygon", "coordinates": [[[120.30, 31.50], [120.31, 31.51], [120.31, 31.50], [120.30, 31.51], [120.30, 31.50]]]}
+    assert "geometry" in assert_problem(client.post("/api/v1/parking/capacity", json={"geometry": bowtie}), 422)["errors"]
+
+
+def test_gap_per_zone_with_demand_rules(admin, market):
+    community = market["community"]
+    admin.patch(f"/api/v1/communities/{community}", json={"worker_count": 1})  # touch nothing relevant
+    for name, east_m, workers in (("West Works", 100, 1000), ("East Works", 800, 205)):
+        admin.post(f"/api/v1/communities/{community}/enterprises",
+                   json={"name": name, "location": {"lon": offset(*ORIGIN, east_m, 500)[0], "lat": offset(*ORIGIN, east_m, 500)[1]},
+                         "workers": workers})
+    lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 60, "accessible": 2, "ebike": 50})
+    lot(admin, rect(*offset(*ORIGIN, 700, 100), 40, 40), capacity={"car": 40})
+    report = admin.get(f"/api/v1/parking/gap?community_id={community}").get_json()
+    rows = {r["code"]: r for r in report["zones"]}
+    assert rows["W"] == {**rows["W"], "demand": 100, "supply": 62, "gap": 38, "status": "deficit"}
+    assert rows["E"] == {**rows["E"], "demand": 21, "supply": 40, "gap": -19, "status": "surplus"}  # 20.5 rounds up
+    assert report["total"] == {**report["total"], "demand": 121, "supply": 102, "gap": 19, "status": "deficit"}
+
+    csv_text = admin.get(f"/api/v1/parking/gap?community_id={community}&format=csv").get_data(as_text=True)
+    rows_csv = list(csv.reader(io.StringIO(csv_text.lstrip("\ufeff"))))
+    assert rows_csv[0] == ["zone", "name", "supply", "demand", "gap", "status", "peak_occupancy"]
+    assert rows_csv[-1][:5] == ["TOTAL", "", "102", "121", "19"]
+    geo = admin.get(f"/api/v1/parking/gap?community_id={community}&format=geojson")
+    assert geo.mimetype == "application/geo+json"
+    collection = json.loads(geo.get_data(as_text=True))
+    assert {f["properties"]["code"]: f["properties"]["gap"] for f in collection["features"]} == {"W": 38, "E": -19}
+    assert collection["features"][0]["geometry"]["type"] == "Polygon"
+
+
+def _feature(geometry, **properties):
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def test_import_our_fields_and_osm_tags(admin, market, session):
+    collection = {"type": "FeatureCollection", "features": [
+        _feature(rect(*offset(*ORIGIN, 100, 100), 40, 40), feature_type="lot", ref="P1", name="员工停车场",
+                 access="employees", capacity_car=80, capacity_accessible=3, opened_on="2020-05-01"),
+        _feature(rect(*offset(*ORIGIN, 700, 100), 40, 40), amenity="parking", name="OSM lot", capacity="50",
+                 **{"capacity:disabled": "2", "capacity:charging": "8"}, parking="multi-storey", access="customers",
+                 fee="yes", start_date="2019"),
+        _feature(point(150, 150), feature_type="space", ref="S1", lot_ref="P1", space_type="car"),
+        _feature(point(900, 900), amenity="parking_space", parking_space="disabled"),
+    ]}
+    answer = admin.post("/api/v1/parking/import", json=collection)
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json() == {"lots": 2, "spaces": 2, "by_zone": {"W": 2, "E": 2}}
+    osm = session.scalar(select(ParkingLot).where(ParkingLot.name == "OSM lot"))
+    assert osm.capacity == {"car": 40, "accessible": 2, "ev_charging": 8, "truck": 0, "ebike": 0}
+    assert (osm.kind, osm.access, osm.opened_on) == ("multi-storey", "customers", date(2019, 1, 1))
+    in_lot = session.scalar(select(ParkingSpace).where(ParkingSpace.ref == "S1"))
+    assert in_lot.lot_id == session.scalar(select(ParkingLot.id).where(ParkingLot.ref == "P1"))
+
+
+def test_import_with_one_bad_feature_imports_nothing_and_names_it(admin, market, session):
+    before = (count(session, ParkingLot), count(session, ParkingSpace))
+    collection = {"type": "FeatureCollection", "features": [
+        _feature(rect(*offset(*ORIGIN, 100, 100), 40, 40), name="good one", capacity_car=10),
+        _feature(rect(*offset(*ORIGIN, 200, 100), 40, 40), name="bad one", capacity_car=-4),
+        _feature(rect(100.0, 10.0, 20, 20), name="nowhere"),
+        _feature(point(150, 150), feature_type="space", lot_ref="missing"),
+        _feature(rect(*offset(*ORIGIN, 300, 100), 40, 40), amenity="restaurant"),
+    ]}
+    problem = assert_problem(admin.post("/api/v1/parking/import", json=collection), 422, "import-failed")
+    assert [e["index"] for e in problem["errors"]] == [1, 2, 3, 4]
+    assert "capacity_car" in problem["errors"][0]["errors"] and problem["errors"][0]["feature"] == "bad one"
+    assert "lot_ref" in problem["errors"][2]["errors"]
+    assert (count(session, ParkingLot), count(session, ParkingSpace)) == before
+    assert_problem(admin.post("/api/v1/parking/import", json={"type": "Feature"}), 422)
+    assert_problem(admin.post("/api/v1/parking/import", data="{oops", content_type="application/json"), 400)
+
+
+def test_import_dry_run_writes_nothing(admin, market, session):
+    before = count(session, ParkingLot)
+    collection = {"type": "FeatureCollection", "features": [_feature(rect(*offset(*ORIGIN, 100, 100), 40, 40), name="x")]}
+    assert admin.post("/api/v1/parking/import?dry_run=true", json=collection).get_json()["lots"] == 1
+    assert count(session, ParkingLot) == before
+
+
+def test_lingfeng_620_space_story(client, lingfeng):
+    before = client.get(f"/api/v1/parking/gap?community_id={lingfeng.id}&as_of=2019-12-31").get_json()["total"]
+    today = client.get(f"/api/v1/parking/gap?community_id={lingfeng.id}").get_json()["total"]
+    assert before["status"] == "deficit" and before["gap"] == pytest.approx(465, abs=10)
+    assert today["status"] == "surplus" and today["gap"] == pytest.approx(-155, abs=10)
+    added = today["supply"] - before["supply"]
+    assert added == 620 and added == pytest.approx(before["gap"] * 4 / 3, rel=0.02)  # one third more than the gap
+
+
+def test_lingfeng_occupancy_over_a_day(client, lingfeng, session, clock):
+    lot_id = session.scalar(select(ParkingLot.id).where(ParkingLot.community_id == lingfeng.id,
+                                                        ParkingLot.access == "employees").order_by(ParkingLot.id))
+    newest = session.scalar(select(func.max(OccupancyObservation.observed_at)).where(OccupancyObservation.lot_id == lot_id))
+    start = newest.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    series = client.get(f"/api/v1/parking/lots/{lot_id}/occupancy",
+                        query_string={"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(),
+                                      "bucket": "1h"}).get_json()
+    assert len(series["buckets"]) == 24 and all(b["samples"] == 4 for b in series["buckets"])
