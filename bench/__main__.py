@@ -6,6 +6,7 @@ import sys
 BENCHMARKS = {
     "locate": "bench.locate",
     "checkin": "bench.checkin",
+    "parking": "bench.parking",
 }
 
 

@@ -11,7 +11,11 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import requests
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from fixtures.town import generate_town
+from geo.io import geometry_to_geojson
 
 from gridsvc import localdb
 from gridsvc.config import database_url
@@ -81,3 +85,24 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None
     print("-|-".join("-" * w for w in widths))
     for row in rows:
         print(" | ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+
+
+def load_town(engine, zone_count: int) -> tuple[int, object]:
+    boundary, zones = generate_town(zone_count)
+    with engine.begin() as conn:
+        community_id = conn.execute(text(
+            "INSERT INTO community (name, kind, boundary, timezone) "
+            "VALUES (:name, 'town', ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326), 'Asia/Shanghai') RETURNING id"),
+            {"name": f"Generated town ({zone_count} zones)", "g": _json(boundary)}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO zone (community_id, code, name, geom) "
+            "VALUES (:cid, :code, :code, ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326))"),
+            [{"cid": community_id, "code": code, "g": _json(geom)} for code, geom in zones])
+        conn.execute(text("ANALYZE zone"))
+    return community_id, boundary
+
+
+def _json(geom) -> str:
+    import json
+
+    return json.dumps(geometry_to_geojson(geom))

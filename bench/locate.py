@@ -14,12 +14,10 @@ import psycopg2
 import requests
 from shapely.geometry import Point
 from shapely.prepared import prep
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from bench.common import bench_database_url, print_table, served, summary
-from fixtures.town import generate_town
-from geo.io import geometry_to_geojson
+from bench.common import bench_database_url, load_town, print_table, served, summary
 from gridsvc.seed import load_lingfeng
 
 # The query the locate service builds (services/zones.py), written out.
@@ -29,27 +27,6 @@ FROM zone z JOIN community c ON z.community_id = c.id
 WHERE ST_Covers(z.geom, ST_SetSRID(ST_MakePoint(%s, %s), 4326))
 ORDER BY z.id LIMIT 1
 """
-
-
-def _load_town(engine, zone_count: int) -> tuple[int, object]:
-    boundary, zones = generate_town(zone_count)
-    with engine.begin() as conn:
-        community_id = conn.execute(text(
-            "INSERT INTO community (name, kind, boundary, timezone) "
-            "VALUES (:name, 'town', ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326), 'Asia/Shanghai') RETURNING id"),
-            {"name": f"Generated town ({zone_count} zones)", "g": _json(boundary)}).scalar_one()
-        conn.execute(text(
-            "INSERT INTO zone (community_id, code, name, geom) "
-            "VALUES (:cid, :code, :code, ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326))"),
-            [{"cid": community_id, "code": code, "g": _json(geom)} for code, geom in zones])
-        conn.execute(text("ANALYZE zone"))
-    return community_id, boundary
-
-
-def _json(geom) -> str:
-    import json
-
-    return json.dumps(geometry_to_geojson(geom))
 
 
 def _points_inside(boundary, n: int, rng: random.Random) -> list[tuple[float, float]]:
@@ -113,7 +90,7 @@ def main(argv: list[str]) -> int:
 
         lingfeng_boundary = as_shape(lingfeng.community.boundary)
     started = time.perf_counter()
-    _, town_boundary = _load_town(engine, 1000)
+    _, town_boundary = load_town(engine, 1000)
     print(f"generated and loaded a 1,000-zone town in {time.perf_counter() - started:.1f} s")
     datasets = [("Lingfeng (10 zones)", lingfeng_boundary), ("town (1,000 zones)", town_boundary)]
     dsn = url.replace("postgresql+psycopg2://", "postgresql://")

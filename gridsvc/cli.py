@@ -146,6 +146,49 @@ def user_disable(username: str) -> None:
         database.dispose()
 
 
+@main.group("import")
+def import_() -> None:
+    """Import data files."""
+
+
+@import_.command("parking")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="check and place every feature, write nothing")
+def import_parking_file(path: str, dry_run: bool) -> None:
+    """Import a GeoJSON FeatureCollection of parking lots and spaces (our fields or OSM tags): all or nothing."""
+    import json
+
+    from gridsvc import clock
+    from gridsvc.db import Database
+    from gridsvc.schemas.parking import parse_import
+    from gridsvc.services.parking_import import ImportFailed, import_parking
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            collection = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    report = parse_import(collection)
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            with click.progressbar(length=len(report.items), label="importing", file=sys.stderr) as bar:
+                try:
+                    result = import_parking(session, report.items, parse_errors=report.errors, now=clock.now(),
+                                            dry_run=dry_run, progress=bar.update)
+                except ImportFailed as exc:
+                    for error in exc.errors:
+                        click.echo(f"  feature #{error['index']} {error.get('feature', '')}: {error['errors']}", err=True)
+                    raise click.ClickException(exc.detail) from exc
+            if not dry_run:
+                session.commit()
+            verb = "would import" if dry_run else "imported"
+            _echo(f"{verb} {result.lots} lots and {result.spaces} spaces "
+                  f"({', '.join(f'{z}: {n}' for z, n in sorted(result.by_zone.items()))})")
+    finally:
+        database.dispose()
+
+
 @main.command()
 @click.option("--days", type=float, default=None, help="retention in days (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
 def purge(days: float | None) -> None:

@@ -20,6 +20,7 @@ Counting rules (one place, documented in the README):
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import and_, func, literal_column, or_, select, text
+from sqlalchemy import and_, bindparam, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -281,15 +282,39 @@ class Selector:
     echo: dict[str, Any] = field(default_factory=dict)
 
     def where(self, model) -> Any:
+        """The area filter with bound parameters (see ``params``): one cached statement per kind."""
+        return _area(model, self.kind)
+
+    def params(self) -> dict[str, Any]:
         if self.kind == "community":
-            return model.community_id == self.community_id
+            return {"community_id": self.community_id}
         if self.kind == "zone":
-            return model.zone_id == self.zone_id
+            return {"zone_id": self.zone_id}
         if self.kind == "bbox":
-            return func.ST_Intersects(model.geom, func.ST_MakeEnvelope(*self.bbox, gsql.SRID))
+            return dict(zip(("minx", "miny", "maxx", "maxy"), self.bbox))
         if self.kind == "radius":
-            return func.ST_DWithin(gsql.geography(model.geom), gsql.geography(gsql.point(*self.point)), self.radius_m)
-        return func.ST_Intersects(model.geom, gsql.literal_geometry(self.polygon))
+            lon, lat = self.point
+            dlat = self.radius_m / 110_574.0 * 1.01
+            dlon = self.radius_m / (111_320.0 * max(0.01, math.cos(math.radians(min(89.0, abs(lat)))))) * 1.01
+            return {"lon": lon, "lat": lat, "radius_m": self.radius_m,
+                    "minx": lon - dlon, "miny": lat - dlat, "maxx": lon + dlon, "maxy": lat + dlat}
+        return {"polygon": self.polygon.wkb}
+
+
+def _area(model, kind: str) -> Any:
+    if kind == "community":
+        return model.community_id == bindparam("community_id")
+    if kind == "zone":
+        return model.zone_id == bindparam("zone_id")
+    envelope = func.ST_MakeEnvelope(bindparam("minx"), bindparam("miny"), bindparam("maxx"), bindparam("maxy"), gsql.SRID)
+    if kind == "bbox":
+        return func.ST_Intersects(model.geom, envelope)
+    if kind == "radius":
+        # the degree box lets the GiST index answer first; the spheroid decides
+        here = gsql.point(bindparam("lon"), bindparam("lat"))
+        return and_(model.geom.op("&&")(envelope),
+                    func.ST_DWithin(gsql.geography(model.geom), gsql.geography(here), bindparam("radius_m")))
+    return func.ST_Intersects(model.geom, func.ST_SetSRID(func.ST_GeomFromWKB(bindparam("polygon")), gsql.SRID))
 
 
 def _in_use(model, as_of: date):
@@ -297,64 +322,86 @@ def _in_use(model, as_of: date):
     return or_(model.opened_on.is_(None), model.opened_on <= as_of)
 
 
+@functools.lru_cache(maxsize=32)
+def _capacity_statement(kind: str, current: bool):
+    """All the figures in one statement over two CTEs (the chosen lots, the
+    lone spaces in the area); built once per selector kind, then only bound."""
+    lots = select(ParkingLot.id, *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES]).where(
+        _area(ParkingLot, kind), _in_use(ParkingLot, bindparam("as_of"))).cte("lots")
+    lone = select(ParkingSpace.space_type, ParkingSpace.status).where(
+        ParkingSpace.lot_id.is_(None), _area(ParkingSpace, kind), _in_use(ParkingSpace, bindparam("as_of"))).cte("lone")
+    in_lots = ParkingSpace.lot_id.in_(select(lots.c.id))
+
+    def scalar(query):
+        return query.scalar_subquery()
+
+    columns = [scalar(select(func.count()).select_from(lots))]
+    columns += [scalar(select(func.coalesce(func.sum(lots.c[f"capacity_{t}"]), 0))) for t in SPACE_TYPES]
+    columns += [scalar(select(func.count()).select_from(lone).where(lone.c.space_type == t)) for t in SPACE_TYPES]
+    columns += [scalar(select(func.count()).select_from(ParkingSpace).where(in_lots)),
+                scalar(select(func.count()).select_from(lone))]
+    if current:
+        latest = (select(OccupancyObservation.occupied)
+                  .where(OccupancyObservation.lot_id == lots.c.id,
+                         OccupancyObservation.observed_at > bindparam("fresh_after"),
+                         OccupancyObservation.observed_at <= bindparam("now"))
+                  .order_by(OccupancyObservation.observed_at.desc()).limit(1).scalar_subquery())
+        marked = scalar(select(func.count()).select_from(ParkingSpace)
+                        .where(ParkingSpace.lot_id == lots.c.id, ParkingSpace.status.in_(OCCUPYING)))
+        columns += [scalar(select(func.coalesce(func.sum(func.coalesce(latest, marked)), 0)).select_from(lots)),
+                    scalar(select(func.count()).select_from(lone).where(lone.c.status.in_(OCCUPYING))),
+                    scalar(select(func.count()).select_from(ParkingSpace)
+                           .where(in_lots, ParkingSpace.status == "out_of_service")),
+                    scalar(select(func.count()).select_from(lone).where(lone.c.status == "out_of_service"))]
+    return select(*columns)
+
+
 def capacity(session: Session, selector: Selector, *, as_of: date | None, now: datetime, tz: ZoneInfo,
              nearest: int = 50) -> dict[str, Any]:
     """Supply (as of a date, default today), and for today what is occupied and free."""
-    if selector.kind == "community" and session.get(Community, selector.community_id) is None:
-        raise NotFound(f"Community {selector.community_id} does not exist.")
-    if selector.kind == "zone" and session.get(Zone, selector.zone_id) is None:
-        raise NotFound(f"Zone {selector.zone_id} does not exist.")
     today = now.astimezone(tz).date()
     current = as_of is None or as_of >= today
     as_of = as_of or today
-    lot_area = and_(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
-    lone_area = and_(ParkingSpace.lot_id.is_(None), selector.where(ParkingSpace), _in_use(ParkingSpace, as_of))
-
-    sums = session.execute(select(func.count(), *[func.coalesce(func.sum(getattr(ParkingLot, f"capacity_{t}")), 0)
-                                                   for t in SPACE_TYPES]).where(lot_area)).one()
-    lots, lot_capacity = sums[0], dict(zip(SPACE_TYPES, sums[1:]))
-    lone = dict(session.execute(select(ParkingSpace.space_type, func.count()).where(lone_area)
-                                .group_by(ParkingSpace.space_type)).all())
-    by_type = {t: int(lot_capacity[t]) + int(lone.get(t, 0)) for t in SPACE_TYPES}
+    params = {**selector.params(), "as_of": as_of, "now": now, "fresh_after": now - FRESH_OBSERVATION}
+    row = [int(v or 0) for v in session.execute(_capacity_statement(selector.kind, current), params).one()]
+    lot_count, lot_capacity, lone_counts = row[0], row[1:6], row[6:11]
+    if lot_count == 0:
+        _check_exists(session, selector)
+    by_type = {t: lot_capacity[i] + lone_counts[i] for i, t in enumerate(SPACE_TYPES)}
     total = sum(by_type.values())
-    lots_in_area = select(ParkingLot.id).where(lot_area)
-    registered = session.scalar(select(func.count()).where(
-        or_(ParkingSpace.lot_id.in_(lots_in_area), lone_area))) or 0
     answer: dict[str, Any] = {
         "selector": selector.echo, "as_of": as_of.isoformat(),
-        "lots": lots, "spaces": registered,
+        "lots": lot_count, "spaces": row[11] + row[12],
         "supply": {"total": total, "car_usable": sum(by_type[t] for t in CAR_USABLE), "by_type": by_type},
         "practical_capacity": math.floor(PRACTICAL_SHARE * total),
         "occupied": None, "free": None, "out_of_service": None, "utilisation_pct": None,
     }
     if current:
-        latest = (select(OccupancyObservation.occupied)
-                  .where(OccupancyObservation.lot_id == ParkingLot.id,
-                         OccupancyObservation.observed_at > now - FRESH_OBSERVATION,
-                         OccupancyObservation.observed_at <= now)
-                  .order_by(OccupancyObservation.observed_at.desc()).limit(1).scalar_subquery())
-        marked = (select(func.count()).where(ParkingSpace.lot_id == ParkingLot.id, ParkingSpace.status.in_(OCCUPYING))
-                  .scalar_subquery())
-        in_lots = session.scalar(select(func.coalesce(func.sum(func.coalesce(latest, marked)), 0)).where(lot_area)) or 0
-        lone_occupied = session.scalar(select(func.count()).where(lone_area, ParkingSpace.status.in_(OCCUPYING))) or 0
-        out = session.scalar(select(func.count()).where(
-            or_(ParkingSpace.lot_id.in_(lots_in_area), lone_area), ParkingSpace.status == "out_of_service")) or 0
-        occupied = int(in_lots) + int(lone_occupied)
-        answer.update(occupied=occupied, out_of_service=int(out), free=max(0, total - occupied - int(out)),
+        occupied, out = row[13] + row[14], row[15] + row[16]
+        answer.update(occupied=occupied, out_of_service=out, free=max(0, total - occupied - out),
                       utilisation_pct=round(100 * occupied / total, 1) if total else None)
     if selector.kind == "radius":
         distance = gsql.distance_m(ParkingLot.geom, gsql.point(*selector.point))
-        rows = session.execute(select(ParkingLot, distance).where(lot_area).order_by(distance, ParkingLot.id)
-                               .limit(nearest)).all()
+        rows = session.execute(select(ParkingLot, distance)
+                               .where(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
+                               .order_by(distance, ParkingLot.id).limit(nearest), params).all()
         answer["nearest_lots"] = [{"id": lot.id, "name": lot.name, "zone_id": lot.zone_id, "distance_m": round(d, 1),
                                    "capacity": lot.capacity, "access": lot.access} for lot, d in rows]
     return answer
 
 
+def _check_exists(session: Session, selector: Selector) -> None:
+    """An empty answer for a community or zone that does not exist is a 404, not zeros."""
+    if selector.kind == "community" and session.get(Community, selector.community_id) is None:
+        raise NotFound(f"Community {selector.community_id} does not exist.")
+    if selector.kind == "zone" and session.get(Zone, selector.zone_id) is None:
+        raise NotFound(f"Zone {selector.zone_id} does not exist.")
+
+
 def lots_in(session: Session, selector: Selector, *, as_of: str | date) -> list[ParkingLot]:
     as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
     return list(session.scalars(select(ParkingLot).where(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
-                                .order_by(ParkingLot.zone_id, ParkingLot.id)))
+                                .order_by(ParkingLot.zone_id, ParkingLot.id), selector.params()))
 
 
 # ---------------------------------------------------------------- demand and gap
