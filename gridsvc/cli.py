@@ -86,7 +86,8 @@ def seed(dataset: str) -> None:
             _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises, "
                   f"{result.users} demo accounts")
         else:
-            added = f"added {result.users} missing demo accounts" if result.users else "nothing to do"
+            added = ("added " + ", ".join(f"{n} {what}" for what, n in result.added.items())) if result.added \
+                else "nothing to do"
             _echo(f"{result.community.name} is already loaded (community {result.community.id}); {added}")
     database.dispose()
 

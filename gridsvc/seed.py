@@ -49,6 +49,7 @@ class SeedResult:
     zones: int = 0
     enterprises: int = 0
     users: int = 0
+    added: dict[str, int] | None = None  # what a later run added to an existing demo
 
 
 def _read(path: Path) -> dict:
@@ -222,10 +223,11 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
     existing = session.scalar(select(Community).where(Community.name == props["name"]))
     if existing is not None:
         _link_liaisons(session, existing)
-        load_demo_volunteers(session, existing)
-        load_demo_shifts(session, existing, datetime.now(ZoneInfo(existing.timezone)).date())
-        load_demo_parking(session, existing, directory, datetime.now(timezone.utc))
-        return SeedResult(community=existing, created=False, users=users)
+        added = {"demo accounts": users,
+                 "volunteer profiles": load_demo_volunteers(session, existing),
+                 "shifts": load_demo_shifts(session, existing, datetime.now(ZoneInfo(existing.timezone)).date()),
+                 "parking features": load_demo_parking(session, existing, directory, datetime.now(timezone.utc))}
+        return SeedResult(community=existing, created=False, users=users, added={k: v for k, v in added.items() if v})
     community = communities.create_community(
         session, name=props["name"], kind=props["kind"], boundary=geometry_from_geojson(feature["geometry"]),
         enterprise_count=props.get("enterprise_count"), worker_count=props.get("worker_count"),
