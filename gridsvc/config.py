@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "GRIDSVC_OFFLINE_MAX_AGE_H": 24,
     "GRIDSVC_CLOCK_SKEW_MIN": 5,
     "GRIDSVC_OFFLINE_MAX_EVENTS": 200,
+    # Service requests (issue 6): see gridsvc/services/requests.py
+    "GRIDSVC_DISPATCH_MAX_DISTANCE_M": 3000,
+    "GRIDSVC_DISPATCH_ACCEPT_MIN": 5,
+    "GRIDSVC_DISPATCH_TASK_CAP": 1,
+    "GRIDSVC_DISPATCH_MAX_REFUSALS": 3,
 }
 
 DEFAULT_DATABASE = "gridsvc"

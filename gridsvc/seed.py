@@ -204,6 +204,45 @@ def load_demo_occupancy(session: Session, community: Community, now: datetime) -
     return len(rows)
 
 
+# The Lingfeng service list (服务清单): code, names, group, skill, department, first-response SLA (minutes), attributes.
+SERVICES = [
+    ("parking", "停车", "Parking", "daily life", "traffic_parking", "traffic", 30,
+     [{"code": "plate", "datatype": "string", "required": False, "description": "licence plate, if a car is involved"},
+      {"code": "problem", "datatype": "singlevaluelist", "required": True, "description": "what is wrong",
+       "values": [{"key": "no_space", "name": "找不到车位 No space"}, {"key": "blocked", "name": "被堵 Blocked in"},
+                  {"key": "illegal", "name": "违停 Illegal parking"}]}]),
+    ("housing", "住房", "Housing", "daily life", None, "housing", 240,
+     [{"code": "household", "datatype": "number", "required": False, "description": "people in the household"}]),
+    ("commute", "通勤", "Commuting", "daily life", "traffic_parking", "traffic", 120, []),
+    ("schooling", "子女入学", "Children's schooling", "family", None, "housing", 1440, []),
+    ("medical", "就医", "Medical care", "health", "first_aid", "labour", 15, []),
+    ("culture_sports", "文体活动", "Culture and sports", "community life", None, None, 1440, []),
+    ("reopening_inspection", "复工检查", "Reopening inspection", "enterprise", "inspection", "labour", 240,
+     [{"code": "enterprise", "datatype": "string", "required": True, "description": "the enterprise to inspect"}]),
+    ("epidemic_prevention", "疫情防控", "Epidemic prevention", "health", "epidemic_prevention", "labour", 60, []),
+    ("labour_dispute", "劳动纠纷", "Labour dispute", "enterprise", None, "labour", 480, []),
+    ("other", "其他", "Other", "other", None, None, 240, []),
+]
+
+
+def load_demo_services(session: Session) -> int:
+    from gridsvc.models import DepartmentService, ServiceType
+
+    created = 0
+    departments = {d.code: d.id for d in session.scalars(select(Department))}
+    for code, zh, en, group, skill, department, sla, attributes in SERVICES:
+        if session.get(ServiceType, code) is not None:
+            continue
+        session.add(ServiceType(code=code, name_zh=zh, name_en=en, group=group, required_skill=skill,
+                                department_id=departments.get(department), sla_minutes=sla, attributes=attributes))
+        session.flush()
+        if department in departments:
+            session.add(DepartmentService(department_id=departments[department], service_code=code))
+        created += 1
+    session.flush()
+    return created
+
+
 def _link_liaisons(session: Session, community: Community) -> None:
     """Give demo zones without a liaison their demo liaison account."""
     for zone in session.scalars(select(Zone).where(Zone.community_id == community.id, Zone.liaison_id.is_(None))):
@@ -219,6 +258,7 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
     zone_features = _read(directory / "zones.geojson")["features"]
     liaison_names = {zf["properties"]["code"]: zf["properties"]["liaison"] for zf in zone_features}
     users = load_demo_accounts(session, liaison_names)
+    load_demo_services(session)
 
     existing = session.scalar(select(Community).where(Community.name == props["name"]))
     if existing is not None:

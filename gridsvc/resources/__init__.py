@@ -5,7 +5,8 @@ from gridsvc.api import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from gridsvc.resources import accounts, communities, enterprises, health, parking, shifts, volunteers, zones
+    from gridsvc.resources import (accounts, communities, enterprises, health, parking, requests, shifts, volunteers,
+                                   zones)
 
-    for module in (health, accounts, communities, zones, enterprises, volunteers, shifts, parking):
+    for module in (health, accounts, communities, zones, enterprises, volunteers, shifts, parking, requests):
         api.register_blueprint(module.blp, url_prefix="/api/v1")

@@ -1,0 +1,224 @@
+"""Service requests ("push one door, find one person"): intake, dispatch, lifecycle, audit trail."""
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from geoalchemy2 import WKBElement
+
+from gridsvc import auth, clock
+from gridsvc.api import Blueprint
+from gridsvc.db import current_session
+from gridsvc.errors import NotFound
+from gridsvc.fields import as_shape
+from gridsvc.schemas.common import geopoint
+from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
+                                      RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut)
+from gridsvc.services import requests as service
+from gridsvc.services.volunteers import volunteer_of_user
+
+blp = Blueprint("requests", __name__, description="Service requests (诉求), dispatch and claims (认领)")
+
+FILERS = auth.roles("worker", "liaison", "admin", name="filers")
+READERS = auth.roles("worker", "volunteer", "liaison", "department", "admin", name="request-readers")
+DISPATCHERS = auth.roles("liaison", "admin", name="dispatchers")
+
+
+def policy() -> service.DispatchPolicy:
+    return service.DispatchPolicy.from_config(current_app.config)
+
+
+def actor() -> service.Actor:
+    principal = auth.current_principal()
+    volunteer = volunteer_of_user(current_session(), principal.user_id) if "volunteer" in principal.roles else None
+    return service.Actor(user_id=principal.user_id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,
+                         department_ids=principal.department_ids, volunteer_id=volunteer.id if volunteer else None)
+
+
+def _point(value) -> dict | None:
+    if value is None:
+        return None
+    point = as_shape(value)
+    return {"lon": point.x, "lat": point.y, "crs": "wgs84"}
+
+
+def request_view(request) -> dict:
+    session = current_session()
+    if not isinstance(request.location, WKBElement):  # set from SQL in this transaction: read it back
+        session.refresh(request, ["location"])
+    offer = service.pending_offer(session, request.id)
+    return {
+        "id": request.id, "community_id": request.community_id, "zone_id": request.zone_id, "zone_note": request.zone_note,
+        "service_code": request.service_code, "description": request.description, "location": _point(request.location),
+        "attributes": request.attributes, "media_urls": request.media_urls, "status": request.status,
+        "volunteer_id": request.volunteer_id, "liaison_id": request.liaison_id, "department_id": request.department_id,
+        "claimed_by_id": request.claimed_by_id, "refusals": request.refusals,
+        "offer": None if offer is None else {"volunteer_id": offer.volunteer_id, "distance_m": offer.distance_m,
+                                             "offered_at": offer.offered_at, "deadline": offer.deadline},
+        "possible_duplicates": list(request.duplicate_of_ids or []), "requester_id": request.requester_id,
+        "created_at": request.created_at, "sla_due_at": request.sla_due_at,
+        "first_response_at": request.first_response_at, "resolved_at": request.resolved_at,
+        "closed_at": request.closed_at, "rating": request.rating, "feedback": request.feedback,
+    }
+
+
+@blp.route("/services")
+class Services(MethodView):
+    @auth.access(auth.PUBLIC)
+    @blp.response(200, ServiceOut(many=True))
+    def get(self):
+        """The service list (服务清单): what the community handles, with SLAs and attributes"""
+        return service.list_services(current_session())
+
+
+@blp.route("/services/<string:code>")
+class ServiceItem(MethodView):
+    @auth.access(auth.PUBLIC)
+    @blp.response(200, ServiceOut)
+    def get(self, code):
+        """One service"""
+        return service.get_service(current_session(), code)
+
+
+@blp.route("/requests")
+class Requests(MethodView):
+    @auth.access(READERS)
+    @blp.arguments(RequestQuery, location="query")
+    @blp.response(200, RequestPageOut)
+    def get(self, query):
+        """Requests you may see, newest first (filters: status, service, zone, assignee, bbox, from, to)"""
+        session = current_session()
+        service.expire_offers(session, now=clock.now(), policy=policy())
+        session.commit()
+        query["volunteer_id"] = query.pop("assignee", None)
+        query["start"], query["end"] = query.pop("start", None), query.pop("end", None)
+        page = service.list_requests(session, actor(), **query)
+        return {"total": page.total, "limit": page.limit, "offset": page.offset,
+                "items": [request_view(r) for r in page.items]}
+
+    @auth.access(FILERS)
+    @blp.arguments(RequestCreate)
+    @blp.response(201, RequestOut)
+    def post(self, data):
+        """Raise a need once: it is placed in its zone and dispatched at once"""
+        session = current_session()
+        point = data.pop("point")
+        request = service.file_request(session, requester_id=auth.current_principal().user_id, lon=point.lon,
+                                       lat=point.lat, input_crs=point.input_crs, now=clock.now(), policy=policy(),
+                                       **data)
+        session.commit()
+        return request_view(request)
+
+
+@blp.route("/requests/<int:request_id>")
+class RequestItem(MethodView):
+    @auth.access(READERS)
+    @blp.response(200, RequestOut)
+    def get(self, request_id):
+        """One request (if you may see it)"""
+        session = current_session()
+        service.expire_offers(session, now=clock.now(), policy=policy(), request_ids=[request_id])
+        session.commit()
+        request = service.get_request(session, request_id)
+        if not service.may_see(session, request, actor()):
+            raise NotFound(f"Request {request_id} does not exist.")  # do not confirm it exists
+        return request_view(request)
+
+
+@blp.route("/requests/<int:request_id>/events")
+class RequestEvents(MethodView):
+    @auth.access(READERS)
+    @blp.response(200, EventOut(many=True))
+    def get(self, request_id):
+        """The audit trail: who, when, from and to, note, where"""
+        session = current_session()
+        request = service.get_request(session, request_id)
+        if not service.may_see(session, request, actor()):
+            raise NotFound(f"Request {request_id} does not exist.")
+        return [{"id": e.id, "action": e.action, "actor_id": e.actor_id, "system": e.system,
+                 "from_status": e.from_status, "to_status": e.to_status, "note": e.note,
+                 "where": _point(e.position), "at": e.at} for e in service.events_of(session, request_id)]
+
+
+def _action_view(action: str):
+    @auth.access(READERS)
+    @blp.arguments(ActionIn)
+    @blp.response(200, RequestOut)
+    @blp.alt_response(409, description="Not allowed from the current state (the problem names both)")
+    def post(self, data, request_id):
+        session = current_session()
+        request = service.act(session, request_id, action, actor(), now=clock.now(), policy=policy(),
+                              note=data.get("note"), volunteer_id=data.get("volunteer_id"),
+                              lon=data.get("lon"), lat=data.get("lat"))
+        session.commit()
+        return request_view(request)
+
+    post.__doc__ = {
+        "accept": "Accept an offer (the offered volunteer, before the deadline)",
+        "decline": "Decline an offer: it goes to the next candidate",
+        "start": "Start working on it (whoever holds it)",
+        "resolve": "Mark it resolved",
+        "close": "Close a resolved request (requester, liaison, admin)",
+        "reopen": "Reopen: dispatched again from the start",
+        "escalate": "Send it to the department pool (liaison, admin)",
+        "claim": "Claim it from the pool (认领); the first claim wins, a second gets 409",
+        "reassign": "Give it to a named volunteer (liaison, admin)",
+        "comment": "Add a note to the trail",
+    }[action]
+    return post
+
+
+for _action in ACTIONS:
+    blp.route(f"/requests/<int:request_id>/{_action}", endpoint=f"RequestAction_{_action}")(
+        type(f"RequestAction_{_action}", (MethodView,), {"post": _action_view(_action)}))
+
+
+@blp.route("/requests/<int:request_id>/rate")
+class RequestRate(MethodView):
+    @auth.access(READERS)
+    @blp.arguments(RateIn)
+    @blp.response(200, RequestOut)
+    def post(self, data, request_id):
+        """The requester rates a resolved request 1-5, with a comment"""
+        session = current_session()
+        request = service.rate(session, request_id, actor(), **data)
+        session.commit()
+        return request_view(request)
+
+
+@blp.route("/me/offers")
+class MyOffers(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.response(200, RequestOut(many=True))
+    def get(self):
+        """Requests offered to you now, soonest deadline first"""
+        session = current_session()
+        me = actor()
+        service.expire_offers(session, now=clock.now(), policy=policy(), volunteer_id=me.volunteer_id)
+        session.commit()
+        return [request_view(r) for _, r in service.offers_of(session, me.volunteer_id or -1)]
+
+
+@blp.route("/me/tasks")
+class MyTasks(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.response(200, RequestOut(many=True))
+    def get(self):
+        """Requests you hold (assigned or in progress)"""
+        session = current_session()
+        me = actor()
+        open_ = [r for status in ("assigned", "in_progress")
+                 for r in service.list_requests(session, me, status=status, volunteer_id=me.volunteer_id or -1).items]
+        return [request_view(r) for r in open_]
+
+
+@blp.route("/dispatch/candidates")
+class DispatchCandidates(MethodView):
+    @auth.access(DISPATCHERS)
+    @blp.arguments(CandidatesQuery, location="query")
+    @blp.response(200, CandidateOut(many=True))
+    def get(self, query):
+        """The ranked candidates for a point and skill, with distance_m (liaisons, admins)"""
+        point = geopoint(query["lon"], query["lat"], query["crs"])
+        found = service.candidates(current_session(), lon=point.lon, lat=point.lat, skill=query.get("skill"),
+                                   now=clock.now(), policy=policy(), limit=query["limit"])
+        return [{"volunteer_id": c.volunteer_id, "distance_m": round(c.distance_m, 1)} for c in found]

@@ -1,0 +1,133 @@
+"""Service list and request shapes."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from gridsvc.schemas.common import PageOut, PageQuery, PointOut, PositionIn
+from gridsvc.schemas.parking import BBox
+
+ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
+
+
+class AttributeValueOut(Schema):
+    key = fields.Str()
+    name = fields.Str()
+
+
+class AttributeOut(Schema):
+    code = fields.Str()
+    datatype = fields.Str(metadata={"description": "string | text | number | datetime | singlevaluelist | multivaluelist"})
+    required = fields.Bool()
+    description = fields.Str()
+    values = fields.List(fields.Nested(AttributeValueOut))
+
+
+class ServiceOut(Schema):
+    code = fields.Str()
+    name_zh = fields.Str()
+    name_en = fields.Str()
+    group = fields.Str()
+    description = fields.Str(allow_none=True)
+    required_skill = fields.Str(allow_none=True)
+    department = fields.Pluck("DepartmentCodeOut", "code", allow_none=True)
+    sla_minutes = fields.Int(metadata={"description": "first response within"})
+    attributes = fields.List(fields.Nested(AttributeOut))
+
+
+class DepartmentCodeOut(Schema):
+    code = fields.Str()
+
+
+class RequestCreate(PositionIn):
+    service_code = fields.Str(required=True, metadata={"example": "parking"})
+    description = fields.Str(required=True, validate=validate.Length(1, 4000))
+    attributes = fields.Dict(keys=fields.Str(), load_default=dict)
+    media_urls = fields.List(fields.Url(schemes={"http", "https"}), load_default=list, validate=validate.Length(max=10))
+    contact = fields.Dict(allow_none=True, metadata={"description": "how to reach the requester, e.g. {name, phone}"})
+
+
+class OfferOut(Schema):
+    volunteer_id = fields.Int()
+    distance_m = fields.Float()
+    offered_at = fields.DateTime()
+    deadline = fields.DateTime()
+
+
+class RequestOut(Schema):
+    id = fields.Int()
+    community_id = fields.Int()
+    zone_id = fields.Int()
+    zone_note = fields.Str(allow_none=True)
+    service_code = fields.Str()
+    description = fields.Str()
+    location = fields.Nested(PointOut)
+    attributes = fields.Dict()
+    media_urls = fields.List(fields.Str())
+    status = fields.Str()
+    volunteer_id = fields.Int(allow_none=True)
+    liaison_id = fields.Int(allow_none=True)
+    department_id = fields.Int(allow_none=True)
+    claimed_by_id = fields.Int(allow_none=True)
+    offer = fields.Nested(OfferOut, allow_none=True, metadata={"description": "the pending offer, if any"})
+    refusals = fields.Int()
+    possible_duplicates = fields.List(fields.Int())
+    requester_id = fields.Int(allow_none=True)
+    created_at = fields.DateTime()
+    sla_due_at = fields.DateTime()
+    first_response_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    rating = fields.Int(allow_none=True)
+    feedback = fields.Str(allow_none=True)
+
+
+class RequestPageOut(PageOut):
+    items = fields.List(fields.Nested(RequestOut))
+
+
+class RequestQuery(PageQuery):
+    status = fields.Str()
+    service_code = fields.Str()
+    zone_id = fields.Int()
+    community_id = fields.Int()
+    assignee = fields.Int(metadata={"description": "volunteer id"})
+    bbox = BBox()
+    start = fields.AwareDateTime(data_key="from")
+    end = fields.AwareDateTime(data_key="to")
+
+
+class ActionIn(Schema):
+    note = fields.Str(allow_none=True, validate=validate.Length(max=2000))
+    volunteer_id = fields.Int(metadata={"description": "reassign: the volunteer to give it to"})
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where (WGS-84)"})
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+
+
+class RateIn(Schema):
+    rating = fields.Int(required=True, validate=validate.Range(1, 5))
+    comment = fields.Str(allow_none=True, validate=validate.Length(max=2000))
+
+
+class EventOut(Schema):
+    id = fields.Int()
+    action = fields.Str()
+    actor_id = fields.Int(allow_none=True)
+    system = fields.Bool()
+    from_status = fields.Str(allow_none=True)
+    to_status = fields.Str(allow_none=True)
+    note = fields.Str(allow_none=True)
+    where = fields.Nested(PointOut, allow_none=True)
+    at = fields.DateTime()
+
+
+class CandidatesQuery(Schema):
+    lon = fields.Float(required=True, allow_nan=False, validate=validate.Range(-180, 180))
+    lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
+    crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
+    skill = fields.Str()
+    limit = fields.Int(load_default=10, validate=validate.Range(1, 100))
+
+
+class CandidateOut(Schema):
+    volunteer_id = fields.Int()
+    distance_m = fields.Float()

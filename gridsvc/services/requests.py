@@ -1,0 +1,524 @@
+"""Service requests: intake, dispatch to the nearest volunteer, liaison and department pool.
+
+Dispatch policy (per community settings come from config for now):
+1. candidates: volunteers on duty now (checked in to a shift that has not
+   ended), with the service's required skill, under their open-task cap
+   (assigned or in progress, plus pending offers), who have not been offered
+   this request before, within ``max_distance_m`` of the request, nearest
+   first by geodesic distance from their last known position. The PostGIS
+   KNN operator (``<->`` on the GiST index) picks the nearest few, then the
+   spheroid distance orders them;
+2. an offer to the first, with an accept deadline; accept -> assigned;
+   decline or deadline -> the next candidate;
+3. no candidate left, or ``max_refusals`` refusals -> the zone's liaison (the
+   nearest liaison of a neighbouring zone when the zone has none);
+4. the liaison may escalate to the department pool, where the first member
+   of a department allowed that service to claim it owns it.
+
+Deadlines are enforced without a hidden cron: expired offers are processed
+whenever requests are read, and by ``gridsvc tick``.
+
+Races: an offer locks the volunteer's row (``FOR UPDATE SKIP LOCKED``: a
+volunteer another dispatch is offering to is skipped, not waited for) and
+re-counts their open tasks under the lock, so a volunteer with cap 1 gets
+exactly one offer however many requests are filed at once. A claim is a
+conditional UPDATE: of two members claiming at once, one wins, one gets 409.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from geo import sql as gsql
+from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
+                            Shift, Volunteer, VolunteerSkill, Zone)
+from gridsvc.services import Page
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    max_distance_m: float = 3000.0
+    accept_within: timedelta = timedelta(minutes=5)
+    task_cap: int = 1
+    max_refusals: int = 3
+    zone_reach_m: float = 200.0
+    duplicate_m: float = 50.0
+    duplicate_window: timedelta = timedelta(hours=24)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DispatchPolicy:
+        return cls(max_distance_m=float(config["GRIDSVC_DISPATCH_MAX_DISTANCE_M"]),
+                   accept_within=timedelta(minutes=float(config["GRIDSVC_DISPATCH_ACCEPT_MIN"])),
+                   task_cap=int(config["GRIDSVC_DISPATCH_TASK_CAP"]),
+                   max_refusals=int(config["GRIDSVC_DISPATCH_MAX_REFUSALS"]))
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, in the terms the rules need (built from the request's principal)."""
+
+    user_id: int | None
+    roles: frozenset[str] = frozenset()
+    liaison_zone_ids: frozenset[int] = frozenset()
+    department_ids: frozenset[int] = frozenset()
+    volunteer_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class StateConflict(Conflict):
+    type, title = "/problems/request-state", "Not allowed in the request's current state"
+
+
+# ---------------------------------------------------------------- the service list
+
+
+def get_service(session: Session, code: str) -> ServiceType:
+    service = session.get(ServiceType, code)
+    if service is None:
+        raise NotFound(f"Service {code} is not on the service list.")
+    return service
+
+
+def list_services(session: Session) -> list[ServiceType]:
+    return list(session.scalars(select(ServiceType).order_by(ServiceType.group, ServiceType.code)))
+
+
+def validate_attributes(service: ServiceType, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check values against the service's Open311 attribute definitions."""
+    errors: dict[str, list[str]] = {}
+    known = {a["code"]: a for a in service.attributes}
+    for code in values:
+        if code not in known:
+            errors[code] = ["not an attribute of this service"]
+    clean: dict[str, Any] = {}
+    for code, spec in known.items():
+        value = values.get(code)
+        if value in (None, "", []):
+            if spec.get("required"):
+                errors[code] = ["required"]
+            continue
+        kind = spec.get("datatype", "string")
+        allowed = {v["key"] for v in spec.get("values", [])}
+        if kind in ("string", "text") and not isinstance(value, str):
+            errors[code] = ["must be text"]
+        elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                   or not math.isfinite(value)):
+            errors[code] = ["must be a number"]
+        elif kind == "datetime":
+            try:
+                datetime.fromisoformat(str(value))
+            except ValueError:
+                errors[code] = ["must be an ISO 8601 date-time"]
+        elif kind == "singlevaluelist" and value not in allowed:
+            errors[code] = [f"must be one of {', '.join(sorted(allowed))}"]
+        elif kind == "multivaluelist" and (not isinstance(value, list) or not set(value) <= allowed):
+            errors[code] = [f"must be a list drawn from {', '.join(sorted(allowed))}"]
+        clean[code] = value
+    if errors:
+        raise ValidationFailed("Some attributes do not fit the service: "
+                               + "; ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors={"attributes": errors})
+    return clean
+
+
+# ---------------------------------------------------------------- intake
+
+
+def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple[Zone, str | None]:
+    here = gsql.point(lon, lat)
+    zone = session.scalar(select(Zone).where(func.ST_Covers(Zone.geom, here)).order_by(Zone.id).limit(1))
+    if zone is not None:
+        return zone, None
+    distance = gsql.distance_m(Zone.geom, here)
+    row = session.execute(select(Zone, distance).where(func.ST_DWithin(gsql.geography(Zone.geom), gsql.geography(here),
+                                                                       reach_m))
+                          .order_by(distance).limit(1)).first()
+    if row is None:
+        raise ValidationFailed(f"The point is in no zone and more than {reach_m:.0f} m from every zone.",
+                               errors={"lon": ["outside every zone"]})
+    return row[0], f"The point is in no zone; it went to the nearest, {row[0].code}, {row[1]:.0f} m away."
+
+
+def possible_duplicates(session: Session, service_code: str, lon: float, lat: float, now: datetime,
+                        policy: DispatchPolicy) -> list[int]:
+    here = gsql.point(lon, lat)
+    return list(session.scalars(
+        select(ServiceRequest.id).where(
+            ServiceRequest.service_code == service_code, ServiceRequest.created_at > now - policy.duplicate_window,
+            func.ST_DWithin(gsql.geography(ServiceRequest.location), gsql.geography(here), policy.duplicate_m))
+        .order_by(ServiceRequest.id)))
+
+
+def file_request(session: Session, *, requester_id: int | None, service_code: str, description: str,
+                 lon: float, lat: float, input_crs: str, attributes: Mapping[str, Any], media_urls: list[str],
+                 now: datetime, policy: DispatchPolicy, contact: Mapping[str, Any] | None = None) -> ServiceRequest:
+    service = session.get(ServiceType, service_code)
+    if service is None:
+        raise ValidationFailed(f"{service_code} is not on the service list; see /api/v1/services.",
+                               errors={"service_code": [f"unknown service {service_code}"]})
+    clean = validate_attributes(service, attributes)
+    zone, note = _zone_for(session, lon, lat, policy.zone_reach_m)
+    request = ServiceRequest(community_id=zone.community_id, zone_id=zone.id, zone_note=note, service_code=service_code,
+                             description=description, location=gsql.point(lon, lat), input_crs=input_crs,
+                             attributes=clean, media_urls=media_urls, contact=dict(contact) if contact else None,
+                             requester_id=requester_id, status="with_liaison",
+                             duplicate_of_ids=possible_duplicates(session, service_code, lon, lat, now, policy),
+                             sla_due_at=now + timedelta(minutes=service.sla_minutes))
+    session.add(request)
+    session.flush()
+    _event(session, request, requester_id, "file", None, "new", note=note, lon=lon, lat=lat)
+    dispatch(session, request, now=now, policy=policy, from_status="new")
+    return request
+
+
+def _event(session: Session, request: ServiceRequest, actor_id: int | None, action: str, from_status: str | None,
+           to_status: str | None, *, note: str | None = None, lon: float | None = None, lat: float | None = None,
+           system: bool = False) -> None:
+    session.add(RequestEvent(request_id=request.id, actor_id=actor_id, action=action, from_status=from_status,
+                             to_status=to_status, note=note, system=system,
+                             position=gsql.point(lon, lat) if lon is not None else None))
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def _open_tasks(volunteer_id_column):
+    """SQL: a volunteer's open tasks: requests they hold, plus pending offers."""
+    held = (select(func.count()).select_from(ServiceRequest)
+            .where(ServiceRequest.volunteer_id == volunteer_id_column, ServiceRequest.status.in_(("assigned", "in_progress")))
+            .scalar_subquery())
+    offered = (select(func.count()).select_from(RequestOffer)
+               .where(RequestOffer.volunteer_id == volunteer_id_column, RequestOffer.outcome == "pending")
+               .scalar_subquery())
+    return held + offered
+
+
+@dataclass(frozen=True)
+class Candidate:
+    volunteer_id: int
+    distance_m: float
+
+
+def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
+               exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
+    """Eligible volunteers, nearest first (see the module docstring)."""
+    here = gsql.point(lon, lat)
+    query = (select(Volunteer.id, gsql.distance_m(Volunteer.last_position, here).label("d"))
+             .join(Shift, Shift.id == Volunteer.on_duty_shift_id)
+             .where(Shift.ends_at > now, Volunteer.last_position.is_not(None),
+                    _open_tasks(Volunteer.id) < policy.task_cap))
+    if skill:
+        query = query.where(select(VolunteerSkill.volunteer_id).where(VolunteerSkill.volunteer_id == Volunteer.id,
+                                                                      VolunteerSkill.skill_code == skill).exists())
+    excluded = list(exclude)
+    if excluded:
+        query = query.where(Volunteer.id.not_in(excluded))
+    # KNN on the index in degrees picks a generous few; the spheroid orders them.
+    query = query.order_by(Volunteer.last_position.op("<->")(here)).limit(max(limit * 4, 20))
+    rows = [Candidate(volunteer_id=v, distance_m=float(d)) for v, d in session.execute(query)]
+    rows = sorted((c for c in rows if c.distance_m <= policy.max_distance_m), key=lambda c: (c.distance_m, c.volunteer_id))
+    return rows[:limit]
+
+
+def _offered_before(session: Session, request_id: int) -> list[int]:
+    return list(session.scalars(select(RequestOffer.volunteer_id).where(RequestOffer.request_id == request_id)))
+
+
+def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
+             from_status: str | None = None) -> None:
+    """Offer the request to the next eligible volunteer, or hand it to the liaison."""
+    from_status = from_status or request.status
+    if request.refusals < policy.max_refusals:
+        lon, lat = _lonlat(session, request)
+        skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
+        for candidate in candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy,
+                                    exclude=_offered_before(session, request.id)):
+            locked = session.scalar(select(Volunteer.id).where(Volunteer.id == candidate.volunteer_id)
+                                    .with_for_update(skip_locked=True))
+            if locked is None:
+                continue  # another dispatch is offering them something right now
+            open_tasks = session.scalar(select(_open_tasks(Volunteer.id)).where(Volunteer.id == candidate.volunteer_id))
+            if open_tasks >= policy.task_cap:
+                continue  # filled up since the candidates were read
+            session.add(RequestOffer(request_id=request.id, volunteer_id=candidate.volunteer_id,
+                                     distance_m=round(candidate.distance_m, 1), offered_at=now,
+                                     deadline=now + policy.accept_within))
+            request.status = "offered"
+            request.volunteer_id = None
+            session.flush()
+            _event(session, request, None, "offer", from_status, "offered", system=True,
+                   note=f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away")
+            return
+    _to_liaison(session, request, from_status)
+
+
+def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
+    zone = session.get(Zone, request.zone_id)
+    liaison_id, note = zone.liaison_id, None
+    if liaison_id is None:
+        distance = gsql.distance_m(Zone.geom, select(Zone.geom).where(Zone.id == zone.id).scalar_subquery())
+        row = session.execute(select(Zone.liaison_id, Zone.code).where(
+            Zone.community_id == zone.community_id, Zone.liaison_id.is_not(None), Zone.id != zone.id)
+            .order_by(distance, Zone.id).limit(1)).first()
+        if row is not None:
+            liaison_id, note = row[0], f"zone {zone.code} has no liaison; the liaison of {row[1]}, the nearest zone, has it"
+    request.status = "with_liaison"
+    request.volunteer_id = None
+    request.liaison_id = liaison_id
+    session.flush()
+    _event(session, request, None, "to_liaison", from_status, "with_liaison", system=True,
+           note=note or ("no volunteer available" if liaison_id else "no liaison in the community: admins, please act"))
+
+
+def _lonlat(session: Session, request: ServiceRequest) -> tuple[float, float]:
+    return tuple(session.execute(select(func.ST_X(ServiceRequest.location), func.ST_Y(ServiceRequest.location))
+                                 .where(ServiceRequest.id == request.id)).one())
+
+
+def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, request_ids: Iterable[int] | None = None,
+                  volunteer_id: int | None = None) -> int:
+    """Offers past their deadline become refusals, and the request moves on."""
+    query = select(RequestOffer).where(RequestOffer.outcome == "pending", RequestOffer.deadline < now)
+    if request_ids is not None:
+        query = query.where(RequestOffer.request_id.in_(list(request_ids)))
+    if volunteer_id is not None:
+        query = query.where(RequestOffer.volunteer_id == volunteer_id)
+    expired = 0
+    for offer in session.scalars(query.with_for_update(skip_locked=True)).all():
+        request = session.get(ServiceRequest, offer.request_id, with_for_update=True)
+        offer.outcome, offer.answered_at = "expired", offer.deadline
+        request.refusals += 1
+        session.flush()
+        _event(session, request, None, "expire", "offered", "offered", system=True,
+               note=f"volunteer {offer.volunteer_id} did not answer by {offer.deadline.isoformat()}")
+        dispatch(session, request, now=now, policy=policy)
+        expired += 1
+    return expired
+
+
+# ---------------------------------------------------------------- the lifecycle
+
+ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
+ALLOWED_FROM = {
+    "accept": ("offered",),
+    "decline": ("offered",),
+    "start": ("assigned", "claimed", "with_liaison"),
+    "resolve": ("assigned", "claimed", "with_liaison", "in_progress"),
+    "close": ("resolved",),
+    "reopen": ("resolved", "closed"),
+    "escalate": ("offered", "assigned", "with_liaison", "in_progress"),
+    "claim": ("escalated",),
+    "reassign": OPEN_STATUSES,
+    "comment": ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed"),
+}
+
+
+def get_request(session: Session, request_id: int, *, for_update: bool = False) -> ServiceRequest:
+    request = session.get(ServiceRequest, request_id, with_for_update=for_update or None)
+    if request is None:
+        raise NotFound(f"Request {request_id} does not exist.")
+    return request
+
+
+def pending_offer(session: Session, request_id: int) -> RequestOffer | None:
+    return session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
+                                                     RequestOffer.outcome == "pending"))
+
+
+def may_claim(session: Session, actor: Actor, service_code: str) -> bool:
+    if not actor.department_ids:
+        return False
+    return bool(session.scalar(select(DepartmentService.department_id).where(
+        DepartmentService.department_id.in_(list(actor.department_ids)), DepartmentService.service_code == service_code)
+        .limit(1)))
+
+
+def _is_owner(request: ServiceRequest, actor: Actor) -> bool:
+    """Who holds the request now may work on it."""
+    if request.status in ("assigned", "in_progress") and request.volunteer_id is not None:
+        return actor.volunteer_id == request.volunteer_id
+    if request.status in ("claimed", "in_progress") and request.claimed_by_id is not None:
+        return actor.user_id == request.claimed_by_id
+    return actor.user_id is not None and actor.user_id == request.liaison_id
+
+
+def _is_zone_staff(request: ServiceRequest, actor: Actor) -> bool:
+    return actor.is_admin or request.zone_id in actor.liaison_zone_ids
+
+
+def act(session: Session, request_id: int, action: str, actor: Actor, *, now: datetime, policy: DispatchPolicy,
+        note: str | None = None, volunteer_id: int | None = None, lon: float | None = None,
+        lat: float | None = None) -> ServiceRequest:
+    """Apply one lifecycle action, with its role rule; a wrong state is a 409 naming both."""
+    expire_offers(session, now=now, policy=policy, request_ids=[request_id])
+    request = get_request(session, request_id, for_update=True)
+    before = request.status
+    if before not in ALLOWED_FROM[action]:
+        raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
+                            action=action, state=before, allowed_from=list(ALLOWED_FROM[action]))
+    staff = _is_zone_staff(request, actor)
+    if action in ("accept", "decline"):
+        offer = pending_offer(session, request.id)
+        if offer is None or offer.volunteer_id != actor.volunteer_id:
+            raise Forbidden("Only the volunteer it is offered to may accept or decline it.")
+        if offer.deadline < now:  # a race with the deadline: too late
+            raise StateConflict("The offer's deadline has passed.", action=action, state="expired")
+        offer.answered_at = now
+        if action == "accept":
+            offer.outcome = "accepted"
+            request.status, request.volunteer_id = "assigned", actor.volunteer_id
+            request.first_response_at = request.first_response_at or now
+        else:
+            offer.outcome = "declined"
+            request.refusals += 1
+            session.flush()
+            _event(session, request, actor.user_id, action, before, "offered", note=note, lon=lon, lat=lat)
+            dispatch(session, request, now=now, policy=policy)
+            return request
+    elif action in ("start", "resolve"):
+        if not (_is_owner(request, actor) or staff):
+            raise Forbidden("Only whoever holds the request, its zone's liaison or an admin may do this.")
+        request.first_response_at = request.first_response_at or now
+        if action == "start":
+            request.status = "in_progress"
+        else:
+            request.status, request.resolved_at = "resolved", now
+    elif action in ("close", "reopen"):
+        if not (actor.user_id == request.requester_id or staff):
+            raise Forbidden("Only the requester, the zone's liaison or an admin may do this.")
+        if action == "close":
+            request.status, request.closed_at = "closed", now
+        else:
+            request.resolved_at = request.closed_at = None
+            request.refusals = 0
+            request.claimed_by_id = request.department_id = None
+            session.flush()
+            _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
+            _withdraw_offers(session, request.id, now)
+            dispatch(session, request, now=now, policy=policy)
+            return request
+    elif action == "escalate":
+        if not staff:
+            raise Forbidden("Only the zone's liaison or an admin may escalate to the department pool.")
+        _withdraw_offers(session, request.id, now)
+        request.status, request.volunteer_id = "escalated", None
+        request.first_response_at = request.first_response_at or now
+    elif action == "claim":
+        if not may_claim(session, actor, request.service_code):
+            raise Forbidden("Only members of a department that handles this service may claim it.")
+        department = session.scalar(select(DepartmentService.department_id).where(
+            DepartmentService.department_id.in_(list(actor.department_ids)),
+            DepartmentService.service_code == request.service_code).order_by(DepartmentService.department_id).limit(1))
+        # conditional update: the first claim wins, a concurrent second finds the state changed
+        won = session.execute(update(ServiceRequest).where(ServiceRequest.id == request.id,
+                                                           ServiceRequest.status == "escalated")
+                              .values(status="claimed", claimed_by_id=actor.user_id, department_id=department)
+                              .execution_options(synchronize_session=False)).rowcount
+        if not won:
+            raise StateConflict("Someone else claimed it first.", action=action, state="claimed")
+        session.refresh(request)
+    elif action == "reassign":
+        if not staff:
+            raise Forbidden("Only the zone's liaison or an admin may reassign.")
+        if volunteer_id is None:
+            raise ValidationFailed("Name the volunteer to assign it to.", errors={"volunteer_id": ["required"]})
+        if session.get(Volunteer, volunteer_id) is None:
+            raise ValidationFailed(f"Volunteer {volunteer_id} does not exist.", errors={"volunteer_id": ["unknown"]})
+        _withdraw_offers(session, request.id, now)
+        request.status, request.volunteer_id, request.claimed_by_id = "assigned", volunteer_id, None
+    elif action == "comment":
+        if not (_is_owner(request, actor) or staff or actor.user_id == request.requester_id):
+            raise Forbidden("Only the people on this request may comment.")
+    session.flush()
+    _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
+    return request
+
+
+def _withdraw_offers(session: Session, request_id: int, now: datetime) -> None:
+    session.execute(update(RequestOffer).where(RequestOffer.request_id == request_id, RequestOffer.outcome == "pending")
+                    .values(outcome="withdrawn", answered_at=now))
+
+
+def rate(session: Session, request_id: int, actor: Actor, *, rating: int, comment: str | None) -> ServiceRequest:
+    request = get_request(session, request_id, for_update=True)
+    if actor.user_id != request.requester_id:
+        raise Forbidden("Only the requester may rate the request.")
+    if request.status not in ("resolved", "closed"):
+        raise StateConflict(f"A request can be rated once resolved; it is '{request.status}'.", action="rate",
+                            state=request.status)
+    request.rating, request.feedback = rating, comment
+    session.flush()
+    _event(session, request, actor.user_id, "rate", request.status, request.status, note=f"{rating}/5 {comment or ''}".strip())
+    return request
+
+
+# ---------------------------------------------------------------- reading
+
+
+def visible(query, actor: Actor):
+    """Workers see their own; volunteers what was offered or given to them; liaisons their zones;
+    department members their pool and claims; admins all."""
+    if actor.is_admin:
+        return query
+    clauses = []
+    if actor.user_id is not None:
+        clauses.append(ServiceRequest.requester_id == actor.user_id)
+    if actor.volunteer_id is not None:
+        clauses.append(ServiceRequest.volunteer_id == actor.volunteer_id)
+        clauses.append(select(RequestOffer.id).where(RequestOffer.request_id == ServiceRequest.id,
+                                                     RequestOffer.volunteer_id == actor.volunteer_id).exists())
+    if actor.liaison_zone_ids:
+        clauses.append(ServiceRequest.zone_id.in_(list(actor.liaison_zone_ids)))
+    if actor.department_ids:
+        pool = select(DepartmentService.service_code).where(
+            DepartmentService.department_id.in_(list(actor.department_ids))).scalar_subquery()
+        clauses.append(and_(ServiceRequest.status == "escalated", ServiceRequest.service_code.in_(pool)))
+        clauses.append(ServiceRequest.department_id.in_(list(actor.department_ids)))
+    return query.where(or_(*clauses)) if clauses else query.where(False)
+
+
+def may_see(session: Session, request: ServiceRequest, actor: Actor) -> bool:
+    return session.scalar(visible(select(ServiceRequest.id).where(ServiceRequest.id == request.id), actor)) is not None
+
+
+def list_requests(session: Session, actor: Actor, *, status: str | None = None, service_code: str | None = None,
+                  zone_id: int | None = None, volunteer_id: int | None = None, community_id: int | None = None,
+                  bbox: tuple[float, float, float, float] | None = None, start: datetime | None = None,
+                  end: datetime | None = None, limit: int = 100, offset: int = 0) -> Page[ServiceRequest]:
+    query = visible(select(ServiceRequest), actor)
+    for column, value in ((ServiceRequest.status, status), (ServiceRequest.service_code, service_code),
+                          (ServiceRequest.zone_id, zone_id), (ServiceRequest.volunteer_id, volunteer_id),
+                          (ServiceRequest.community_id, community_id)):
+        if value is not None:
+            query = query.where(column == value)
+    if bbox is not None:
+        query = query.where(func.ST_Intersects(ServiceRequest.location, func.ST_MakeEnvelope(*bbox, gsql.SRID)))
+    if start is not None:
+        query = query.where(ServiceRequest.created_at >= start)
+    if end is not None:
+        query = query.where(ServiceRequest.created_at < end)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc())
+                            .limit(limit).offset(offset)).all()
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def offers_of(session: Session, volunteer_id: int) -> list[tuple[RequestOffer, ServiceRequest]]:
+    return list(session.execute(select(RequestOffer, ServiceRequest)
+                                .join(ServiceRequest, ServiceRequest.id == RequestOffer.request_id)
+                                .where(RequestOffer.volunteer_id == volunteer_id, RequestOffer.outcome == "pending")
+                                .order_by(RequestOffer.deadline)).all())
+
+
+def events_of(session: Session, request_id: int) -> list[RequestEvent]:
+    return list(session.scalars(select(RequestEvent).where(RequestEvent.request_id == request_id)
+                                .order_by(RequestEvent.at, RequestEvent.id)))
+
