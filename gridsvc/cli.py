@@ -212,18 +212,22 @@ def purge(days: float | None) -> None:
 
 @main.command()
 def tick() -> None:
-    """Enforce deadlines now: close check-ins left open past their shift (run it every minute from cron)."""
+    """Enforce deadlines now: expired offers move on, forgotten check-outs close (run it every minute from cron)."""
     from gridsvc import clock
     from gridsvc.config import load_config
     from gridsvc.db import Database
     from gridsvc.services.checks import CheckPolicy, close_overdue
+    from gridsvc.services.requests import DispatchPolicy, expire_offers
 
+    config = load_config()
     database = Database(_require_url())
     try:
         with database.sessionmaker() as session:
-            closed = close_overdue(session, now=clock.now(), policy=CheckPolicy.from_config(load_config()))
+            expired = expire_offers(session, now=clock.now(), policy=DispatchPolicy.from_config(config))
             session.commit()
-            _echo(f"closed {closed} check-in(s) left open past their shift")
+            closed = close_overdue(session, now=clock.now(), policy=CheckPolicy.from_config(config))
+            session.commit()
+            _echo(f"moved on {expired} expired offer(s); closed {closed} check-in(s) left open past their shift")
     finally:
         database.dispose()
 

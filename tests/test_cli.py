@@ -51,4 +51,4 @@ def test_purge_deletes_old_positions_only(database_url, engine):
 
 def test_tick_closes_nothing_when_nothing_is_overdue(database_url):
     result = run(database_url, "tick")
-    assert result.exit_code == 0 and "closed 0 check-in" in result.output
+    assert result.exit_code == 0 and "closed 0 check-in" in result.output and "0 expired offer" in result.output

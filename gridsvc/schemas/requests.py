@@ -31,7 +31,12 @@ class ServiceOut(Schema):
     required_skill = fields.Str(allow_none=True)
     department = fields.Pluck("DepartmentCodeOut", "code", allow_none=True)
     sla_minutes = fields.Int(metadata={"description": "first response within"})
-    attributes = fields.List(fields.Nested(AttributeOut))
+    attributes = fields.Method("_attributes", metadata={"description": "Open311-style attribute definitions"})
+
+    def _attributes(self, service) -> list[dict]:
+        # every member present (a dict without "values" would otherwise expose dict.values)
+        defaults = {"datatype": "string", "required": False, "description": "", "values": []}
+        return AttributeOut(many=True).dump([{**defaults, **a} for a in service.attributes])
 
 
 class DepartmentCodeOut(Schema):

@@ -239,25 +239,36 @@ def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy
     if request.refusals < policy.max_refusals:
         lon, lat = _lonlat(session, request)
         skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
-        for candidate in candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy,
-                                    exclude=_offered_before(session, request.id)):
-            locked = session.scalar(select(Volunteer.id).where(Volunteer.id == candidate.volunteer_id)
-                                    .with_for_update(skip_locked=True))
-            if locked is None:
-                continue  # another dispatch is offering them something right now
-            open_tasks = session.scalar(select(_open_tasks(Volunteer.id)).where(Volunteer.id == candidate.volunteer_id))
-            if open_tasks >= policy.task_cap:
-                continue  # filled up since the candidates were read
-            session.add(RequestOffer(request_id=request.id, volunteer_id=candidate.volunteer_id,
-                                     distance_m=round(candidate.distance_m, 1), offered_at=now,
-                                     deadline=now + policy.accept_within))
-            request.status = "offered"
-            request.volunteer_id = None
-            session.flush()
-            _event(session, request, None, "offer", from_status, "offered", system=True,
-                   note=f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away")
-            return
+        tried = set(_offered_before(session, request.id))
+        # Candidates busy with a concurrent dispatch are skipped, so ask again
+        # (without them) until someone takes the offer or nobody is left.
+        while batch := candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried):
+            for candidate in batch:
+                tried.add(candidate.volunteer_id)
+                if _offer(session, request, candidate, now=now, policy=policy, from_status=from_status):
+                    return
     _to_liaison(session, request, from_status)
+
+
+def _offer(session: Session, request: ServiceRequest, candidate: Candidate, *, now: datetime, policy: DispatchPolicy,
+           from_status: str) -> bool:
+    """Offer to one candidate if they can still take it; False when they cannot."""
+    locked = session.scalar(select(Volunteer.id).where(Volunteer.id == candidate.volunteer_id)
+                            .with_for_update(skip_locked=True))
+    if locked is None:
+        return False  # another dispatch is offering them something right now
+    open_tasks = session.scalar(select(_open_tasks(Volunteer.id)).where(Volunteer.id == candidate.volunteer_id))
+    if open_tasks >= policy.task_cap:
+        return False  # filled up since the candidates were read
+    session.add(RequestOffer(request_id=request.id, volunteer_id=candidate.volunteer_id,
+                             distance_m=round(candidate.distance_m, 1), offered_at=now,
+                             deadline=now + policy.accept_within))
+    request.status = "offered"
+    request.volunteer_id = None
+    session.flush()
+    _event(session, request, None, "offer", from_status, "offered", system=True,
+           note=f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away")
+    return True
 
 
 def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
@@ -358,8 +369,17 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         note: str | None = None, volunteer_id: int | None = None, lon: float | None = None,
         lat: float | None = None) -> ServiceRequest:
     """Apply one lifecycle action, with its role rule; a wrong state is a 409 naming both."""
+    if action in ("accept", "decline") and actor.volunteer_id is not None:
+        mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
+                                                         RequestOffer.volunteer_id == actor.volunteer_id)
+                              .order_by(RequestOffer.offered_at.desc()).limit(1))
+        if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
+            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; it has gone to someone else.",
+                                action=action, state="expired")
     expire_offers(session, now=now, policy=policy, request_ids=[request_id])
     request = get_request(session, request_id, for_update=True)
+    if not may_see(session, request, actor):
+        raise NotFound(f"Request {request_id} does not exist.")  # say nothing about others' requests
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
@@ -447,8 +467,10 @@ def _withdraw_offers(session: Session, request_id: int, now: datetime) -> None:
                     .values(outcome="withdrawn", answered_at=now))
 
 
-def rate(session: Session, request_id: int, actor: Actor, *, rating: int, comment: str | None) -> ServiceRequest:
+def rate(session: Session, request_id: int, actor: Actor, *, rating: int, comment: str | None = None) -> ServiceRequest:
     request = get_request(session, request_id, for_update=True)
+    if not may_see(session, request, actor):
+        raise NotFound(f"Request {request_id} does not exist.")
     if actor.user_id != request.requester_id:
         raise Forbidden("Only the requester may rate the request.")
     if request.status not in ("resolved", "closed"):

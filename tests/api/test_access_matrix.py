@@ -86,6 +86,18 @@ MATRIX = {
     ("GET", "/api/v1/parking/capacity"): "public",
     ("POST", "/api/v1/parking/capacity"): "public",
     ("GET", "/api/v1/parking/gap"): "public",
+    ("GET", "/api/v1/services"): "public",
+    ("GET", "/api/v1/services/{code}"): "public",
+    ("GET", "/api/v1/requests"): "request-readers",
+    ("POST", "/api/v1/requests"): "filers",
+    ("GET", "/api/v1/requests/{request_id}"): "request-readers-scoped",
+    ("GET", "/api/v1/requests/{request_id}/events"): "request-readers-scoped",
+    ("POST", "/api/v1/requests/{request_id}/rate"): "requester-only",
+    ("GET", "/api/v1/me/offers"): "volunteer-role",
+    ("GET", "/api/v1/me/tasks"): "volunteer-role",
+    ("GET", "/api/v1/dispatch/candidates"): "dispatchers",
+    **{("POST", f"/api/v1/requests/{{request_id}}/{action}"): "request-action"
+       for action in ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")},
 }
 
 # The target of every zone-scoped route is Lingfeng's G01 (a G01 shift, and
@@ -113,6 +125,14 @@ DENIED = {
     "bulk-review": {"anonymous": 401, "volunteer-001": 403},
     # admins, planners, and the liaison of the lot's zone (the target is in G01)
     "status-keepers": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
+    # requests: the target is a request a worker filed in G01, with the liaison of G01
+    "request-readers": {"anonymous": 401},
+    "filers": {"anonymous": 401, "volunteer-001": 403},
+    "request-readers-scoped": {"anonymous": 401, "volunteer-001": 404, "liaison-g02": 404},  # not theirs: no such request
+    "requester-only": {"anonymous": 401, "volunteer-001": 404, "liaison-g02": 404, "admin": 403},
+    "dispatchers": {"anonymous": 401, "volunteer-001": 403},
+    # callers who cannot see the request learn nothing (404); for an admin the state decides (409 or 200)
+    "request-action": {"anonymous": 401, "volunteer-001": 404, "liaison-g02": 404},
 }
 
 # Bodies that get past validation, so that a zone-scope refusal can show.
@@ -127,6 +147,7 @@ BODIES = {
     ("POST", "/api/v1/parking/lots/{lot_id}/occupancy"): lambda ids: {"observed_at": "2026-01-05T08:00:00+08:00",
                                                                        "occupied": 1},
     ("PUT", "/api/v1/parking/spaces/{space_id}/status"): lambda ids: {"status": "occupied"},
+    ("POST", "/api/v1/requests/{request_id}/rate"): lambda ids: {"rating": 4},
     ("POST", "/api/v1/parking/spaces/status"): lambda ids: {"updates": [{"id": ids["space_id"], "status": "occupied"}]},
 }
 
@@ -186,6 +207,15 @@ def ids(session, lingfeng, clock) -> dict:
     space = ParkingSpace(community_id=lingfeng.id, zone_id=zone_id, lot_id=lot.id, geom="SRID=4326;POINT(121.78 29.87)")
     session.add(space)
     session.flush()
+    from gridsvc.models import ServiceRequest
+
+    request = ServiceRequest(community_id=lingfeng.id, zone_id=zone_id, service_code="other", description="matrix",
+                             location="SRID=4326;POINT(121.78 29.87)", status="resolved",
+                             requester_id=session.scalar(select(User.id).where(User.username == "worker-001")),
+                             liaison_id=session.scalar(select(User.id).where(User.username == "liaison-g01")),
+                             sla_due_at=clock())
+    session.add(request)
+    session.flush()
     session.commit()
     return {
         "community_id": lingfeng.id,
@@ -197,6 +227,8 @@ def ids(session, lingfeng, clock) -> dict:
         "hours_id": hours.id,
         "lot_id": lot.id,
         "space_id": space.id,
+        "request_id": request.id,
+        "code": "parking",
     }
 
 
@@ -208,6 +240,8 @@ def _url(path: str, ids: dict) -> str:
         url += f"?community_id={ids['community_id']}"
     elif path.endswith("/parking/capacity"):
         url += f"?zone_id={ids['zone_id']}"
+    elif path.endswith("/dispatch/candidates"):
+        url += "?lon=121.78&lat=29.87"
     return url
 
 

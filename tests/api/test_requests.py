@@ -1,0 +1,282 @@
+"""Service requests: intake, dispatch to the nearest volunteer, liaison, department pool, lifecycle and races."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from gridsvc.models import (RequestOffer, ServiceRequest, Shift, Skill, User, Volunteer, VolunteerPosition,
+                            Zone)
+from gridsvc.services.accounts import create_user
+from tests.api.volunteer_helpers import zone_center, zone_of
+from tests.helpers import assert_problem, client_as, offset
+
+
+def put_on_duty(session, username: str, lon: float, lat: float, shift_id: int, skill: str = "traffic_parking") -> int:
+    """Arrange a volunteer checked in to ``shift_id`` at (lon, lat) with ``skill``."""
+    volunteer = session.scalar(select(Volunteer).join(User, User.id == Volunteer.user_id).where(User.username == username))
+    if skill not in volunteer.skill_codes:
+        volunteer.skills = [*volunteer.skills, session.get(Skill, skill)]
+    volunteer.on_duty_shift_id = shift_id
+    volunteer.last_position = f"SRID=4326;POINT({lon} {lat})"
+    volunteer.last_position_at = func.now()
+    session.flush()
+    return volunteer.id
+
+
+def open_shift(session, zone_id: int, now) -> int:
+    zone = session.get(Zone, zone_id)
+    shift = Shift(community_id=zone.community_id, zone_id=zone_id, title="on call", activity="traffic_guidance",
+                  starts_at=now - timedelta(minutes=30), ends_at=now + timedelta(hours=3), capacity=50)
+    session.add(shift)
+    session.flush()
+    return shift.id
+
+
+@pytest.fixture()
+def g03(login, session, clock):
+    """A spot in G03 with three traffic volunteers on duty at 120 m, 400 m and 900 m."""
+    zone = zone_of(session, "G03")
+    here = zone_center(login("admin"), zone.id)
+    shift_id = open_shift(session, zone.id, clock())
+    ids = {}
+    for username, metres in (("volunteer-013", 120), ("volunteer-019", 400), ("volunteer-025", 900)):
+        ids[username] = put_on_duty(session, username, *offset(*here, metres, 0), shift_id)
+    session.commit()
+    return {"zone": zone, "here": here, "volunteers": ids, "shift_id": shift_id}
+
+
+def file(client, here, service="parking", **extra):
+    body = {"service_code": service, "description": "北门找不到车位", "lon": here[0], "lat": here[1],
+            "attributes": {"problem": "no_space"} if service == "parking" else {}, **extra}
+    return client.post("/api/v1/requests", json=body)
+
+
+def test_parking_request_goes_to_the_nearest_on_duty_volunteer(login, g03):
+    answer = file(login("worker-001"), g03["here"])
+    assert answer.status_code == 201, answer.get_json()
+    request = answer.get_json()
+    assert request["zone_id"] == g03["zone"].id and request["status"] == "offered"
+    assert request["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-013"]
+    assert request["offer"]["distance_m"] == pytest.approx(120, abs=2)
+    offers = login("volunteer-013").get("/api/v1/me/offers").get_json()
+    assert [o["id"] for o in offers] == [request["id"]]
+    trail = login("liaison-g03").get(f"/api/v1/requests/{request['id']}/events").get_json()
+    assert [(e["action"], e["to_status"]) for e in trail] == [("file", "new"), ("offer", "offered")]
+
+
+def test_candidates_are_ranked_with_distance(login, g03):
+    ranked = login("liaison-g03").get("/api/v1/dispatch/candidates", query_string={
+        "lon": g03["here"][0], "lat": g03["here"][1], "skill": "traffic_parking"}).get_json()
+    assert [c["volunteer_id"] for c in ranked] == list(g03["volunteers"].values())
+    assert [c["distance_m"] for c in ranked] == pytest.approx([120, 400, 900], rel=0.01)  # the helper is approximate
+    assert_problem(login("volunteer-001").get("/api/v1/dispatch/candidates", query_string={"lon": 121.78, "lat": 29.87}), 403)
+
+
+def test_decline_passes_it_on_and_three_refusals_reach_the_liaison(login, g03, session):
+    request = file(login("worker-001"), g03["here"]).get_json()
+    for username in ("volunteer-013", "volunteer-019", "volunteer-025"):
+        answer = login(username).post(f"/api/v1/requests/{request['id']}/decline", json={"note": "在忙"})
+        assert answer.status_code == 200, answer.get_json()
+    final = answer.get_json()
+    assert final["status"] == "with_liaison" and final["refusals"] == 3
+    liaison = session.scalar(select(User.id).where(User.username == "liaison-g03"))
+    assert final["liaison_id"] == liaison
+
+
+def test_an_unanswered_offer_expires_and_moves_on(login, g03, clock):
+    request = file(login("worker-001"), g03["here"]).get_json()
+    clock.advance(minutes=6)
+    too_late = assert_problem(login("volunteer-013").post(f"/api/v1/requests/{request['id']}/accept", json={}), 409)
+    assert too_late["state"] == "expired" and "expired" in too_late["detail"]
+    moved = login("liaison-g03").get(f"/api/v1/requests/{request['id']}").get_json()
+    assert moved["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-019"] and moved["refusals"] == 1
+    trail = [e["action"] for e in login("liaison-g03").get(f"/api/v1/requests/{request['id']}/events").get_json()]
+    assert trail == ["file", "offer", "expire", "offer"]
+
+
+def test_full_lifecycle_with_rating_and_reopen(login, g03):
+    worker = login("worker-002")
+    request = file(worker, g03["here"]).get_json()
+    volunteer = login("volunteer-013")
+    accepted = volunteer.post(f"/api/v1/requests/{request['id']}/accept", json={}).get_json()
+    assert accepted["status"] == "assigned" and accepted["first_response_at"]
+    assert [t["id"] for t in volunteer.get("/api/v1/me/tasks").get_json()] == [request["id"]]
+    assert volunteer.post(f"/api/v1/requests/{request['id']}/start", json={"lon": g03["here"][0], "lat": g03["here"][1]}).get_json()["status"] == "in_progress"
+    assert volunteer.post(f"/api/v1/requests/{request['id']}/resolve", json={"note": "已引导到南侧停车场"}).get_json()["status"] == "resolved"
+    rated = worker.post(f"/api/v1/requests/{request['id']}/rate", json={"rating": 5, "comment": "很快"}).get_json()
+    assert rated["rating"] == 5
+    assert worker.post(f"/api/v1/requests/{request['id']}/close", json={}).get_json()["status"] == "closed"
+    reopened = worker.post(f"/api/v1/requests/{request['id']}/reopen", json={"note": "又满了"}).get_json()
+    assert reopened["status"] == "offered"  # volunteer-013 is free again and still the nearest
+    trail = [e["action"] for e in login("liaison-g03").get(f"/api/v1/requests/{request['id']}/events").get_json()]
+    assert trail[:8] == ["file", "offer", "accept", "start", "resolve", "rate", "close", "reopen"]
+    start_event = login("liaison-g03").get(f"/api/v1/requests/{request['id']}/events").get_json()[3]
+    assert start_event["where"]["lon"] == pytest.approx(g03["here"][0])
+
+
+def test_wrong_state_is_409_naming_both(login, g03):
+    request = file(login("worker-001"), g03["here"]).get_json()
+    body = assert_problem(login("worker-001").post(f"/api/v1/requests/{request['id']}/close", json={}), 409, "request-state")
+    assert body["action"] == "close" and body["state"] == "offered" and "offered" in body["detail"]
+
+
+def test_escalate_and_claim_by_the_right_department(login, g03):
+    request = file(login("worker-001"), g03["here"]).get_json()
+    assert_problem(login("liaison-g02").post(f"/api/v1/requests/{request['id']}/escalate", json={}), 404)  # not theirs
+    escalated = login("liaison-g03").post(f"/api/v1/requests/{request['id']}/escalate", json={"note": "需要交通部门"}).get_json()
+    assert escalated["status"] == "escalated" and escalated["offer"] is None
+    pool = login("dept-traffic").get("/api/v1/requests?status=escalated").get_json()
+    assert request["id"] in [r["id"] for r in pool["items"]]
+    assert_problem(login("dept-housing").post(f"/api/v1/requests/{request['id']}/claim", json={}), 404)  # not their pool
+    claimed = login("dept-traffic").post(f"/api/v1/requests/{request['id']}/claim", json={}).get_json()
+    assert claimed["status"] == "claimed" and claimed["department_id"]
+    assert_problem(login("dept-traffic").post(f"/api/v1/requests/{request['id']}/claim", json={}), 409)
+
+
+def test_no_volunteer_goes_to_the_liaison_and_a_zone_without_one_to_the_nearest(login, session, clock):
+    g07 = zone_of(session, "G07")
+    here = zone_center(login("admin"), g07.id)
+    first = file(login("worker-003"), here, service="housing").get_json()
+    assert first["status"] == "with_liaison"
+    assert first["liaison_id"] == session.scalar(select(User.id).where(User.username == "liaison-g07"))
+    login("admin").patch(f"/api/v1/zones/{g07.id}", json={"properties": {"liaison": None}})
+    second = file(login("worker-003"), offset(*here, 10, 10), service="housing").get_json()
+    assert second["liaison_id"] is not None and second["liaison_id"] != first["liaison_id"]
+    trail = login("admin").get(f"/api/v1/requests/{second['id']}/events").get_json()
+    assert "no liaison" in trail[-1]["note"] and "nearest zone" in trail[-1]["note"]
+    assert second["possible_duplicates"] == [first["id"]]
+
+
+def test_a_point_just_outside_every_zone_goes_to_the_nearest(login, session):
+    boundary = login("admin").get(f"/api/v1/communities/{zone_of(session, 'G01').community_id}").get_json()["boundary"]
+    from shapely.geometry import shape
+
+    outline = shape(boundary)
+    minx, miny, maxx, maxy = outline.bounds
+    north = (outline.centroid.x, maxy)
+    near = file(login("worker-004"), offset(*north, 0, 80), service="other").get_json()  # 80 m north of the park
+    assert near["zone_note"] and "nearest" in near["zone_note"]
+    far = file(login("worker-004"), offset(*north, 0, 800), service="other")
+    assert_problem(far, 422)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"service_code": "juggling"}, "service_code"), ({"attributes": {}}, "attributes"),
+    ({"attributes": {"problem": "aliens"}}, "attributes"), ({"attributes": {"problem": "no_space", "colour": "red"}}, "attributes"),
+    ({"lon": 200}, "lon"), ({"description": ""}, "description"), ({"media_urls": ["ftp://x"]}, "media_urls"),
+])
+def test_bad_requests_are_422_and_file_nothing(login, g03, session, change, field):
+    before = session.scalar(select(func.count()).select_from(ServiceRequest))
+    body = {"service_code": "parking", "description": "x", "lon": g03["here"][0], "lat": g03["here"][1],
+            "attributes": {"problem": "no_space"}, **change}
+    problem = assert_problem(login("worker-001").post("/api/v1/requests", json=body), 422)
+    assert field in problem["errors"], problem
+    assert session.scalar(select(func.count()).select_from(ServiceRequest)) == before
+
+
+def test_who_sees_what(login, g03):
+    mine = file(login("worker-005"), g03["here"]).get_json()
+    assert [r["id"] for r in login("worker-005").get("/api/v1/requests").get_json()["items"]] == [mine["id"]]
+    assert login("worker-006").get("/api/v1/requests").get_json()["total"] == 0
+    assert_problem(login("worker-006").get(f"/api/v1/requests/{mine['id']}"), 404)
+    assert login("volunteer-013").get(f"/api/v1/requests/{mine['id']}").status_code == 200  # offered to them
+    assert_problem(login("volunteer-019").get(f"/api/v1/requests/{mine['id']}"), 404)
+    assert login("liaison-g03").get(f"/api/v1/requests/{mine['id']}").status_code == 200
+    assert_problem(login("liaison-g04").get(f"/api/v1/requests/{mine['id']}"), 404)
+    assert login("admin").get(f"/api/v1/requests/{mine['id']}").status_code == 200
+    assert_problem(login("planner").get("/api/v1/requests"), 403)
+
+
+def test_twenty_requests_at_once_next_to_one_volunteer_with_cap_one(committed_app, engine, clock):
+    """Real concurrent connections: the nearest volunteer gets exactly one offer; the rest go to the next."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        zone = zone_of(session, "G08")
+        here = zone_center(client_as(committed_app, "admin"), zone.id)
+        shift_id = open_shift(session, zone.id, clock())
+        names = [f"volunteer-{i:03d}" for i in range(30, 55)]
+        volunteer_ids = [put_on_duty(session, name, *offset(*here, 20 + 30 * n, 0), shift_id)
+                         for n, name in enumerate(names)]
+        session.commit()
+    nearest = volunteer_ids[0]
+    created: list[int] = []
+    try:
+        barrier = threading.Barrier(20)
+
+        def one(i):
+            client = client_as(committed_app, f"worker-{1 + i % 10:03d}")
+            barrier.wait()
+            answer = file(client, offset(*here, 0, i), description=f"race {i}")
+            created.append(answer.get_json()["id"])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(created) == 20
+        with engine.connect() as conn:
+            per_volunteer = dict(conn.execute(select(RequestOffer.volunteer_id, func.count())
+                                              .where(RequestOffer.request_id.in_(created), RequestOffer.outcome == "pending")
+                                              .group_by(RequestOffer.volunteer_id)).all())
+        assert per_volunteer.get(nearest) == 1
+        assert max(per_volunteer.values()) == 1 and sum(per_volunteer.values()) == 20
+    finally:
+        with engine.begin() as conn:
+            conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id.in_(created)))
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id.in_(volunteer_ids))
+                         .values(on_duty_shift_id=None, last_position=None, last_position_at=None))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id.in_(volunteer_ids)))
+            conn.execute(Shift.__table__.delete().where(Shift.id == shift_id))
+
+
+def test_two_department_members_claiming_at_once_one_wins(committed_app, engine, clock):
+    from sqlalchemy.orm import Session
+
+    from gridsvc.auth import hash_password
+
+    with Session(engine) as session:
+        create_user(session, username="dept-traffic-2", password="", password_hash=hash_password("x" * 10),
+                    display_name="交通二", roles=["department"], departments=["traffic"])
+        zone_id = zone_of(session, "G09").id
+        session.commit()
+    here = zone_center(client_as(committed_app, "admin"), zone_id)
+    request_id = None
+    try:
+        request_id = file(client_as(committed_app, "worker-007"), here).get_json()["id"]
+        assert client_as(committed_app, "liaison-g09").post(f"/api/v1/requests/{request_id}/escalate", json={}).status_code == 200
+        results: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def claim(username):
+            client = client_as(committed_app, username)
+            barrier.wait()
+            results.append(client.post(f"/api/v1/requests/{request_id}/claim", json={}).status_code)
+
+        threads = [threading.Thread(target=claim, args=(u,)) for u in ("dept-traffic", "dept-traffic-2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [200, 409]
+    finally:
+        with engine.begin() as conn:
+            if request_id:
+                conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id == request_id))
+            conn.execute(User.__table__.delete().where(User.username == "dept-traffic-2"))
+
+
+def test_service_list_is_public(client):
+    services = client.get("/api/v1/services").get_json()
+    assert {s["code"] for s in services} >= {"parking", "housing", "commute", "schooling", "medical", "culture_sports",
+                                             "reopening_inspection", "epidemic_prevention", "labour_dispute", "other"}
+    parking = client.get("/api/v1/services/parking").get_json()
+    assert parking["required_skill"] == "traffic_parking" and parking["department"] == "traffic"
+    assert parking["attributes"][1]["datatype"] == "singlevaluelist"
+    assert_problem(client.get("/api/v1/services/nope"), 404)
+
+
