@@ -10,9 +10,11 @@ from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import NotFound
 from gridsvc.fields import as_shape
+from gridsvc.models import Community
 from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
-                                      RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut)
+                                      RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
+                                      StatsQuery)
 from gridsvc.services import requests as service
 from gridsvc.services.volunteers import volunteer_of_user
 
@@ -107,6 +109,20 @@ class Requests(MethodView):
                                        **data)
         session.commit()
         return request_view(request)
+
+
+@blp.route("/requests/stats")
+class RequestStats(MethodView):
+    @auth.access(auth.roles("admin", "planner", "liaison", "department", name="figure-readers"))
+    @blp.arguments(StatsQuery, location="query")
+    @blp.response(200, StatsOut)
+    def get(self, query):
+        """Figures: counts by status, service and zone, median time to first response and to resolution, SLA share, rating"""
+        session = current_session()
+        if session.get(Community, query["community_id"]) is None:
+            raise NotFound(f"Community {query['community_id']} does not exist.")
+        return service.stats(session, community_id=query["community_id"], start=query.get("start"),
+                             end=query.get("end"), now=clock.now())
 
 
 @blp.route("/requests/<int:request_id>")

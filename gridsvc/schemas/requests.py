@@ -136,3 +136,24 @@ class CandidatesQuery(Schema):
 class CandidateOut(Schema):
     volunteer_id = fields.Int()
     distance_m = fields.Float()
+
+
+class StatsQuery(Schema):
+    community_id = fields.Int(required=True)
+    start = fields.AwareDateTime(data_key="from")
+    end = fields.AwareDateTime(data_key="to")
+
+
+class StatsOut(Schema):
+    community_id = fields.Int()
+    start = fields.Str(data_key="from", attribute="from", allow_none=True)
+    end = fields.Str(data_key="to", attribute="to", allow_none=True)
+    total = fields.Int()
+    by_status = fields.Dict(keys=fields.Str(), values=fields.Int())
+    by_service = fields.Dict(keys=fields.Str(), values=fields.Int())
+    by_zone = fields.Dict(keys=fields.Str(), values=fields.Int())
+    median_first_response_min = fields.Float(allow_none=True)
+    median_resolution_min = fields.Float(allow_none=True)
+    within_sla_share = fields.Float(allow_none=True, metadata={"description": "first responses within the SLA, 0..1"})
+    mean_rating = fields.Float(allow_none=True)
+    ratings = fields.Int()

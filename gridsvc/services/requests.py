@@ -544,3 +544,44 @@ def events_of(session: Session, request_id: int) -> list[RequestEvent]:
     return list(session.scalars(select(RequestEvent).where(RequestEvent.request_id == request_id)
                                 .order_by(RequestEvent.at, RequestEvent.id)))
 
+
+
+# ---------------------------------------------------------------- figures
+
+
+def stats(session: Session, *, community_id: int, start: datetime | None, end: datetime | None,
+          now: datetime) -> dict[str, Any]:
+    """Counts by status, service and zone; time to first response and to resolution; SLA; rating."""
+    where = [ServiceRequest.community_id == community_id]
+    if start is not None:
+        where.append(ServiceRequest.created_at >= start)
+    if end is not None:
+        where.append(ServiceRequest.created_at < end)
+
+    def grouped(column) -> dict[str, int]:
+        return {str(k): n for k, n in session.execute(select(column, func.count()).where(*where).group_by(column))}
+
+    minutes = lambda later: func.extract("epoch", later - ServiceRequest.created_at) / 60.0  # noqa: E731
+    median = lambda expr: func.percentile_cont(0.5).within_group(expr)  # noqa: E731
+    row = session.execute(select(
+        func.count(),
+        median(minutes(ServiceRequest.first_response_at)).filter(ServiceRequest.first_response_at.is_not(None)),
+        median(minutes(ServiceRequest.resolved_at)).filter(ServiceRequest.resolved_at.is_not(None)),
+        # within SLA: answered by the due time; unanswered and already overdue counts as missed
+        func.count().filter(ServiceRequest.first_response_at <= ServiceRequest.sla_due_at),
+        func.count().filter(or_(ServiceRequest.first_response_at > ServiceRequest.sla_due_at,
+                                and_(ServiceRequest.first_response_at.is_(None), ServiceRequest.sla_due_at < now))),
+        func.avg(ServiceRequest.rating), func.count(ServiceRequest.rating),
+    ).where(*where)).one()
+    total, first, resolution, within, missed, rating, rated = row
+    judged = within + missed
+    zone_codes = dict(session.execute(select(Zone.id, Zone.code).where(Zone.community_id == community_id)).all())
+    return {
+        "community_id": community_id, "from": start.isoformat() if start else None, "to": end.isoformat() if end else None,
+        "total": total, "by_status": grouped(ServiceRequest.status), "by_service": grouped(ServiceRequest.service_code),
+        "by_zone": {zone_codes.get(int(k), k): n for k, n in grouped(ServiceRequest.zone_id).items()},
+        "median_first_response_min": None if first is None else round(float(first), 1),
+        "median_resolution_min": None if resolution is None else round(float(resolution), 1),
+        "within_sla_share": None if judged == 0 else round(within / judged, 3),
+        "mean_rating": None if rating is None else round(float(rating), 2), "ratings": rated,
+    }

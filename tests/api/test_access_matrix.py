@@ -89,6 +89,7 @@ MATRIX = {
     ("GET", "/api/v1/services"): "public",
     ("GET", "/api/v1/services/{code}"): "public",
     ("GET", "/api/v1/requests"): "request-readers",
+    ("GET", "/api/v1/requests/stats"): "volunteer-searchers",
     ("POST", "/api/v1/requests"): "filers",
     ("GET", "/api/v1/requests/{request_id}"): "request-readers-scoped",
     ("GET", "/api/v1/requests/{request_id}/events"): "request-readers-scoped",
@@ -240,6 +241,8 @@ def _url(path: str, ids: dict) -> str:
         url += f"?community_id={ids['community_id']}"
     elif path.endswith("/parking/capacity"):
         url += f"?zone_id={ids['zone_id']}"
+    elif path.endswith("/requests/stats"):
+        url += f"?community_id={ids['community_id']}"
     elif path.endswith("/dispatch/candidates"):
         url += "?lon=121.78&lat=29.87"
     return url

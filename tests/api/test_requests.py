@@ -280,3 +280,25 @@ def test_service_list_is_public(client):
     assert_problem(client.get("/api/v1/services/nope"), 404)
 
 
+
+
+def test_figures_time_to_first_response_sla_and_rating(login, g03, clock):
+    worker = login("worker-008")
+    fast = file(worker, g03["here"]).get_json()
+    clock.advance(minutes=4)
+    login("volunteer-013").post(f"/api/v1/requests/{fast['id']}/accept", json={})
+    clock.advance(minutes=20)
+    login("volunteer-013").post(f"/api/v1/requests/{fast['id']}/resolve", json={})
+    worker.post(f"/api/v1/requests/{fast['id']}/rate", json={"rating": 4})
+    slow = file(worker, offset(*g03["here"], 100, 0), service="housing").get_json()  # to the liaison, SLA 240 min
+    clock.advance(hours=5)
+    login("liaison-g03").post(f"/api/v1/requests/{slow['id']}/start", json={})
+    figures = login("liaison-g03").get(f"/api/v1/requests/stats?community_id={g03['zone'].community_id}").get_json()
+    assert figures["by_service"]["parking"] >= 1 and figures["by_zone"]["G03"] >= 2
+    assert figures["within_sla_share"] is not None and figures["mean_rating"] == 4.0
+    mine = login("admin").get(f"/api/v1/requests/stats?community_id={g03['zone'].community_id}"
+                              f"&from={(clock() - timedelta(hours=6)).isoformat().replace('+', '%2B')}").get_json()
+    assert mine["total"] == 2 and mine["within_sla_share"] == 0.5
+    assert mine["median_first_response_min"] == pytest.approx((4 + 324) / 2, abs=0.5)
+    assert mine["median_resolution_min"] == pytest.approx(24, abs=0.5)
+    assert_problem(login("worker-008").get(f"/api/v1/requests/stats?community_id={g03['zone'].community_id}"), 403)
