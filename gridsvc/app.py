@@ -35,6 +35,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from gridsvc.resources import register_blueprints
 
     register_blueprints(api)
+    from gridsvc.open311 import blp as open311
+
+    app.register_blueprint(open311)  # its own formats and error shapes; not in the OpenAPI document
     # Every API route states who may call it; a route without a rule is a bug
     # that must not reach a user, so the app refuses to start.
     missing = views_without_rules(app)

@@ -127,6 +127,28 @@ def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: st
         database.dispose()
 
 
+@user.command("api-key")
+@click.argument("username")
+@click.option("--label", default="open311 client", show_default=True)
+def user_api_key(username: str, label: str) -> None:
+    """Make an api_key for an account (Open311 clients); it is shown once."""
+    from gridsvc.db import Database
+    from gridsvc.open311 import new_api_key
+    from gridsvc.services.accounts import find_user
+
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            found = find_user(session, username)
+            if found is None:
+                raise click.ClickException(f"no user {username}")
+            key = new_api_key(session, found.id, label)
+            session.commit()
+            click.echo(key)
+    finally:
+        database.dispose()
+
+
 @user.command("disable")
 @click.argument("username")
 def user_disable(username: str) -> None:

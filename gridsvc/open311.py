@@ -1,0 +1,299 @@
+"""Open311 GeoReport v2 under /open311/v2: the same requests, in the spec's shapes.
+
+Every resource answers in ``.json`` and ``.xml``; errors use the spec's
+format (a list of ``{code, description}``), not problem+json. Statuses map
+to ``open``/``closed`` with our own state in ``status_notes``. Discovery and
+the service list are public; requests need an ``api_key`` (made with
+``gridsvc user api-key``), and a key sees what its account may see.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from flask import Blueprint, Response, current_app, request, url_for
+from geoalchemy2 import WKBElement
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from gridsvc import clock
+from gridsvc.auth import _principal_for
+from gridsvc.db import current_session
+from gridsvc.errors import GridsvcError
+from gridsvc.fields import as_shape
+from gridsvc.models import OPEN_STATUSES, ApiKey, ServiceRequest, ServiceType, User
+from gridsvc.services import requests as service
+from gridsvc.services.volunteers import volunteer_of_user
+
+blp = Blueprint("open311", __name__, url_prefix="/open311/v2")
+
+FORMATS = {"json": "application/json", "xml": "text/xml"}
+STATUS_NOTES = {
+    "offered": "Offered to a nearby volunteer, waiting for an answer.",
+    "assigned": "A volunteer has taken it.",
+    "with_liaison": "With the zone's liaison.",
+    "escalated": "Waiting for a department to claim it.",
+    "claimed": "A department has claimed it.",
+    "in_progress": "Being handled.",
+    "resolved": "Resolved.",
+    "closed": "Closed.",
+}
+MAX_REQUESTS = 1000
+
+
+class Open311Error(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code, self.description = code, description
+
+
+def new_api_key(session: Session, user_id: int, label: str) -> str:
+    """Make a key for an account; only its hash is kept."""
+    key = secrets.token_urlsafe(32)
+    session.add(ApiKey(user_id=user_id, label=label, key_hash=_hash(key)))
+    session.flush()
+    return key
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _actor_for_key(key: str | None) -> tuple[service.Actor, int]:
+    if not key:
+        raise Open311Error(401, "api_key is required for requests")
+    session = current_session()
+    row = session.execute(select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+                          .where(ApiKey.key_hash == _hash(key))).first()
+    if row is None or row[0].revoked or row[1].disabled:
+        raise Open311Error(403, "api_key is invalid or revoked")
+    user = row[1]
+    principal = _principal_for(user)
+    volunteer = volunteer_of_user(session, user.id) if "volunteer" in principal.roles else None
+    session.info["actor_id"] = user.id
+    return service.Actor(user_id=user.id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,
+                         department_ids=principal.department_ids,
+                         volunteer_id=volunteer.id if volunteer else None), user.id
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _render(fmt: str, root: str, item: str, data: Any, status: int = 200) -> Response:
+    if fmt == "json":
+        return Response(json.dumps(data, ensure_ascii=False, default=str), status=status, mimetype=FORMATS["json"])
+    if isinstance(data, dict):  # discovery, service_definition: the root is the object itself
+        element = _to_xml(root, data)
+    else:
+        element = ET.Element(root)
+        for entry in data:
+            element.append(_to_xml(item, entry))
+    body = ET.tostring(element, encoding="unicode")
+    return Response('<?xml version="1.0" encoding="utf-8"?>' + body, status=status, mimetype=FORMATS["xml"])
+
+
+def _to_xml(tag: str, value: Any) -> ET.Element:
+    element = ET.Element(tag)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if isinstance(child, list):
+                holder = ET.SubElement(element, key)
+                singular = {"attributes": "attribute", "values": "value", "endpoints": "endpoint",
+                            "formats": "format", "keywords": "keyword"}.get(key, "item")
+                for entry in child:
+                    holder.append(_to_xml(singular, entry))
+            else:
+                element.append(_to_xml(key, child))
+    elif value is not None:
+        element.text = str(value).lower() if isinstance(value, bool) else str(value)
+    return element
+
+
+def _fmt(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Open311Error(404, f"unknown format .{fmt}; use .json or .xml")
+    return fmt
+
+
+@blp.errorhandler(Open311Error)
+def _open311_error(error: Open311Error):
+    fmt = request.view_args.get("fmt", "json") if request.view_args else "json"
+    fmt = fmt if fmt in FORMATS else "json"
+    return _render(fmt, "errors", "error", [{"code": error.code, "description": error.description}], error.code)
+
+
+@blp.errorhandler(GridsvcError)
+def _gridsvc_error(error: GridsvcError):
+    description = error.detail or error.title
+    if error.errors:
+        description += " " + json.dumps(error.errors, ensure_ascii=False)
+    return _open311_error(Open311Error(error.status, description))
+
+
+@blp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    return _open311_error(Open311Error(error.code or 500, error.description or error.name))
+
+
+# ---------------------------------------------------------------- resources
+
+
+@blp.get("/discovery.<fmt>")
+def discovery(fmt: str):
+    _fmt(fmt)
+    base = url_for("open311.services", fmt="json", _external=True).rsplit("/services.json", 1)[0]
+    return _render(fmt, "discovery", "discovery", {
+        "changeset": "2026-11-21T00:00:00+08:00", "contact": "the community office (社区服务中心)",
+        "key_service": "ask the community office for an api_key (gridsvc user api-key)",
+        "endpoints": [{"specification": "http://wiki.open311.org/GeoReport_v2", "url": base,
+                       "changeset": "2026-11-21T00:00:00+08:00", "type": "production",
+                       "formats": list(FORMATS.values())}]})
+
+
+def _service_summary(s: ServiceType) -> dict[str, Any]:
+    return {"service_code": s.code, "service_name": f"{s.name_zh} {s.name_en}", "description": s.description or s.name_en,
+            "metadata": bool(s.attributes), "type": "realtime", "keywords": s.group, "group": s.group}
+
+
+@blp.get("/services.<fmt>")
+def services(fmt: str):
+    _fmt(fmt)
+    return _render(fmt, "services", "service", [_service_summary(s) for s in service.list_services(current_session())])
+
+
+@blp.get("/services/<code>.<fmt>")
+def service_definition(code: str, fmt: str):
+    _fmt(fmt)
+    found = current_session().get(ServiceType, code)
+    if found is None:
+        raise Open311Error(404, f"service_code {code} not found")
+    attributes = [{"variable": True, "code": a["code"], "datatype": a.get("datatype", "string"),
+                   "required": bool(a.get("required")), "datatype_description": "", "order": i + 1,
+                   "description": a.get("description", ""), "values": a.get("values", [])}
+                  for i, a in enumerate(found.attributes)]
+    return _render(fmt, "service_definition", "service_definition", {"service_code": code, "attributes": attributes})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _request_view(r: ServiceRequest, names: dict[str, str]) -> dict[str, Any]:
+    session = current_session()
+    if not isinstance(r.location, WKBElement):
+        session.refresh(r, ["location"])
+    point = as_shape(r.location)
+    return {"service_request_id": str(r.id), "status": "open" if r.status in OPEN_STATUSES else "closed",
+            "status_notes": STATUS_NOTES.get(r.status, r.status), "service_name": names.get(r.service_code, r.service_code),
+            "service_code": r.service_code, "description": r.description, "agency_responsible": "灵峰社区 community office",
+            "service_notice": r.zone_note or "", "requested_datetime": _iso(r.created_at),
+            "updated_datetime": _iso(r.updated_at), "expected_datetime": _iso(r.sla_due_at), "address": "",
+            "address_id": "", "zipcode": "", "lat": point.y, "long": point.x,
+            "media_url": (r.media_urls or [""])[0]}
+
+
+def _names() -> dict[str, str]:
+    return {s.code: f"{s.name_zh} {s.name_en}" for s in service.list_services(current_session())}
+
+
+def _parse_time(name: str) -> datetime | None:
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00") from None
+    if parsed.tzinfo is None:
+        raise Open311Error(400, f"{name} needs a time zone offset")
+    return parsed
+
+
+@blp.get("/requests.<fmt>")
+def list_requests(fmt: str):
+    _fmt(fmt)
+    actor, _ = _actor_for_key(request.args.get("api_key"))
+    session = current_session()
+    query = service.visible(select(ServiceRequest), actor)
+    ids = request.args.get("service_request_id")
+    if ids:
+        try:
+            query = query.where(ServiceRequest.id.in_([int(i) for i in ids.split(",")]))
+        except ValueError:
+            raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
+    else:
+        if request.args.get("service_code"):
+            query = query.where(ServiceRequest.service_code.in_(request.args["service_code"].split(",")))
+        status = request.args.get("status")
+        if status:
+            wanted = set(status.split(","))
+            if not wanted <= {"open", "closed"}:
+                raise Open311Error(400, "status must be open or closed")
+            states = [s for s in STATUS_NOTES if ("open" if s in OPEN_STATUSES else "closed") in wanted]
+            query = query.where(ServiceRequest.status.in_(states))
+        start, end = _parse_time("start_date"), _parse_time("end_date")
+        if start:
+            query = query.where(ServiceRequest.created_at >= start)
+        if end:
+            query = query.where(ServiceRequest.created_at < end)
+    rows = session.scalars(query.order_by(ServiceRequest.created_at.desc()).limit(MAX_REQUESTS)).all()
+    names = _names()
+    return _render(fmt, "service_requests", "request", [_request_view(r, names) for r in rows])
+
+
+@blp.get("/requests/<int:request_id>.<fmt>")
+def one_request(request_id: int, fmt: str):
+    _fmt(fmt)
+    actor, _ = _actor_for_key(request.args.get("api_key"))
+    session = current_session()
+    found = session.get(ServiceRequest, request_id)
+    if found is None or not service.may_see(session, found, actor):
+        raise Open311Error(404, f"service_request_id {request_id} not found")
+    return _render(fmt, "service_requests", "request", [_request_view(found, _names())])
+
+
+@blp.post("/requests.<fmt>")
+def create_request(fmt: str):
+    """Form-encoded, as the spec has it: api_key, service_code, lat, long, attribute[code], description, media_url ..."""
+    _fmt(fmt)
+    form = request.form
+    actor, user_id = _actor_for_key(form.get("api_key"))
+    if not ({"worker", "liaison", "admin"} & set(actor.roles)):
+        raise Open311Error(403, "this api_key's account may not file requests")
+    for name in ("service_code", "lat", "long"):
+        if not form.get(name):
+            raise Open311Error(400, f"{name} is required (this jurisdiction needs lat and long)")
+    try:
+        lat, lon = float(form["lat"]), float(form["long"])
+    except ValueError:
+        raise Open311Error(400, "lat and long must be numbers") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat != lat or lon != lon:
+        raise Open311Error(400, "lat must be within [-90, 90] and long within [-180, 180]")
+    attributes: dict[str, Any] = {}
+    for key in form:
+        if key.startswith("attribute[") and key.endswith("]"):
+            values = form.getlist(key)
+            attributes[key[10:-1]] = values if len(values) > 1 else values[0]
+    definitions = {a["code"]: a for a in getattr(current_session().get(ServiceType, form["service_code"]), "attributes", [])}
+    for code, value in list(attributes.items()):  # form values are text: numbers become numbers
+        if definitions.get(code, {}).get("datatype") == "number":
+            try:
+                attributes[code] = float(value)
+            except (TypeError, ValueError):
+                pass
+    contact = {k: form[k] for k in ("email", "first_name", "last_name", "phone") if form.get(k)}
+    session = current_session()
+    filed = service.file_request(session, requester_id=user_id, service_code=form["service_code"],
+                                 description=form.get("description") or form["service_code"], lon=lon, lat=lat,
+                                 input_crs="wgs84", attributes=attributes,
+                                 media_urls=[form["media_url"]] if form.get("media_url") else [], contact=contact or None,
+                                 now=clock.now(), policy=service.DispatchPolicy.from_config(current_app.config))
+    session.commit()
+    return _render(fmt, "service_requests", "request",
+                   [{"service_request_id": str(filed.id), "service_notice": filed.zone_note or "", "account_id": str(user_id)}],
+                   201)

@@ -1,0 +1,88 @@
+"""Open311 GeoReport v2, exercised with a client written from the spec, in JSON and XML."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from gridsvc.models import User
+from gridsvc.open311 import new_api_key
+from tests.api.volunteer_helpers import zone_center, zone_of
+from tests.open311_client import GeoReportClient
+
+
+@pytest.fixture()
+def key_for(session):
+    def make(username: str) -> str:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        key = new_api_key(session, user_id, "test client")
+        session.commit()
+        return key
+    return make
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_discovery_and_service_list(client, fmt):
+    geo = GeoReportClient(client, fmt=fmt)
+    status, found = geo.discovery()
+    assert status == 200 and found["endpoints"][0]["specification"] == "http://wiki.open311.org/GeoReport_v2"
+    status, services = geo.services()
+    codes = {s["service_code"] for s in services}
+    assert status == 200 and {"parking", "housing", "labour_dispute"} <= codes
+    parking = next(s for s in services if s["service_code"] == "parking")
+    assert str(parking["metadata"]).lower() == "true" and parking["type"] == "realtime"
+    status, definition = geo.service_definition("parking")
+    assert status == 200 and definition["service_code"] == "parking"
+    problem = next(a for a in definition["attributes"] if a["code"] == "problem")
+    assert problem["datatype"] == "singlevaluelist" and str(problem["required"]).lower() == "true"
+    assert {v["key"] for v in problem["values"]} == {"no_space", "blocked", "illegal"}
+    status, errors = geo.service_definition("nope")
+    assert status == 404 and errors[0]["code"] in (404, "404") and errors[0]["description"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_post_then_read_back_with_status_mapping(client, session, key_for, fmt, login):
+    geo = GeoReportClient(client, api_key=key_for("worker-009"), fmt=fmt)
+    lon, lat = zone_center(login("admin"), zone_of(session, "G05").id)
+    status, created = geo.post_request("parking", lat, lon, attributes={"problem": "blocked"},
+                                       description="车被堵住了", first_name="Wei", phone="13900000009")
+    assert status == 201, created
+    request_id = created[0]["service_request_id"]
+    status, found = geo.request(request_id)
+    assert status == 200 and found[0]["service_request_id"] == request_id
+    assert found[0]["status"] == "open" and found[0]["status_notes"]
+    assert float(found[0]["lat"]) == pytest.approx(lat) and float(found[0]["long"]) == pytest.approx(lon)
+    status, listed = geo.requests(status="open", service_code="parking")
+    assert request_id in [r["service_request_id"] for r in listed]
+    status, none_closed = geo.requests(status="closed", service_code="parking")
+    assert request_id not in [r["service_request_id"] for r in none_closed]
+    # resolved in our API -> closed in Open311
+    liaison = login("liaison-g05")
+    liaison.post(f"/api/v1/requests/{request_id}/resolve", json={"note": "已疏通"})
+    status, closed = geo.request(request_id)
+    assert closed[0]["status"] == "closed" and closed[0]["status_notes"] == "Resolved."
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_errors_in_the_spec_format(client, key_for, fmt):
+    anonymous = GeoReportClient(client, fmt=fmt)
+    status, errors = anonymous.requests()
+    assert status == 401 and "api_key" in errors[0]["description"]
+    status, errors = GeoReportClient(client, api_key="wrong", fmt=fmt).requests()
+    assert status == 403
+    geo = GeoReportClient(client, api_key=key_for("worker-010"), fmt=fmt)
+    status, errors = geo.post_request("parking", 29.87, 121.78)  # missing the required attribute
+    assert status == 422 and "problem" in errors[0]["description"]
+    status, errors = geo.post_request("parking", 95, 121.78, attributes={"problem": "blocked"})
+    assert status == 400 and "lat" in errors[0]["description"]
+    status, errors = geo.post_request("no_such_service", 29.87, 121.78)
+    assert status == 422
+    status, errors = geo.requests(start_date="yesterday")
+    assert status == 400
+    status, errors = geo.request("987654")
+    assert status == 404
+
+
+def test_a_volunteer_key_cannot_file(client, key_for):
+    geo = GeoReportClient(client, api_key=key_for("volunteer-001"))
+    status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"})
+    assert status == 403
