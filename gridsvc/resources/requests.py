@@ -10,11 +10,12 @@ from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import NotFound
 from gridsvc.fields import as_shape
-from gridsvc.models import Community
+from gridsvc.models import Community, Zone
+from sqlalchemy import select
 from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
-                                      StatsQuery)
+                                      StatsQuery, BatchOut, BatchQuery)
 from gridsvc.services import requests as service
 from gridsvc.services.volunteers import volunteer_of_user
 
@@ -238,3 +239,29 @@ class DispatchCandidates(MethodView):
         found = service.candidates(current_session(), lon=point.lon, lat=point.lat, skill=query.get("skill"),
                                    now=clock.now(), policy=policy(), limit=query["limit"])
         return [{"volunteer_id": c.volunteer_id, "distance_m": round(c.distance_m, 1)} for c in found]
+
+
+@blp.route("/dispatch/batch")
+class DispatchBatch(MethodView):
+    @auth.access(DISPATCHERS)
+    @blp.arguments(BatchQuery, location="query")
+    @blp.response(200, BatchOut)
+    def post(self, query):
+        """Offer all open unassigned requests at once with the least total distance (reports greedy beside it)"""
+        from gridsvc.services.batch import batch_dispatch
+
+        session = current_session()
+        community = session.get(Community, query["community_id"])
+        if community is None:
+            raise NotFound(f"Community {query['community_id']} does not exist.")
+        principal = auth.current_principal()
+        if "admin" not in principal.roles:
+            mine = session.scalar(select(Zone.id).where(Zone.community_id == community.id,
+                                                        Zone.id.in_(list(principal.liaison_zone_ids))).limit(1))
+            auth.require(mine is not None, "Only admins and liaisons of this community may run a batch.")
+        result = batch_dispatch(session, community.id, now=clock.now(), policy=policy())
+        session.commit()
+        return {"requests": result.requests, "offered": result.offered, "unassigned": result.unassigned,
+                "total_distance_m": result.total_distance_m, "greedy_total_distance_m": result.greedy_total_distance_m,
+                "greedy_offered": result.greedy_offered,
+                "pairs": [{"request_id": r, "volunteer_id": v, "distance_m": round(d, 1)} for r, v, d in result.pairs]}

@@ -157,3 +157,23 @@ class StatsOut(Schema):
     within_sla_share = fields.Float(allow_none=True, metadata={"description": "first responses within the SLA, 0..1"})
     mean_rating = fields.Float(allow_none=True)
     ratings = fields.Int()
+
+
+class BatchQuery(Schema):
+    community_id = fields.Int(required=True)
+
+
+class PairOut(Schema):
+    request_id = fields.Int()
+    volunteer_id = fields.Int()
+    distance_m = fields.Float()
+
+
+class BatchOut(Schema):
+    requests = fields.Int(metadata={"description": "open unassigned requests considered"})
+    offered = fields.Int()
+    unassigned = fields.List(fields.Int(), metadata={"description": "no eligible volunteer: with the liaison"})
+    total_distance_m = fields.Float(metadata={"description": "the optimal assignment's total"})
+    greedy_total_distance_m = fields.Float(metadata={"description": "nearest-first, for comparison"})
+    greedy_offered = fields.Int()
+    pairs = fields.List(fields.Nested(PairOut))

@@ -229,7 +229,10 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
-    return list(session.scalars(select(RequestOffer.volunteer_id).where(RequestOffer.request_id == request_id)))
+    """Volunteers who declined this request or let the offer lapse (a withdrawn offer does not count),
+    and the one it is offered to now."""
+    return list(session.scalars(select(RequestOffer.volunteer_id).where(
+        RequestOffer.request_id == request_id, RequestOffer.outcome.in_(("declined", "expired", "pending")))))
 
 
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,

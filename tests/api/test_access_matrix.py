@@ -97,6 +97,7 @@ MATRIX = {
     ("GET", "/api/v1/me/offers"): "volunteer-role",
     ("GET", "/api/v1/me/tasks"): "volunteer-role",
     ("GET", "/api/v1/dispatch/candidates"): "dispatchers",
+    ("POST", "/api/v1/dispatch/batch"): "dispatchers",
     **{("POST", f"/api/v1/requests/{{request_id}}/{action}"): "request-action"
        for action in ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")},
 }
@@ -242,6 +243,8 @@ def _url(path: str, ids: dict) -> str:
     elif path.endswith("/parking/capacity"):
         url += f"?zone_id={ids['zone_id']}"
     elif path.endswith("/requests/stats"):
+        url += f"?community_id={ids['community_id']}"
+    elif path.endswith("/dispatch/batch"):
         url += f"?community_id={ids['community_id']}"
     elif path.endswith("/dispatch/candidates"):
         url += "?lon=121.78&lat=29.87"

@@ -302,3 +302,25 @@ def test_figures_time_to_first_response_sla_and_rating(login, g03, clock):
     assert mine["median_first_response_min"] == pytest.approx((4 + 324) / 2, abs=0.5)
     assert mine["median_resolution_min"] == pytest.approx(24, abs=0.5)
     assert_problem(login("worker-008").get(f"/api/v1/requests/stats?community_id={g03['zone'].community_id}"), 403)
+
+
+def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, session, clock):
+    zone = zone_of(session, "G06")
+    here = zone_center(login("admin"), zone.id)
+    shift_id = open_shift(session, zone.id, clock())
+    near = put_on_duty(session, "volunteer-031", *offset(*here, 10, 0), shift_id)
+    far = put_on_duty(session, "volunteer-037", *offset(*here, -25, 0), shift_id)
+    session.commit()
+    worker = login("worker-003")
+    first = file(worker, here).get_json()                       # x = 0: greedy gives it the volunteer at +10
+    second = file(worker, offset(*here, 20, 0)).get_json()      # x = 20: left with the one at -25 (45 m)
+    assert first["offer"]["volunteer_id"] == near and second["offer"]["volunteer_id"] == far
+    result = login("liaison-g06").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}").get_json()
+    assert result["requests"] == 2 and result["offered"] == 2
+    assert result["greedy_total_distance_m"] == pytest.approx(55, rel=0.02)
+    assert result["total_distance_m"] == pytest.approx(35, rel=0.02)
+    assigned = {p["request_id"]: p["volunteer_id"] for p in result["pairs"]}
+    assert assigned == {first["id"]: far, second["id"]: near}
+    assert login("volunteer-031").get("/api/v1/me/offers").get_json()[0]["id"] == second["id"]
+    assert_problem(login("liaison-g01").post("/api/v1/dispatch/batch?community_id=987654"), 404)
+    assert_problem(login("volunteer-031").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}"), 403)
