@@ -7,6 +7,7 @@ BENCHMARKS = {
     "locate": "bench.locate",
     "checkin": "bench.checkin",
     "parking": "bench.parking",
+    "dispatch": "bench.dispatch",
 }
 
 
