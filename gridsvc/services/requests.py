@@ -150,8 +150,9 @@ def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple
 def possible_duplicates(session: Session, service_code: str, lon: float, lat: float, now: datetime,
                         policy: DispatchPolicy) -> list[int]:
     here = gsql.point(lon, lat)
-    # a degree box around the point lets the GiST index answer first (50 m is well under 0.001 degree)
-    box = func.ST_Expand(here, policy.duplicate_m / 100_000.0)
+    # a degree box that surely holds the circle lets the GiST index answer first
+    # (1 degree of longitude is over 50 km up to 63 degrees north; China ends near 53)
+    box = func.ST_Expand(here, policy.duplicate_m / 50_000.0)
     return list(session.scalars(
         select(ServiceRequest.id).where(
             ServiceRequest.location.op("&&")(box),
