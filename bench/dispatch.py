@@ -37,7 +37,7 @@ SKILLS = ["traffic_parking", "garbage_sorting", "epidemic_prevention", "civilize
 KNN_SQL = """
 SELECT v.id, ST_Distance(v.last_position::geography, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326)::geography) AS d
 FROM volunteer v JOIN shift s ON s.id = v.on_duty_shift_id
-WHERE s.ends_at > now() AND v.last_position IS NOT NULL
+WHERE s.ends_at > now() AND v.last_position IS NOT NULL AND v.on_duty_shift_id IS NOT NULL
   AND (SELECT count(*) FROM service_request r WHERE r.volunteer_id = v.id AND r.status IN ('assigned', 'in_progress'))
     + (SELECT count(*) FROM request_offer o WHERE o.volunteer_id = v.id AND o.outcome = 'pending') < 1
   AND EXISTS (SELECT 1 FROM volunteer_skill k WHERE k.volunteer_id = v.id AND k.skill_code = 'traffic_parking')

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, String, func
+from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -37,6 +37,10 @@ class Volunteer(Audited, Base):
     __tablename__ = "volunteer"
     __table_args__ = (
         Index("ix_volunteer_last_position", "last_position", postgresql_using="gist"),
+        # Dispatch searches only volunteers on duty: a third of them, so a KNN
+        # scan over this partial index wades through far fewer rows.
+        Index("ix_volunteer_last_position_on_duty", "last_position", postgresql_using="gist",
+              postgresql_where=text("on_duty_shift_id IS NOT NULL")),
         CheckConstraint("last_accuracy_m IS NULL OR last_accuracy_m >= 0", name="accuracy"),
     )
 

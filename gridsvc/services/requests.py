@@ -218,6 +218,7 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
     query = (select(Volunteer.id, gsql.distance_m(Volunteer.last_position, here).label("d"))
              .join(Shift, Shift.id == Volunteer.on_duty_shift_id)
              .where(Shift.ends_at > now, Volunteer.last_position.is_not(None),
+                    Volunteer.on_duty_shift_id.is_not(None),  # lets the partial on-duty index serve the KNN
                     _open_tasks(Volunteer.id) < policy.task_cap))
     if skill:
         query = query.where(select(VolunteerSkill.volunteer_id).where(VolunteerSkill.volunteer_id == Volunteer.id,
