@@ -196,8 +196,10 @@ def load_demo_occupancy(session: Session, community: Community, now: datetime) -
                 level = 1.0 - 0.8 * (hour - 17.5) / 1.5
             else:
                 level = 0.12
-            occupied = round(lot.capacity_total * min(1.0, busy * level * rng.uniform(0.92, 1.05)))
-            rows.append(OccupancyObservation(lot_id=lot.id, observed_at=at, occupied=min(occupied, lot.capacity_total)))
+            by_type = {t: min(n, round(n * busy * level * rng.uniform(0.92, 1.05)))
+                       for t, n in lot.capacity.items() if n}
+            rows.append(OccupancyObservation(lot_id=lot.id, observed_at=at, occupied=sum(by_type.values()),
+                                             by_type=by_type))
             at += timedelta(minutes=15)
     session.add_all(rows)
     session.flush()

@@ -105,6 +105,6 @@ class OccupancyObservation(Base):
     lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lot.id", ondelete="CASCADE"))
     observed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     occupied: Mapped[int] = mapped_column(Integer)
-    by_type: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    by_type: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

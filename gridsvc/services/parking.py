@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -442,7 +442,11 @@ def gap(session: Session, community_id: int, *, as_of: date, tz: ZoneInfo) -> di
         .group_by(ParkingSpace.zone_id)).all())
     window_end = datetime.combine(as_of + timedelta(days=1), time.min, tz)
     window_start = window_end - timedelta(days=PEAK_WINDOW_DAYS)
-    per_lot_peak = (select(ParkingLot.zone_id.label("zone_id"), func.max(OccupancyObservation.occupied).label("peak"))
+    # Cars only: by_type when the count has it, else the count capped at the lot's car-usable spaces.
+    by_type_cars = sum(func.coalesce(OccupancyObservation.by_type[t].as_integer(), 0) for t in CAR_USABLE)
+    cars = case((func.jsonb_typeof(OccupancyObservation.by_type) == "object", by_type_cars),
+                else_=func.least(OccupancyObservation.occupied, usable))
+    per_lot_peak = (select(ParkingLot.zone_id.label("zone_id"), func.max(cars).label("peak"))
                     .join(OccupancyObservation, OccupancyObservation.lot_id == ParkingLot.id)
                     .where(ParkingLot.community_id == community_id, _in_use(ParkingLot, as_of),
                            OccupancyObservation.observed_at >= window_start, OccupancyObservation.observed_at < window_end)

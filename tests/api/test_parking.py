@@ -188,17 +188,23 @@ def test_capacity_of_unknown_zone_is_404_and_bad_polygon_422(client):
     assert "geometry" in assert_problem(client.post("/api/v1/parking/capacity", json={"geometry": bowtie}), 422)["errors"]
 
 
-def test_gap_per_zone_with_demand_rules(admin, market):
+def test_gap_per_zone_with_demand_rules(admin, market, clock):
     community = market["community"]
     admin.patch(f"/api/v1/communities/{community}", json={"worker_count": 1})  # touch nothing relevant
     for name, east_m, workers in (("West Works", 100, 1000), ("East Works", 800, 205)):
         admin.post(f"/api/v1/communities/{community}/enterprises",
                    json={"name": name, "location": {"lon": offset(*ORIGIN, east_m, 500)[0], "lat": offset(*ORIGIN, east_m, 500)[1]},
                          "workers": workers})
-    lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 60, "accessible": 2, "ebike": 50})
-    lot(admin, rect(*offset(*ORIGIN, 700, 100), 40, 40), capacity={"car": 40})
+    west = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 60, "accessible": 2, "ebike": 50})
+    east = lot(admin, rect(*offset(*ORIGIN, 700, 100), 40, 40), capacity={"car": 40, "truck": 30})
+    observed = clock().isoformat()
+    admin.post(f"/api/v1/parking/lots/{west['id']}/occupancy",
+               json={"observed_at": observed, "occupied": 90, "by_type": {"car": 50, "ebike": 40}})
+    admin.post(f"/api/v1/parking/lots/{east['id']}/occupancy", json={"observed_at": observed, "occupied": 65})
     report = admin.get(f"/api/v1/parking/gap?community_id={community}").get_json()
     rows = {r["code"]: r for r in report["zones"]}
+    # peak occupancy counts cars only: by_type when given, else capped at the car-usable spaces
+    assert rows["W"]["peak_occupancy"] == 50 and rows["E"]["peak_occupancy"] == 40
     assert rows["W"] == {**rows["W"], "demand": 100, "supply": 62, "gap": 38, "status": "deficit"}
     assert rows["E"] == {**rows["E"], "demand": 21, "supply": 40, "gap": -19, "status": "surplus"}  # 20.5 rounds up
     assert report["total"] == {**report["total"], "demand": 121, "supply": 102, "gap": 19, "status": "deficit"}
