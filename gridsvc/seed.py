@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from geo.io import geometry_from_geojson
 from gridsvc.auth import hash_password
-from gridsvc.models import Community, Department, User, Zone
+from gridsvc.models import Community, Department, Zone
 from gridsvc.services import accounts, communities, enterprises, shifts, volunteers, zones
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"

@@ -10,7 +10,7 @@ themselves.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import localdb

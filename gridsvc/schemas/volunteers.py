@@ -6,7 +6,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.schemas.accounts import PHONE
-from gridsvc.schemas.common import PageOut, PageQuery, PointIn, PointOut, PositionIn
+from gridsvc.schemas.common import PageOut, PageQuery, PointOut, PositionIn
 
 SKILL_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

@@ -106,11 +106,6 @@ _JUDGE = select(
 ).where(Shift.id == bindparam("shift_id"))
 
 
-def geofence_distance_m(session: Session, shift: Shift, lon: float, lat: float) -> float:
-    """Metres from the point to the shift's geofence; 0 inside it."""
-    return float(session.scalar(select(_geofence_distance(gsql.point(lon, lat))).where(Shift.id == shift.id)))
-
-
 def _open_check_in(session: Session, volunteer_id: int, shift_id: int) -> CheckEvent | None:
     """The accepted check-in to this shift that has no hours yet (no check-out)."""
     return session.scalar(

@@ -179,7 +179,7 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
     session.add(request)
     session.flush()
     _event(session, request, requester_id, "file", None, "new", note=note, lon=lon, lat=lat)
-    dispatch(session, request, now=now, policy=policy, from_status="new")
+    dispatch(session, request, now=now, policy=policy, from_status="new", lonlat=(lon, lat))
     return request
 
 
@@ -241,11 +241,14 @@ def _offered_before(session: Session, request_id: int) -> list[int]:
 
 
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
-             from_status: str | None = None) -> None:
-    """Offer the request to the next eligible volunteer, or hand it to the liaison."""
+             from_status: str | None = None, lonlat: tuple[float, float] | None = None) -> None:
+    """Offer the request to the next eligible volunteer, or hand it to the liaison.
+
+    ``lonlat``: the request's point when the caller has it (at filing), saving a read.
+    """
     from_status = from_status or request.status
     if request.refusals < policy.max_refusals:
-        lon, lat = _lonlat(session, request)
+        lon, lat = lonlat or _lonlat(session, request)
         skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
         tried = set(_offered_before(session, request.id))
         # Candidates busy with a concurrent dispatch are skipped, so ask again

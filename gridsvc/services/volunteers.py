@@ -186,11 +186,6 @@ def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: 
     return position
 
 
-def recent_positions(session: Session, volunteer_id: int, *, limit: int = 50) -> list[VolunteerPosition]:
-    return list(session.scalars(select(VolunteerPosition).where(VolunteerPosition.volunteer_id == volunteer_id)
-                                .order_by(VolunteerPosition.recorded_at.desc()).limit(limit)))
-
-
 def purge_positions(session: Session, *, retention_days: float, now: datetime | None = None) -> int:
     """Delete position history older than the retention period (PIPL: keep no more than needed)."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)

@@ -182,7 +182,7 @@ def ids(session, lingfeng, clock) -> dict:
     """Concrete targets in G01, including an hours entry waiting for review."""
     from datetime import timedelta
 
-    from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
+    from gridsvc.models import CheckEvent, ServiceHours, Volunteer
     from gridsvc.services.shifts import create_shift
 
     zone_id = session.scalar(select(Zone.id).where(Zone.community_id == lingfeng.id, Zone.code == "G01"))

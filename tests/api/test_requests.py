@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from gridsvc.models import (RequestOffer, ServiceRequest, Shift, Skill, User, Volunteer, VolunteerPosition,
                             Zone)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import Shift, Signup, User, Volunteer, Zone
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
