@@ -1,5 +1,6 @@
 """ORM classes; importing this package registers every table on ``Base.metadata``."""
 from gridsvc.models.community import COMMUNITY_KINDS, Community, Zone
+from gridsvc.models.counts import COUNTED_TABLES, RowCount
 from gridsvc.models.enterprise import Enterprise
 from gridsvc.models.parking import (CAR_USABLE, PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES,
                                      OccupancyObservation, ParkingLot, ParkingSpace)
@@ -13,4 +14,4 @@ __all__ = ["ApiKey", "OPEN_STATUSES", "REQUEST_STATUSES", "DepartmentService", "
            "ServiceType", "CAR_USABLE", "PARKING_ACCESS", "PARKING_KINDS", "SPACE_STATUSES", "SPACE_TYPES", "OccupancyObservation",
            "ParkingLot", "ParkingSpace", "COMMUNITY_KINDS", "ROLES", "CheckEvent", "Community", "Department", "DepartmentMember",
            "Enterprise", "LoginFailure", "ServiceHours", "Shift", "ShiftSkill", "Signup", "Skill", "User", "UserRole",
-           "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone"]
+           "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone", "COUNTED_TABLES", "RowCount"]

@@ -1,14 +1,20 @@
 """Grid zones of a community: CRUD, coverage, equal-area split and locate."""
 from __future__ import annotations
 
+import hashlib
+import json
+
+from flask import Response, request
 from flask.views import MethodView
 
-from gridsvc import auth
+from gridsvc import auth, clock
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.schemas.common import PointIn
-from gridsvc.schemas.zones import (CoverageOut, LocateOut, SplitIn, SplitOut, ZoneCollectionOut, ZoneCreate, ZoneOut,
-                                   ZoneUpdate, zone_collection, zone_feature)
+from gridsvc.resources.requests import actor
+from gridsvc.schemas.zones import (CoverageOut, LocateOut, SplitIn, SplitOut, ZoneCollectionOut, ZoneCreate, ZoneMapOut,
+                                   ZoneOut, ZoneUpdate, zone_collection, zone_feature)
+from gridsvc.services import maps
 from gridsvc.services import zones as service
 
 blp = Blueprint("zones", __name__, description="Grid zones (网格) that tile a community")
@@ -108,6 +114,26 @@ class ZoneItem(MethodView):
         session = current_session()
         service.delete_zone(session, zone_id)
         session.commit()
+
+
+@blp.route("/zones/<int:zone_id>/map")
+class ZoneMap(MethodView):
+    @auth.access(auth.PUBLIC)
+    @blp.response(200, ZoneMapOut)
+    @blp.alt_response(304, description="Unchanged since the ETag sent in If-None-Match")
+    def get(self, zone_id):
+        """The zone's map as one FeatureCollection: zone, enterprises, parking lots (capacity, utilisation),
+        volunteers on duty (positions only for the zone's liaison and admins) and the open requests you may see"""
+        principal = auth.current_principal()
+        body = maps.zone_map(current_session(), zone_id, actor=actor(), now=clock.now(),
+                             sees_positions=auth.may_manage_zone(principal, zone_id))
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        # the answer depends on who asks: the caller is part of the tag, and caches must not share it
+        etag = hashlib.sha256(payload + str(principal.user_id).encode()).hexdigest()[:32]
+        headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache", "Vary": "Authorization"}
+        if request.if_none_match.contains(etag):
+            return Response(status=304, headers=headers)
+        return Response(payload, content_type="application/json", headers=headers)
 
 
 def _zone_ref(zone) -> dict:

@@ -174,3 +174,20 @@ class LocateOut(Schema):
     community = fields.Nested(LocatedCommunityOut)
     point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point that was located"})
     input = fields.Nested(PointOut, metadata={"description": "the point as sent"})
+
+
+class ZoneMapFeatureOut(Schema):
+    type = fields.Constant("Feature")
+    id = fields.Str(metadata={"description": "layer.id, unique in the collection", "example": "parking.12"})
+    geometry = fields.Dict(metadata={"description": "GeoJSON geometry (WGS-84)"})
+    properties = fields.Dict(metadata={"description": "`layer` (zone, enterprise, parking, volunteer, request), "
+                                                      "`id`, and the layer's own properties; parking lots carry "
+                                                      "`capacity`, `occupied` and `utilisation` (0..1, null if unknown)"})
+
+
+class ZoneMapOut(Schema):
+    type = fields.Constant("FeatureCollection")
+    zone = fields.Dict(metadata={"description": "id, code and name of the zone"})
+    volunteers_on_duty = fields.Int(metadata={"description": "volunteers on duty in the zone now (positions are "
+                                                             "features only for the zone's liaison and admins)"})
+    features = fields.List(fields.Nested(ZoneMapFeatureOut))

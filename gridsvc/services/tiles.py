@@ -1,0 +1,98 @@
+"""Mapbox Vector Tiles of a park, built by PostGIS (``ST_AsMVT``).
+
+Each layer filters in the stored SRID (4326) against the tile's envelope
+transformed once, so the GiST index answers; only the rows found are
+transformed to Web Mercator and clipped. Layers with personal data
+(volunteers on duty, open requests) go only to callers allowed to see them:
+admins everywhere, a liaison in their own zones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gridsvc.models import OPEN_STATUSES
+from gridsvc.services.maps import FRESH_OBSERVATION, lot_occupancy_sql
+
+MAX_ZOOM = 22
+EXTENT = 4096
+BUFFER = 64  # pixels of the tile's 4096 drawn beyond its edge, so lines and labels meet across tiles
+PUBLIC_LAYERS = ("zones", "parking", "enterprises")
+PERSONAL_LAYERS = ("requests", "volunteers")
+LAYERS = PUBLIC_LAYERS + PERSONAL_LAYERS
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose personal layers the tile may carry: all zones, some zones, or none."""
+
+    all_zones: bool = False
+    zone_ids: tuple[int, ...] = ()
+
+    @property
+    def sees_personal(self) -> bool:
+        return self.all_zones or bool(self.zone_ids)
+
+
+def _mvt(layer: str, select: str) -> str:
+    return (f"(SELECT coalesce(ST_AsMVT(m, '{layer}', {EXTENT}, 'geom', 'id'), ''::bytea) FROM ({select}) m "
+            f"WHERE m.geom IS NOT NULL)")
+
+
+def _geom(column: str) -> str:
+    return f"ST_AsMVTGeom(ST_Transform({column}, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom"
+
+
+def _zone_scope(column: str, viewer: Viewer) -> str:
+    return "TRUE" if viewer.all_zones else f"{column} = ANY(%(zone_ids)s)"
+
+
+LAYER_SQL = {
+    "zones": lambda v: _mvt("zones", f"""
+        SELECT z.id, z.code, z.name, z.community_id, {_geom('z.geom')}
+        FROM zone z, env WHERE z.geom && env.query"""),
+    "parking": lambda v: _mvt("parking", f"""
+        SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied,
+               CASE WHEN o.capacity > 0 THEN round(o.occupied::numeric / o.capacity, 3)::float8 END AS utilisation,
+               {_geom('l.geom')}
+        FROM parking_lot l CROSS JOIN LATERAL ({lot_occupancy_sql('l')}) o, env WHERE l.geom && env.query"""),
+    "enterprises": lambda v: _mvt("enterprises", f"""
+        SELECT e.id, e.name, e.workers, e.zone_id, {_geom('e.location')}
+        FROM enterprise e, env WHERE e.location && env.query"""),
+    "requests": lambda v: _mvt("requests", f"""
+        SELECT r.id, r.service_code, r.status, r.zone_id, to_char(r.created_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS created_at,
+               {_geom('r.location')}
+        FROM service_request r, env
+        WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r} AND {_zone_scope('r.zone_id', v)}"""),
+    "volunteers": lambda v: _mvt("volunteers", f"""
+        SELECT vol.id, vol.real_name AS name, s.id AS shift_id, s.zone_id,
+               to_char(vol.last_position_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS position_at, {_geom('vol.last_position')}
+        FROM volunteer vol JOIN shift s ON s.id = vol.on_duty_shift_id, env
+        WHERE vol.on_duty_shift_id IS NOT NULL AND vol.last_position && env.query AND s.ends_at > %(now)s
+          AND {_zone_scope('s.zone_id', v)}"""),
+}
+
+
+def valid_tile(z: int, x: int, y: int) -> bool:
+    return 0 <= z <= MAX_ZOOM and 0 <= x < 2 ** z and 0 <= y < 2 ** z
+
+
+def tile(session: Session, z: int, x: int, y: int, layers: tuple[str, ...], viewer: Viewer, now: datetime) -> bytes:
+    """The tile with ``layers`` (in that order); empty bytes when nothing is in it."""
+    margin = BUFFER / EXTENT
+    parts = " || ".join(LAYER_SQL[name](viewer) for name in layers)
+    sql = (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile, "
+           f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
+           f"SELECT {parts} FROM env")
+    params: dict[str, Any] = {"z": z, "x": x, "y": y, "now": now, "fresh_after": now - FRESH_OBSERVATION,
+                              "zone_ids": list(viewer.zone_ids)}
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        data = cursor.fetchone()[0]
+    finally:
+        cursor.close()
+    return bytes(data or b"")

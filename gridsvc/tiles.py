@@ -1,0 +1,76 @@
+"""Vector tiles at ``/tiles/{z}/{x}/{y}.pbf`` for web maps (the /map page, MapLibre, QGIS).
+
+Layers zones, parking (lots with capacity and utilisation) and enterprises
+for anyone; requests and volunteers on duty for admins (everywhere) and
+liaisons (their zones) who send their token. ``?layers=a,b`` picks layers.
+An empty tile is a 204; tiles carry an ETag and are cacheable (publicly
+only when they hold nothing personal).
+"""
+from __future__ import annotations
+
+import hashlib
+
+from flask import Blueprint, Response, request
+
+from gridsvc import auth, clock
+from gridsvc.db import current_session
+from gridsvc.errors import BadRequest, Forbidden
+from gridsvc.services import tiles as service
+
+blp = Blueprint("tiles", __name__)
+
+MVT = "application/vnd.mapbox-vector-tile"
+MAX_AGE_S = 60
+
+
+def _coordinate(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer.", errors={name: ["not a non-negative integer"]})
+    return int(raw)
+
+
+def _viewer(principal: auth.Principal) -> service.Viewer:
+    if "admin" in principal.roles:
+        return service.Viewer(all_zones=True)
+    if "liaison" in principal.roles:
+        return service.Viewer(zone_ids=tuple(sorted(principal.liaison_zone_ids)))
+    return service.Viewer()
+
+
+def _layers(viewer: service.Viewer) -> tuple[str, ...]:
+    unknown = sorted(set(request.args) - {"layers"})
+    if unknown:
+        raise BadRequest(f"Unknown query parameter: {', '.join(unknown)}.",
+                         errors={name: ["not a parameter of this resource"] for name in unknown})
+    if "layers" not in request.args:
+        return service.LAYERS if viewer.sees_personal else service.PUBLIC_LAYERS
+    asked = tuple(dict.fromkeys(n.strip() for n in request.args["layers"].split(",") if n.strip()))
+    wrong = [n for n in asked if n not in service.LAYERS]
+    if not asked or wrong:
+        raise BadRequest(f"layers must name some of {', '.join(service.LAYERS)}.",
+                         errors={"layers": [f"unknown: {', '.join(wrong)}" if wrong else "empty"]})
+    personal = [n for n in asked if n in service.PERSONAL_LAYERS]
+    if personal and not viewer.sees_personal:
+        raise Forbidden(f"The layers {', '.join(personal)} are for admins and zone liaisons; sign in as one.")
+    return asked
+
+
+@blp.route("/tiles/<z>/<x>/<y>.pbf")
+@auth.access(auth.PUBLIC)
+def tile(z: str, x: str, y: str):
+    z_, x_, y_ = _coordinate("z", z), _coordinate("x", x), _coordinate("y", y)
+    if not service.valid_tile(z_, x_, y_):
+        raise BadRequest(f"No tile {z}/{x}/{y}: z is 0..{service.MAX_ZOOM} and x, y are 0..2^z-1.",
+                         errors={"tile": ["out of range"]})
+    viewer = _viewer(auth.current_principal())
+    layers = _layers(viewer)
+    data = service.tile(current_session(), z_, x_, y_, layers, viewer, clock.now())
+    personal = any(n in service.PERSONAL_LAYERS for n in layers)
+    headers = {"Cache-Control": f"{'private' if personal else 'public'}, max-age={MAX_AGE_S}", "Vary": "Authorization"}
+    if not data:
+        return Response(status=204, headers=headers)
+    etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    headers["ETag"] = f'"{etag}"'
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    return Response(data, content_type=MVT, headers=headers)
