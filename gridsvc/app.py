@@ -38,6 +38,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from gridsvc.open311 import blp as open311
 
     app.register_blueprint(open311)  # its own formats and error shapes; not in the OpenAPI document
+    from gridsvc.ogc import blp as ogc
+
+    app.register_blueprint(ogc)  # OGC API - Features: its own OpenAPI document at /ogc/api
+    from gridsvc.tiles import blp as tiles
+
+    app.register_blueprint(tiles)
     # Every API route states who may call it; a route without a rule is a bug
     # that must not reach a user, so the app refuses to start.
     missing = views_without_rules(app)
