@@ -8,23 +8,29 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install db browser clean
+.PHONY: run test install db tools clean
 
 run: db
 	$(BIN)/gridsvc migrate
 	$(BIN)/gridsvc seed lingfeng
 	$(BIN)/gridsvc serve
 
-test: db browser
+test: db tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Pages are tested in real headless Chromium (Debian's package).
-browser:
-	@command -v chromium >/dev/null || { \
+# Real clients for the tests, from Debian's packages: Chromium for the pages,
+# GDAL (ogrinfo, ogr2ogr) for OGC API - Features. Installed when running as
+# root; otherwise those tests are skipped with the reason.
+tools:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "Installing chromium for the browser tests ..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
-	  else echo "chromium is not installed: the browser tests will be skipped (sudo apt-get install chromium)"; fi; }
+	    echo "Installing$$missing for the tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "Not installed:$$missing; their tests will be skipped (sudo apt-get install$$missing)"; fi; \
+	fi
 
 install: $(STAMP)
 

@@ -65,8 +65,8 @@ def _check_params(allowed: Iterable[str]) -> None:
 
 def _feature_type() -> str:
     """GeoJSON's own type unless the client accepts plain JSON only."""
-    accept = request.accept_mimetypes
-    if accept.provided and JSON in accept and accept[GEOJSON] == 0 and accept["*/*"] == 0:
+    accepted = {value.lower() for value, quality in request.accept_mimetypes if quality > 0}
+    if JSON in accepted and not accepted & {GEOJSON, "*/*", "application/*"}:
         return JSON
     return GEOJSON
 

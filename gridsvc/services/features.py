@@ -217,11 +217,15 @@ def _raw(session: Session, sql: str, params: dict[str, Any]) -> tuple | None:
 _extent_cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
 
+def forget_extents() -> None:
+    _extent_cache.clear()
+
+
 def extent(session: Session, collection: Collection) -> dict[str, Any]:
     """The collection's CRS84 bounding box (and time span since the first opening;
     features stay in use, so it is open at the end). A full scan of a million
     spaces, so it is kept for a minute per process."""
-    key = (str(session.get_bind().url), collection.id)
+    key = (str(session.connection().engine.url), collection.id)
     cached = _extent_cache.get(key)
     if cached and time.monotonic() - cached[0] < EXTENT_TTL_S:
         return cached[1]

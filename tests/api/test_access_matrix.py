@@ -35,6 +35,7 @@ MATRIX = {
     ("POST", "/api/v1/communities/{community_id}/zones/split"): "admin+planner",
     ("GET", "/api/v1/zones/locate"): "public",
     ("GET", "/api/v1/zones/{zone_id}"): "public",
+    ("GET", "/api/v1/zones/{zone_id}/map"): "public",  # personal layers only for whom they concern
     ("PATCH", "/api/v1/zones/{zone_id}"): "zone-editors",
     ("DELETE", "/api/v1/zones/{zone_id}"): "admin+planner",
     ("GET", "/api/v1/communities/{community_id}/enterprises"): "public",
