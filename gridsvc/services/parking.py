@@ -324,36 +324,46 @@ def _in_use(model, as_of: date):
 
 @functools.lru_cache(maxsize=32)
 def _capacity_statement(kind: str, current: bool):
-    """All the figures in one statement over two CTEs (the chosen lots, the
-    lone spaces in the area); built once per selector kind, then only bound."""
+    """All the figures in one statement of three aggregate passes (the chosen
+    lots, the lone spaces in the area, the spaces inside the chosen lots);
+    built once per selector kind, then only bound. Columns, in order: lots;
+    lot capacity per type; lone spaces per type; spaces in lots; lone spaces;
+    then, for today, occupied in lots, occupied lone, out of service in lots,
+    out of service lone."""
     lots = select(ParkingLot.id, *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES]).where(
         _area(ParkingLot, kind), _in_use(ParkingLot, bindparam("as_of"))).cte("lots")
     lone = select(ParkingSpace.space_type, ParkingSpace.status).where(
         ParkingSpace.lot_id.is_(None), _area(ParkingSpace, kind), _in_use(ParkingSpace, bindparam("as_of"))).cte("lone")
-    in_lots = ParkingSpace.lot_id.in_(select(lots.c.id))
 
-    def scalar(query):
-        return query.scalar_subquery()
+    def tally(where=None):
+        counted = func.count()
+        return counted.filter(where) if where is not None else counted
 
-    columns = [scalar(select(func.count()).select_from(lots))]
-    columns += [scalar(select(func.coalesce(func.sum(lots.c[f"capacity_{t}"]), 0))) for t in SPACE_TYPES]
-    columns += [scalar(select(func.count()).select_from(lone).where(lone.c.space_type == t)) for t in SPACE_TYPES]
-    columns += [scalar(select(func.count()).select_from(ParkingSpace).where(in_lots)),
-                scalar(select(func.count()).select_from(lone))]
+    lot_columns = [func.count().label("n")]
+    lot_columns += [func.coalesce(func.sum(lots.c[f"capacity_{t}"]), 0).label(t) for t in SPACE_TYPES]
+    lone_columns = [tally(lone.c.space_type == t).label(t) for t in SPACE_TYPES] + [tally().label("n")]
+    in_lots = (select(ParkingSpace.status).where(ParkingSpace.lot_id.in_(select(lots.c.id)))).subquery("in_lots")
+    inside_columns = [tally().label("n")]
     if current:
         latest = (select(OccupancyObservation.occupied)
                   .where(OccupancyObservation.lot_id == lots.c.id,
                          OccupancyObservation.observed_at > bindparam("fresh_after"),
                          OccupancyObservation.observed_at <= bindparam("now"))
                   .order_by(OccupancyObservation.observed_at.desc()).limit(1).scalar_subquery())
-        marked = scalar(select(func.count()).select_from(ParkingSpace)
-                        .where(ParkingSpace.lot_id == lots.c.id, ParkingSpace.status.in_(OCCUPYING)))
-        columns += [scalar(select(func.coalesce(func.sum(func.coalesce(latest, marked)), 0)).select_from(lots)),
-                    scalar(select(func.count()).select_from(lone).where(lone.c.status.in_(OCCUPYING))),
-                    scalar(select(func.count()).select_from(ParkingSpace)
-                           .where(in_lots, ParkingSpace.status == "out_of_service")),
-                    scalar(select(func.count()).select_from(lone).where(lone.c.status == "out_of_service"))]
-    return select(*columns)
+        marked = (select(func.count()).select_from(ParkingSpace)
+                  .where(ParkingSpace.lot_id == lots.c.id, ParkingSpace.status.in_(OCCUPYING)).scalar_subquery())
+        lot_columns.append(func.coalesce(func.sum(func.coalesce(latest, marked)), 0).label("occupied"))
+        lone_columns += [tally(lone.c.status.in_(OCCUPYING)).label("occupied"),
+                         tally(lone.c.status == "out_of_service").label("out")]
+        inside_columns.append(tally(in_lots.c.status == "out_of_service").label("out"))
+    lot_sums = select(*lot_columns).select_from(lots).subquery("lot_sums")
+    lone_sums = select(*lone_columns).select_from(lone).subquery("lone_sums")
+    inside = select(*inside_columns).select_from(in_lots).subquery("inside")
+    columns = [lot_sums.c.n, *[lot_sums.c[t] for t in SPACE_TYPES], *[lone_sums.c[t] for t in SPACE_TYPES],
+               inside.c.n, lone_sums.c.n]
+    if current:
+        columns += [lot_sums.c.occupied, lone_sums.c.occupied, inside.c.out, lone_sums.c.out]
+    return select(*columns).select_from(lot_sums).join(lone_sums, literal_column("TRUE")).join(inside, literal_column("TRUE"))
 
 
 def capacity(session: Session, selector: Selector, *, as_of: date | None, now: datetime, tz: ZoneInfo,
