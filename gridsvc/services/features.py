@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gridsvc.db import fetch_prepared
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES, COMMUNITY_KINDS
 
 COORDINATE_DECIMALS = 7  # about 1 cm: finer than any phone or survey we store
@@ -189,27 +190,15 @@ def items(session: Session, collection: Collection, query: ItemQuery) -> tuple[i
            f"LIMIT %(limit)s OFFSET %(offset)s) "
            f"SELECT {matched}, (SELECT count(*) FROM page), "
            f"(SELECT coalesce(string_agg(({collection.feature_sql('page')})::text, ',' ORDER BY page.id), '') FROM page)")
-    matched_n, returned, features = _raw(session, sql, params)
+    matched_n, returned, features = fetch_prepared(session, sql, params)
     return int(matched_n or 0), int(returned), "[" + features + "]"
 
 
 def item(session: Session, collection: Collection, feature_id: int) -> str | None:
     """One feature as GeoJSON text, or None."""
     sql = f"SELECT ({collection.feature_sql('t')})::text FROM {collection.table} t WHERE t.id = %(id)s"
-    row = _raw(session, sql, {"id": feature_id})
+    row = fetch_prepared(session, sql, {"id": feature_id})
     return row[0] if row else None
-
-
-def _raw(session: Session, sql: str, params: dict[str, Any]) -> tuple | None:
-    """One row through the session's own DBAPI cursor: these statements are
-    built from the fixed catalogue above plus bound values, and skipping
-    SQLAlchemy's compile step matters at thousands of pages a second."""
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-    finally:
-        cursor.close()
 
 
 # ---------------------------------------------------------------- extents

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gridsvc.db import fetch_prepared
 from gridsvc.errors import NotFound
 from gridsvc.models import OPEN_STATUSES, ServiceRequest, Zone
 from gridsvc.services import requests as requests_service
@@ -42,12 +43,7 @@ def _geometry(column: str) -> str:
 
 
 def _rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple]:
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
+    return fetch_prepared(session, sql, params, many=True)
 
 
 def _feature(layer: str, feature_id: Any, geometry: Any, **properties: Any) -> dict[str, Any]:

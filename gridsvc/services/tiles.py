@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from gridsvc.db import fetch_prepared
 from gridsvc.models import OPEN_STATUSES
 from gridsvc.services.maps import FRESH_OBSERVATION, lot_occupancy_sql
 
@@ -89,10 +90,4 @@ def tile(session: Session, z: int, x: int, y: int, layers: tuple[str, ...], view
            f"SELECT {parts} FROM env")
     params: dict[str, Any] = {"z": z, "x": x, "y": y, "now": now, "fresh_after": now - FRESH_OBSERVATION,
                               "zone_ids": list(viewer.zone_ids)}
-    cursor = session.connection().connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        data = cursor.fetchone()[0]
-    finally:
-        cursor.close()
-    return bytes(data or b"")
+    return bytes(fetch_prepared(session, sql, params)[0] or b"")
