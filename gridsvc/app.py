@@ -38,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from gridsvc.open311 import blp as open311
 
     app.register_blueprint(open311)  # its own formats and error shapes; not in the OpenAPI document
+    from gridsvc.webmap import blp as webmap
+
+    app.register_blueprint(webmap)  # the liaison web map page at /map
     from gridsvc.ogc import blp as ogc
 
     app.register_blueprint(ogc)  # OGC API - Features: its own OpenAPI document at /ogc/api

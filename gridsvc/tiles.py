@@ -68,7 +68,7 @@ def tile(z: str, x: str, y: str):
     personal = any(n in service.PERSONAL_LAYERS for n in layers)
     headers = {"Cache-Control": f"{'private' if personal else 'public'}, max-age={MAX_AGE_S}", "Vary": "Authorization"}
     if not data:
-        return Response(status=204, headers=headers)
+        return Response(status=204, headers=headers, content_type=MVT)
     etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
     headers["ETag"] = f'"{etag}"'
     if request.if_none_match.contains(etag):
