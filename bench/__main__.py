@@ -8,6 +8,7 @@ BENCHMARKS = {
     "checkin": "bench.checkin",
     "parking": "bench.parking",
     "dispatch": "bench.dispatch",
+    "maps": "bench.maps",
 }
 
 
