@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "GRIDSVC_DISPATCH_ACCEPT_MIN": 5,
     "GRIDSVC_DISPATCH_TASK_CAP": 1,
     "GRIDSVC_DISPATCH_MAX_REFUSALS": 3,
+    # Public tiles are kept this long per worker (the max-age they are sent with); 0 turns it off.
+    "GRIDSVC_TILE_CACHE_SECONDS": 60,
+    "GRIDSVC_TILE_CACHE_MB": 64,
 }
 
 DEFAULT_DATABASE = "gridsvc"

@@ -5,12 +5,20 @@ for anyone; requests and volunteers on duty for admins (everywhere) and
 liaisons (their zones) who send their token. ``?layers=a,b`` picks layers.
 An empty tile is a 204; tiles carry an ETag and are cacheable (publicly
 only when they hold nothing personal).
+
+Public tiles are also kept in memory per worker for as long as they tell
+clients to keep them (``GRIDSVC_TILE_CACHE_SECONDS``, the max-age): the
+same few dozen tiles of a park are asked for by every liaison and planner
+at once. ``Cache-Control: no-cache`` in a request rebuilds the tile.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections import OrderedDict
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from gridsvc import auth, clock
 from gridsvc.db import current_session
@@ -21,6 +29,50 @@ blp = Blueprint("tiles", __name__)
 
 MVT = "application/vnd.mapbox-vector-tile"
 MAX_AGE_S = 60
+
+
+class TileCache:
+    """A least-recently-used map of tile key -> (bytes, ETag), each entry kept
+    ``ttl_s`` seconds, at most ``max_bytes`` in all; shared by a worker's threads."""
+
+    def __init__(self, ttl_s: float, max_bytes: int) -> None:
+        self.ttl_s, self.max_bytes, self.size = ttl_s, max_bytes, 0
+        self._entries: OrderedDict[tuple, tuple[float, bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[bytes, str] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[0] > self.ttl_s:
+                self._drop(key)
+                return None
+            self._entries.move_to_end(key)
+            return entry[1], entry[2]
+
+    def put(self, key: tuple, data: bytes, etag: str) -> None:
+        if self.ttl_s <= 0 or len(data) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = (time.monotonic(), data, etag)
+            self.size += len(data)
+            while self.size > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: tuple) -> None:
+        self.size -= len(self._entries.pop(key)[1])
+
+
+def _cache() -> TileCache:
+    cache = current_app.extensions.get("gridsvc.tiles")
+    if cache is None:
+        cache = current_app.extensions["gridsvc.tiles"] = TileCache(
+            float(current_app.config["GRIDSVC_TILE_CACHE_SECONDS"]),
+            int(float(current_app.config["GRIDSVC_TILE_CACHE_MB"]) * 1024 * 1024))
+    return cache
 
 
 def _coordinate(name: str, raw: str) -> int:
@@ -64,12 +116,19 @@ def tile(z: str, x: str, y: str):
                          errors={"tile": ["out of range"]})
     viewer = _viewer(auth.current_principal())
     layers = _layers(viewer)
-    data = service.tile(current_session(), z_, x_, y_, layers, viewer, clock.now())
     personal = any(n in service.PERSONAL_LAYERS for n in layers)
     headers = {"Cache-Control": f"{'private' if personal else 'public'}, max-age={MAX_AGE_S}", "Vary": "Authorization"}
+    key = (z_, x_, y_, layers)
+    cached = None if personal or "no-cache" in request.headers.get("Cache-Control", "") else _cache().get(key)
+    if cached is not None:
+        data, etag = cached
+    else:
+        data = service.tile(current_session(), z_, x_, y_, layers, viewer, clock.now())
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest() if data else ""
+        if not personal:
+            _cache().put(key, data, etag)
     if not data:
         return Response(status=204, headers=headers, content_type=MVT)
-    etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
     headers["ETag"] = f'"{etag}"'
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)

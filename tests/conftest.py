@@ -57,7 +57,10 @@ def session(connection) -> Session:
         yield s
 
 
-TEST_CONFIG = {"TESTING": True, "GRIDSVC_SECRET_KEY": "test-secret-not-for-production-0123456789"}
+# The tile cache is off in-process: each test's data lives in its own rolled-back
+# transaction, so a tile kept from another test would be another test's truth.
+TEST_CONFIG = {"TESTING": True, "GRIDSVC_SECRET_KEY": "test-secret-not-for-production-0123456789",
+               "GRIDSVC_TILE_CACHE_SECONDS": 0}
 
 
 @pytest.fixture()

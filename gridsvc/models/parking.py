@@ -108,3 +108,17 @@ class OccupancyObservation(Base):
     by_type: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LotSpaceTally(Base):
+    """How many spaces a lot has on record and how many are occupied or reserved.
+
+    Kept by statement-level triggers on parking_space (migration 0010), so
+    maps and tiles read one row per lot instead of counting a hundred spaces
+    each; exact and transactional like the spaces themselves."""
+
+    __tablename__ = "lot_space_tally"
+
+    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lot.id", ondelete="CASCADE"), primary_key=True)
+    spaces: Mapped[int] = mapped_column(Integer, server_default="0")
+    occupied: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -19,23 +19,24 @@ from gridsvc.errors import NotFound
 from gridsvc.models import OPEN_STATUSES, ServiceRequest, Zone
 from gridsvc.services import requests as requests_service
 from gridsvc.services.features import COORDINATE_DECIMALS
-from gridsvc.services.parking import FRESH_OBSERVATION, OCCUPYING
+from gridsvc.services.parking import FRESH_OBSERVATION
 
 __all__ = ["FRESH_OBSERVATION", "lot_occupancy_sql", "zone_map"]
 
 
 def lot_occupancy_sql(lot: str) -> str:
     """A lateral row (capacity, occupied) for the lot ``lot`` now: its latest
-    observation of the last day, else its spaces marked occupied or reserved,
-    else unknown (NULL) when it has neither. Needs %(now)s and %(fresh_after)s."""
+    observation of the last day, else its spaces marked occupied or reserved
+    (from the trigger-kept tally), else unknown (NULL) when it has neither.
+    Needs %(now)s and %(fresh_after)s."""
     total = " + ".join(f"{lot}.capacity_{t}" for t in ("car", "accessible", "ev_charging", "truck", "ebike"))
     return f"""
         SELECT {total} AS capacity,
                coalesce((SELECT ob.occupied FROM occupancy_observation ob
                          WHERE ob.lot_id = {lot}.id AND ob.observed_at > %(fresh_after)s AND ob.observed_at <= %(now)s
                          ORDER BY ob.observed_at DESC LIMIT 1),
-                        (SELECT count(*) FILTER (WHERE sp.status IN {OCCUPYING!r}) FROM parking_space sp
-                         WHERE sp.lot_id = {lot}.id HAVING count(*) > 0)) AS occupied"""
+                        (SELECT ta.occupied FROM lot_space_tally ta WHERE ta.lot_id = {lot}.id AND ta.spaces > 0))
+               AS occupied"""
 
 
 def _geometry(column: str) -> str:

@@ -55,11 +55,14 @@ LAYER_SQL = {
     "zones": lambda v: _mvt("zones", f"""
         SELECT z.id, z.code, z.name, z.community_id, {_geom('z.geom')}
         FROM zone z, env WHERE z.geom && env.query"""),
+    # OFFSET 0 keeps the lateral occupancy and the clipping from being
+    # evaluated twice (once for utilisation, once for the NULL-geometry filter).
     "parking": lambda v: _mvt("parking", f"""
-        SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied,
-               CASE WHEN o.capacity > 0 THEN round(o.occupied::numeric / o.capacity, 3)::float8 END AS utilisation,
-               {_geom('l.geom')}
-        FROM parking_lot l CROSS JOIN LATERAL ({lot_occupancy_sql('l')}) o, env WHERE l.geom && env.query"""),
+        SELECT p.id, p.name, p.access, p.kind, p.zone_id, p.capacity, p.occupied,
+               CASE WHEN p.capacity > 0 THEN round(p.occupied::numeric / p.capacity, 3)::float8 END AS utilisation, p.geom
+        FROM (SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied, {_geom('l.geom')}
+              FROM parking_lot l CROSS JOIN LATERAL ({lot_occupancy_sql('l')}) o, env
+              WHERE l.geom && env.query OFFSET 0) p"""),
     "enterprises": lambda v: _mvt("enterprises", f"""
         SELECT e.id, e.name, e.workers, e.zone_id, {_geom('e.location')}
         FROM enterprise e, env WHERE e.location && env.query"""),

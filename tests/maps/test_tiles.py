@@ -104,6 +104,26 @@ def test_etag_and_caching(client, login, session):
     assert get_tile(login("admin"), lon, lat, 14).headers["Cache-Control"].startswith("private")
 
 
+def test_public_tiles_are_kept_for_their_max_age_and_no_cache_rebuilds_them(app, client, login, session, g03):  # noqa: F811
+    app.config["GRIDSVC_TILE_CACHE_SECONDS"] = 60
+    lon, lat = g03["here"]
+    before = len(decode(get_tile(client, lon, lat, 14, layers="parking"))["parking"]["features"])
+    session.add(ParkingLot(community_id=g03["zone"].community_id, zone_id=g03["zone"].id, name="新停车场 New lot",
+                           capacity_car=20, geom=f"SRID=4326;POINT({lon} {lat})"))
+    session.commit()
+    kept = decode(get_tile(client, lon, lat, 14, layers="parking"))["parking"]["features"]
+    assert len(kept) == before  # the copy kept for its max-age
+    x, y = tile_of(lon, lat, 14)
+    rebuilt = client.get(f"/tiles/14/{int(x)}/{int(y)}.pbf?layers=parking", headers={"Cache-Control": "no-cache"})
+    assert len(decode(rebuilt)["parking"]["features"]) == before + 1
+    assert len(decode(get_tile(client, lon, lat, 14, layers="parking"))["parking"]["features"]) == before + 1
+    # personal layers are never kept: a new request shows up at once
+    admin = login("admin")
+    assert "requests" not in decode(get_tile(admin, lon, lat, 14))
+    file(login("worker-001"), g03["here"])
+    assert len(decode(get_tile(admin, lon, lat, 14))["requests"]["features"]) == 1
+
+
 @pytest.mark.parametrize("url", ["/tiles/23/0/0.pbf", "/tiles/3/8/0.pbf", "/tiles/3/0/8.pbf", "/tiles/x/0/0.pbf",
                                  "/tiles/-1/0/0.pbf", "/tiles/1/0/0.pbf?layers=roads", "/tiles/1/0/0.pbf?layers=",
                                  "/tiles/1/0/0.pbf?format=png"])
