@@ -103,6 +103,7 @@ def maps_database(lots: int, per_lot: int, reuse: bool) -> str:
             # visibility map set, as on a settled production table: index-only scans for everyone
             cur.execute("VACUUM ANALYZE parking_lot")
             cur.execute("VACUUM ANALYZE parking_space")
+            cur.execute("VACUUM ANALYZE lot_space_tally")
             cur.execute(f"COMMENT ON DATABASE {make_url(url).database} IS %s", (marker,))
     finally:
         conn.close()
@@ -271,6 +272,7 @@ class Target:
     paths: dict[str, str]  # server family ("gridsvc", "pygeoapi", "tipg") -> path
     check: Callable[[str, str, requests.Response], str]  # (where, family, answer): raises Mismatch, returns a note
     baseline: str | None = None  # tiles: the target whose tipg figures this one is compared with
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request of this target
 
 
 def targets(published: list[peers.Table], s: Scenario, truth: Truth) -> list[Target]:
@@ -331,19 +333,31 @@ def targets(published: list[peers.Table], s: Scenario, truth: Truth) -> list[Tar
     }, lambda w, family, r: (tile_check("default", "property", 0.0) if family == "tipg"
                              else tile_check("parking", "id", BUFFER / EXTENT))(w, family, r))
     out.append(lots_tile)
+    # Ours keeps public tiles in memory for their max-age; "no-cache" makes it
+    # build every tile again, which is what tipg does on every request.
+    rebuild = (("Cache-Control", "no-cache"),)
+    out.append(Target(f"z{z} tile, parking lots, rebuilt (no-cache)", "tiles", {
+        "gridsvc": f"/tiles/{z}/{x}/{y}.pbf?layers=parking",
+    }, tile_check("parking", "id", BUFFER / EXTENT), baseline=lots_tile.name, headers=rebuild))
     out.append(Target(f"z{z} tile, all layers (ours) vs tipg lots", "tiles", {
         "gridsvc": f"/tiles/{z}/{x}/{y}.pbf",
     }, tile_check("parking", "id", BUFFER / EXTENT, full=True), baseline=lots_tile.name))
+    out.append(Target(f"z{z} tile, all layers, rebuilt (no-cache)", "tiles", {
+        "gridsvc": f"/tiles/{z}/{x}/{y}.pbf",
+    }, tile_check("parking", "id", BUFFER / EXTENT, full=True), baseline=lots_tile.name, headers=rebuild))
     return out
 
 
 # ---------------------------------------------------------------- load
 
 
-def wrk(url: str, seconds: int, connections: int, threads: int, close: bool) -> dict:
+def wrk(url: str, seconds: int, connections: int, threads: int, close: bool,
+        headers: tuple[tuple[str, str], ...] = ()) -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if close:
         cmd += ["-H", "Connection: close"]
+    for name, value in headers:
+        cmd += ["-H", f"{name}: {value}"]
     result = subprocess.run([*cmd, url], capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"wrk failed: {result.stderr}")
@@ -365,11 +379,12 @@ def _ms(match) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def sequential(url: str, n: int) -> float:
+def sequential(url: str, n: int, headers: tuple[tuple[str, str], ...] = ()) -> float:
     """Median milliseconds of one client asking n times in a row over one keep-alive connection."""
     samples = []
     with requests.Session() as session:
         session.headers["Accept-Encoding"] = "identity"  # tipg compresses when asked; the others do not
+        session.headers.update(dict(headers))
         for i in range(n + 10):
             start = time.perf_counter()
             r = session.get(url)
@@ -544,17 +559,17 @@ def main(argv: list[str]) -> int:
         with start() as base:
             mine = [t for t in all_targets if family in t.paths]
             for t in mine:  # the same data before any timing
-                r = requests.get(base + t.paths[family], headers={"Accept-Encoding": "identity"})
+                r = requests.get(base + t.paths[family], headers={"Accept-Encoding": "identity", **dict(t.headers)})
                 note = t.check(f"{server} {t.name}", family, r)
                 print(f"  checked {t.name}: {note}", flush=True)
             for t in mine:
                 target_url = base + t.paths[family]
-                wrk(target_url, args.warmup, args.connections, args.threads, close=False)
+                wrk(target_url, args.warmup, args.connections, args.threads, close=False, headers=t.headers)
                 others.start()
-                keep = wrk(target_url, args.seconds, args.connections, args.threads, close=False)
-                close = wrk(target_url, args.seconds, args.connections, args.threads, close=True)
+                keep = wrk(target_url, args.seconds, args.connections, args.threads, close=False, headers=t.headers)
+                close = wrk(target_url, args.seconds, args.connections, args.threads, close=True, headers=t.headers)
                 disturbed = others.stop()
-                median = sequential(target_url, args.requests)
+                median = sequential(target_url, args.requests, t.headers)
                 results[(t.name, server)] = {"keep_alive": keep, "close": close, "sequential_median_ms": median,
                                              "path": t.paths[family], "others_cpu": disturbed}
                 print(f"  {t.name}: {keep['rate']:.0f} req/s keep-alive, {close['rate']:.0f} req/s close, "
