@@ -276,6 +276,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.argument("args", nargs=-1)
 def bench(name: str, args: tuple[str, ...]) -> None:
     """Run a benchmark from bench/ (e.g. `gridsvc bench locate`)."""
+    # bench/ lives beside the package in the repository, not in the install:
+    # the console script does not put the working directory on the path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         from bench.__main__ import run
     except ImportError as exc:
