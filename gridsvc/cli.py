@@ -258,15 +258,16 @@ def tick() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("GRIDSVC_PORT", 8000)), show_default="8000 or GRIDSVC_PORT")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("GRIDSVC_WORKERS", 2)), show_default="2")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("GRIDSVC_THREADS", 4)), show_default="4",
-              help="threads per worker (gthread: keep-alive, and a worker waiting on PostGIS still serves)")
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("GRIDSVC_THREADS", 1)), show_default="1",
+              help="threads per worker; more than 1 runs gthread workers (keep-alive; better behind no proxy "
+                   "with slow clients), 1 runs sync workers (faster on 2 cores: see bench maps)")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API with gunicorn (Ctrl-C stops it)."""
     _require_url()
     _echo(f"serving the API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/api/docs, "
           f"map: http://{host}:{port}/map, OGC API: http://{host}:{port}/ogc)")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--worker-class", "gthread", "--threads", str(max(1, threads)),
+            "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(max(1, threads)),
             "--access-logfile", "-", "--no-control-socket", "--timeout", "60", "gridsvc.app:create_app()"]
     os.execv(sys.executable, argv)
 
