@@ -410,13 +410,26 @@ def capacity(session: Session, selector: Selector, *, as_of: date | None, now: d
         answer.update(occupied=occupied, out_of_service=out, free=max(0, total - occupied - out),
                       utilisation_pct=round(100 * occupied / total, 1) if total else None)
     if selector.kind == "radius":
-        distance = gsql.distance_m(ParkingLot.geom, gsql.point(*selector.point))
-        rows = session.execute(select(ParkingLot, distance)
-                               .where(selector.where(ParkingLot), _in_use(ParkingLot, as_of))
-                               .order_by(distance, ParkingLot.id).limit(nearest), params).all()
-        answer["nearest_lots"] = [{"id": lot.id, "name": lot.name, "zone_id": lot.zone_id, "distance_m": round(d, 1),
-                                   "capacity": lot.capacity, "access": lot.access} for lot, d in rows]
+        sql, built_in = _nearest_sql()
+        rows = fetch_prepared(session, sql, {**built_in, **params, "nearest": nearest}, many=True)
+        answer["nearest_lots"] = [{"id": lot_id, "name": name, "zone_id": zone_id, "distance_m": round(d, 1),
+                                   "capacity": dict(zip(SPACE_TYPES, capacity)), "access": access}
+                                  for lot_id, name, zone_id, access, d, *capacity in rows]
     return answer
+
+
+@functools.lru_cache(maxsize=1)
+def _nearest_sql() -> tuple[str, dict[str, Any]]:
+    """The lots of a radius, nearest first, as prepared SQL (only the columns shown)."""
+    from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
+
+    distance = gsql.distance_m(ParkingLot.geom, gsql.point(bindparam("lon"), bindparam("lat")))
+    statement = (select(ParkingLot.id, ParkingLot.name, ParkingLot.zone_id, ParkingLot.access, distance,
+                        *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES])
+                 .where(_area(ParkingLot, "radius"), _in_use(ParkingLot, bindparam("as_of")))
+                 .order_by(distance, ParkingLot.id).limit(bindparam("nearest")))
+    compiled = statement.compile(dialect=pg_dialect.dialect())
+    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
 
 
 def _check_exists(session: Session, selector: Selector) -> None:
