@@ -31,13 +31,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from geoalchemy2.shape import from_shape
+from shapely.geometry import Point
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
+from gridsvc.db import fetch_prepared
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
-                            Shift, Volunteer, VolunteerSkill, Zone)
+                            Volunteer, Zone)
 from gridsvc.services import Page
 
 
@@ -132,33 +135,44 @@ def validate_attributes(service: ServiceType, values: Mapping[str, Any]) -> dict
 # ---------------------------------------------------------------- intake
 
 
-def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple[Zone, str | None]:
-    here = gsql.point(lon, lat)
-    zone = session.scalar(select(Zone).where(func.ST_Covers(Zone.geom, here)).order_by(Zone.id).limit(1))
-    if zone is not None:
-        return zone, None
-    distance = gsql.distance_m(Zone.geom, here)
-    row = session.execute(select(Zone, distance).where(func.ST_DWithin(gsql.geography(Zone.geom), gsql.geography(here),
-                                                                       reach_m))
-                          .order_by(distance).limit(1)).first()
+_ZONE_AT = """
+    SELECT id, community_id FROM zone
+    WHERE ST_Covers(geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)) ORDER BY id LIMIT 1"""
+_NEAREST_ZONE = """
+    SELECT id, community_id, code, ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
+    FROM zone
+    WHERE ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(reach)s)
+    ORDER BY d LIMIT 1"""
+
+
+def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple[int, int, str | None]:
+    """(zone id, community id, a note): the zone holding the point, else the nearest within reach."""
+    row = fetch_prepared(session, _ZONE_AT, {"lon": lon, "lat": lat})
+    if row is not None:
+        return row[0], row[1], None
+    row = fetch_prepared(session, _NEAREST_ZONE, {"lon": lon, "lat": lat, "reach": float(reach_m)})
     if row is None:
         raise ValidationFailed(f"The point is in no zone and more than {reach_m:.0f} m from every zone.",
                                errors={"lon": ["outside every zone"]})
-    return row[0], f"The point is in no zone; it went to the nearest, {row[0].code}, {row[1]:.0f} m away."
+    return row[0], row[1], f"The point is in no zone; it went to the nearest, {row[2]}, {row[3]:.0f} m away."
+
+
+# A degree box that surely holds the circle lets the GiST index answer first
+# (1 degree of longitude is over 50 km up to 63 degrees north; China ends near 53).
+_DUPLICATES = """
+    SELECT id FROM service_request
+    WHERE location && ST_Expand(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(box)s)
+      AND service_code = %(code)s AND created_at > %(since)s
+      AND ST_DWithin(location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(metres)s)
+    ORDER BY id"""
 
 
 def possible_duplicates(session: Session, service_code: str, lon: float, lat: float, now: datetime,
                         policy: DispatchPolicy) -> list[int]:
-    here = gsql.point(lon, lat)
-    # a degree box that surely holds the circle lets the GiST index answer first
-    # (1 degree of longitude is over 50 km up to 63 degrees north; China ends near 53)
-    box = func.ST_Expand(here, policy.duplicate_m / 50_000.0)
-    return list(session.scalars(
-        select(ServiceRequest.id).where(
-            ServiceRequest.location.op("&&")(box),
-            ServiceRequest.service_code == service_code, ServiceRequest.created_at > now - policy.duplicate_window,
-            func.ST_DWithin(gsql.geography(ServiceRequest.location), gsql.geography(here), policy.duplicate_m))
-        .order_by(ServiceRequest.id)))
+    rows = fetch_prepared(session, _DUPLICATES, {
+        "lon": lon, "lat": lat, "box": policy.duplicate_m / 50_000.0, "code": service_code,
+        "since": now - policy.duplicate_window, "metres": float(policy.duplicate_m)}, many=True)
+    return [row[0] for row in rows]
 
 
 def file_request(session: Session, *, requester_id: int | None, service_code: str, description: str,
@@ -169,9 +183,10 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
         raise ValidationFailed(f"{service_code} is not on the service list; see /api/v1/services.",
                                errors={"service_code": [f"unknown service {service_code}"]})
     clean = validate_attributes(service, attributes)
-    zone, note = _zone_for(session, lon, lat, policy.zone_reach_m)
-    request = ServiceRequest(community_id=zone.community_id, zone_id=zone.id, zone_note=note, service_code=service_code,
-                             description=description, location=gsql.point(lon, lat), input_crs=input_crs,
+    zone_id, community_id, note = _zone_for(session, lon, lat, policy.zone_reach_m)
+    request = ServiceRequest(community_id=community_id, zone_id=zone_id, zone_note=note, service_code=service_code,
+                             description=description, location=from_shape(Point(lon, lat), srid=gsql.SRID),
+                             input_crs=input_crs,
                              attributes=clean, media_urls=media_urls, contact=dict(contact) if contact else None,
                              requester_id=requester_id, status="with_liaison",
                              duplicate_of_ids=possible_duplicates(session, service_code, lon, lat, now, policy),
@@ -179,7 +194,8 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
     session.add(request)
     session.flush()
     _event(session, request, requester_id, "file", None, "new", note=note, lon=lon, lat=lat)
-    dispatch(session, request, now=now, policy=policy, from_status="new", lonlat=(lon, lat))
+    dispatch(session, request, now=now, policy=policy, from_status="new", lonlat=(lon, lat),
+             skill=service.required_skill, tried=())
     return request
 
 
@@ -211,26 +227,33 @@ class Candidate:
     distance_m: float
 
 
+# The candidate query (see the module docstring), prepared once per connection.
+# KNN on the partial on-duty index in degrees picks a generous few; the
+# spheroid orders them. The open-task count is the same as _open_tasks.
+_CANDIDATES = """
+    SELECT v.id, ST_Distance(v.last_position::geography,
+                             ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
+    FROM volunteer v JOIN shift s ON s.id = v.on_duty_shift_id
+    WHERE s.ends_at > %(now)s AND v.last_position IS NOT NULL AND v.on_duty_shift_id IS NOT NULL
+      AND (SELECT count(*) FROM service_request r
+           WHERE r.volunteer_id = v.id AND r.status IN ('assigned', 'in_progress'))
+        + (SELECT count(*) FROM request_offer o WHERE o.volunteer_id = v.id AND o.outcome = 'pending') < %(cap)s
+      AND (%(skill)s::text IS NULL OR EXISTS (SELECT 1 FROM volunteer_skill vs
+                                              WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s))
+      AND v.id <> ALL(%(excluded)s::int[])
+    ORDER BY v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)
+    LIMIT %(few)s"""
+
+
 def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
                exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
     """Eligible volunteers, nearest first (see the module docstring)."""
-    here = gsql.point(lon, lat)
-    query = (select(Volunteer.id, gsql.distance_m(Volunteer.last_position, here).label("d"))
-             .join(Shift, Shift.id == Volunteer.on_duty_shift_id)
-             .where(Shift.ends_at > now, Volunteer.last_position.is_not(None),
-                    Volunteer.on_duty_shift_id.is_not(None),  # lets the partial on-duty index serve the KNN
-                    _open_tasks(Volunteer.id) < policy.task_cap))
-    if skill:
-        query = query.where(select(VolunteerSkill.volunteer_id).where(VolunteerSkill.volunteer_id == Volunteer.id,
-                                                                      VolunteerSkill.skill_code == skill).exists())
-    excluded = list(exclude)
-    if excluded:
-        query = query.where(Volunteer.id.not_in(excluded))
-    # KNN on the index in degrees picks a generous few; the spheroid orders them.
-    query = query.order_by(Volunteer.last_position.op("<->")(here)).limit(max(limit * 4, 20))
-    rows = [Candidate(volunteer_id=v, distance_m=float(d)) for v, d in session.execute(query)]
-    rows = sorted((c for c in rows if c.distance_m <= policy.max_distance_m), key=lambda c: (c.distance_m, c.volunteer_id))
-    return rows[:limit]
+    rows = fetch_prepared(session, _CANDIDATES, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap,
+                                                 "skill": skill, "excluded": list(exclude),
+                                                 "few": max(limit * 4, 20)}, many=True)
+    found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d in rows if d <= policy.max_distance_m),
+                   key=lambda c: (c.distance_m, c.volunteer_id))
+    return found[:limit]
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
@@ -240,17 +263,24 @@ def _offered_before(session: Session, request_id: int) -> list[int]:
         RequestOffer.request_id == request_id, RequestOffer.outcome.in_(("declined", "expired", "pending")))))
 
 
+LOOK_UP = object()  # dispatch(skill=...): not given, read it from the service list
+
+
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
-             from_status: str | None = None, lonlat: tuple[float, float] | None = None) -> None:
+             from_status: str | None = None, lonlat: tuple[float, float] | None = None,
+             skill: str | None | object = LOOK_UP, tried: Iterable[int] | None = None) -> None:
     """Offer the request to the next eligible volunteer, or hand it to the liaison.
 
-    ``lonlat``: the request's point when the caller has it (at filing), saving a read.
+    At filing the caller already knows the point, the service's skill and
+    that nobody was offered it yet (``lonlat``, ``skill``, ``tried``): each
+    saves a read on the hottest write.
     """
     from_status = from_status or request.status
     if request.refusals < policy.max_refusals:
         lon, lat = lonlat or _lonlat(session, request)
-        skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
-        tried = set(_offered_before(session, request.id))
+        if skill is LOOK_UP:
+            skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
+        tried = set(tried) if tried is not None else set(_offered_before(session, request.id))
         # Candidates busy with a concurrent dispatch are skipped, so ask again
         # (without them) until someone takes the offer or nobody is left.
         while batch := candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried):
