@@ -238,17 +238,22 @@ _CANDIDATES = """
       AND (SELECT count(*) FROM service_request r
            WHERE r.volunteer_id = v.id AND r.status IN ('assigned', 'in_progress'))
         + (SELECT count(*) FROM request_offer o WHERE o.volunteer_id = v.id AND o.outcome = 'pending') < %(cap)s
-      AND (%(skill)s::text IS NULL OR EXISTS (SELECT 1 FROM volunteer_skill vs
-                                              WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s))
+      {skill}
       AND v.id <> ALL(%(excluded)s::int[])
     ORDER BY v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)
     LIMIT %(few)s"""
+# Two texts rather than "skill IS NULL OR EXISTS (...)": with the OR, PostgreSQL
+# hashes every volunteer of the skill first (26k rows at 100k volunteers)
+# instead of probing the index for the few nearest.
+_CANDIDATES_WITH_SKILL = _CANDIDATES.replace("{skill}", "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE "
+                                             "vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)")
+_CANDIDATES_ANY_SKILL = _CANDIDATES.replace("{skill}", "")
 
 
 def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
                exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
     """Eligible volunteers, nearest first (see the module docstring)."""
-    rows = fetch_prepared(session, _CANDIDATES, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap,
+    rows = fetch_prepared(session, _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap,
                                                  "skill": skill, "excluded": list(exclude),
                                                  "few": max(limit * 4, 20)}, many=True)
     found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d in rows if d <= policy.max_distance_m),
