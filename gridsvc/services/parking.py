@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 from geo import sql as gsql
 from gridsvc.db import fetch_prepared
 from gridsvc.errors import NotFound, ValidationFailed
-from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot, ParkingSpace,
-                            Zone)
+from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, LotSpaceTally, OccupancyObservation, ParkingLot,
+                            ParkingSpace, Zone)
 from gridsvc.services import Page
 
 PRACTICAL_SHARE = 0.85
@@ -214,6 +214,13 @@ def spaces_by_id(session: Session, ids: list[int]) -> dict[int, ParkingSpace]:
 def set_statuses(session: Session, updates: list[tuple[int, str]], *, now: datetime) -> list[ParkingSpace]:
     """Bulk status update (sensors, wardens): all or nothing."""
     spaces = spaces_by_id(session, [space_id for space_id, _ in updates])
+    # The updates below run one statement per space, and each statement's
+    # trigger locks its lot's tally. Taking every tally lock first, in lot
+    # order, keeps two bulk updates over the same lots from deadlocking.
+    lot_ids = sorted({s.lot_id for s in spaces.values() if s.lot_id is not None})
+    if lot_ids:
+        session.execute(select(LotSpaceTally.lot_id).where(LotSpaceTally.lot_id.in_(lot_ids))
+                        .order_by(LotSpaceTally.lot_id).with_for_update())
     for space_id, status in updates:
         space = spaces[space_id]
         if space.status != status:

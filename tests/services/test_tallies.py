@@ -48,3 +48,65 @@ def test_row_counts_equal_count_star(session):
     for table in ("community", "zone", "enterprise", "parking_lot", "parking_space"):
         kept = session.scalar(select(RowCount.n).where(RowCount.table_name == table))
         assert kept == session.execute(text(f"SELECT count(*) FROM {table}")).scalar(), table
+
+
+def test_a_bulk_status_update_waits_for_another_writer_instead_of_deadlocking(engine):
+    """Real connections: a writer holds lot A and will want lot B; a bulk update
+    over the same lots (its spaces B first by id) must wait for it, not deadlock."""
+    import threading
+    import time
+    from datetime import datetime, timezone
+
+    from sqlalchemy.orm import Session
+
+    from gridsvc.services.parking import set_statuses
+
+    now = datetime.now(timezone.utc)
+    with Session(engine) as setup:
+        template = setup.scalar(select(ParkingLot).order_by(ParkingLot.id).limit(1))
+        lots = [ParkingLot(community_id=template.community_id, zone_id=template.zone_id, name=f"race {n}",
+                           geom="SRID=4326;POINT(121.7703 29.8707)") for n in "AB"]
+        setup.add_all(lots)
+        setup.flush()
+        # ids interleave across the lots, so the two updates meet the lots in opposite orders
+        for i in range(4):
+            for lot in (lots if i % 2 == 0 else lots[::-1]):
+                setup.add(space(lot, f"race-{lot.name[-1]}-{i}"))
+                setup.flush()
+        setup.commit()
+        lot_ids = [lot.id for lot in lots]
+        ids = dict(setup.execute(select(ParkingSpace.ref, ParkingSpace.id).where(ParkingSpace.ref.like("race-%"))).all())
+    first = [(ids["race-A-0"], "occupied"), (ids["race-B-0"], "occupied")]  # A before B by id
+    second = [(ids["race-B-1"], "reserved"), (ids["race-A-1"], "reserved")]  # B before A by id
+    errors: list[BaseException] = []
+    try:
+        # A writer that goes space by space: it holds lot A's tally, and will want B's next.
+        holder = engine.connect()
+        holder.begin()
+        holder.execute(update(ParkingSpace).where(ParkingSpace.id == first[0][0]).values(status="occupied"))
+
+        def other() -> None:
+            try:
+                with Session(engine) as session:
+                    set_statuses(session, second, now=now)
+                    session.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        waiting = threading.Thread(target=other)
+        waiting.start()
+        time.sleep(0.5)
+        assert waiting.is_alive()  # queued behind the first writer, not failed
+        # Had the bulk update taken B's tally before waiting for A's, this would deadlock.
+        holder.execute(update(ParkingSpace).where(ParkingSpace.id == first[1][0]).values(status="occupied"))
+        holder.commit()
+        holder.close()
+        waiting.join(timeout=30)
+        assert not waiting.is_alive() and errors == []
+        with Session(engine) as check:
+            assert {lot: tallies(check)[lot] for lot in lot_ids} == {lot: (4, 2) for lot in lot_ids}
+            assert {lot: counted(check)[lot] for lot in lot_ids} == {lot: (4, 2) for lot in lot_ids}
+    finally:
+        with Session(engine) as cleanup:
+            cleanup.execute(delete(ParkingLot).where(ParkingLot.id.in_(lot_ids)))
+            cleanup.commit()
