@@ -56,6 +56,8 @@ def test_parking_lots_carry_capacity_and_utilisation_now(login, session, clock):
     lot = session.scalar(select(ParkingLot).where(ParkingLot.ref == "LF-P003"))
     capacity = (lot.capacity_car + lot.capacity_accessible + lot.capacity_ev_charging + lot.capacity_truck
                 + lot.capacity_ebike)
+    # the demo's own counts (every 15 min around the seed date) would compete: only ours count here
+    session.query(OccupancyObservation).filter(OccupancyObservation.lot_id == lot.id).delete()
     session.add(OccupancyObservation(lot_id=lot.id, observed_at=clock() - timedelta(minutes=5), occupied=40))
     session.add(OccupancyObservation(lot_id=lot.id, observed_at=clock() - timedelta(hours=2), occupied=3))
     session.commit()
