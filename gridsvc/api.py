@@ -13,6 +13,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, Response, request
+from psycopg2.errors import TransactionRollbackError
 from sqlalchemy.exc import OperationalError
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
@@ -148,6 +149,11 @@ class Api(flask_smorest.Api):
         return problem_response(error.to_problem(), headers)
 
     def handle_database_down(self, error: OperationalError):
+        if isinstance(error.orig, TransactionRollbackError):  # a deadlock or serialisation victim, not an outage
+            log.warning("rolled back by the database: %s", error.orig)
+            return problem_response(errors.ConcurrentUpdate(
+                "Another request changed the same records at the same moment; nothing was saved. "
+                "Send the request again.").to_problem(), {"Retry-After": "1"})
         log.error("database unavailable: %s", error.orig)
         return problem_response(errors.DatabaseUnavailable("The database cannot be reached; try again shortly.").to_problem(),
                                 {"Retry-After": "5"})

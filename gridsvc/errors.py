@@ -63,6 +63,13 @@ class ZoneOverlap(Conflict):
     type, title = _problem("zone-overlap"), "Zone overlaps another zone"
 
 
+class ConcurrentUpdate(Conflict):
+    """PostgreSQL chose this request as the one to undo (a deadlock or a
+    serialisation failure): nothing was saved, and sending it again works."""
+
+    type, title = _problem("concurrent-update"), "Another change got in the way"
+
+
 class HasDependents(Conflict):
     type, title = _problem("has-dependents"), "Resource still has dependents"
 

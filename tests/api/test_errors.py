@@ -89,3 +89,17 @@ def test_500_does_not_leak_internals(app):
 def test_unknown_query_parameter_value_is_422(client):
     body = assert_problem(client.get("/api/v1/communities?limit=0"), 422)
     assert "limit" in body["errors"]
+
+
+def test_a_deadlock_victim_is_told_to_send_again_not_that_the_database_is_down(app, client):
+    """PostgreSQL undoes one of two deadlocked transactions: a 409 the client can retry."""
+    import psycopg2.errors
+    from sqlalchemy.exc import OperationalError
+
+    def victim():
+        raise OperationalError("UPDATE lot_space_tally ...", {}, psycopg2.errors.DeadlockDetected())
+
+    app.add_url_rule("/test-only/deadlock", "deadlock_victim", victim)
+    body = assert_problem(client.get("/test-only/deadlock"), 409, "/concurrent-update")
+    assert "again" in body["detail"]
+    assert client.get("/test-only/deadlock").headers["Retry-After"] == "1"
