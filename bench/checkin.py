@@ -15,9 +15,7 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -27,7 +25,7 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from bench.common import bench_database_url, print_table, served
+from bench.common import bench_database_url, print_table, run_wrk, served
 from geo.crs import from_wgs84
 from gridsvc.app import create_app
 from gridsvc.auth import hash_password
@@ -137,25 +135,7 @@ def _requests_file(url: str, people: list[dict], rng: random.Random) -> Path:
 
 def _wrk(base: str, path: str, seconds: int, connections: int, threads: int, script: Path | None = None,
          env: dict | None = None) -> dict:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if script:
-        cmd += ["-s", str(script)]
-    result = subprocess.run([*cmd, base + path], capture_output=True, text=True, env={**os.environ, **(env or {})})
-    if result.returncode != 0:
-        raise SystemExit(f"wrk failed: {result.stderr}")
-    out = result.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rate": rate, "p50": _ms(p50), "p99": _ms(p99), "errors": int(non2xx.group(1)) if non2xx else 0,
-            "total": total}
-
-
-def _ms(match) -> float:
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return run_wrk(base + path, seconds=seconds, connections=connections, threads=threads, script=script, env=env)
 
 
 def main(argv: list[str]) -> int:
@@ -197,10 +177,10 @@ def main(argv: list[str]) -> int:
         requests_file.unlink(missing_ok=True)
         script.unlink(missing_ok=True)
         engine.dispose()
-    rows.append(("GET /api/v1/health/live (trivial, baseline)", f"{live['rate']:.0f}", f"{live['p50']:.1f}",
-                 f"{live['p99']:.1f}", live["errors"], "1.00"))
-    rows.append(("POST /api/v1/shifts/{id}/check-in", f"{checkin['rate']:.0f}", f"{checkin['p50']:.1f}",
-                 f"{checkin['p99']:.1f}", checkin["errors"], f"{checkin['rate'] / live['rate']:.2f}"))
+    rows.append(("GET /api/v1/health/live (trivial, baseline)", f"{live['rate']:.0f}", f"{live['p50_ms']:.1f}",
+                 f"{live['p99_ms']:.1f}", live["non2xx"], "1.00"))
+    rows.append(("POST /api/v1/shifts/{id}/check-in", f"{checkin['rate']:.0f}", f"{checkin['p50_ms']:.1f}",
+                 f"{checkin['p99_ms']:.1f}", checkin["non2xx"], f"{checkin['rate'] / live['rate']:.2f}"))
     print()
     print(f"gunicorn {args.workers} sync workers, wrk {threads} threads x {args.connections} connections, "
           f"{args.seconds} s per row, on {os.cpu_count()} cores")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -64,6 +65,39 @@ def served(url: str, workers: int = 2, worker_class: str = "sync", threads: int 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def run_wrk(url: str, *, seconds: int, connections: int, threads: int, headers: Sequence[tuple[str, str]] = (),
+            script: str | None = None, env: dict | None = None, timeout_s: int | None = None) -> dict:
+    """One wrk run: req/s, p50 and p99 in ms, non-2xx answers, socket errors, requests."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if timeout_s:
+        cmd += ["--timeout", f"{timeout_s}s"]
+    for name, value in headers:
+        cmd += ["-H", f"{name}: {value}"]
+    if script:
+        cmd += ["-s", str(script)]
+    result = subprocess.run([*cmd, url], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise SystemExit(f"wrk failed: {result.stderr}")
+    out = result.stdout
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(p50) if p50 else None, "p99_ms": _ms(p99) if p99 else None,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        # read errors are how wrk counts a server closing a connection it was asked to close: not failures
+        "socket_errors": (int(sock.group(1)) + int(sock.group(3)) + int(sock.group(4))) if sock else 0,
+        "total": int(re.search(r"(\d+) requests in", out).group(1)),
+    }
+
+
+def _ms(match) -> float:
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -30,10 +30,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -47,7 +45,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from bench import peers
-from bench.common import load_town, print_table, served
+from bench.common import load_town, print_table, run_wrk, served
 from bench.parking import _populate
 from gridsvc import localdb
 from gridsvc.config import database_url
@@ -353,30 +351,9 @@ def targets(published: list[peers.Table], s: Scenario, truth: Truth) -> list[Tar
 
 def wrk(url: str, seconds: int, connections: int, threads: int, close: bool,
         headers: tuple[tuple[str, str], ...] = ()) -> dict:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
-    if close:
-        cmd += ["-H", "Connection: close"]
-    for name, value in headers:
-        cmd += ["-H", f"{name}: {value}"]
-    result = subprocess.run([*cmd, url], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"wrk failed: {result.stderr}")
-    out = result.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = int(non2xx.group(1)) if non2xx else 0
-    # read errors are how wrk counts a server closing a connection it was asked to close: not failures
-    socket_errors = (int(sock.group(1)) + int(sock.group(3)) + int(sock.group(4))) if sock else 0
-    return {"rate": rate, "p50_ms": _ms(p50) if p50 else None, "non2xx": errors, "socket_errors": socket_errors,
-            "total": total}
-
-
-def _ms(match) -> float:
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    closing = (("Connection", "close"),) if close else ()
+    return run_wrk(url, seconds=seconds, connections=connections, threads=threads, headers=closing + tuple(headers),
+                   timeout_s=10)
 
 
 def sequential(url: str, n: int, headers: tuple[tuple[str, str], ...] = ()) -> float:
