@@ -11,7 +11,7 @@ of a ``count(*)`` over a million spaces.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -47,7 +47,6 @@ class Collection:
     props: tuple[Prop, ...]
     temporal: str | None = None  # a date column: features in use from that day (NULL: since before records)
     geometry_type: str = "geometry"
-    sql: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def filters(self) -> dict[str, Prop]:
@@ -61,8 +60,9 @@ class Collection:
                 f"'properties', json_build_object({properties}))")
 
 
-def _capacity_total(t: str) -> str:
-    return f"({t}.capacity_car + {t}.capacity_accessible + {t}.capacity_ev_charging + {t}.capacity_truck + {t}.capacity_ebike)"
+def capacity_total_sql(lot: str) -> str:
+    """SQL: all the spaces of the lot ``lot`` (every type), as ``ParkingLot.capacity_total``."""
+    return "(" + " + ".join(f"{lot}.capacity_{t}" for t in SPACE_TYPES) + ")"
 
 
 COLLECTIONS: dict[str, Collection] = {c.id: c for c in (
@@ -105,7 +105,7 @@ COLLECTIONS: dict[str, Collection] = {c.id: c for c in (
             Prop("operator", "{t}.operator", "string"),
             Prop("access", "{t}.access", "string", filter=True, enum=PARKING_ACCESS),
             Prop("kind", "{t}.kind", "string", filter=True, enum=PARKING_KINDS),
-            Prop("capacity", _capacity_total("{t}"), "integer", description="all spaces"),
+            Prop("capacity", capacity_total_sql("{t}"), "integer", description="all spaces"),
             *(Prop(f"capacity_{s}", f"{{t}}.capacity_{s}", "integer") for s in SPACE_TYPES),
             Prop("opening_hours", "{t}.opening_hours", "string"),
             Prop("fee", "{t}.fee", "string"),
@@ -218,7 +218,7 @@ def extent(session: Session, collection: Collection) -> dict[str, Any]:
     cached = _extent_cache.get(key)
     if cached and time.monotonic() - cached[0] < EXTENT_TTL_S:
         return cached[1]
-    columns = f"ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+    columns = "ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
     sql = f"SELECT {columns} FROM (SELECT ST_Extent({collection.geometry}) AS e FROM {collection.table}) s"
     row = session.execute(text(sql)).one()
     spatial = [round(v, 7) for v in row] if row[0] is not None else [-180.0, -90.0, 180.0, 90.0]

@@ -18,7 +18,7 @@ from gridsvc.db import fetch_prepared
 from gridsvc.errors import NotFound
 from gridsvc.models import OPEN_STATUSES, ServiceRequest, Zone
 from gridsvc.services import requests as requests_service
-from gridsvc.services.features import COORDINATE_DECIMALS
+from gridsvc.services.features import COORDINATE_DECIMALS, capacity_total_sql
 from gridsvc.services.parking import FRESH_OBSERVATION
 
 __all__ = ["FRESH_OBSERVATION", "lot_occupancy_sql", "zone_map"]
@@ -29,9 +29,8 @@ def lot_occupancy_sql(lot: str) -> str:
     observation of the last day, else its spaces marked occupied or reserved
     (from the trigger-kept tally), else unknown (NULL) when it has neither.
     Needs %(now)s and %(fresh_after)s."""
-    total = " + ".join(f"{lot}.capacity_{t}" for t in ("car", "accessible", "ev_charging", "truck", "ebike"))
     return f"""
-        SELECT {total} AS capacity,
+        SELECT {capacity_total_sql(lot)} AS capacity,
                coalesce((SELECT ob.occupied FROM occupancy_observation ob
                          WHERE ob.lot_id = {lot}.id AND ob.observed_at > %(fresh_after)s AND ob.observed_at <= %(now)s
                          ORDER BY ob.observed_at DESC LIMIT 1),

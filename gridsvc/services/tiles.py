@@ -8,6 +8,7 @@ admins everywhere, a liaison in their own zones.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,36 +48,36 @@ def _geom(column: str) -> str:
     return f"ST_AsMVTGeom(ST_Transform({column}, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom"
 
 
-def _zone_scope(column: str, viewer: Viewer) -> str:
-    return "TRUE" if viewer.all_zones else f"{column} = ANY(%(zone_ids)s)"
+def _zone_scope(column: str, all_zones: bool) -> str:
+    return "TRUE" if all_zones else f"{column} = ANY(%(zone_ids)s)"
 
 
 LAYER_SQL = {
-    "zones": lambda v: _mvt("zones", f"""
+    "zones": lambda all_zones: _mvt("zones", f"""
         SELECT z.id, z.code, z.name, z.community_id, {_geom('z.geom')}
         FROM zone z, env WHERE z.geom && env.query"""),
     # OFFSET 0 keeps the lateral occupancy and the clipping from being
     # evaluated twice (once for utilisation, once for the NULL-geometry filter).
-    "parking": lambda v: _mvt("parking", f"""
+    "parking": lambda all_zones: _mvt("parking", f"""
         SELECT p.id, p.name, p.access, p.kind, p.zone_id, p.capacity, p.occupied,
                CASE WHEN p.capacity > 0 THEN round(p.occupied::numeric / p.capacity, 3)::float8 END AS utilisation, p.geom
         FROM (SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied, {_geom('l.geom')}
               FROM parking_lot l CROSS JOIN LATERAL ({lot_occupancy_sql('l')}) o, env
               WHERE l.geom && env.query OFFSET 0) p"""),
-    "enterprises": lambda v: _mvt("enterprises", f"""
+    "enterprises": lambda all_zones: _mvt("enterprises", f"""
         SELECT e.id, e.name, e.workers, e.zone_id, {_geom('e.location')}
         FROM enterprise e, env WHERE e.location && env.query"""),
-    "requests": lambda v: _mvt("requests", f"""
+    "requests": lambda all_zones: _mvt("requests", f"""
         SELECT r.id, r.service_code, r.status, r.zone_id, to_char(r.created_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS created_at,
                {_geom('r.location')}
         FROM service_request r, env
-        WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r} AND {_zone_scope('r.zone_id', v)}"""),
-    "volunteers": lambda v: _mvt("volunteers", f"""
+        WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r} AND {_zone_scope('r.zone_id', all_zones)}"""),
+    "volunteers": lambda all_zones: _mvt("volunteers", f"""
         SELECT vol.id, vol.real_name AS name, s.id AS shift_id, s.zone_id,
                to_char(vol.last_position_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS position_at, {_geom('vol.last_position')}
         FROM volunteer vol JOIN shift s ON s.id = vol.on_duty_shift_id, env
         WHERE vol.on_duty_shift_id IS NOT NULL AND vol.last_position && env.query AND s.ends_at > %(now)s
-          AND {_zone_scope('s.zone_id', v)}"""),
+          AND {_zone_scope('s.zone_id', all_zones)}"""),
 }
 
 
@@ -84,13 +85,19 @@ def valid_tile(z: int, x: int, y: int) -> bool:
     return 0 <= z <= MAX_ZOOM and 0 <= x < 2 ** z and 0 <= y < 2 ** z
 
 
+@functools.lru_cache(maxsize=256)
+def _tile_sql(layers: tuple[str, ...], all_zones: bool) -> str:
+    """The statement for these layers, built once (the zones themselves are a parameter)."""
+    margin = BUFFER / EXTENT
+    parts = " || ".join(LAYER_SQL[name](all_zones) for name in layers)
+    return (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile, "
+            f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
+            f"SELECT {parts} FROM env")
+
+
 def tile(session: Session, z: int, x: int, y: int, layers: tuple[str, ...], viewer: Viewer, now: datetime) -> bytes:
     """The tile with ``layers`` (in that order); empty bytes when nothing is in it."""
-    margin = BUFFER / EXTENT
-    parts = " || ".join(LAYER_SQL[name](viewer) for name in layers)
-    sql = (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile, "
-           f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
-           f"SELECT {parts} FROM env")
+    sql = _tile_sql(layers, viewer.all_zones)
     params: dict[str, Any] = {"z": z, "x": x, "y": y, "now": now, "fresh_after": now - FRESH_OBSERVATION,
                               "zone_ids": list(viewer.zone_ids)}
     return bytes(fetch_prepared(session, sql, params)[0] or b"")
