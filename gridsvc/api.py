@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 import flask_smorest
 from flask import Flask, Response, request
@@ -169,6 +169,15 @@ class Api(flask_smorest.Api):
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return problem_response({"type": "about:blank", "title": "Internal Server Error", "status": 500,
                                  "detail": "An unexpected error occurred; it has been logged."})
+
+
+def reject_unknown_parameters(allowed: Iterable[str]) -> None:
+    """400 naming any query parameter the resource does not declare (OGC's
+    /req/core/query-param-unknown; the tiles follow the same rule)."""
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise errors.BadRequest(f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
+                                errors={name: ["not a parameter of this resource"] for name in unknown})
 
 
 def require_json_body() -> None:

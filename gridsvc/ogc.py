@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, request, url_for
 
 from gridsvc import auth, clock
+from gridsvc.api import reject_unknown_parameters
 from gridsvc.db import current_session
 from gridsvc.errors import BadRequest, NotFound
 from gridsvc.services import features as service
@@ -51,10 +52,7 @@ def _root() -> str:
 
 def _check_params(allowed: Iterable[str]) -> None:
     """An undeclared parameter is a 400 (OGC /req/core/query-param-unknown)."""
-    unknown = sorted(set(request.args) - set(allowed) - {"f"})
-    if unknown:
-        raise BadRequest(f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
-                         errors={name: ["not a parameter of this resource"] for name in unknown})
+    reject_unknown_parameters({*allowed, "f"})
     for name in request.args:
         if len(request.args.getlist(name)) > 1:
             raise BadRequest(f"The parameter {name} is given more than once.", errors={name: ["given more than once"]})

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from flask import Blueprint, Response, current_app, request
 
 from gridsvc import auth, clock
+from gridsvc.api import reject_unknown_parameters
 from gridsvc.db import current_session
 from gridsvc.errors import BadRequest, Forbidden
 from gridsvc.services import tiles as service
@@ -90,10 +91,7 @@ def _viewer(principal: auth.Principal) -> service.Viewer:
 
 
 def _layers(viewer: service.Viewer) -> tuple[str, ...]:
-    unknown = sorted(set(request.args) - {"layers"})
-    if unknown:
-        raise BadRequest(f"Unknown query parameter: {', '.join(unknown)}.",
-                         errors={name: ["not a parameter of this resource"] for name in unknown})
+    reject_unknown_parameters({"layers"})
     if "layers" not in request.args:
         return service.LAYERS if viewer.sees_personal else service.PUBLIC_LAYERS
     asked = tuple(dict.fromkeys(n.strip() for n in request.args["layers"].split(",") if n.strip()))
