@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import current_app, g
 from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
+from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, relationship, sessionmaker
 
@@ -125,6 +126,14 @@ def close_session(_exc: BaseException | None = None) -> None:
 # ---------------------------------------------------------------- prepared statements
 
 _NAMED_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+def statement_text(statement: Any, *, literal: bool = False) -> tuple[str, dict[str, Any]]:
+    """A Core statement as psycopg2 SQL text for ``fetch_prepared``, and the
+    values of the parameters it carries itself (its literals, LIMIT 1 ...);
+    ``literal`` writes those values into the text instead (for a fragment)."""
+    compiled = statement.compile(dialect=psycopg2_dialect.dialect(), compile_kwargs={"literal_binds": literal})
+    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
 
 
 def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: bool = False) -> Any:

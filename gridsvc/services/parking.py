@@ -32,7 +32,7 @@ from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select,
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
-from gridsvc.db import fetch_prepared
+from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import NotFound, ValidationFailed
 from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, LotSpaceTally, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
@@ -341,17 +341,13 @@ def _capacity_sql(kind: str, current: bool) -> tuple[str, dict[str, Any]]:
     """The capacity statement as psycopg2 SQL text and the values of its
     built-in parameters, for a prepared statement (planning it was a third
     of the cost of answering)."""
-    from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
-
-    compiled = _capacity_statement(kind, current).compile(dialect=pg_dialect.dialect())
-    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+    return statement_text(_capacity_statement(kind, current))
 
 
-@functools.lru_cache(maxsize=32)
 def _capacity_statement(kind: str, current: bool):
     """All the figures in one statement of three aggregate passes (the chosen
     lots, the lone spaces in the area, the spaces inside the chosen lots);
-    built once per selector kind, then only bound. Columns, in order: lots;
+    built once per selector kind (by ``_capacity_sql``), then only bound. Columns, in order: lots;
     lot capacity per type; lone spaces per type; spaces in lots; lone spaces;
     then, for today, occupied in lots, occupied lone, out of service in lots,
     out of service lone."""
@@ -428,15 +424,12 @@ def capacity(session: Session, selector: Selector, *, as_of: date | None, now: d
 @functools.lru_cache(maxsize=1)
 def _nearest_sql() -> tuple[str, dict[str, Any]]:
     """The lots of a radius, nearest first, as prepared SQL (only the columns shown)."""
-    from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
-
     distance = gsql.distance_m(ParkingLot.geom, gsql.point(bindparam("lon"), bindparam("lat")))
     statement = (select(ParkingLot.id, ParkingLot.name, ParkingLot.zone_id, ParkingLot.access, distance,
                         *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES])
                  .where(_area(ParkingLot, "radius"), _in_use(ParkingLot, bindparam("as_of")))
                  .order_by(distance, ParkingLot.id).limit(bindparam("nearest")))
-    compiled = statement.compile(dialect=pg_dialect.dialect())
-    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+    return statement_text(statement)
 
 
 def _check_exists(session: Session, selector: Selector) -> None:

@@ -33,11 +33,11 @@ from typing import Any, Iterable, Mapping
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
-from gridsvc.db import fetch_prepared
+from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Volunteer, Zone)
@@ -229,15 +229,13 @@ class Candidate:
 
 # The candidate query (see the module docstring), prepared once per connection.
 # KNN on the partial on-duty index in degrees picks a generous few; the
-# spheroid orders them. The open-task count is the same as _open_tasks.
+# spheroid orders them. The open-task count is _open_tasks itself, written out.
 _CANDIDATES = """
     SELECT v.id, ST_Distance(v.last_position::geography,
                              ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
     FROM volunteer v JOIN shift s ON s.id = v.on_duty_shift_id
     WHERE s.ends_at > %(now)s AND v.last_position IS NOT NULL AND v.on_duty_shift_id IS NOT NULL
-      AND (SELECT count(*) FROM service_request r
-           WHERE r.volunteer_id = v.id AND r.status IN ('assigned', 'in_progress'))
-        + (SELECT count(*) FROM request_offer o WHERE o.volunteer_id = v.id AND o.outcome = 'pending') < %(cap)s
+      AND {open_tasks} < %(cap)s
       {skill}
       AND v.id <> ALL(%(excluded)s::int[])
     ORDER BY v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)
@@ -245,17 +243,18 @@ _CANDIDATES = """
 # Two texts rather than "skill IS NULL OR EXISTS (...)": with the OR, PostgreSQL
 # hashes every volunteer of the skill first (26k rows at 100k volunteers)
 # instead of probing the index for the few nearest.
-_CANDIDATES_WITH_SKILL = _CANDIDATES.replace("{skill}", "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE "
-                                             "vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)")
-_CANDIDATES_ANY_SKILL = _CANDIDATES.replace("{skill}", "")
+_OPEN_TASKS_OF_V = statement_text(_open_tasks(literal_column("v.id")), literal=True)[0]
+_CANDIDATES_WITH_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill=(
+    "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)"))
+_CANDIDATES_ANY_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill="")
 
 
 def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
                exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
     """Eligible volunteers, nearest first (see the module docstring)."""
-    rows = fetch_prepared(session, _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap,
-                                                 "skill": skill, "excluded": list(exclude),
-                                                 "few": max(limit * 4, 20)}, many=True)
+    statement = _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL
+    rows = fetch_prepared(session, statement, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill,
+                                               "excluded": list(exclude), "few": max(limit * 4, 20)}, many=True)
     found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d in rows if d <= policy.max_distance_m),
                    key=lambda c: (c.distance_m, c.volunteer_id))
     return found[:limit]
