@@ -140,9 +140,9 @@ def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: 
     """Run a hand-written statement (psycopg2 ``%(name)s`` parameters) as a
     server-side prepared statement of the session's connection.
 
-    For the hot read paths (map pages, tiles): PostgreSQL plans the statement
-    once per connection instead of on every request, which is most of the
-    cost of a small query. Prepared statements outlive transactions, so they
+    For the hot paths (map pages, tiles, capacity, dispatch): PostgreSQL
+    parses and plans the statement once per connection instead of on every
+    request, which is most of the cost of a small query. Prepared statements outlive transactions, so they
     are remembered in the pooled connection's ``info``. Returns the first row
     (or all rows with ``many``)."""
     connection = session.connection().connection  # the pooled DBAPI connection

@@ -15,16 +15,20 @@ depends_on = None
 OCCUPYING = "('occupied', 'reserved')"
 
 # Each statement's changes are folded into one signed delta per lot and
-# applied in lot order (so two writers touching the same lots lock their
-# tallies in the same order and cannot deadlock).
+# applied in lot order (one statement locks its tallies in the same order as
+# any other; a transaction of several statements must lock them first itself,
+# as gridsvc.services.parking.set_statuses does).
 APPLY = """
     INSERT INTO lot_space_tally AS t (lot_id, spaces, occupied)
     SELECT lot_id, sum(spaces), sum(occupied) FROM ({changes}) c
     GROUP BY lot_id HAVING sum(spaces) <> 0 OR sum(occupied) <> 0 ORDER BY lot_id
     ON CONFLICT (lot_id) DO UPDATE SET spaces = t.spaces + EXCLUDED.spaces, occupied = t.occupied + EXCLUDED.occupied
 """
-ADDED = f"SELECT lot_id, 1 AS spaces, (status IN {OCCUPYING})::int AS occupied FROM {{rows}} WHERE lot_id IS NOT NULL"
-REMOVED = f"SELECT lot_id, -1 AS spaces, -(status IN {OCCUPYING})::int AS occupied FROM {{rows}} WHERE lot_id IS NOT NULL"
+# A tally whose lot is being deleted in the same statement is gone already;
+# the insert would then find no lot: lots that no longer exist are skipped.
+IN_A_LOT = "lot_id IS NOT NULL AND lot_id IN (SELECT id FROM parking_lot)"
+ADDED = f"SELECT lot_id, 1 AS spaces, (status IN {OCCUPYING})::int AS occupied FROM {{rows}} WHERE {IN_A_LOT}"
+REMOVED = f"SELECT lot_id, -1 AS spaces, -(status IN {OCCUPYING})::int AS occupied FROM {{rows}} WHERE {IN_A_LOT}"
 
 
 def upgrade() -> None:
@@ -40,16 +44,13 @@ def upgrade() -> None:
     inserted = APPLY.format(changes=ADDED.format(rows="inserted"))
     deleted = APPLY.format(changes=REMOVED.format(rows="deleted"))
     updated = APPLY.format(changes=REMOVED.format(rows="old_rows") + " UNION ALL " + ADDED.format(rows="new_rows"))
-    # A tally whose lot is being deleted in the same statement is gone already;
-    # the insert then finds no lot: skip lots that no longer exist.
-    guard = " AND lot_id IN (SELECT id FROM parking_lot)"
     op.execute(f"""
         CREATE FUNCTION lot_space_tally_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN {inserted.replace("WHERE lot_id IS NOT NULL", "WHERE lot_id IS NOT NULL" + guard)}; RETURN NULL; END $$;
+        BEGIN {inserted}; RETURN NULL; END $$;
         CREATE FUNCTION lot_space_tally_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN {deleted.replace("WHERE lot_id IS NOT NULL", "WHERE lot_id IS NOT NULL" + guard)}; RETURN NULL; END $$;
+        BEGIN {deleted}; RETURN NULL; END $$;
         CREATE FUNCTION lot_space_tally_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN {updated.replace("WHERE lot_id IS NOT NULL", "WHERE lot_id IS NOT NULL" + guard)}; RETURN NULL; END $$;
+        BEGIN {updated}; RETURN NULL; END $$;
         CREATE FUNCTION lot_space_tally_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN DELETE FROM lot_space_tally; RETURN NULL; END $$;
     """)
