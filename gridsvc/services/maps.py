@@ -21,8 +21,6 @@ from gridsvc.services import requests as requests_service
 from gridsvc.services.features import COORDINATE_DECIMALS, capacity_total_sql
 from gridsvc.services.parking import FRESH_OBSERVATION
 
-__all__ = ["FRESH_OBSERVATION", "lot_occupancy_sql", "zone_map"]
-
 
 def lot_occupancy_sql(lot: str) -> str:
     """A lateral row (capacity, occupied) for the lot ``lot`` now: its latest

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from gridsvc.db import fetch_prepared
 from gridsvc.models import OPEN_STATUSES
-from gridsvc.services.maps import FRESH_OBSERVATION, lot_occupancy_sql
+from gridsvc.services.maps import lot_occupancy_sql
+from gridsvc.services.parking import FRESH_OBSERVATION
 
 MAX_ZOOM = 22
 EXTENT = 4096
