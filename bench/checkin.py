@@ -4,7 +4,7 @@ server in the same run. Load comes from wrk (Debian package ``wrk``) on
 loopback, each request a different volunteer with their own token, shift and
 Idempotency-Key; positions are GCJ-02, as phones send them.
 
-    python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 8] [--connections 32]
+    python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 8] [--connections 32] [--workers 2]
 
 Goal (issue 4): at least 800 check-ins/s on 2 cores and at least 40% of the
 trivial endpoint's rate.
@@ -144,7 +144,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shifts", type=int, default=1_000)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    # 2, as `gridsvc serve` runs: on 2 cores, 4 workers are ~40% slower here (they
+    # contend with PostgreSQL for the cores and context switches dominate)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: as gridsvc serve)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("bench checkin needs wrk: apt-get install wrk")

@@ -21,13 +21,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, g
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, get_jwt, verify_jwt_in_request
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session
 
 from gridsvc.api import problem_response
-from gridsvc.db import current_session
+from gridsvc.db import current_session, fetch_prepared
 from gridsvc.errors import Forbidden, Unauthorized
-from gridsvc.models import User, Zone
+from gridsvc.models import User
 
 _hasher = PasswordHasher()
 # Verified against when the username does not exist, so that a miss costs
@@ -87,16 +86,38 @@ def current_principal() -> Principal:
     return g.get("principal", ANONYMOUS)
 
 
-def _principal_for(user: User) -> Principal:
-    roles = frozenset(user.roles)
-    zones: frozenset[int] = frozenset()
-    if "liaison" in roles:
-        zones = frozenset(current_session().scalars(select(Zone.id).where(Zone.liaison_id == user.id)))
-    departments: frozenset[int] = frozenset()
-    if "department" in roles:
-        departments = frozenset(d.id for d in user.departments)
-    return Principal(user_id=user.id, username=user.username, roles=roles, liaison_zone_ids=zones,
-                     department_ids=departments)
+# Every authenticated request reads its account afresh (see the module
+# docstring), so this is one prepared statement: the account, its roles, and
+# the zones and departments only for the roles that have them.
+_ACCOUNT = """
+SELECT u.username, u.disabled, u.token_version, r.roles,
+       CASE WHEN 'liaison' = ANY (r.roles)
+            THEN ARRAY(SELECT z.id FROM zone z WHERE z.liaison_id = u.id ORDER BY z.id) END,
+       CASE WHEN 'department' = ANY (r.roles)
+            THEN ARRAY(SELECT d.department_id FROM department_member d WHERE d.user_id = u.id
+                       ORDER BY d.department_id) END
+FROM app_user u,
+     LATERAL (SELECT ARRAY(SELECT ur.role::text FROM user_role ur WHERE ur.user_id = u.id ORDER BY ur.role) AS roles) r
+WHERE u.id = %(id)s"""
+
+
+@dataclass(frozen=True)
+class Account:
+    """What authorisation needs of an account, as stored right now."""
+
+    principal: Principal
+    disabled: bool
+    token_version: int
+
+
+def load_account(session: Session, user_id: int) -> Account | None:
+    row = fetch_prepared(session, _ACCOUNT, {"id": user_id})
+    if row is None:
+        return None
+    username, disabled, token_version, role_names, zone_ids, department_ids = row
+    principal = Principal(user_id=user_id, username=username, roles=frozenset(role_names),
+                          liaison_zone_ids=frozenset(zone_ids or ()), department_ids=frozenset(department_ids or ()))
+    return Account(principal=principal, disabled=disabled, token_version=token_version)
 
 
 # ---------------------------------------------------------------- rules
@@ -171,9 +192,9 @@ def authenticate(rule: Rule) -> Principal:
     claims = get_jwt()
     principal = ANONYMOUS
     if claims:
-        user = g.pop("token_user", None) or current_session().get(User, int(claims["sub"]))
-        principal = _principal_for(user)  # the blocklist check already refused a missing user
-        current_session().info["actor_id"] = user.id
+        account = g.pop("token_account", None) or load_account(current_session(), int(claims["sub"]))
+        principal = account.principal  # the blocklist check already refused a missing account
+        current_session().info["actor_id"] = principal.user_id
     g.principal = principal
     if rule.roles is not None and not rule.public and not principal.has_any(rule.roles):
         raise Forbidden(f"This action needs one of the roles {', '.join(sorted(rule.roles))}; "
@@ -231,21 +252,18 @@ def init_auth(app: Flask) -> None:
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict, payload: dict) -> bool:
         try:
-            # Roles are read on every authenticated request: joined into the same query.
-            user = current_session().get(User, int(payload["sub"]), options=[joinedload(User.role_rows)])
+            account = load_account(current_session(), int(payload["sub"]))
         except (KeyError, ValueError):
             return True
-        # Keep a strong reference: the session's identity map is weak, and
-        # authenticate() needs the same row right after this check.
-        g.token_user = user
-        return user is None or user.disabled or payload.get("tv") != user.token_version
+        g.token_account = account  # authenticate() builds the principal from the same read
+        return account is None or account.disabled or payload.get("tv") != account.token_version
 
     @jwt.revoked_token_loader
     def _on_revoked(_header: dict, payload: dict):
-        user = current_session().get(User, int(payload["sub"]))
-        if user is None:
+        account = g.pop("token_account", None)
+        if account is None:
             return _unauthorized("The token's account no longer exists.")
-        if user.disabled:
+        if account.disabled:
             return _unauthorized("The token was revoked: the account is disabled.")
         return _unauthorized("The token was revoked (signed out, or the password changed); sign in again.")
 

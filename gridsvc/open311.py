@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
-from gridsvc.auth import _principal_for
+from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
@@ -73,7 +73,7 @@ def _actor_for_key(key: str | None) -> tuple[service.Actor, int]:
     if row is None or row[0].revoked or row[1].disabled:
         raise Open311Error(403, "api_key is invalid or revoked")
     user = row[1]
-    principal = _principal_for(user)
+    principal = load_account(session, user.id).principal
     volunteer = volunteer_of_user(session, user.id) if "volunteer" in principal.roles else None
     session.info["actor_id"] = user.id
     return service.Actor(user_id=user.id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,

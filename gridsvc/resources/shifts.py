@@ -170,7 +170,7 @@ def _check(shift_id: int, kind: str, data: dict):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
     session = current_session()
-    volunteer = volunteer_service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
+    volunteer = checks.lock_volunteer_of_user(session, auth.current_principal().user_id)
     point = data["point"]
     outcome = checks.check(session, volunteer, checks.CheckRequest(
         shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
@@ -216,7 +216,7 @@ class MyCheckEvents(MethodView):
             raise ValidationFailed(f"At most {limit} events per upload; send the rest in another request.",
                                    errors={"events": [f"at most {limit} events"]})
         session = current_session()
-        volunteer = volunteer_service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
+        volunteer = checks.lock_volunteer_of_user(session, auth.current_principal().user_id)
         requests = [(i, checks.CheckRequest(
             shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
             input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),

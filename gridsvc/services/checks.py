@@ -26,12 +26,13 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 
-from sqlalchemy import bindparam, case, func, select
+from psycopg2.extras import Json
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
+from gridsvc.db import fetch_prepared
 from gridsvc.errors import Conflict, GridsvcError, NotFound, ValidationFailed
-from gridsvc.models import CheckEvent, ServiceHours, Shift, Signup, Volunteer, Zone
+from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
 
 
 @dataclass(frozen=True)
@@ -83,36 +84,93 @@ class CheckOutcome:
     replayed: bool
 
 
-def _geofence_distance(here):
-    """SQL: metres from ``here`` to the shift's geofence (point radius, else zone polygon); 0 inside.
+@dataclass
+class VolunteerLock:
+    """The checking volunteer's row, locked ``FOR UPDATE`` for the request:
+    that lock serialises all of a volunteer's check events."""
 
-    The usual case, a phone inside its zone, is settled by a planar ST_Covers;
-    the costlier distance on the spheroid is only computed outside.
-    """
-    zone_distance = select(case((func.ST_Covers(Zone.geom, here), 0.0), else_=gsql.distance_m(Zone.geom, here))
-                           ).where(Zone.id == Shift.zone_id).scalar_subquery()
-    return case((Shift.location.is_not(None), func.greatest(0.0, gsql.distance_m(Shift.location, here) - Shift.radius_m)),
-                else_=zone_distance)
+    id: int
+    on_duty_shift_id: int | None
 
 
-# One round trip for what judging a check event needs: the shift, whether
-# the volunteer is confirmed on it, and the distance to its geofence.
-# Built once; check-in is the mobile app's hottest write.
-_JUDGE = select(
-    Shift,
-    select(Signup.id).where(Signup.shift_id == Shift.id, Signup.volunteer_id == bindparam("volunteer_id"),
-                            Signup.status == "confirmed").exists(),
-    _geofence_distance(gsql.point(bindparam("lon"), bindparam("lat"))),
-).where(Shift.id == bindparam("shift_id"))
+_LOCK_VOLUNTEER = "SELECT id, on_duty_shift_id FROM volunteer WHERE user_id = %(user_id)s FOR UPDATE"
 
 
-def _open_check_in(session: Session, volunteer_id: int, shift_id: int) -> CheckEvent | None:
-    """The accepted check-in to this shift that has no hours yet (no check-out)."""
-    return session.scalar(
-        select(CheckEvent).where(CheckEvent.volunteer_id == volunteer_id, CheckEvent.shift_id == shift_id,
-                                 CheckEvent.kind == "check_in", CheckEvent.accepted.is_(True),
-                                 ~select(ServiceHours.id).where(ServiceHours.check_in_id == CheckEvent.id).exists())
-        .order_by(CheckEvent.effective_at.desc()).limit(1))
+def lock_volunteer_of_user(session: Session, user_id: int) -> VolunteerLock:
+    row = fetch_prepared(session, _LOCK_VOLUNTEER, {"user_id": user_id})
+    if row is None:
+        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+    return VolunteerLock(*row)
+
+
+# Check-in is the mobile app's hottest write, so it is a few prepared
+# statements rather than ORM round trips. This one reads what judging an
+# event needs, in one go (read after the volunteer's lock, so it sees every
+# earlier event of theirs):
+# - an earlier event with the same Idempotency-Key (a retry gets its answer);
+# - the shift, and whether the volunteer is confirmed on it;
+# - the distance to its geofence: the point's radius, else the zone. A phone
+#   inside its zone (the usual case) is settled by a planar ST_Covers; the
+#   costlier distance on the spheroid is only computed outside;
+# - for a check-out, the open check-in (accepted, with no hours yet).
+_JUDGE = """
+SELECT prev.id, prev.shift_id, prev.kind, prev.status_code, prev.response,
+       s.id, s.status, s.starts_at, s.ends_at,
+       EXISTS (SELECT FROM signup sg WHERE sg.shift_id = s.id AND sg.volunteer_id = %(volunteer_id)s
+                                       AND sg.status = 'confirmed'),
+       CASE WHEN s.location IS NOT NULL
+            THEN greatest(0.0, ST_Distance(s.location::geography, h.here::geography) - s.radius_m)
+            ELSE (SELECT CASE WHEN ST_Covers(z.geom, h.here) THEN 0.0
+                              ELSE ST_Distance(z.geom::geography, h.here::geography) END
+                  FROM zone z WHERE z.id = s.zone_id)
+       END,
+       open.id, open.effective_at, open.inside
+FROM (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
+LEFT JOIN check_event prev ON prev.volunteer_id = %(volunteer_id)s AND prev.idempotency_key = %(key)s
+LEFT JOIN shift s ON s.id = %(shift_id)s
+LEFT JOIN LATERAL (
+    SELECT e.id, e.effective_at, e.inside FROM check_event e
+    WHERE %(find_open)s AND e.volunteer_id = %(volunteer_id)s AND e.shift_id = s.id AND e.kind = 'check_in'
+      AND e.accepted AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
+    ORDER BY e.effective_at DESC LIMIT 1) open ON true"""
+
+# The event, and for an accepted one the volunteer's duty and last known
+# position (a check event is a position fix; its own row is the history).
+# ``updated_by_id`` as the ORM's audit stamp would set it.
+_RECORD = """
+WITH event AS (
+    INSERT INTO check_event (shift_id, volunteer_id, kind, idempotency_key, client_time, effective_at, position,
+                             input_lon, input_lat, input_crs, accuracy_m, inside, distance_m, accepted, flagged,
+                             reason, offline, status_code, response)
+    VALUES (%(shift_id)s, %(volunteer_id)s, %(kind)s, %(key)s, %(client_time)s, %(at)s,
+            ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(input_lon)s, %(input_lat)s, %(input_crs)s,
+            %(accuracy_m)s, %(inside)s, %(distance_m)s, %(accepted)s, NOT %(accepted)s, %(reason)s, %(offline)s,
+            %(status)s, %(response)s)
+    RETURNING id),
+duty AS (
+    UPDATE volunteer SET
+        on_duty_shift_id = %(on_duty_shift_id)s,
+        last_position = CASE WHEN last_position_at IS NULL OR last_position_at <= %(at)s
+                             THEN ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) ELSE last_position END,
+        last_accuracy_m = CASE WHEN last_position_at IS NULL OR last_position_at <= %(at)s
+                               THEN %(accuracy_m)s ELSE last_accuracy_m END,
+        last_position_at = greatest(last_position_at, %(at)s),
+        updated_at = now(), updated_by_id = coalesce(%(actor_id)s, updated_by_id)
+    WHERE id = %(volunteer_id)s AND %(accepted)s)
+SELECT id FROM event"""
+
+# Hours of a closed check-in; a check-out's stored answer gets the entry's id.
+_RECORD_HOURS = """
+WITH entry AS (
+    INSERT INTO service_hours (volunteer_id, shift_id, check_in_id, check_out_id, started_at, ended_at, hours,
+                               status, auto_approved, flagged, flag_reason)
+    VALUES (%(volunteer_id)s, %(shift_id)s, %(check_in_id)s, %(check_out_id)s, %(started_at)s, %(ended_at)s,
+            %(hours)s, %(status)s, %(auto)s, %(flag_reason)s::text IS NOT NULL, %(flag_reason)s)
+    RETURNING id),
+answer AS (
+    UPDATE check_event SET response = jsonb_set(response, '{hours,id}', to_jsonb(entry.id))
+    FROM entry WHERE check_event.id = %(check_out_id)s)
+SELECT id FROM entry"""
 
 
 def _hours_between(start: datetime, end: datetime) -> Decimal:
@@ -120,21 +178,32 @@ def _hours_between(start: datetime, end: datetime) -> Decimal:
     return (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
-def _record_hours(session: Session, volunteer_id: int, shift: Shift, check_in: CheckEvent, ended_at: datetime,
-                  check_out: CheckEvent | None, flag_reason: str | None) -> ServiceHours:
-    start = max(check_in.effective_at, shift.starts_at)
-    end = max(start, min(ended_at, shift.ends_at))
-    auto = check_out is not None and check_in.inside and check_out.inside and flag_reason is None
-    entry = ServiceHours(volunteer_id=volunteer_id, shift_id=shift.id, check_in_id=check_in.id,
-                         check_out_id=check_out.id if check_out else None, started_at=start, ended_at=end,
-                         hours=_hours_between(start, end), status="approved" if auto else "pending",
-                         auto_approved=auto, flagged=flag_reason is not None, flag_reason=flag_reason)
-    session.add(entry)
-    session.flush()
-    return entry
+@dataclass(frozen=True)
+class _OpenCheckIn:
+    id: int
+    effective_at: datetime
+    inside: bool
 
 
-def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volunteer: Volunteer | None = None) -> int:
+def _hours_entry(shift_starts_at: datetime, shift_ends_at: datetime, check_in: _OpenCheckIn, ended_at: datetime,
+                 check_out_inside: bool | None, flag_reason: str | None) -> dict[str, Any]:
+    """The hours of one check-in: its overlap with the shift (travel is not
+    service time), approved at once only when both ends were inside."""
+    start = max(check_in.effective_at, shift_starts_at)
+    end = max(start, min(ended_at, shift_ends_at))
+    auto = bool(check_out_inside) and check_in.inside and flag_reason is None
+    return {"started_at": start, "ended_at": end, "hours": _hours_between(start, end),
+            "status": "approved" if auto else "pending", "auto": auto, "flag_reason": flag_reason}
+
+
+def _record_hours(session: Session, *, volunteer_id: int, shift_id: int, check_in_id: int,
+                  check_out_id: int | None, entry: dict[str, Any]) -> int:
+    return fetch_prepared(session, _RECORD_HOURS, {
+        "volunteer_id": volunteer_id, "shift_id": shift_id, "check_in_id": check_in_id,
+        "check_out_id": check_out_id, **entry})[0]
+
+
+def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volunteer_id: int | None = None) -> int:
     """Close check-ins left open past the shift's end plus the grace period.
 
     Hours run to the shift's end and wait for review, flagged
@@ -142,14 +211,24 @@ def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volun
     reads of hours, and by ``gridsvc tick``: no hidden cron.
     """
     query = (select(Volunteer, Shift).join(Shift, Shift.id == Volunteer.on_duty_shift_id)
-             .where(Shift.ends_at + policy.checkout_grace < now))
-    if volunteer is not None:
-        query = query.where(Volunteer.id == volunteer.id)
+             .where(Shift.ends_at + policy.checkout_grace < now)
+             # check events write volunteer rows in SQL: never trust a loaded copy
+             .execution_options(populate_existing=True))
+    if volunteer_id is not None:
+        query = query.where(Volunteer.id == volunteer_id)
     closed = 0
-    for overdue, shift in session.execute(query.with_for_update(of=Volunteer, skip_locked=volunteer is None)).all():
-        check_in = _open_check_in(session, overdue.id, shift.id)
-        if check_in is not None:
-            _record_hours(session, overdue.id, shift, check_in, shift.ends_at, None, "missing_check_out")
+    for overdue, shift in session.execute(query.with_for_update(of=Volunteer, skip_locked=volunteer_id is None)).all():
+        open_row = session.execute(
+            select(CheckEvent.id, CheckEvent.effective_at, CheckEvent.inside)
+            .where(CheckEvent.volunteer_id == overdue.id, CheckEvent.shift_id == shift.id,
+                   CheckEvent.kind == "check_in", CheckEvent.accepted.is_(True),
+                   ~select(ServiceHours.id).where(ServiceHours.check_in_id == CheckEvent.id).exists())
+            .order_by(CheckEvent.effective_at.desc()).limit(1)).first()
+        if open_row is not None:
+            entry = _hours_entry(shift.starts_at, shift.ends_at, _OpenCheckIn(*open_row), shift.ends_at, None,
+                                 "missing_check_out")
+            _record_hours(session, volunteer_id=overdue.id, shift_id=shift.id, check_in_id=open_row[0],
+                          check_out_id=None, entry=entry)
         overdue.on_duty_shift_id = None
         closed += 1
     session.flush()
@@ -160,48 +239,51 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
     return {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}
 
 
-def check(session: Session, volunteer: Volunteer, request: CheckRequest, *, now: datetime,
+def check(session: Session, volunteer: VolunteerLock, request: CheckRequest, *, now: datetime,
           policy: CheckPolicy) -> CheckOutcome:
     """Judge one check-in or check-out, record it, and return the answer to give.
 
-    ``volunteer`` must be locked (``FOR UPDATE``) by the caller: that lock is
-    what serialises a volunteer's check events.
+    ``volunteer`` must be locked by the caller (``lock_volunteer_of_user``);
+    it is updated to the volunteer's duty after this event.
     """
-    if request.idempotency_key:
-        previous = session.scalar(select(CheckEvent).where(CheckEvent.volunteer_id == volunteer.id,
-                                                           CheckEvent.idempotency_key == request.idempotency_key))
-        if previous is not None:
-            if (previous.shift_id, previous.kind) != (request.shift_id, request.kind):
-                raise ValidationFailed("This Idempotency-Key was already used for a different request.",
-                                       errors={"Idempotency-Key": ["already used for another request"]})
-            return CheckOutcome(status=previous.status_code, body={"event_id": previous.id, **previous.response},
-                                replayed=True)
-    if volunteer.on_duty_shift_id is not None:
-        close_overdue(session, now=now, policy=policy, volunteer=volunteer)
+    judge_params = {"volunteer_id": volunteer.id, "shift_id": request.shift_id, "lon": request.lon,
+                    "lat": request.lat, "key": request.idempotency_key,
+                    "find_open": request.kind == "check_out" and volunteer.on_duty_shift_id == request.shift_id}
+    row = fetch_prepared(session, _JUDGE, judge_params)
+    previous_id, previous_shift, previous_kind, previous_status, previous_response = row[:5]
+    if previous_id is not None:
+        if (previous_shift, previous_kind) != (request.shift_id, request.kind):
+            raise ValidationFailed("This Idempotency-Key was already used for a different request.",
+                                   errors={"Idempotency-Key": ["already used for another request"]})
+        return CheckOutcome(status=previous_status, body={"event_id": previous_id, **previous_response},
+                            replayed=True)
+    on_duty_shift_id = volunteer.on_duty_shift_id
+    if on_duty_shift_id is not None and close_overdue(session, now=now, policy=policy, volunteer_id=volunteer.id):
+        # an overdue check-in was just closed: judge again against what is left
+        on_duty_shift_id = None
+        row = fetch_prepared(session, _JUDGE, {**judge_params, "find_open": False})
 
-    row = session.execute(_JUDGE, {"volunteer_id": volunteer.id, "shift_id": request.shift_id,
-                                   "lon": request.lon, "lat": request.lat}).first()
-    if row is None:
+    shift_id, shift_status, starts_at, ends_at, confirmed, distance = row[5:11]
+    if shift_id is None:
         raise NotFound(f"Shift {request.shift_id} does not exist.")
-    shift, confirmed, distance = row
-    if shift.status == "cancelled":
-        raise CheckStateConflict(f"Shift {shift.id} is cancelled.")
+    if shift_status == "cancelled":
+        raise CheckStateConflict(f"Shift {shift_id} is cancelled.")
     if not confirmed:
-        raise CheckStateConflict(f"You are not a confirmed volunteer of shift {shift.id}; sign up first.",
+        raise CheckStateConflict(f"You are not a confirmed volunteer of shift {shift_id}; sign up first.",
                                  reason="not_signed_up")
     at = request.client_time if request.offline and request.client_time else now
     check_in = None
     if request.kind == "check_in":
-        if volunteer.on_duty_shift_id is not None:
-            raise CheckStateConflict(f"You are already checked in to shift {volunteer.on_duty_shift_id}; check out first.",
-                                     reason="already_checked_in", on_duty_shift_id=volunteer.on_duty_shift_id)
-        window = (shift.starts_at - policy.opens_before, shift.ends_at)
+        if on_duty_shift_id is not None:
+            raise CheckStateConflict(f"You are already checked in to shift {on_duty_shift_id}; check out first.",
+                                     reason="already_checked_in", on_duty_shift_id=on_duty_shift_id)
+        window = (starts_at - policy.opens_before, ends_at)
     else:
-        check_in = _open_check_in(session, volunteer.id, shift.id) if volunteer.on_duty_shift_id == shift.id else None
+        check_in = _OpenCheckIn(*row[11:14]) if row[11] is not None else None
         if check_in is None:
-            raise CheckStateConflict(f"You have no open check-in to shift {shift.id} to check out from.",
+            raise CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
                                      reason="not_checked_in")
-        window = (check_in.effective_at, shift.ends_at + policy.checkout_grace)
+        window = (check_in.effective_at, ends_at + policy.checkout_grace)
 
     distance = float(distance)
     allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
@@ -213,12 +295,21 @@ def check(session: Session, volunteer: Volunteer, request: CheckRequest, *, now:
     else:
         reason = None
     accepted = reason is None
-    facts = {"shift_id": shift.id, "kind": request.kind, "at": at.isoformat(),
+    facts = {"shift_id": shift_id, "kind": request.kind, "at": at.isoformat(),
              "inside": inside, "distance_m": round(distance, 1), "allowed_m": round(allowed, 1),
              "point": _point(request.lon, request.lat),
              "input": {"lon": request.input_lon, "lat": request.input_lat, "crs": request.input_crs}}
+    hours = None
     if accepted:
         status, body = 201, {"accepted": True, **facts}
+        on_duty_shift_id = shift_id if request.kind == "check_in" else None
+        body["on_duty"] = on_duty_shift_id is not None
+        if request.kind == "check_out":
+            hours = _hours_entry(starts_at, ends_at, check_in, at, inside, None)
+            # the entry's id is added by _RECORD_HOURS, in the stored answer too
+            body["hours"] = {"id": None, "hours": float(hours["hours"]), "status": hours["status"],
+                             "started_at": hours["started_at"].isoformat(),
+                             "ended_at": hours["ended_at"].isoformat()}
     else:
         if reason == "outside_geofence":
             detail = (f"You are {distance:.0f} m outside the shift's area (allowed {allowed:.0f} m with your "
@@ -229,37 +320,23 @@ def check(session: Session, volunteer: Volunteer, request: CheckRequest, *, now:
         status = 422
         body = CheckRefused(detail, accepted=False, reason=reason, **facts).to_problem()
 
-    event = CheckEvent(shift_id=shift.id, volunteer_id=volunteer.id, kind=request.kind,
-                       idempotency_key=request.idempotency_key, client_time=request.client_time, effective_at=at,
-                       position=gsql.point(request.lon, request.lat), input_lon=request.input_lon,
-                       input_lat=request.input_lat, input_crs=request.input_crs, accuracy_m=request.accuracy_m,
-                       inside=inside, distance_m=round(distance, 1), accepted=accepted, flagged=not accepted,
-                       reason=reason, offline=request.offline, status_code=status, response=body)
-    session.add(event)
+    event_id = fetch_prepared(session, _RECORD, {
+        "shift_id": shift_id, "volunteer_id": volunteer.id, "kind": request.kind, "key": request.idempotency_key,
+        "client_time": request.client_time, "at": at, "lon": request.lon, "lat": request.lat,
+        "input_lon": request.input_lon, "input_lat": request.input_lat, "input_crs": request.input_crs,
+        "accuracy_m": request.accuracy_m, "inside": inside, "distance_m": round(distance, 1), "accepted": accepted,
+        "reason": reason, "offline": request.offline, "status": status, "response": Json(body),
+        "on_duty_shift_id": on_duty_shift_id, "actor_id": session.info.get("actor_id")})[0]
+    if hours is not None:
+        body["hours"]["id"] = _record_hours(session, volunteer_id=volunteer.id, shift_id=shift_id,
+                                            check_in_id=check_in.id, check_out_id=event_id, entry=hours)
     if accepted:
-        if request.kind == "check_in":
-            volunteer.on_duty_shift_id = shift.id
-        else:
-            volunteer.on_duty_shift_id = None
-        body["on_duty"] = volunteer.on_duty_shift_id is not None
-        # A check event is a position fix: it becomes the last known position
-        # (its own row keeps the history, so no volunteer_position row).
-        if volunteer.last_position_at is None or at >= volunteer.last_position_at:
-            volunteer.last_position = gsql.point(request.lon, request.lat)
-            volunteer.last_position_at = at
-            volunteer.last_accuracy_m = request.accuracy_m
-    session.flush()
-    if accepted and request.kind == "check_out":
-        entry = _record_hours(session, volunteer.id, shift, check_in, at, event, None)
-        body["hours"] = {"id": entry.id, "hours": float(entry.hours), "status": entry.status,
-                         "started_at": entry.started_at.isoformat(), "ended_at": entry.ended_at.isoformat()}
-        event.response = dict(body)
-        session.flush()
+        volunteer.on_duty_shift_id = on_duty_shift_id
     # The stored answer has no event_id (not known before the INSERT); a replay adds it back.
-    return CheckOutcome(status=status, body={"event_id": event.id, **body}, replayed=False)
+    return CheckOutcome(status=status, body={"event_id": event_id, **body}, replayed=False)
 
 
-def check_batch(session: Session, volunteer: Volunteer, events: list[tuple[int, CheckRequest]], *, now: datetime,
+def check_batch(session: Session, volunteer: VolunteerLock, events: list[tuple[int, CheckRequest]], *, now: datetime,
                 policy: CheckPolicy) -> list[dict[str, Any]]:
     """Offline events, judged in the order they happened, each on its own.
 
