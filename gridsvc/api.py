@@ -74,6 +74,12 @@ class StrictJsonParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictJsonParser()
 
+    def arguments(self, schema, *args: Any, **kwargs: Any):
+        # webargs instantiates a schema class on every request, which costs
+        # more than loading the body (~0.1 ms); one instance serves them all
+        # (loading keeps no state on the schema).
+        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
 
 def _flatten_messages(messages: Any) -> tuple[Any, list[str]]:
     """webargs nests messages by location; clients want field -> messages."""

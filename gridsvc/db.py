@@ -136,34 +136,47 @@ def statement_text(statement: Any, *, literal: bool = False) -> tuple[str, dict[
     return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
 
 
-def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: bool = False) -> Any:
+def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: bool = False,
+                   run_first: str | None = None) -> Any:
     """Run a hand-written statement (psycopg2 ``%(name)s`` parameters) as a
     server-side prepared statement of the session's connection.
 
-    For the hot paths (map pages, tiles, capacity, dispatch): PostgreSQL
-    parses and plans the statement once per connection instead of on every
-    request, which is most of the cost of a small query. Prepared statements outlive transactions, so they
-    are remembered in the pooled connection's ``info``. Returns the first row
-    (or all rows with ``many``)."""
+    For the hot paths (check-in, dispatch, map pages, tiles, capacity):
+    PostgreSQL parses and plans the statement once per connection instead of
+    on every request, which is most of the cost of a small query. Prepared
+    statements outlive transactions, so they are remembered in the pooled
+    connection's ``info``. Returns the first row (or all rows with ``many``).
+
+    ``run_first`` is another statement (taking the same parameters) sent in
+    the same round trip just before, its rows discarded: a lock, say. Each
+    statement of the message reads with its own snapshot, so ``sql`` sees
+    everything committed before the lock was granted. A round trip costs as
+    much as a small query here, so this halves such a pair.
+    """
     connection = session.connection().connection  # the pooled DBAPI connection
-    prepared: dict[str, tuple[str, list[str]]] = connection.info.setdefault("gridsvc_prepared", {})
     cursor = connection.cursor()
     try:
-        entry = prepared.get(sql)
-        if entry is None:
-            names: list[str] = []
-
-            def position(match: re.Match) -> str:
-                if match.group(1) not in names:
-                    names.append(match.group(1))
-                return f"${names.index(match.group(1)) + 1}"
-
-            entry = (f"gridsvc_{len(prepared) + 1}", names)
-            cursor.execute(f"PREPARE {entry[0]} AS {_NAMED_PARAMETER.sub(position, sql)}")
-            prepared[sql] = entry
-        name, names = entry
-        arguments = "(" + ", ".join(f"%({n})s" for n in names) + ")" if names else ""
-        cursor.execute(f"EXECUTE {name}{arguments}", params)
+        calls = [_prepared_call(connection, cursor, statement) for statement in (run_first, sql) if statement]
+        cursor.execute("; ".join(calls), params)
         return cursor.fetchall() if many else cursor.fetchone()
     finally:
         cursor.close()
+
+
+def _prepared_call(connection: Any, cursor: Any, sql: str) -> str:
+    """``EXECUTE name(%(a)s, ...)`` for ``sql``, preparing it on first use on this connection."""
+    prepared: dict[str, tuple[str, list[str]]] = connection.info.setdefault("gridsvc_prepared", {})
+    entry = prepared.get(sql)
+    if entry is None:
+        names: list[str] = []
+
+        def position(match: re.Match) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        entry = (f"gridsvc_{len(prepared) + 1}", names)
+        cursor.execute(f"PREPARE {entry[0]} AS {_NAMED_PARAMETER.sub(position, sql)}")
+        prepared[sql] = entry
+    name, names = entry
+    return f"EXECUTE {name}" + ("(" + ", ".join(f"%({n})s" for n in names) + ")" if names else "")

@@ -170,9 +170,8 @@ def _check(shift_id: int, kind: str, data: dict):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
     session = current_session()
-    volunteer = checks.lock_volunteer_of_user(session, auth.current_principal().user_id)
     point = data["point"]
-    outcome = checks.check(session, volunteer, checks.CheckRequest(
+    outcome = checks.check(session, auth.current_principal().user_id, checks.CheckRequest(
         shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
         input_lat=point.input_lat, input_crs=point.input_crs, accuracy_m=data.get("accuracy_m"),
         client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=policy())
@@ -216,13 +215,13 @@ class MyCheckEvents(MethodView):
             raise ValidationFailed(f"At most {limit} events per upload; send the rest in another request.",
                                    errors={"events": [f"at most {limit} events"]})
         session = current_session()
-        volunteer = checks.lock_volunteer_of_user(session, auth.current_principal().user_id)
         requests = [(i, checks.CheckRequest(
             shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
             input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),
             client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True))
             for i, e in enumerate(data["events"])]
-        results = checks.check_batch(session, volunteer, requests, now=clock.now(), policy=policy())
+        results = checks.check_batch(session, auth.current_principal().user_id, requests, now=clock.now(),
+                                     policy=policy())
         session.commit()
         return {"results": results}
 

@@ -84,29 +84,20 @@ class CheckOutcome:
     replayed: bool
 
 
-@dataclass
-class VolunteerLock:
-    """The checking volunteer's row, locked ``FOR UPDATE`` for the request:
-    that lock serialises all of a volunteer's check events."""
-
-    id: int
-    on_duty_shift_id: int | None
+# All of a volunteer's check events are serialised by this lock on their row.
+_LOCK_VOLUNTEER = "SELECT FROM volunteer WHERE user_id = %(user_id)s FOR UPDATE"
 
 
-_LOCK_VOLUNTEER = "SELECT id, on_duty_shift_id FROM volunteer WHERE user_id = %(user_id)s FOR UPDATE"
+def lock_volunteer_of_user(session: Session, user_id: int) -> None:
+    """Lock the volunteer's row for this transaction (several events judged in a row)."""
+    fetch_prepared(session, _LOCK_VOLUNTEER, {"user_id": user_id})
 
 
-def lock_volunteer_of_user(session: Session, user_id: int) -> VolunteerLock:
-    row = fetch_prepared(session, _LOCK_VOLUNTEER, {"user_id": user_id})
-    if row is None:
-        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
-    return VolunteerLock(*row)
-
-
-# Check-in is the mobile app's hottest write, so it is a few prepared
+# Check-in is the mobile app's hottest write, so it is two prepared
 # statements rather than ORM round trips. This one reads what judging an
-# event needs, in one go (read after the volunteer's lock, so it sees every
+# event needs, in one go, right after the volunteer's lock (so it sees every
 # earlier event of theirs):
+# - the volunteer and the shift they are on duty at;
 # - an earlier event with the same Idempotency-Key (a retry gets its answer);
 # - the shift, and whether the volunteer is confirmed on it;
 # - the distance to its geofence: the point's radius, else the zone. A phone
@@ -114,9 +105,10 @@ def lock_volunteer_of_user(session: Session, user_id: int) -> VolunteerLock:
 #   costlier distance on the spheroid is only computed outside;
 # - for a check-out, the open check-in (accepted, with no hours yet).
 _JUDGE = """
-SELECT prev.id, prev.shift_id, prev.kind, prev.status_code, prev.response,
+SELECT v.id, v.on_duty_shift_id,
+       prev.id, prev.shift_id, prev.kind, prev.status_code, prev.response,
        s.id, s.status, s.starts_at, s.ends_at,
-       EXISTS (SELECT FROM signup sg WHERE sg.shift_id = s.id AND sg.volunteer_id = %(volunteer_id)s
+       EXISTS (SELECT FROM signup sg WHERE sg.shift_id = s.id AND sg.volunteer_id = v.id
                                        AND sg.status = 'confirmed'),
        CASE WHEN s.location IS NOT NULL
             THEN greatest(0.0, ST_Distance(s.location::geography, h.here::geography) - s.radius_m)
@@ -125,14 +117,17 @@ SELECT prev.id, prev.shift_id, prev.kind, prev.status_code, prev.response,
                   FROM zone z WHERE z.id = s.zone_id)
        END,
        open.id, open.effective_at, open.inside
-FROM (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
-LEFT JOIN check_event prev ON prev.volunteer_id = %(volunteer_id)s AND prev.idempotency_key = %(key)s
+FROM volunteer v
+CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
+LEFT JOIN check_event prev ON prev.volunteer_id = v.id AND prev.idempotency_key = %(key)s
 LEFT JOIN shift s ON s.id = %(shift_id)s
 LEFT JOIN LATERAL (
     SELECT e.id, e.effective_at, e.inside FROM check_event e
-    WHERE %(find_open)s AND e.volunteer_id = %(volunteer_id)s AND e.shift_id = s.id AND e.kind = 'check_in'
-      AND e.accepted AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
-    ORDER BY e.effective_at DESC LIMIT 1) open ON true"""
+    WHERE %(kind)s = 'check_out' AND v.on_duty_shift_id = s.id
+      AND e.volunteer_id = v.id AND e.shift_id = s.id AND e.kind = 'check_in' AND e.accepted
+      AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
+    ORDER BY e.effective_at DESC LIMIT 1) open ON true
+WHERE v.user_id = %(user_id)s"""
 
 # The event, and for an accepted one the volunteer's duty and last known
 # position (a check event is a position fix; its own row is the history).
@@ -239,31 +234,33 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
     return {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}
 
 
-def check(session: Session, volunteer: VolunteerLock, request: CheckRequest, *, now: datetime,
-          policy: CheckPolicy) -> CheckOutcome:
-    """Judge one check-in or check-out, record it, and return the answer to give.
+def check(session: Session, user_id: int, request: CheckRequest, *, now: datetime, policy: CheckPolicy,
+          locked: bool = False) -> CheckOutcome:
+    """Judge one check-in or check-out of the account's volunteer, record it,
+    and return the answer to give.
 
-    ``volunteer`` must be locked by the caller (``lock_volunteer_of_user``);
-    it is updated to the volunteer's duty after this event.
+    Takes the volunteer's lock first, in the same round trip, unless the
+    caller holds it already (``locked``).
     """
-    judge_params = {"volunteer_id": volunteer.id, "shift_id": request.shift_id, "lon": request.lon,
-                    "lat": request.lat, "key": request.idempotency_key,
-                    "find_open": request.kind == "check_out" and volunteer.on_duty_shift_id == request.shift_id}
-    row = fetch_prepared(session, _JUDGE, judge_params)
-    previous_id, previous_shift, previous_kind, previous_status, previous_response = row[:5]
+    judge_params = {"user_id": user_id, "shift_id": request.shift_id, "lon": request.lon, "lat": request.lat,
+                    "key": request.idempotency_key, "kind": request.kind}
+    row = fetch_prepared(session, _JUDGE, judge_params, run_first=None if locked else _LOCK_VOLUNTEER)
+    if row is None:
+        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+    volunteer_id, on_duty_shift_id = row[:2]
+    previous_id, previous_shift, previous_kind, previous_status, previous_response = row[2:7]
     if previous_id is not None:
         if (previous_shift, previous_kind) != (request.shift_id, request.kind):
             raise ValidationFailed("This Idempotency-Key was already used for a different request.",
                                    errors={"Idempotency-Key": ["already used for another request"]})
         return CheckOutcome(status=previous_status, body={"event_id": previous_id, **previous_response},
                             replayed=True)
-    on_duty_shift_id = volunteer.on_duty_shift_id
-    if on_duty_shift_id is not None and close_overdue(session, now=now, policy=policy, volunteer_id=volunteer.id):
+    if on_duty_shift_id is not None and close_overdue(session, now=now, policy=policy, volunteer_id=volunteer_id):
         # an overdue check-in was just closed: judge again against what is left
-        on_duty_shift_id = None
-        row = fetch_prepared(session, _JUDGE, {**judge_params, "find_open": False})
+        row = fetch_prepared(session, _JUDGE, judge_params)
+        on_duty_shift_id = row[1]
 
-    shift_id, shift_status, starts_at, ends_at, confirmed, distance = row[5:11]
+    shift_id, shift_status, starts_at, ends_at, confirmed, distance = row[7:13]
     if shift_id is None:
         raise NotFound(f"Shift {request.shift_id} does not exist.")
     if shift_status == "cancelled":
@@ -279,7 +276,7 @@ def check(session: Session, volunteer: VolunteerLock, request: CheckRequest, *, 
                                      reason="already_checked_in", on_duty_shift_id=on_duty_shift_id)
         window = (starts_at - policy.opens_before, ends_at)
     else:
-        check_in = _OpenCheckIn(*row[11:14]) if row[11] is not None else None
+        check_in = _OpenCheckIn(*row[13:16]) if row[13] is not None else None
         if check_in is None:
             raise CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
                                      reason="not_checked_in")
@@ -321,28 +318,27 @@ def check(session: Session, volunteer: VolunteerLock, request: CheckRequest, *, 
         body = CheckRefused(detail, accepted=False, reason=reason, **facts).to_problem()
 
     event_id = fetch_prepared(session, _RECORD, {
-        "shift_id": shift_id, "volunteer_id": volunteer.id, "kind": request.kind, "key": request.idempotency_key,
+        "shift_id": shift_id, "volunteer_id": volunteer_id, "kind": request.kind, "key": request.idempotency_key,
         "client_time": request.client_time, "at": at, "lon": request.lon, "lat": request.lat,
         "input_lon": request.input_lon, "input_lat": request.input_lat, "input_crs": request.input_crs,
         "accuracy_m": request.accuracy_m, "inside": inside, "distance_m": round(distance, 1), "accepted": accepted,
         "reason": reason, "offline": request.offline, "status": status, "response": Json(body),
         "on_duty_shift_id": on_duty_shift_id, "actor_id": session.info.get("actor_id")})[0]
     if hours is not None:
-        body["hours"]["id"] = _record_hours(session, volunteer_id=volunteer.id, shift_id=shift_id,
+        body["hours"]["id"] = _record_hours(session, volunteer_id=volunteer_id, shift_id=shift_id,
                                             check_in_id=check_in.id, check_out_id=event_id, entry=hours)
-    if accepted:
-        volunteer.on_duty_shift_id = on_duty_shift_id
     # The stored answer has no event_id (not known before the INSERT); a replay adds it back.
     return CheckOutcome(status=status, body={"event_id": event_id, **body}, replayed=False)
 
 
-def check_batch(session: Session, volunteer: VolunteerLock, events: list[tuple[int, CheckRequest]], *, now: datetime,
+def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckRequest]], *, now: datetime,
                 policy: CheckPolicy) -> list[dict[str, Any]]:
     """Offline events, judged in the order they happened, each on its own.
 
     Each event runs in a savepoint: one refused or impossible event neither
     blocks the others nor leaves anything half-written.
     """
+    lock_volunteer_of_user(session, user_id)  # once, outside the events' savepoints
     results: dict[int, dict[str, Any]] = {}
     oldest, newest = now - policy.offline_max_age, now + policy.clock_skew
     for index, request in sorted(events, key=lambda item: (item[1].client_time, item[0])):
@@ -356,7 +352,7 @@ def check_batch(session: Session, volunteer: VolunteerLock, events: list[tuple[i
             continue
         try:
             with session.begin_nested():
-                outcome = check(session, volunteer, request, now=now, policy=policy)
+                outcome = check(session, user_id, request, now=now, policy=policy, locked=True)
             results[index] = {**base, "status": outcome.status, "replayed": outcome.replayed, "result": outcome.body}
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
