@@ -149,7 +149,8 @@ class Api(flask_smorest.Api):
             log.warning("answered %s: %s", error.status, error)
         headers = {}
         if isinstance(error, errors.Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="gridsvc"'
+            headers["WWW-Authenticate"] = 'Bearer realm="gridsvc"' + (
+                f', error="{error.bearer_error}"' if error.bearer_error else "")
         if isinstance(error, errors.TooManyAttempts):
             headers["Retry-After"] = str(error.retry_after)
         return problem_response(error.to_problem(), headers)

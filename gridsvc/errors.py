@@ -106,6 +106,16 @@ class Unauthorized(GridsvcError):
     """No usable token: missing, malformed, expired or revoked (``detail`` says which)."""
 
     status, type, title = 401, _problem("unauthorized"), "Unauthorized"
+    # RFC 6750's error code for the WWW-Authenticate challenge, if any
+    bearer_error: str | None = None
+
+
+class TokenRefused(Unauthorized):
+    bearer_error = "invalid_token"
+
+
+class TokenMissing(Unauthorized):
+    bearer_error = "invalid_request"
 
 
 class InvalidCredentials(Unauthorized):

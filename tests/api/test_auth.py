@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from flask_jwt_extended import create_access_token
@@ -65,6 +65,21 @@ def test_missing_malformed_and_forged_tokens_are_401_saying_which(client, app):
     assert "invalid" in assert_problem(client.get("/api/v1/me", headers=bearer(forged)), 401)["detail"]
     not_bearer = assert_problem(client.get("/api/v1/me", headers={"Authorization": "Basic YWRtaW46eA=="}), 401)
     assert not_bearer["detail"]
+
+
+def test_unsigned_and_foreign_tokens_are_refused_with_an_rfc6750_challenge(client, app, session):
+    import jwt
+
+    uid = str(user_id(session, "volunteer-001"))
+    claims = {"sub": uid, "tv": 0, "type": "access", "exp": datetime.now(timezone.utc) + timedelta(minutes=5)}
+    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    foreign = jwt.encode(claims, key="some-other-secret-" + "x" * 32, algorithm="HS256")
+    for token in (unsigned, foreign):
+        answer = client.get("/api/v1/me", headers=bearer(token))
+        assert "malformed or invalid" in assert_problem(answer, 401)["detail"]
+        assert answer.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc", error="invalid_token"'
+    missing = client.get("/api/v1/me")
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc", error="invalid_request"'
 
 
 def test_expired_token_is_401_saying_expired(client, app, session):
