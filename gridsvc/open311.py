@@ -288,7 +288,7 @@ def create_request(fmt: str):
                 pass
     contact = {k: form[k] for k in ("email", "first_name", "last_name", "phone") if form.get(k)}
     session = current_session()
-    filed = service.file_request(session, requester_id=user_id, service_code=form["service_code"],
+    filed, _offer = service.file_request(session, requester_id=user_id, service_code=form["service_code"],
                                  description=form.get("description") or form["service_code"], lon=lon, lat=lat,
                                  input_crs="wgs84", attributes=attributes,
                                  media_urls=[form["media_url"]] if form.get("media_url") else [], contact=contact or None,

@@ -44,11 +44,16 @@ def _point(value) -> dict | None:
     return {"lon": point.x, "lat": point.y, "crs": "wgs84"}
 
 
-def request_view(request) -> dict:
+_LOOK_UP = object()
+
+
+def request_view(request, offer=_LOOK_UP) -> dict:
+    """The API's view of a request; ``offer``: its pending offer when the caller knows it."""
     session = current_session()
     if not isinstance(request.location, WKBElement):  # set from SQL in this transaction: read it back
         session.refresh(request, ["location"])
-    offer = service.pending_offer(session, request.id)
+    if offer is _LOOK_UP:
+        offer = service.pending_offer(session, request.id)
     return {
         "id": request.id, "community_id": request.community_id, "zone_id": request.zone_id, "zone_note": request.zone_note,
         "service_code": request.service_code, "description": request.description, "location": _point(request.location),
@@ -105,11 +110,11 @@ class Requests(MethodView):
         """Raise a need once: it is placed in its zone and dispatched at once"""
         session = current_session()
         point = data.pop("point")
-        request = service.file_request(session, requester_id=auth.current_principal().user_id, lon=point.lon,
-                                       lat=point.lat, input_crs=point.input_crs, now=clock.now(), policy=policy(),
-                                       **data)
+        request, offer = service.file_request(session, requester_id=auth.current_principal().user_id, lon=point.lon,
+                                              lat=point.lat, input_crs=point.input_crs, now=clock.now(),
+                                              policy=policy(), **data)
         session.commit()
-        return request_view(request)
+        return request_view(request, offer)
 
 
 @blp.route("/requests/stats")

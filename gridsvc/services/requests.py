@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 from sqlalchemy import and_, func, literal_column, or_, select, update
+from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -95,10 +96,10 @@ def list_services(session: Session) -> list[ServiceType]:
     return list(session.scalars(select(ServiceType).order_by(ServiceType.group, ServiceType.code)))
 
 
-def validate_attributes(service: ServiceType, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check values against the service's Open311 attribute definitions."""
+def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check values against a service's Open311 attribute definitions."""
     errors: dict[str, list[str]] = {}
-    known = {a["code"]: a for a in service.attributes}
+    known = {a["code"]: a for a in definitions}
     for code in values:
         if code not in known:
             errors[code] = ["not an attribute of this service"]
@@ -135,9 +136,6 @@ def validate_attributes(service: ServiceType, values: Mapping[str, Any]) -> dict
 # ---------------------------------------------------------------- intake
 
 
-_ZONE_AT = """
-    SELECT id, community_id FROM zone
-    WHERE ST_Covers(geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)) ORDER BY id LIMIT 1"""
 _NEAREST_ZONE = """
     SELECT id, community_id, code, ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
     FROM zone
@@ -145,11 +143,8 @@ _NEAREST_ZONE = """
     ORDER BY d LIMIT 1"""
 
 
-def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple[int, int, str | None]:
-    """(zone id, community id, a note): the zone holding the point, else the nearest within reach."""
-    row = fetch_prepared(session, _ZONE_AT, {"lon": lon, "lat": lat})
-    if row is not None:
-        return row[0], row[1], None
+def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> tuple[int, int, str]:
+    """(zone id, community id, a note) of the nearest zone within reach of a point in none."""
     row = fetch_prepared(session, _NEAREST_ZONE, {"lon": lon, "lat": lat, "reach": float(reach_m)})
     if row is None:
         raise ValidationFailed(f"The point is in no zone and more than {reach_m:.0f} m from every zone.",
@@ -157,46 +152,84 @@ def _zone_for(session: Session, lon: float, lat: float, reach_m: float) -> tuple
     return row[0], row[1], f"The point is in no zone; it went to the nearest, {row[2]}, {row[3]:.0f} m away."
 
 
-# A degree box that surely holds the circle lets the GiST index answer first
-# (1 degree of longitude is over 50 km up to 63 degrees north; China ends near 53).
-_DUPLICATES = """
-    SELECT id FROM service_request
-    WHERE location && ST_Expand(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(box)s)
-      AND service_code = %(code)s AND created_at > %(since)s
-      AND ST_DWithin(location::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(metres)s)
-    ORDER BY id"""
+# Filing is the hottest write of requests: a few prepared statements, no ORM.
+# First, in one read: the service, the zone holding the point, the possible
+# duplicates, and the new request's id (so that the insert can be sent with
+# the candidate query in one round trip).
+_INTAKE = """
+SELECT st.required_skill, st.sla_minutes, st.attributes, z.id, z.community_id,
+       ARRAY(SELECT r.id FROM service_request r
+             WHERE r.location && ST_Expand(h.here, %(box)s)
+               AND r.service_code = st.code AND r.created_at > %(since)s
+               AND ST_DWithin(r.location::geography, h.here::geography, %(metres)s)
+             ORDER BY r.id),
+       nextval(pg_get_serial_sequence('service_request', 'id'))
+FROM service_type st
+CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
+LEFT JOIN LATERAL (SELECT id, community_id FROM zone WHERE ST_Covers(geom, h.here) ORDER BY id LIMIT 1) z ON true
+WHERE st.code = %(code)s"""
 
-
-def possible_duplicates(session: Session, service_code: str, lon: float, lat: float, now: datetime,
-                        policy: DispatchPolicy) -> list[int]:
-    rows = fetch_prepared(session, _DUPLICATES, {
-        "lon": lon, "lat": lat, "box": policy.duplicate_m / 50_000.0, "code": service_code,
-        "since": now - policy.duplicate_window, "metres": float(policy.duplicate_m)}, many=True)
-    return [row[0] for row in rows]
+# The request, as the liaison's until dispatch offers it, and its first event.
+_INSERT_REQUEST = """
+WITH request AS (
+    INSERT INTO service_request (id, community_id, zone_id, zone_note, service_code, description, location, input_crs,
+                                 attributes, media_urls, contact, requester_id, status, duplicate_of_ids, sla_due_at,
+                                 created_at, updated_at, created_by_id, updated_by_id)
+    VALUES (%(id)s, %(community_id)s, %(zone_id)s, %(note)s, %(code)s, %(description)s,
+            ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(input_crs)s, %(attributes)s, %(media_urls)s,
+            %(contact)s, %(requester_id)s, 'with_liaison', %(duplicates)s, %(sla_due_at)s, %(now)s, %(now)s,
+            %(actor_id)s, %(actor_id)s)
+    RETURNING id)
+INSERT INTO request_event (request_id, actor_id, action, from_status, to_status, note, position, system, at)
+SELECT id, %(requester_id)s, 'file', NULL, 'new', %(note)s, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), false,
+       clock_timestamp()
+FROM request"""
 
 
 def file_request(session: Session, *, requester_id: int | None, service_code: str, description: str,
                  lon: float, lat: float, input_crs: str, attributes: Mapping[str, Any], media_urls: list[str],
-                 now: datetime, policy: DispatchPolicy, contact: Mapping[str, Any] | None = None) -> ServiceRequest:
-    service = session.get(ServiceType, service_code)
-    if service is None:
+                 now: datetime, policy: DispatchPolicy,
+                 contact: Mapping[str, Any] | None = None) -> tuple[ServiceRequest, Offer | None]:
+    """File a request and dispatch it at once.
+
+    Returns the request and the offer made, if any. With an offer the
+    request is built from what was written (not read back, not in the
+    session); without one it is the persistent row, with the liaison.
+    """
+    row = fetch_prepared(session, _INTAKE, {
+        "code": service_code, "lon": lon, "lat": lat, "box": policy.duplicate_m / 50_000.0,
+        "since": now - policy.duplicate_window, "metres": float(policy.duplicate_m)})
+    if row is None:
         raise ValidationFailed(f"{service_code} is not on the service list; see /api/v1/services.",
                                errors={"service_code": [f"unknown service {service_code}"]})
-    clean = validate_attributes(service, attributes)
-    zone_id, community_id, note = _zone_for(session, lon, lat, policy.zone_reach_m)
-    request = ServiceRequest(community_id=community_id, zone_id=zone_id, zone_note=note, service_code=service_code,
-                             description=description, location=from_shape(Point(lon, lat), srid=gsql.SRID),
-                             input_crs=input_crs,
-                             attributes=clean, media_urls=media_urls, contact=dict(contact) if contact else None,
-                             requester_id=requester_id, status="with_liaison",
-                             duplicate_of_ids=possible_duplicates(session, service_code, lon, lat, now, policy),
-                             sla_due_at=now + timedelta(minutes=service.sla_minutes))
-    session.add(request)
-    session.flush()
-    _event(session, request, requester_id, "file", None, "new", note=note, lon=lon, lat=lat)
-    dispatch(session, request, now=now, policy=policy, from_status="new", lonlat=(lon, lat),
-             skill=service.required_skill, tried=())
-    return request
+    skill, sla_minutes, definitions, zone_id, community_id, duplicates, request_id = row
+    clean = validate_attributes(definitions, attributes)
+    note = None
+    if zone_id is None:
+        zone_id, community_id, note = _nearest_zone(session, lon, lat, policy.zone_reach_m)
+    actor_id = session.info.get("actor_id")
+    values = {"id": request_id, "community_id": community_id, "zone_id": zone_id, "note": note, "code": service_code,
+              "description": description, "lon": lon, "lat": lat, "input_crs": input_crs, "attributes": Json(clean),
+              "media_urls": Json(media_urls), "contact": Json(dict(contact)) if contact else None,
+              "requester_id": requester_id, "duplicates": duplicates,
+              "sla_due_at": now + timedelta(minutes=sla_minutes), "now": now, "actor_id": actor_id}
+    # the insert and the first candidate query travel together
+    first = _candidate_rows(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=(),
+                            run_first=(_INSERT_REQUEST, values))
+    offer = _offer_to_nearest(session, request_id, lon=lon, lat=lat, skill=skill, tried=set(), from_status="new",
+                              now=now, policy=policy, first_batch=first)
+    if offer is None:
+        request = session.get(ServiceRequest, request_id)
+        _to_liaison(session, request, "new")
+        return request, None
+    request = ServiceRequest(
+        id=request_id, community_id=community_id, zone_id=zone_id, zone_note=note, service_code=service_code,
+        description=description, location=from_shape(Point(lon, lat), srid=gsql.SRID), input_crs=input_crs,
+        attributes=clean, media_urls=media_urls, contact=dict(contact) if contact else None,
+        requester_id=requester_id, status="offered", volunteer_id=None, liaison_id=None, department_id=None,
+        claimed_by_id=None, refusals=0, duplicate_of_ids=duplicates, sla_due_at=values["sla_due_at"],
+        created_at=now, first_response_at=None, resolved_at=None, closed_at=None, rating=None, feedback=None)
+    return request, offer
 
 
 def _event(session: Session, request: ServiceRequest, actor_id: int | None, action: str, from_status: str | None,
@@ -249,15 +282,25 @@ _CANDIDATES_WITH_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill=(
 _CANDIDATES_ANY_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill="")
 
 
-def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
-               exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
-    """Eligible volunteers, nearest first (see the module docstring)."""
+def _candidate_rows(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime,
+                    policy: DispatchPolicy, exclude: Iterable[int], limit: int = 10,
+                    run_first: tuple[str, dict[str, Any]] | None = None) -> list[Candidate]:
     statement = _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL
-    rows = fetch_prepared(session, statement, {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill,
-                                               "excluded": list(exclude), "few": max(limit * 4, 20)}, many=True)
+    params = {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill,
+              "excluded": list(exclude), "few": max(limit * 4, 20)}
+    if run_first is not None:  # another statement in the same round trip
+        params = {**run_first[1], **params}
+    rows = fetch_prepared(session, statement, params, many=True, run_first=run_first and run_first[0])
     found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d in rows if d <= policy.max_distance_m),
                    key=lambda c: (c.distance_m, c.volunteer_id))
     return found[:limit]
+
+
+def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
+               exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
+    """Eligible volunteers, nearest first (see the module docstring)."""
+    return _candidate_rows(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=exclude,
+                           limit=limit)
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
@@ -267,53 +310,84 @@ def _offered_before(session: Session, request_id: int) -> list[int]:
         RequestOffer.request_id == request_id, RequestOffer.outcome.in_(("declined", "expired", "pending")))))
 
 
-LOOK_UP = object()  # dispatch(skill=...): not given, read it from the service list
-
-
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
-             from_status: str | None = None, lonlat: tuple[float, float] | None = None,
-             skill: str | None | object = LOOK_UP, tried: Iterable[int] | None = None) -> None:
-    """Offer the request to the next eligible volunteer, or hand it to the liaison.
-
-    At filing the caller already knows the point, the service's skill and
-    that nobody was offered it yet (``lonlat``, ``skill``, ``tried``): each
-    saves a read on the hottest write.
-    """
+             from_status: str | None = None) -> None:
+    """Offer the request to the next eligible volunteer, or hand it to the liaison."""
     from_status = from_status or request.status
     if request.refusals < policy.max_refusals:
-        lon, lat = lonlat or _lonlat(session, request)
-        if skill is LOOK_UP:
-            skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
-        tried = set(tried) if tried is not None else set(_offered_before(session, request.id))
-        # Candidates busy with a concurrent dispatch are skipped, so ask again
-        # (without them) until someone takes the offer or nobody is left.
-        while batch := candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried):
-            for candidate in batch:
-                tried.add(candidate.volunteer_id)
-                if _offer(session, request, candidate, now=now, policy=policy, from_status=from_status):
-                    return
+        session.flush()  # the offer is written in SQL, after what the caller changed
+        lon, lat = _lonlat(session, request)
+        skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
+        offer = _offer_to_nearest(session, request.id, lon=lon, lat=lat, skill=skill,
+                                  tried=set(_offered_before(session, request.id)), from_status=from_status,
+                                  now=now, policy=policy)
+        if offer is not None:
+            session.expire(request)  # changed in SQL: read again when next used
+            return
     _to_liaison(session, request, from_status)
 
 
-def _offer(session: Session, request: ServiceRequest, candidate: Candidate, *, now: datetime, policy: DispatchPolicy,
-           from_status: str) -> bool:
-    """Offer to one candidate if they can still take it; False when they cannot."""
-    locked = session.scalar(select(Volunteer.id).where(Volunteer.id == candidate.volunteer_id)
-                            .with_for_update(skip_locked=True))
-    if locked is None:
-        return False  # another dispatch is offering them something right now
-    open_tasks = session.scalar(select(_open_tasks(Volunteer.id)).where(Volunteer.id == candidate.volunteer_id))
-    if open_tasks >= policy.task_cap:
-        return False  # filled up since the candidates were read
-    session.add(RequestOffer(request_id=request.id, volunteer_id=candidate.volunteer_id,
-                             distance_m=round(candidate.distance_m, 1), offered_at=now,
-                             deadline=now + policy.accept_within))
-    request.status = "offered"
-    request.volunteer_id = None
-    session.flush()
-    _event(session, request, None, "offer", from_status, "offered", system=True,
-           note=f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away")
-    return True
+@dataclass(frozen=True)
+class Offer:
+    volunteer_id: int
+    distance_m: float
+    offered_at: datetime
+    deadline: datetime
+
+
+def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: float, skill: str | None,
+                      tried: set[int], from_status: str, now: datetime, policy: DispatchPolicy,
+                      first_batch: list[Candidate] | None = None) -> Offer | None:
+    """Offer the request to the nearest candidate who can still take it."""
+    batch = first_batch if first_batch is not None else None
+    # Candidates busy with a concurrent dispatch are skipped, so ask again
+    # (without them) until someone takes the offer or nobody is left.
+    while batch := (batch if batch is not None else
+                    candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried)):
+        for candidate in batch:
+            tried.add(candidate.volunteer_id)
+            offer = _offer(session, request_id, candidate, now=now, policy=policy, from_status=from_status)
+            if offer is not None:
+                return offer
+        batch = None
+    return None
+
+
+# A volunteer another dispatch is offering to right now is skipped, not waited for.
+_LOCK_CANDIDATE = "SELECT id FROM volunteer WHERE id = %(volunteer_id)s FOR UPDATE SKIP LOCKED"
+
+# Under that lock (this statement reads after it was granted): the offer, if
+# the volunteer is still under the cap; the request moves to it; the trail.
+_OFFER = """
+WITH free AS (
+    SELECT FROM volunteer v WHERE v.id = %(volunteer_id)s AND {open_tasks} < %(cap)s),
+offer AS (
+    INSERT INTO request_offer (request_id, volunteer_id, distance_m, offered_at, deadline)
+    SELECT %(request_id)s, %(volunteer_id)s, %(distance_m)s, %(now)s, %(deadline)s FROM free
+    RETURNING id),
+moved AS (
+    UPDATE service_request SET status = 'offered', volunteer_id = NULL, updated_at = now(),
+                               updated_by_id = coalesce(%(actor_id)s, updated_by_id)
+    WHERE id = %(request_id)s AND EXISTS (SELECT FROM offer)),
+trail AS (
+    INSERT INTO request_event (request_id, action, from_status, to_status, note, system, at)
+    SELECT %(request_id)s, 'offer', %(from_status)s, 'offered', %(note)s, true, clock_timestamp() FROM offer)
+SELECT count(*) FROM offer""".format(open_tasks=_OPEN_TASKS_OF_V)
+
+
+def _offer(session: Session, request_id: int, candidate: Candidate, *, now: datetime, policy: DispatchPolicy,
+           from_status: str) -> Offer | None:
+    """Offer to one candidate if they can still take it; None when they cannot."""
+    if fetch_prepared(session, _LOCK_CANDIDATE, {"volunteer_id": candidate.volunteer_id}) is None:
+        return None  # another dispatch is offering them something right now
+    offer = Offer(volunteer_id=candidate.volunteer_id, distance_m=round(candidate.distance_m, 1), offered_at=now,
+                  deadline=now + policy.accept_within)
+    made = fetch_prepared(session, _OFFER, {
+        "request_id": request_id, "volunteer_id": offer.volunteer_id, "distance_m": offer.distance_m, "now": now,
+        "deadline": offer.deadline, "cap": policy.task_cap, "from_status": from_status,
+        "actor_id": session.info.get("actor_id"),
+        "note": f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away"})[0]
+    return offer if made else None  # filled up since the candidates were read
 
 
 def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
