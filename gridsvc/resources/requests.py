@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 from geoalchemy2 import WKBElement
+from shapely.geometry.base import BaseGeometry
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint
@@ -50,7 +51,7 @@ _LOOK_UP = object()
 def request_view(request, offer=_LOOK_UP) -> dict:
     """The API's view of a request; ``offer``: its pending offer when the caller knows it."""
     session = current_session()
-    if not isinstance(request.location, WKBElement):  # set from SQL in this transaction: read it back
+    if not isinstance(request.location, (WKBElement, BaseGeometry)):  # set from SQL in this transaction: read it back
         session.refresh(request, ["location"])
     if offer is _LOOK_UP:
         offer = service.pending_offer(session, request.id)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 from sqlalchemy import and_, func, literal_column, or_, select, update
 from psycopg2.extras import Json
@@ -188,15 +187,48 @@ SELECT id, %(requester_id)s, 'file', NULL, 'new', %(note)s, ST_SetSRID(ST_MakePo
 FROM request"""
 
 
+@dataclass(frozen=True)
+class FiledRequest:
+    """A request as filed and offered, with the fields of ServiceRequest that views read
+    (an ORM instance costs more to build than the rest of filing in Python)."""
+
+    id: int
+    community_id: int
+    zone_id: int
+    zone_note: str | None
+    service_code: str
+    description: str
+    location: Point
+    input_crs: str
+    attributes: dict[str, Any]
+    media_urls: list[str]
+    contact: dict[str, Any] | None
+    requester_id: int | None
+    duplicate_of_ids: list[int]
+    sla_due_at: datetime
+    created_at: datetime
+    status: str = "offered"
+    volunteer_id: int | None = None
+    liaison_id: int | None = None
+    department_id: int | None = None
+    claimed_by_id: int | None = None
+    refusals: int = 0
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    rating: int | None = None
+    feedback: str | None = None
+
+
 def file_request(session: Session, *, requester_id: int | None, service_code: str, description: str,
                  lon: float, lat: float, input_crs: str, attributes: Mapping[str, Any], media_urls: list[str],
                  now: datetime, policy: DispatchPolicy,
-                 contact: Mapping[str, Any] | None = None) -> tuple[ServiceRequest, Offer | None]:
+                 contact: Mapping[str, Any] | None = None) -> tuple[ServiceRequest | FiledRequest, Offer | None]:
     """File a request and dispatch it at once.
 
     Returns the request and the offer made, if any. With an offer the
-    request is built from what was written (not read back, not in the
-    session); without one it is the persistent row, with the liaison.
+    request is what was written (not read back); without one it is the
+    persistent row, with the liaison.
     """
     row = fetch_prepared(session, _INTAKE, {
         "code": service_code, "lon": lon, "lat": lat, "box": policy.duplicate_m / 50_000.0,
@@ -224,13 +256,11 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
         request = session.get(ServiceRequest, request_id)
         _to_liaison(session, request, "new")
         return request, None
-    request = ServiceRequest(
+    request = FiledRequest(
         id=request_id, community_id=community_id, zone_id=zone_id, zone_note=note, service_code=service_code,
-        description=description, location=from_shape(Point(lon, lat), srid=gsql.SRID), input_crs=input_crs,
-        attributes=clean, media_urls=media_urls, contact=dict(contact) if contact else None,
-        requester_id=requester_id, status="offered", volunteer_id=None, liaison_id=None, department_id=None,
-        claimed_by_id=None, refusals=0, duplicate_of_ids=duplicates, sla_due_at=values["sla_due_at"],
-        created_at=now, first_response_at=None, resolved_at=None, closed_at=None, rating=None, feedback=None)
+        description=description, location=Point(lon, lat), input_crs=input_crs, attributes=clean,
+        media_urls=media_urls, contact=dict(contact) if contact else None, requester_id=requester_id,
+        duplicate_of_ids=duplicates, sla_due_at=values["sla_due_at"], created_at=now)
     return request, offer
 
 
