@@ -1,6 +1,7 @@
 """Shared benchmark plumbing: a scratch database, a real gunicorn server, statistics."""
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import socket
@@ -8,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -65,6 +67,27 @@ def served(url: str, workers: int = 2, worker_class: str = "sync", threads: int 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class LeanClient:
+    """Sequential HTTP calls timed without a heavy client library: ``requests``
+    adds about a millisecond of its own to each call, which is the client's
+    time, not the server's (the bare-SQL baselines use psycopg2 directly too).
+    Reconnects by itself when the server closes (gunicorn sync workers do)."""
+
+    def __init__(self, base: str) -> None:
+        self.connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=60)
+
+    def call(self, method: str, path: str, *, params: dict | None = None, body: str | None = None,
+             headers: dict | None = None) -> tuple[int, bytes]:
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        self.connection.request(method, path, body=body, headers=headers or {})
+        response = self.connection.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def run_wrk(url: str, *, seconds: int, connections: int, threads: int, headers: Sequence[tuple[str, str]] = (),

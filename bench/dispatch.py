@@ -11,7 +11,6 @@ Goal (issue 6) at 1M: median <= 10 ms, p99 <= 30 ms, and no more than 4x the bar
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import time
@@ -24,7 +23,7 @@ from shapely.geometry import Point
 from shapely.prepared import prep
 from sqlalchemy import create_engine, text
 
-from bench.common import bench_database_url, load_town, print_table, served, summary
+from bench.common import LeanClient, bench_database_url, load_town, print_table, served, summary
 from gridsvc.app import create_app
 from gridsvc.auth import hash_password
 from gridsvc.seed import SERVICES
@@ -176,21 +175,18 @@ def main(argv: list[str]) -> int:
                 naive.append(time.perf_counter() - t)
         conn.close()
         filings = []
-        # http.client rather than requests: requests adds about a millisecond of
-        # its own to each call, which is the client's time, not the server's
         with served(url, workers=2) as base:
-            session = http.client.HTTPConnection(base.removeprefix("http://"))
+            client = LeanClient(base)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             for i, (x, y) in enumerate(points):
                 body = json.dumps({"service_code": "parking", "description": f"bench {size} {i}", "lon": x, "lat": y,
                                    "attributes": {"problem": "no_space"}})
                 t = time.perf_counter()
-                session.request("POST", "/api/v1/requests", body=body, headers=headers)
-                r = session.getresponse()
-                answer = r.read()
+                status, answer = client.call("POST", "/api/v1/requests", body=body, headers=headers)
                 filings.append(time.perf_counter() - t)
-                if r.status != 201:
-                    raise SystemExit(f"filing answered {r.status}: {answer[:300]}")
+                if status != 201:
+                    raise SystemExit(f"filing answered {status}: {answer[:300]}")
+            client.close()
         with engine.connect() as c:
             offered = c.execute(text("SELECT count(*) FROM service_request WHERE status = 'offered' "
                                      "AND description LIKE :p"), {"p": f"bench {size} %"}).scalar()

@@ -16,10 +16,9 @@ import random
 import time
 
 import psycopg2
-import requests
 from sqlalchemy import create_engine, text
 
-from bench.common import bench_database_url, load_town, print_table, served, summary
+from bench.common import LeanClient, bench_database_url, load_town, print_table, served, summary
 from geo.io import geometry_to_geojson
 from shapely.geometry import Point, box
 
@@ -131,29 +130,31 @@ def main(argv: list[str]) -> int:
             cur.fetchone()
             return time.perf_counter() - start
 
-    def http(session, base, kind, arg):
+    def http(client, kind, arg):
         start = time.perf_counter()
         if kind == "zone":
-            r = session.get(f"{base}/api/v1/parking/capacity", params={"zone_id": arg})
+            status, body = client.call("GET", "/api/v1/parking/capacity", params={"zone_id": arg})
         elif kind.startswith("radius"):
-            r = session.get(f"{base}/api/v1/parking/capacity", params={"lon": arg[0], "lat": arg[1], "radius_m": 500})
+            status, body = client.call("GET", "/api/v1/parking/capacity",
+                                       params={"lon": arg[0], "lat": arg[1], "radius_m": 500})
         else:
-            r = session.post(f"{base}/api/v1/parking/capacity",
-                             data=json.dumps({"geometry": geometry_to_geojson(polygon_at(*arg))}),
-                             headers={"Content-Type": "application/json"})
+            status, body = client.call("POST", "/api/v1/parking/capacity",
+                                       body=json.dumps({"geometry": geometry_to_geojson(polygon_at(*arg))}),
+                                       headers={"Content-Type": "application/json"})
         elapsed = time.perf_counter() - start
-        if r.status_code != 200:
-            raise SystemExit(f"capacity answered {r.status_code}: {r.text[:300]}")
+        if status != 200:
+            raise SystemExit(f"capacity answered {status}: {body[:300]}")
         return elapsed
 
     rows = []
-    with served(url) as base, requests.Session() as session:
+    with served(url) as base:
+        client = LeanClient(base)
         for kind, args_list in cases.items():
             for arg in args_list[:10]:  # warm-up
                 bare(kind, arg)
-                http(session, base, kind, arg)
+                http(client, kind, arg)
             sql_med, sql_p99 = summary([bare(kind, a) for a in args_list])
-            http_med, http_p99 = summary([http(session, base, kind, a) for a in args_list])
+            http_med, http_p99 = summary([http(client, kind, a) for a in args_list])
             rows.append((kind, "bare SQL (baseline)", len(args_list), f"{sql_med:.1f}", f"{sql_p99:.1f}", "1.00"))
             rows.append((kind, "HTTP /api/v1/parking/capacity", len(args_list), f"{http_med:.1f}", f"{http_p99:.1f}",
                          f"{http_med / sql_med:.2f}"))

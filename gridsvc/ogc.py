@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request, url_for
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
-from gridsvc.db import current_session
+from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import BadRequest, NotFound
 from gridsvc.services import features as service
 from gridsvc.services.features import COLLECTIONS, Collection, ItemQuery
@@ -235,7 +235,9 @@ def collection(collection_id: str):
 def items(collection_id: str):
     collection = _collection(collection_id)
     query = _item_query(collection)
-    matched, returned, features = service.items(current_session(), collection, query)
+    session = current_session()
+    without_transaction(session)  # one statement answers
+    matched, returned, features = service.items(session, collection, query)
     here = f"{_root()}/collections/{collection.id}/items"
     content_type = _feature_type()
 
@@ -265,7 +267,9 @@ def item(collection_id: str, feature_id: str):
     _check_params(())
     if not feature_id.isdigit() or int(feature_id) > 2**63 - 1:
         raise NotFound(f"There is no feature {feature_id!r} in {collection.id}.")
-    feature = service.item(current_session(), collection, int(feature_id))
+    session = current_session()
+    without_transaction(session)  # one statement answers
+    feature = service.item(session, collection, int(feature_id))
     if feature is None:
         raise NotFound(f"There is no feature {feature_id} in {collection.id}.")
     root = _root()

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, request
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
-from gridsvc.db import current_session
+from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import BadRequest, Forbidden
 from gridsvc.services import tiles as service
 
@@ -121,7 +121,9 @@ def tile(z: str, x: str, y: str):
     if cached is not None:
         data, etag = cached
     else:
-        data = service.tile(current_session(), z_, x_, y_, layers, viewer, clock.now())
+        session = current_session()
+        without_transaction(session)  # one statement answers
+        data = service.tile(session, z_, x_, y_, layers, viewer, clock.now())
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest() if data else ""
         if not personal:
             _cache().put(key, data, etag)

@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint, strict_json_loads
-from gridsvc.db import current_session
+from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import MalformedJson
 from gridsvc.fields import as_shape
 from geo.io import geometry_to_geojson
@@ -253,7 +253,10 @@ class Capacity(MethodView):
     def get(self, query):
         """Supply, occupancy and practical capacity for a community, zone, bbox or radius (format=csv: per lot)"""
         selector = _selector(query)
-        answer = service.capacity(current_session(), selector, as_of=query.get("as_of"), now=clock.now(), tz=_tz())
+        session = current_session()
+        if query["format"] != "csv" and selector.kind != "radius":
+            without_transaction(session)  # one statement answers (a radius adds its nearest lots)
+        answer = service.capacity(session, selector, as_of=query.get("as_of"), now=clock.now(), tz=_tz())
         if query["format"] == "csv":
             return _capacity_csv(answer, selector)
         return answer
@@ -265,7 +268,9 @@ class Capacity(MethodView):
         """The same for an area drawn on the map (a GeoJSON Polygon or MultiPolygon)"""
         selector = service.Selector("polygon", polygon=data["geometry"],
                                     echo={"polygon": geometry_to_geojson(data["geometry"])})
-        return service.capacity(current_session(), selector, as_of=data.get("as_of"), now=clock.now(), tz=_tz())
+        session = current_session()
+        without_transaction(session)  # one statement answers
+        return service.capacity(session, selector, as_of=data.get("as_of"), now=clock.now(), tz=_tz())
 
 
 GAP_COLUMNS = ["zone", "name", "supply", "demand", "gap", "status", "peak_occupancy"]
