@@ -11,13 +11,12 @@ import random
 import time
 
 import psycopg2
-import requests
 from shapely.geometry import Point
 from shapely.prepared import prep
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from bench.common import bench_database_url, load_town, print_table, served, summary
+from bench.common import LeanClient, bench_database_url, load_town, print_table, served, summary
 from gridsvc.seed import load_lingfeng
 
 # The query the locate service builds (services/zones.py), written out.
@@ -42,15 +41,16 @@ def _points_inside(boundary, n: int, rng: random.Random) -> list[tuple[float, fl
 
 def _time_http(base: str, points) -> list[float]:
     samples = []
-    with requests.Session() as http:
-        for lon, lat in points[:50]:  # warm-up: pools, caches, code paths
-            http.get(f"{base}/api/v1/zones/locate", params={"lon": lon, "lat": lat})
-        for lon, lat in points:
-            start = time.perf_counter()
-            response = http.get(f"{base}/api/v1/zones/locate", params={"lon": lon, "lat": lat})
-            samples.append(time.perf_counter() - start)
-            if response.status_code != 200:
-                raise SystemExit(f"locate answered {response.status_code}: {response.text[:200]}")
+    client = LeanClient(base)
+    for lon, lat in points[:50]:  # warm-up: pools, caches, code paths
+        client.call("GET", "/api/v1/zones/locate", params={"lon": lon, "lat": lat})
+    for lon, lat in points:
+        start = time.perf_counter()
+        status, body = client.call("GET", "/api/v1/zones/locate", params={"lon": lon, "lat": lat})
+        samples.append(time.perf_counter() - start)
+        if status != 200:
+            raise SystemExit(f"locate answered {status}: {body[:200]}")
+    client.close()
     return samples
 
 
