@@ -417,14 +417,21 @@ def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: flo
     return None
 
 
-# A volunteer another dispatch is offering to right now is skipped, not waited for.
-_LOCK_CANDIDATE = "SELECT id FROM volunteer WHERE id = %(volunteer_id)s FOR UPDATE SKIP LOCKED"
+# A volunteer another dispatch is offering to right now is skipped, not
+# waited for. Whether the lock was had is noted in a transaction setting for
+# _OFFER, which is sent in the same round trip.
+_LOCK_CANDIDATE = """
+WITH locked AS (SELECT id FROM volunteer WHERE id = %(volunteer_id)s FOR UPDATE SKIP LOCKED)
+SELECT set_config('gridsvc.offer_lock', coalesce((SELECT id::text FROM locked), ''), true)"""
 
-# Under that lock (this statement reads after it was granted): the offer, if
-# the volunteer is still under the cap; the request moves to it; the trail.
+# Only under that lock (this statement reads after it was granted, so it
+# sees every offer committed before): the offer, if the volunteer is still
+# under the cap; the request moves to it; the trail.
 _OFFER = """
 WITH free AS (
-    SELECT FROM volunteer v WHERE v.id = %(volunteer_id)s AND {open_tasks} < %(cap)s),
+    SELECT FROM volunteer v
+    WHERE v.id = %(volunteer_id)s AND current_setting('gridsvc.offer_lock') = v.id::text
+      AND {open_tasks} < %(cap)s),
 offer AS (
     INSERT INTO request_offer (request_id, volunteer_id, distance_m, offered_at, deadline)
     SELECT %(request_id)s, %(volunteer_id)s, %(distance_m)s, %(now)s, %(deadline)s FROM free
@@ -441,17 +448,18 @@ SELECT count(*) FROM offer""".format(open_tasks=_OPEN_TASKS_OF_V)
 
 def _offer(session: Session, request_id: int, candidate: Candidate, *, now: datetime, policy: DispatchPolicy,
            from_status: str) -> Offer | None:
-    """Offer to one candidate if they can still take it; None when they cannot."""
-    if fetch_prepared(session, _LOCK_CANDIDATE, {"volunteer_id": candidate.volunteer_id}) is None:
-        return None  # another dispatch is offering them something right now
+    """Offer to one candidate if they can still take it (not being offered
+    something by another dispatch right now, still under the cap); None when
+    they cannot."""
     offer = Offer(volunteer_id=candidate.volunteer_id, distance_m=round(candidate.distance_m, 1), offered_at=now,
                   deadline=now + policy.accept_within)
     made = fetch_prepared(session, _OFFER, {
         "request_id": request_id, "volunteer_id": offer.volunteer_id, "distance_m": offer.distance_m, "now": now,
         "deadline": offer.deadline, "cap": policy.task_cap, "from_status": from_status,
         "actor_id": session.info.get("actor_id"),
-        "note": f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away"})[0]
-    return offer if made else None  # filled up since the candidates were read
+        "note": f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away"},
+        run_first=_LOCK_CANDIDATE)[0]
+    return offer if made else None
 
 
 def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
