@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from gridsvc.db import fetch_prepared
 from gridsvc.errors import Conflict, GridsvcError, NotFound, ValidationFailed
-from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
+from gridsvc.models import ServiceHours, Shift, Volunteer
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,19 @@ def lock_volunteer_of_user(session: Session, user_id: int) -> None:
     fetch_prepared(session, _LOCK_VOLUNTEER, {"user_id": user_id})
 
 
+def _open_check_in_sql(volunteer: str, shift: str, only_if: str = "TRUE") -> str:
+    """SQL: the volunteer's open check-in to the shift, the latest accepted
+    one with no hours yet (no check-out); ``only_if`` spares the lookup."""
+    return f"""
+    SELECT e.id, e.effective_at, e.inside FROM check_event e
+    WHERE {only_if} AND e.volunteer_id = {volunteer} AND e.shift_id = {shift} AND e.kind = 'check_in' AND e.accepted
+      AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
+    ORDER BY e.effective_at DESC LIMIT 1"""
+
+
+_OPEN_CHECK_IN = _open_check_in_sql("%(volunteer_id)s", "%(shift_id)s")
+
+
 # Check-in is the mobile app's hottest write, so it is two prepared
 # statements rather than ORM round trips. This one reads what judging an
 # event needs, in one go, right after the volunteer's lock (so it sees every
@@ -121,13 +134,9 @@ FROM volunteer v
 CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
 LEFT JOIN check_event prev ON prev.volunteer_id = v.id AND prev.idempotency_key = %(key)s
 LEFT JOIN shift s ON s.id = %(shift_id)s
-LEFT JOIN LATERAL (
-    SELECT e.id, e.effective_at, e.inside FROM check_event e
-    WHERE %(kind)s = 'check_out' AND v.on_duty_shift_id = s.id
-      AND e.volunteer_id = v.id AND e.shift_id = s.id AND e.kind = 'check_in' AND e.accepted
-      AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
-    ORDER BY e.effective_at DESC LIMIT 1) open ON true
-WHERE v.user_id = %(user_id)s"""
+LEFT JOIN LATERAL ({open_check_in}) open ON true
+WHERE v.user_id = %(user_id)s""".format(
+    open_check_in=_open_check_in_sql("v.id", "s.id", only_if="%(kind)s = 'check_out' AND v.on_duty_shift_id = s.id"))
 
 # The event, and for an accepted one the volunteer's duty and last known
 # position (a check event is a position fix; its own row is the history).
@@ -213,12 +222,7 @@ def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volun
         query = query.where(Volunteer.id == volunteer_id)
     closed = 0
     for overdue, shift in session.execute(query.with_for_update(of=Volunteer, skip_locked=volunteer_id is None)).all():
-        open_row = session.execute(
-            select(CheckEvent.id, CheckEvent.effective_at, CheckEvent.inside)
-            .where(CheckEvent.volunteer_id == overdue.id, CheckEvent.shift_id == shift.id,
-                   CheckEvent.kind == "check_in", CheckEvent.accepted.is_(True),
-                   ~select(ServiceHours.id).where(ServiceHours.check_in_id == CheckEvent.id).exists())
-            .order_by(CheckEvent.effective_at.desc()).limit(1)).first()
+        open_row = fetch_prepared(session, _OPEN_CHECK_IN, {"volunteer_id": overdue.id, "shift_id": shift.id})
         if open_row is not None:
             entry = _hours_entry(shift.starts_at, shift.ends_at, _OpenCheckIn(*open_row), shift.ends_at, None,
                                  "missing_check_out")

@@ -248,8 +248,8 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
               "requester_id": requester_id, "duplicates": duplicates,
               "sla_due_at": now + timedelta(minutes=sla_minutes), "now": now, "actor_id": actor_id}
     # the insert and the first candidate query travel together
-    first = _candidate_rows(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=(),
-                            limit=OFFER_BATCH, run_first=(_INSERT_REQUEST, values))
+    first = candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=(),
+                       limit=OFFER_BATCH, run_first=(_INSERT_REQUEST, values))
     offer = _offer_to_nearest(session, request_id, lon=lon, lat=lat, skill=skill, tried=set(), from_status="new",
                               now=now, policy=policy, first_batch=first)
     if offer is None:
@@ -294,7 +294,7 @@ class Candidate:
 
 # The candidate query (see the module docstring), prepared once per connection.
 # KNN on the partial on-duty index, in planar degrees; each row also carries
-# its degree distance, for _candidate_rows to know which rows are surely the
+# its degree distance, for candidates() to know which rows are surely the
 # nearest on the ground. The open-task count is _open_tasks itself, written out.
 _CANDIDATES = """
     SELECT v.id, ST_Distance(v.last_position::geography,
@@ -323,10 +323,12 @@ def _metres_per_degree_floor(lat: float, reach_deg: float) -> float:
     return 110_500.0 * math.cos(math.radians(min(89.0, abs(lat) + reach_deg)))
 
 
-def _candidate_rows(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime,
-                    policy: DispatchPolicy, exclude: Iterable[int], limit: int,
-                    run_first: tuple[str, dict[str, Any]] | None = None) -> list[Candidate]:
-    """The ``limit`` nearest eligible volunteers on the spheroid, read from the KNN index in few rows.
+def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
+               exclude: Iterable[int] = (), limit: int = 10,
+               run_first: tuple[str, dict[str, Any]] | None = None) -> list[Candidate]:
+    """The ``limit`` nearest eligible volunteers on the spheroid (see the
+    module docstring), read from the KNN index in few rows; ``run_first``: a
+    statement and its values to send in the same round trip.
 
     The index orders by planar degrees, which is not the ground order (a
     degree east is shorter than a degree north). Rows come nearest degree
@@ -353,13 +355,6 @@ def _candidate_rows(session: Session, *, lon: float, lat: float, skill: str | No
         if len(found) >= limit or exhausted or sure_within >= policy.max_distance_m:
             return found[:limit]
         few *= 4
-
-
-def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
-               exclude: Iterable[int] = (), limit: int = 10) -> list[Candidate]:
-    """Eligible volunteers, nearest first (see the module docstring)."""
-    return _candidate_rows(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=exclude,
-                           limit=limit)
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
@@ -401,19 +396,23 @@ class Offer:
 def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: float, skill: str | None,
                       tried: set[int], from_status: str, now: datetime, policy: DispatchPolicy,
                       first_batch: list[Candidate] | None = None) -> Offer | None:
-    """Offer the request to the nearest candidate who can still take it."""
-    batch = first_batch if first_batch is not None else None
+    """Offer the request to the nearest candidate who can still take it
+    (``first_batch``: the candidates already read, if any)."""
+
+    def nearest() -> list[Candidate]:
+        return candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried,
+                          limit=OFFER_BATCH)
+
+    batch = first_batch if first_batch is not None else nearest()
     # Candidates busy with a concurrent dispatch are skipped, so ask again
     # (without them) until someone takes the offer or nobody is left.
-    while batch := (batch if batch is not None else
-                    candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried,
-                               limit=OFFER_BATCH)):
+    while batch:
         for candidate in batch:
             tried.add(candidate.volunteer_id)
             offer = _offer(session, request_id, candidate, now=now, policy=policy, from_status=from_status)
             if offer is not None:
                 return offer
-        batch = None
+        batch = nearest()
     return None
 
 
