@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from gridsvc.db import fetch_prepared
 from gridsvc.errors import Conflict, GridsvcError, NotFound, ValidationFailed
 from gridsvc.models import ServiceHours, Shift, Volunteer
+from gridsvc.services.volunteers import no_profile
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def check(session: Session, user_id: int, request: CheckRequest, *, now: datetim
                     "key": request.idempotency_key, "kind": request.kind}
     row = fetch_prepared(session, _JUDGE, judge_params, run_first=None if locked else _LOCK_VOLUNTEER)
     if row is None:
-        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+        raise no_profile()
     volunteer_id, on_duty_shift_id = row[:2]
     previous_id, previous_shift, previous_kind, previous_status, previous_response = row[2:7]
     if previous_id is not None:

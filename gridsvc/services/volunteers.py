@@ -58,13 +58,18 @@ def volunteer_of_user(session: Session, user_id: int) -> Volunteer | None:
     return session.scalar(select(Volunteer).where(Volunteer.user_id == user_id))
 
 
+def no_profile() -> NotFound:
+    """The answer to an account acting as a volunteer without a profile."""
+    return NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+
+
 def require_volunteer_of_user(session: Session, user_id: int, *, for_update: bool = False) -> Volunteer:
     query = select(Volunteer).where(Volunteer.user_id == user_id)
     if for_update:
         query = query.with_for_update()
     volunteer = session.scalar(query)
     if volunteer is None:
-        raise NotFound("Your account has no volunteer profile yet; register at POST /api/v1/volunteers.")
+        raise no_profile()
     return volunteer
 
 
