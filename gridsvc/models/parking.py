@@ -5,7 +5,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import CheckConstraint, Computed, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +33,7 @@ class ParkingLot(Audited, Base):
                         "AND capacity_truck >= 0 AND capacity_ebike >= 0", name="capacity"),
         UniqueConstraint("community_id", "ref"),
         Index("ix_parking_lot_geom", "geom", postgresql_using="gist"),
+        Index("ix_parking_lot_geom_3857", "geom_3857", postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +55,10 @@ class ParkingLot(Audited, Base):
     fee: Mapped[str | None] = mapped_column(String(100))
     opened_on: Mapped[date | None] = mapped_column(Date)  # NULL: in use since before records began
     geom: Mapped[WKBElement] = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False))
+    # Kept by PostgreSQL, for vector tiles (migration 0011); never loaded unless asked for.
+    geom_3857: Mapped[WKBElement] = mapped_column(
+        Geometry("GEOMETRY", srid=3857, spatial_index=False), Computed("ST_Transform(geom, 3857)", persisted=True),
+        deferred=True)
 
     zone: Mapped[Zone | None] = relationship()
     enterprise: Mapped[Enterprise | None] = relationship()

@@ -1,8 +1,10 @@
 """Mapbox Vector Tiles of a park, built by PostGIS (``ST_AsMVT``).
 
-Each layer filters in the stored SRID (4326) against the tile's envelope
-transformed once, so the GiST index answers; only the rows found are
-transformed to Web Mercator and clipped. Layers with personal data
+Each layer filters in a stored SRID against the tile's envelope, so a GiST
+index answers: parking lots (the densest layer) have a stored Web Mercator
+copy of their geometry (``geom_3857``, migration 0011); the other layers are
+filtered in 4326 against the envelope transformed once, and only the rows
+found are transformed to Web Mercator. Then they are clipped. Layers with personal data
 (volunteers on duty, open requests) go only to callers allowed to see them:
 admins everywhere, a liaison in their own zones.
 """
@@ -45,8 +47,9 @@ def _mvt(layer: str, select: str) -> str:
             f"WHERE m.geom IS NOT NULL)")
 
 
-def _geom(column: str) -> str:
-    return f"ST_AsMVTGeom(ST_Transform({column}, 3857), env.tile, {EXTENT}, {BUFFER}, true) AS geom"
+def _geom(column: str, web_mercator: bool = False) -> str:
+    geometry = column if web_mercator else f"ST_Transform({column}, 3857)"
+    return f"ST_AsMVTGeom({geometry}, env.tile, {EXTENT}, {BUFFER}, true) AS geom"
 
 
 def _zone_scope(column: str, all_zones: bool) -> str:
@@ -61,10 +64,11 @@ LAYER_SQL = {
     # evaluated twice (once for utilisation, once for the NULL-geometry filter).
     "parking": lambda all_zones: _mvt("parking", f"""
         SELECT p.id, p.name, p.access, p.kind, p.zone_id, p.capacity, p.occupied,
-               CASE WHEN p.capacity > 0 THEN round(p.occupied::numeric / p.capacity, 3)::float8 END AS utilisation, p.geom
-        FROM (SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied, {_geom('l.geom')}
+               CASE WHEN p.capacity > 0 THEN round(p.occupied * 1000::float8 / p.capacity) / 1000 END AS utilisation,
+               p.geom
+        FROM (SELECT l.id, l.name, l.access, l.kind, l.zone_id, o.capacity, o.occupied, {_geom('l.geom_3857', True)}
               FROM parking_lot l CROSS JOIN LATERAL ({lot_occupancy_sql('l')}) o, env
-              WHERE l.geom && env.query OFFSET 0) p"""),
+              WHERE l.geom_3857 && env.query_3857 OFFSET 0) p"""),
     "enterprises": lambda all_zones: _mvt("enterprises", f"""
         SELECT e.id, e.name, e.workers, e.zone_id, {_geom('e.location')}
         FROM enterprise e, env WHERE e.location && env.query"""),
@@ -92,6 +96,7 @@ def _tile_sql(layers: tuple[str, ...], all_zones: bool) -> str:
     margin = BUFFER / EXTENT
     parts = " || ".join(LAYER_SQL[name](all_zones) for name in layers)
     return (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile, "
+            f"ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}) AS query_3857, "
             f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
             f"SELECT {parts} FROM env")
 

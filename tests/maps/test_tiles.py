@@ -1,13 +1,15 @@
 """Vector tiles, decoded with mapbox-vector-tile: the right layers, features, places and people."""
 from __future__ import annotations
 
+import json
 import math
+from datetime import timedelta
 
 import mapbox_vector_tile
 import pytest
 from sqlalchemy import func, select
 
-from gridsvc.models import Enterprise, ParkingLot, Zone
+from gridsvc.models import Enterprise, OccupancyObservation, ParkingLot, Zone
 from tests.api.test_requests import file, g03  # noqa: F401  (three traffic volunteers on duty in G03)
 from tests.helpers import assert_problem
 
@@ -58,14 +60,36 @@ def test_an_enterprise_is_drawn_where_it_stands(client, session):
     assert feature["geometry"]["coordinates"] == pytest.approx(expected, abs=1.5)  # within a pixel and a half of 4096
 
 
-def test_parking_lots_carry_capacity_and_utilisation(client, session):
+def test_parking_lots_carry_capacity_and_utilisation(client, session, clock):
     lot = session.scalar(select(ParkingLot).where(ParkingLot.ref == "LF-P003"))
+    # only our count: the demo's own (every 15 min around the seed date) would compete
+    session.query(OccupancyObservation).filter(OccupancyObservation.lot_id == lot.id).delete()
+    session.add(OccupancyObservation(lot_id=lot.id, observed_at=clock() - timedelta(minutes=5), occupied=40))
+    session.commit()
     lon, lat = session.execute(select(func.ST_X(func.ST_Centroid(lot.geom)), func.ST_Y(func.ST_Centroid(lot.geom)))).one()
     feature = next(f for f in decode(get_tile(client, lon, lat, 16))["parking"]["features"] if f["id"] == lot.id)
     assert feature["properties"]["capacity"] == 57 and feature["properties"]["name"] == lot.name
     assert feature["geometry"]["type"] == "Polygon"
-    utilisation = feature["properties"].get("utilisation")
-    assert utilisation is None or isinstance(utilisation, float)
+    assert feature["properties"]["occupied"] == 40
+    assert feature["properties"]["utilisation"] == 0.702  # 40 / 57, to three places like the zone map
+
+
+def test_a_lot_is_drawn_where_it_lies(client, session):
+    """The tile's polygon is the lot's outline (from the stored Web Mercator copy) in the tile's grid."""
+    lot = session.scalar(select(ParkingLot).where(ParkingLot.ref == "LF-P003"))
+    ring = session.execute(select(func.ST_AsGeoJSON(func.ST_ExteriorRing(lot.geom)))).scalar()
+    corners = json.loads(ring)["coordinates"][:-1]
+    lon, lat = corners[0]
+    z = 17
+    x0, y0 = (int(v) for v in tile_of(lon, lat, z))
+    feature = next(f for f in decode(client.get(f"/tiles/{z}/{x0}/{y0}.pbf"))["parking"]["features"]
+                   if f["id"] == lot.id)
+    drawn = feature["geometry"]["coordinates"][0]
+    for lon, lat in corners:
+        x, y = tile_of(lon, lat, z)
+        expected = ((x - x0) * 4096, (y - y0) * 4096)
+        if -64 <= expected[0] <= 4160 and -64 <= expected[1] <= 4160:  # not clipped away at the tile's buffer
+            assert any(p == pytest.approx(expected, abs=1.5) for p in drawn), (expected, drawn)
 
 
 def test_personal_layers_only_for_the_zones_liaison_and_admins(client, login, g03):  # noqa: F811
