@@ -159,9 +159,9 @@ def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> t
 # over 50 km up to 63 degrees north; China ends near 53).
 _INTAKE = """
 SELECT st.required_skill, st.sla_minutes, st.attributes, z.id, z.community_id,
-       ARRAY(SELECT r.id FROM service_request r
-             WHERE r.location && ST_Expand(h.here, %(box)s)
-               AND r.service_code = st.code AND r.created_at > %(since)s
+       ARRAY(SELECT r.id FROM (SELECT id, service_code, created_at, location FROM service_request
+                               WHERE location && ST_Expand(h.here, %(box)s) OFFSET 0) r
+             WHERE r.service_code = st.code AND r.created_at > %(since)s
                AND ST_DWithin(r.location::geography, h.here::geography, %(metres)s)
              ORDER BY r.id),
        nextval(pg_get_serial_sequence('service_request', 'id'))
