@@ -85,6 +85,7 @@ def maps_database(lots: int, per_lot: int, reuse: bool) -> str:
                 conn.close()
             if same:
                 upgrade(url)
+                _settle(url)  # a new migration may have rewritten a table
                 print(f"reusing {parsed.database}_bench_maps ({marker})")
                 return url
     started = time.perf_counter()
@@ -94,19 +95,28 @@ def maps_database(lots: int, per_lot: int, reuse: bool) -> str:
     community_id, _ = load_town(engine, max(1, lots // 10))
     _populate(engine, community_id, per_lot)
     engine.dispose()
+    _settle(url)
     conn = psycopg2.connect(_dsn(url))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            # visibility map set, as on a settled production table: index-only scans for everyone
-            cur.execute("VACUUM ANALYZE parking_lot")
-            cur.execute("VACUUM ANALYZE parking_space")
-            cur.execute("VACUUM ANALYZE lot_space_tally")
             cur.execute(f"COMMENT ON DATABASE {make_url(url).database} IS %s", (marker,))
     finally:
         conn.close()
     print(f"built {make_url(url).database} in {time.perf_counter() - started:.0f} s")
     return url
+
+
+def _settle(url: str) -> None:
+    """Visibility map set and statistics fresh, as on a settled production table: index-only scans for everyone."""
+    conn = psycopg2.connect(_dsn(url))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for table in ("parking_lot", "parking_space", "lot_space_tally"):
+                cur.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        conn.close()
 
 
 def _dsn(url: str) -> str:

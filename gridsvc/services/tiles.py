@@ -43,7 +43,9 @@ class Viewer:
 
 
 def _mvt(layer: str, select: str) -> str:
-    return (f"(SELECT coalesce(ST_AsMVT(m, '{layer}', {EXTENT}, 'geom', 'id'), ''::bytea) FROM ({select}) m "
+    # OFFSET 0 keeps "geom IS NOT NULL" from being pushed into the select,
+    # where it would clip every feature twice (once to filter, once to draw).
+    return (f"(SELECT coalesce(ST_AsMVT(m, '{layer}', {EXTENT}, 'geom', 'id'), ''::bytea) FROM ({select} OFFSET 0) m "
             f"WHERE m.geom IS NOT NULL)")
 
 
@@ -60,8 +62,8 @@ LAYER_SQL = {
     "zones": lambda all_zones: _mvt("zones", f"""
         SELECT z.id, z.code, z.name, z.community_id, {_geom('z.geom')}
         FROM zone z, env WHERE z.geom && env.query"""),
-    # OFFSET 0 keeps the lateral occupancy and the clipping from being
-    # evaluated twice (once for utilisation, once for the NULL-geometry filter).
+    # The inner OFFSET 0 keeps the lateral occupancy from being evaluated
+    # once for each use (capacity, occupied, utilisation).
     "parking": lambda all_zones: _mvt("parking", f"""
         SELECT p.id, p.name, p.access, p.kind, p.zone_id, p.capacity, p.occupied,
                CASE WHEN p.capacity > 0 THEN round(p.occupied * 1000::float8 / p.capacity) / 1000 END AS utilisation,
