@@ -113,7 +113,7 @@ def _settle(url: str) -> None:
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            for table in ("parking_lot", "parking_space", "lot_space_tally"):
+            for table in ("parking_lot", "parking_space"):
                 cur.execute(f"VACUUM ANALYZE {table}")
     finally:
         conn.close()

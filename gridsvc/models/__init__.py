@@ -3,7 +3,7 @@ from gridsvc.models.community import COMMUNITY_KINDS, Community, Zone
 from gridsvc.models.counts import COUNTED_TABLES, RowCount
 from gridsvc.models.enterprise import Enterprise
 from gridsvc.models.parking import (CAR_USABLE, PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES,
-                                     LotSpaceTally, OccupancyObservation, ParkingLot, ParkingSpace)
+                                     OccupancyObservation, ParkingLot, ParkingSpace)
 from gridsvc.models.request import (OPEN_STATUSES, REQUEST_STATUSES, DepartmentService, RequestEvent, RequestOffer,
                                      ServiceRequest, ServiceType)
 from gridsvc.models.shift import CheckEvent, ServiceHours, Shift, ShiftSkill, Signup
@@ -14,4 +14,4 @@ __all__ = ["ApiKey", "OPEN_STATUSES", "REQUEST_STATUSES", "DepartmentService", "
            "ServiceType", "CAR_USABLE", "PARKING_ACCESS", "PARKING_KINDS", "SPACE_STATUSES", "SPACE_TYPES", "OccupancyObservation",
            "ParkingLot", "ParkingSpace", "COMMUNITY_KINDS", "ROLES", "CheckEvent", "Community", "Department", "DepartmentMember",
            "Enterprise", "LoginFailure", "ServiceHours", "Shift", "ShiftSkill", "Signup", "Skill", "User", "UserRole",
-           "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone", "COUNTED_TABLES", "RowCount", "LotSpaceTally"]
+           "Volunteer", "VolunteerPosition", "VolunteerSkill", "Zone", "COUNTED_TABLES", "RowCount"]

@@ -55,6 +55,12 @@ class ParkingLot(Audited, Base):
     fee: Mapped[str | None] = mapped_column(String(100))
     opened_on: Mapped[date | None] = mapped_column(Date)  # NULL: in use since before records began
     geom: Mapped[WKBElement] = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False))
+    # How many spaces the lot has on record and how many of them are occupied
+    # or reserved: kept by statement-level triggers on parking_space
+    # (migrations 0010, 0012), exact and transactional like the spaces, so
+    # maps and tiles read a lot's fill with the lot instead of counting spaces.
+    spaces_on_record: Mapped[int] = mapped_column(Integer, server_default="0")
+    spaces_occupied: Mapped[int] = mapped_column(Integer, server_default="0")
     # Kept by PostgreSQL, for vector tiles (migration 0011); never loaded unless asked for.
     geom_3857: Mapped[WKBElement] = mapped_column(
         Geometry("GEOMETRY", srid=3857, spatial_index=False), Computed("ST_Transform(geom, 3857)", persisted=True),
@@ -114,16 +120,3 @@ class OccupancyObservation(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-
-class LotSpaceTally(Base):
-    """How many spaces a lot has on record and how many are occupied or reserved.
-
-    Kept by statement-level triggers on parking_space (migration 0010), so
-    maps and tiles read one row per lot instead of counting a hundred spaces
-    each; exact and transactional like the spaces themselves."""
-
-    __tablename__ = "lot_space_tally"
-
-    lot_id: Mapped[int] = mapped_column(ForeignKey("parking_lot.id", ondelete="CASCADE"), primary_key=True)
-    spaces: Mapped[int] = mapped_column(Integer, server_default="0")
-    occupied: Mapped[int] = mapped_column(Integer, server_default="0")

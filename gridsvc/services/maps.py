@@ -25,14 +25,14 @@ from gridsvc.services.parking import FRESH_OBSERVATION
 def lot_occupancy_sql(lot: str) -> str:
     """A lateral row (capacity, occupied) for the lot ``lot`` now: its latest
     observation of the last day, else its spaces marked occupied or reserved
-    (from the trigger-kept tally), else unknown (NULL) when it has neither.
+    (the lot's trigger-kept tally), else unknown (NULL) when it has neither.
     Needs %(now)s and %(fresh_after)s."""
     return f"""
         SELECT {capacity_total_sql(lot)} AS capacity,
                coalesce((SELECT ob.occupied FROM occupancy_observation ob
                          WHERE ob.lot_id = {lot}.id AND ob.observed_at > %(fresh_after)s AND ob.observed_at <= %(now)s
                          ORDER BY ob.observed_at DESC LIMIT 1),
-                        (SELECT ta.occupied FROM lot_space_tally ta WHERE ta.lot_id = {lot}.id AND ta.spaces > 0))
+                        CASE WHEN {lot}.spaces_on_record > 0 THEN {lot}.spaces_occupied END)
                AS occupied"""
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from geo import sql as gsql
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import NotFound, ValidationFailed
-from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, LotSpaceTally, OccupancyObservation, ParkingLot,
+from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
 from gridsvc.services import Page
 
@@ -215,12 +215,13 @@ def set_statuses(session: Session, updates: list[tuple[int, str]], *, now: datet
     """Bulk status update (sensors, wardens): all or nothing."""
     spaces = spaces_by_id(session, [space_id for space_id, _ in updates])
     # The updates below run one statement per space, and each statement's
-    # trigger locks its lot's tally. Taking every tally lock first, in lot
-    # order, keeps two bulk updates over the same lots from deadlocking.
+    # trigger locks its lot to update the lot's tally. Taking every such lock
+    # first, in lot order, keeps two bulk updates over the same lots from
+    # deadlocking (FOR NO KEY UPDATE: the lock the trigger's UPDATE takes).
     lot_ids = sorted({s.lot_id for s in spaces.values() if s.lot_id is not None})
     if lot_ids:
-        session.execute(select(LotSpaceTally.lot_id).where(LotSpaceTally.lot_id.in_(lot_ids))
-                        .order_by(LotSpaceTally.lot_id).with_for_update())
+        session.execute(select(ParkingLot.id).where(ParkingLot.id.in_(lot_ids))
+                        .order_by(ParkingLot.id).with_for_update(key_share=True))
     for space_id, status in updates:
         space = spaces[space_id]
         if space.status != status:

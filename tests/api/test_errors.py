@@ -97,7 +97,7 @@ def test_a_deadlock_victim_is_told_to_send_again_not_that_the_database_is_down(a
     from sqlalchemy.exc import OperationalError
 
     def victim():
-        raise OperationalError("UPDATE lot_space_tally ...", {}, psycopg2.errors.DeadlockDetected())
+        raise OperationalError("UPDATE parking_lot ...", {}, psycopg2.errors.DeadlockDetected())
 
     app.add_url_rule("/test-only/deadlock", "deadlock_victim", victim)
     body = assert_problem(client.get("/test-only/deadlock"), 409, "/concurrent-update")

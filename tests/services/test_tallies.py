@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select, text, update
 
-from gridsvc.models import LotSpaceTally, ParkingLot, ParkingSpace, RowCount
+from gridsvc.models import ParkingLot, ParkingSpace, RowCount
 
 
 def tallies(session) -> dict[int, tuple[int, int]]:
-    return {t.lot_id: (t.spaces, t.occupied) for t in session.scalars(select(LotSpaceTally)) if t.spaces or t.occupied}
+    rows = session.execute(select(ParkingLot.id, ParkingLot.spaces_on_record, ParkingLot.spaces_occupied)
+                           .where((ParkingLot.spaces_on_record != 0) | (ParkingLot.spaces_occupied != 0))).all()
+    return {lot: (n, occupied) for lot, n, occupied in rows}
 
 
 def counted(session) -> dict[int, tuple[int, int]]:
@@ -80,7 +82,7 @@ def test_a_bulk_status_update_waits_for_another_writer_instead_of_deadlocking(en
     second = [(ids["race-B-1"], "reserved"), (ids["race-A-1"], "reserved")]  # B before A by id
     errors: list[BaseException] = []
     try:
-        # A writer that goes space by space: it holds lot A's tally, and will want B's next.
+        # A writer that goes space by space: it holds lot A (its tally), and will want B next.
         holder = engine.connect()
         holder.begin()
         holder.execute(update(ParkingSpace).where(ParkingSpace.id == first[0][0]).values(status="occupied"))
@@ -97,7 +99,7 @@ def test_a_bulk_status_update_waits_for_another_writer_instead_of_deadlocking(en
         waiting.start()
         time.sleep(0.5)
         assert waiting.is_alive()  # queued behind the first writer, not failed
-        # Had the bulk update taken B's tally before waiting for A's, this would deadlock.
+        # Had the bulk update locked lot B before waiting for A, this would deadlock.
         holder.execute(update(ParkingSpace).where(ParkingSpace.id == first[1][0]).values(status="occupied"))
         holder.commit()
         holder.close()
