@@ -13,12 +13,18 @@ lots in the tile), then loaded with wrk (keep-alive, and with
 - the z14 tile holding most lots: gridsvc's ``?layers=parking`` (like for like)
   and its full tile, against tipg's ``parking_lot`` tile.
 
+With both gridsvc-sync and tipg chosen, the tile rebuilt on every request is
+then also timed head to head: both servers up, ours and tipg's loaded in turns
+for ``--rounds`` rounds, and the median of the rounds' ratios is the figure
+(this machine's speed drifts over minutes, which a ratio of two runs made
+minutes apart would carry).
+
 Servers: gridsvc under gunicorn (sync, and gthread with ``--gthreads``
 threads), pygeoapi 0.24 under gunicorn (sync), tipg 1.6 under uvicorn. The
 peers are installed on first use into ``.gridsvc/peers/`` (see bench/peers.py).
 
     python -m bench maps [--seconds 10] [--workers 2] [--gthreads 4] [--collections parking-spaces,parking-lots]
-                         [--servers gridsvc-sync,gridsvc-gthread,pygeoapi,tipg] [--reuse-db]
+                         [--servers gridsvc-sync,gridsvc-gthread,pygeoapi,tipg] [--reuse-db] [--rounds 3]
 
 Goal (issue 7): items at least 2x the faster peer, tiles at least 1.5x tipg
 (here: in both keep-alive and close modes). The table is also written to
@@ -33,6 +39,7 @@ import platform
 import shutil
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable
@@ -469,6 +476,29 @@ def wait_quiet(limit: float, patience: float) -> float:
             warned = True
 
 
+def tiles_head_to_head(start_ours: Callable, start_tipg: Callable, ours_path: str,
+                       ours_headers: tuple[tuple[str, str], ...], tipg_path: str, args: argparse.Namespace) -> dict:
+    """Our tile rebuilt on every request and tipg's, loaded in turns (ours, tipg, ours, ...) with both
+    servers up (the idle one takes no CPU). The machine's speed drifts over minutes here, and a ratio of
+    two runs made minutes apart carries that drift; runs made back to back do not."""
+    rounds = []
+    with ExitStack() as stack:
+        ours, tipg = stack.enter_context(start_ours()), stack.enter_context(start_tipg())
+        for base, path, headers in ((ours, ours_path, ours_headers), (tipg, tipg_path, ())):
+            wrk(base + path, args.warmup, args.connections, args.threads, close=False, headers=headers)
+        for n in range(1, args.rounds + 1):
+            for mode, close in (("keep-alive", False), ("close", True)):
+                a = wrk(ours + ours_path, args.seconds, args.connections, args.threads, close, ours_headers)
+                b = wrk(tipg + tipg_path, args.seconds, args.connections, args.threads, close)
+                rounds.append({"round": n, "mode": mode, "ours": a["rate"], "tipg": b["rate"],
+                               "ratio": a["rate"] / b["rate"]})
+                print(f"  round {n} {mode}: ours {a['rate']:.0f} req/s, tipg {b['rate']:.0f} req/s, "
+                      f"{a['rate'] / b['rate']:.2f}x", flush=True)
+    median = {mode: round(statistics.median(r["ratio"] for r in rounds if r["mode"] == mode), 2)
+              for mode in ("keep-alive", "close")}
+    return {"rounds": rounds, "median": median, "goal_met": all(v >= GOALS["tiles"] for v in median.values())}
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -488,6 +518,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"comma-separated, of {', '.join(SERVERS + EXTRA_SERVERS)} (default: all but {', '.join(EXTRA_SERVERS)})")
     parser.add_argument("--reuse-db", action="store_true", help="keep the bench database if it holds the same data")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="head-to-head rounds of the rebuilt tile against tipg's, both servers up (0: none)")
     parser.add_argument("--quiet-wait", type=float, default=180,
                         help="seconds to wait per server for other processes to leave the CPU (under 10%%)")
     args = parser.parse_args(argv)
@@ -565,6 +597,14 @@ def main(argv: list[str]) -> int:
                 if errors:
                     print(f"  WARNING: {errors} non-2xx answers under load for {server} {t.name}")
     conn.close()
+    head_to_head = None
+    if args.rounds > 0 and {"gridsvc-sync", "tipg"} <= set(chosen):
+        by_name = {t.name: t for t in all_targets}
+        rebuilt = by_name[f"z{z} tile, parking lots, rebuilt (no-cache)"]
+        print("\n== head to head: our parking tile rebuilt on every request against tipg's, in turns", flush=True)
+        head_to_head = tiles_head_to_head(
+            servers["gridsvc-sync"][2], servers["tipg"][2], rebuilt.paths["gridsvc"], rebuilt.headers,
+            by_name[rebuilt.baseline].paths["tipg"], args)
 
     rows, records = [], []
     for t in all_targets:
@@ -612,6 +652,14 @@ def main(argv: list[str]) -> int:
           f"sequential median of {args.requests} requests on one keep-alive connection")
     print_table(["target", "server", "req/s keep-alive", "req/s close", "p50 ms (load, k-a)", "seq median ms",
                  "errors", "others' CPU", "ours / peer (k-a / close)", "goal", "met"], rows)
+    if head_to_head is not None:
+        print(f"\nz{z} parking tile rebuilt on every request, head to head with tipg's (both up, loaded in turns, "
+              f"{args.seconds} s each):")
+        print_table(["round", "mode", "ours req/s", "tipg req/s", "ratio"],
+                    [(r["round"], r["mode"], f"{r['ours']:.0f}", f"{r['tipg']:.0f}", f"{r['ratio']:.2f}x")
+                     for r in head_to_head["rounds"]])
+        print("median ratio: " + ", ".join(f"{mode} {ratio:.2f}x" for mode, ratio in head_to_head["median"].items())
+              + f" (goal >= {GOALS['tiles']}x: {'met' if head_to_head['goal_met'] else 'NOT met'})")
     report = {
         "benchmark": "maps", "issue": 7, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
@@ -624,6 +672,7 @@ def main(argv: list[str]) -> int:
                  "bboxes": scenario.bboxes, "item_ids": scenario.item_ids},
         "goals": {"items": "ours >= 2x the faster peer", "tiles": "ours >= 1.5x tipg", "modes": "keep-alive and close"},
         "rows": records,
+        "tiles_head_to_head": head_to_head,
     }
     # a run of some servers only does not replace the full table
     name = "maps.json" if chosen == list(SERVERS) else f"maps-{'+'.join(chosen)}.json"

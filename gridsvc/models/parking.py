@@ -61,6 +61,10 @@ class ParkingLot(Audited, Base):
     # maps and tiles read a lot's fill with the lot instead of counting spaces.
     spaces_on_record: Mapped[int] = mapped_column(Integer, server_default="0")
     spaces_occupied: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The lot's latest occupancy observation (by observed_at), kept by
+    # triggers on occupancy_observation (migration 0013), for the same readers.
+    observed_occupied: Mapped[int | None] = mapped_column(Integer)
+    observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Kept by PostgreSQL, for vector tiles (migration 0011); never loaded unless asked for.
     geom_3857: Mapped[WKBElement] = mapped_column(
         Geometry("GEOMETRY", srid=3857, spatial_index=False), Computed("ST_Transform(geom, 3857)", persisted=True),

@@ -27,11 +27,17 @@ def lot_occupancy_sql(lot: str) -> str:
     observation of the last day, else its spaces marked occupied or reserved
     (the lot's trigger-kept tally), else unknown (NULL) when it has neither.
     Needs %(now)s and %(fresh_after)s."""
+    # The lot row carries its latest observation; only when that one is dated
+    # after "now" (a clock ahead) is the history searched for the latest before.
     return f"""
         SELECT {capacity_total_sql(lot)} AS capacity,
-               coalesce((SELECT ob.occupied FROM occupancy_observation ob
-                         WHERE ob.lot_id = {lot}.id AND ob.observed_at > %(fresh_after)s AND ob.observed_at <= %(now)s
-                         ORDER BY ob.observed_at DESC LIMIT 1),
+               coalesce(CASE WHEN {lot}.observed_at IS NULL THEN NULL
+                             WHEN {lot}.observed_at <= %(now)s
+                             THEN CASE WHEN {lot}.observed_at > %(fresh_after)s THEN {lot}.observed_occupied END
+                             ELSE (SELECT ob.occupied FROM occupancy_observation ob
+                                   WHERE ob.lot_id = {lot}.id AND ob.observed_at > %(fresh_after)s
+                                     AND ob.observed_at <= %(now)s
+                                   ORDER BY ob.observed_at DESC LIMIT 1) END,
                         CASE WHEN {lot}.spaces_on_record > 0 THEN {lot}.spaces_occupied END)
                AS occupied"""
 

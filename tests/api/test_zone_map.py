@@ -73,6 +73,22 @@ def test_parking_lots_carry_capacity_and_utilisation_now(login, session, clock):
     assert feature["properties"]["occupied"] is None and feature["properties"]["utilisation"] is None
 
 
+
+def test_a_count_dated_after_now_does_not_hide_the_latest_before(login, session, clock):
+    """The lot row keeps its latest count; one entered for later (a clock ahead) is not "now" yet."""
+    lot = session.scalar(select(ParkingLot).where(ParkingLot.ref == "LF-P003"))
+    session.query(OccupancyObservation).filter(OccupancyObservation.lot_id == lot.id).delete()
+    session.add(OccupancyObservation(lot_id=lot.id, observed_at=clock() - timedelta(minutes=5), occupied=40))
+    session.add(OccupancyObservation(lot_id=lot.id, observed_at=clock() + timedelta(minutes=20), occupied=7))
+    session.commit()
+    body = login("liaison-g03").get(f"/api/v1/zones/{lot.zone_id}/map").get_json()
+    feature = next(f for f in layers(body)["parking"] if f["properties"]["id"] == lot.id)
+    assert feature["properties"]["occupied"] == 40
+    clock.advance(minutes=30)  # now the later count is the latest
+    body = login("liaison-g03").get(f"/api/v1/zones/{lot.zone_id}/map").get_json()
+    feature = next(f for f in layers(body)["parking"] if f["properties"]["id"] == lot.id)
+    assert feature["properties"]["occupied"] == 7
+
 def test_etag_gives_304_until_something_changes(login, session, g03):  # noqa: F811
     liaison = login("liaison-g03")
     url = f"/api/v1/zones/{g03['zone'].id}/map"

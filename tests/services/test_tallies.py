@@ -112,3 +112,33 @@ def test_a_bulk_status_update_waits_for_another_writer_instead_of_deadlocking(en
         with Session(engine) as cleanup:
             cleanup.execute(delete(ParkingLot).where(ParkingLot.id.in_(lot_ids)))
             cleanup.commit()
+
+
+def test_a_lots_latest_observation_follows_inserts_updates_and_deletes(session):
+    from datetime import datetime, timedelta, timezone
+
+    from gridsvc.models import OccupancyObservation
+
+    lot = session.scalar(select(ParkingLot).order_by(ParkingLot.id).limit(1))
+    session.execute(delete(OccupancyObservation).where(OccupancyObservation.lot_id == lot.id))
+    t = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
+
+    def latest():
+        return session.execute(select(ParkingLot.observed_occupied, ParkingLot.observed_at)
+                               .where(ParkingLot.id == lot.id)).one()
+
+    assert tuple(latest()) == (None, None)
+    session.add_all([OccupancyObservation(lot_id=lot.id, observed_at=t, occupied=10),
+                     OccupancyObservation(lot_id=lot.id, observed_at=t - timedelta(hours=1), occupied=5)])
+    session.flush()
+    assert tuple(latest()) == (10, t)
+    session.add(OccupancyObservation(lot_id=lot.id, observed_at=t - timedelta(hours=2), occupied=1))  # older: no change
+    session.flush()
+    assert tuple(latest()) == (10, t)
+    session.execute(update(OccupancyObservation).where(OccupancyObservation.occupied == 5)
+                    .values(observed_at=t + timedelta(minutes=30)))  # moved after the latest
+    assert tuple(latest()) == (5, t + timedelta(minutes=30))
+    session.execute(delete(OccupancyObservation).where(OccupancyObservation.occupied == 5))
+    assert tuple(latest()) == (10, t)
+    session.execute(delete(OccupancyObservation).where(OccupancyObservation.lot_id == lot.id))
+    assert tuple(latest()) == (None, None)
