@@ -36,7 +36,8 @@ def require_private(volunteer: Volunteer) -> None:
     auth.require(_private(volunteer), "Only the volunteer, a liaison of a zone they work in, or an admin may see this.")
 
 
-def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | None = None) -> dict:
+def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | None = None,
+                   on_duty: bool | None = None) -> dict:
     session = current_session()
     position = None
     if private and volunteer.last_position is not None:
@@ -46,16 +47,17 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
     own = auth.current_principal().user_id == volunteer.user_id
     calendar = None
     if own:
-        key = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)
+        key = auth.calendar_key(volunteer.id, volunteer.user.token_version)
         calendar = url_for("volunteers.VolunteerCalendar", volunteer_id=volunteer.id, key=key, _external=True)
     return {
-        "id": volunteer.id, "user_id": volunteer.user_id, "username": session.get(User, volunteer.user_id).username,
+        "id": volunteer.id, "user_id": volunteer.user_id, "username": volunteer.user.username,
         "real_name": volunteer.real_name,
         "phone": volunteer.phone if private else auth.mask_phone(volunteer.phone),
         "national_volunteer_id": volunteer.national_volunteer_id if private else None,
         "team": volunteer.team, "home_zone_id": volunteer.home_zone_id, "skills": volunteer.skill_codes,
         "availability": volunteer.availability,
-        "on_duty": service.is_on_duty(session, volunteer, clock.now()), "on_duty_shift_id": volunteer.on_duty_shift_id,
+        "on_duty": service.is_on_duty(session, volunteer, clock.now()) if on_duty is None else on_duty,
+        "on_duty_shift_id": volunteer.on_duty_shift_id,
         "last_position": position, "distance_m": None if distance_m is None else round(distance_m, 1),
         "calendar_url": calendar, "created_at": volunteer.created_at,
     }
@@ -92,9 +94,9 @@ class Volunteers(MethodView):
         principal = auth.current_principal()
         items = []
         for found in page.items:
-            private = auth.may_see_volunteer(principal, found.volunteer.user_id,
-                                             service.zones_worked_in(session, found.volunteer))
-            items.append(volunteer_view(found.volunteer, private=private, distance_m=found.distance_m))
+            private = auth.may_see_volunteer(principal, found.volunteer.user_id, found.zones_worked)
+            items.append(volunteer_view(found.volunteer, private=private, distance_m=found.distance_m,
+                                        on_duty=found.on_duty))
         return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}
 
     @auth.access(auth.SIGNED_IN)

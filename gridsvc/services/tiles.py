@@ -97,7 +97,8 @@ def _tile_sql(layers: tuple[str, ...], all_zones: bool) -> str:
     """The statement for these layers, built once (the zones themselves are a parameter)."""
     margin = BUFFER / EXTENT
     parts = " || ".join(LAYER_SQL[name](all_zones) for name in layers)
-    return (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile, "
+    # the tile as the box2d ST_AsMVTGeom takes: cast once, not once per feature
+    return (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s)::box2d AS tile, "
             f"ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}) AS query_3857, "
             f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
             f"SELECT {parts} FROM env")

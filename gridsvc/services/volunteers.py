@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
@@ -112,11 +112,17 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
 def zones_worked_in(session: Session, volunteer: Volunteer) -> set[int]:
     """The home zone and the zones of shifts the volunteer signed up for:
     the liaisons of these zones may see the volunteer's personal data."""
-    zones = set(session.scalars(
-        select(Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
-        .where(Signup.volunteer_id == volunteer.id, Signup.status != "cancelled").distinct()))
-    if volunteer.home_zone_id is not None:
-        zones.add(volunteer.home_zone_id)
+    return zones_worked_by(session, [volunteer])[volunteer.id]
+
+
+def zones_worked_by(session: Session, volunteers: list[Volunteer]) -> dict[int, set[int]]:
+    """``zones_worked_in`` of several volunteers, in one query."""
+    zones: dict[int, set[int]] = {v.id: {v.home_zone_id} if v.home_zone_id is not None else set() for v in volunteers}
+    if volunteers:
+        for volunteer_id, zone_id in session.execute(
+                select(Signup.volunteer_id, Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
+                .where(Signup.volunteer_id.in_(list(zones)), Signup.status != "cancelled").distinct()):
+            zones[volunteer_id].add(zone_id)
     return zones
 
 
@@ -124,6 +130,8 @@ def zones_worked_in(session: Session, volunteer: Volunteer) -> set[int]:
 class Found:
     volunteer: Volunteer
     distance_m: float | None
+    on_duty: bool
+    zones_worked: set[int]
 
 
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
@@ -154,19 +162,30 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
         query = query.where(Volunteer.last_position.is_not(None),
                             func.ST_DWithin(gsql.geography(Volunteer.last_position), gsql.geography(here), radius_m))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    # a page's accounts and skills in two queries, not two per volunteer
+    query = query.options(selectinload(Volunteer.user), selectinload(Volunteer.skills))
     if distance is not None:
         rows = session.execute(query.add_columns(distance).order_by(distance, Volunteer.id).limit(limit).offset(offset)).all()
-        items = [Found(volunteer=v, distance_m=d) for v, d in rows]
     else:
-        items = [Found(volunteer=v, distance_m=None)
-                 for v in session.scalars(query.order_by(Volunteer.id).limit(limit).offset(offset))]
+        rows = [(v, None) for v in session.scalars(query.order_by(Volunteer.id).limit(limit).offset(offset))]
+    volunteers = [v for v, _ in rows]
+    on_duty = on_duty_among(session, volunteers, now)
+    zones = zones_worked_by(session, volunteers)
+    items = [Found(volunteer=v, distance_m=d, on_duty=v.id in on_duty, zones_worked=zones[v.id]) for v, d in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
 def is_on_duty(session: Session, volunteer: Volunteer, now: datetime) -> bool:
-    if volunteer.on_duty_shift_id is None:
-        return False
-    return bool(session.scalar(select(Shift.ends_at > now).where(Shift.id == volunteer.on_duty_shift_id)))
+    return volunteer.id in on_duty_among(session, [volunteer], now)
+
+
+def on_duty_among(session: Session, volunteers: list[Volunteer], now: datetime) -> set[int]:
+    """Which of these volunteers are on duty: checked in to a shift that has not ended yet."""
+    shifts = {v.on_duty_shift_id for v in volunteers if v.on_duty_shift_id is not None}
+    if not shifts:
+        return set()
+    running = set(session.scalars(select(Shift.id).where(Shift.id.in_(shifts), Shift.ends_at > now)))
+    return {v.id for v in volunteers if v.on_duty_shift_id in running}
 
 
 # ---------------------------------------------------------------- positions

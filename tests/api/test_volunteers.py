@@ -71,6 +71,34 @@ def test_filter_by_zone_skill_and_team(login, session):
     assert planner.get("/api/v1/volunteers?team=nobody").get_json()["total"] == 0
 
 
+
+def test_a_page_of_volunteers_costs_the_same_queries_for_5_or_60(login, connection):
+    """Accounts, skills, duty and zones are read for the whole page, not per volunteer."""
+    from sqlalchemy import event
+
+    liaison = login("liaison-g02")  # phones shown for G02's volunteers, masked for the others
+    statements = []
+
+    def counted(path):
+        statements.clear()
+        body = liaison.get(path).get_json()
+        return body, len(statements)
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        few, few_queries = counted("/api/v1/volunteers?limit=5")
+        many, many_queries = counted("/api/v1/volunteers?limit=100")
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+    assert len(few["items"]) == 5 and len(many["items"]) == 60
+    assert many_queries == few_queries
+    shown = {v["username"]: "*" not in v["phone"] for v in many["items"]}
+    assert any(shown.values()) and not all(shown.values())
+    assert all(v["skills"] and v["username"].startswith("volunteer-") for v in many["items"])
+
 def test_near_lists_nearest_first_with_distance(login, session):
     g05 = zone_of(session, "G05")
     here = zone_center(login("admin"), g05.id)

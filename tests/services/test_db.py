@@ -16,10 +16,16 @@ def test_a_read_without_transaction_leaves_no_transaction_open_and_the_next_sess
         assert raw.get_transaction_status() == TRANSACTION_STATUS_IDLE  # no BEGIN was sent
         reader.close()
 
-        writer = database.sessionmaker()  # the same pooled connection, given back as it was
-        assert writer.connection().connection.dbapi_connection is raw
+        again = database.sessionmaker()  # the next such read reuses the autocommit connection as it is
+        without_transaction(again)
+        assert again.connection().connection.dbapi_connection is raw and raw.autocommit
+        assert fetch_prepared(again, "SELECT %(n)s::int + 1", {"n": 1}) == (2,)  # its prepared statement kept
+        again.close()
+
+        writer = database.sessionmaker()  # any other session is transactional
+        writer_raw = writer.connection().connection.dbapi_connection
         fetch_prepared(writer, "SELECT 1", {})
-        assert raw.get_transaction_status() == TRANSACTION_STATUS_INTRANS
+        assert writer_raw is not raw and writer_raw.get_transaction_status() == TRANSACTION_STATUS_INTRANS
         writer.close()
     finally:
         database.dispose()
