@@ -164,7 +164,7 @@ def statement_text(statement: Any, *, literal: bool = False) -> tuple[str, dict[
 
 
 def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: bool = False,
-                   run_first: str | None = None) -> Any:
+                   run_first: str | tuple[str, ...] | None = None) -> Any:
     """Run a hand-written statement (psycopg2 ``%(name)s`` parameters) as a
     server-side prepared statement of the session's connection.
 
@@ -174,8 +174,9 @@ def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: 
     statements outlive transactions, so they are remembered in the pooled
     connection's ``info``. Returns the first row (or all rows with ``many``).
 
-    ``run_first`` is another statement (taking the same parameters) sent in
-    the same round trip just before, its rows discarded: a lock, say. Each
+    ``run_first`` is another statement, or several, (taking the same
+    parameters) sent in the same round trip just before, their rows
+    discarded: a lock, say. Each
     statement of the message reads with its own snapshot, so ``sql`` sees
     everything committed before the lock was granted. A round trip costs as
     much as a small query here, so this halves such a pair.
@@ -183,7 +184,8 @@ def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: 
     connection = session.connection().connection  # the pooled DBAPI connection
     cursor = connection.cursor()
     try:
-        calls = [_prepared_call(connection, cursor, statement) for statement in (run_first, sql) if statement]
+        first = (run_first,) if isinstance(run_first, str) else (run_first or ())
+        calls = [_prepared_call(connection, cursor, statement) for statement in (*first, sql)]
         cursor.execute("; ".join(calls), params)
         return cursor.fetchall() if many else cursor.fetchone()
     finally:
