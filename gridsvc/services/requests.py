@@ -26,6 +26,7 @@ conditional UPDATE: of two members claiming at once, one wins, one gets 409.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,7 +159,7 @@ def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> t
 # holds the circle lets the GiST index answer first (1 degree of longitude is
 # over 50 km up to 63 degrees north; China ends near 53).
 _INTAKE = """
-SELECT st.required_skill, st.sla_minutes, st.attributes, z.id AS zone_id, z.community_id,
+SELECT st.required_skill, st.sla_minutes, st.attributes::text AS attributes, z.id AS zone_id, z.community_id,
        ARRAY(SELECT r.id FROM (SELECT id, service_code, created_at, location FROM service_request
                                WHERE location && ST_Expand(h.here, %(box)s) OFFSET 0) r
              WHERE r.service_code = st.code AND r.created_at > %(since)s
@@ -238,8 +239,9 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
     if not rows:
         raise ValidationFailed(f"{service_code} is not on the service list; see /api/v1/services.",
                                errors={"service_code": [f"unknown service {service_code}"]})
+    # (the service's attribute definitions come as text: each candidate row repeats them)
     skill, sla_minutes, definitions, zone_id, community_id, duplicates, request_id = rows[0][:7]
-    clean = validate_attributes(definitions, attributes)
+    clean = validate_attributes(json.loads(definitions), attributes)
     note = None
     if zone_id is None:
         zone_id, community_id, note = _nearest_zone(session, lon, lat, policy.zone_reach_m)
