@@ -14,7 +14,7 @@ from typing import Any
 from flask import current_app, g
 from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, relationship, sessionmaker
 
 # Stable constraint names so Alembic can alter and drop them later.
@@ -131,17 +131,14 @@ def without_transaction(session: Session) -> None:
 
     For a read-only view whose answer comes from one statement (a consistent
     snapshot by itself): it saves two of its three round trips. The session
-    takes its connection from the Database's autocommit pool (or, made
-    elsewhere, switches its connection to autocommit until returned). Does
-    nothing once the session has begun (a token's account was read), or
-    when it is bound to a connection already in a transaction (the tests').
+    takes its connection from the Database's autocommit pool. Does nothing
+    once the session has begun (a token's account was read), or for a
+    session the Database did not make (the tests' share one connection, in
+    a transaction).
     """
-    bind = session.get_bind()
-    if not session.in_transaction() and not (isinstance(bind, Connection) and bind.in_transaction()):
-        if AUTOCOMMIT_ENGINE in session.info:
-            session.bind = session.info[AUTOCOMMIT_ENGINE]
-        else:
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    autocommit_engine = session.info.get(AUTOCOMMIT_ENGINE)
+    if autocommit_engine is not None and not session.in_transaction():
+        session.bind = autocommit_engine
 
 
 def close_session(_exc: BaseException | None = None) -> None:

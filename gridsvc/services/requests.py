@@ -155,9 +155,10 @@ def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> t
 # Filing is the hottest write of requests: a few prepared statements, no ORM.
 # First, in one read: the service, the zone holding the point, the possible
 # duplicates, the new request's id (so that the insert can be sent with the
-# first offer in one round trip), and the first candidates (see below). Duplicates: a degree box that surely
-# holds the circle lets the GiST index answer first (1 degree of longitude is
-# over 50 km up to 63 degrees north; China ends near 53).
+# first offer in one round trip), and the first candidates (see below).
+# Duplicates: a degree box that surely holds the circle lets the GiST index
+# answer first (1 degree of longitude is over 50 km up to 63 degrees north;
+# China ends near 53).
 _INTAKE = """
 SELECT st.required_skill, st.sla_minutes, st.attributes::text AS attributes, z.id AS zone_id, z.community_id,
        ARRAY(SELECT r.id FROM (SELECT id, service_code, created_at, location FROM service_request
