@@ -41,7 +41,13 @@ BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    response = Response(json.dumps(body, ensure_ascii=False), status=body["status"], mimetype=PROBLEM_JSON)
+    return json_response(json.dumps(body, ensure_ascii=False), body["status"], headers, mimetype=PROBLEM_JSON)
+
+
+def json_response(text: str, status: int, headers: dict[str, str] | None = None, *,
+                  mimetype: str = "application/json") -> Response:
+    """A response from JSON already written (by the database, say)."""
+    response = Response(text, status=status, mimetype=mimetype)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -21,9 +21,9 @@ The rules, in one place:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 
 from psycopg2.extras import Json
@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridsvc.db import fetch_prepared
-from gridsvc.errors import Conflict, GridsvcError, NotFound, ValidationFailed
+from gridsvc.errors import Conflict, GridsvcError, NotFound, TokenRefused, ValidationFailed
 from gridsvc.models import ServiceHours, Shift, Volunteer
 from gridsvc.services.volunteers import no_profile
 
@@ -81,8 +81,21 @@ class CheckRequest:
 @dataclass(frozen=True)
 class CheckOutcome:
     status: int
-    body: dict[str, Any]
+    body_json: str  # the answer as JSON text, as the database wrote it
     replayed: bool
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self.body_json)
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """The token's claims, for ``check`` to check the account in its own
+    statement (see ``auth.Rule.account_in_statement``)."""
+
+    role: str
+    token_version: int
 
 
 # All of a volunteer's check events are serialised by this lock on their row.
@@ -94,145 +107,41 @@ def lock_volunteer_of_user(session: Session, user_id: int) -> None:
     fetch_prepared(session, _LOCK_VOLUNTEER, {"user_id": user_id})
 
 
-def _open_check_in_sql(volunteer: str, shift: str, only_if: str = "TRUE") -> str:
-    """SQL: the volunteer's open check-in to the shift, the latest accepted
-    one with no hours yet (no check-out); ``only_if`` spares the lookup."""
-    return f"""
-    SELECT e.id, e.effective_at, e.inside FROM check_event e
-    WHERE {only_if} AND e.volunteer_id = {volunteer} AND e.shift_id = {shift} AND e.kind = 'check_in' AND e.accepted
-      AND NOT EXISTS (SELECT FROM service_hours sh WHERE sh.check_in_id = e.id)
-    ORDER BY e.effective_at DESC LIMIT 1"""
+# Check-in is the mobile app's hottest write: the database function (see
+# migration 0014) judges and records it in one statement, one round trip.
+_CHECK = """
+SELECT * FROM gridsvc_check(
+    %(user_id)s, %(role)s, %(token_version)s, %(shift_id)s, %(kind)s, %(lon)s, %(lat)s,
+    %(input_lon)s, %(input_lat)s, %(input_crs)s, %(accuracy_m)s, %(allowed_m)s, %(key)s, %(client_time)s,
+    %(at)s, %(offline)s, %(now)s, %(opens_before)s, %(grace)s, %(facts)s, %(refused)s, %(actor_id)s)"""
 
+_CLOSE_OVERDUE = "SELECT gridsvc_close_overdue(%(volunteer_id)s, %(now)s, %(grace)s, %(actor_id)s)"
 
-_OPEN_CHECK_IN = _open_check_in_sql("%(volunteer_id)s", "%(shift_id)s")
-
-
-# Check-in is the mobile app's hottest write, so it is two prepared
-# statements rather than ORM round trips. This one reads what judging an
-# event needs, in one go, right after the volunteer's lock (so it sees every
-# earlier event of theirs):
-# - the volunteer and the shift they are on duty at;
-# - an earlier event with the same Idempotency-Key (a retry gets its answer);
-# - the shift, and whether the volunteer is confirmed on it;
-# - the distance to its geofence: the point's radius, else the zone. A phone
-#   inside its zone (the usual case) is settled by a planar ST_Covers; the
-#   costlier distance on the spheroid is only computed outside;
-# - for a check-out, the open check-in (accepted, with no hours yet).
-_JUDGE = """
-SELECT v.id, v.on_duty_shift_id,
-       prev.id, prev.shift_id, prev.kind, prev.status_code, prev.response,
-       s.id, s.status, s.starts_at, s.ends_at,
-       EXISTS (SELECT FROM signup sg WHERE sg.shift_id = s.id AND sg.volunteer_id = v.id
-                                       AND sg.status = 'confirmed'),
-       CASE WHEN s.location IS NOT NULL
-            THEN greatest(0.0, ST_Distance(s.location::geography, h.here::geography) - s.radius_m)
-            ELSE (SELECT CASE WHEN ST_Covers(z.geom, h.here) THEN 0.0
-                              ELSE ST_Distance(z.geom::geography, h.here::geography) END
-                  FROM zone z WHERE z.id = s.zone_id)
-       END,
-       open.id, open.effective_at, open.inside
-FROM volunteer v
-CROSS JOIN (SELECT ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS here) h
-LEFT JOIN check_event prev ON prev.volunteer_id = v.id AND prev.idempotency_key = %(key)s
-LEFT JOIN shift s ON s.id = %(shift_id)s
-LEFT JOIN LATERAL ({open_check_in}) open ON true
-WHERE v.user_id = %(user_id)s""".format(
-    open_check_in=_open_check_in_sql("v.id", "s.id", only_if="%(kind)s = 'check_out' AND v.on_duty_shift_id = s.id"))
-
-# The event, and for an accepted one the volunteer's duty and last known
-# position (a check event is a position fix; its own row is the history).
-# ``updated_by_id`` as the ORM's audit stamp would set it.
-_RECORD = """
-WITH event AS (
-    INSERT INTO check_event (shift_id, volunteer_id, kind, idempotency_key, client_time, effective_at, position,
-                             input_lon, input_lat, input_crs, accuracy_m, inside, distance_m, accepted, flagged,
-                             reason, offline, status_code, response)
-    VALUES (%(shift_id)s, %(volunteer_id)s, %(kind)s, %(key)s, %(client_time)s, %(at)s,
-            ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(input_lon)s, %(input_lat)s, %(input_crs)s,
-            %(accuracy_m)s, %(inside)s, %(distance_m)s, %(accepted)s, NOT %(accepted)s, %(reason)s, %(offline)s,
-            %(status)s, %(response)s)
-    RETURNING id),
-duty AS (
-    UPDATE volunteer SET
-        on_duty_shift_id = %(on_duty_shift_id)s,
-        last_position = CASE WHEN last_position_at IS NULL OR last_position_at <= %(at)s
-                             THEN ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) ELSE last_position END,
-        last_accuracy_m = CASE WHEN last_position_at IS NULL OR last_position_at <= %(at)s
-                               THEN %(accuracy_m)s ELSE last_accuracy_m END,
-        last_position_at = greatest(last_position_at, %(at)s),
-        updated_at = now(), updated_by_id = coalesce(%(actor_id)s, updated_by_id)
-    WHERE id = %(volunteer_id)s AND %(accepted)s)
-SELECT id FROM event"""
-
-# Hours of a closed check-in; a check-out's stored answer gets the entry's id.
-_RECORD_HOURS = """
-WITH entry AS (
-    INSERT INTO service_hours (volunteer_id, shift_id, check_in_id, check_out_id, started_at, ended_at, hours,
-                               status, auto_approved, flagged, flag_reason)
-    VALUES (%(volunteer_id)s, %(shift_id)s, %(check_in_id)s, %(check_out_id)s, %(started_at)s, %(ended_at)s,
-            %(hours)s, %(status)s, %(auto)s, %(flag_reason)s::text IS NOT NULL, %(flag_reason)s)
-    RETURNING id),
-answer AS (
-    UPDATE check_event SET response = jsonb_set(response, '{hours,id}', to_jsonb(entry.id))
-    FROM entry WHERE check_event.id = %(check_out_id)s)
-SELECT id FROM entry"""
-
-
-def _hours_between(start: datetime, end: datetime) -> Decimal:
-    seconds = max(0.0, (end - start).total_seconds())
-    return (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class _OpenCheckIn:
-    id: int
-    effective_at: datetime
-    inside: bool
-
-
-def _hours_entry(shift_starts_at: datetime, shift_ends_at: datetime, check_in: _OpenCheckIn, ended_at: datetime,
-                 check_out_inside: bool | None, flag_reason: str | None) -> dict[str, Any]:
-    """The hours of one check-in: its overlap with the shift (travel is not
-    service time), approved at once only when both ends were inside."""
-    start = max(check_in.effective_at, shift_starts_at)
-    end = max(start, min(ended_at, shift_ends_at))
-    auto = bool(check_out_inside) and check_in.inside and flag_reason is None
-    return {"started_at": start, "ended_at": end, "hours": _hours_between(start, end),
-            "status": "approved" if auto else "pending", "auto": auto, "flag_reason": flag_reason}
-
-
-def _record_hours(session: Session, *, volunteer_id: int, shift_id: int, check_in_id: int,
-                  check_out_id: int | None, entry: dict[str, Any]) -> int:
-    return fetch_prepared(session, _RECORD_HOURS, {
-        "volunteer_id": volunteer_id, "shift_id": shift_id, "check_in_id": check_in_id,
-        "check_out_id": check_out_id, **entry})[0]
+# A refusal's problem document, completed by the database (detail, reason, facts).
+_REFUSED = Json(CheckRefused().to_problem())
 
 
 def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volunteer_id: int | None = None) -> int:
     """Close check-ins left open past the shift's end plus the grace period.
 
     Hours run to the shift's end and wait for review, flagged
-    ``missing_check_out``. Called on the volunteer's next check event, on
-    reads of hours, and by ``gridsvc tick``: no hidden cron.
+    ``missing_check_out``. Called on the volunteer's next check event (by
+    the database function), on reads of hours, and by ``gridsvc tick``: no
+    hidden cron.
     """
-    query = (select(Volunteer, Shift).join(Shift, Shift.id == Volunteer.on_duty_shift_id)
-             .where(Shift.ends_at + policy.checkout_grace < now)
-             # check events write volunteer rows in SQL: never trust a loaded copy
-             .execution_options(populate_existing=True))
+    query = (select(Volunteer.id).join(Shift, Shift.id == Volunteer.on_duty_shift_id)
+             .where(Shift.ends_at + policy.checkout_grace < now))
     if volunteer_id is not None:
         query = query.where(Volunteer.id == volunteer_id)
-    closed = 0
-    for overdue, shift in session.execute(query.with_for_update(of=Volunteer, skip_locked=volunteer_id is None)).all():
-        open_row = fetch_prepared(session, _OPEN_CHECK_IN, {"volunteer_id": overdue.id, "shift_id": shift.id})
-        if open_row is not None:
-            entry = _hours_entry(shift.starts_at, shift.ends_at, _OpenCheckIn(*open_row), shift.ends_at, None,
-                                 "missing_check_out")
-            _record_hours(session, volunteer_id=overdue.id, shift_id=shift.id, check_in_id=open_row[0],
-                          check_out_id=None, entry=entry)
-        overdue.on_duty_shift_id = None
-        closed += 1
-    session.flush()
-    return closed
+    overdue = set(session.scalars(query.with_for_update(of=Volunteer, skip_locked=volunteer_id is None)))
+    for overdue_id in sorted(overdue):
+        fetch_prepared(session, _CLOSE_OVERDUE, {"volunteer_id": overdue_id, "now": now,
+                                                 "grace": policy.checkout_grace,
+                                                 "actor_id": session.info.get("actor_id")})
+    for loaded in list(session.identity_map.values()):  # written in SQL: a loaded copy is stale
+        if isinstance(loaded, Volunteer) and loaded.id in overdue:
+            session.expire(loaded)
+    return len(overdue)
 
 
 def _point(lon: float, lat: float) -> dict[str, Any]:
@@ -240,100 +149,60 @@ def _point(lon: float, lat: float) -> dict[str, Any]:
 
 
 def check(session: Session, user_id: int, request: CheckRequest, *, now: datetime, policy: CheckPolicy,
-          locked: bool = False) -> CheckOutcome:
+          account: AccountCheck | None = None) -> CheckOutcome:
     """Judge one check-in or check-out of the account's volunteer, record it,
-    and return the answer to give.
+    and return the answer to give; an event that cannot be judged raises
+    its problem and records nothing.
 
-    Takes the volunteer's lock first, in the same round trip, unless the
-    caller holds it already (``locked``).
+    One statement: in autocommit it is its own transaction. With
+    ``account``, the statement first checks the token's account as
+    ``auth.authenticate`` would; when it fails, ``auth.access`` answers
+    with authenticate's own problem.
     """
-    judge_params = {"user_id": user_id, "shift_id": request.shift_id, "lon": request.lon, "lat": request.lat,
-                    "key": request.idempotency_key, "kind": request.kind}
-    row = fetch_prepared(session, _JUDGE, judge_params, run_first=None if locked else _LOCK_VOLUNTEER)
-    if row is None:
-        raise no_profile()
-    volunteer_id, on_duty_shift_id = row[:2]
-    previous_id, previous_shift, previous_kind, previous_status, previous_response = row[2:7]
-    if previous_id is not None:
-        if (previous_shift, previous_kind) != (request.shift_id, request.kind):
-            raise ValidationFailed("This Idempotency-Key was already used for a different request.",
-                                   errors={"Idempotency-Key": ["already used for another request"]})
-        return CheckOutcome(status=previous_status, body={"event_id": previous_id, **previous_response},
-                            replayed=True)
-    if on_duty_shift_id is not None and close_overdue(session, now=now, policy=policy, volunteer_id=volunteer_id):
-        # an overdue check-in was just closed: judge again against what is left
-        row = fetch_prepared(session, _JUDGE, judge_params)
-        on_duty_shift_id = row[1]
-
-    shift_id, shift_status, starts_at, ends_at, confirmed, distance = row[7:13]
-    if shift_id is None:
-        raise NotFound(f"Shift {request.shift_id} does not exist.")
-    if shift_status == "cancelled":
-        raise CheckStateConflict(f"Shift {shift_id} is cancelled.")
-    if not confirmed:
-        raise CheckStateConflict(f"You are not a confirmed volunteer of shift {shift_id}; sign up first.",
-                                 reason="not_signed_up")
     at = request.client_time if request.offline and request.client_time else now
-    check_in = None
-    if request.kind == "check_in":
-        if on_duty_shift_id is not None:
-            raise CheckStateConflict(f"You are already checked in to shift {on_duty_shift_id}; check out first.",
-                                     reason="already_checked_in", on_duty_shift_id=on_duty_shift_id)
-        window = (starts_at - policy.opens_before, ends_at)
-    else:
-        check_in = _OpenCheckIn(*row[13:16]) if row[13] is not None else None
-        if check_in is None:
-            raise CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
-                                     reason="not_checked_in")
-        window = (check_in.effective_at, ends_at + policy.checkout_grace)
-
-    distance = float(distance)
     allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
-    inside = distance <= allowed
-    if not window[0] <= at <= window[1]:
-        reason = "outside_window"
-    elif request.kind == "check_in" and not inside:
-        reason = "outside_geofence"
-    else:
-        reason = None
-    accepted = reason is None
-    facts = {"shift_id": shift_id, "kind": request.kind, "at": at.isoformat(),
-             "inside": inside, "distance_m": round(distance, 1), "allowed_m": round(allowed, 1),
+    # What the answer says about the request itself, written as Python writes it.
+    facts = {"kind": request.kind, "at": at.isoformat(), "allowed_m": round(allowed, 1),
              "point": _point(request.lon, request.lat),
              "input": {"lon": request.input_lon, "lat": request.input_lat, "crs": request.input_crs}}
-    hours = None
-    if accepted:
-        status, body = 201, {"accepted": True, **facts}
-        on_duty_shift_id = shift_id if request.kind == "check_in" else None
-        body["on_duty"] = on_duty_shift_id is not None
-        if request.kind == "check_out":
-            hours = _hours_entry(starts_at, ends_at, check_in, at, inside, None)
-            # the entry's id is added by _RECORD_HOURS, in the stored answer too
-            body["hours"] = {"id": None, "hours": float(hours["hours"]), "status": hours["status"],
-                             "started_at": hours["started_at"].isoformat(),
-                             "ended_at": hours["ended_at"].isoformat()}
-    else:
-        if reason == "outside_geofence":
-            detail = (f"You are {distance:.0f} m outside the shift's area (allowed {allowed:.0f} m with your "
-                      "reported accuracy); move closer and check in again.")
-        else:
-            detail = (f"A {request.kind.replace('_', '-')} is accepted from {window[0].isoformat()} "
-                      f"to {window[1].isoformat()}; it was {at.isoformat()}.")
-        status = 422
-        body = CheckRefused(detail, accepted=False, reason=reason, **facts).to_problem()
-
-    event_id = fetch_prepared(session, _RECORD, {
-        "shift_id": shift_id, "volunteer_id": volunteer_id, "kind": request.kind, "key": request.idempotency_key,
-        "client_time": request.client_time, "at": at, "lon": request.lon, "lat": request.lat,
+    outcome, status, body = fetch_prepared(session, _CHECK, {
+        "user_id": user_id, "role": account and account.role, "token_version": account and account.token_version,
+        "shift_id": request.shift_id, "kind": request.kind, "lon": request.lon, "lat": request.lat,
         "input_lon": request.input_lon, "input_lat": request.input_lat, "input_crs": request.input_crs,
-        "accuracy_m": request.accuracy_m, "inside": inside, "distance_m": round(distance, 1), "accepted": accepted,
-        "reason": reason, "offline": request.offline, "status": status, "response": Json(body),
-        "on_duty_shift_id": on_duty_shift_id, "actor_id": session.info.get("actor_id")})[0]
-    if hours is not None:
-        body["hours"]["id"] = _record_hours(session, volunteer_id=volunteer_id, shift_id=shift_id,
-                                            check_in_id=check_in.id, check_out_id=event_id, entry=hours)
-    # The stored answer has no event_id (not known before the INSERT); a replay adds it back.
-    return CheckOutcome(status=status, body={"event_id": event_id, **body}, replayed=False)
+        "accuracy_m": request.accuracy_m, "allowed_m": allowed, "key": request.idempotency_key,
+        "client_time": request.client_time, "at": at, "offline": request.offline, "now": now,
+        "opens_before": policy.opens_before, "grace": policy.checkout_grace, "facts": Json(facts),
+        "refused": _REFUSED, "actor_id": session.info.get("actor_id")})
+    if outcome in ("recorded", "replayed"):
+        return CheckOutcome(status=status, body_json=body, replayed=outcome == "replayed")
+    raise _refusal(outcome, body, request)
+
+
+def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcError:
+    """The problem for an event the database would not judge (nothing was recorded)."""
+    shift_id = request.shift_id
+    if outcome in ("no_account", "account_disabled", "token_revoked", "forbidden"):
+        return TokenRefused(f"The token's account may not do this ({outcome.replace('_', ' ')}).")
+    if outcome == "no_profile":
+        return no_profile()
+    if outcome == "key_reused":
+        return ValidationFailed("This Idempotency-Key was already used for a different request.",
+                                errors={"Idempotency-Key": ["already used for another request"]})
+    if outcome == "no_shift":
+        return NotFound(f"Shift {shift_id} does not exist.")
+    if outcome == "shift_cancelled":
+        return CheckStateConflict(f"Shift {shift_id} is cancelled.")
+    if outcome == "not_signed_up":
+        return CheckStateConflict(f"You are not a confirmed volunteer of shift {shift_id}; sign up first.",
+                                  reason="not_signed_up")
+    if outcome == "already_checked_in":
+        on_duty_shift_id = int(body)
+        return CheckStateConflict(f"You are already checked in to shift {on_duty_shift_id}; check out first.",
+                                  reason="already_checked_in", on_duty_shift_id=on_duty_shift_id)
+    if outcome == "not_checked_in":
+        return CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
+                                  reason="not_checked_in")
+    raise AssertionError(f"unknown check outcome {outcome!r}")
 
 
 def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckRequest]], *, now: datetime,
@@ -357,7 +226,7 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
             continue
         try:
             with session.begin_nested():
-                outcome = check(session, user_id, request, now=now, policy=policy, locked=True)
+                outcome = check(session, user_id, request, now=now, policy=policy)
             results[index] = {**base, "status": outcome.status, "replayed": outcome.replayed, "result": outcome.body}
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
