@@ -7,9 +7,10 @@ rolled back if not committed) when the request ends.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import datetime
 
-from typing import Any
+from typing import Any, Iterator
 
 from flask import current_app, g
 from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
@@ -141,6 +142,29 @@ def without_transaction(session: Session) -> None:
         session.bind = autocommit_engine
 
 
+@contextmanager
+def single_statement(session: Session) -> Iterator[Any]:
+    """A pooled DBAPI connection for one statement that is its own transaction.
+
+    For a write made of one statement (check-in's): it is checked out of the
+    Database's autocommit pool directly, around the session, whose
+    bookkeeping (begin, connection, commit, close) costs about 0.3 ms of CPU,
+    more than a round trip. A session that has begun, or that the Database
+    did not make (the tests' share one connection, in a transaction), lends
+    its own connection, and is committed after the statement.
+    """
+    autocommit_engine = session.info.get(AUTOCOMMIT_ENGINE)
+    if autocommit_engine is None or session.in_transaction():
+        yield session.connection().connection
+        session.commit()
+        return
+    connection = autocommit_engine.raw_connection()
+    try:
+        yield connection
+    finally:
+        connection.close()  # back to the pool
+
+
 def close_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
@@ -178,7 +202,12 @@ def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: 
     everything committed before the lock was granted. A round trip costs as
     much as a small query here, so this halves such a pair.
     """
-    connection = session.connection().connection  # the pooled DBAPI connection
+    return execute_prepared(session.connection().connection, sql, params, many=many, run_first=run_first)
+
+
+def execute_prepared(connection: Any, sql: str, params: dict[str, Any], *, many: bool = False,
+                     run_first: str | tuple[str, ...] | None = None) -> Any:
+    """``fetch_prepared`` on a pooled DBAPI connection (see ``single_statement``)."""
     cursor = connection.cursor()
     try:
         first = (run_first,) if isinstance(run_first, str) else (run_first or ())
