@@ -22,9 +22,8 @@ from flask_jwt_extended import create_access_token
 from shapely.geometry import Point
 from shapely.prepared import prep
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError
 
-from bench.common import LeanClient, bench_database_url, load_town, print_table, served, summary
+from bench.common import LeanClient, bench_database_url, load_town, print_table, served, settle_tables, summary
 from gridsvc.app import create_app
 from gridsvc.auth import hash_password
 from gridsvc.seed import SERVICES
@@ -100,16 +99,7 @@ def _add_volunteers(engine, start: int, stop: int, community_id: int, boundary, 
             FROM volunteer v JOIN app_user u ON u.id = v.user_id, generate_series(1, 2)
             WHERE u.username LIKE 'dv-%' AND substr(u.username, 4)::int BETWEEN :a AND :b - 1
             ON CONFLICT DO NOTHING"""), {"a": start, "b": stop, **{f"s{i}": s for i, s in enumerate(SKILLS)}})
-    # Settled, as a production table is: hint bits and the visibility map set
-    # now rather than by the first queries timed (or by autovacuum during them).
-    # A checkpoint then writes the loaded pages out before anything is timed.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE volunteer"))
-        conn.execute(text("VACUUM ANALYZE volunteer_skill"))
-        try:
-            conn.execute(text("CHECKPOINT"))
-        except DBAPIError:  # needs superuser or pg_checkpoint on a server of your own
-            pass
+    settle_tables(engine, "volunteer", "volunteer_skill")
 
 
 def main(argv: list[str]) -> int:
