@@ -6,9 +6,12 @@ to start if a view under /api/ declares none, and a matrix test walks the
 OpenAPI document to check each route against several callers.
 
 Tokens are JWTs (flask-jwt-extended). Authorisation never trusts the roles
-written into a token: each request loads the account, so disabling it,
-changing its roles or signing out (which bumps ``token_version``) takes
-effect at once.
+written into a token: each request checks the account as stored, so
+disabling it, changing its roles or signing out (which bumps
+``token_version``) takes effect at once. Usually the account is loaded here;
+a view whose rule has ``account_in_statement`` (check-in, the hottest write)
+checks it inside its own single statement instead, and any problem the view
+raises is preceded by the account's own refusal, if there is one.
 """
 from __future__ import annotations
 

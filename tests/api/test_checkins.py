@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -88,6 +88,10 @@ def test_check_in_window_opens_30_minutes_before_start(admin, login, session, cl
     center = zone_center(admin, zone_of(session, "G01").id)
     early = assert_problem(post_check(volunteer, shift["id"], "check-in", *center), 422)
     assert early["reason"] == "outside_window"
+    # the window in the words Python's isoformat() uses, though the database wrote them
+    opens = datetime.fromisoformat(shift["starts_at"]).astimezone(timezone.utc) - timedelta(minutes=30)
+    ends = datetime.fromisoformat(shift["ends_at"]).astimezone(timezone.utc)
+    assert f"accepted from {opens.isoformat()} to {ends.isoformat()}; it was {clock().isoformat()}." in early["detail"]
     clock.advance(hours=1, minutes=31)
     assert post_check(volunteer, shift["id"], "check-in", *center).status_code == 201
 
@@ -133,6 +137,57 @@ def test_check_out_records_hours_as_the_overlap_with_the_shift(duty, session, cl
     assert hours["hours"] == pytest.approx(1.92, abs=0.01)  # 1 h 55 min: travel after the end does not count
     assert hours["status"] == "approved"  # both ends inside the zone
     assert not out.get_json()["on_duty"]
+
+
+def test_check_out_answer_and_its_replay_give_the_hours_entry(duty, session, clock):
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    checked_in_at = clock()
+    post_check(duty["client"], shift_id, "check-in", *center)
+    clock.advance(hours=3)  # an hour after the end
+    out = post_check(duty["client"], shift_id, "check-out", *center, key="out-1")
+    hours = out.get_json()["hours"]
+    entry = session.get(ServiceHours, hours["id"])
+    assert entry.check_out_id == out.get_json()["event_id"] and float(entry.hours) == hours["hours"]
+    assert datetime.fromisoformat(hours["started_at"]) == checked_in_at == entry.started_at
+    assert datetime.fromisoformat(hours["ended_at"]) == datetime.fromisoformat(duty["shift"]["ends_at"])
+    assert out.get_json()["at"] == clock().isoformat()
+    again = post_check(duty["client"], shift_id, "check-out", *center, key="out-1")
+    assert again.get_json() == out.get_json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_check_in_is_refused_for_an_account_that_may_not(duty, client, login, session):
+    """The account is checked in check-in's own statement: the same answers as everywhere else."""
+    from tests.api.test_auth import bearer, sign_in, user_id
+
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    url = f"/api/v1/shifts/{shift_id}/check-in"
+    tokens = sign_in(client, "volunteer-001").get_json()
+    client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    revoked = assert_problem(client.post(url, json={"lon": center[0], "lat": center[1]},
+                                         headers=bearer(tokens["access_token"])), 401)
+    assert "revoked" in revoked["detail"]
+    volunteer = login("volunteer-001")
+    login("admin").patch(f"/api/v1/users/{user_id(session, 'volunteer-001')}", json={"disabled": True})
+    assert "disabled" in assert_problem(post_check(volunteer, shift_id, "check-in", *center), 401)["detail"]
+    # a caller without the role learns that, not what is wrong with the body
+    planner = login("planner")
+    assert assert_problem(planner.post(url, json={"lon": "x"}), 403)["required_roles"] == ["volunteer"]
+    assert_problem(planner.post(url, data="{not json", content_type="application/json"), 403)
+    assert count(session, CheckEvent) == 0
+
+
+def test_an_overdue_check_in_is_closed_by_the_next_check_in(duty, admin, session, clock):
+    later = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=5), hours=1)
+    assert duty["client"].post(f"/api/v1/shifts/{later['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    post_check(duty["client"], duty["shift"]["id"], "check-in", *duty["center"])
+    clock.advance(hours=5)  # the first shift ended 3 h ago: never checked out
+    answer = post_check(duty["client"], later["id"], "check-in", *duty["center"])
+    assert answer.status_code == 201, answer.get_json()
+    [closed] = session.scalars(select(ServiceHours).where(ServiceHours.shift_id == duty["shift"]["id"])).all()
+    assert closed.flag_reason == "missing_check_out" and closed.status == "pending" and closed.check_out_id is None
+    assert float(closed.hours) == pytest.approx(1.92, abs=0.01)
+    session.expire_all()
+    assert session.get(Volunteer, duty["id"]).on_duty_shift_id == later["id"]
 
 
 def test_check_out_outside_leaves_hours_pending(duty, clock):
