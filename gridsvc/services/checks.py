@@ -119,9 +119,11 @@ SELECT checked.* FROM (SELECT %(event)s::jsonb AS e) event, gridsvc_check(
     e->>'input_crs', (e->>'accuracy_m')::float8, (e->>'allowed_m')::float8, e->>'key',
     (e->>'client_time')::timestamptz, (e->'facts'->>'at')::timestamptz, (e->>'offline')::boolean,
     (e->>'now')::timestamptz, make_interval(secs => (e->>'opens_before_s')::float8),
-    make_interval(secs => (e->>'grace_s')::float8), e->'facts', '{refused}'::jsonb, (e->>'actor_id')::integer) checked""".format(refused=json.dumps(CheckRefused().to_problem()).replace("'", "''"))
+    make_interval(secs => (e->>'grace_s')::float8), e->'facts', '{refused}'::jsonb,
+    (e->>'actor_id')::integer) checked""".format(refused=json.dumps(CheckRefused().to_problem()).replace("'", "''"))
 
 _CLOSE_OVERDUE = "SELECT gridsvc_close_overdue(%(volunteer_id)s, %(now)s, %(grace)s, %(actor_id)s)"
+
 
 def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volunteer_id: int | None = None) -> int:
     """Close check-ins left open past the shift's end plus the grace period.
