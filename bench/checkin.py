@@ -143,7 +143,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench checkin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--volunteers", type=int, default=10_000)
     parser.add_argument("--shifts", type=int, default=1_000)
-    parser.add_argument("--seconds", type=int, default=4, help="per endpoint and round (at 800/s a round checks in 3,200 of its 3,334 volunteers)")
+    parser.add_argument("--seconds", type=int, default=4,
+                        help="per endpoint and round (at 800/s a round checks in 3,200 of its 3,334 volunteers)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="the two endpoints are timed in turns, so the machine's drift hits both alike")
     parser.add_argument("--connections", type=int, default=32)

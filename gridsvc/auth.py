@@ -153,6 +153,8 @@ class Rule:
 
 
 def roles(*names: str, name: str | None = None, account_in_statement: bool = False) -> Rule:
+    if account_in_statement and len(names) != 1:  # the statement checks one role (account_claims)
+        raise ValueError("a rule whose statement checks the account names exactly one role")
     return Rule(name=name or "+".join(names), roles=frozenset(names), account_in_statement=account_in_statement)
 
 
@@ -208,9 +210,9 @@ def authenticate(rule: Rule) -> Principal:
     if rule.account_in_statement:
         # Only the token is checked here; the view's statement checks the
         # account with account_claims(), and access() falls back to _admit.
-        g.account_claims = claims
+        g.account_claims, g.account_rule = claims, rule
+        # the session, opened by the view, takes the actor from this principal
         g.principal = Principal(user_id=claims["sub"], username=claims.get("username"))
-        current_session().info["actor_id"] = claims["sub"]
         return g.principal
     return _admit(rule, claims)
 
@@ -236,14 +238,15 @@ def _admit(rule: Rule, claims: dict[str, Any] | None) -> Principal:
     return principal
 
 
-def account_claims() -> tuple[int, int]:
+def account_claims() -> tuple[int, int, str]:
     """For a view whose rule has ``account_in_statement``: the token's user
-    id and token version, for its statement to check the account with (it
-    must refuse a missing or disabled account, another token version, and an
-    account without the rule's role)."""
+    id and token version, and the rule's role, for its statement to check
+    the account with (it must refuse a missing or disabled account, another
+    token version, and an account without the role)."""
     claims = g.account_claims
     version = claims.get("tv")
-    return claims["sub"], version if isinstance(version, int) else -1
+    [role] = g.account_rule.roles
+    return claims["sub"], version if isinstance(version, int) else -1, role
 
 
 def _bearer_claims(rule: Rule) -> dict[str, Any] | None:

@@ -170,13 +170,13 @@ def _check(shift_id: int, kind: str, data: dict):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
     session = current_session()
-    user_id, token_version = auth.account_claims()
+    user_id, token_version, role = auth.account_claims()
     point = data["point"]
     outcome = checks.check(session, user_id, checks.CheckRequest(
         shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
         input_lat=point.input_lat, input_crs=point.input_crs, accuracy_m=data.get("accuracy_m"),
         client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=policy(),
-        account=checks.AccountCheck(role="volunteer", token_version=token_version), own_transaction=True)
+        account=checks.AccountCheck(role=role, token_version=token_version), own_transaction=True)
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     # the database wrote the answer: no need to parse and dump it again
     return json_response(outcome.body_json, outcome.status, headers,
