@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from datetime import datetime
-
 from typing import Any, Iterator
 
+import psycopg2
 from flask import current_app, g
 from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, relationship, sessionmaker
 
 # Stable constraint names so Alembic can alter and drop them later.
@@ -82,7 +83,8 @@ def _stamp_actor(session: Session, _context: Any, _instances: Any) -> None:
 class Database:
     """The engine and session factory of one app."""
 
-    def __init__(self, url: str, *, connect_timeout: int = 5, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 5, pool_size: int = 10,
+                 application_name: str = "gridsvc") -> None:
         options = dict(
             # No pre-ping and no reset-on-return: each would add a round trip to
             # every request. Sessions always end in commit or rollback, and a
@@ -94,7 +96,7 @@ class Database:
             # JIT off: our statements are short, and once a prepared statement
             # goes to a generic plan its cost estimate can cross jit_above_cost,
             # making PostgreSQL spend ~300 ms compiling a query that runs in 2 ms.
-            connect_args={"connect_timeout": int(connect_timeout), "application_name": "gridsvc",
+            connect_args={"connect_timeout": int(connect_timeout), "application_name": application_name,
                           "options": "-c jit=off"},
         )
         self.engine: Engine = create_engine(url, **options)
@@ -155,12 +157,17 @@ def single_statement(session: Session) -> Iterator[Any]:
     """
     autocommit_engine = session.info.get(AUTOCOMMIT_ENGINE)
     if autocommit_engine is None or session.in_transaction():
-        yield session.connection().connection
+        with _dropped_when_lost(session.connection()) as connection:
+            yield connection.connection
         session.commit()
         return
     connection = autocommit_engine.raw_connection()
     try:
         yield connection
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            connection.invalidate(exc.orig)  # not back into the pool
+        raise
     finally:
         connection.close()  # back to the pool
 
@@ -202,20 +209,43 @@ def fetch_prepared(session: Session, sql: str, params: dict[str, Any], *, many: 
     everything committed before the lock was granted. A round trip costs as
     much as a small query here, so this halves such a pair.
     """
-    return execute_prepared(session.connection().connection, sql, params, many=many, run_first=run_first)
+    with _dropped_when_lost(session.connection()) as connection:
+        return execute_prepared(connection.connection, sql, params, many=many, run_first=run_first)
+
+
+@contextmanager
+def _dropped_when_lost(connection: Connection) -> Iterator[Connection]:
+    """Invalidate a Connection whose DBAPI connection died under ``execute_prepared``,
+    as SQLAlchemy does for the statements it runs itself."""
+    try:
+        yield connection
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            connection.invalidate(exc.orig)
+        raise
 
 
 def execute_prepared(connection: Any, sql: str, params: dict[str, Any], *, many: bool = False,
                      run_first: str | tuple[str, ...] | None = None) -> Any:
-    """``fetch_prepared`` on a pooled DBAPI connection (see ``single_statement``)."""
+    """``fetch_prepared`` on a pooled DBAPI connection (see ``single_statement``).
+
+    A DBAPI error is raised as SQLAlchemy raises it for its own statements
+    (an ``OperationalError`` is answered 503, a deadlock 409), with
+    ``connection_invalidated`` when the connection itself was lost (say, to
+    a database restart): the caller must then drop it from the pool.
+    """
     cursor = connection.cursor()
     try:
         first = (run_first,) if isinstance(run_first, str) else (run_first or ())
         calls = [_prepared_call(connection, cursor, statement) for statement in (*first, sql)]
         cursor.execute("; ".join(calls), params)
         return cursor.fetchall() if many else cursor.fetchone()
+    except psycopg2.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg2.Error,
+                                  connection_invalidated=bool(connection.dbapi_connection.closed)) from exc
     finally:
-        cursor.close()
+        if not connection.dbapi_connection.closed:
+            cursor.close()
 
 
 def _prepared_call(connection: Any, cursor: Any, sql: str) -> str:

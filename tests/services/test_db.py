@@ -1,9 +1,10 @@
 """The session helpers against a real pooled engine (not the tests' shared connection)."""
 from __future__ import annotations
 
+import pytest
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 
-from gridsvc.db import Database, fetch_prepared, without_transaction
+from gridsvc.db import Database, execute_prepared, fetch_prepared, without_transaction
 
 
 def test_a_read_without_transaction_leaves_no_transaction_open_and_the_next_session_transactional(database_url):
@@ -39,5 +40,53 @@ def test_without_transaction_does_nothing_once_the_session_has_begun(database_ur
         without_transaction(session)
         assert session.connection().connection.dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_INTRANS
         session.close()
+    finally:
+        database.dispose()
+
+
+def _drop_connections_of(database_url, application_name: str) -> int:
+    """What a database restart does to a pool: its connections die under it."""
+    from sqlalchemy import create_engine, text
+
+    killer = create_engine(database_url)
+    try:
+        with killer.connect() as conn:
+            return len(conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"), {"name": application_name}).all())
+    finally:
+        killer.dispose()
+
+
+def test_a_connection_lost_under_a_prepared_statement_fails_one_request_with_503_then_recovers(database_url):
+    """fetch_prepared and single_statement run on the DBAPI connection,
+    below SQLAlchemy's own error handling: a connection that died (a
+    database restart) must still be answered as the database being away,
+    and be dropped from the pool rather than handed to the next request."""
+    from sqlalchemy.exc import OperationalError
+
+    from gridsvc.db import single_statement
+
+    database = Database(database_url, pool_size=1, application_name="gridsvc-test-lost")
+    try:
+        for attempt in range(2):
+            session = database.sessionmaker()
+            assert fetch_prepared(session, "SELECT %(n)s::int", {"n": 1}) == (1,)
+            session.close()
+            with single_statement(database.sessionmaker()) as connection:  # the autocommit pool's
+                assert execute_prepared(connection, "SELECT %(n)s::int", {"n": 2}) == (2,)
+            assert _drop_connections_of(database_url, "gridsvc-test-lost") == 2
+            session = database.sessionmaker()
+            with pytest.raises(OperationalError):  # the API answers 503 for it
+                fetch_prepared(session, "SELECT %(n)s::int", {"n": 3})
+            session.close()
+            with pytest.raises(OperationalError):
+                with single_statement(database.sessionmaker()) as connection:
+                    execute_prepared(connection, "SELECT %(n)s::int", {"n": 4})
+        session = database.sessionmaker()  # fresh connections again
+        assert fetch_prepared(session, "SELECT %(n)s::int", {"n": 5}) == (5,)
+        session.close()
+        with single_statement(database.sessionmaker()) as connection:
+            assert execute_prepared(connection, "SELECT %(n)s::int", {"n": 6}) == (6,)
     finally:
         database.dispose()
