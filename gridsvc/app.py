@@ -52,4 +52,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     missing = views_without_rules(app)
     if missing:
         raise RuntimeError(f"API routes without an access rule: {', '.join(missing)}")
+    from gridsvc.fastpath import CheckInFastPath
+
+    # check-in, the hottest write, answered without Flask's machinery when it can be
+    app.wsgi_app = CheckInFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

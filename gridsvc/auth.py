@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -243,21 +243,28 @@ def account_claims() -> tuple[int, int, str]:
     id and token version, and the rule's role, for its statement to check
     the account with (it must refuse a missing or disabled account, another
     token version, and an account without the role)."""
-    claims = g.account_claims
+    return statement_account(g.account_claims, g.account_rule)
+
+
+def statement_account(claims: dict[str, Any], rule: Rule) -> tuple[int, int, str]:
+    """``account_claims`` of verified claims under ``rule`` (see ``token_claims``)."""
     version = claims.get("tv")
-    [role] = g.account_rule.roles
+    [role] = rule.roles
     return claims["sub"], version if isinstance(version, int) else -1, role
 
 
 def _bearer_claims(rule: Rule) -> dict[str, Any] | None:
-    """The verified claims of the request's bearer token (``sub`` as an int);
-    None when a public view gets no token.
+    return token_claims(request.headers.get("Authorization", ""), rule, current_app.config)
+
+
+def token_claims(header: str, rule: Rule, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The verified claims of an Authorization header's bearer token (``sub``
+    as an int); None when a public view gets no token.
 
     One PyJWT decode: flask-jwt-extended's own check decodes every token
     three times, a fifth of a check-in's time. Tokens are still made by
     flask-jwt-extended (``issue_tokens``), with its settings.
     """
-    header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme != "Bearer" or not token:
@@ -265,7 +272,6 @@ def _bearer_claims(rule: Rule) -> dict[str, Any] | None:
             return None
         reason = "no Authorization header" if not header else "the header is not 'Bearer <token>'"
         raise TokenMissing(f"This action needs a token: send 'Authorization: Bearer <token>' ({reason}).")
-    config = current_app.config
     try:
         claims = jwt.decode(token, config["JWT_SECRET_KEY"], algorithms=[config["JWT_ALGORITHM"]],
                             options={"require": ["exp", "sub"]})

@@ -23,7 +23,7 @@ MAX_KEY = 100
 
 
 def policy() -> checks.CheckPolicy:
-    return checks.CheckPolicy.from_config(current_app.config)
+    return checks.CheckPolicy.of_app(current_app)
 
 
 def _point_fields(data: dict) -> dict:
@@ -164,19 +164,34 @@ def _acting_volunteer(volunteer_id: int | None, shift_id: int) -> int:
     return volunteer_id
 
 
+def valid_key(key: str | None) -> bool:
+    return key is None or 1 <= len(key) <= MAX_KEY
+
+
 def _check(shift_id: int, kind: str, data: dict):
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 1 <= len(key) <= MAX_KEY:
+    if not valid_key(key):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
-    session = current_session()
-    user_id, token_version, role = auth.account_claims()
+    outcome = record_check(current_session(), shift_id, kind, data, key, auth.account_claims(), policy())
+    return check_response(outcome)
+
+
+def record_check(session, shift_id: int, kind: str, data: dict, key: str | None,
+                 account: tuple[int, int, str], check_policy: checks.CheckPolicy) -> checks.CheckOutcome:
+    """Check-in's one statement (also sent by ``gridsvc.fastpath``): ``data``
+    as the CheckIn schema loads it, ``account`` as ``auth.account_claims``
+    gives it. Raises the problem of an event the database did not record."""
+    user_id, token_version, role = account
     point = data["point"]
-    outcome = checks.check(session, user_id, checks.CheckRequest(
+    return checks.check(session, user_id, checks.CheckRequest(
         shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
         input_lat=point.input_lat, input_crs=point.input_crs, accuracy_m=data.get("accuracy_m"),
-        client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=policy(),
+        client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=check_policy,
         account=checks.AccountCheck(role=role, token_version=token_version), own_transaction=True)
+
+
+def check_response(outcome: checks.CheckOutcome):
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     # the database wrote the answer: no need to parse and dump it again
     return json_response(outcome.body_json, outcome.status, headers,

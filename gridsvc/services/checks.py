@@ -53,6 +53,14 @@ class CheckPolicy:
                    clock_skew=timedelta(minutes=float(config["GRIDSVC_CLOCK_SKEW_MIN"])),
                    offline_max_events=int(config["GRIDSVC_OFFLINE_MAX_EVENTS"]))
 
+    @classmethod
+    def of_app(cls, app) -> CheckPolicy:
+        """The app's policy, read from its config once (check-in asks on every request)."""
+        policy = app.extensions.get("gridsvc.check_policy")
+        if policy is None:
+            policy = app.extensions["gridsvc.check_policy"] = cls.from_config(app.config)
+        return policy
+
 
 class CheckRefused(ValidationFailed):
     type, title = "/problems/check-refused", "Check-in refused"

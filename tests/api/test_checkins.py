@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from werkzeug.test import Client
 
 from geo.crs import from_wgs84, geodesic_distance_m
 from gridsvc.models import CheckEvent, ServiceHours, Shift, User, Volunteer, VolunteerPosition, Zone
@@ -325,3 +326,110 @@ def test_five_copies_of_one_check_in_at_once_record_one(committed_app, engine, c
                 on_duty_shift_id=None, last_position=None, last_position_at=None, last_accuracy_m=None))
             conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id == vid))
             conn.execute(Shift.__table__.delete().where(Shift.id == shift["id"]))
+
+
+# ---------------------------------------------------------------- the fast path (gridsvc/fastpath.py)
+
+
+@pytest.fixture()
+def reached_flask(app):
+    """The paths of the requests the fast path handed on to Flask."""
+    fast_path = app.wsgi_app
+    flask_wsgi_app, seen = fast_path.flask_wsgi_app, []
+
+    def spy(environ, start_response):
+        seen.append(environ["PATH_INFO"])
+        return flask_wsgi_app(environ, start_response)
+
+    fast_path.flask_wsgi_app = spy
+    yield seen
+    fast_path.flask_wsgi_app = flask_wsgi_app
+
+
+def test_the_fast_path_answers_check_in_and_out_as_the_view_does(duty, app, reached_flask, session, clock):
+    center, shift_id, volunteer = duty["center"], duty["shift"]["id"], duty["client"]
+    gcj = from_wgs84(*center, "gcj02")
+    checked_in = post_check(volunteer, shift_id, "check-in", *gcj, crs="gcj02", key="fast-in")
+    assert checked_in.status_code == 201 and checked_in.get_json()["inside"]
+    clock.advance(minutes=50)
+    checked_out = post_check(volunteer, shift_id, "check-out", *north_of(center, 3000), key="fast-out")
+    assert checked_out.status_code == 201 and checked_out.get_json()["hours"]["status"] == "pending"  # outside
+    assert reached_flask == []  # both answered in front of Flask
+    # Flask's own view replays the same events: the same status, headers and bytes
+    flask_only = Client(app.wsgi_app.flask_wsgi_app)
+    for kind, point, crs, key, first in (("check-in", gcj, "gcj02", "fast-in", checked_in),
+                                         ("check-out", north_of(center, 3000), "wgs84", "fast-out", checked_out)):
+        url = f"/api/v1/shifts/{shift_id}/{kind}"
+        headers = {"Idempotency-Key": key, "Authorization": volunteer.environ_base["HTTP_AUTHORIZATION"]}
+        body = {"lon": point[0], "lat": point[1], "crs": crs, "accuracy_m": 10}
+        replayed_fast = volunteer.post(url, json=body, headers={"Idempotency-Key": key})
+        replayed_by_view = flask_only.post(url, json=body, headers=headers)
+        assert replayed_fast.status == replayed_by_view.status == "201 CREATED"
+        assert list(replayed_fast.headers) == list(replayed_by_view.headers)
+        assert replayed_fast.headers["Idempotent-Replayed"] == "true"
+        assert replayed_fast.get_data() == replayed_by_view.get_data() == first.get_data()
+    assert reached_flask == [f"/api/v1/shifts/{shift_id}/check-in", f"/api/v1/shifts/{shift_id}/check-out"]
+    assert session.scalar(select(func.count()).where(CheckEvent.volunteer_id == duty["id"])) == 2
+
+
+def test_a_refused_check_in_is_recorded_and_answered_by_the_fast_path(admin, login, session, clock, reached_flask):
+    gate = zone_center(admin, zone_of(session, "G02").id)
+    shift = make_shift(admin, point=gate, radius_m=50, starts_at=clock() + timedelta(minutes=20))
+    volunteer = login("volunteer-002")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    reached_flask.clear()
+    refused = assert_problem(post_check(volunteer, shift["id"], "check-in", *north_of(gate, 250), accuracy=20), 422)
+    assert refused["reason"] == "outside_geofence" and refused["distance_m"] == pytest.approx(200, abs=2)
+    assert reached_flask == [] and session.get(CheckEvent, refused["event_id"]).flagged
+
+
+def test_what_the_fast_path_cannot_answer_is_left_to_the_view(duty, client, login, session, reached_flask):
+    center, shift_id, volunteer = duty["center"], duty["shift"]["id"], duty["client"]
+    url = f"/api/v1/shifts/{shift_id}/check-in"
+    good = {"lon": center[0], "lat": center[1]}
+    assert_problem(client.post(url, json=good), 401)  # no token
+    assert_problem(volunteer.post(url, data="{not json", content_type="application/json"), 400, "malformed-json")
+    assert assert_problem(volunteer.post(url, json={**good, "altitude": 3}), 422)["errors"] == {
+        "altitude": ["Unknown field."]}
+    assert "lat" in assert_problem(volunteer.post(url, json={**good, "lat": 91}), 422)["errors"]
+    assert_problem(volunteer.post(url, data="lon=1&lat=2", content_type="application/x-www-form-urlencoded"), 415)
+    assert_problem(volunteer.post(url, json=good, headers={"Idempotency-Key": "k" * 101}), 422)
+    assert assert_problem(login("volunteer-011").post(url, json=good), 409)["reason"] == "not_signed_up"
+    assert_problem(volunteer.post("/api/v1/shifts/987654/check-in", json=good), 404)
+    assert len(reached_flask) == 8 and count(session, CheckEvent) == 0
+    # the next good one is the fast path's again
+    assert volunteer.post(url, json=good).status_code == 201 and len(reached_flask) == 8
+
+
+@pytest.mark.parametrize("body", [
+    {"lon": 121.77, "lat": 29.87}, {"lon": 121, "lat": 29, "crs": "gcj02", "accuracy_m": 0},
+    {"lon": "121.77", "lat": "29.87", "crs": "bd09", "accuracy_m": None},
+    {"lon": 121.77, "lat": 29.87, "client_time": "2026-11-21T08:00:00"},  # naive: Asia/Shanghai
+    {"lon": 121.77, "lat": 29.87, "client_time": "2026-11-21T08:00:00Z", "accuracy_m": 100_000},
+    {"lon": 121.77, "lat": 29.87, "client_time": None},
+    {"lon": 180.5, "lat": 29.87}, {"lon": 121.77, "lat": -90.01}, {"lon": True, "lat": 29.87},
+    {"lon": 121.77, "lat": 29.87, "crs": None}, {"lon": 121.77, "lat": 29.87, "crs": "GCJ02"},
+    {"lon": 121.77, "lat": 29.87, "accuracy_m": -1}, {"lon": 121.77, "lat": 29.87, "accuracy_m": "far"},
+    {"lon": 121.77, "lat": 29.87, "client_time": "yesterday"}, {"lon": 121.77, "lat": 29.87, "client_time": 5},
+    {"lon": 121.77}, {"lon": 121.77, "lat": 29.87, "speed": 3}, {"lon": None, "lat": 29.87},
+    [121.77, 29.87], "121.77,29.87", None,
+])
+def test_the_fast_path_loads_a_body_as_the_schema_does_or_not_at_all(app, body):
+    """Where the schema refuses a body, the fast path must not take it; where
+    it takes one, it must read exactly what the schema reads."""
+    from marshmallow import ValidationError
+
+    from gridsvc.schemas.shifts import CheckIn
+
+    try:
+        expected = CheckIn().load(body)
+    except ValidationError:
+        expected = None
+    try:
+        loaded = app.wsgi_app.load(body)
+    except ValidationError:
+        loaded = None
+    assert loaded is None or loaded == expected
+    if isinstance(body, dict) and body.keys() <= {"lon", "lat", "crs", "accuracy_m", "client_time"} \
+            and {"lon", "lat"} <= body.keys():
+        assert loaded == expected  # a body of the plain fields is the fast path's to load
