@@ -176,7 +176,7 @@ def _hours_context(volunteer_id: int, query: dict):
     session = current_session()
     volunteer = service.get_volunteer(session, volunteer_id)
     require_private(volunteer)
-    checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.from_config(current_app.config),
+    checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.of_app(current_app),
                          volunteer_id=volunteer.id)
     session.commit()
     tz = ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
