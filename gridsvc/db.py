@@ -7,7 +7,7 @@ rolled back if not committed) when the request ends.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -107,6 +107,13 @@ class Database:
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False,
                                          info={AUTOCOMMIT_ENGINE: self.autocommit_engine})
 
+    def autocommit_connection(self) -> AbstractContextManager[Any]:
+        """A pooled DBAPI connection in autocommit, for one statement that is
+        its own transaction, without a Session (``single_statement`` for a
+        caller that has none: check-in's fast path). The tests replace it
+        with their transaction's connection."""
+        return _autocommit_connection(self.autocommit_engine)
+
     def dispose(self) -> None:
         self.engine.dispose()
         self.autocommit_engine.dispose()
@@ -161,6 +168,12 @@ def single_statement(session: Session) -> Iterator[Any]:
             yield connection.connection
         session.commit()
         return
+    with _autocommit_connection(autocommit_engine) as connection:
+        yield connection
+
+
+@contextmanager
+def _autocommit_connection(autocommit_engine: Engine) -> Iterator[Any]:
     connection = autocommit_engine.raw_connection()
     try:
         yield connection

@@ -14,8 +14,9 @@ else:
   statement checks (``auth.statement_account``);
 - the body: the ``CheckIn`` schema's own fields (their types, ranges and
   nulls), converted to WGS-84 as the schema does (``geopoint``);
-- the statement and the answer: ``record_check`` and ``check_response`` of
-  ``resources/shifts.py``.
+- the statement and the answer: ``checks.check_alone`` (the view's
+  ``checks.check`` without a Session), ``check_request`` and
+  ``check_answer`` of ``resources/shifts.py``.
 
 Any request it cannot answer exactly as the view would goes to Flask as it
 came: no token or a bad one, a body the schema would refuse or that has
@@ -37,13 +38,15 @@ from flask import Flask
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gridsvc import auth
+from werkzeug.http import HTTP_STATUS_CODES
+
+from gridsvc import auth, clock
 from gridsvc.api import strict_json_loads
 from gridsvc.errors import GridsvcError
-from gridsvc.resources.shifts import CHECKING_VOLUNTEER, check_response, record_check, valid_key
+from gridsvc.resources.shifts import CHECKING_VOLUNTEER, check_answer, check_request, valid_key
 from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.shifts import CheckIn
-from gridsvc.services.checks import CheckPolicy
+from gridsvc.services.checks import AccountCheck, CheckOutcome, CheckPolicy, check_alone
 
 # the view's routes (shift ids as Flask's int converter takes them)
 _ROUTE = re.compile(r"/api/v1/shifts/([1-9][0-9]{0,8})/check-(in|out)")
@@ -69,15 +72,17 @@ class CheckInFastPath:
         if not length or not length.isdigit() or int(length) > _MAX_BODY or "HTTP_TRANSFER_ENCODING" in environ:
             return self.flask_wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
-        response = self._answer(environ, int(route[1]), "check_" + route[2], body)
-        if response is None:
+        outcome = self._record(environ, int(route[1]), "check_" + route[2], body)
+        if outcome is None:
             # Flask reads the body again (CONTENT_LENGTH as sent: a short body still looks short)
             environ["wsgi.input"] = io.BytesIO(body)
             return self.flask_wsgi_app(environ, start_response)
-        return response(environ, start_response)
+        status, headers, answer = check_answer(outcome)
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)  # as Werkzeug writes it
+        return [answer]
 
-    def _answer(self, environ: dict, shift_id: int, kind: str, body: bytes) -> Any:
-        """The view's response, or None to leave the request to the view."""
+    def _record(self, environ: dict, shift_id: int, kind: str, body: bytes) -> CheckOutcome | None:
+        """The recorded event, or None to leave the request to the view."""
         key = environ.get("HTTP_IDEMPOTENCY_KEY")
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if not valid_key(key) or mimetype != "application/json":
@@ -89,16 +94,14 @@ class CheckInFastPath:
             return None
         if data is None:
             return None
-        session = self.app.extensions["gridsvc.db"].sessionmaker()
+        user_id, token_version, role = auth.statement_account(claims, CHECKING_VOLUNTEER)
         try:
-            session.info["actor_id"] = claims["sub"]
-            outcome = record_check(session, shift_id, kind, data, key,
-                                   auth.statement_account(claims, CHECKING_VOLUNTEER), CheckPolicy.of_app(self.app))
+            with self.app.extensions["gridsvc.db"].autocommit_connection() as connection:
+                return check_alone(connection, user_id, check_request(shift_id, kind, data, key), now=clock.now(),
+                                   policy=CheckPolicy.of_app(self.app),
+                                   account=AccountCheck(role=role, token_version=token_version), actor_id=user_id)
         except (GridsvcError, SQLAlchemyError):  # nothing was recorded
             return None
-        finally:
-            session.close()
-        return check_response(outcome)
 
     def load(self, data: Any) -> dict[str, Any] | None:
         """``CheckIn().load(data)`` for a body of the plain fields, about four

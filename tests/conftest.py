@@ -9,6 +9,8 @@ themselves.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridsvc import localdb
 from gridsvc.app import create_app
 from gridsvc.config import test_database_url
+from gridsvc.db import single_statement
 from gridsvc.migrate import upgrade
 from gridsvc.models import Community
 from gridsvc.seed import load_lingfeng
@@ -66,10 +69,25 @@ TEST_CONFIG = {"TESTING": True, "GRIDSVC_SECRET_KEY": "test-secret-not-for-produ
 @pytest.fixture()
 def app(database_url, connection):
     app = create_app({"DATABASE_URL": database_url, **TEST_CONFIG})
-    app.extensions["gridsvc.db"].sessionmaker = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    database = app.extensions["gridsvc.db"]
+    database.sessionmaker = sessionmaker(bind=connection, join_transaction_mode="create_savepoint",
+                                         expire_on_commit=False)
+    database.autocommit_connection = lambda: _statement_in_test_transaction(database)
     yield app
-    app.extensions["gridsvc.db"].dispose()
+    database.dispose()
+
+
+@contextmanager
+def _statement_in_test_transaction(database):
+    """Database.autocommit_connection inside the test's transaction: a
+    session's savepoint, committed after the statement, as single_statement
+    does for the tests' sessions."""
+    session = database.sessionmaker()
+    try:
+        with single_statement(session) as connection:
+            yield connection
+    finally:
+        session.close()
 
 
 @pytest.fixture()

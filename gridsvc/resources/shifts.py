@@ -1,12 +1,12 @@
 """Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from shapely.geometry import Point
 
 from gridsvc import auth, clock
-from gridsvc.api import PROBLEM_JSON, Blueprint, json_response
+from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
@@ -173,29 +173,33 @@ def _check(shift_id: int, kind: str, data: dict):
     if not valid_key(key):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
-    outcome = record_check(current_session(), shift_id, kind, data, key, auth.account_claims(), policy())
-    return check_response(outcome)
+    user_id, token_version, role = auth.account_claims()
+    outcome = checks.check(current_session(), user_id, check_request(shift_id, kind, data, key), now=clock.now(),
+                           policy=policy(), account=checks.AccountCheck(role=role, token_version=token_version),
+                           own_transaction=True)
+    status, headers, body = check_answer(outcome)
+    return Response(body, status=status, headers=headers)
 
 
-def record_check(session, shift_id: int, kind: str, data: dict, key: str | None,
-                 account: tuple[int, int, str], check_policy: checks.CheckPolicy) -> checks.CheckOutcome:
-    """Check-in's one statement (also sent by ``gridsvc.fastpath``): ``data``
-    as the CheckIn schema loads it, ``account`` as ``auth.account_claims``
-    gives it. Raises the problem of an event the database did not record."""
-    user_id, token_version, role = account
+def check_request(shift_id: int, kind: str, data: dict, key: str | None) -> checks.CheckRequest:
+    """An online check event: ``data`` as the CheckIn schema loads it (also
+    used by ``gridsvc.fastpath``, which sends the same statement)."""
     point = data["point"]
-    return checks.check(session, user_id, checks.CheckRequest(
+    return checks.CheckRequest(
         shift_id=shift_id, kind=kind, lon=point.lon, lat=point.lat, input_lon=point.input_lon,
         input_lat=point.input_lat, input_crs=point.input_crs, accuracy_m=data.get("accuracy_m"),
-        client_time=data.get("client_time"), idempotency_key=key), now=clock.now(), policy=check_policy,
-        account=checks.AccountCheck(role=role, token_version=token_version), own_transaction=True)
+        client_time=data.get("client_time"), idempotency_key=key)
 
 
-def check_response(outcome: checks.CheckOutcome):
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    # the database wrote the answer: no need to parse and dump it again
-    return json_response(outcome.body_json, outcome.status, headers,
-                         mimetype=PROBLEM_JSON if outcome.status >= 400 else "application/json")
+def check_answer(outcome: checks.CheckOutcome) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The status, headers and body of the answer to a recorded check event.
+    The database wrote the body: no need to parse and dump it again."""
+    body = outcome.body_json.encode()
+    headers = [("Content-Type", PROBLEM_JSON if outcome.status >= 400 else "application/json"),
+               ("Content-Length", str(len(body)))]
+    if outcome.replayed:
+        headers.append(("Idempotent-Replayed", "true"))
+    return outcome.status, headers, body
 
 
 # The account is checked by check-in's one statement (auth.account_claims).

@@ -182,25 +182,44 @@ def check(session: Session, user_id: int, request: CheckRequest, *, now: datetim
     would; when that fails, ``auth.access`` answers with authenticate's
     own problem.
     """
+    params = _check_params(user_id, request, now, policy, account, session.info.get("actor_id"))
+    if own_transaction:
+        with single_statement(session) as connection:
+            row = execute_prepared(connection, _CHECK, params)
+    else:
+        row = fetch_prepared(session, _CHECK, params)
+    return _outcome(row, request)
+
+
+def check_alone(connection: Any, user_id: int, request: CheckRequest, *, now: datetime, policy: CheckPolicy,
+                account: AccountCheck, actor_id: int | None) -> CheckOutcome:
+    """``check`` as its own transaction on a connection in autocommit
+    (``Database.autocommit_connection``), without a Session: check-in's
+    fast path (``gridsvc/fastpath.py``)."""
+    return _outcome(execute_prepared(connection, _CHECK, _check_params(user_id, request, now, policy, account, actor_id)),
+                    request)
+
+
+def _check_params(user_id: int, request: CheckRequest, now: datetime, policy: CheckPolicy,
+                  account: AccountCheck | None, actor_id: int | None) -> dict[str, str]:
     at = request.client_time if request.offline and request.client_time else now
     allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
     # What the answer says about the request itself, written as Python writes it.
     facts = {"kind": request.kind, "at": at.isoformat(), "allowed_m": round(allowed, 1),
              "point": _point(request.lon, request.lat),
              "input": {"lon": request.input_lon, "lat": request.input_lat, "crs": request.input_crs}}
-    params = {"event": json.dumps({
+    return {"event": json.dumps({
         "user_id": user_id, "role": account and account.role, "token_version": account and account.token_version,
         "shift_id": request.shift_id, "kind": request.kind, "lon": request.lon, "lat": request.lat,
         "input_lon": request.input_lon, "input_lat": request.input_lat, "input_crs": request.input_crs,
         "accuracy_m": request.accuracy_m, "allowed_m": allowed, "key": request.idempotency_key,
         "client_time": request.client_time and request.client_time.isoformat(), "offline": request.offline,
         "now": now.isoformat(), "opens_before_s": policy.opens_before.total_seconds(),
-        "grace_s": policy.checkout_grace.total_seconds(), "facts": facts, "actor_id": session.info.get("actor_id")})}
-    if own_transaction:
-        with single_statement(session) as connection:
-            outcome, status, body = execute_prepared(connection, _CHECK, params)
-    else:
-        outcome, status, body = fetch_prepared(session, _CHECK, params)
+        "grace_s": policy.checkout_grace.total_seconds(), "facts": facts, "actor_id": actor_id})}
+
+
+def _outcome(row: tuple[str, int | None, str | None], request: CheckRequest) -> CheckOutcome:
+    outcome, status, body = row
     if outcome in ("recorded", "replayed"):
         return CheckOutcome(status=status, body_json=body, replayed=outcome == "replayed")
     raise _refusal(outcome, body, request)
