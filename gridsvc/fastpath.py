@@ -23,9 +23,10 @@ came: no token or a bad one, a body the schema would refuse or that has
 more than the plain fields, an unusual Idempotency-Key or Content-Type, and
 every event the database did not record (a refusal such as "not signed up",
 the account's own refusal, the database unreachable). Those recorded
-nothing (the statement is its own transaction, and a refusal returns before
-anything is written), so the view runs them again from the start and gives
-the answer the API documents. Events the database did record, accepted or
+nothing of the event (the statement is its own transaction, and a refusal
+returns before the event is written; only an overdue check-in closed on the
+way stays closed, as the view would close it too), so the view runs them
+again from the start and gives the answer the API documents. Events the database did record, accepted or
 refused (422 with the distance), are answered here.
 """
 from __future__ import annotations
@@ -37,7 +38,6 @@ from typing import Any, Callable, Iterable
 from flask import Flask
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-
 from werkzeug.http import HTTP_STATUS_CODES
 
 from gridsvc import auth, clock
