@@ -282,7 +282,10 @@ def test_lingfeng_occupancy_over_a_day(client, lingfeng, session, clock):
     lot_id = session.scalar(select(ParkingLot.id).where(ParkingLot.community_id == lingfeng.id,
                                                         ParkingLot.access == "employees").order_by(ParkingLot.id))
     newest = session.scalar(select(func.max(OccupancyObservation.observed_at)).where(OccupancyObservation.lot_id == lot_id))
-    start = newest.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    # The demo counts run from yesterday's local midnight: the day is Asia/Shanghai's,
+    # whatever zone the database hands the timestamp back in (UTC's date differs before 08:00).
+    local = newest.astimezone(ZoneInfo(lingfeng.timezone))
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     series = client.get(f"/api/v1/parking/lots/{lot_id}/occupancy",
                         query_string={"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(),
                                       "bucket": "1h"}).get_json()
