@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -215,8 +215,10 @@ def list_shifts(session: Session, *, zone_id: int | None = None, community_id: i
         # Distance to the geofence: the point circle, else the zone polygon.
         here = gsql.point(*near)
         zone_geom = select(Zone.geom).where(Zone.id == Shift.zone_id).scalar_subquery()
-        distance = func.coalesce(func.greatest(0, gsql.distance_m(Shift.location, here) - Shift.radius_m),
-                                 gsql.distance_m(zone_geom, here))
+        # (a CASE, not COALESCE: GREATEST skips NULLs, so greatest(0, NULL) is 0 for a zone shift)
+        distance = case((Shift.location.is_not(None),
+                         func.greatest(0, gsql.distance_m(Shift.location, here) - Shift.radius_m)),
+                        else_=gsql.distance_m(zone_geom, here))
         query = query.where(distance <= radius_m)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = (distance, Shift.starts_at, Shift.id) if distance is not None else (Shift.starts_at, Shift.id)

@@ -6,10 +6,11 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from shapely.geometry import shape
 from sqlalchemy import select
 
 from gridsvc.models import Shift, Signup, User, Volunteer, Zone
-from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, north_of, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -138,6 +139,20 @@ def test_find_a_shift_near_me_with_space(login, admin, session, clock):
         f"/api/v1/shifts?near={gate[0]},{gate[1]}&radius_m=500&activity=night_patrol&has_space=true").get_json()
     assert [s["id"] for s in found["items"]] == [open_["id"]]
     assert found["items"][0]["distance_m"] == 0
+
+
+def test_near_measures_to_the_zone_polygon_of_a_zone_shift(login, admin, session, clock):
+    g01 = zone_of(session, "G01")
+    polygon = shape(admin.get(f"/api/v1/zones/{g01.id}").get_json()["geometry"])
+    # 300 m due north of the zone's northernmost corner: every point of the zone is 300 m away or more
+    here = north_of(max(polygon.exterior.coords, key=lambda p: p[1]), 300)
+    shift = make_shift(admin, zone_id=g01.id, capacity=2, starts_at=clock() + timedelta(days=3), activity="night_patrol")
+    volunteer = login("volunteer-009")
+    url = f"/api/v1/shifts?near={here[0]},{here[1]}&activity=night_patrol&radius_m="
+    found = volunteer.get(url + "400").get_json()
+    assert [s["id"] for s in found["items"]] == [shift["id"]]
+    assert found["items"][0]["distance_m"] == pytest.approx(300, abs=2)
+    assert volunteer.get(url + "250").get_json()["total"] == 0
 
 
 def test_raising_capacity_promotes_and_lowering_below_confirmed_is_409(login, admin, session, clock):
