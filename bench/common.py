@@ -130,6 +130,7 @@ def run_wrk(url: str, *, seconds: int, connections: int, threads: int, headers: 
         # read errors are how wrk counts a server closing a connection it was asked to close: not failures
         "socket_errors": (int(sock.group(1)) + int(sock.group(3)) + int(sock.group(4))) if sock else 0,
         "total": int(re.search(r"(\d+) requests in", out).group(1)),
+        "output": out,  # for what a script prints
     }
 
 
