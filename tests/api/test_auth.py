@@ -234,3 +234,39 @@ def test_demo_accounts_are_all_there(session):
 @pytest.mark.parametrize("body", [{}, {"username": "admin"}, {"username": 5, "password": "x"}, {"username": "", "password": "x"}])
 def test_bad_sign_in_bodies_are_422(client, body):
     assert_problem(client.post("/api/v1/auth/token", json=body), 422)
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key is")  # HS512 with our key is one of the foreign forms
+def test_our_own_tokens_skip_pyjwt_and_every_other_token_goes_to_it(app):
+    """auth._plain_hs256_claims takes exactly our tokens (the same claims
+    as PyJWT's decode) and leaves every other form to PyJWT."""
+    import jwt
+
+    from gridsvc.auth import _plain_hs256_claims
+
+    key, now = app.config["JWT_SECRET_KEY"], datetime.now(timezone.utc)
+    with app.test_request_context():
+        ours = create_access_token(identity="7", additional_claims={"tv": 3})
+    claims = {"sub": "7", "type": "access", "exp": now + timedelta(minutes=5)}
+    header, payload, signature = ours.split(".")
+    others = {
+        "padded signature": ours + "=",
+        "tampered payload": f"{header}.{payload[:-2]}AA.{signature}",
+        "tampered signature": f"{header}.{payload}.{signature[:-2]}AA",
+        "four segments": ours + ".x",
+        "unsigned": jwt.encode(claims, key=None, algorithm="none"),
+        "HS512 with our key": jwt.encode(claims, key, algorithm="HS512"),
+        "another header": jwt.encode(claims, key, algorithm="HS256", headers={"kid": "k1"}),
+        "foreign key": jwt.encode(claims, "another-secret-" + "x" * 32, algorithm="HS256"),
+        "expired": jwt.encode({**claims, "exp": now - timedelta(seconds=1)}, key, algorithm="HS256"),
+        "not yet valid": jwt.encode({**claims, "nbf": now + timedelta(minutes=1)}, key, algorithm="HS256"),
+        "issued in the future": jwt.encode({**claims, "iat": now + timedelta(minutes=1)}, key, algorithm="HS256"),
+        "no exp": jwt.encode({"sub": "7"}, key, algorithm="HS256"),
+        "no sub": jwt.encode({"exp": claims["exp"]}, key, algorithm="HS256"),
+        "numeric sub": jwt.encode({**claims, "sub": 7}, key, algorithm="HS256"),
+        "audience": jwt.encode({**claims, "aud": "elsewhere"}, key, algorithm="HS256"),
+    }
+    assert _plain_hs256_claims(ours, key) == jwt.decode(ours, key, algorithms=["HS256"])
+    assert _plain_hs256_claims(ours, key)["tv"] == 3
+    for name, token in others.items():
+        assert _plain_hs256_claims(token, key) is None, name
