@@ -43,7 +43,7 @@ _WGS84 = Geod(ellps="WGS84")
 # Inverse iteration: stop when the forward image is within this many degrees of
 # the target (1e-10 deg is about 0.01 mm); the map is a small
 # perturbation of a translation, so each step gains two to three digits and
-# 5-6 steps are normal. The cap only guards against non-convergence.
+# 4 steps are normal. The cap only guards against non-convergence.
 _INVERSE_TOLERANCE_DEG = 1e-10
 _INVERSE_MAX_STEPS = 50
 
