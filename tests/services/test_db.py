@@ -1,6 +1,8 @@
 """The session helpers against a real pooled engine (not the tests' shared connection)."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 
@@ -89,4 +91,58 @@ def test_a_connection_lost_under_a_prepared_statement_fails_one_request_with_503
         with single_statement(database.sessionmaker()) as connection:
             assert execute_prepared(connection, "SELECT %(n)s::int", {"n": 6}) == (6,)
     finally:
+        database.dispose()
+
+
+def test_each_thread_keeps_its_autocommit_connection_and_a_lost_one_is_replaced(database_url):
+    """Database.autocommit_connection (check-in's fast path) keeps one
+    connection per thread checked out between calls, with its prepared
+    statements; one that died under it (a database restart) fails that one
+    statement, is dropped, and the thread's next call connects again."""
+    import queue
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    database = Database(database_url, pool_size=2, application_name="gridsvc-test-kept")
+
+    def run(n: int) -> tuple[Any, Any]:
+        """One statement on the thread's connection: (its DBAPI connection, the row or the error)."""
+        try:
+            with database.autocommit_connection() as connection:
+                return connection.dbapi_connection, execute_prepared(connection, "SELECT %(n)s::int", {"n": n})
+        except OperationalError as exc:
+            return None, exc
+
+    asks: queue.Queue = queue.Queue()
+    answers: queue.Queue = queue.Queue()
+
+    def worker() -> None:  # a second gthread thread, alive throughout
+        for n in iter(asks.get, None):
+            answers.put(run(n))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        first, row = run(1)
+        assert row == (1,) and first.autocommit
+        again, row = run(2)  # the same connection, not back through the pool, its statement still prepared
+        assert again is first and row == (2,)
+        asks.put(3)
+        theirs, row = answers.get(timeout=10)
+        assert theirs is not first and row == (3,)
+
+        assert _drop_connections_of(database_url, "gridsvc-test-kept") == 2  # a database restart
+        lost, error = run(4)
+        assert lost is None and isinstance(error, OperationalError)  # the fast path leaves it to the view
+        fresh, row = run(5)
+        assert row == (5,) and fresh is not first and first.closed  # the lost one was closed, not pooled
+        asks.put(6)
+        assert isinstance(answers.get(timeout=10)[1], OperationalError)  # the other thread's, once
+        asks.put(7)
+        replaced, row = answers.get(timeout=10)
+        assert row == (7,) and replaced not in (theirs, fresh)
+    finally:
+        asks.put(None)
+        thread.join()
         database.dispose()
