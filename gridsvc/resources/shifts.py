@@ -50,7 +50,7 @@ class Shifts(MethodView):
     def get(self, query):
         """Find shifts: by zone, time, activity, skill, free places, or near a point (nearest first)"""
         query["starts_from"], query["starts_to"] = query.pop("start", None), query.pop("end", None)
-        return service.list_shifts(current_session(), **query)
+        return service.list_shifts(current_session(), **query, now=clock.now())
 
     @auth.access(SHIFT_MANAGERS)
     @blp.arguments(ShiftCreate)

@@ -117,7 +117,8 @@ class ShiftQuery(PageQuery):
     end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
     activity = fields.Str(validate=ACTIVITY)
     skill = fields.Str(validate=SKILL_CODE)
-    has_space = fields.Bool()
+    has_space = fields.Bool(metadata={"description": "true: shifts a sign-up made now would be confirmed for (a free "
+                                                     "place, not started); false: full or started"})
     include_cancelled = fields.Bool(load_default=False)
     near = fields.Str(metadata={"description": "lon,lat (WGS-84): shifts within radius_m, nearest first"})
     radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=3000)

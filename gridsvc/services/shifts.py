@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, not_, select
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
@@ -189,8 +189,11 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
 def list_shifts(session: Session, *, zone_id: int | None = None, community_id: int | None = None,
                 starts_from: datetime | None = None, starts_to: datetime | None = None, activity: str | None = None,
                 skill: str | None = None, has_space: bool | None = None, near: tuple[float, float] | None = None,
-                radius_m: float | None = None, include_cancelled: bool = False,
+                radius_m: float | None = None, include_cancelled: bool = False, now: datetime | None = None,
                 limit: int = 100, offset: int = 0) -> Page[ShiftView]:
+    """Shifts by the filters given; ``has_space`` needs ``now``: whether a
+    sign-up made now would be confirmed (a free place, and not started:
+    sign-ups close at the start)."""
     query = select(Shift)
     if not include_cancelled:
         query = query.where(Shift.status == "scheduled")
@@ -207,9 +210,12 @@ def list_shifts(session: Session, *, zone_id: int | None = None, community_id: i
     if skill:
         query = query.where(Shift.required_skills.any(Skill.code == skill))
     if has_space is not None:
+        if now is None:
+            raise ValueError("has_space needs now")
         confirmed = (select(func.count()).where(Signup.shift_id == Shift.id, Signup.status == "confirmed")
                      .scalar_subquery())
-        query = query.where(confirmed < Shift.capacity if has_space else confirmed >= Shift.capacity)
+        takes_signups = and_(confirmed < Shift.capacity, Shift.starts_at > now)
+        query = query.where(takes_signups if has_space else not_(takes_signups))
     distance = None
     if near is not None:
         # Distance to the geofence: the point circle, else the zone polygon.

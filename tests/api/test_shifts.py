@@ -134,11 +134,19 @@ def test_find_a_shift_near_me_with_space(login, admin, session, clock):
     gate = zone_center(admin, g08.id)
     full = make_shift(admin, point=gate, radius_m=50, capacity=1, starts_at=clock() + timedelta(days=5), activity="night_patrol")
     open_ = make_shift(admin, point=gate, radius_m=50, capacity=3, starts_at=clock() + timedelta(days=6), activity="night_patrol")
+    started = make_shift(admin, point=gate, radius_m=50, capacity=3, starts_at=clock() + timedelta(hours=1),
+                         activity="night_patrol")
     login("volunteer-008").post(f"/api/v1/shifts/{full['id']}/signups", json={})
-    found = login("volunteer-009").get(
-        f"/api/v1/shifts?near={gate[0]},{gate[1]}&radius_m=500&activity=night_patrol&has_space=true").get_json()
-    assert [s["id"] for s in found["items"]] == [open_["id"]]
-    assert found["items"][0]["distance_m"] == 0
+    clock.advance(hours=1, minutes=10)  # `started` runs now, with three free places, but sign-ups are closed
+    volunteer = login("volunteer-009")
+    search = f"/api/v1/shifts?near={gate[0]},{gate[1]}&radius_m=500&activity=night_patrol&has_space="
+    found = volunteer.get(search + "true").get_json()
+    assert [s["id"] for s in found["items"]] == [open_["id"]] and found["total"] == 1
+    assert found["items"][0]["distance_m"] == 0 and found["items"][0]["places_left"] == 3
+    assert volunteer.post(f"/api/v1/shifts/{open_['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert volunteer.post(f"/api/v1/shifts/{started['id']}/signups", json={}).get_json()["reason"] == "started"
+    no_space = volunteer.get(search + "false").get_json()
+    assert [s["id"] for s in no_space["items"]] == [started["id"], full["id"]]  # by start
 
 
 def test_near_measures_to_the_zone_polygon_of_a_zone_shift(login, admin, session, clock):
