@@ -149,18 +149,24 @@ def test_find_a_shift_near_me_with_space(login, admin, session, clock):
     assert [s["id"] for s in no_space["items"]] == [started["id"], full["id"]]  # by start
 
 
-def test_near_measures_to_the_zone_polygon_of_a_zone_shift(login, admin, session, clock):
+def test_near_measures_to_the_zone_polygon_or_the_point_circle_nearest_first(login, admin, session, clock):
     g01 = zone_of(session, "G01")
     polygon = shape(admin.get(f"/api/v1/zones/{g01.id}").get_json()["geometry"])
     # 300 m due north of the zone's northernmost corner: every point of the zone is 300 m away or more
-    here = north_of(max(polygon.exterior.coords, key=lambda p: p[1]), 300)
-    shift = make_shift(admin, zone_id=g01.id, capacity=2, starts_at=clock() + timedelta(days=3), activity="night_patrol")
+    corner = max(polygon.exterior.coords, key=lambda p: p[1])
+    here = north_of(corner, 300)
+    zone_shift = make_shift(admin, zone_id=g01.id, capacity=2, starts_at=clock() + timedelta(days=3),
+                            activity="night_patrol")
+    # a gate at that corner with a 50 m circle: 250 m from here to the circle's edge
+    gate_shift = make_shift(admin, point=corner, radius_m=50, starts_at=clock() + timedelta(days=4),
+                            activity="night_patrol")
     volunteer = login("volunteer-009")
     url = f"/api/v1/shifts?near={here[0]},{here[1]}&activity=night_patrol&radius_m="
     found = volunteer.get(url + "400").get_json()
-    assert [s["id"] for s in found["items"]] == [shift["id"]]
-    assert found["items"][0]["distance_m"] == pytest.approx(300, abs=2)
-    assert volunteer.get(url + "250").get_json()["total"] == 0
+    assert [s["id"] for s in found["items"]] == [gate_shift["id"], zone_shift["id"]]
+    assert [s["distance_m"] for s in found["items"]] == [pytest.approx(250, abs=2), pytest.approx(300, abs=2)]
+    assert [s["id"] for s in volunteer.get(url + "275").get_json()["items"]] == [gate_shift["id"]]
+    assert volunteer.get(url + "240").get_json()["total"] == 0
 
 
 def test_raising_capacity_promotes_and_lowering_below_confirmed_is_409(login, admin, session, clock):
