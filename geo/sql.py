@@ -5,12 +5,13 @@ so that distances and areas are metres on the WGS-84 spheroid, never degrees.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from geoalchemy2 import Geography
 from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import cast, func
+from sqlalchemy import and_, cast, func
 from sqlalchemy.sql.elements import ColumnElement
 
 SRID = 4326
@@ -37,6 +38,40 @@ def area_m2(expr: Any) -> ColumnElement:
 def distance_m(a: Any, b: Any) -> ColumnElement:
     """Geodesic distance in metres."""
     return func.ST_Distance(geography(a), geography(b))
+
+
+def within_m(geom: Any, lon: float, lat: float, metres: float) -> ColumnElement:
+    """``geom`` (a 4326 geometry column) within ``metres`` of (lon, lat) on the spheroid.
+
+    Why not ``ST_DWithin`` on geography alone: a geography cast cannot use
+    the column's GiST index (it is on the geometry), so every row would be
+    measured. A planar ``ST_DWithin`` in degrees, wide enough to hold the
+    circle, lets the index pick the candidates first; the geodesic test
+    then decides. Where no such width is safe (near a pole or the
+    antimeridian) only the geodesic test is made.
+    """
+    here = point(lon, lat)
+    exact = func.ST_DWithin(geography(geom), geography(here), metres)
+    degrees = degrees_enclosing(lon, lat, metres)
+    return exact if degrees is None else and_(func.ST_DWithin(geom, here, degrees), exact)
+
+
+def degrees_enclosing(lon: float, lat: float, metres: float) -> float | None:
+    """A radius in degrees (planar, in lon/lat) whose circle around (lon, lat)
+    holds every point within ``metres`` on the WGS-84 spheroid, with a 1 %
+    margin; None near a pole or the antimeridian, where none is useful.
+
+    A degree of latitude is at least 110,574 m (at the equator); a degree of
+    longitude at least 111,319.49 m x cos(latitude), taken at the highest
+    latitude the circle reaches.
+    """
+    dlat = metres / 110_574.0
+    highest = abs(lat) + dlat
+    if highest >= 89.0:
+        return None
+    dlon = metres / (111_319.49 * math.cos(math.radians(highest)))
+    degrees = 1.01 * max(dlat, dlon)
+    return None if abs(lon) + degrees >= 180.0 else degrees
 
 
 def buffered_m(expr: Any, metres: float) -> ColumnElement:

@@ -160,7 +160,7 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
         here = gsql.point(*near)
         distance = gsql.distance_m(Volunteer.last_position, here)
         query = query.where(Volunteer.last_position.is_not(None),
-                            func.ST_DWithin(gsql.geography(Volunteer.last_position), gsql.geography(here), radius_m))
+                            gsql.within_m(Volunteer.last_position, *near, radius_m))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     # a page's accounts and skills in two queries, not two per volunteer
     query = query.options(selectinload(Volunteer.user), selectinload(Volunteer.skills))

@@ -102,12 +102,19 @@ def test_a_page_of_volunteers_costs_the_same_queries_for_5_or_60(login, connecti
 def test_near_lists_nearest_first_with_distance(login, session):
     g05 = zone_of(session, "G05")
     here = zone_center(login("admin"), g05.id)
-    for username, metres in (("volunteer-010", 300), ("volunteer-011", 100), ("volunteer-012", 2500)):
-        lon, lat = offset(*here, metres, 0)
+    # east, north and on the diagonal, just inside and just outside the radius (the index's degree circle
+    # must not lose the east-west ones, where a degree is shorter)
+    placed = {}
+    for username, east, north in (("volunteer-010", 0, 300), ("volunteer-011", 100, 0), ("volunteer-012", 0, 2500),
+                                  ("volunteer-013", 975, 0), ("volunteer-014", -1025, 0), ("volunteer-015", 680, -680)):
+        lon, lat = placed[username] = offset(*here, east, north)
         login(username).post("/api/v1/me/location", json={"lon": lon, "lat": lat, "accuracy_m": 10})
+    metres = {username: geodesic_distance_m(*here, *point) for username, point in placed.items()}
+    inside = sorted((name for name, m in metres.items() if m <= 1000), key=metres.get)
+    assert inside == ["volunteer-011", "volunteer-010", "volunteer-015", "volunteer-013"]  # 014 is 1,0xx m west
     found = login("liaison-g05").get(f"/api/v1/volunteers?near={here[0]},{here[1]}&radius_m=1000").get_json()
-    assert [v["username"] for v in found["items"]] == ["volunteer-011", "volunteer-010"]
-    assert [v["distance_m"] for v in found["items"]] == pytest.approx([100, 300], abs=1.5)
+    assert [v["username"] for v in found["items"]] == inside
+    assert [v["distance_m"] for v in found["items"]] == pytest.approx([metres[n] for n in inside], abs=0.1)
 
 
 def test_location_in_gcj02_is_stored_as_wgs84_with_history(login, session):
