@@ -5,6 +5,7 @@ from flask import current_app
 from flask.views import MethodView
 from geoalchemy2 import WKBElement
 from shapely.geometry.base import BaseGeometry
+from sqlalchemy import select
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint
@@ -12,7 +13,7 @@ from gridsvc.db import current_session
 from gridsvc.errors import NotFound
 from gridsvc.fields import as_shape
 from gridsvc.models import Community, Zone
-from sqlalchemy import select
+from gridsvc.resources.actors import actor
 from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
@@ -29,13 +30,6 @@ DISPATCHERS = auth.roles("liaison", "admin", name="dispatchers")
 
 def policy() -> service.DispatchPolicy:
     return service.DispatchPolicy.from_config(current_app.config)
-
-
-def actor() -> service.Actor:
-    principal = auth.current_principal()
-    volunteer = volunteer_of_user(current_session(), principal.user_id) if "volunteer" in principal.roles else None
-    return service.Actor(user_id=principal.user_id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,
-                         department_ids=principal.department_ids, volunteer_id=volunteer.id if volunteer else None)
 
 
 def _point(value) -> dict | None:

@@ -10,8 +10,8 @@ from flask.views import MethodView
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
+from gridsvc.resources.actors import actor
 from gridsvc.schemas.common import PointIn
-from gridsvc.resources.requests import actor
 from gridsvc.schemas.zones import (CoverageOut, LocateOut, SplitIn, SplitOut, ZoneCollectionOut, ZoneCreate, ZoneMapOut,
                                    ZoneOut, ZoneUpdate, zone_collection, zone_feature)
 from gridsvc.services import maps
