@@ -19,7 +19,6 @@ from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, Candidate
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
                                       StatsQuery, BatchOut, BatchQuery)
 from gridsvc.services import requests as service
-from gridsvc.services.volunteers import volunteer_of_user
 
 blp = Blueprint("requests", __name__, description="Service requests (诉求), dispatch and claims (认领)")
 
