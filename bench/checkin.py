@@ -27,7 +27,7 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from bench.common import bench_database_url, print_table, run_wrk, served, settle_tables
+from bench.common import bench_database_url, print_table, run_wrk, served, settle_tables, time_wait_sockets
 from geo.crs import from_wgs84
 from gridsvc.app import create_app
 from gridsvc.auth import hash_password
@@ -172,6 +172,10 @@ def main(argv: list[str]) -> int:
                      f"({WARM_UP_VOLUNTEERS:,} warm the server up, the rest are shared by the rounds)")
     if not shutil.which("wrk"):
         raise SystemExit("bench checkin needs wrk: apt-get install wrk")
+    lingering = time_wait_sockets()
+    if lingering > 10_000:
+        print(f"note: {lingering:,} TCP sockets in TIME_WAIT (a run a minute ago leaves them): the rates drift "
+              f"while they last; for steadier figures wait a minute first")
 
     url = bench_database_url()
     engine = create_engine(url)

@@ -134,6 +134,24 @@ def run_wrk(url: str, *, seconds: int, connections: int, threads: int, headers: 
     }
 
 
+def time_wait_sockets() -> int:
+    """TCP sockets in TIME_WAIT on this machine (0 where /proc/net/tcp is not there).
+
+    gunicorn's sync workers close every connection, so a wrk run leaves one
+    per request for a minute; with tens of thousands of them, new
+    connections on loopback cost more and the rates drift (the trivial
+    endpoint's most)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines, None)  # the header
+                count += sum(1 for line in lines if line.split()[3] == "06")
+        except OSError:
+            pass
+    return count
+
+
 def _ms(match) -> float:
     value, unit = float(match.group(1)), match.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
