@@ -45,33 +45,35 @@ def within_m(geom: Any, lon: float, lat: float, metres: float) -> ColumnElement:
 
     Why not ``ST_DWithin`` on geography alone: a geography cast cannot use
     the column's GiST index (it is on the geometry), so every row would be
-    measured. A planar ``ST_DWithin`` in degrees, wide enough to hold the
-    circle, lets the index pick the candidates first; the geodesic test
-    then decides. Where no such width is safe (near a pole or the
-    antimeridian) only the geodesic test is made.
+    measured. The degree box (``degree_box``) lets the index pick the
+    candidates first; the geodesic test then decides.
     """
-    here = point(lon, lat)
-    exact = func.ST_DWithin(geography(geom), geography(here), metres)
-    degrees = degrees_enclosing(lon, lat, metres)
-    return exact if degrees is None else and_(func.ST_DWithin(geom, here, degrees), exact)
+    box = func.ST_MakeEnvelope(*degree_box(lon, lat, metres), SRID)
+    return and_(geom.op("&&")(box), func.ST_DWithin(geography(geom), geography(point(lon, lat)), metres))
 
 
-def degrees_enclosing(lon: float, lat: float, metres: float) -> float | None:
-    """A radius in degrees (planar, in lon/lat) whose circle around (lon, lat)
+WORLD_BOX = (-180.0, -90.0, 180.0, 90.0)
+
+
+def degree_box(lon: float, lat: float, metres: float) -> tuple[float, float, float, float]:
+    """``(minx, miny, maxx, maxy)``: the lon/lat box around (lon, lat) that
     holds every point within ``metres`` on the WGS-84 spheroid, with a 1 %
-    margin; None near a pole or the antimeridian, where none is useful.
+    margin, for a GiST index on a 4326 geometry to find the candidates.
+    Near a pole or across the antimeridian, where no such box is simple,
+    the whole world: the index does not help there, but nothing is lost.
 
     A degree of latitude is at least 110,574 m (at the equator); a degree of
     longitude at least 111,319.49 m x cos(latitude), taken at the highest
     latitude the circle reaches.
     """
-    dlat = metres / 110_574.0
+    dlat = 1.01 * metres / 110_574.0
     highest = abs(lat) + dlat
     if highest >= 89.0:
-        return None
-    dlon = metres / (111_319.49 * math.cos(math.radians(highest)))
-    degrees = 1.01 * max(dlat, dlon)
-    return None if abs(lon) + degrees >= 180.0 else degrees
+        return WORLD_BOX
+    dlon = 1.01 * metres / (111_319.49 * math.cos(math.radians(highest)))
+    if abs(lon) + dlon >= 180.0:
+        return WORLD_BOX
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
 
 
 def buffered_m(expr: Any, metres: float) -> ColumnElement:

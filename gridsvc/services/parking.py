@@ -303,10 +303,8 @@ class Selector:
             return dict(zip(("minx", "miny", "maxx", "maxy"), self.bbox))
         if self.kind == "radius":
             lon, lat = self.point
-            dlat = self.radius_m / 110_574.0 * 1.01
-            dlon = self.radius_m / (111_320.0 * max(0.01, math.cos(math.radians(min(89.0, abs(lat)))))) * 1.01
             return {"lon": lon, "lat": lat, "radius_m": self.radius_m,
-                    "minx": lon - dlon, "miny": lat - dlat, "maxx": lon + dlon, "maxy": lat + dlat}
+                    **dict(zip(("minx", "miny", "maxx", "maxy"), gsql.degree_box(lon, lat, self.radius_m)))}
         return {"polygon": self.polygon.wkb}
 
 
