@@ -186,14 +186,14 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     return shift
 
 
-def list_shifts(session: Session, *, zone_id: int | None = None, community_id: int | None = None,
+def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, community_id: int | None = None,
                 starts_from: datetime | None = None, starts_to: datetime | None = None, activity: str | None = None,
                 skill: str | None = None, has_space: bool | None = None, near: tuple[float, float] | None = None,
-                radius_m: float | None = None, include_cancelled: bool = False, now: datetime | None = None,
+                radius_m: float | None = None, include_cancelled: bool = False,
                 limit: int = 100, offset: int = 0) -> Page[ShiftView]:
-    """Shifts by the filters given; ``has_space`` needs ``now``: whether a
-    sign-up made now would be confirmed (a free place, and not started:
-    sign-ups close at the start)."""
+    """Shifts by the filters given. ``has_space``: whether a sign-up made
+    ``now`` would be confirmed (a free place, and not started: ``sign_up``
+    refuses a started shift)."""
     query = select(Shift)
     if not include_cancelled:
         query = query.where(Shift.status == "scheduled")
@@ -210,8 +210,6 @@ def list_shifts(session: Session, *, zone_id: int | None = None, community_id: i
     if skill:
         query = query.where(Shift.required_skills.any(Skill.code == skill))
     if has_space is not None:
-        if now is None:
-            raise ValueError("has_space needs now")
         confirmed = (select(func.count()).where(Signup.shift_id == Shift.id, Signup.status == "confirmed")
                      .scalar_subquery())
         takes_signups = and_(confirmed < Shift.capacity, Shift.starts_at > now)
