@@ -152,6 +152,56 @@ def time_wait_sockets() -> int:
     return count
 
 
+class CpuMeter:
+    """CPU time a benchmark's processes spend, per request, from /proc (Linux).
+
+    Wall rates on a shared VM drift by tens of per cent within seconds; CPU
+    time says where a request's cost goes: the API server's processes (the
+    gunicorn listening on ``port``), the database's (backends connected to
+    ``database`` of a server on this machine; none for a remote one) and the
+    whole machine (every process, the load generator included).
+    """
+
+    def __init__(self, port: int, database: str) -> None:
+        self.server_marker = f"127.0.0.1:{port}"
+        self.database_marker = f" {database} "
+        self.tick_s = 1 / os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> dict[str, float | None]:
+        """CPU seconds used so far: server, database (None when its server is
+        not on this machine) and machine."""
+        database: float | None = None
+        ppid_of, cpu_of, servers = {}, {}, set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            pid = int(entry.name)
+            ppid_of[pid], cpu_of[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) * self.tick_s
+            if self.server_marker in cmdline:
+                servers.add(pid)
+            elif cmdline.startswith("postgres: ") and self.database_marker in cmdline:
+                database = (database or 0.0) + cpu_of[pid]
+        # the gunicorn master and its workers
+        server = sum(cpu for pid, cpu in cpu_of.items() if pid in servers or ppid_of[pid] in servers)
+        with open("/proc/stat") as f:
+            jiffies = [int(v) for v in f.readline().split()[1:]]
+        machine = (sum(jiffies) - jiffies[3] - jiffies[4]) * self.tick_s  # all but idle and iowait
+        return {"server": server, "database": database, "machine": machine}
+
+    @staticmethod
+    def per_request_us(before: dict[str, float | None], after: dict[str, float | None],
+                       requests: int) -> dict[str, float | None]:
+        return {key: None if before[key] is None or after[key] is None
+                else (after[key] - before[key]) / max(requests, 1) * 1e6 for key in before}
+
+
 def _ms(match) -> float:
     value, unit = float(match.group(1)), match.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
