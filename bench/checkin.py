@@ -17,6 +17,7 @@ how many trivial requests it costs (0.40 allows 2.5).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -34,7 +35,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from bench.common import CpuMeter, bench_database_url, print_table, run_wrk, served, settle_tables, time_wait_sockets
+from bench.common import CpuMeter, bench_database_url, database_on_own_core, print_table, run_wrk, served, settle_tables, time_wait_sockets
 from geo.crs import from_wgs84
 from gridsvc.app import create_app
 from gridsvc.auth import hash_password
@@ -197,6 +198,9 @@ def main(argv: list[str]) -> int:
     # 2, as `gridsvc serve` runs: on 2 cores, 4 workers are ~40% slower here (they
     # contend with PostgreSQL for the cores and context switches dominate)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: as gridsvc serve)")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="PostgreSQL (on this machine) on the last core, gunicorn and wrk on the others: "
+                             "a deployment whose database has a machine of its own, on one box")
     args = parser.parse_args(argv)
     if args.volunteers < WARM_UP_VOLUNTEERS + 100 * args.rounds:
         parser.error(f"--volunteers: at least {WARM_UP_VOLUNTEERS + 100 * args.rounds:,} "
@@ -229,9 +233,14 @@ def main(argv: list[str]) -> int:
     script.write_text(LUA)
     threads = 2
     lives, checkins = [], []
+    cores = f"on {os.cpu_count()} cores"
     try:
         os.environ["GRIDSVC_SECRET_KEY"] = SECRET
-        with served(url, workers=args.workers) as base:
+        with contextlib.ExitStack() as stack:
+            if args.split_cores:
+                ours, database = stack.enter_context(database_on_own_core())
+                cores = f"on {len(ours)} core(s), PostgreSQL on {len(database)} of its own"
+            base = stack.enter_context(served(url, workers=args.workers))
             meter = CpuMeter(urlsplit(base).port, make_url(url).database)
             # warm-up, both endpoints alike
             _wrk(base, "/api/v1/health/live", 1, args.connections, threads)
@@ -263,7 +272,7 @@ def main(argv: list[str]) -> int:
                      f"{checkin['rate'] / live['rate']:.2f}", *_cpu_columns(checkin)))
     print()
     print(f"gunicorn {args.workers} sync workers, wrk {threads} threads x {args.connections} connections, "
-          f"{args.seconds} s per endpoint in each of {args.rounds} rounds, on {os.cpu_count()} cores")
+          f"{args.seconds} s per endpoint in each of {args.rounds} rounds, {cores}")
     print_table(["round: endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "ratio vs trivial",
                  "CPU µs/req: server", "database", "machine"], rows)
     print(f"\nmedian: trivial {statistics.median(r['rate'] for r in lives):.0f}/s, "

@@ -202,6 +202,49 @@ class CpuMeter:
                 else (after[key] - before[key]) / max(requests, 1) * 1e6 for key in before}
 
 
+@contextmanager
+def database_on_own_core() -> Iterator[tuple[set[int], set[int]]]:
+    """PostgreSQL on this machine pinned to the last core, and this process
+    (so the server and the load generator it starts) to the others: the
+    shape of a deployment whose database has a machine of its own, on one
+    box. Yields (our cores, the database's). Needs the right to set the
+    database processes' affinity (their owner, or root)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--split-cores needs at least 2 cores")
+    ours, database = set(cores[:-1]), {cores[-1]}
+    postgres = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _comm(e.name) == "postgres"]
+    if not postgres:
+        raise SystemExit("--split-cores: no PostgreSQL process on this machine (DATABASE_URL points elsewhere?)")
+    try:
+        for pid in postgres:  # the postmaster too: backends it starts later inherit its cores
+            _set_affinity(pid, database)
+    except PermissionError:
+        raise SystemExit("--split-cores: not allowed to pin PostgreSQL's processes (run as their owner or root)")
+    os.sched_setaffinity(0, ours)
+    try:
+        yield ours, database
+    finally:
+        os.sched_setaffinity(0, set(cores))
+        for pid in postgres:
+            _set_affinity(pid, set(cores))
+
+
+def _comm(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _set_affinity(pid: int, cores: set[int]) -> None:
+    try:
+        os.sched_setaffinity(pid, cores)
+    except ProcessLookupError:  # ended meanwhile
+        pass
+
+
 def _ms(match) -> float:
     value, unit = float(match.group(1)), match.group(2)
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
