@@ -184,7 +184,7 @@ class CpuMeter:
                 continue
             pid = int(entry.name)
             ppid_of[pid], cpu_of[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) * self.tick_s
-            if self.server_marker in cmdline:
+            if "gunicorn" in cmdline and self.server_marker in cmdline:  # not wrk, whose URL has it too
                 servers.add(pid)
             elif cmdline.startswith("postgres: ") and self.database_marker in cmdline:
                 database = (database or 0.0) + cpu_of[pid]
