@@ -65,6 +65,12 @@ def strict_json_loads(data: bytes | str):
     return json.loads(data, parse_constant=_reject_constant)
 
 
+def is_json_number(value: Any) -> bool:
+    """A number as JSON parses to one: an int or a float, not a bool (which
+    Python counts as an int)."""
+    return type(value) in (int, float)
+
+
 class StrictJsonParser(FlaskParser):
     """webargs parser that refuses NaN/Infinity and says where JSON broke."""
 

@@ -33,6 +33,7 @@ from flask_jwt_extended import JWTManager, create_access_token, create_refresh_t
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from gridsvc.api import is_json_number
 from gridsvc.db import current_session, fetch_prepared
 from gridsvc.errors import Forbidden, GridsvcError, TokenMissing, TokenRefused
 from gridsvc.models import User
@@ -323,16 +324,12 @@ def _plain_hs256_claims(token: str, key: str) -> dict[str, Any] | None:
         return None
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # signed by us: well formed
     now = time.time()
-    if not (isinstance(claims, dict) and _number(claims.get("exp")) and claims["exp"] > now
-            and all(_number(claims[name]) and claims[name] <= now for name in ("nbf", "iat") if name in claims)
+    if not (isinstance(claims, dict) and is_json_number(claims.get("exp")) and claims["exp"] > now
+            and all(is_json_number(claims[name]) and claims[name] <= now for name in ("nbf", "iat") if name in claims)
             and isinstance(claims.get("sub"), str) and isinstance(claims.get("jti", ""), str)
             and "aud" not in claims):
         return None
     return claims
-
-
-def _number(value: Any) -> bool:
-    return type(value) in (int, float)
 
 
 def require(allowed: bool, detail: str) -> None:

@@ -43,7 +43,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.crs import SUPPORTED_CRS
 from gridsvc import auth, clock
-from gridsvc.api import strict_json_loads
+from gridsvc.api import is_json_number, strict_json_loads
 from gridsvc.errors import GridsvcError
 from gridsvc.resources.shifts import CHECKING_VOLUNTEER, check_answer, check_request, valid_key
 from gridsvc.schemas.common import geopoint
@@ -143,5 +143,4 @@ def _inclusive_range(field: Any) -> tuple[float, float]:
 
 
 def _number_within(value: Any, bounds: tuple[float, float]) -> bool:
-    """A JSON number (not a bool, which Python counts as an int) within bounds."""
-    return type(value) in (int, float) and bounds[0] <= value <= bounds[1]
+    return is_json_number(value) and bounds[0] <= value <= bounds[1]
