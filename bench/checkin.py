@@ -174,15 +174,19 @@ def _metered(meter: CpuMeter, run) -> dict:
     return result
 
 
+def _us(value: float | None) -> str:
+    """CPU µs as printed: "-" for a database on another machine."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 def _cpu_columns(result: dict) -> tuple[str, ...]:
-    """Server, database ("-" when it runs on another machine) and whole machine."""
-    return tuple("-" if result["cpu_us"][key] is None else f"{result['cpu_us'][key]:.0f}"
-                 for key in ("server", "database", "machine"))
+    """Server, database and whole machine."""
+    return tuple(_us(result["cpu_us"][key]) for key in ("server", "database", "machine"))
 
 
-def _median_cpu(results: list[dict], key: str) -> str:
+def _median_cpu(results: list[dict], key: str) -> float | None:
     values = [r["cpu_us"][key] for r in results if r["cpu_us"][key] is not None]
-    return f"{statistics.median(values):.0f}" if values else "-"
+    return statistics.median(values) if values else None
 
 
 def main(argv: list[str]) -> int:
@@ -190,8 +194,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--volunteers", type=int, default=10_000)
     parser.add_argument("--shifts", type=int, default=1_000)
     parser.add_argument("--seconds", type=int, default=1,
-                        help="per endpoint and round; a round's 3,000 volunteers last 1 s at up to 3,000 check-ins/s "
-                             "(a round that runs out is flagged: give more --volunteers or fewer --seconds)")
+                        help="per endpoint and round; with the defaults a round's 1,800 volunteers last 1 s at up to "
+                             "1,800 check-ins/s (a round that runs out is flagged: give more --volunteers or fewer "
+                             "--seconds)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="the two endpoints are timed in turns, so the machine's drift hits both alike")
     parser.add_argument("--connections", type=int, default=32)
@@ -280,9 +285,9 @@ def main(argv: list[str]) -> int:
           f"ratio {statistics.median(c['rate'] / t['rate'] for c, t in zip(checkins, lives)):.2f} "
           f"(goal: 800/s and 0.40)")
     trivial_cpu, checkin_cpu = _median_cpu(lives, "machine"), _median_cpu(checkins, "machine")
-    print(f"CPU per request, whole machine (median): trivial {trivial_cpu} µs, check-in {checkin_cpu} µs "
-          f"(server {_median_cpu(checkins, 'server')}, database {_median_cpu(checkins, 'database')}): "
-          f"a check-in costs {float(checkin_cpu) / float(trivial_cpu):.2f} trivial requests (0.40 needs at most 2.50)")
+    print(f"CPU per request, whole machine (median): trivial {_us(trivial_cpu)} µs, check-in {_us(checkin_cpu)} µs "
+          f"(server {_us(_median_cpu(checkins, 'server'))}, database {_us(_median_cpu(checkins, 'database'))}): "
+          f"a check-in costs {checkin_cpu / trivial_cpu:.2f} trivial requests (0.40 needs at most 2.50)")
     if any(c["ran_out"] for c in checkins):
         print(f"a round ran out of volunteers before its {args.seconds} s were up (>=): its rate is a lower bound; "
               f"give more --volunteers or fewer --seconds")

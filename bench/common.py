@@ -217,14 +217,14 @@ def database_on_own_core() -> Iterator[tuple[set[int], set[int]]]:
     if not postgres:
         raise SystemExit("--split-cores: no PostgreSQL process on this machine (DATABASE_URL points elsewhere?)")
     try:
-        for pid in postgres:  # the postmaster too: backends it starts later inherit its cores
-            _set_affinity(pid, database)
-    except PermissionError:
-        raise SystemExit("--split-cores: not allowed to pin PostgreSQL's processes (run as their owner or root)")
-    os.sched_setaffinity(0, ours)
-    try:
+        try:
+            for pid in postgres:  # the postmaster too: backends it starts later inherit its cores
+                _set_affinity(pid, database)
+        except PermissionError:
+            raise SystemExit("--split-cores: not allowed to pin PostgreSQL's processes (run as their owner or root)")
+        os.sched_setaffinity(0, ours)
         yield ours, database
-    finally:
+    finally:  # also those pinned before a refusal
         os.sched_setaffinity(0, set(cores))
         for pid in postgres:
             _set_affinity(pid, set(cores))
