@@ -18,9 +18,11 @@ from sqlalchemy.exc import OperationalError
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from gridsvc import errors
 from gridsvc.fields import GeoJSONGeometry
+from gridsvc.schemas.common import INT_MAX
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,65 @@ def strict_json_loads(data: bytes | str):
     return json.loads(data, parse_constant=_reject_constant)
 
 
+NUL_MESSAGE = "Text may not contain the NUL character (U+0000)."
+
+
+def refuse_nul(data: Any) -> None:
+    """422 naming where a JSON document holds text with a NUL character.
+
+    Why: JSON may carry one (``\\u0000``), PostgreSQL's text cannot, and
+    its driver refuses the statement. Checked once, where bodies are read,
+    rather than by every string field.
+    """
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append(path or "(body)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    found.append(where)
+                walk(item, where)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}.{index}" if path else str(index))
+
+    walk(data, "")
+    if found:
+        raise errors.ValidationFailed(f"{NUL_MESSAGE} Found in: {', '.join(found[:5])}.",
+                                      errors={where: [NUL_MESSAGE] for where in found[:20]})
+
+
+def refuse_nul_in_url() -> None:
+    """The same for the query string and the path (before any view reads
+    them). Open311 says it in its own error shape (``open311._refuse_nul``)."""
+    if request.blueprint == "open311":
+        return
+    if "\x00" in request.path:
+        raise errors.BadRequest(f"The URL path {NUL_MESSAGE[0].lower()}{NUL_MESSAGE[1:]}")
+    bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name or "\x00" in value})
+    if bad:
+        raise errors.ValidationFailed(f"{NUL_MESSAGE} Found in: {', '.join(bad[:5])}.",
+                                      errors={name: [NUL_MESSAGE] for name in bad[:20]})
+
+
 def is_json_number(value: Any) -> bool:
     """A number as JSON parses to one: an int or a float, not a bool (which
     Python counts as an int)."""
     return type(value) in (int, float)
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in a route, up to PostgreSQL's largest integer: every id
+    is one, so a larger number is an unknown id (404), not an overflow in
+    the database (500). Installed as the app's ``int`` converter."""
+
+    def __init__(self, map, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's name)
+        kwargs.setdefault("max", INT_MAX)
+        super().__init__(map, *args, **kwargs)
 
 
 class StrictJsonParser(FlaskParser):
@@ -77,7 +134,9 @@ class StrictJsonParser(FlaskParser):
     def _raw_load_json(self, req):
         if not is_json_request(req):
             return core.missing
-        return strict_json_loads(req.get_data(cache=True))
+        data = strict_json_loads(req.get_data(cache=True))
+        refuse_nul(data)
+        return data
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, exc=error, messages={"json": [f"Malformed JSON: {error}"]})
@@ -126,6 +185,7 @@ class Api(flask_smorest.Api):
         app.register_error_handler(errors.GridsvcError, self.handle_gridsvc_error)
         app.register_error_handler(OperationalError, self.handle_database_down)
         app.register_error_handler(Exception, self.handle_unexpected)
+        app.before_request(refuse_nul_in_url)
         app.before_request(require_json_body)
 
     def handle_http_exception(self, error: HTTPException):

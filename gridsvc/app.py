@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from gridsvc.api import Api
+from gridsvc.api import Api, IdConverter
 from gridsvc.config import load_config
 from gridsvc.db import Database, close_session
 
@@ -14,6 +14,7 @@ from gridsvc.db import Database, close_session
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; ``config`` overrides defaults and the environment."""
     app = Flask(__name__)
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     app.config.update(load_config(config))
     logging.basicConfig(level=app.config["GRIDSVC_LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.json.ensure_ascii = False  # Chinese names stay readable

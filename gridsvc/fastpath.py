@@ -77,7 +77,7 @@ class CheckInFastPath:
         route = (_ROUTE.fullmatch(environ.get("PATH_INFO", ""))
                  if environ.get("REQUEST_METHOD") == "POST" else None)
         length = environ.get("CONTENT_LENGTH") if route else None
-        if not length or not length.isdigit() or int(length) > _MAX_BODY or "HTTP_TRANSFER_ENCODING" in environ:
+        if not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY or "HTTP_TRANSFER_ENCODING" in environ:
             return self.flask_wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         outcome = self._record(environ, int(route[1]), "check_" + route[2], body)

@@ -21,6 +21,7 @@ from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import BadRequest, NotFound
+from gridsvc.schemas.common import INT_MAX, time_problem
 from gridsvc.services import features as service
 from gridsvc.services.features import COLLECTIONS, Collection, ItemQuery
 
@@ -111,12 +112,15 @@ def _instant(raw: str) -> date | None:
     if raw in ("", ".."):
         return None
     try:
-        if len(raw) == 10:
-            return date.fromisoformat(raw)
-        return datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00")).date()
+        instant = (date.fromisoformat(raw) if len(raw) == 10
+                   else datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00")))
     except ValueError:
         raise BadRequest(f"datetime {raw!r} is not an RFC 3339 date or date-time.",
                          errors={"datetime": ["a date, a date-time or an interval a/b with .. for an open end"]}) from None
+    problem = time_problem(instant)
+    if problem:
+        raise BadRequest(f"datetime {raw!r}: {problem}", errors={"datetime": [problem]})
+    return instant.date() if isinstance(instant, datetime) else instant
 
 
 def _datetime(raw: str) -> tuple[date | None, date | None]:
@@ -139,6 +143,8 @@ def _integer(name: str, raw: str, minimum: int) -> int:
         raise BadRequest(f"{name} must be an integer.", errors={name: ["not an integer"]}) from None
     if value < minimum:
         raise BadRequest(f"{name} must be at least {minimum}.", errors={name: [f"below {minimum}"]})
+    if value > INT_MAX:  # ids and counts are PostgreSQL integers
+        raise BadRequest(f"{name} must be at most {INT_MAX}.", errors={name: [f"above {INT_MAX}"]})
     return value
 
 
@@ -265,7 +271,7 @@ def items(collection_id: str):
 def item(collection_id: str, feature_id: str):
     collection = _collection(collection_id)
     _check_params(())
-    if not feature_id.isdigit() or int(feature_id) > 2**63 - 1:
+    if not (feature_id.isascii() and feature_id.isdigit()) or int(feature_id) > 2**63 - 1:
         raise NotFound(f"There is no feature {feature_id!r} in {collection.id}.")
     session = current_session()
     without_transaction(session)  # one statement answers

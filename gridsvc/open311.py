@@ -27,6 +27,7 @@ from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
 from gridsvc.models import OPEN_STATUSES, ApiKey, ServiceRequest, ServiceType, User
+from gridsvc.schemas.common import INT_MAX, time_problem
 from gridsvc.services import requests as service
 from gridsvc.services.volunteers import volunteer_of_user
 
@@ -211,7 +212,19 @@ def _parse_time(name: str) -> datetime | None:
         raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00") from None
     if parsed.tzinfo is None:
         raise Open311Error(400, f"{name} needs a time zone offset")
+    problem = time_problem(parsed)
+    if problem:
+        raise Open311Error(400, f"{name}: {problem}")
     return parsed
+
+
+@blp.before_request
+def _refuse_nul() -> None:
+    # PostgreSQL's text cannot hold NUL; said in this API's own error shape
+    if "\x00" in request.path or any("\x00" in name or "\x00" in value
+                                     for source in (request.args, request.form)
+                                     for name, value in source.items(multi=True)):
+        raise Open311Error(400, "parameters may not contain the NUL character (U+0000)")
 
 
 @blp.get("/requests.<fmt>")
@@ -223,7 +236,10 @@ def list_requests(fmt: str):
     ids = request.args.get("service_request_id")
     if ids:
         try:
-            query = query.where(ServiceRequest.id.in_([int(i) for i in ids.split(",")]))
+            wanted = [int(i) for i in ids.split(",")]
+            if not all(0 < i <= INT_MAX for i in wanted):
+                raise ValueError(ids)
+            query = query.where(ServiceRequest.id.in_(wanted))
         except ValueError:
             raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
     else:

@@ -77,7 +77,7 @@ def _cache() -> TileCache:
 
 
 def _coordinate(name: str, raw: str) -> int:
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # str.isdigit alone takes "²", which int() refuses
         raise BadRequest(f"{name} must be a non-negative integer.", errors={name: ["not a non-negative integer"]})
     return int(raw)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.models import ROLES
-from gridsvc.schemas.common import PageOut, PageQuery
+from gridsvc.schemas.common import Int, PageOut, PageQuery
 
 USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(min=8, max=256)
@@ -21,18 +21,18 @@ class TokenOut(Schema):
     access_token = fields.Str()
     refresh_token = fields.Str()
     token_type = fields.Str(metadata={"example": "Bearer"})
-    expires_in = fields.Int(metadata={"description": "seconds until the access token expires"})
+    expires_in = Int(metadata={"description": "seconds until the access token expires"})
 
 
 class LiaisonZoneOut(Schema):
-    id = fields.Int()
+    id = Int()
     code = fields.Str()
     name = fields.Str()
-    community_id = fields.Int()
+    community_id = Int()
 
 
 class DepartmentRefOut(Schema):
-    id = fields.Int()
+    id = Int()
     code = fields.Str()
     name = fields.Str()
 
@@ -40,7 +40,7 @@ class DepartmentRefOut(Schema):
 class UserOut(Schema):
     """An account; ``phone`` is masked unless you are the account or an admin."""
 
-    id = fields.Int()
+    id = Int()
     username = fields.Str()
     display_name = fields.Str()
     phone = fields.Str(allow_none=True)

@@ -1,25 +1,78 @@
-"""Schemas shared by several resources: paging and point input."""
+"""Fields and schemas shared by several resources: bounded integers and
+times, paging and point input."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
 
 MAX_PAGE = 1000
 
+# Every id, count and capacity is stored as a PostgreSQL integer: a larger
+# number is the client's error (422), not an overflow in the database (500).
+INT_MIN, INT_MAX = -2**31, 2**31 - 1
+
+# The times the API takes. Why bounded: PostgreSQL refuses UTC offsets of 16 h
+# and more, and date arithmetic near year 1 or 9999 overflows in Python; no
+# shift, request or observation of this service lies outside these years.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2099
+MAX_UTC_OFFSET = timedelta(hours=14)  # the offsets in use run from -12:00 to +14:00
+
+
+class Int(fields.Integer):
+    """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.insert(0, validate.Range(INT_MIN, INT_MAX))
+
+
+def time_problem(value: datetime | date) -> str | None:
+    """Why the API does not take this date or time (None: it does)."""
+    offset = value.utcoffset() if isinstance(value, datetime) else None
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        return "The UTC offset must be between -14:00 and +14:00."
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        return f"Must be in the years {EARLIEST_YEAR} to {LATEST_YEAR}."
+    return None
+
+
+class AwareDateTime(fields.AwareDateTime):
+    """An ISO 8601 date-time with a real UTC offset, in the years the API takes."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        problem = time_problem(loaded)
+        if problem:
+            raise ValidationError(problem)
+        return loaded
+
+
+class Date(fields.Date):
+    """An ISO 8601 date in the years the API takes."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        problem = time_problem(loaded)
+        if problem:
+            raise ValidationError(problem)
+        return loaded
+
 
 class PageQuery(Schema):
-    limit = fields.Int(load_default=100, validate=validate.Range(1, MAX_PAGE),
-                       metadata={"description": f"page size, 1..{MAX_PAGE}"})
-    offset = fields.Int(load_default=0, validate=validate.Range(min=0))
+    limit = Int(load_default=100, validate=validate.Range(1, MAX_PAGE),
+                metadata={"description": f"page size, 1..{MAX_PAGE}"})
+    offset = Int(load_default=0, validate=validate.Range(min=0))
 
 
 class PageOut(Schema):
-    total = fields.Int(metadata={"description": "how many matched in all"})
-    limit = fields.Int()
-    offset = fields.Int()
+    total = Int(metadata={"description": "how many matched in all"})
+    limit = Int()
+    offset = Int()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
-from gridsvc.schemas.common import PageOut, PageQuery
+from gridsvc.schemas.common import Int, PageOut, PageQuery
 
 
 def _valid_timezone(name: str) -> None:
@@ -26,8 +26,8 @@ class CommunityCreate(Schema):
     name = fields.Str(required=True, validate=NAME, metadata={"example": "灵峰工业社区 Lingfeng Industrial Community"})
     kind = fields.Str(required=True, validate=validate.OneOf(COMMUNITY_KINDS))
     boundary = GeoJSONGeometry(required=True, kind=POLYGONAL)
-    enterprise_count = fields.Int(allow_none=True, validate=COUNT)
-    worker_count = fields.Int(allow_none=True, validate=COUNT)
+    enterprise_count = Int(allow_none=True, validate=COUNT)
+    worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(load_default="Asia/Shanghai", validate=_valid_timezone)
 
 
@@ -35,25 +35,25 @@ class CommunityUpdate(Schema):
     name = fields.Str(validate=NAME)
     kind = fields.Str(validate=validate.OneOf(COMMUNITY_KINDS))
     boundary = GeoJSONGeometry(kind=POLYGONAL)
-    enterprise_count = fields.Int(allow_none=True, validate=COUNT)
-    worker_count = fields.Int(allow_none=True, validate=COUNT)
+    enterprise_count = Int(allow_none=True, validate=COUNT)
+    worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(validate=_valid_timezone)
 
 
 class UserRefOut(Schema):
-    id = fields.Int()
+    id = Int()
     username = fields.Str()
     display_name = fields.Str()
 
 
 class CommunityOut(Schema):
-    id = fields.Int()
+    id = Int()
     name = fields.Str()
     kind = fields.Str()
     boundary = GeoJSONGeometry()
     area_m2 = fields.Method("_area", metadata={"description": "geodesic area of the boundary"})
-    enterprise_count = fields.Int(allow_none=True)
-    worker_count = fields.Int(allow_none=True)
+    enterprise_count = Int(allow_none=True)
+    worker_count = Int(allow_none=True)
     timezone = fields.Str()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.fields import as_shape
-from gridsvc.schemas.common import PageOut, PageQuery, PointIn
+from gridsvc.schemas.common import Int, PageOut, PageQuery, PointIn
 from gridsvc.schemas.communities import UserRefOut
 
 WORKERS = validate.Range(min=0, max=1_000_000)
@@ -13,26 +13,26 @@ WORKERS = validate.Range(min=0, max=1_000_000)
 class EnterpriseCreate(Schema):
     name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "宁波灵峰精密机械有限公司"})
     location = fields.Nested(PointIn, required=True)
-    workers = fields.Int(load_default=0, validate=WORKERS)
+    workers = Int(load_default=0, validate=WORKERS)
 
 
 class EnterpriseUpdate(Schema):
     name = fields.Str(validate=validate.Length(1, 200))
     location = fields.Nested(PointIn)
-    workers = fields.Int(validate=WORKERS)
+    workers = Int(validate=WORKERS)
 
 
 class ZoneRefOut(Schema):
-    id = fields.Int()
+    id = Int()
     code = fields.Str()
     name = fields.Str()
 
 
 class EnterpriseOut(Schema):
-    id = fields.Int()
-    community_id = fields.Int()
+    id = Int()
+    community_id = Int()
     name = fields.Str()
-    workers = fields.Int()
+    workers = Int()
     location = fields.Method("_location", metadata={"description": "WGS-84 {lon, lat}"})
     zone = fields.Nested(ZoneRefOut, allow_none=True, metadata={"description": "the zone holding the location"})
     created_at = fields.DateTime()
@@ -46,7 +46,7 @@ class EnterpriseOut(Schema):
 
 
 class EnterpriseQuery(PageQuery):
-    zone_id = fields.Int(metadata={"description": "only enterprises in this zone"})
+    zone_id = Int(metadata={"description": "only enterprises in this zone"})
 
 
 class EnterprisePageOut(PageOut):

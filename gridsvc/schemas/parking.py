@@ -12,7 +12,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
-from gridsvc.schemas.common import PageQuery
+from gridsvc.schemas.common import AwareDateTime, Date, Int, PageQuery
 
 COUNT = validate.Range(min=0, max=100_000)
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
@@ -38,37 +38,37 @@ class LotGeometry(GeoJSONGeometry):
 
 
 class Capacity(Schema):
-    car = fields.Int(load_default=0, validate=COUNT)
-    accessible = fields.Int(load_default=0, validate=COUNT)
-    ev_charging = fields.Int(load_default=0, validate=COUNT)
-    truck = fields.Int(load_default=0, validate=COUNT)
-    ebike = fields.Int(load_default=0, validate=COUNT)
+    car = Int(load_default=0, validate=COUNT)
+    accessible = Int(load_default=0, validate=COUNT)
+    ev_charging = Int(load_default=0, validate=COUNT)
+    truck = Int(load_default=0, validate=COUNT)
+    ebike = Int(load_default=0, validate=COUNT)
 
 
 class LotProperties(Schema):
     name = fields.Str(required=True, validate=validate.Length(1, 200))
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
-    enterprise_id = fields.Int(allow_none=True)
+    enterprise_id = Int(allow_none=True)
     access = fields.Str(load_default="public", validate=validate.OneOf(PARKING_ACCESS))
     kind = fields.Str(load_default="surface", validate=validate.OneOf(PARKING_KINDS))
     capacity = fields.Nested(Capacity, load_default=lambda: Capacity().load({}))
     opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200), metadata={"example": "24/7"})
     fee = fields.Str(allow_none=True, validate=validate.Length(max=100), metadata={"example": "no"})
-    opened_on = fields.Date(allow_none=True, metadata={"description": "when it came into use"})
+    opened_on = Date(allow_none=True, metadata={"description": "when it came into use"})
 
 
 class LotPropertiesUpdate(Schema):
     name = fields.Str(validate=validate.Length(1, 200))
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
-    enterprise_id = fields.Int(allow_none=True)
+    enterprise_id = Int(allow_none=True)
     access = fields.Str(validate=validate.OneOf(PARKING_ACCESS))
     kind = fields.Str(validate=validate.OneOf(PARKING_KINDS))
-    capacity = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=fields.Int(validate=COUNT))
+    capacity = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=Int(validate=COUNT))
     opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200))
     fee = fields.Str(allow_none=True, validate=validate.Length(max=100))
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
 
 FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
@@ -87,20 +87,20 @@ class LotUpdate(Schema):
 
 
 class LotPropertiesOut(Schema):
-    id = fields.Int()
-    community_id = fields.Int()
-    zone_id = fields.Int(allow_none=True)
-    enterprise_id = fields.Int(allow_none=True)
+    id = Int()
+    community_id = Int()
+    zone_id = Int(allow_none=True)
+    enterprise_id = Int(allow_none=True)
     ref = fields.Str(allow_none=True)
     name = fields.Str()
     operator = fields.Str(allow_none=True)
     access = fields.Str()
     kind = fields.Str()
     capacity = fields.Dict()
-    capacity_total = fields.Int()
+    capacity_total = Int()
     opening_hours = fields.Str(allow_none=True)
     fee = fields.Str(allow_none=True)
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
     area_m2 = fields.Method("_area", allow_none=True)
     updated_at = fields.DateTime()
 
@@ -111,15 +111,15 @@ class LotPropertiesOut(Schema):
 
 class LotOut(Schema):
     type = fields.Constant("Feature")
-    id = fields.Int()
+    id = Int()
     geometry = GeoJSONGeometry()
     properties = fields.Nested(LotPropertiesOut)
 
 
 class FeatureCollectionOut(Schema):
     type = fields.Constant("FeatureCollection")
-    numberMatched = fields.Int(data_key="numberMatched")
-    numberReturned = fields.Int(data_key="numberReturned")
+    numberMatched = Int(data_key="numberMatched")
+    numberReturned = Int(data_key="numberReturned")
 
 
 class LotCollectionOut(FeatureCollectionOut):
@@ -152,28 +152,28 @@ class BBox(fields.Str):
 
 
 class LotQuery(PageQuery):
-    community_id = fields.Int()
-    zone_id = fields.Int()
-    enterprise_id = fields.Int()
+    community_id = Int()
+    zone_id = Int()
+    enterprise_id = Int()
     access = fields.Str(validate=validate.OneOf(PARKING_ACCESS))
     kind = fields.Str(validate=validate.OneOf(PARKING_KINDS))
     bbox = BBox(metadata={"description": "minLon,minLat,maxLon,maxLat"})
 
 
 class SpaceProperties(Schema):
-    lot_id = fields.Int(allow_none=True)
+    lot_id = Int(allow_none=True)
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
 
 class SpacePropertiesUpdate(Schema):
-    lot_id = fields.Int(allow_none=True)
+    lot_id = Int(allow_none=True)
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     space_type = fields.Str(validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(validate=validate.OneOf(SPACE_STATUSES))
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
 
 class SpaceCreate(Schema):
@@ -193,7 +193,7 @@ class StatusIn(Schema):
 
 
 class StatusUpdate(StatusIn):
-    id = fields.Int(required=True)
+    id = Int(required=True)
 
 
 class BulkStatusIn(Schema):
@@ -201,20 +201,20 @@ class BulkStatusIn(Schema):
 
 
 class SpacePropertiesOut(Schema):
-    id = fields.Int()
-    community_id = fields.Int()
-    zone_id = fields.Int(allow_none=True)
-    lot_id = fields.Int(allow_none=True)
+    id = Int()
+    community_id = Int()
+    zone_id = Int(allow_none=True)
+    lot_id = Int(allow_none=True)
     ref = fields.Str(allow_none=True)
     space_type = fields.Str()
     status = fields.Str()
     status_updated_at = fields.DateTime()
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
 
 class SpaceOut(Schema):
     type = fields.Constant("Feature")
-    id = fields.Int()
+    id = Int()
     geometry = GeoJSONGeometry()
     properties = fields.Nested(SpacePropertiesOut)
 
@@ -224,38 +224,38 @@ class SpaceCollectionOut(FeatureCollectionOut):
 
 
 class SpaceQuery(PageQuery):
-    community_id = fields.Int()
-    zone_id = fields.Int()
-    lot_id = fields.Int()
+    community_id = Int()
+    zone_id = Int()
+    lot_id = Int()
     status = fields.Str(validate=validate.OneOf(SPACE_STATUSES))
     space_type = fields.Str(validate=validate.OneOf(SPACE_TYPES))
     bbox = BBox()
 
 
 class BulkStatusOut(Schema):
-    updated = fields.Int()
+    updated = Int()
     items = fields.List(fields.Nested(SpacePropertiesOut))
 
 
 class ObservationIn(Schema):
-    observed_at = fields.AwareDateTime(required=True)
-    occupied = fields.Int(required=True, validate=COUNT)
-    by_type = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=fields.Int(validate=COUNT),
+    observed_at = AwareDateTime(required=True)
+    occupied = Int(required=True, validate=COUNT)
+    by_type = fields.Dict(keys=fields.Str(validate=validate.OneOf(SPACE_TYPES)), values=Int(validate=COUNT),
                           allow_none=True)
     note = fields.Str(allow_none=True, validate=validate.Length(max=500))
 
 
 class ObservationOut(Schema):
-    id = fields.Int()
-    lot_id = fields.Int()
+    id = Int()
+    lot_id = Int()
     observed_at = fields.DateTime()
-    occupied = fields.Int()
+    occupied = Int()
     by_type = fields.Dict(allow_none=True)
 
 
 class SeriesQuery(Schema):
-    start = fields.AwareDateTime(data_key="from", required=True)
-    end = fields.AwareDateTime(data_key="to", required=True)
+    start = AwareDateTime(data_key="from", required=True)
+    end = AwareDateTime(data_key="to", required=True)
     bucket = fields.Str(load_default="1h", validate=validate.OneOf(("15min", "1h", "1d")))
 
     @validates_schema
@@ -269,30 +269,30 @@ class SeriesQuery(Schema):
 
 class BucketOut(Schema):
     start = fields.DateTime()
-    peak = fields.Int()
+    peak = Int()
     mean = fields.Float()
-    samples = fields.Int()
+    samples = Int()
     peak_utilisation_pct = fields.Float()
 
 
 class SeriesOut(Schema):
-    lot_id = fields.Int()
+    lot_id = Int()
     bucket = fields.Str()
-    capacity = fields.Int()
+    capacity = Int()
     buckets = fields.List(fields.Nested(BucketOut))
 
 
 class CapacityQuery(Schema):
     """Exactly one selector: community_id, zone_id, bbox, or lon+lat+radius_m."""
 
-    community_id = fields.Int()
-    zone_id = fields.Int()
+    community_id = Int()
+    zone_id = Int()
     bbox = BBox()
     lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
     lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
     radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000))
-    as_of = fields.Date()
+    as_of = Date()
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))
 
     @validates_schema
@@ -308,12 +308,12 @@ class CapacityQuery(Schema):
 
 class CapacityPolygonIn(Schema):
     geometry = GeoJSONGeometry(required=True, kind="polygonal", metadata={"description": "the area drawn on the map"})
-    as_of = fields.Date()
+    as_of = Date()
 
 
 class GapQuery(Schema):
-    community_id = fields.Int(required=True)
-    as_of = fields.Date()
+    community_id = Int(required=True)
+    as_of = Date()
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv", "geojson")))
 
 
@@ -411,14 +411,14 @@ class _ImportLot(Schema):
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
     access = fields.Str(load_default="public", validate=validate.OneOf(PARKING_ACCESS))
     kind = fields.Str(load_default="surface", validate=validate.OneOf(PARKING_KINDS))
-    capacity_car = fields.Int(load_default=0, validate=COUNT)
-    capacity_accessible = fields.Int(load_default=0, validate=COUNT)
-    capacity_ev_charging = fields.Int(load_default=0, validate=COUNT)
-    capacity_truck = fields.Int(load_default=0, validate=COUNT)
-    capacity_ebike = fields.Int(load_default=0, validate=COUNT)
+    capacity_car = Int(load_default=0, validate=COUNT)
+    capacity_accessible = Int(load_default=0, validate=COUNT)
+    capacity_ev_charging = Int(load_default=0, validate=COUNT)
+    capacity_truck = Int(load_default=0, validate=COUNT)
+    capacity_ebike = Int(load_default=0, validate=COUNT)
     opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200))
     fee = fields.Str(allow_none=True, validate=validate.Length(max=100))
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
     @post_load
     def _nest(self, data, **_kwargs) -> dict:
@@ -433,7 +433,7 @@ class _ImportSpace(Schema):
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
-    opened_on = fields.Date(allow_none=True)
+    opened_on = Date(allow_none=True)
 
 
 def parse_import(collection: Any) -> ImportReport:
@@ -485,8 +485,8 @@ def parse_import(collection: Any) -> ImportReport:
 
 
 class ImportResultOut(Schema):
-    lots = fields.Int()
-    spaces = fields.Int()
+    lots = Int()
+    spaces = Int()
     by_zone = fields.Dict(metadata={"description": "zone code -> features placed there"})
 
 

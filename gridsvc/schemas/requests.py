@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from gridsvc.schemas.common import PageOut, PageQuery, PointOut, PositionIn
+from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn
 from gridsvc.schemas.parking import BBox
 
 ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
@@ -30,7 +30,7 @@ class ServiceOut(Schema):
     description = fields.Str(allow_none=True)
     required_skill = fields.Str(allow_none=True)
     department = fields.Pluck("DepartmentCodeOut", "code", allow_none=True)
-    sla_minutes = fields.Int(metadata={"description": "first response within"})
+    sla_minutes = Int(metadata={"description": "first response within"})
     attributes = fields.Method("_attributes", metadata={"description": "Open311-style attribute definitions"})
 
     def _attributes(self, service) -> list[dict]:
@@ -52,16 +52,16 @@ class RequestCreate(PositionIn):
 
 
 class OfferOut(Schema):
-    volunteer_id = fields.Int()
+    volunteer_id = Int()
     distance_m = fields.Float()
     offered_at = fields.DateTime()
     deadline = fields.DateTime()
 
 
 class RequestOut(Schema):
-    id = fields.Int()
-    community_id = fields.Int()
-    zone_id = fields.Int()
+    id = Int()
+    community_id = Int()
+    zone_id = Int()
     zone_note = fields.Str(allow_none=True)
     service_code = fields.Str()
     description = fields.Str()
@@ -69,20 +69,20 @@ class RequestOut(Schema):
     attributes = fields.Dict()
     media_urls = fields.List(fields.Str())
     status = fields.Str()
-    volunteer_id = fields.Int(allow_none=True)
-    liaison_id = fields.Int(allow_none=True)
-    department_id = fields.Int(allow_none=True)
-    claimed_by_id = fields.Int(allow_none=True)
+    volunteer_id = Int(allow_none=True)
+    liaison_id = Int(allow_none=True)
+    department_id = Int(allow_none=True)
+    claimed_by_id = Int(allow_none=True)
     offer = fields.Nested(OfferOut, allow_none=True, metadata={"description": "the pending offer, if any"})
-    refusals = fields.Int()
-    possible_duplicates = fields.List(fields.Int())
-    requester_id = fields.Int(allow_none=True)
+    refusals = Int()
+    possible_duplicates = fields.List(Int())
+    requester_id = Int(allow_none=True)
     created_at = fields.DateTime()
     sla_due_at = fields.DateTime()
     first_response_at = fields.DateTime(allow_none=True)
     resolved_at = fields.DateTime(allow_none=True)
     closed_at = fields.DateTime(allow_none=True)
-    rating = fields.Int(allow_none=True)
+    rating = Int(allow_none=True)
     feedback = fields.Str(allow_none=True)
 
 
@@ -93,30 +93,30 @@ class RequestPageOut(PageOut):
 class RequestQuery(PageQuery):
     status = fields.Str()
     service_code = fields.Str()
-    zone_id = fields.Int()
-    community_id = fields.Int()
-    assignee = fields.Int(metadata={"description": "volunteer id"})
+    zone_id = Int()
+    community_id = Int()
+    assignee = Int(metadata={"description": "volunteer id"})
     bbox = BBox()
-    start = fields.AwareDateTime(data_key="from")
-    end = fields.AwareDateTime(data_key="to")
+    start = AwareDateTime(data_key="from")
+    end = AwareDateTime(data_key="to")
 
 
 class ActionIn(Schema):
     note = fields.Str(allow_none=True, validate=validate.Length(max=2000))
-    volunteer_id = fields.Int(metadata={"description": "reassign: the volunteer to give it to"})
+    volunteer_id = Int(metadata={"description": "reassign: the volunteer to give it to"})
     lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where (WGS-84)"})
     lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
 
 
 class RateIn(Schema):
-    rating = fields.Int(required=True, validate=validate.Range(1, 5))
+    rating = Int(required=True, validate=validate.Range(1, 5))
     comment = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
 
 class EventOut(Schema):
-    id = fields.Int()
+    id = Int()
     action = fields.Str()
-    actor_id = fields.Int(allow_none=True)
+    actor_id = Int(allow_none=True)
     system = fields.Bool()
     from_status = fields.Str(allow_none=True)
     to_status = fields.Str(allow_none=True)
@@ -130,50 +130,50 @@ class CandidatesQuery(Schema):
     lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
     skill = fields.Str()
-    limit = fields.Int(load_default=10, validate=validate.Range(1, 100))
+    limit = Int(load_default=10, validate=validate.Range(1, 100))
 
 
 class CandidateOut(Schema):
-    volunteer_id = fields.Int()
+    volunteer_id = Int()
     distance_m = fields.Float()
 
 
 class StatsQuery(Schema):
-    community_id = fields.Int(required=True)
-    start = fields.AwareDateTime(data_key="from")
-    end = fields.AwareDateTime(data_key="to")
+    community_id = Int(required=True)
+    start = AwareDateTime(data_key="from")
+    end = AwareDateTime(data_key="to")
 
 
 class StatsOut(Schema):
-    community_id = fields.Int()
+    community_id = Int()
     start = fields.Str(data_key="from", attribute="from", allow_none=True)
     end = fields.Str(data_key="to", attribute="to", allow_none=True)
-    total = fields.Int()
-    by_status = fields.Dict(keys=fields.Str(), values=fields.Int())
-    by_service = fields.Dict(keys=fields.Str(), values=fields.Int())
-    by_zone = fields.Dict(keys=fields.Str(), values=fields.Int())
+    total = Int()
+    by_status = fields.Dict(keys=fields.Str(), values=Int())
+    by_service = fields.Dict(keys=fields.Str(), values=Int())
+    by_zone = fields.Dict(keys=fields.Str(), values=Int())
     median_first_response_min = fields.Float(allow_none=True)
     median_resolution_min = fields.Float(allow_none=True)
     within_sla_share = fields.Float(allow_none=True, metadata={"description": "first responses within the SLA, 0..1"})
     mean_rating = fields.Float(allow_none=True)
-    ratings = fields.Int()
+    ratings = Int()
 
 
 class BatchQuery(Schema):
-    community_id = fields.Int(required=True)
+    community_id = Int(required=True)
 
 
 class PairOut(Schema):
-    request_id = fields.Int()
-    volunteer_id = fields.Int()
+    request_id = Int()
+    volunteer_id = Int()
     distance_m = fields.Float()
 
 
 class BatchOut(Schema):
-    requests = fields.Int(metadata={"description": "open unassigned requests considered"})
-    offered = fields.Int()
-    unassigned = fields.List(fields.Int(), metadata={"description": "no eligible volunteer: with the liaison"})
+    requests = Int(metadata={"description": "open unassigned requests considered"})
+    offered = Int()
+    unassigned = fields.List(Int(), metadata={"description": "no eligible volunteer: with the liaison"})
     total_distance_m = fields.Float(metadata={"description": "the optimal assignment's total"})
     greedy_total_distance_m = fields.Float(metadata={"description": "nearest-first, for comparison"})
-    greedy_offered = fields.Int()
+    greedy_offered = Int()
     pairs = fields.List(fields.Nested(PairOut))

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from gridsvc.schemas.common import PageOut, PageQuery, PointIn, PointOut, PositionIn
+from gridsvc.schemas.common import AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn
 from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
 
 # Times without an offset are read as the park's local time.
@@ -14,11 +14,11 @@ ACTIVITY = validate.Regexp(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters,
 
 
 def _aware(**kwargs):
-    return fields.AwareDateTime(default_timezone=LOCAL, **kwargs)
+    return AwareDateTime(default_timezone=LOCAL, **kwargs)
 
 
 class ShiftPlace(Schema):
-    zone_id = fields.Int(metadata={"description": "the zone polygon is the geofence"})
+    zone_id = Int(metadata={"description": "the zone polygon is the geofence"})
     location = fields.Nested(PointIn, metadata={"description": "a point geofence (with radius_m), e.g. a gate"})
     radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=5, max=5000))
 
@@ -35,7 +35,7 @@ class ShiftCreate(ShiftPlace):
     activity = fields.Str(required=True, validate=ACTIVITY, metadata={"example": "traffic_guidance"})
     starts_at = _aware(required=True)
     ends_at = _aware(required=True)
-    capacity = fields.Int(required=True, validate=validate.Range(1, 10_000))
+    capacity = Int(required=True, validate=validate.Range(1, 10_000))
     required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
@@ -50,13 +50,13 @@ class ShiftSeriesCreate(ShiftPlace):
 
     title = fields.Str(required=True, validate=validate.Length(1, 200))
     activity = fields.Str(required=True, validate=ACTIVITY)
-    weekdays = fields.List(fields.Int(validate=validate.Range(1, 7)), required=True, validate=validate.Length(1, 7),
+    weekdays = fields.List(Int(validate=validate.Range(1, 7)), required=True, validate=validate.Length(1, 7),
                            metadata={"description": "ISO weekdays, 1 = Monday", "example": [1, 2, 3, 4, 5]})
     start_time = fields.Time(required=True, metadata={"example": "07:30"})
     end_time = fields.Time(required=True, metadata={"example": "09:00"})
-    from_date = fields.Date(required=True)
-    until_date = fields.Date(required=True)
-    capacity = fields.Int(required=True, validate=validate.Range(1, 10_000))
+    from_date = Date(required=True)
+    until_date = Date(required=True)
+    capacity = Int(required=True, validate=validate.Range(1, 10_000))
     required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
@@ -66,23 +66,23 @@ class ShiftUpdate(Schema):
     activity = fields.Str(validate=ACTIVITY)
     starts_at = _aware()
     ends_at = _aware()
-    capacity = fields.Int(validate=validate.Range(1, 10_000))
+    capacity = Int(validate=validate.Range(1, 10_000))
     required_skills = fields.List(fields.Str(validate=SKILL_CODE))
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
 
 class ShiftOut(Schema):
-    id = fields.Int(attribute="shift.id")
-    community_id = fields.Int(attribute="shift.community_id")
-    zone_id = fields.Int(attribute="shift.zone_id")
+    id = Int(attribute="shift.id")
+    community_id = Int(attribute="shift.community_id")
+    zone_id = Int(attribute="shift.zone_id")
     title = fields.Str(attribute="shift.title")
     activity = fields.Str(attribute="shift.activity")
     starts_at = fields.DateTime(attribute="shift.starts_at")
     ends_at = fields.DateTime(attribute="shift.ends_at")
-    capacity = fields.Int(attribute="shift.capacity")
-    confirmed = fields.Int()
-    waitlisted = fields.Int()
-    places_left = fields.Int()
+    capacity = Int(attribute="shift.capacity")
+    confirmed = Int()
+    waitlisted = Int()
+    places_left = Int()
     required_skills = fields.List(fields.Str(), attribute="shift.required_skill_codes")
     location = fields.Method("_location", allow_none=True)
     radius_m = fields.Float(attribute="shift.radius_m", allow_none=True)
@@ -106,13 +106,13 @@ class ShiftPageOut(PageOut):
 
 class ShiftSeriesOut(Schema):
     series_id = fields.Str()
-    count = fields.Int()
+    count = Int()
     items = fields.List(fields.Nested(ShiftOut))
 
 
 class ShiftQuery(PageQuery):
-    zone_id = fields.Int()
-    community_id = fields.Int()
+    zone_id = Int()
+    community_id = Int()
     start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time"})
     end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
     activity = fields.Str(validate=ACTIVITY)
@@ -131,15 +131,15 @@ class ShiftQuery(PageQuery):
 
 
 class SignupIn(Schema):
-    volunteer_id = fields.Int(metadata={"description": "default: your own volunteer profile"})
+    volunteer_id = Int(metadata={"description": "default: your own volunteer profile"})
 
 
 class SignupOut(Schema):
-    id = fields.Int()
-    shift_id = fields.Int()
-    volunteer_id = fields.Int()
+    id = Int()
+    shift_id = Int()
+    volunteer_id = Int()
     status = fields.Str(metadata={"description": "confirmed | waitlisted"})
-    waitlist_position = fields.Int(allow_none=True)
+    waitlist_position = Int(allow_none=True)
     created_at = fields.DateTime()
 
 
@@ -159,8 +159,8 @@ class CheckIn(PositionIn):
 
 class CheckOut(Schema):
     accepted = fields.Bool()
-    event_id = fields.Int()
-    shift_id = fields.Int()
+    event_id = Int()
+    shift_id = Int()
     kind = fields.Str()
     at = fields.Str()
     inside = fields.Bool()
@@ -173,7 +173,7 @@ class CheckOut(Schema):
 
 
 class OfflineEvent(CheckIn):
-    shift_id = fields.Int(required=True)
+    shift_id = Int(required=True)
     kind = fields.Str(required=True, validate=validate.OneOf(("check_in", "check_out")))
     client_time = _aware(required=True)
     idempotency_key = fields.Str(required=True, validate=validate.Length(1, 100))
@@ -184,9 +184,9 @@ class OfflineBatchIn(Schema):
 
 
 class OfflineResultOut(Schema):
-    index = fields.Int()
+    index = Int()
     idempotency_key = fields.Str()
-    status = fields.Int()
+    status = Int()
     replayed = fields.Bool()
     result = fields.Dict()
 

@@ -6,7 +6,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.schemas.accounts import PHONE
-from gridsvc.schemas.common import PageOut, PageQuery, PointOut, PositionIn
+from gridsvc.schemas.common import Date, Int, PageOut, PageQuery, PointOut, PositionIn
 
 SKILL_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -27,7 +27,7 @@ class SkillCreate(Schema):
 class AvailabilityWindow(Schema):
     """A weekly window in the community's local time; 1 = Monday ... 7 = Sunday."""
 
-    weekday = fields.Int(required=True, validate=validate.Range(1, 7))
+    weekday = Int(required=True, validate=validate.Range(1, 7))
     start = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "18:00"})
     end = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "21:00"})
 
@@ -38,13 +38,13 @@ class AvailabilityWindow(Schema):
 
 
 class VolunteerCreate(Schema):
-    user_id = fields.Int(metadata={"description": "the account to register; default: your own"})
+    user_id = Int(metadata={"description": "the account to register; default: your own"})
     real_name = fields.Str(required=True, validate=validate.Length(1, 100))
     phone = fields.Str(required=True, validate=PHONE)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64),
                                        metadata={"description": "ID in the national volunteer service system, if any"})
     team = fields.Str(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
-    home_zone_id = fields.Int(allow_none=True)
+    home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list,
                                validate=validate.Length(max=50))
@@ -55,7 +55,7 @@ class VolunteerUpdate(Schema):
     phone = fields.Str(validate=PHONE)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     team = fields.Str(allow_none=True, validate=validate.Length(1, 100))
-    home_zone_id = fields.Int(allow_none=True)
+    home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
     availability = fields.List(fields.Nested(AvailabilityWindow), validate=validate.Length(max=50))
 
@@ -71,18 +71,18 @@ class LastPositionOut(Schema):
 class VolunteerOut(Schema):
     """A volunteer; personal fields are null for callers without the right to see them."""
 
-    id = fields.Int()
-    user_id = fields.Int()
+    id = Int()
+    user_id = Int()
     username = fields.Str()
     real_name = fields.Str()
     phone = fields.Str(metadata={"description": "masked (138****1234) unless you may see it"})
     national_volunteer_id = fields.Str(allow_none=True)
     team = fields.Str(allow_none=True)
-    home_zone_id = fields.Int(allow_none=True)
+    home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str())
     availability = fields.List(fields.Nested(AvailabilityWindow))
     on_duty = fields.Bool()
-    on_duty_shift_id = fields.Int(allow_none=True)
+    on_duty_shift_id = Int(allow_none=True)
     last_position = fields.Nested(LastPositionOut, allow_none=True)
     distance_m = fields.Float(allow_none=True, metadata={"description": "with near=: metres from that point"})
     calendar_url = fields.Str(allow_none=True, metadata={"description": "your shifts as iCalendar (only to you)"})
@@ -90,7 +90,7 @@ class VolunteerOut(Schema):
 
 
 class VolunteerQuery(PageQuery):
-    zone_id = fields.Int(metadata={"description": "home zone"})
+    zone_id = Int(metadata={"description": "home zone"})
     skill = fields.Str(validate=SKILL_CODE)
     team = fields.Str()
     on_duty = fields.Bool()
@@ -131,8 +131,8 @@ class LocationOut(Schema):
 
 
 class HoursOut(Schema):
-    id = fields.Int()
-    shift_id = fields.Int()
+    id = Int()
+    shift_id = Int()
     shift_title = fields.Str()
     activity = fields.Str()
     started_at = fields.DateTime()
@@ -154,7 +154,7 @@ class HoursTotalOut(Schema):
 
 
 class HoursReportOut(Schema):
-    volunteer_id = fields.Int()
+    volunteer_id = Int()
     entries = fields.List(fields.Nested(HoursOut))
     approved = fields.Float()
     pending = fields.Float()
@@ -164,8 +164,8 @@ class HoursReportOut(Schema):
 
 
 class HoursQuery(Schema):
-    start = fields.Date(data_key="from", metadata={"description": "first day (community time), inclusive"})
-    end = fields.Date(data_key="to", metadata={"description": "last day (community time), inclusive"})
+    start = Date(data_key="from", metadata={"description": "first day (community time), inclusive"})
+    end = Date(data_key="to", metadata={"description": "last day (community time), inclusive"})
 
     @validates_schema
     def _ordered(self, data, **_kwargs) -> None:
@@ -178,14 +178,14 @@ class ReviewIn(Schema):
 
 
 class BulkReviewIn(Schema):
-    ids = fields.List(fields.Int(), required=True, validate=validate.Length(1, 500))
+    ids = fields.List(Int(), required=True, validate=validate.Length(1, 500))
     action = fields.Str(required=True, validate=validate.OneOf(("approve", "decline")))
     note = fields.Str(validate=validate.Length(max=500), allow_none=True)
 
 
 class BulkReviewResultOut(Schema):
-    id = fields.Int()
-    status = fields.Int()
+    id = Int()
+    status = Int()
     hours_status = fields.Str(allow_none=True)
     detail = fields.Str(allow_none=True)
 

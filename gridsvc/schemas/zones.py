@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
-from gridsvc.schemas.common import PointOut
+from gridsvc.schemas.common import Int, PointOut
 
 CODE = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
 FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
@@ -42,14 +42,14 @@ class ZoneUpdate(Schema):
 
 
 class LiaisonOut(Schema):
-    id = fields.Int()
+    id = Int()
     username = fields.Str()
     display_name = fields.Str()
 
 
 class ZonePropertiesOut(Schema):
-    id = fields.Int()
-    community_id = fields.Int()
+    id = Int()
+    community_id = Int()
     code = fields.Str()
     name = fields.Str()
     liaison = fields.Nested(LiaisonOut, allow_none=True)
@@ -65,15 +65,15 @@ class ZonePropertiesOut(Schema):
 
 class ZoneOut(Schema):
     type = fields.Constant("Feature")
-    id = fields.Int()
+    id = Int()
     geometry = GeoJSONGeometry()
     properties = fields.Nested(ZonePropertiesOut)
 
 
 class ZoneCollectionOut(Schema):
     type = fields.Constant("FeatureCollection")
-    numberMatched = fields.Int(data_key="numberMatched")
-    numberReturned = fields.Int(data_key="numberReturned")
+    numberMatched = Int(data_key="numberMatched")
+    numberReturned = Int(data_key="numberReturned")
     features = fields.List(fields.Nested(ZoneOut))
 
 
@@ -87,7 +87,7 @@ def zone_collection(zones) -> dict:
 
 
 class SplitIn(Schema):
-    count = fields.Int(required=True, validate=validate.Range(1, 1000), metadata={"example": 10})
+    count = Int(required=True, validate=validate.Range(1, 1000), metadata={"example": 10})
     commit = fields.Bool(load_default=False, metadata={"description": "save the proposal as the community's zones"})
 
 
@@ -106,13 +106,13 @@ class ProposalFeatureOut(Schema):
 class SplitOut(Schema):
     type = fields.Constant("FeatureCollection")
     committed = fields.Bool()
-    count = fields.Int()
+    count = Int()
     area_ratio = fields.Float(metadata={"description": "largest / smallest zone area"})
     features = fields.List(fields.Nested(ProposalFeatureOut))
 
 
 class CoverageZoneRef(Schema):
-    id = fields.Int()
+    id = Int()
     code = fields.Str()
     name = fields.Str()
 
@@ -143,8 +143,8 @@ class GapCollectionOut(Schema):
 
 
 class CoverageOut(Schema):
-    community_id = fields.Int()
-    zone_count = fields.Int()
+    community_id = Int()
+    zone_count = Int()
     community_area_m2 = fields.Float()
     covered_area_m2 = fields.Float()
     covered_share = fields.Float(metadata={"description": "0..1, share of the community inside some zone"})
@@ -156,7 +156,7 @@ class CoverageOut(Schema):
 
 
 class LocatedZoneOut(Schema):
-    id = fields.Int(attribute="zone_id")
+    id = Int(attribute="zone_id")
     code = fields.Str(attribute="zone_code")
     name = fields.Str(attribute="zone_name")
     liaison = fields.Str(attribute="liaison_name", allow_none=True, metadata={"description": "the liaison's name"})
@@ -164,7 +164,7 @@ class LocatedZoneOut(Schema):
 
 
 class LocatedCommunityOut(Schema):
-    id = fields.Int(attribute="community_id")
+    id = Int(attribute="community_id")
     name = fields.Str(attribute="community_name")
     kind = fields.Str(attribute="community_kind")
 
@@ -188,6 +188,6 @@ class ZoneMapFeatureOut(Schema):
 class ZoneMapOut(Schema):
     type = fields.Constant("FeatureCollection")
     zone = fields.Dict(metadata={"description": "id, code and name of the zone"})
-    volunteers_on_duty = fields.Int(metadata={"description": "volunteers on duty in the zone now (positions are "
+    volunteers_on_duty = Int(metadata={"description": "volunteers on duty in the zone now (positions are "
                                                              "features only for the zone's liaison and admins)"})
     features = fields.List(fields.Nested(ZoneMapFeatureOut))

@@ -1,0 +1,175 @@
+"""Values the database cannot hold are the client's error, said clearly, with
+nothing written: numbers past PostgreSQL's integer, times with impossible UTC
+offsets or in far-off years, text with a NUL character. Each of these was a
+500 found by fuzzing the OpenAPI document (schemathesis)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from gridsvc.models import CheckEvent, ServiceRequest, Shift, User, Volunteer
+from gridsvc.open311 import new_api_key
+from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem, count
+from tests.open311_client import GeoReportClient
+
+TOO_BIG = 2**31  # one past PostgreSQL's largest integer
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+# ---------------------------------------------------------------- integers
+
+
+@pytest.mark.parametrize("path", ["/api/v1/communities/{n}", "/api/v1/shifts/{n}", "/api/v1/volunteers/{n}/hours",
+                                  "/api/v1/requests/{n}"])
+def test_an_id_past_the_integer_range_is_an_unknown_id(admin, path):
+    for n in (TOO_BIG, 20338287666598320, 10**40):
+        assert_problem(admin.get(path.format(n=n)), 404, "not-found")
+
+
+def test_a_check_in_to_a_huge_shift_id_is_404_and_records_nothing(login, session):
+    before = count(session, CheckEvent)
+    answer = login("volunteer-001").post("/api/v1/shifts/20338287666598320/check-in",
+                                         json={"lon": 121.78, "lat": 29.87, "crs": "gcj02"},
+                                         headers={"Idempotency-Key": "huge-shift-id"})
+    assert_problem(answer, 404, "not-found")
+    assert count(session, CheckEvent) == before
+
+
+def test_a_huge_offset_or_filter_id_is_a_422_naming_the_parameter(admin):
+    for path, name, value in (("/api/v1/communities", "offset", 214210179338257591498178560),
+                              ("/api/v1/users", "offset", 539887335455271354368),
+                              ("/api/v1/parking/lots", "zone_id", 3357942889),
+                              ("/api/v1/shifts", "zone_id", 19605339431)):
+        problem = assert_problem(admin.get(path, query_string={name: value}), 422, "validation")
+        assert list(problem["errors"]) == [name]
+        assert "2147483647" in problem["errors"][name][0]
+
+
+def test_a_huge_capacity_creates_no_shift(admin, session, clock):
+    g01 = zone_of(session, "G01")
+    before = count(session, Shift)
+    start = clock() + timedelta(days=1)
+    body = {"title": "北门交通疏导", "activity": "traffic_guidance", "zone_id": g01.id, "capacity": TOO_BIG,
+            "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=2)).isoformat()}
+    problem = assert_problem(admin.post("/api/v1/shifts", json=body), 422, "validation")
+    assert "capacity" in problem["errors"]
+    assert count(session, Shift) == before
+
+
+def test_the_documented_id_range_is_the_one_enforced(client):
+    spec = client.get("/api/openapi.json").get_json()
+    [shift_id] = spec["paths"]["/api/v1/shifts/{shift_id}"]["parameters"]
+    assert shift_id["schema"]["maximum"] == 2**31 - 1
+    offset = next(p for p in spec["paths"]["/api/v1/shifts"]["get"]["parameters"] if p["name"] == "offset")
+    assert offset["schema"]["minimum"] == 0 and offset["schema"]["maximum"] == 2**31 - 1
+
+
+# ---------------------------------------------------------------- times
+
+
+def test_a_utc_offset_no_place_uses_is_a_422(admin):
+    # PostgreSQL refuses offsets of 16 h and more; the world uses -12:00 .. +14:00
+    for stamp in ("2026-12-01T08:00:00+17:15", "2026-12-01T08:00:00-16:41", "2026-12-01T08:00:00+14:01"):
+        problem = assert_problem(admin.get("/api/v1/shifts", query_string={"to": stamp}), 422, "validation")
+        assert "UTC offset" in problem["errors"]["to"][0]
+    assert admin.get("/api/v1/shifts", query_string={"to": "2026-12-01T08:00:00+14:00"}).status_code == 200
+    assert admin.get("/api/v1/shifts", query_string={"to": "2026-12-01T08:00:00-12:00"}).status_code == 200
+
+
+def test_times_in_far_off_years_are_a_422(admin, login, session):
+    problem = assert_problem(admin.get("/api/v1/requests", query_string={
+        "from": "0683-11-28T18:09:01+08:00", "to": "9257-01-16T17:45:37Z"}), 422, "validation")
+    assert set(problem["errors"]) == {"from", "to"} and "1970 to 2099" in problem["errors"]["from"][0]
+    me = volunteer_id(session, "volunteer-001")
+    problem = assert_problem(login("volunteer-001").get(f"/api/v1/volunteers/{me}/hours",
+                                                        query_string={"to": "9999-12-31"}), 422, "validation")
+    assert "1970 to 2099" in problem["errors"]["to"][0]
+
+
+def test_a_shift_far_in_the_future_is_refused_not_written(admin, session):
+    g01 = zone_of(session, "G01")
+    before = count(session, Shift)
+    body = {"title": "北门交通疏导", "activity": "traffic_guidance", "zone_id": g01.id, "capacity": 3,
+            "starts_at": "9999-12-31T22:00:00+08:00", "ends_at": "9999-12-31T23:00:00+08:00"}
+    problem = assert_problem(admin.post("/api/v1/shifts", json=body), 422, "validation")
+    assert {"starts_at", "ends_at"} <= set(problem["errors"])
+    assert count(session, Shift) == before
+
+
+# ---------------------------------------------------------------- NUL characters
+
+
+def test_nul_in_a_profile_field_is_a_422_and_the_profile_is_unchanged(admin, session):
+    me = volunteer_id(session, "volunteer-001")
+    team_before = session.get(Volunteer, me).team
+    problem = assert_problem(admin.patch(f"/api/v1/volunteers/{me}", json={"team": "灵动\u0000", "skills": ["first_aid"]}),
+                             422, "validation")
+    assert problem["errors"] == {"team": ["Text may not contain the NUL character (U+0000)."]}
+    session.expire_all()
+    assert session.get(Volunteer, me).team == team_before
+
+
+def test_nul_anywhere_in_a_request_body_is_found_and_nothing_filed(login, session):
+    here = zone_center(login("admin"), zone_of(session, "G03").id)
+    before = count(session, ServiceRequest)
+    body = {"service_code": "parking", "description": "北门\u0000找不到车位", "lon": here[0], "lat": here[1],
+            "attributes": {"problem\u0000": "no_space", "notes": ["ok", "bad\u0000"]}}
+    problem = assert_problem(login("worker-001").post("/api/v1/requests", json=body), 422, "validation")
+    assert set(problem["errors"]) == {"description", "attributes.problem\u0000", "attributes.notes.1"}
+    assert count(session, ServiceRequest) == before
+
+
+def test_nul_in_the_query_string_is_a_422_naming_the_parameter(admin):
+    problem = assert_problem(admin.get("/api/v1/requests", query_string={"service_code": "park\u0000ing"}),
+                             422, "validation")
+    assert list(problem["errors"]) == ["service_code"]
+
+
+def test_a_json_backslash_u_that_is_not_nul_still_passes(admin, session):
+    me = volunteer_id(session, "volunteer-001")
+    answer = admin.patch(f"/api/v1/volunteers/{me}", data='{"team": "a\\\\u0000b"}', content_type="application/json")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["team"] == "a\\u0000b"  # a backslash, then the letters u0000
+
+
+# ---------------------------------------------------------------- Open311, OGC API, tiles
+
+
+@pytest.fixture()
+def geo(client, session):
+    user_id = session.scalar(select(User.id).where(User.username == "worker-010"))
+    key = new_api_key(session, user_id, "test client")
+    session.commit()
+    return GeoReportClient(client, api_key=key)
+
+
+def test_open311_says_these_in_its_own_error_shape(geo, session):
+    before = count(session, ServiceRequest)
+    status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"}, description="a\u0000b")
+    assert status == 400 and "NUL" in errors[0]["description"]
+    assert count(session, ServiceRequest) == before
+    status, errors = geo.requests(service_request_id=f"1,{TOO_BIG}")
+    assert status == 400 and "service_request_id" in errors[0]["description"]
+    status, errors = geo.requests(start_date="2026-11-21T08:00:00+17:00")
+    assert status == 400 and "UTC offset" in errors[0]["description"]
+    status, errors = geo.requests(end_date="0683-11-28T18:09:01+08:00")
+    assert status == 400 and "1970 to 2099" in errors[0]["description"]
+
+
+def test_ogc_api_refuses_numbers_and_times_out_of_range(client):
+    for query, name in (({"offset": str(10**30)}, "offset"), ({"limit": str(10**30)}, "limit"),
+                        ({"datetime": "0683-11-28/.."}, "datetime")):
+        answer = client.get("/ogc/collections/zones/items", query_string=query)
+        assert answer.status_code == 400 and name in answer.get_json()["errors"], answer.get_json()
+    assert client.get("/ogc/collections/zones/items/%C2%B2").status_code == 404  # "²" counts as a digit to str.isdigit
+
+
+def test_a_tile_coordinate_that_only_looks_like_a_digit_is_400(client):
+    assert_problem(client.get("/tiles/0/0/%C2%B2.pbf"), 400)
