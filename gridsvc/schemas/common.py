@@ -16,10 +16,10 @@ MAX_PAGE = 1000
 # number is the client's error (422), not an overflow in the database (500).
 INT_MIN, INT_MAX = -2**31, 2**31 - 1
 
-# The times the API takes. Why bounded: PostgreSQL refuses UTC offsets of 16 h
-# and more, and date arithmetic near year 1 or 9999 overflows in Python; no
-# shift, request or observation of this service lies outside these years.
-EARLIEST_YEAR, LATEST_YEAR = 1970, 2099
+# The dates and times the API takes. Why bounded: PostgreSQL refuses UTC
+# offsets of 16 h and more, and date arithmetic near year 1 or 9999 overflows
+# in Python. Wide enough for an old parking lot's opening date.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
 MAX_UTC_OFFSET = timedelta(hours=14)  # the offsets in use run from -12:00 to +14:00
 
 
