@@ -61,10 +61,15 @@ def _reject_constant(name: str) -> Any:
 
 
 def strict_json_loads(data: bytes | str):
-    """json.loads that refuses NaN and Infinity (not JSON, though Python accepts them)."""
+    """json.loads that refuses NaN and Infinity (not JSON, though Python
+    accepts them), and arrays or objects nested past Python's recursion limit
+    (a ``JSONDecodeError``, as any malformed JSON, not a ``RecursionError``)."""
     if isinstance(data, bytes):
         data = data.decode("utf-8")
-    return json.loads(data, parse_constant=_reject_constant)
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except RecursionError:
+        raise json.JSONDecodeError("arrays or objects nested too deeply", data, 0) from None
 
 
 NUL_MESSAGE = "Text may not contain the NUL character (U+0000)."
@@ -78,8 +83,9 @@ def refuse_nul(data: Any) -> None:
     rather than by every string field.
     """
     found: list[str] = []
-
-    def walk(value: Any, path: str) -> None:
+    pending: list[tuple[Any, str]] = [(data, "")]  # a stack, not recursion: JSON may nest deeply
+    while pending:
+        value, path = pending.pop()
         if isinstance(value, str):
             if "\x00" in value:
                 found.append(path or "(body)")
@@ -88,12 +94,10 @@ def refuse_nul(data: Any) -> None:
                 where = f"{path}.{key}" if path else str(key)
                 if "\x00" in key:
                     found.append(where)
-                walk(item, where)
+                pending.append((item, where))
         elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, f"{path}.{index}" if path else str(index))
-
-    walk(data, "")
+            pending.extend((item, f"{path}.{index}" if path else str(index)) for index, item in enumerate(value))
+    found.sort()
     if found:
         raise errors.ValidationFailed(f"{NUL_MESSAGE} Found in: {', '.join(found[:5])}.",
                                       errors={where: [NUL_MESSAGE] for where in found[:20]})

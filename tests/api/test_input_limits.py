@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from gridsvc.models import CheckEvent, ServiceRequest, Shift, User, Volunteer
+from gridsvc.models import CheckEvent, Community, ServiceRequest, Shift, User, Volunteer
 from gridsvc.open311 import new_api_key
 from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, count
@@ -137,6 +137,17 @@ def test_a_json_backslash_u_that_is_not_nul_still_passes(admin, session):
     answer = admin.patch(f"/api/v1/volunteers/{me}", data='{"team": "a\\\\u0000b"}', content_type="application/json")
     assert answer.status_code == 200, answer.get_json()
     assert answer.get_json()["team"] == "a\\u0000b"  # a backslash, then the letters u0000
+
+
+def test_json_nested_past_the_recursion_limit_is_malformed_json(admin, login, session):
+    deep = "[" * 100_000 + "]" * 100_000
+    before = count(session, CheckEvent), count(session, Community)
+    for client, path in ((admin, "/api/v1/communities"), (admin, "/api/v1/parking/import"),
+                         (login("volunteer-001"), "/api/v1/shifts/1/check-in")):
+        answer = client.post(path, data='{"name": %s}' % deep, content_type="application/json",
+                             headers={"Idempotency-Key": "deep-json"})
+        assert "nested too deeply" in assert_problem(answer, 400, "malformed-json")["detail"]
+    assert (count(session, CheckEvent), count(session, Community)) == before
 
 
 # ---------------------------------------------------------------- Open311, OGC API, tiles
