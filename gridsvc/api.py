@@ -7,12 +7,14 @@ about the internals.
 """
 from __future__ import annotations
 
+import http
 import json
 import logging
 from typing import Any, Iterable
 
 import flask_smorest
 from flask import Flask, Response, request
+from flask_smorest.utils import prepare_response
 from psycopg2.errors import TransactionRollbackError
 from sqlalchemy.exc import OperationalError
 from webargs import core
@@ -22,7 +24,7 @@ from werkzeug.routing import IntegerConverter
 
 from gridsvc import errors
 from gridsvc.fields import GeoJSONGeometry
-from gridsvc.schemas.common import INT_MAX
+from gridsvc.schemas.common import INT_MAX, Problem
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +182,24 @@ def _summary(fields: dict[str, Any], limit: int = 3) -> str:
 
 
 class Api(flask_smorest.Api):
+    ERROR_SCHEMA = Problem
+
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
+
+    def _register_responses(self) -> None:
+        """The error responses the OpenAPI document refers to, as the API sends
+        them: problem details in ``application/problem+json``. (flask-smorest's
+        own are its error shape in ``application/json``.)"""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = Problem
+            prepare_response(response, self.spec, PROBLEM_JSON if status >= 400 else self.DEFAULT_RESPONSE_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": Problem}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
     def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
         super().init_app(app, *args, **kwargs)

@@ -10,6 +10,7 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
+from gridsvc.schemas.common import Problem
 from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate, ShiftOut,
                                     ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
                                     SignupListOut, SignupOut)
@@ -211,7 +212,8 @@ class ShiftCheckIn(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
-    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance")
+    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance",
+                      schema=Problem, content_type=PROBLEM_JSON)
     def post(self, data, shift_id):
         """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
         return _check(shift_id, "check_in", data)

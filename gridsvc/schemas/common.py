@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
 
@@ -61,6 +61,22 @@ class Date(fields.Date):
         if problem:
             raise ValidationError(problem)
         return loaded
+
+
+class Problem(Schema):
+    """An error: RFC 9457 problem details, sent as ``application/problem+json``.
+    Some problems add members of their own (``distance_m``, ``overlaps`` ...)."""
+
+    class Meta:
+        unknown = INCLUDE  # the extension members
+
+    type = fields.Str(required=True, metadata={
+        "description": "names the problem, e.g. /problems/validation; clients branch on it"})
+    title = fields.Str(required=True, metadata={"description": "a short summary of the problem type"})
+    status = fields.Int(required=True, metadata={"description": "the HTTP status code"})
+    detail = fields.Str(metadata={"description": "what went wrong this time, written for people"})
+    errors = fields.Raw(metadata={
+        "description": "the messages per field of a validation failure (per item of a list where one is sent)"})
 
 
 class PageQuery(Schema):

@@ -65,3 +65,39 @@ def test_swagger_ui_loads_only_local_assets(client):
         assert served.status_code == 200, asset
         assert len(served.data) > 1000
     assert "openapi.json" in html
+
+
+def _documented_error(spec: dict, path: str, method: str, status: int) -> tuple[str, dict]:
+    """The content type and schema the document gives for this error (the status's own entry, else the default)."""
+    responses = spec["paths"][path][method]["responses"]
+    response = responses.get(str(status), responses.get("default"))
+    while "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    [(content_type, media)] = response["content"].items()
+    schema = media["schema"]
+    return content_type, spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+
+
+JSON_TYPES = {"string": str, "integer": int, "object": dict}
+
+
+def test_errors_are_documented_as_they_are_sent(client, login, session):
+    """A generated client reads errors by the document: problem+json with type, title and status."""
+    spec = client.get("/api/openapi.json").get_json()
+    volunteer = login("volunteer-001")
+    cases = [
+        ("/api/v1/communities", "post", login("admin").post("/api/v1/communities", json={"kind": "castle"})),  # 422
+        ("/api/v1/shifts/{shift_id}", "get", volunteer.get("/api/v1/shifts/2147483647")),  # 404
+        ("/api/v1/me", "get", client.get("/api/v1/me")),  # 401
+        ("/api/v1/shifts/{shift_id}/check-in", "post",  # 409: not signed up, from the view
+         volunteer.post("/api/v1/shifts/1/check-in", json={"lon": 121.78, "lat": 29.87}, headers={"Idempotency-Key": "k-1"})),
+    ]
+    for path, method, response in cases:
+        assert response.status_code >= 400, (path, response.status_code)
+        content_type, schema = _documented_error(spec, path, method, response.status_code)
+        assert response.mimetype == content_type == "application/problem+json", path
+        body = response.get_json()
+        assert set(schema["required"]) <= body.keys() and schema.get("additionalProperties", True) is not False
+        for name, value in body.items():
+            kind = schema["properties"].get(name, {}).get("type")
+            assert kind is None or isinstance(value, JSON_TYPES[kind]), (path, name, value)
