@@ -114,8 +114,9 @@ def refuse_nul_in_url() -> None:
         raise errors.BadRequest(f"The URL path {NUL_MESSAGE[0].lower()}{NUL_MESSAGE[1:]}")
     bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name or "\x00" in value})
     if bad:
-        raise errors.ValidationFailed(f"{NUL_MESSAGE} Found in: {', '.join(bad[:5])}.",
-                                      errors={name: [NUL_MESSAGE] for name in bad[:20]})
+        # a 422 as webargs words a bad parameter; the OGC API and the tiles answer those 400
+        problem = errors.ValidationFailed if request.path.startswith("/api/") else errors.BadRequest
+        raise problem(f"{NUL_MESSAGE} Found in: {', '.join(bad[:5])}.", errors={name: [NUL_MESSAGE] for name in bad[:20]})
 
 
 def is_json_number(value: Any) -> bool:

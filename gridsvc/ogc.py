@@ -271,7 +271,7 @@ def items(collection_id: str):
 def item(collection_id: str, feature_id: str):
     collection = _collection(collection_id)
     _check_params(())
-    if not (feature_id.isascii() and feature_id.isdigit()) or int(feature_id) > 2**63 - 1:
+    if not (feature_id.isascii() and feature_id.isdigit()) or int(feature_id) > INT_MAX:  # ids are PostgreSQL integers
         raise NotFound(f"There is no feature {feature_id!r} in {collection.id}.")
     session = current_session()
     without_transaction(session)  # one statement answers
@@ -365,15 +365,16 @@ def openapi_document(root: str) -> dict[str, Any]:
     """OpenAPI 3.0 with every parameter inline (no $ref), as GDAL and OWSLib read it."""
     paths: dict[str, Any] = {
         "/": {"get": {"summary": "Landing page", "operationId": "getLandingPage", "parameters": [F_PARAM],
-                      "responses": {"200": _json_response("Links to the API definition, conformance and data")}}},
+                      "responses": {"200": _json_response("Links to the API definition, conformance and data"),
+                                    "400": PROBLEM}}},
         "/conformance": {"get": {"summary": "Conformance classes", "operationId": "getConformance",
                                  "parameters": [F_PARAM],
-                                 "responses": {"200": _json_response("The conformance classes implemented")}}},
+                                 "responses": {"200": _json_response("The conformance classes implemented"), "400": PROBLEM}}},
         "/api": {"get": {"summary": "This document", "operationId": "getApi", "parameters": [F_PARAM],
-                         "responses": {"200": _json_response("The API definition", OPENAPI)}}},
+                         "responses": {"200": _json_response("The API definition", OPENAPI), "400": PROBLEM}}},
         "/collections": {"get": {"summary": "The feature collections", "operationId": "getCollections",
                                  "parameters": [F_PARAM],
-                                 "responses": {"200": _json_response("The collections and their extents")}}},
+                                 "responses": {"200": _json_response("The collections and their extents"), "400": PROBLEM}}},
     }
     for c in COLLECTIONS.values():
         properties = {p.name: {"type": p.type if p.type != "date" else "string",
@@ -384,7 +385,8 @@ def openapi_document(root: str) -> dict[str, Any]:
             "geometry": {"type": "object"}, "properties": {"type": "object", "properties": properties}}}
         paths[f"/collections/{c.id}"] = {"get": {
             "summary": f"{c.title}: the collection", "operationId": f"describe-{c.id}", "parameters": [F_PARAM],
-            "responses": {"200": _json_response("The collection's description and extent"), "404": PROBLEM}}}
+            "responses": {"200": _json_response("The collection's description and extent"), "400": PROBLEM,
+                          "404": PROBLEM}}}
         paths[f"/collections/{c.id}/items"] = {"get": {
             "summary": f"{c.title}: features", "description": c.description, "operationId": f"get-{c.id}-items",
             "parameters": _items_parameters(c),
@@ -398,10 +400,10 @@ def openapi_document(root: str) -> dict[str, Any]:
                 "400": PROBLEM}}}
         paths[f"/collections/{c.id}/items/{{featureId}}"] = {"get": {
             "summary": f"{c.title}: one feature", "operationId": f"get-{c.id}-item",
-            "parameters": [_param("featureId", "The feature's id.", {"type": "integer"}, location="path",
-                                  required=True), F_PARAM],
+            "parameters": [_param("featureId", "The feature's id.", {"type": "integer", "minimum": 0, "maximum": INT_MAX},
+                                  location="path", required=True), F_PARAM],
             "responses": {"200": {"description": "The feature", "content": {GEOJSON: {"schema": feature_schema}}},
-                          "404": PROBLEM}}}
+                          "400": PROBLEM, "404": PROBLEM}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "gridsvc OGC API - Features", "version": "1.0.0",

@@ -180,6 +180,19 @@ def test_ogc_api_refuses_numbers_and_times_out_of_range(client):
         answer = client.get("/ogc/collections/zones/items", query_string=query)
         assert answer.status_code == 400 and name in answer.get_json()["errors"], answer.get_json()
     assert client.get("/ogc/collections/zones/items/%C2%B2").status_code == 404  # "²" counts as a digit to str.isdigit
+    for feature_id in (585801618665, 2**63):  # past PostgreSQL's integer
+        answer = client.get(f"/ogc/collections/zones/items/{feature_id}")
+        assert answer.status_code == 404 and str(feature_id) in answer.get_json()["detail"]
+    answer = client.get("/ogc/collections/zones/items", query_string={"code": "G0\u00001"})
+    assert answer.status_code == 400 and list(answer.get_json()["errors"]) == ["code"]  # OGC's status for a bad parameter
+
+
+def test_the_ogc_document_names_the_400_every_operation_can_answer(client):
+    document = client.get("/ogc/api").get_json()
+    for path, item in document["paths"].items():
+        assert "400" in item["get"]["responses"], path
+    [feature_id, _] = document["paths"]["/collections/zones/items/{featureId}"]["get"]["parameters"]
+    assert feature_id["schema"]["maximum"] == 2**31 - 1
 
 
 def test_a_tile_coordinate_that_only_looks_like_a_digit_is_400(client):
