@@ -379,6 +379,7 @@ def openapi_document(root: str) -> dict[str, Any]:
     for c in COLLECTIONS.values():
         properties = {p.name: {"type": p.type if p.type != "date" else "string",
                                **({"format": "date"} if p.type == "date" else {}),
+                               **({"nullable": True} if service.may_be_null(c, p) else {}),
                                **({"description": p.description} if p.description else {})} for p in c.props}
         feature_schema = {"type": "object", "required": ["type", "geometry", "properties"], "properties": {
             "type": {"type": "string", "enum": ["Feature"]}, "id": {"type": "integer"},

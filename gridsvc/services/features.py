@@ -10,6 +10,7 @@ of a ``count(*)`` over a million spaces.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gridsvc.db import fetch_prepared
+from gridsvc.db import Base, fetch_prepared
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES, COMMUNITY_KINDS
 
 COORDINATE_DECIMALS = 7  # about 1 cm: finer than any phone or survey we store
@@ -58,6 +59,13 @@ class Collection:
         return (f"json_build_object('type', 'Feature', 'id', {alias}.id, "
                 f"'geometry', ST_AsGeoJSON({alias}.{self.geometry}, {COORDINATE_DECIMALS})::json, "
                 f"'properties', json_build_object({properties}))")
+
+
+def may_be_null(collection: Collection, prop: Prop) -> bool:
+    """Whether a property can be null in a feature: its column's NOT NULL, as
+    the models declare it (an expression of NOT NULL columns never is)."""
+    column = re.fullmatch(r"\{t\}\.(\w+)", prop.sql)
+    return column is not None and Base.metadata.tables[collection.table].c[column[1]].nullable
 
 
 def capacity_total_sql(lot: str) -> str:
