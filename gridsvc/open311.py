@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 
 from flask import Blueprint, Response, current_app, request, url_for
 from geoalchemy2 import WKBElement
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -28,6 +29,7 @@ from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
 from gridsvc.models import OPEN_STATUSES, ApiKey, ServiceRequest, ServiceType, User
 from gridsvc.schemas.common import INT_MAX, time_problem
+from gridsvc.schemas.requests import RequestCreate
 from gridsvc.services import requests as service
 from gridsvc.services.volunteers import volunteer_of_user
 
@@ -218,6 +220,13 @@ def _parse_time(name: str) -> datetime | None:
     return parsed
 
 
+def _flat(messages: Any) -> list[Any]:
+    """marshmallow's messages of one field (a list, or a dict by list index) as one list."""
+    if isinstance(messages, dict):
+        return [m for value in messages.values() for m in _flat(value)]
+    return list(messages) if isinstance(messages, list) else [messages]
+
+
 @blp.before_request
 def _refuse_nul() -> None:
     # PostgreSQL's text cannot hold NUL; said in this API's own error shape
@@ -303,11 +312,20 @@ def create_request(fmt: str):
             except (TypeError, ValueError):
                 pass
     contact = {k: form[k] for k in ("email", "first_name", "last_name", "phone") if form.get(k)}
+    try:  # the JSON API's rules: a description of at most 4,000 characters, an http(s) media_url
+        loaded = RequestCreate().load({"service_code": form["service_code"], "lon": lon, "lat": lat,
+                                       "description": form.get("description") or form["service_code"][:4000],
+                                       "attributes": attributes, "contact": contact or None,
+                                       "media_urls": [form["media_url"]] if form.get("media_url") else []})
+    except ValidationError as exc:
+        wrong = {"media_urls": "media_url"}
+        raise Open311Error(400, "; ".join(f"{wrong.get(name, name)}: {' '.join(map(str, _flat(messages)))}"
+                                          for name, messages in exc.messages.items())) from None
     session = current_session()
-    filed, _offer = service.file_request(session, requester_id=user_id, service_code=form["service_code"],
-                                 description=form.get("description") or form["service_code"], lon=lon, lat=lat,
-                                 input_crs="wgs84", attributes=attributes,
-                                 media_urls=[form["media_url"]] if form.get("media_url") else [], contact=contact or None,
+    filed, _offer = service.file_request(session, requester_id=user_id, service_code=loaded["service_code"],
+                                 description=loaded["description"], lon=lon, lat=lat,
+                                 input_crs="wgs84", attributes=loaded["attributes"],
+                                 media_urls=loaded["media_urls"], contact=loaded["contact"],
                                  now=clock.now(), policy=service.DispatchPolicy.from_config(current_app.config))
     session.commit()
     return _render(fmt, "service_requests", "request",

@@ -174,6 +174,20 @@ def test_open311_says_these_in_its_own_error_shape(geo, session):
     assert status == 400 and "1900 to 2199" in errors[0]["description"]
 
 
+def test_open311_holds_a_request_to_the_json_apis_rules(geo, session):
+    """The form took what the JSON API refuses: a 100,000-character description, any text as media_url."""
+    before = count(session, ServiceRequest)
+    for fields, named in (({"description": "堵" * 4001}, "description"), ({"media_url": "javascript:alert(1)"}, "media_url")):
+        status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"}, **fields)
+        assert status == 400 and errors[0]["description"].startswith(named), errors
+    assert count(session, ServiceRequest) == before
+    status, filed = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"},
+                                     description="堵" * 4000, media_url="https://example.cn/gate.jpg")
+    assert status == 201
+    request = session.get(ServiceRequest, int(filed[0]["service_request_id"]))
+    assert len(request.description) == 4000 and request.media_urls == ["https://example.cn/gate.jpg"]
+
+
 def test_ogc_api_refuses_numbers_and_times_out_of_range(client):
     for query, name in (({"offset": str(10**30)}, "offset"), ({"limit": str(10**30)}, "limit"),
                         ({"datetime": "0683-11-28/.."}, "datetime")):
