@@ -158,6 +158,13 @@ class Blueprint(flask_smorest.Blueprint):
         # (loading keeps no state on the schema).
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
 
+    def alt_response(self, status_code: Any, response: Any = None, **kwargs: Any):
+        # An error a view names is documented as every error is sent (see
+        # Api._register_responses): problem details in application/problem+json.
+        if isinstance(status_code, int) and status_code >= 400 and response is None and kwargs.get("schema") is None:
+            kwargs.update(schema=Problem, content_type=kwargs.get("content_type") or PROBLEM_JSON)
+        return super().alt_response(status_code, response, **kwargs)
+
 
 def _flatten_messages(messages: Any) -> tuple[Any, list[str]]:
     """webargs nests messages by location; clients want field -> messages."""

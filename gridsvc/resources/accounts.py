@@ -5,11 +5,10 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from gridsvc import auth
-from gridsvc.api import PROBLEM_JSON, Blueprint
+from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import InvalidCredentials
 from gridsvc.models import Zone
-from gridsvc.schemas.common import Problem
 from gridsvc.schemas.accounts import MeOut, TokenOut, TokenRequest, UserCreate, UserOut, UserPageOut, UserQuery, UserUpdate
 from gridsvc.services import accounts as service
 
@@ -36,9 +35,8 @@ class Token(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.arguments(TokenRequest)
     @blp.response(200, TokenOut)
-    @blp.alt_response(401, description="Wrong username or password", schema=Problem, content_type=PROBLEM_JSON)
-    @blp.alt_response(429, description="Too many failed attempts for this username; see Retry-After", schema=Problem,
-                      content_type=PROBLEM_JSON)
+    @blp.alt_response(401, description="Wrong username or password")
+    @blp.alt_response(429, description="Too many failed attempts for this username; see Retry-After")
     def post(self, credentials):
         """Sign in: exchange a username and password for an access and a refresh token"""
         session = current_session()

@@ -7,10 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from gridsvc import auth
-from gridsvc.api import PROBLEM_JSON, Blueprint
+from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import DatabaseUnavailable
-from gridsvc.schemas.common import Problem
 
 blp = Blueprint("health", __name__, description="Service health")
 
@@ -25,7 +24,7 @@ class HealthOut(Schema):
 class Health(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.response(200, HealthOut)
-    @blp.alt_response(503, description="The database is unreachable", schema=Problem, content_type=PROBLEM_JSON)
+    @blp.alt_response(503, description="The database is unreachable")
     def get(self):
         """Report whether the API can reach the database and which PostGIS it has"""
         try:

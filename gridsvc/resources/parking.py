@@ -10,12 +10,12 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 
 from gridsvc import auth, clock
-from gridsvc.api import PROBLEM_JSON, Blueprint, refuse_nul, strict_json_loads
+from gridsvc.api import Blueprint, refuse_nul, strict_json_loads
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import MalformedJson
 from gridsvc.fields import as_shape
 from geo.io import geometry_to_geojson
-from gridsvc.schemas.common import Problem, geopoint
+from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.parking import (BulkStatusIn, BulkStatusOut, CapacityPolygonIn, CapacityQuery, GapQuery,
                                      ImportQuery, ImportResultOut, LotCollectionOut, LotCreate, LotOut, LotQuery,
                                      LotUpdate, ObservationIn, ObservationOut, SeriesOut, SeriesQuery,
@@ -199,8 +199,7 @@ class Import(MethodView):
     @auth.access(auth.ADMIN_OR_PLANNER)
     @blp.arguments(ImportQuery, location="query")
     @blp.response(201, ImportResultOut)
-    @blp.alt_response(422, description="Nothing imported; `errors` lists each wrong feature by index", schema=Problem,
-                      content_type=PROBLEM_JSON)
+    @blp.alt_response(422, description="Nothing imported; `errors` lists each wrong feature by index")
     def post(self, query):
         """Import a GeoJSON FeatureCollection of lots and spaces (our fields or OSM tags): all or nothing"""
         try:

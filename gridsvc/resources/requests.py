@@ -8,13 +8,13 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 
 from gridsvc import auth, clock
-from gridsvc.api import PROBLEM_JSON, Blueprint
+from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import NotFound
 from gridsvc.fields import as_shape
 from gridsvc.models import Community, Zone
 from gridsvc.resources.actors import actor
-from gridsvc.schemas.common import Problem, geopoint
+from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
                                       StatsQuery, BatchOut, BatchQuery)
@@ -159,8 +159,7 @@ def _action_view(action: str):
     @auth.access(READERS)
     @blp.arguments(ActionIn)
     @blp.response(200, RequestOut)
-    @blp.alt_response(409, description="Not allowed from the current state (the problem names both)", schema=Problem,
-                      content_type=PROBLEM_JSON)
+    @blp.alt_response(409, description="Not allowed from the current state (the problem names both)")
     def post(self, data, request_id):
         session = current_session()
         request = service.act(session, request_id, action, actor(), now=clock.now(), policy=policy(),

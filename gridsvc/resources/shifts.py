@@ -10,7 +10,6 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
-from gridsvc.schemas.common import Problem
 from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate, ShiftOut,
                                     ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
                                     SignupListOut, SignupOut)
@@ -212,8 +211,7 @@ class ShiftCheckIn(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
-    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance",
-                      schema=Problem, content_type=PROBLEM_JSON)
+    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance")
     def post(self, data, shift_id):
         """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
         return _check(shift_id, "check_in", data)
