@@ -41,26 +41,23 @@ def time_problem(value: datetime | date) -> str | None:
     return None
 
 
-class AwareDateTime(fields.AwareDateTime):
-    """An ISO 8601 date-time with a real UTC offset, in the years the API takes."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        loaded = super()._deserialize(value, attr, data, **kwargs)
-        problem = time_problem(loaded)
-        if problem:
-            raise ValidationError(problem)
-        return loaded
-
-
-class Date(fields.Date):
-    """An ISO 8601 date in the years the API takes."""
+class _TakenTime:
+    """Loads as the marshmallow field it precedes, then refuses what ``time_problem`` names."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        loaded = super()._deserialize(value, attr, data, **kwargs)
+        loaded = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = time_problem(loaded)
         if problem:
             raise ValidationError(problem)
         return loaded
+
+
+class AwareDateTime(_TakenTime, fields.AwareDateTime):
+    """An ISO 8601 date-time with a real UTC offset, in the years the API takes."""
+
+
+class Date(_TakenTime, fields.Date):
+    """An ISO 8601 date in the years the API takes."""
 
 
 class Problem(Schema):
