@@ -99,10 +99,19 @@ def refuse_nul(data: Any) -> None:
                 pending.append((item, where))
         elif isinstance(value, list):
             pending.extend((item, f"{path}.{index}" if path else str(index)) for index, item in enumerate(value))
-    found.sort()
     if found:
-        raise errors.ValidationFailed(f"{NUL_MESSAGE} Found in: {', '.join(found[:5])}.",
-                                      errors={where: [NUL_MESSAGE] for where in found[:20]})
+        raise _nul_problem(errors.ValidationFailed, sorted(found))
+
+
+def parameters_with_nul(*sources: Any) -> list[str]:
+    """The names of the parameters (of multidicts such as ``request.args``)
+    whose name or value holds a NUL character, sorted."""
+    return sorted({name for source in sources for name, value in source.items(multi=True)
+                   if "\x00" in name or "\x00" in value})
+
+
+def _nul_problem(problem: type[errors.GridsvcError], places: list[str]) -> errors.GridsvcError:
+    return problem(f"{NUL_MESSAGE} Found in: {', '.join(places[:5])}.", errors={where: [NUL_MESSAGE] for where in places[:20]})
 
 
 def refuse_nul_in_url() -> None:
@@ -112,11 +121,10 @@ def refuse_nul_in_url() -> None:
         return
     if "\x00" in request.path:
         raise errors.BadRequest(f"The URL path {NUL_MESSAGE[0].lower()}{NUL_MESSAGE[1:]}")
-    bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name or "\x00" in value})
+    bad = parameters_with_nul(request.args)
     if bad:
         # a 422 as webargs words a bad parameter; the OGC API and the tiles answer those 400
-        problem = errors.ValidationFailed if request.path.startswith("/api/") else errors.BadRequest
-        raise problem(f"{NUL_MESSAGE} Found in: {', '.join(bad[:5])}.", errors={name: [NUL_MESSAGE] for name in bad[:20]})
+        raise _nul_problem(errors.ValidationFailed if request.path.startswith("/api/") else errors.BadRequest, bad)
 
 
 def is_json_number(value: Any) -> bool:

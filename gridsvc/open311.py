@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
+from gridsvc.api import parameters_with_nul
 from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
@@ -230,9 +231,7 @@ def _flat(messages: Any) -> list[Any]:
 @blp.before_request
 def _refuse_nul() -> None:
     # PostgreSQL's text cannot hold NUL; said in this API's own error shape
-    if "\x00" in request.path or any("\x00" in name or "\x00" in value
-                                     for source in (request.args, request.form)
-                                     for name, value in source.items(multi=True)):
+    if "\x00" in request.path or parameters_with_nul(request.args, request.form):
         raise Open311Error(400, "parameters may not contain the NUL character (U+0000)")
 
 
