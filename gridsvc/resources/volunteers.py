@@ -19,6 +19,7 @@ from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, User, Volunteer
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, SkillCreate, SkillOut,
                                         VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery, VolunteerUpdate)
+from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
@@ -189,6 +190,24 @@ def hours_entry(entry) -> dict:
             "started_at": entry.started_at, "ended_at": entry.ended_at, "hours": float(entry.hours),
             "status": entry.status, "auto_approved": entry.auto_approved, "flagged": entry.flagged,
             "flag_reason": entry.flag_reason, "review_note": entry.review_note, "reviewed_at": entry.reviewed_at}
+
+
+@blp.route("/volunteers/<int:volunteer_id>/signups")
+class VolunteerSignups(MethodView):
+    @auth.access(auth.SIGNED_IN)
+    @blp.arguments(VolunteerSignupQuery, location="query")
+    @blp.response(200, VolunteerSignupPageOut)
+    def get(self, query, volunteer_id):
+        """A volunteer's shifts ("my shifts"): confirmed or waitlisted with the place in line, and checked in or not
+        (the volunteer, their zones' liaisons, admins)"""
+        session = current_session()
+        volunteer = service.get_volunteer(session, volunteer_id)
+        require_private(volunteer)
+        # a check-in left open past its shift is closed first, as a read of hours does
+        checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.of_app(current_app),
+                             volunteer_id=volunteer.id)
+        session.commit()
+        return shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), **query)
 
 
 @blp.route("/volunteers/<int:volunteer_id>/hours")

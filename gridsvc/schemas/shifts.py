@@ -147,6 +147,28 @@ class SignupListOut(Schema):
     items = fields.List(fields.Nested(SignupOut))
 
 
+class VolunteerSignupQuery(PageQuery):
+    start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time "
+                                                             "(without from and to: the shifts not yet over)"})
+    end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
+    status = fields.Str(validate=validate.OneOf(("confirmed", "waitlisted")))
+
+
+class VolunteerSignupOut(Schema):
+    id = Int(attribute="signup.id")
+    status = fields.Str(attribute="signup.status", metadata={"description": "confirmed | waitlisted"})
+    waitlist_position = Int(allow_none=True, metadata={"description": "1 = next to move up"})
+    signed_up_at = fields.DateTime(attribute="signup.created_at")
+    shift = fields.Nested(ShiftOut)
+    on_duty = fields.Bool(metadata={"description": "checked in to this shift now"})
+    checked_in_at = fields.DateTime(allow_none=True, metadata={"description": "the last accepted check-in"})
+    checked_out_at = fields.DateTime(allow_none=True, metadata={"description": "the accepted check-out after it"})
+
+
+class VolunteerSignupPageOut(PageOut):
+    items = fields.List(fields.Nested(VolunteerSignupOut))
+
+
 class CancelOut(Schema):
     cancelled = fields.Nested(SignupOut)
     promoted = fields.List(fields.Nested(SignupOut), metadata={"description": "waitlisted volunteers now confirmed"})

@@ -15,12 +15,12 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
-from sqlalchemy import and_, case, func, not_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import Community, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.models import CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.volunteers import get_volunteer, skills_by_code
 
@@ -359,3 +359,61 @@ def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: b
         query = query.where(Shift.ends_at > now)
     return list(session.scalars(query.order_by(Shift.starts_at)))
 
+
+
+@dataclass(frozen=True)
+class VolunteerSignup:
+    """One of a volunteer's sign-ups as their app lists it ("my shifts")."""
+    signup: Signup
+    shift: ShiftView
+    waitlist_position: int | None
+    on_duty: bool
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+
+
+def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, start: datetime | None = None,
+                      end: datetime | None = None, status: str | None = None, limit: int = 100,
+                      offset: int = 0) -> Page[VolunteerSignup]:
+    """A volunteer's live sign-ups (confirmed or waitlisted), earliest shift
+    first, with their place on the waitlist and where they are with checking
+    in. Without ``start`` and ``end``: the shifts not yet over. A cancelled
+    shift stays listed (its status says so); a withdrawn sign-up does not."""
+    volunteer = get_volunteer(session, volunteer_id)
+    query = (select(Signup).join(Shift, Shift.id == Signup.shift_id)
+             .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled"))
+    if start is None and end is None:
+        start = now
+    if start is not None:
+        query = query.where(Shift.ends_at > start)
+    if end is not None:
+        query = query.where(Shift.starts_at < end)
+    if status is not None:
+        query = query.where(Signup.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    # the waitlist's order, as waitlist_position counts it
+    ahead = aliased(Signup)
+    position = case((Signup.status == "waitlisted", 1 + select(func.count()).where(
+        ahead.shift_id == Signup.shift_id, ahead.status == "waitlisted",
+        or_(ahead.created_at < Signup.created_at,
+            and_(ahead.created_at == Signup.created_at, ahead.id < Signup.id))).scalar_subquery()))
+
+    def last_accepted(kind: str):
+        return (select(func.max(CheckEvent.effective_at))
+                .where(CheckEvent.shift_id == Signup.shift_id, CheckEvent.volunteer_id == Signup.volunteer_id,
+                       CheckEvent.kind == kind, CheckEvent.accepted).scalar_subquery())
+
+    rows = session.execute(query.add_columns(position, last_accepted("check_in"), last_accepted("check_out"))
+                           .options(contains_eager(Signup.shift))
+                           .order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
+    counts = _counts(session, [signup.shift_id for signup, *_ in rows])
+    items = []
+    for signup, waitlist_place, checked_in_at, checked_out_at in rows:
+        confirmed, waitlisted = counts.get(signup.shift_id, (0, 0))
+        items.append(VolunteerSignup(
+            signup=signup, shift=ShiftView(shift=signup.shift, confirmed=confirmed, waitlisted=waitlisted),
+            waitlist_position=waitlist_place, on_duty=volunteer.on_duty_shift_id == signup.shift_id,
+            checked_in_at=checked_in_at,
+            # a check-out before the last check-in closed an earlier stint, not this one
+            checked_out_at=checked_out_at if checked_in_at and checked_out_at and checked_out_at >= checked_in_at else None))
+    return Page(items=items, total=total, limit=limit, offset=offset)

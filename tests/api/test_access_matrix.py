@@ -49,6 +49,7 @@ MATRIX = {
     ("POST", "/api/v1/volunteers"): "signed-in",
     ("GET", "/api/v1/volunteers/{volunteer_id}"): "signed-in",
     ("PATCH", "/api/v1/volunteers/{volunteer_id}"): "volunteer-private",  # the volunteer or an admin
+    ("GET", "/api/v1/volunteers/{volunteer_id}/signups"): "volunteer-private",
     ("GET", "/api/v1/volunteers/{volunteer_id}/hours"): "volunteer-private",
     ("GET", "/api/v1/volunteers/{volunteer_id}/hours.csv"): "volunteer-private",
     ("GET", "/api/v1/volunteers/{volunteer_id}/shifts.ics"): "calendar",

@@ -1,0 +1,124 @@
+"""A volunteer's own shifts ("my shifts" in the app): sign-ups, the place in line, and checking in."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+def my_shifts(client, vid: int, **params) -> dict:
+    answer = client.get(f"/api/v1/volunteers/{vid}/signups" + (f"?{urlencode(params)}" if params else ""))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def window(start: datetime, days: int) -> dict:
+    """from/to around the shifts a test made (the demo park has sign-ups of its own)."""
+    return {"from": start.isoformat(), "to": (start + timedelta(days=days)).isoformat()}
+
+
+def test_confirmed_and_waitlisted_in_shift_order_with_the_place_in_line(admin, login, session, clock):
+    g01 = zone_of(session, "G01").id
+    first_day = clock() + timedelta(days=200)
+    full = make_shift(admin, zone_id=g01, starts_at=first_day, capacity=1, title="早高峰疏导")
+    later = make_shift(admin, zone_id=g01, starts_at=first_day + timedelta(days=1), capacity=3, title="垃圾分类督导",
+                       activity="garbage_sorting")
+    clients = {name: login(name) for name in ("volunteer-003", "volunteer-001", "volunteer-002")}
+    for name in ("volunteer-003", "volunteer-001", "volunteer-002"):  # one place: 003 gets it, then the line
+        clients[name].post(f"/api/v1/shifts/{full['id']}/signups", json={})
+    clients["volunteer-002"].post(f"/api/v1/shifts/{later['id']}/signups", json={})
+    me = volunteer_id(session, "volunteer-002")
+
+    listed = my_shifts(clients["volunteer-002"], me, **window(first_day - timedelta(hours=1), 3))
+    assert listed["total"] == 2
+    waiting, confirmed = listed["items"]
+    assert (waiting["shift"]["id"], waiting["status"], waiting["waitlist_position"]) == (full["id"], "waitlisted", 2)
+    assert waiting["shift"]["title"] == "早高峰疏导" and waiting["shift"]["places_left"] == 0
+    assert (confirmed["shift"]["id"], confirmed["status"], confirmed["waitlist_position"]) == (later["id"], "confirmed", None)
+    assert confirmed["shift"]["activity"] == "garbage_sorting" and confirmed["shift"]["places_left"] == 2
+    assert not confirmed["on_duty"] and confirmed["checked_in_at"] is None and confirmed["checked_out_at"] is None
+
+    # the one confirmed withdraws: 001 moves up, and 002 is next in line
+    clients["volunteer-003"].delete(f"/api/v1/shifts/{full['id']}/signups/{volunteer_id(session, 'volunteer-003')}")
+    moved = my_shifts(clients["volunteer-002"], me, status="waitlisted", **window(first_day - timedelta(hours=1), 3))
+    assert [(i["shift"]["id"], i["waitlist_position"]) for i in moved["items"]] == [(full["id"], 1)]
+    promoted = my_shifts(clients["volunteer-001"], volunteer_id(session, "volunteer-001"),
+                         **window(first_day - timedelta(hours=1), 3))
+    assert [(i["shift"]["id"], i["status"]) for i in promoted["items"]] == [(full["id"], "confirmed")]
+    # a withdrawn sign-up is not listed
+    gone = my_shifts(clients["volunteer-003"], volunteer_id(session, "volunteer-003"),
+                     **window(first_day - timedelta(hours=1), 3))
+    assert gone["total"] == 0
+
+
+def test_checking_in_and_out_shows_on_duty_and_the_times(admin, login, session, clock):
+    g01 = zone_of(session, "G01").id
+    lon, lat = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    volunteer = login("volunteer-001")
+    me = volunteer_id(session, "volunteer-001")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+
+    def mine() -> dict:  # without from/to: the shifts not yet over
+        [item] = [i for i in my_shifts(volunteer, me)["items"] if i["shift"]["id"] == shift["id"]]
+        return item
+
+    checked_in_at = clock.advance(hours=1, minutes=5)
+    answer = volunteer.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": lon, "lat": lat, "accuracy_m": 10},
+                            headers={"Idempotency-Key": "in-1"})
+    assert answer.status_code == 201, answer.get_json()
+    item = mine()
+    assert item["on_duty"] and datetime.fromisoformat(item["checked_in_at"]) == checked_in_at
+    assert item["checked_out_at"] is None
+
+    checked_out_at = clock.advance(minutes=50)
+    answer = volunteer.post(f"/api/v1/shifts/{shift['id']}/check-out", json={"lon": lon, "lat": lat, "accuracy_m": 10},
+                            headers={"Idempotency-Key": "out-1"})
+    assert answer.status_code == 201, answer.get_json()
+    item = mine()
+    assert not item["on_duty"] and datetime.fromisoformat(item["checked_out_at"]) == checked_out_at
+    assert datetime.fromisoformat(item["checked_in_at"]) == checked_in_at
+
+    # over: gone from the default list, still there for the day it ran
+    clock.advance(hours=2)
+    assert shift["id"] not in [i["shift"]["id"] for i in my_shifts(volunteer, me)["items"]]
+    day = my_shifts(volunteer, me, **window(checked_in_at - timedelta(hours=2), 1))
+    assert shift["id"] in [i["shift"]["id"] for i in day["items"]]
+
+
+def test_a_check_in_left_open_is_closed_when_the_list_is_read(admin, login, session, clock):
+    g01 = zone_of(session, "G01").id
+    lon, lat = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=1)
+    volunteer = login("volunteer-001")
+    me = volunteer_id(session, "volunteer-001")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    clock.advance(minutes=15)
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": lon, "lat": lat}, headers={"Idempotency-Key": "a"})
+    clock.advance(hours=3)  # past the end and the grace period, never checked out
+    [item] = [i for i in my_shifts(volunteer, me, **window(clock() - timedelta(hours=4), 1))["items"]
+              if i["shift"]["id"] == shift["id"]]
+    assert not item["on_duty"] and item["checked_in_at"] is not None and item["checked_out_at"] is None
+
+
+def test_who_may_see_a_volunteers_shifts(admin, login, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=3))
+    login("volunteer-001").post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    me = volunteer_id(session, "volunteer-001")
+    assert shift["id"] in [i["shift"]["id"] for i in my_shifts(admin, me)["items"]]
+    assert shift["id"] in [i["shift"]["id"] for i in my_shifts(login("liaison-g01"), me)["items"]]  # a zone they work in
+    assert_problem(login("volunteer-002").get(f"/api/v1/volunteers/{me}/signups"), 403)
+    assert_problem(admin.get("/api/v1/volunteers/987654/signups"), 404)
+    problem = assert_problem(admin.get(f"/api/v1/volunteers/{me}/signups?status=cancelled"), 422)
+    assert "status" in problem["errors"]
+    problem = assert_problem(admin.get(f"/api/v1/volunteers/{me}/signups?from=yesterday"), 422)
+    assert "from" in problem["errors"]
