@@ -1,6 +1,8 @@
 """Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from flask import Response, current_app, request
 from flask.views import MethodView
 from shapely.geometry import Point
@@ -9,11 +11,12 @@ from gridsvc import auth, clock
 from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
-from gridsvc.resources.volunteers import hours_entry
+from gridsvc.resources.volunteers import day_range, hours_entry
 from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate, ShiftOut,
                                     ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
                                     SignupListOut, SignupOut)
-from gridsvc.schemas.volunteers import BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn
+from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn, ReviewQueuePageOut,
+                                        ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
 
 blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, check-in/out and service hours")
@@ -256,6 +259,31 @@ def _review(hours_id: int, approve: bool, note: str | None):
     _require_zone_manager(entry.shift.zone_id)
     return checks.review(session, hours_id, approve=approve, note=note,
                          reviewer_id=auth.current_principal().user_id, now=clock.now())
+
+
+@blp.route("/hours")
+class HoursQueue(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ReviewQueueQuery, location="query")
+    @blp.response(200, ReviewQueuePageOut)
+    def get(self, query):
+        """Hours to review (default: pending), oldest first, with where the check-in and check-out were:
+        a liaison sees their zones' shifts, an admin all (then approve or decline, singly or in bulk)"""
+        session = current_session()
+        principal = auth.current_principal()
+        if query.get("zone_id") is not None:
+            _require_zone_manager(query["zone_id"])
+        # check-ins left open past their shift become hours to review (flagged missing_check_out)
+        checks.close_overdue(session, now=clock.now(), policy=policy())
+        session.commit()
+        start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+        filters = {k: query.get(k) for k in ("status", "zone_id", "shift_id", "volunteer_id", "flagged")}
+        page = checks.hours_for_review(session, zone_ids=None if "admin" in principal.roles else principal.liaison_zone_ids,
+                                       start=start, end=end, limit=query["limit"], offset=query["offset"], **filters)
+        return {"total": page.total, "limit": page.limit, "offset": page.offset,
+                "items": [{**hours_entry(item.entry), "volunteer_id": item.entry.volunteer_id,
+                           "volunteer_name": item.entry.volunteer.real_name, "zone_id": item.entry.shift.zone_id,
+                           "check_in": item.check_in, "check_out": item.check_out} for item in page.items]}
 
 
 @blp.route("/hours/<int:hours_id>/approve")

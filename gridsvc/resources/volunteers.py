@@ -167,7 +167,7 @@ class MyLocation(MethodView):
                 "recorded_at": at}
 
 
-def _day_range(query: dict, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+def day_range(query: dict, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     start = datetime.combine(query["start"], time.min, tz) if "start" in query else None
     end = datetime.combine(query["end"] + timedelta(days=1), time.min, tz) if "end" in query else None
     return start, end
@@ -181,7 +181,7 @@ def _hours_context(volunteer_id: int, query: dict):
                          volunteer_id=volunteer.id)
     session.commit()
     tz = ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
-    start, end = _day_range(query, tz)
+    start, end = day_range(query, tz)
     return volunteer, checks.hours_of(session, volunteer_id, start=start, end=end), tz
 
 

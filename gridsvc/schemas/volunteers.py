@@ -177,6 +177,35 @@ class ReviewIn(Schema):
     note = fields.Str(validate=validate.Length(max=500), allow_none=True)
 
 
+class ReviewQueueQuery(HoursQuery, PageQuery):
+    status = fields.Str(load_default="pending", validate=validate.OneOf(("pending", "approved", "declined")),
+                        metadata={"description": "default pending: what waits for a decision"})
+    zone_id = Int()
+    shift_id = Int()
+    volunteer_id = Int()
+    flagged = fields.Bool(metadata={"description": "true: only entries flagged for a closer look"})
+
+
+class CheckSeenOut(Schema):
+    at = fields.DateTime(attribute="effective_at")
+    inside = fields.Bool(metadata={"description": "inside the shift's geofence"})
+    distance_m = fields.Float(metadata={"description": "metres to the geofence (0 inside)"})
+    offline = fields.Bool(metadata={"description": "recorded offline, sent later"})
+
+
+class HoursUnderReviewOut(HoursOut):
+    volunteer_id = Int()
+    volunteer_name = fields.Str()
+    zone_id = Int()
+    check_in = fields.Nested(CheckSeenOut)
+    check_out = fields.Nested(CheckSeenOut, allow_none=True,
+                              metadata={"description": "null: no check-out (closed at the shift's end)"})
+
+
+class ReviewQueuePageOut(PageOut):
+    items = fields.List(fields.Nested(HoursUnderReviewOut))
+
+
 class BulkReviewIn(Schema):
     ids = fields.List(Int(), required=True, validate=validate.Length(1, 500))
     action = fields.Str(required=True, validate=validate.OneOf(("approve", "decline")))

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased, contains_eager
 
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
 from gridsvc.errors import Conflict, GridsvcError, NotFound, TokenRefused, ValidationFailed
-from gridsvc.models import ServiceHours, Shift, Volunteer
+from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
+from gridsvc.services import Page
 from gridsvc.services.volunteers import no_profile
 
 
@@ -291,6 +292,43 @@ def hours_of(session: Session, volunteer_id: int, *, start: datetime | None = No
     if end is not None:
         query = query.where(ServiceHours.started_at < end)
     return list(session.scalars(query.order_by(ServiceHours.started_at, ServiceHours.id)))
+
+
+@dataclass(frozen=True)
+class HoursUnderReview:
+    """An hours entry with what its reviewer weighs: where the check-in and the check-out were."""
+    entry: ServiceHours
+    check_in: CheckEvent
+    check_out: CheckEvent | None
+
+
+def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, status: str = "pending",
+                     zone_id: int | None = None, shift_id: int | None = None, volunteer_id: int | None = None,
+                     flagged: bool | None = None, start: datetime | None = None, end: datetime | None = None,
+                     limit: int = 100, offset: int = 0) -> Page[HoursUnderReview]:
+    """Hours entries of shifts in ``zone_ids`` (None: every zone), oldest
+    first: the liaison's review queue (``status`` pending) and its record."""
+    check_in, check_out = aliased(CheckEvent), aliased(CheckEvent)
+    query = (select(ServiceHours, check_in, check_out)
+             .join(ServiceHours.shift).join(ServiceHours.volunteer)
+             .join(check_in, check_in.id == ServiceHours.check_in_id)
+             .outerjoin(check_out, check_out.id == ServiceHours.check_out_id)
+             .where(ServiceHours.status == status))
+    if zone_ids is not None:
+        query = query.where(Shift.zone_id.in_(list(zone_ids)))
+    for column, value in ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
+                          (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)):
+        if value is not None:
+            query = query.where(column == value)
+    if start is not None:
+        query = query.where(ServiceHours.started_at >= start)
+    if end is not None:
+        query = query.where(ServiceHours.started_at < end)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.options(contains_eager(ServiceHours.shift), contains_eager(ServiceHours.volunteer))
+                           .order_by(ServiceHours.started_at, ServiceHours.id).limit(limit).offset(offset)).all()
+    return Page(items=[HoursUnderReview(entry, cin, cout) for entry, cin, cout in rows], total=total, limit=limit,
+                offset=offset)
 
 
 def get_hours(session: Session, hours_id: int, *, for_update: bool = False) -> ServiceHours:

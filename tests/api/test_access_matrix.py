@@ -67,6 +67,7 @@ MATRIX = {
     ("DELETE", "/api/v1/shifts/{shift_id}/signups/{volunteer_id}"): "volunteer-private",
     ("POST", "/api/v1/shifts/{shift_id}/check-in"): "volunteer-role",
     ("POST", "/api/v1/shifts/{shift_id}/check-out"): "volunteer-role",
+    ("GET", "/api/v1/hours"): "shift-managers",
     ("POST", "/api/v1/hours/{hours_id}/approve"): "shift-managers",
     ("POST", "/api/v1/hours/{hours_id}/decline"): "shift-managers",
     ("POST", "/api/v1/hours/review"): "bulk-review",
@@ -248,6 +249,8 @@ def _url(path: str, ids: dict) -> str:
         url += f"?community_id={ids['community_id']}"
     elif path.endswith("/dispatch/batch"):
         url += f"?community_id={ids['community_id']}"
+    elif path == "/api/v1/hours":  # a liaison of another zone asking for this one
+        url += f"?zone_id={ids['zone_id']}"
     elif path.endswith("/dispatch/candidates"):
         url += "?lon=121.78&lat=29.87"
     return url

@@ -1,0 +1,89 @@
+"""The liaison's review queue: the hours waiting for a decision in their zones, with the check-in and check-out."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
+from tests.helpers import assert_problem
+
+
+@pytest.fixture()
+def admin(login):
+    return login("admin")
+
+
+def check(client, shift_id, kind, point, key):
+    answer = client.post(f"/api/v1/shifts/{shift_id}/{kind}", json={"lon": point[0], "lat": point[1], "accuracy_m": 10},
+                         headers={"Idempotency-Key": key})
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()
+
+
+def queue(client, **params) -> dict:
+    answer = client.get("/api/v1/hours" + (f"?{urlencode(params)}" if params else ""))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+@pytest.fixture()
+def worked(admin, login, session, clock):
+    """Two stints waiting for review: in G01 a check-out 5 km away, in G02 a check-in never checked out."""
+    g01, g02 = zone_of(session, "G01").id, zone_of(session, "G02").id
+    at_g01, at_g02 = zone_center(admin, g01), zone_center(admin, g02)
+    start = clock() + timedelta(minutes=10)
+    shifts = {"G01": make_shift(admin, zone_id=g01, starts_at=start, hours=1),
+              "G02": make_shift(admin, zone_id=g02, starts_at=start, hours=1, title="垃圾分类督导", activity="garbage_sorting")}
+    one, two = login("volunteer-001"), login("volunteer-002")
+    one.post(f"/api/v1/shifts/{shifts['G01']['id']}/signups", json={})
+    two.post(f"/api/v1/shifts/{shifts['G02']['id']}/signups", json={})
+    clock.advance(minutes=10)
+    check(one, shifts["G01"]["id"], "check-in", at_g01, "one-in")
+    check(two, shifts["G02"]["id"], "check-in", at_g02, "two-in")
+    clock.advance(minutes=45)
+    # 5 km north of G01's centre is outside the park: a check-out is accepted there, but not auto-approved
+    out = check(one, shifts["G01"]["id"], "check-out", north_of(at_g01, 5000), "one-out")
+    assert not out["inside"] and out["hours"]["status"] == "pending"
+    clock.advance(hours=3)  # past G02's end and the grace period: closed at the shift's end
+    return {"shifts": shifts, "start": start, "one": volunteer_id(session, "volunteer-001"),
+            "two": volunteer_id(session, "volunteer-002"), "check_out_distance": out["distance_m"]}
+
+
+def test_a_liaison_sees_what_waits_in_their_zones_with_the_evidence(worked, login, session):
+    [entry] = queue(login("liaison-g01"))["items"]
+    assert entry["shift_id"] == worked["shifts"]["G01"]["id"] and entry["zone_id"] == zone_of(session, "G01").id
+    assert entry["volunteer_id"] == worked["one"] and entry["volunteer_name"]
+    assert entry["status"] == "pending" and entry["hours"] == pytest.approx(0.75)  # 45 minutes
+    assert entry["check_in"]["inside"] and entry["check_in"]["distance_m"] == 0
+    assert entry["check_out"]["inside"] is False
+    assert entry["check_out"]["distance_m"] == pytest.approx(worked["check_out_distance"])
+    assert datetime.fromisoformat(entry["check_in"]["at"]) == worked["start"]
+
+    [other] = queue(login("liaison-g02"))["items"]  # closed by reading the queue
+    assert other["volunteer_id"] == worked["two"] and other["check_out"] is None
+    assert other["flagged"] and other["flag_reason"] == "missing_check_out"
+    assert other["hours"] == pytest.approx(1.0)  # from the check-in at the start to the shift's end
+    assert [e["id"] for e in queue(login("liaison-g02"), flagged="true")["items"]] == [other["id"]]
+    assert queue(login("liaison-g02"), flagged="false")["items"] == []
+
+    everything = queue(login("admin"), **{"from": worked["start"].date().isoformat(), "to": worked["start"].date().isoformat()})
+    assert {entry["id"], other["id"]} <= {e["id"] for e in everything["items"]}
+
+
+def test_the_queue_empties_as_the_liaison_decides(worked, login):
+    liaison = login("liaison-g01")
+    [entry] = queue(liaison)["items"]
+    results = liaison.post("/api/v1/hours/review", json={"ids": [entry["id"]], "action": "approve"}).get_json()["results"]
+    assert results == [{"id": entry["id"], "status": 200, "hours_status": "approved"}]
+    assert queue(liaison)["total"] == 0
+    assert [e["id"] for e in queue(liaison, status="approved")["items"]] == [entry["id"]]
+
+
+def test_who_may_read_the_queue(worked, login, session):
+    assert_problem(login("liaison-g01").get(f"/api/v1/hours?zone_id={zone_of(session, 'G02').id}"), 403)
+    assert_problem(login("volunteer-001").get("/api/v1/hours"), 403)
+    assert_problem(login("admin").get("/api/v1/hours?status=maybe"), 422)
+    assert_problem(login("admin").get("/api/v1/hours?from=2026-13-01"), 422)
+    assert queue(login("admin"), zone_id=zone_of(session, "G01").id, volunteer_id=worked["two"])["total"] == 0
