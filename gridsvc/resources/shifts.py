@@ -12,9 +12,9 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import day_range, hours_entry
-from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate, ShiftOut,
-                                    ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
-                                    SignupListOut, SignupOut)
+from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate,
+                                    ShiftEventPageOut, ShiftEventQuery, ShiftOut, ShiftPageOut, ShiftQuery,
+                                    ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn, SignupListOut, SignupOut)
 from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn, ReviewQueuePageOut,
                                         ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
@@ -137,6 +137,18 @@ class ShiftSignups(MethodView):
         result = service.sign_up(session, shift_id, volunteer_id, now=clock.now())
         session.commit()
         return signup_view(result.signup, result.waitlist_position)
+
+
+@blp.route("/shifts/<int:shift_id>/check-events")
+class ShiftCheckEvents(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(ShiftEventQuery, location="query")
+    @blp.response(200, ShiftEventPageOut)
+    def get(self, query, shift_id):
+        """Who checked in and out, when and where, refused attempts included (admins, the zone's liaison)"""
+        session = current_session()
+        _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+        return checks.events_of_shift(session, shift_id, **query)
 
 
 @blp.route("/shifts/<int:shift_id>/signups/<int:volunteer_id>")

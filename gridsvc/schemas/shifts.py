@@ -169,6 +169,40 @@ class VolunteerSignupPageOut(PageOut):
     items = fields.List(fields.Nested(VolunteerSignupOut))
 
 
+class ShiftEventQuery(PageQuery):
+    volunteer_id = Int()
+    flagged = fields.Bool(metadata={"description": "true: refused events and others flagged for a look"})
+
+
+class ShiftEventOut(Schema):
+    id = Int(attribute="event.id")
+    volunteer_id = Int(attribute="event.volunteer_id")
+    volunteer_name = fields.Str()
+    kind = fields.Str(attribute="event.kind", metadata={"description": "check_in | check_out"})
+    at = fields.DateTime(attribute="event.effective_at", metadata={"description": "the moment judged"})
+    received_at = fields.DateTime(attribute="event.received_at")
+    offline = fields.Bool(attribute="event.offline")
+    accepted = fields.Bool(attribute="event.accepted")
+    reason = fields.Str(attribute="event.reason", allow_none=True,
+                        metadata={"description": "why it was refused: outside_geofence, outside_window"})
+    flagged = fields.Bool(attribute="event.flagged")
+    inside = fields.Bool(attribute="event.inside")
+    distance_m = fields.Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
+    accuracy_m = fields.Float(attribute="event.accuracy_m", allow_none=True)
+    point = fields.Method("_point", metadata={"description": "the position judged (WGS-84)"})
+    input = fields.Method("_input", metadata={"description": "the position as the phone sent it"})
+
+    def _point(self, seen) -> dict:
+        return {"lon": seen.lon, "lat": seen.lat, "crs": "wgs84"}
+
+    def _input(self, seen) -> dict:
+        return {"lon": seen.event.input_lon, "lat": seen.event.input_lat, "crs": seen.event.input_crs}
+
+
+class ShiftEventPageOut(PageOut):
+    items = fields.List(fields.Nested(ShiftEventOut))
+
+
 class CancelOut(Schema):
     cancelled = fields.Nested(SignupOut)
     promoted = fields.List(fields.Nested(SignupOut), metadata={"description": "waitlisted volunteers now confirmed"})

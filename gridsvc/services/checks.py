@@ -331,6 +331,29 @@ def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, statu
                 offset=offset)
 
 
+@dataclass(frozen=True)
+class SeenEvent:
+    """A check event of a shift, for its liaison: who, and the WGS-84 point judged."""
+    event: CheckEvent
+    volunteer_name: str
+    lon: float
+    lat: float
+
+
+def events_of_shift(session: Session, shift_id: int, *, volunteer_id: int | None = None, flagged: bool | None = None,
+                    limit: int = 100, offset: int = 0) -> Page[SeenEvent]:
+    """A shift's check-ins and check-outs, accepted and refused, in the order they happened."""
+    query = (select(CheckEvent, Volunteer.real_name, func.ST_X(CheckEvent.position), func.ST_Y(CheckEvent.position))
+             .join(Volunteer, Volunteer.id == CheckEvent.volunteer_id).where(CheckEvent.shift_id == shift_id))
+    if volunteer_id is not None:
+        query = query.where(CheckEvent.volunteer_id == volunteer_id)
+    if flagged is not None:
+        query = query.where(CheckEvent.flagged == flagged)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(CheckEvent.effective_at, CheckEvent.id).limit(limit).offset(offset)).all()
+    return Page(items=[SeenEvent(*row) for row in rows], total=total, limit=limit, offset=offset)
+
+
 def get_hours(session: Session, hours_id: int, *, for_update: bool = False) -> ServiceHours:
     entry = session.get(ServiceHours, hours_id, with_for_update=for_update or None)
     if entry is None:

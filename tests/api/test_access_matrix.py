@@ -65,6 +65,7 @@ MATRIX = {
     ("GET", "/api/v1/shifts/{shift_id}/signups"): "shift-managers",
     ("POST", "/api/v1/shifts/{shift_id}/signups"): "own-volunteer",
     ("DELETE", "/api/v1/shifts/{shift_id}/signups/{volunteer_id}"): "volunteer-private",
+    ("GET", "/api/v1/shifts/{shift_id}/check-events"): "shift-managers",
     ("POST", "/api/v1/shifts/{shift_id}/check-in"): "volunteer-role",
     ("POST", "/api/v1/shifts/{shift_id}/check-out"): "volunteer-role",
     ("GET", "/api/v1/hours"): "shift-managers",

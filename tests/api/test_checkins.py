@@ -442,3 +442,27 @@ def test_the_fast_path_loads_a_plain_body_as_the_schema_does_and_leaves_it_any_o
         assert loaded == expected is not None
     else:
         assert loaded is None
+
+
+def test_the_liaison_sees_the_shifts_check_ins_refused_ones_included(duty, login, session, clock):
+    shift_id = duty["shift"]["id"]
+    far = north_of(duty["center"], 5000)
+    refused = post_check(duty["client"], shift_id, "check-in", *from_wgs84(*far, "gcj02"), crs="gcj02", key="far")
+    assert refused.status_code == 422
+    clock.advance(minutes=2)
+    post_check(duty["client"], shift_id, "check-in", *duty["center"], key="near")
+    liaison = login("liaison-g01")
+    events = liaison.get(f"/api/v1/shifts/{shift_id}/check-events").get_json()
+    assert events["total"] == 2
+    first, second = events["items"]
+    assert (first["kind"], first["accepted"], first["reason"], first["flagged"]) == ("check_in", False, "outside_geofence", True)
+    assert first["volunteer_id"] == duty["id"] and first["volunteer_name"]
+    assert first["distance_m"] == pytest.approx(refused.get_json()["distance_m"])
+    assert first["input"]["crs"] == "gcj02" and geodesic_distance_m(first["point"]["lon"], first["point"]["lat"], *far) < 1
+    assert (second["accepted"], second["inside"], second["distance_m"]) == (True, True, 0)
+    assert datetime.fromisoformat(second["at"]) == clock()
+    flagged = liaison.get(f"/api/v1/shifts/{shift_id}/check-events?flagged=true").get_json()
+    assert [e["id"] for e in flagged["items"]] == [first["id"]]
+    assert_problem(login("liaison-g02").get(f"/api/v1/shifts/{shift_id}/check-events"), 403)
+    assert_problem(duty["client"].get(f"/api/v1/shifts/{shift_id}/check-events"), 403)
+    assert_problem(liaison.get("/api/v1/shifts/987654/check-events"), 404)
