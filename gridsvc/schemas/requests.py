@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from gridsvc.schemas.accounts import PHONE
 from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn
 from gridsvc.schemas.parking import BBox
 
@@ -43,12 +44,26 @@ class DepartmentCodeOut(Schema):
     code = fields.Str()
 
 
+class Contact(Schema):
+    """How to reach the requester (Open311's first_name, last_name, email and phone, or a name and WeChat ID)."""
+    name = fields.Str(validate=validate.Length(1, 100))
+    first_name = fields.Str(validate=validate.Length(1, 100))
+    last_name = fields.Str(validate=validate.Length(1, 100))
+    phone = fields.Str(validate=PHONE)
+    email = fields.Email(validate=validate.Length(max=254))
+    wechat = fields.Str(validate=validate.Length(1, 64))
+
+
+CONTACT_SEEN_BY = ("shown to whom handles the request (the zone's liaison, the volunteer it was given to, the "
+                   "department it was passed to, admins) and to the requester; null for others")
+
+
 class RequestCreate(PositionIn):
     service_code = fields.Str(required=True, metadata={"example": "parking"})
     description = fields.Str(required=True, validate=validate.Length(1, 4000))
     attributes = fields.Dict(keys=fields.Str(), load_default=dict)
     media_urls = fields.List(fields.Url(schemes={"http", "https"}), load_default=list, validate=validate.Length(max=10))
-    contact = fields.Dict(allow_none=True, metadata={"description": "how to reach the requester, e.g. {name, phone}"})
+    contact = fields.Nested(Contact, allow_none=True, metadata={"description": "how to reach you: " + CONTACT_SEEN_BY})
 
 
 class OfferOut(Schema):
@@ -84,6 +99,7 @@ class RequestOut(Schema):
     closed_at = fields.DateTime(allow_none=True)
     rating = Int(allow_none=True)
     feedback = fields.Str(allow_none=True)
+    contact = fields.Nested(Contact, allow_none=True, metadata={"description": "the requester's, " + CONTACT_SEEN_BY})
 
 
 class RequestPageOut(PageOut):

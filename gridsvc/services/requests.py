@@ -730,6 +730,18 @@ def visible(query, actor: Actor):
     return query.where(or_(*clauses)) if clauses else query.where(False)
 
 
+def may_reach_requester(request: ServiceRequest, actor: Actor) -> bool:
+    """Whether ``actor`` is shown the requester's contact details: those
+    handling the request (the zone's liaison, the volunteer it was given
+    to, the department it was passed to, admins) and the requester; not a
+    volunteer it was merely offered to, nor a department's pool before it
+    is claimed."""
+    return (actor.is_admin or (actor.user_id is not None and actor.user_id == request.requester_id)
+            or request.zone_id in actor.liaison_zone_ids
+            or (actor.volunteer_id is not None and actor.volunteer_id == request.volunteer_id)
+            or request.department_id in actor.department_ids)
+
+
 def may_see(session: Session, request: ServiceRequest, actor: Actor) -> bool:
     return session.scalar(visible(select(ServiceRequest.id).where(ServiceRequest.id == request.id), actor)) is not None
 

@@ -186,6 +186,9 @@ def test_a_point_just_outside_every_zone_goes_to_the_nearest(login, session):
     ({"service_code": "juggling"}, "service_code"), ({"attributes": {}}, "attributes"),
     ({"attributes": {"problem": "aliens"}}, "attributes"), ({"attributes": {"problem": "no_space", "colour": "red"}}, "attributes"),
     ({"lon": 200}, "lon"), ({"description": ""}, "description"), ({"media_urls": ["ftp://x"]}, "media_urls"),
+    ({"contact": {"name": "王" * 101}}, "contact"), ({"contact": {"phone": "call me"}}, "contact"),
+    ({"contact": {"email": "not-an-address"}}, "contact"), ({"contact": {"notes": "x" * 100_000}}, "contact"),
+    ({"contact": "13900000009"}, "contact"),
 ])
 def test_bad_requests_are_422_and_file_nothing(login, g03, session, change, field):
     before = session.scalar(select(func.count()).select_from(ServiceRequest))
@@ -207,6 +210,25 @@ def test_who_sees_what(login, g03):
     assert_problem(login("liaison-g04").get(f"/api/v1/requests/{mine['id']}"), 404)
     assert login("admin").get(f"/api/v1/requests/{mine['id']}").status_code == 200
     assert_problem(login("planner").get("/api/v1/requests"), 403)
+
+
+def test_the_requesters_contact_reaches_only_whom_handles_it(login, g03):
+    contact = {"name": "王师傅", "phone": "13900000009", "wechat": "wang_sf"}
+    filed = file(login("worker-005"), g03["here"], contact=contact).get_json()
+    assert filed["contact"] == contact  # the requester sees their own
+
+    def seen_by(username):
+        answer = login(username).get(f"/api/v1/requests/{filed['id']}")
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["contact"]
+
+    # offered, not yet taken: the volunteer decides without the requester's phone number
+    assert seen_by("volunteer-013") is None
+    assert [o["contact"] for o in login("volunteer-013").get("/api/v1/me/offers").get_json()] == [None]
+    assert seen_by("liaison-g03") == contact and seen_by("admin") == contact
+    taken = login("volunteer-013").post(f"/api/v1/requests/{filed['id']}/accept", json={})
+    assert taken.status_code == 200 and taken.get_json()["contact"] == contact
+    assert seen_by("volunteer-013") == contact
 
 
 def test_twenty_requests_at_once_next_to_one_volunteer_with_cap_one(committed_app, engine, clock):
