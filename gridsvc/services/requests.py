@@ -96,6 +96,17 @@ def list_services(session: Session) -> list[ServiceType]:
     return list(session.scalars(select(ServiceType).order_by(ServiceType.group, ServiceType.code)))
 
 
+# An Open311 "string" attribute is a line, "text" a paragraph (as long as a description).
+MAX_ATTRIBUTE_TEXT = {"string": 200, "text": 4000}
+
+
+def _is_iso_datetime(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(datetime.fromisoformat(value))
+    except ValueError:
+        return False
+
+
 def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
     """Check values against a service's Open311 attribute definitions."""
     errors: dict[str, list[str]] = {}
@@ -112,19 +123,20 @@ def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, 
             continue
         kind = spec.get("datatype", "string")
         allowed = {v["key"] for v in spec.get("values", [])}
+        # (list keys are text: a JSON list or object is no key, and cannot be looked up in a set)
         if kind in ("string", "text") and not isinstance(value, str):
             errors[code] = ["must be text"]
+        elif kind in ("string", "text") and len(value) > MAX_ATTRIBUTE_TEXT[kind]:
+            errors[code] = [f"at most {MAX_ATTRIBUTE_TEXT[kind]} characters"]
         elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                    or not math.isfinite(value)):
             errors[code] = ["must be a number"]
-        elif kind == "datetime":
-            try:
-                datetime.fromisoformat(str(value))
-            except ValueError:
-                errors[code] = ["must be an ISO 8601 date-time"]
-        elif kind == "singlevaluelist" and value not in allowed:
+        elif kind == "datetime" and not _is_iso_datetime(value):
+            errors[code] = ["must be an ISO 8601 date-time"]
+        elif kind == "singlevaluelist" and not (isinstance(value, str) and value in allowed):
             errors[code] = [f"must be one of {', '.join(sorted(allowed))}"]
-        elif kind == "multivaluelist" and (not isinstance(value, list) or not set(value) <= allowed):
+        elif kind == "multivaluelist" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)
+                                               and set(value) <= allowed):
             errors[code] = [f"must be a list drawn from {', '.join(sorted(allowed))}"]
         clean[code] = value
     if errors:

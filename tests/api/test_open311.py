@@ -72,6 +72,8 @@ def test_errors_in_the_spec_format(client, key_for, fmt):
     geo = GeoReportClient(client, api_key=key_for("worker-010"), fmt=fmt)
     status, errors = geo.post_request("parking", 29.87, 121.78)  # missing the required attribute
     assert status == 422 and "problem" in errors[0]["description"]
+    status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": ["blocked", "illegal"]})
+    assert status == 422 and "problem" in errors[0]["description"]  # one value of the list, given twice
     status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"}, email="nobody")
     assert status == 400 and "email" in errors[0]["description"]
     status, errors = geo.post_request("parking", 95, 121.78, attributes={"problem": "blocked"})

@@ -189,6 +189,9 @@ def test_a_point_just_outside_every_zone_goes_to_the_nearest(login, session):
     ({"contact": {"name": "王" * 101}}, "contact"), ({"contact": {"phone": "call me"}}, "contact"),
     ({"contact": {"email": "not-an-address"}}, "contact"), ({"contact": {"notes": "x" * 100_000}}, "contact"),
     ({"contact": "13900000009"}, "contact"),
+    # a list or an object where a list key is expected (these were 500s)
+    ({"attributes": {"problem": ["no_space"]}}, "attributes"), ({"attributes": {"problem": {"key": "no_space"}}}, "attributes"),
+    ({"attributes": {"problem": "no_space", "plate": "浙B" + "1" * 200}}, "attributes"),
 ])
 def test_bad_requests_are_422_and_file_nothing(login, g03, session, change, field):
     before = session.scalar(select(func.count()).select_from(ServiceRequest))
