@@ -163,6 +163,7 @@ class LotQuery(PageQuery):
 class SpaceProperties(Schema):
     lot_id = Int(allow_none=True)
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    lot_ref = fields.Str(allow_none=True, validate=validate.Length(1, 64), metadata={"description": "the space's lot"})
     space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
     opened_on = Date(allow_none=True)
@@ -374,39 +375,54 @@ def _osm_date(value: str | None, errors: dict) -> date | None:
     return None
 
 
+# The OSM tags read; their values are text in OSM (an export may write an id or a count as a number).
+OSM_TAGS = ("name", "name:zh", "name:en", "ref", "@id", "id", "operator", "access", "parking", "parking_space",
+            "opening_hours", "fee", "start_date", "capacity", "capacity:disabled", "capacity:charging", "capacity:hgv",
+            "enterprise", "lot_ref")
+
+
+def _not_a_tag_value(value: Any) -> bool:
+    return value is not None and (isinstance(value, bool) or not isinstance(value, (str, int)))
+
+
 def _from_osm(tags: dict) -> tuple[str, dict[str, Any], dict[str, list[str]]]:
-    """Map OpenStreetMap's parking tags onto our fields. OSM's capacity is the
+    """Map OpenStreetMap's parking tags onto the fields of an import (loaded
+    then by the same schema as ours, with its bounds). OSM's capacity is the
     total; capacity:disabled and capacity:charging are parts of it."""
-    errors: dict[str, list[str]] = {}
-    amenity = tags.get("amenity")
+    feature_type = "space" if tags.get("amenity") == "parking_space" else "lot"
+    errors = {key: ["must be text, as OSM tag values are"] for key in OSM_TAGS if _not_a_tag_value(tags.get(key))}
+    if errors:
+        return feature_type, {}, errors
     ref = tags.get("ref") or tags.get("@id") or tags.get("id")
-    if amenity == "parking_space":
-        space_type = OSM_SPACE_TYPE.get(tags.get("parking_space", ""), "car")
-        return "space", {"space_type": space_type, "status": "free", "ref": str(ref) if ref else None,
-                         "opened_on": _osm_date(tags.get("start_date"), errors)}, errors
+    opened_on = _osm_date(tags.get("start_date"), errors)
+    common = {"ref": str(ref) if ref else None, "opened_on": opened_on.isoformat() if opened_on else None}
+    if feature_type == "space":
+        return "space", {**common, "space_type": OSM_SPACE_TYPE.get(tags.get("parking_space", ""), "car"),
+                         "status": "free", "lot_ref": tags.get("lot_ref")}, errors
     total = _osm_int(tags, "capacity", errors)
     accessible = _osm_int(tags, "capacity:disabled", errors)
     charging = _osm_int(tags, "capacity:charging", errors)
     if accessible + charging > total:
         errors["capacity"] = [f"capacity {total} is less than capacity:disabled + capacity:charging"]
-    fields_ = {
+    return "lot", {
+        **common,
         "name": tags.get("name") or tags.get("name:zh") or tags.get("name:en") or "停车场 Car park",
-        "ref": str(ref) if ref else None, "operator": tags.get("operator"),
+        "operator": tags.get("operator"),
         "access": OSM_ACCESS.get(tags.get("access", "yes"), "public"),
         "kind": OSM_KIND.get(tags.get("parking", "surface"), "surface"),
-        "capacity": {"car": max(0, total - accessible - charging), "accessible": accessible, "ev_charging": charging,
-                     "truck": _osm_int(tags, "capacity:hgv", errors), "ebike": 0},
-        "opening_hours": tags.get("opening_hours"), "fee": tags.get("fee"),
-        "opened_on": _osm_date(tags.get("start_date"), errors),
-    }
-    return "lot", fields_, errors
+        "capacity_car": max(0, total - accessible - charging), "capacity_accessible": accessible,
+        "capacity_ev_charging": charging, "capacity_truck": _osm_int(tags, "capacity:hgv", errors), "capacity_ebike": 0,
+        "opening_hours": tags.get("opening_hours"), "fee": tags.get("fee"), "enterprise": tags.get("enterprise"),
+    }, errors
 
 
 class _ImportLot(Schema):
     class Meta:
-        unknown = EXCLUDE  # feature_type, enterprise, and OSM-style extras are read separately
+        unknown = EXCLUDE  # feature_type and OSM-style extras
 
     name = fields.Str(required=True, validate=validate.Length(1, 200))
+    enterprise = fields.Str(allow_none=True, validate=validate.Length(1, 200),
+                            metadata={"description": "the owning enterprise, by name"})
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
     access = fields.Str(load_default="public", validate=validate.OneOf(PARKING_ACCESS))
@@ -431,6 +447,7 @@ class _ImportSpace(Schema):
         unknown = EXCLUDE
 
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    lot_ref = fields.Str(allow_none=True, validate=validate.Length(1, 64), metadata={"description": "the space's lot"})
     space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
     opened_on = Date(allow_none=True)
@@ -447,7 +464,7 @@ def parse_import(collection: Any) -> ImportReport:
         errors: dict[str, Any] = {}
         props = raw.get("properties") if isinstance(raw, dict) else None
         props = props if isinstance(props, dict) else {}
-        label = str(props.get("ref") or props.get("name") or f"feature {index}")
+        label = str(props.get("ref") or props.get("name") or f"feature {index}")[:80]
         if not isinstance(raw, dict) or raw.get("type") != "Feature":
             report.errors.append({"index": index, "feature": label, "errors": {"type": ["must be 'Feature'"]}})
             continue
@@ -457,18 +474,19 @@ def parse_import(collection: Any) -> ImportReport:
                                   "errors": {"amenity": [f"not parking: {props['amenity']!r}"]}})
             continue
         if osm:
-            feature_type, values, errors = _from_osm(props)
+            feature_type, given, errors = _from_osm(props)
         else:
-            feature_type = props.get("feature_type", "lot")
+            feature_type, given = props.get("feature_type", "lot"), props
             if feature_type not in ("lot", "space"):
                 report.errors.append({"index": index, "feature": label,
                                       "errors": {"feature_type": ["must be 'lot' or 'space'"]}})
                 continue
+        values: dict[str, Any] = {}
+        if not errors:
             try:
-                values = (_ImportLot if feature_type == "lot" else _ImportSpace)().load(props)
+                values = (_ImportLot if feature_type == "lot" else _ImportSpace)().load(given)
             except ValidationError as exc:
                 errors.update(exc.messages)
-                values = {}
         try:
             allowed = LOT_GEOMETRIES if feature_type == "lot" else SPACE_GEOMETRIES
             geometry = LotGeometry(allowed=allowed).deserialize(raw.get("geometry"))
@@ -478,9 +496,9 @@ def parse_import(collection: Any) -> ImportReport:
         if errors:
             report.errors.append({"index": index, "feature": label, "errors": errors})
             continue
+        enterprise, lot_ref = values.pop("enterprise", None), values.pop("lot_ref", None)
         report.items.append(ImportItem(index=index, feature_type=feature_type, geometry=geometry, fields=values,
-                                       ref=values.get("ref"), enterprise=props.get("enterprise"),
-                                       lot_ref=props.get("lot_ref"), label=label))
+                                       ref=values.get("ref"), enterprise=enterprise, lot_ref=lot_ref, label=label))
     return report
 
 

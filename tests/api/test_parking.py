@@ -262,6 +262,27 @@ def test_import_with_one_bad_feature_imports_nothing_and_names_it(admin, market,
     assert_problem(admin.post("/api/v1/parking/import", data="{oops", content_type="application/json"), 400)
 
 
+@pytest.mark.parametrize("props, field", [
+    # a list or an object where text belongs (these were 500s)
+    ({"name": "x", "enterprise": ["灵峰科技"]}, "enterprise"), ({"feature_type": "space", "lot_ref": {"ref": "P1"}}, "lot_ref"),
+    ({"amenity": "parking_space", "parking_space": ["disabled"]}, "parking_space"),
+    ({"amenity": "parking", "access": {"x": 1}}, "access"), ({"amenity": "parking", "parking": ["surface"]}, "parking"),
+    ({"amenity": "parking", "operator": ["a", "b"]}, "operator"), ({"amenity": "parking", "name": ["n"]}, "name"),
+    # OSM tags held to our fields' bounds (a 1,000-character ref or name was a 500 on writing)
+    ({"amenity": "parking", "ref": "r" * 1000}, "ref"), ({"amenity": "parking", "name": "n" * 1000}, "name"),
+    ({"amenity": "parking", "operator": "o" * 1000}, "operator"),
+])
+def test_import_refuses_text_fields_of_the_wrong_type_or_length(admin, market, session, props, field):
+    before = count(session, ParkingLot), count(session, ParkingSpace)
+    shape = point(150, 150) if "space" in str(props) else rect(*offset(*ORIGIN, 100, 100), 40, 40)
+    for dry_run in ("true", "false"):
+        problem = assert_problem(admin.post(f"/api/v1/parking/import?dry_run={dry_run}",
+                                            json={"type": "FeatureCollection", "features": [_feature(shape, **props)]}),
+                                 422, "import-failed")
+        assert field in problem["errors"][0]["errors"], problem
+    assert (count(session, ParkingLot), count(session, ParkingSpace)) == before
+
+
 def test_import_dry_run_writes_nothing(admin, market, session):
     before = count(session, ParkingLot)
     collection = {"type": "FeatureCollection", "features": [_feature(rect(*offset(*ORIGIN, 100, 100), 40, 40), name="x")]}
