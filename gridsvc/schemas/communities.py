@@ -12,10 +12,14 @@ from gridsvc.schemas.common import Int, PageOut, PageQuery
 
 
 def _valid_timezone(name: str) -> None:
+    # (a name longer than any zone's is refused before ZoneInfo looks for it as a
+    # file: too long a file name is an OSError, not a ZoneInfoNotFoundError)
     try:
+        if len(name) > 64:
+            raise ValueError("too long")
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(f"Unknown IANA time zone {name!r}, e.g. Asia/Shanghai.") from exc
+        raise ValidationError(f"Unknown IANA time zone {name[:64]!r}, e.g. Asia/Shanghai.") from exc
 
 
 NAME = validate.Length(1, 200)
