@@ -252,13 +252,19 @@ class SignupResult:
     waitlist_position: int | None
 
 
+def _waitlisted_ahead(shift_id: Any, created_at: Any, signup_id: Any):
+    """How many wait ahead of a sign-up (values, or the columns of a sign-up in an outer query): first come,
+    first served."""
+    ahead = aliased(Signup)
+    return select(func.count()).where(
+        ahead.shift_id == shift_id, ahead.status == "waitlisted",
+        or_(ahead.created_at < created_at, and_(ahead.created_at == created_at, ahead.id < signup_id)))
+
+
 def waitlist_position(session: Session, signup: Signup) -> int | None:
     if signup.status != "waitlisted":
         return None
-    ahead = session.scalar(select(func.count()).where(
-        Signup.shift_id == signup.shift_id, Signup.status == "waitlisted",
-        (Signup.created_at < signup.created_at) | and_(Signup.created_at == signup.created_at, Signup.id < signup.id)))
-    return (ahead or 0) + 1
+    return (session.scalar(_waitlisted_ahead(signup.shift_id, signup.created_at, signup.id)) or 0) + 1
 
 
 def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift) -> Shift | None:
@@ -360,7 +366,6 @@ def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: b
     return list(session.scalars(query.order_by(Shift.starts_at)))
 
 
-
 @dataclass(frozen=True)
 class VolunteerSignup:
     """One of a volunteer's sign-ups as their app lists it ("my shifts")."""
@@ -391,12 +396,8 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     if status is not None:
         query = query.where(Signup.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    # the waitlist's order, as waitlist_position counts it
-    ahead = aliased(Signup)
-    position = case((Signup.status == "waitlisted", 1 + select(func.count()).where(
-        ahead.shift_id == Signup.shift_id, ahead.status == "waitlisted",
-        or_(ahead.created_at < Signup.created_at,
-            and_(ahead.created_at == Signup.created_at, ahead.id < Signup.id))).scalar_subquery()))
+    position = case((Signup.status == "waitlisted",
+                     1 + _waitlisted_ahead(Signup.shift_id, Signup.created_at, Signup.id).scalar_subquery()))
 
     def last_accepted(kind: str):
         return (select(func.max(CheckEvent.effective_at))
