@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
 from sqlalchemy import and_, case, func, not_, or_, select
-from sqlalchemy.orm import Session, aliased, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
@@ -233,6 +233,8 @@ def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, 
         query = query.where(distance <= radius_m)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = (distance, Shift.starts_at, Shift.id) if distance is not None else (Shift.starts_at, Shift.id)
+    # the page's skills in one query, not one per shift
+    query = query.options(selectinload(Shift.required_skills))
     if distance is not None:
         rows = session.execute(query.add_columns(distance).order_by(*order).limit(limit).offset(offset)).all()
     else:
@@ -405,7 +407,7 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
                        CheckEvent.kind == kind, CheckEvent.accepted).scalar_subquery())
 
     rows = session.execute(query.add_columns(position, last_accepted("check_in"), last_accepted("check_out"))
-                           .options(contains_eager(Signup.shift))
+                           .options(contains_eager(Signup.shift).selectinload(Shift.required_skills))
                            .order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
     counts = _counts(session, [signup.shift_id for signup, *_ in rows])
     items = []
