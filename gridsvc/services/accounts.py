@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from gridsvc.auth import hash_password, verify_password
 from gridsvc.errors import AccountDisabled, Conflict, InvalidCredentials, NotFound, TooManyAttempts, ValidationFailed
@@ -83,7 +83,9 @@ def list_users(session: Session, *, role: str | None = None, limit: int = 100, o
     if role:
         query = query.where(User.role_rows.any(role=role))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(User.username).limit(limit).offset(offset)).all()
+    # each page's departments in one query, not one per account
+    items = session.scalars(query.options(selectinload(User.departments))
+                            .order_by(User.username).limit(limit).offset(offset)).all()
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 

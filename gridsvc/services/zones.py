@@ -6,7 +6,7 @@ from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import bindparam, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
 from geo.crs import geodesic_area_m2
@@ -30,7 +30,10 @@ def get_zone(session: Session, zone_id: int, *, for_update: bool = False) -> Zon
 
 def list_zones(session: Session, community_id: int) -> list[Zone]:
     get_community(session, community_id)
-    return list(session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)))
+    # the liaisons and editors of all the zones in one query each, not one per zone
+    return list(session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)
+                                .options(selectinload(Zone.liaison), selectinload(Zone.created_by),
+                                         selectinload(Zone.updated_by))))
 
 
 def _liaison_id(session: Session, username: str | None) -> int | None:
