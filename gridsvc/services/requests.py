@@ -575,8 +575,15 @@ def get_request(session: Session, request_id: int, *, for_update: bool = False) 
 
 
 def pending_offer(session: Session, request_id: int) -> RequestOffer | None:
-    return session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
-                                                     RequestOffer.outcome == "pending"))
+    return pending_offers(session, [request_id]).get(request_id)
+
+
+def pending_offers(session: Session, request_ids: list[int]) -> dict[int, RequestOffer]:
+    """The pending offer of each request that has one, in one query (a page of requests)."""
+    if not request_ids:
+        return {}
+    return {offer.request_id: offer for offer in session.scalars(
+        select(RequestOffer).where(RequestOffer.request_id.in_(request_ids), RequestOffer.outcome == "pending"))}
 
 
 def may_claim(session: Session, actor: Actor, service_code: str) -> bool:
