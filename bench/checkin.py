@@ -180,8 +180,14 @@ def _us(value: float | None) -> str:
 
 
 def _cpu_columns(result: dict) -> tuple[str, ...]:
-    """Server, database and whole machine."""
-    return tuple(_us(result["cpu_us"][key]) for key in ("server", "database", "machine"))
+    """Server, database and whole machine, and how busy the machine's cores were."""
+    return (*(_us(result["cpu_us"][key]) for key in ("server", "database", "machine")), f"{_busy(result):.0%}")
+
+
+def _busy(result: dict) -> float:
+    """The share of the cores' time spent: CPU per request x requests per second. Below the
+    trivial endpoint's, the server waited (on the database's answer) rather than computed."""
+    return result["cpu_us"]["machine"] * result["rate"] / 1e6 / os.cpu_count()
 
 
 def _median_cpu(results: list[dict], key: str) -> float | None:
@@ -279,7 +285,7 @@ def main(argv: list[str]) -> int:
     print(f"gunicorn {args.workers} sync workers, wrk {threads} threads x {args.connections} connections, "
           f"{args.seconds} s per endpoint in each of {args.rounds} rounds, {cores}")
     print_table(["round: endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "ratio vs trivial",
-                 "CPU µs/req: server", "database", "machine"], rows)
+                 "CPU µs/req: server", "database", "machine", "cores busy"], rows)
     print(f"\nmedian: trivial {statistics.median(r['rate'] for r in lives):.0f}/s, "
           f"check-in {statistics.median(r['rate'] for r in checkins):.0f}/s, "
           f"ratio {statistics.median(c['rate'] / t['rate'] for c, t in zip(checkins, lives)):.2f} "
@@ -287,7 +293,9 @@ def main(argv: list[str]) -> int:
     trivial_cpu, checkin_cpu = _median_cpu(lives, "machine"), _median_cpu(checkins, "machine")
     print(f"CPU per request, whole machine (median): trivial {_us(trivial_cpu)} µs, check-in {_us(checkin_cpu)} µs "
           f"(server {_us(_median_cpu(checkins, 'server'))}, database {_us(_median_cpu(checkins, 'database'))}): "
-          f"a check-in costs {checkin_cpu / trivial_cpu:.2f} trivial requests (0.40 needs at most 2.50)")
+          f"a check-in costs {checkin_cpu / trivial_cpu:.2f} trivial requests (0.40 needs at most 2.50); "
+          f"cores busy: trivial {statistics.median(_busy(r) for r in lives):.0%}, "
+          f"check-in {statistics.median(_busy(r) for r in checkins):.0%}")
     if any(c["ran_out"] for c in checkins):
         print(f"a round ran out of volunteers before its {args.seconds} s were up (>=): its rate is a lower bound; "
               f"give more --volunteers or fewer --seconds")
