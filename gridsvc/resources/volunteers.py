@@ -237,8 +237,11 @@ class VolunteerHoursCsv(MethodView):
         out.write("\ufeff")  # Excel needs the BOM to read UTF-8 Chinese text
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
+        # the recording organisation of each entry: its shift's community (one query for them all)
+        organisations = dict(session.execute(select(Community.id, Community.name).where(
+            Community.id.in_({entry.shift.community_id for entry in entries}))).all())
         for entry in entries:
-            organisation = session.scalar(select(Community.name).where(Community.id == entry.shift.community_id))
+            organisation = organisations[entry.shift.community_id]
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
             writer.writerow([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
                              start.date().isoformat(), start.strftime("%H:%M"), end.strftime("%H:%M"),

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased, contains_eager
+from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
 from gridsvc.errors import Conflict, GridsvcError, NotFound, TokenRefused, ValidationFailed
@@ -291,7 +291,9 @@ def hours_of(session: Session, volunteer_id: int, *, start: datetime | None = No
         query = query.where(ServiceHours.started_at >= start)
     if end is not None:
         query = query.where(ServiceHours.started_at < end)
-    return list(session.scalars(query.order_by(ServiceHours.started_at, ServiceHours.id)))
+    # the entries' shifts (title, activity) in one query, not one per shift
+    return list(session.scalars(query.options(selectinload(ServiceHours.shift))
+                                .order_by(ServiceHours.started_at, ServiceHours.id)))
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,9 @@ def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: b
                                                                           Signup.status != "cancelled")
     if not include_past and now is not None:
         query = query.where(Shift.ends_at > now)
-    return list(session.scalars(query.order_by(Shift.starts_at)))
+    # the shifts and their zones with the sign-ups, not one query per sign-up (a calendar lists them all)
+    return list(session.scalars(query.options(contains_eager(Signup.shift).selectinload(Shift.zone))
+                                .order_by(Shift.starts_at)))
 
 
 @dataclass(frozen=True)
