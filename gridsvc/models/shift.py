@@ -137,6 +137,8 @@ class ServiceHours(Base):
         CheckConstraint(f"status IN {HOURS_STATUSES!r}", name="status"),
         CheckConstraint("ended_at >= started_at", name="ordered"),
         Index("ix_service_hours_volunteer_id_started_at", "volunteer_id", "started_at"),
+        # the liaisons' review queue: the few pending among a year's entries, oldest first
+        Index("ix_service_hours_pending_started_at", "started_at", postgresql_where=text("status = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -310,25 +310,29 @@ def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, statu
                      limit: int = 100, offset: int = 0) -> Page[HoursUnderReview]:
     """Hours entries of shifts in ``zone_ids`` (None: every zone), oldest
     first: the liaison's review queue (``status`` pending) and its record."""
-    check_in, check_out = aliased(CheckEvent), aliased(CheckEvent)
-    query = (select(ServiceHours, check_in, check_out)
-             .join(ServiceHours.shift).join(ServiceHours.volunteer)
-             .join(check_in, check_in.id == ServiceHours.check_in_id)
-             .outerjoin(check_out, check_out.id == ServiceHours.check_out_id)
-             .where(ServiceHours.status == status))
+    conditions = [ServiceHours.status == status]
     if zone_ids is not None:
-        query = query.where(Shift.zone_id.in_(list(zone_ids)))
+        conditions.append(Shift.zone_id.in_(list(zone_ids)))
     for column, value in ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
                           (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)):
         if value is not None:
-            query = query.where(column == value)
+            conditions.append(column == value)
     if start is not None:
-        query = query.where(ServiceHours.started_at >= start)
+        conditions.append(ServiceHours.started_at >= start)
     if end is not None:
-        query = query.where(ServiceHours.started_at < end)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.options(contains_eager(ServiceHours.shift), contains_eager(ServiceHours.volunteer))
-                           .order_by(ServiceHours.started_at, ServiceHours.id).limit(limit).offset(offset)).all()
+        conditions.append(ServiceHours.started_at < end)
+    # counted without the joins only the page needs (every entry has its volunteer and check-in)
+    total = session.scalar(select(func.count()).select_from(ServiceHours).join(ServiceHours.shift)
+                           .where(*conditions)) or 0
+    check_in, check_out = aliased(CheckEvent), aliased(CheckEvent)
+    rows = session.execute(
+        select(ServiceHours, check_in, check_out)
+        .join(ServiceHours.shift).join(ServiceHours.volunteer)
+        .join(check_in, check_in.id == ServiceHours.check_in_id)
+        .outerjoin(check_out, check_out.id == ServiceHours.check_out_id)
+        .where(*conditions)
+        .options(contains_eager(ServiceHours.shift), contains_eager(ServiceHours.volunteer))
+        .order_by(ServiceHours.started_at, ServiceHours.id).limit(limit).offset(offset)).all()
     return Page(items=[HoursUnderReview(entry, cin, cout) for entry, cin, cout in rows], total=total, limit=limit,
                 offset=offset)
 
