@@ -51,7 +51,8 @@ def served(url: str, workers: int = 2, worker_class: str = "sync", threads: int 
     env = dict(os.environ, DATABASE_URL=url, GRIDSVC_LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048", "--log-level", "warning", "--no-control-socket", "gridsvc.app:create_app()"], env=env)
+         "--worker-class", worker_class, "--threads", str(threads), "--backlog", "2048", "--log-level", "warning", "--no-control-socket",
+         "-c", "python:gridsvc.gunicorn_conf", "gridsvc.app:create_app()"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -268,7 +268,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
           f"map: http://{host}:{port}/map, OGC API: http://{host}:{port}/ogc)")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
             "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(max(1, threads)),
-            "--access-logfile", "-", "--no-control-socket", "--timeout", "60", "gridsvc.app:create_app()"]
+            "--access-logfile", "-", "--no-control-socket", "--timeout", "60", "-c", "python:gridsvc.gunicorn_conf",
+            "gridsvc.app:create_app()"]
     os.execv(sys.executable, argv)
 
 

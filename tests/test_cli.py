@@ -52,3 +52,59 @@ def test_purge_deletes_old_positions_only(database_url, engine):
 def test_tick_closes_nothing_when_nothing_is_overdue(database_url):
     result = run(database_url, "tick")
     assert result.exit_code == 0 and "closed 0 check-in" in result.output and "0 expired offer" in result.output
+
+
+def test_serve_answers_what_gunicorn_refuses_as_problem_json(database_url):
+    """gunicorn refuses some requests before the app sees them; those answers are problem+json too."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "GRIDSVC_SECRET_KEY": "test-secret-" + "x" * 32}
+    server = subprocess.Popen([sys.executable, "-m", "gridsvc.cli", "serve", "--port", str(port), "--workers", "1"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def raw(request: bytes) -> tuple[int, str, dict]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers["Content-Type"], json.loads(body)
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/v1/health/live", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "gridsvc serve did not start"
+                time.sleep(0.2)
+        long_line = b"GET /api/v1/shifts?near=" + b"1" * 6000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        status, content_type, problem = raw(long_line)
+        assert (status, content_type, problem["status"], problem["title"]) == (414, "application/problem+json", 414,
+                                                                                "URI Too Long")
+        status, content_type, problem = raw(b"NOT A REQUEST LINE\r\n\r\n")
+        assert (status, content_type, problem["status"]) == (400, "application/problem+json", 400)
+        many_headers = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n"
+        status, content_type, problem = raw(many_headers)
+        assert (status, content_type, problem["status"]) == (431, "application/problem+json", 431)
+        # and what the app itself refuses, as before
+        status, content_type, problem = raw(b"GET /api/v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (status, content_type) == (404, "application/problem+json")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
