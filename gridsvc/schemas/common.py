@@ -24,11 +24,20 @@ MAX_UTC_OFFSET = timedelta(hours=14)  # the offsets in use run from -12:00 to +1
 
 
 class Int(fields.Integer):
-    """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647)."""
+    """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647).
+
+    A JSON number with a fraction is refused: marshmallow's Integer would
+    truncate it (an id of 2.5 became 2, a capacity of 10.7 became 10).
+    2.0 is an integer, as JSON Schema counts it."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validators.insert(0, validate.Range(INT_MIN, INT_MAX))
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and not value.is_integer():
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 def time_problem(value: datetime | date) -> str | None:

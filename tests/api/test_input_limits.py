@@ -63,6 +63,22 @@ def test_a_huge_capacity_creates_no_shift(admin, session, clock):
     assert count(session, Shift) == before
 
 
+def test_a_number_with_a_fraction_is_no_integer(admin, session, clock):
+    """marshmallow's Integer truncated them: a capacity of 10.7 made a shift of 10, an id of 2.5 meant 2."""
+    g01 = zone_of(session, "G01")
+    before = count(session, Shift)
+    start = clock() + timedelta(days=1)
+    body = {"title": "北门交通疏导", "activity": "traffic_guidance", "zone_id": g01.id,
+            "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=2)).isoformat()}
+    assert "capacity" in assert_problem(admin.post("/api/v1/shifts", json={**body, "capacity": 10.7}), 422)["errors"]
+    assert "zone_id" in assert_problem(admin.post("/api/v1/shifts", json={**body, "zone_id": g01.id + 0.5,
+                                                                          "capacity": 10}), 422)["errors"]
+    assert "ids" in assert_problem(admin.post("/api/v1/hours/review", json={"ids": [2.5], "action": "approve"}), 422)["errors"]
+    assert count(session, Shift) == before
+    whole = admin.post("/api/v1/shifts", json={**body, "capacity": 10.0})  # a JSON integer written with ".0"
+    assert whole.status_code == 201 and whole.get_json()["capacity"] == 10
+
+
 def test_the_documented_id_range_is_the_one_enforced(client):
     spec = client.get("/api/openapi.json").get_json()
     [shift_id] = spec["paths"]["/api/v1/shifts/{shift_id}"]["parameters"]
