@@ -164,7 +164,13 @@ class Blueprint(flask_smorest.Blueprint):
         # webargs instantiates a schema class on every request, which costs
         # more than loading the body (~0.1 ms); one instance serves them all
         # (loading keeps no state on the schema).
-        return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+        instance = schema() if isinstance(schema, type) else schema
+        # A body whose fields are all optional may be left out (webargs loads
+        # it as {}): the document says so, as it says a required one must be sent.
+        if kwargs.get("location", "json") == "json" and "required" not in kwargs \
+                and not any(field.required for field in instance.fields.values()):
+            kwargs["required"] = False
+        return super().arguments(instance, *args, **kwargs)
 
     def alt_response(self, status_code: Any, response: Any = None, **kwargs: Any):
         # An error a view names is documented as every error is sent (see

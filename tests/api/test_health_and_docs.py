@@ -101,3 +101,18 @@ def test_errors_are_documented_as_they_are_sent(client, login, session):
         for name, value in body.items():
             kind = schema["properties"].get(name, {}).get("type")
             assert kind is None or isinstance(value, JSON_TYPES[kind]), (path, name, value)
+
+
+def test_a_body_is_documented_as_required_only_when_a_field_is(client, login, session, clock):
+    """An all-optional body may be left out (it loads as {}); the document said it must be sent."""
+    from datetime import timedelta
+
+    from tests.api.volunteer_helpers import make_shift, zone_of
+
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    assert paths["/api/v1/shifts"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/v1/shifts/{shift_id}/signups"]["post"]["requestBody"]["required"] is False
+    assert paths["/api/v1/shifts/{shift_id}"]["patch"]["requestBody"]["required"] is False
+    shift = make_shift(login("admin"), zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=1))
+    signed_up = login("volunteer-001").post(f"/api/v1/shifts/{shift['id']}/signups")  # no body at all
+    assert signed_up.status_code == 201 and signed_up.get_json()["status"] == "confirmed"
