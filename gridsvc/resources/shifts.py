@@ -293,9 +293,14 @@ class HoursQueue(MethodView):
         page = checks.hours_for_review(session, zone_ids=None if "admin" in principal.roles else principal.liaison_zone_ids,
                                        start=start, end=end, limit=query["limit"], offset=query["offset"], **filters)
         return {"total": page.total, "limit": page.limit, "offset": page.offset,
-                "items": [{**hours_entry(item.entry), "volunteer_id": item.entry.volunteer_id,
-                           "volunteer_name": item.entry.volunteer.real_name, "zone_id": item.entry.shift.zone_id,
-                           "check_in": item.check_in, "check_out": item.check_out} for item in page.items]}
+                "items": [_under_review(item) for item in page.items]}
+
+
+def _under_review(item: checks.HoursUnderReview) -> dict:
+    """An hours entry as its reviewer sees it: whose, in which zone, and where the check-in and check-out were."""
+    return {**hours_entry(item.entry), "volunteer_id": item.entry.volunteer_id,
+            "volunteer_name": item.entry.volunteer.real_name, "zone_id": item.entry.shift.zone_id,
+            "check_in": item.check_in, "check_out": item.check_out}
 
 
 @blp.route("/hours/<int:hours_id>/approve")

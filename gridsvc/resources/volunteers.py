@@ -17,9 +17,9 @@ from gridsvc.errors import Unauthorized
 from gridsvc.fields import as_shape
 from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, User, Volunteer
+from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, SkillCreate, SkillOut,
                                         VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery, VolunteerUpdate)
-from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")

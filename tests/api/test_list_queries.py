@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, select
 
-from gridsvc.models import CheckEvent, ServiceHours, User, Volunteer, Zone
+from gridsvc.models import CheckEvent, ServiceHours, User, Volunteer
 from gridsvc.services.shifts import create_shift
 from tests.api.test_requests import file
 from tests.api.volunteer_helpers import zone_center, zone_of
