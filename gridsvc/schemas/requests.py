@@ -54,7 +54,7 @@ class Contact(Schema):
     wechat = fields.Str(validate=validate.Length(1, 64))
 
 
-CONTACT_SEEN_BY = ("shown to whom handles the request (the zone's liaison, the volunteer it was given to, the "
+CONTACT_SEEN_BY = ("shown to whoever handles the request (the zone's liaison, the volunteer it was given to, the "
                    "department it was passed to, admins) and to the requester; null for others")
 
 
