@@ -173,13 +173,21 @@ def day_range(query: dict, tz: ZoneInfo) -> tuple[datetime | None, datetime | No
     return start, end
 
 
-def _hours_context(volunteer_id: int, query: dict):
+def _volunteer_record(volunteer_id: int) -> Volunteer:
+    """The volunteer whose shifts or hours the caller reads (if they may), with a
+    check-in left open past its shift closed first, so the record is complete."""
     session = current_session()
     volunteer = service.get_volunteer(session, volunteer_id)
     require_private(volunteer)
     checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.of_app(current_app),
                          volunteer_id=volunteer.id)
     session.commit()
+    return volunteer
+
+
+def _hours_context(volunteer_id: int, query: dict):
+    session = current_session()
+    volunteer = _volunteer_record(volunteer_id)
     tz = ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
     start, end = day_range(query, tz)
     return volunteer, checks.hours_of(session, volunteer_id, start=start, end=end), tz
@@ -200,14 +208,8 @@ class VolunteerSignups(MethodView):
     def get(self, query, volunteer_id):
         """A volunteer's shifts ("my shifts"): confirmed or waitlisted with the place in line, and checked in or not
         (the volunteer, their zones' liaisons, admins)"""
-        session = current_session()
-        volunteer = service.get_volunteer(session, volunteer_id)
-        require_private(volunteer)
-        # a check-in left open past its shift is closed first, as a read of hours does
-        checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.of_app(current_app),
-                             volunteer_id=volunteer.id)
-        session.commit()
-        return shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), **query)
+        volunteer = _volunteer_record(volunteer_id)
+        return shift_service.volunteer_signups(current_session(), volunteer.id, now=clock.now(), **query)
 
 
 @blp.route("/volunteers/<int:volunteer_id>/hours")
