@@ -60,17 +60,25 @@ def test_confirmed_and_waitlisted_in_shift_order_with_the_place_in_line(admin, l
     assert gone["total"] == 0
 
 
-def test_checking_in_and_out_shows_on_duty_and_the_times(admin, login, session, clock):
+def signed_up_in_g01(admin, login, session, starts_at: datetime, hours: float):
+    """A G01 shift volunteer-001 signed up for: (the shift, their client, their volunteer id, the zone's centre)."""
     g01 = zone_of(session, "G01").id
-    lon, lat = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    shift = make_shift(admin, zone_id=g01, starts_at=starts_at, hours=hours)
     volunteer = login("volunteer-001")
-    me = volunteer_id(session, "volunteer-001")
-    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    return shift, volunteer, volunteer_id(session, "volunteer-001"), zone_center(admin, g01)
+
+
+def item_for(listed: dict, shift: dict) -> dict:
+    [item] = [i for i in listed["items"] if i["shift"]["id"] == shift["id"]]
+    return item
+
+
+def test_checking_in_and_out_shows_on_duty_and_the_times(admin, login, session, clock):
+    shift, volunteer, me, (lon, lat) = signed_up_in_g01(admin, login, session, clock() + timedelta(hours=1), hours=2)
 
     def mine() -> dict:  # without from/to: the shifts not yet over
-        [item] = [i for i in my_shifts(volunteer, me)["items"] if i["shift"]["id"] == shift["id"]]
-        return item
+        return item_for(my_shifts(volunteer, me), shift)
 
     checked_in_at = clock.advance(hours=1, minutes=5)
     answer = volunteer.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": lon, "lat": lat, "accuracy_m": 10},
@@ -96,17 +104,11 @@ def test_checking_in_and_out_shows_on_duty_and_the_times(admin, login, session, 
 
 
 def test_a_check_in_left_open_is_closed_when_the_list_is_read(admin, login, session, clock):
-    g01 = zone_of(session, "G01").id
-    lon, lat = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=1)
-    volunteer = login("volunteer-001")
-    me = volunteer_id(session, "volunteer-001")
-    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    shift, volunteer, me, (lon, lat) = signed_up_in_g01(admin, login, session, clock() + timedelta(minutes=10), hours=1)
     clock.advance(minutes=15)
     volunteer.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": lon, "lat": lat}, headers={"Idempotency-Key": "a"})
     clock.advance(hours=3)  # past the end and the grace period, never checked out
-    [item] = [i for i in my_shifts(volunteer, me, **window(clock() - timedelta(hours=4), 1))["items"]
-              if i["shift"]["id"] == shift["id"]]
+    item = item_for(my_shifts(volunteer, me, **window(clock() - timedelta(hours=4), 1)), shift)
     assert not item["on_duty"] and item["checked_in_at"] is not None and item["checked_out_at"] is None
 
 
