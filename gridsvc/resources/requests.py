@@ -1,7 +1,7 @@
 """Service requests ("push one door, find one person"): intake, dispatch, lifecycle, audit trail."""
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import current_app
 from flask.views import MethodView
 from geoalchemy2 import WKBElement
 from shapely.geometry.base import BaseGeometry
@@ -41,13 +41,6 @@ def _point(value) -> dict | None:
 _LOOK_UP = object()
 
 
-def _viewer():
-    """The caller as an Actor, looked up once per HTTP request (a list shows up to 500 requests)."""
-    if "gridsvc_viewer" not in g:
-        g.gridsvc_viewer = actor()
-    return g.gridsvc_viewer
-
-
 def request_view(request, offer=_LOOK_UP) -> dict:
     """The API's view of a request; ``offer``: its pending offer when the caller knows it."""
     session = current_session()
@@ -67,7 +60,7 @@ def request_view(request, offer=_LOOK_UP) -> dict:
         "created_at": request.created_at, "sla_due_at": request.sla_due_at,
         "first_response_at": request.first_response_at, "resolved_at": request.resolved_at,
         "closed_at": request.closed_at, "rating": request.rating, "feedback": request.feedback,
-        "contact": request.contact if service.may_reach_requester(request, _viewer()) else None,
+        "contact": request.contact if service.may_reach_requester(request, actor()) else None,
     }
 
 
