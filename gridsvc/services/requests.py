@@ -148,16 +148,21 @@ def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, 
 # ---------------------------------------------------------------- intake
 
 
+# (the degree box lets the zone's GiST index find the candidates: a server
+# holding many parks has thousands of zones; the spheroid then decides)
 _NEAREST_ZONE = """
     SELECT id, community_id, code, ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d
     FROM zone
-    WHERE ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(reach)s)
+    WHERE geom && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
+      AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(reach)s)
     ORDER BY d LIMIT 1"""
 
 
 def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> tuple[int, int, str]:
     """(zone id, community id, a note) of the nearest zone within reach of a point in none."""
-    row = fetch_prepared(session, _NEAREST_ZONE, {"lon": lon, "lat": lat, "reach": float(reach_m)})
+    minx, miny, maxx, maxy = gsql.degree_box(lon, lat, reach_m)
+    row = fetch_prepared(session, _NEAREST_ZONE, {"lon": lon, "lat": lat, "reach": float(reach_m),
+                                                  "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy})
     if row is None:
         raise ValidationFailed(f"The point is in no zone and more than {reach_m:.0f} m from every zone.",
                                errors={"lon": ["outside every zone"]})
