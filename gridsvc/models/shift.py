@@ -21,6 +21,9 @@ SHIFT_STATUSES = ("scheduled", "cancelled")
 SIGNUP_STATUSES = ("confirmed", "waitlisted", "cancelled")
 CHECK_KINDS = ("check_in", "check_out")
 HOURS_STATUSES = ("pending", "approved", "declined")
+# A point shift's geofence radius at most (a gate, a market hall, a block):
+# the shift search relies on it to find point shifts through their index.
+MAX_SHIFT_RADIUS_M = 5000
 
 
 class ShiftSkill(Base):
@@ -38,7 +41,7 @@ class Shift(Audited, Base):
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
         CheckConstraint("capacity > 0", name="capacity"),
         CheckConstraint("(location IS NULL) = (radius_m IS NULL)", name="point_has_radius"),
-        CheckConstraint("radius_m IS NULL OR radius_m > 0", name="radius"),
+        CheckConstraint(f"radius_m IS NULL OR (radius_m > 0 AND radius_m <= {MAX_SHIFT_RADIUS_M})", name="radius"),
         CheckConstraint(f"status IN {SHIFT_STATUSES!r}", name="status"),
         Index("ix_shift_zone_id_starts_at", "zone_id", "starts_at"),
         Index("ix_shift_location", "location", postgresql_using="gist"),

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.schemas.common import AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn
 from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
 
@@ -20,7 +21,7 @@ def _aware(**kwargs):
 class ShiftPlace(Schema):
     zone_id = Int(metadata={"description": "the zone polygon is the geofence"})
     location = fields.Nested(PointIn, metadata={"description": "a point geofence (with radius_m), e.g. a gate"})
-    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=5, max=5000))
+    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=5, max=MAX_SHIFT_RADIUS_M))
 
     @validates_schema
     def _place(self, data, partial=False, **_kwargs) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.volunteers import get_volunteer, skills_by_code
 
@@ -232,6 +232,12 @@ def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, 
                          .where(gsql.within_m(Zone.geom, *near, radius_m))
                          .cte("zone_distance").prefix_with("MATERIALIZED"))
         query = query.outerjoin(zone_distance, zone_distance.c.id == Shift.zone_id)
+        # A point shift farther than the radius plus the largest geofence is
+        # left out by its bounding box before its distance is measured (a
+        # year of shifts on a server of many parks: 41,600 shifts took 40 ms
+        # per statement when each point was measured on the spheroid).
+        point_box = func.ST_MakeEnvelope(*gsql.degree_box(*near, radius_m + MAX_SHIFT_RADIUS_M), gsql.SRID)
+        query = query.where(or_(Shift.location.is_(None), Shift.location.op("&&")(point_box)))
         # (a CASE, not COALESCE: GREATEST skips NULLs, so greatest(0, NULL) is 0 for a zone shift)
         distance = case((Shift.location.is_not(None),
                          func.greatest(0, gsql.distance_m(Shift.location, here) - Shift.radius_m)),

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pyproj import Geod
 from shapely.geometry import shape
 from sqlalchemy import select
 
@@ -50,6 +51,7 @@ def test_point_shift_finds_its_zone(admin, session, clock):
     ({"required_skills": ["juggling"]}, "required_skills"),
     ({"location": {"lon": 100.0, "lat": 10.0}, "radius_m": 50, "zone_id": None}, "location"),
     ({"location": {"lon": 121.78, "lat": 29.87}}, "radius_m"),
+    ({"location": {"lon": 121.78, "lat": 29.87}, "radius_m": 5000.5, "zone_id": None}, "radius_m"),
     ({"starts_at": "tomorrow"}, "starts_at"),
 ])
 def test_bad_shifts_are_422_and_create_nothing(admin, session, clock, change, field):
@@ -167,6 +169,20 @@ def test_near_measures_to_the_zone_polygon_or_the_point_circle_nearest_first(log
     assert [s["distance_m"] for s in found["items"]] == [pytest.approx(250, abs=2), pytest.approx(300, abs=2)]
     assert [s["id"] for s in volunteer.get(url + "275").get_json()["items"]] == [gate_shift["id"]]
     assert volunteer.get(url + "240").get_json()["total"] == 0
+
+
+def test_a_wide_point_geofence_is_found_from_beyond_the_search_radius(login, admin, session, clock):
+    """A point shift is measured to its circle's edge: a 5,000 m circle whose centre is 5,400 m away is 400 m away."""
+    gate = zone_center(admin, zone_of(session, "G05").id)
+    wide = make_shift(admin, point=gate, radius_m=5000, starts_at=clock() + timedelta(days=3), activity="night_patrol")
+    make_shift(admin, zone_id=zone_of(session, "G05").id, starts_at=clock() + timedelta(days=3), activity="night_patrol")
+    here = north_of(gate, 5400)  # well outside the park: its zones are all farther than 500 m
+    to_edge = Geod(ellps="WGS84").inv(*gate, *here)[2] - 5000  # ~400 m (north_of is approximate)
+    url = f"/api/v1/shifts?near={here[0]},{here[1]}&activity=night_patrol&radius_m="
+    found = login("volunteer-009").get(url + "500").get_json()
+    assert [s["id"] for s in found["items"]] == [wide["id"]] and found["total"] == 1
+    assert found["items"][0]["distance_m"] == pytest.approx(to_edge, abs=0.5)
+    assert login("volunteer-009").get(url + str(round(to_edge) - 10)).get_json()["total"] == 0
 
 
 def test_raising_capacity_promotes_and_lowering_below_confirmed_is_409(login, admin, session, clock):
