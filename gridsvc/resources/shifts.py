@@ -99,10 +99,10 @@ class ShiftItem(MethodView):
     @blp.arguments(ShiftUpdate)
     @blp.response(200, ShiftOut)
     def patch(self, data, shift_id):
-        """Change a shift (raising the capacity promotes the waitlist)"""
+        """Change a shift: raising the capacity promotes the waitlist; new times are refused once it has begun or where a confirmed volunteer would overlap"""
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
-        shift = service.update_shift(session, shift_id, data)
+        shift = service.update_shift(session, shift_id, data, now=clock.now())
         session.commit()
         return service.view(session, shift)
 

@@ -153,10 +153,14 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
             for s, e in times]
 
 
-def update_shift(session: Session, shift_id: int, changes: dict[str, Any]) -> Shift:
+def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, now: datetime) -> Shift:
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
+    moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
+    if moves:
+        _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at), moves.get("ends_at", shift.ends_at),
+                          now=now)
     if "required_skills" in changes:
         shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills")
     if "capacity" in changes:
@@ -171,6 +175,34 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any]) -> Sh
     if "capacity" in changes:
         _promote(session, shift)
     return shift
+
+
+def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_at: datetime, *, now: datetime) -> None:
+    """New times for a shift, refused (409) once it has begun or when a
+    confirmed volunteer is confirmed elsewhere at the new time.
+
+    Why: check-ins and hours are measured against the shift's times, so
+    they are fixed from its start or its first accepted check-in (up to 30
+    minutes before); and a volunteer is never confirmed twice at once. The
+    confirmed volunteers are locked first, as their sign-ups lock them, so a
+    sign-up of theirs at the new time cannot slip in unseen.
+    """
+    _check_times(starts_at, ends_at)
+    checked_in = session.scalar(select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted))
+    if shift.starts_at <= now or checked_in:
+        raise Conflict(f"Shift {shift.id} has begun (started, or volunteers checked in); its times are fixed.",
+                       reason="started")
+    confirmed = session.scalars(select(Signup.volunteer_id).where(Signup.shift_id == shift.id, Signup.status == "confirmed")
+                                .order_by(Signup.volunteer_id)).all()
+    clashes = []
+    for volunteer_id in confirmed:
+        get_volunteer(session, volunteer_id, for_update=True)
+        clash = _overlapping_confirmed(session, volunteer_id, shift, starts_at=starts_at, ends_at=ends_at)
+        if clash is not None:
+            clashes.append({"volunteer_id": volunteer_id, "overlapping_shift_id": clash.id})
+    if clashes:
+        raise ShiftConflict(f"{len(clashes)} confirmed volunteer(s) are confirmed for another shift at the new time; "
+                            "cancel those sign-ups first, or choose other times.", reason="overlap", clashes=clashes)
 
 
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
@@ -281,11 +313,15 @@ def waitlist_position(session: Session, signup: Signup) -> int | None:
     return (session.scalar(_waitlisted_ahead(signup.shift_id, signup.created_at, signup.id)) or 0) + 1
 
 
-def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift) -> Shift | None:
+def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift, *, starts_at: datetime | None = None,
+                           ends_at: datetime | None = None) -> Shift | None:
+    """Another shift the volunteer is confirmed for that overlaps ``shift``
+    (at its times, or at ``starts_at``/``ends_at`` if it were moved)."""
+    starts_at, ends_at = starts_at or shift.starts_at, ends_at or shift.ends_at
     return session.scalar(
         select(Shift).join(Signup, Signup.shift_id == Shift.id)
         .where(Signup.volunteer_id == volunteer_id, Signup.status == "confirmed", Shift.id != shift.id,
-               Shift.status == "scheduled", Shift.starts_at < shift.ends_at, Shift.ends_at > shift.starts_at)
+               Shift.status == "scheduled", Shift.starts_at < ends_at, Shift.ends_at > starts_at)
         .limit(1))
 
 
@@ -330,6 +366,10 @@ def _promote(session: Session, shift: Shift) -> list[Signup]:
     for signup in waiting:
         if free <= 0:
             break
+        # Lock the volunteer as their own sign-ups do: otherwise a sign-up
+        # of theirs for an overlapping shift, not yet committed, is not seen
+        # here, and both commit (confirmed twice at the same time).
+        get_volunteer(session, signup.volunteer_id, for_update=True)
         if _overlapping_confirmed(session, signup.volunteer_id, shift) is None:
             signup.status = "confirmed"
             promoted.append(signup)

@@ -128,6 +128,19 @@ def test_retry_with_the_same_key_returns_the_first_answer(duty, session):
     assert "Idempotency-Key" in refused_key["errors"]
 
 
+def test_a_check_in_before_the_start_fixes_the_shifts_times(admin, login, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=1), hours=2)
+    volunteer = login("volunteer-001")
+    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    clock.advance(minutes=40)  # 20 minutes before the start: the check-in window is open
+    center = zone_center(admin, zone_of(session, "G01").id)
+    assert post_check(volunteer, shift["id"], "check-in", *center).get_json()["accepted"]
+    later = datetime.fromisoformat(shift["starts_at"]) + timedelta(hours=1)
+    problem = assert_problem(admin.patch(f"/api/v1/shifts/{shift['id']}", json={"starts_at": later.isoformat()}), 409)
+    assert problem["reason"] == "started"
+    assert session.get(Shift, shift["id"]).starts_at == datetime.fromisoformat(shift["starts_at"])
+
+
 def test_check_out_records_hours_as_the_overlap_with_the_shift(duty, session, clock):
     center, shift_id = duty["center"], duty["shift"]["id"]
     post_check(duty["client"], shift_id, "check-in", *center)  # 5 min after start

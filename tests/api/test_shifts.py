@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from pyproj import Geod
 from shapely.geometry import shape
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from gridsvc.models import Shift, Signup, User, Volunteer, Zone
-from tests.api.volunteer_helpers import make_shift, north_of, zone_center, zone_of
+from gridsvc.services import shifts as shift_service
+from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -192,6 +195,117 @@ def test_raising_capacity_promotes_and_lowering_below_confirmed_is_409(login, ad
     login("volunteer-021").post(f"{url}/signups", json={})
     assert admin.patch(url, json={"capacity": 2}).get_json()["confirmed"] == 2
     assert_problem(admin.patch(url, json={"capacity": 1}), 409)
+
+
+def test_rescheduling_a_shift_keeps_its_volunteers_free_of_overlaps(admin, login, session, clock):
+    g01 = zone_of(session, "G01").id
+    day = clock() + timedelta(days=5)
+    shift = make_shift(admin, zone_id=g01, starts_at=day, hours=2)
+    later = make_shift(admin, zone_id=g01, starts_at=day + timedelta(hours=3), hours=2)
+    volunteer = login("volunteer-011")
+    for s in (shift, later):
+        assert volunteer.post(f"/api/v1/shifts/{s['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    url = f"/api/v1/shifts/{shift['id']}"
+    clash = assert_problem(admin.patch(url, json={"starts_at": (day + timedelta(hours=4)).isoformat(),
+                                                  "ends_at": (day + timedelta(hours=6)).isoformat()}), 409)
+    assert clash["reason"] == "overlap"
+    assert clash["clashes"] == [{"volunteer_id": volunteer_id(session, "volunteer-011"), "overlapping_shift_id": later["id"]}]
+    assert admin.get(url).get_json()["starts_at"] == shift["starts_at"]  # nothing changed
+    moved = admin.patch(url, json={"starts_at": (day + timedelta(hours=6)).isoformat(),
+                                   "ends_at": (day + timedelta(hours=8)).isoformat()})
+    assert moved.status_code == 200, moved.get_json()
+    assert datetime.fromisoformat(moved.get_json()["starts_at"]) == day + timedelta(hours=6)
+    assert moved.get_json()["confirmed"] == 1
+    clock.advance(days=5, hours=6, minutes=1)  # it has started: its times are fixed, its title is not
+    assert assert_problem(admin.patch(url, json={"ends_at": (day + timedelta(hours=9)).isoformat()}), 409)["reason"] == "started"
+    assert admin.patch(url, json={"title": "北门交通疏导（加班）"}).status_code == 200
+
+
+def test_a_promotion_waits_for_the_volunteers_own_sign_up_elsewhere(committed_app, engine, clock):
+    """Volunteer V waits for shift A's one place and, at the same moment, signs up for shift B at the same time
+    while X cancels A. V's sign-up commits first (it holds V's row); V ends up confirmed once, for B."""
+    admin = client_as(committed_app, "admin")
+    (x_name, x_id), (v_name, v_id) = _two_volunteers(engine)
+    start = clock() + timedelta(days=40)
+    a = _shift_in_first_zone(admin, engine, capacity=1, starts_at=start)
+    b = _shift_in_first_zone(admin, engine, capacity=5, starts_at=start + timedelta(minutes=30))
+    x, v = client_as(committed_app, x_name), client_as(committed_app, v_name)
+    try:
+        assert x.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "confirmed"
+        assert v.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "waitlisted"
+        status = _while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
+                                    lambda: x.delete(f"/api/v1/shifts/{a['id']}/signups/{x_id}").status_code)
+        assert status == 200
+        assert _confirmed_for(engine, v_id, a["id"], b["id"]) == [b["id"]]  # A's place stays free rather than overlap
+        assert admin.get(f"/api/v1/shifts/{a['id']}").get_json()["places_left"] == 1
+    finally:
+        _delete_shifts(engine, a, b)
+
+
+def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_app, engine, clock):
+    """V is confirmed for A and, at the same moment, signs up for B while a liaison moves A onto B's time.
+    V's sign-up commits first; the move is then refused, naming V and B."""
+    admin = client_as(committed_app, "admin")
+    _, (v_name, v_id) = _two_volunteers(engine)
+    start = clock() + timedelta(days=40)
+    a = _shift_in_first_zone(admin, engine, capacity=3, starts_at=start)
+    b = _shift_in_first_zone(admin, engine, capacity=3, starts_at=start + timedelta(hours=5))
+    try:
+        assert client_as(committed_app, v_name).post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "confirmed"
+        move = {"starts_at": b["starts_at"], "ends_at": b["ends_at"]}
+        answer = _while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
+                                    lambda: admin.patch(f"/api/v1/shifts/{a['id']}", json=move))
+        problem = assert_problem(answer, 409)
+        assert problem["clashes"] == [{"volunteer_id": v_id, "overlapping_shift_id": b["id"]}]
+        assert _confirmed_for(engine, v_id, a["id"], b["id"]) == sorted([a["id"], b["id"]])
+        assert admin.get(f"/api/v1/shifts/{a['id']}").get_json()["starts_at"] == a["starts_at"]
+    finally:
+        _delete_shifts(engine, a, b)
+
+
+def _while_uncommitted(engine, change, request):
+    """``request()`` in another thread while ``change(session)`` is made but not committed; then the commit.
+    Returns what ``request`` returned. The commit waits until the request waits for a lock (or has finished)."""
+    answers = []
+    with engine.connect() as conn, Session(bind=conn) as own:
+        change(own)
+        own.flush()
+        other = threading.Thread(target=lambda: answers.append(request()))
+        other.start()
+        deadline = time.monotonic() + 10
+        while other.is_alive() and time.monotonic() < deadline and not _someone_waits_for_a_lock(engine):
+            time.sleep(0.02)
+        own.commit()
+    other.join(10)
+    assert len(answers) == 1
+    return answers[0]
+
+
+def _someone_waits_for_a_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar())
+
+
+def _two_volunteers(engine) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(User.username, Volunteer.id).join(Volunteer, Volunteer.user_id == User.id)
+                                                   .order_by(User.username).limit(2))]
+
+
+def _shift_in_first_zone(admin, engine, **kwargs) -> dict:
+    with engine.connect() as conn:
+        return make_shift(admin, zone_id=conn.execute(select(Zone.id).order_by(Zone.id).limit(1)).scalar(), **kwargs)
+
+
+def _confirmed_for(engine, volunteer: int, *shift_ids: int) -> list[int]:
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(Signup.shift_id).where(Signup.volunteer_id == volunteer, Signup.status == "confirmed",
+                                                                 Signup.shift_id.in_(shift_ids))).scalars())
+
+
+def _delete_shifts(engine, *shifts: dict) -> None:
+    with engine.begin() as conn:
+        conn.execute(Shift.__table__.delete().where(Shift.id.in_([s["id"] for s in shifts])))
 
 
 def test_fifty_volunteers_racing_for_ten_places(committed_app, engine, clock):
