@@ -109,7 +109,7 @@ class ShiftItem(MethodView):
     @auth.access(SHIFT_MANAGERS)
     @blp.response(200, ShiftOut)
     def delete(self, shift_id):
-        """Cancel a shift that has not started (its sign-ups are cancelled; nothing is deleted)"""
+        """Cancel a shift that has not begun (not started, nobody checked in); its sign-ups are cancelled, nothing is deleted"""
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
         shift = service.cancel_shift(session, shift_id, now=clock.now())

@@ -178,25 +178,14 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
 
 
 def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_at: datetime, *, now: datetime) -> None:
-    """New times for a shift, refused (409) once it has begun or when a
-    confirmed volunteer is confirmed elsewhere at the new time.
-
-    Why: check-ins and hours are measured against the shift's times, so
-    they are fixed from its start or its first accepted check-in (up to 30
-    minutes before); and a volunteer is never confirmed twice at once. The
-    confirmed volunteers are locked first, as their sign-ups lock them, so a
-    sign-up of theirs at the new time cannot slip in unseen.
-    """
+    """New times for a shift: refused (409) once it has begun, or when a
+    confirmed volunteer is confirmed elsewhere at the new time (a volunteer
+    is never confirmed twice at once)."""
     _check_times(starts_at, ends_at)
-    checked_in = session.scalar(select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted))
-    if shift.starts_at <= now or checked_in:
-        raise Conflict(f"Shift {shift.id} has begun (started, or volunteers checked in); its times are fixed.",
-                       reason="started")
-    confirmed = session.scalars(select(Signup.volunteer_id).where(Signup.shift_id == shift.id, Signup.status == "confirmed")
-                                .order_by(Signup.volunteer_id)).all()
+    confirmed = _lock_confirmed_volunteers(session, shift)
+    _check_not_begun(session, shift, now, "its times are fixed")
     clashes = []
     for volunteer_id in confirmed:
-        get_volunteer(session, volunteer_id, for_update=True)
         clash = _overlapping_confirmed(session, volunteer_id, shift, starts_at=starts_at, ends_at=ends_at)
         if clash is not None:
             clashes.append({"volunteer_id": volunteer_id, "overlapping_shift_id": clash.id})
@@ -205,12 +194,38 @@ def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_
                             "cancel those sign-ups first, or choose other times.", reason="overlap", clashes=clashes)
 
 
+def _lock_confirmed_volunteers(session: Session, shift: Shift) -> list[int]:
+    """The shift's confirmed volunteers, their rows locked (in id order).
+
+    Why: a volunteer's sign-up locks their row first, and a sign-up for
+    another shift does not touch this one. Holding them, a reschedule sees
+    every sign-up of theirs that got there first, and the later ones see
+    the new times. (A check-in in flight needs no such lock: its event's
+    foreign key holds this shift's row until it commits.)
+    """
+    volunteer_ids = session.scalars(select(Signup.volunteer_id).where(Signup.shift_id == shift.id,
+                                                                      Signup.status == "confirmed")
+                                    .order_by(Signup.volunteer_id)).all()
+    for volunteer_id in volunteer_ids:
+        get_volunteer(session, volunteer_id, for_update=True)
+    return volunteer_ids
+
+
+def _check_not_begun(session: Session, shift: Shift, now: datetime, consequence: str) -> None:
+    """409 once a shift has begun: started, or anyone checked in (from 30
+    minutes before the start). Check-ins and hours are measured against
+    its times from then on."""
+    checked_in = session.scalar(select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted))
+    if shift.starts_at <= now or checked_in:
+        raise Conflict(f"Shift {shift.id} has begun (started, or volunteers checked in); {consequence}.",
+                       reason="started")
+
+
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         return shift
-    if shift.starts_at <= now:
-        raise Conflict(f"Shift {shift_id} has already started; it cannot be cancelled.")
+    _check_not_begun(session, shift, now, "it cannot be cancelled")
     shift.status = "cancelled"
     for signup in session.scalars(select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")):
         signup.status = "cancelled"

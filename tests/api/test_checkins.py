@@ -128,7 +128,7 @@ def test_retry_with_the_same_key_returns_the_first_answer(duty, session):
     assert "Idempotency-Key" in refused_key["errors"]
 
 
-def test_a_check_in_before_the_start_fixes_the_shifts_times(admin, login, session, clock):
+def test_a_check_in_before_the_start_fixes_the_shift(admin, login, session, clock):
     shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=1), hours=2)
     volunteer = login("volunteer-001")
     assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
@@ -139,6 +139,7 @@ def test_a_check_in_before_the_start_fixes_the_shifts_times(admin, login, sessio
     problem = assert_problem(admin.patch(f"/api/v1/shifts/{shift['id']}", json={"starts_at": later.isoformat()}), 409)
     assert problem["reason"] == "started"
     assert session.get(Shift, shift["id"]).starts_at == datetime.fromisoformat(shift["starts_at"])
+    assert assert_problem(admin.delete(f"/api/v1/shifts/{shift['id']}"), 409)["reason"] == "started"  # nor cancelled
 
 
 def test_check_out_records_hours_as_the_overlap_with_the_shift(duty, session, clock):

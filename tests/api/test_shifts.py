@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pyproj import Geod
 from shapely.geometry import shape
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from gridsvc.models import Shift, Signup, User, Volunteer, Zone
+from gridsvc.models import Shift, Signup, User, Volunteer, VolunteerPosition, Zone
 from gridsvc.services import shifts as shift_service
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count
@@ -261,6 +261,46 @@ def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_a
         assert admin.get(f"/api/v1/shifts/{a['id']}").get_json()["starts_at"] == a["starts_at"]
     finally:
         _delete_shifts(engine, a, b)
+
+
+def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, clock):
+    """V checks in 20 minutes before the start while an admin cancels the shift. The check-in in flight holds the
+    shift (its event's foreign key) and commits first; the cancellation is then refused (the shift has begun),
+    and V is on duty for a shift that still runs."""
+    from gridsvc.resources.shifts import check_request
+    from gridsvc.schemas.common import geopoint
+    from gridsvc.services import checks
+
+    admin = client_as(committed_app, "admin")
+    _, (v_name, v_id) = _two_volunteers(engine)
+    duty_columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
+    with engine.connect() as conn:
+        was = conn.execute(select(*duty_columns).where(Volunteer.id == v_id)).one()
+        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
+    shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=clock() + timedelta(minutes=20))
+    try:
+        v = client_as(committed_app, v_name)
+        assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+        with engine.connect() as conn:
+            user_id = conn.execute(select(Volunteer.user_id).where(Volunteer.id == v_id)).scalar()
+        here = zone_center(admin, shift["zone_id"])
+        request = check_request(shift["id"], "check_in", {"point": geopoint(*here, "wgs84"), "accuracy_m": 10}, None)
+
+        def check_in(own):
+            outcome = checks.check(own, user_id, request, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
+            assert outcome.status == 201, outcome.body_json
+
+        answer = _while_uncommitted(engine, check_in, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"))
+        assert assert_problem(answer, 409)["reason"] == "started"
+        assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "scheduled"
+        with engine.connect() as conn:
+            assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() == shift["id"]
+    finally:
+        with engine.begin() as conn:  # leave the shared database as it was
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == v_id)
+                         .values({column.key: value for column, value in zip(duty_columns, was)}))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
+        _delete_shifts(engine, shift)
 
 
 def _while_uncommitted(engine, change, request):
