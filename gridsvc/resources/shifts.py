@@ -12,9 +12,10 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import day_range, hours_entry
-from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, ShiftCreate,
-                                    ShiftEventPageOut, ShiftEventQuery, ShiftOut, ShiftPageOut, ShiftQuery,
-                                    ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn, SignupListOut, SignupOut)
+from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, SeriesCancelOut,
+                                    SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery, ShiftOut,
+                                    ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
+                                    SignupListOut, SignupOut)
 from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn, ReviewQueuePageOut,
                                         ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
@@ -86,6 +87,23 @@ class ShiftSeries(MethodView):
                 "items": [service.ShiftView(shift=s, confirmed=0, waitlisted=0) for s in shifts]}
 
 
+@blp.route("/shifts/series/<series_id>")
+class ShiftSeriesItem(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(SeriesCancelQuery, location="query")
+    @blp.response(200, SeriesCancelOut)
+    def delete(self, query, series_id):
+        """Cancel the rest of a recurring series: each of its shifts not yet begun (from a time, if given); the
+        begun ones are kept. Its shifts are listed by GET /shifts?series_id="""
+        session = current_session()
+        for zone_id in service.series_zones(session, series_id):
+            _require_zone_manager(zone_id)
+        outcome = service.cancel_series(session, series_id, now=clock.now(), starting_from=query.get("start"))
+        session.commit()
+        return {"series_id": series_id, "cancelled": service.views(session, [(s, None) for s in outcome.cancelled]),
+                "kept": service.views(session, [(s, None) for s in outcome.kept])}
+
+
 @blp.route("/shifts/<int:shift_id>")
 class ShiftItem(MethodView):
     @auth.access(auth.SIGNED_IN)
@@ -109,7 +127,7 @@ class ShiftItem(MethodView):
     @auth.access(SHIFT_MANAGERS)
     @blp.response(200, ShiftOut)
     def delete(self, shift_id):
-        """Cancel a shift that has not begun (not started, nobody checked in); its sign-ups are cancelled, nothing is deleted"""
+        """Cancel a shift that has not begun (not started, nobody checked in); nothing is deleted, its sign-ups stay on record"""
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
         shift = service.cancel_shift(session, shift_id, now=clock.now())

@@ -111,7 +111,20 @@ class ShiftSeriesOut(Schema):
     items = fields.List(fields.Nested(ShiftOut))
 
 
+class SeriesCancelQuery(Schema):
+    start = _aware(data_key="from", metadata={"description": "only the shifts starting at or after this time "
+                                                            "(default: every shift of the series not yet begun)"})
+
+
+class SeriesCancelOut(Schema):
+    series_id = fields.Str()
+    cancelled = fields.List(fields.Nested(ShiftOut), metadata={"description": "cancelled now"})
+    kept = fields.List(fields.Nested(ShiftOut), metadata={
+        "description": "begun (started, or volunteers checked in): left as they are"})
+
+
 class ShiftQuery(PageQuery):
+    series_id = fields.Str(validate=validate.Length(1, 64), metadata={"description": "the shifts of one recurring series"})
     zone_id = Int()
     community_id = Int()
     start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time"})

@@ -40,6 +40,8 @@ class ShiftView:
 
     @property
     def places_left(self) -> int:
+        if self.shift.status == "cancelled":
+            return 0
         return max(0, self.shift.capacity - self.confirmed)
 
 
@@ -60,8 +62,14 @@ def _counts(session: Session, shift_ids: list[int]) -> dict[int, tuple[int, int]
 
 
 def view(session: Session, shift: Shift, distance_m: float | None = None) -> ShiftView:
-    confirmed, waitlisted = _counts(session, [shift.id]).get(shift.id, (0, 0))
-    return ShiftView(shift=shift, confirmed=confirmed, waitlisted=waitlisted, distance_m=distance_m)
+    return views(session, [(shift, distance_m)])[0]
+
+
+def views(session: Session, shifts: list[tuple[Shift, float | None]]) -> list[ShiftView]:
+    """Shifts with their places taken, counted in one query (and each one's distance, if any)."""
+    counts = _counts(session, [s.id for s, _ in shifts])
+    return [ShiftView(shift=s, confirmed=counts.get(s.id, (0, 0))[0], waitlisted=counts.get(s.id, (0, 0))[1],
+                      distance_m=d) for s, d in shifts]
 
 
 # ---------------------------------------------------------------- create / update
@@ -212,13 +220,17 @@ def _lock_confirmed_volunteers(session: Session, shift: Shift) -> list[int]:
 
 
 def _check_not_begun(session: Session, shift: Shift, now: datetime, consequence: str) -> None:
-    """409 once a shift has begun: started, or anyone checked in (from 30
-    minutes before the start). Check-ins and hours are measured against
-    its times from then on."""
-    checked_in = session.scalar(select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted))
-    if shift.starts_at <= now or checked_in:
+    if _has_begun(session, shift, now):
         raise Conflict(f"Shift {shift.id} has begun (started, or volunteers checked in); {consequence}.",
                        reason="started")
+
+
+def _has_begun(session: Session, shift: Shift, now: datetime) -> bool:
+    """Started, or anyone checked in (from 30 minutes before the start):
+    check-ins and hours are measured against its times from then on, so it
+    can be neither moved nor cancelled."""
+    return shift.starts_at <= now or bool(session.scalar(
+        select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted)))
 
 
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
@@ -226,22 +238,64 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     if shift.status == "cancelled":
         return shift
     _check_not_begun(session, shift, now, "it cannot be cancelled")
-    shift.status = "cancelled"
-    for signup in session.scalars(select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")):
-        signup.status = "cancelled"
-    session.flush()
+    _cancel(session, shift)
     return shift
+
+
+def _cancel(session: Session, shift: Shift) -> None:
+    """The shift marked cancelled. Its sign-ups stay as they were: who was
+    confirmed and who waited is history, and each volunteer's "my shifts"
+    and calendar show the shift as cancelled. (A sign-up marked cancelled
+    is one its volunteer withdrew.) Nothing counts a cancelled shift's
+    sign-ups: overlaps and dispatch look at scheduled shifts only."""
+    shift.status = "cancelled"
+    session.flush()
+
+
+def series_zones(session: Session, series_id: str) -> list[int]:
+    """The zones of a recurring series' shifts (404 for an unknown series)."""
+    zones = session.scalars(select(Shift.zone_id).where(Shift.series_id == series_id).distinct()).all()
+    if not zones:
+        raise NotFound(f"Series {series_id} does not exist.")
+    return list(zones)
+
+
+@dataclass(frozen=True)
+class SeriesCancellation:
+    cancelled: list[Shift]  # cancelled now, with their sign-ups
+    kept: list[Shift]  # begun (started or checked in): left as they are
+
+
+def cancel_series(session: Session, series_id: str, *, now: datetime,
+                  starting_from: datetime | None = None) -> SeriesCancellation:
+    """Cancel the shifts of a recurring series that have not begun (those
+    starting at or after ``starting_from``, if given): "the north gate
+    closes; cancel the rest of the four weeks". Shifts already cancelled
+    are left out of both lists."""
+    query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled")
+    if starting_from is not None:
+        query = query.where(Shift.starts_at >= starting_from)
+    cancelled, kept = [], []
+    for shift in session.scalars(query.order_by(Shift.id).with_for_update()).all():  # locked in id order
+        if _has_begun(session, shift, now):
+            kept.append(shift)
+        else:
+            _cancel(session, shift)
+            cancelled.append(shift)
+    return SeriesCancellation(cancelled=cancelled, kept=kept)
 
 
 def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, community_id: int | None = None,
                 starts_from: datetime | None = None, starts_to: datetime | None = None, activity: str | None = None,
                 skill: str | None = None, has_space: bool | None = None, near: tuple[float, float] | None = None,
-                radius_m: float | None = None, include_cancelled: bool = False,
+                radius_m: float | None = None, include_cancelled: bool = False, series_id: str | None = None,
                 limit: int = 100, offset: int = 0) -> Page[ShiftView]:
     """Shifts by the filters given. ``has_space``: whether a sign-up made
     ``now`` would be confirmed (a free place, and not started: ``sign_up``
     refuses a started shift)."""
     query = select(Shift)
+    if series_id is not None:
+        query = query.where(Shift.series_id == series_id)
     if not include_cancelled:
         query = query.where(Shift.status == "scheduled")
     if zone_id is not None:
@@ -298,10 +352,7 @@ def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, 
         rows = session.execute(query.add_columns(distance).order_by(*order).limit(limit).offset(offset)).all()
     else:
         rows = [(s, None) for s in session.scalars(query.order_by(*order).limit(limit).offset(offset))]
-    counts = _counts(session, [s.id for s, _ in rows])
-    items = [ShiftView(shift=s, confirmed=counts.get(s.id, (0, 0))[0], waitlisted=counts.get(s.id, (0, 0))[1],
-                       distance_m=d) for s, d in rows]
-    return Page(items=items, total=total, limit=limit, offset=offset)
+    return Page(items=views(session, rows), total=total, limit=limit, offset=offset)
 
 
 # ---------------------------------------------------------------- sign-ups
@@ -408,7 +459,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     was_confirmed = signup.status == "confirmed"
     signup.status = "cancelled"
     session.flush()
-    return signup, (_promote(session, shift) if was_confirmed else [])
+    return signup, (_promote(session, shift) if was_confirmed and shift.status == "scheduled" else [])
 
 
 def signups_of_shift(session: Session, shift_id: int) -> list[tuple[Signup, int | None]]:

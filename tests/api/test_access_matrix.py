@@ -59,6 +59,7 @@ MATRIX = {
     ("GET", "/api/v1/shifts"): "signed-in",
     ("POST", "/api/v1/shifts"): "shift-managers",
     ("POST", "/api/v1/shifts/series"): "shift-managers",
+    ("DELETE", "/api/v1/shifts/series/{series_id}"): "shift-managers",
     ("GET", "/api/v1/shifts/{shift_id}"): "signed-in",
     ("PATCH", "/api/v1/shifts/{shift_id}"): "shift-managers",
     ("DELETE", "/api/v1/shifts/{shift_id}"): "shift-managers",
@@ -192,7 +193,8 @@ def ids(session, lingfeng, clock) -> dict:
     zone_id = session.scalar(select(Zone.id).where(Zone.community_id == lingfeng.id, Zone.code == "G01"))
     volunteer = session.scalar(select(Volunteer).join(User, User.id == Volunteer.user_id).where(User.username == "volunteer-001"))
     shift = create_shift(session, zone_id=zone_id, title="matrix", activity="traffic_guidance", capacity=3,
-                         starts_at=clock() + timedelta(days=1), ends_at=clock() + timedelta(days=1, hours=2))
+                         starts_at=clock() + timedelta(days=1), ends_at=clock() + timedelta(days=1, hours=2),
+                         series_id="matrix-series")
     past = create_shift(session, zone_id=zone_id, title="past", activity="traffic_guidance", capacity=3,
                         starts_at=clock() - timedelta(hours=3), ends_at=clock() - timedelta(hours=2))
     check_in = CheckEvent(shift_id=past.id, volunteer_id=volunteer.id, kind="check_in", effective_at=past.starts_at,
@@ -230,6 +232,7 @@ def ids(session, lingfeng, clock) -> dict:
         "user_id": session.scalar(select(User.id).where(User.username == "volunteer-001")),
         "volunteer_id": volunteer.id,
         "shift_id": shift.id,
+        "series_id": shift.series_id,
         "hours_id": hours.id,
         "lot_id": lot.id,
         "space_id": space.id,

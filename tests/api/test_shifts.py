@@ -89,6 +89,40 @@ def test_recurring_template_makes_weekday_shifts_in_local_time(admin, session):
         "end_time": "09:00", "from_date": "2027-01-01", "until_date": "2029-01-01"}), 422)
 
 
+def test_cancelling_the_rest_of_a_series_keeps_the_shift_under_way(admin, login, session, clock):
+    g06 = zone_of(session, "G06")
+    first_day = clock().astimezone(SHANGHAI).date() + timedelta(days=1)
+    series = admin.post("/api/v1/shifts/series", json={
+        "title": "北门早高峰", "activity": "traffic_guidance", "zone_id": g06.id, "capacity": 2, "weekdays": [1, 2, 3, 4, 5, 6, 7],
+        "start_time": "07:30", "end_time": "09:00", "from_date": first_day.isoformat(),
+        "until_date": (first_day + timedelta(days=5)).isoformat()}).get_json()
+    shifts = series["items"]
+    assert len(shifts) == 6
+    volunteer = login("volunteer-006")
+    for shift in (shifts[0], shifts[-1]):
+        assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    clock.advance(seconds=(datetime.fromisoformat(shifts[0]["starts_at"]) - timedelta(minutes=20) - clock()).total_seconds())
+    here = zone_center(admin, g06.id)
+    checked_in = volunteer.post(f"/api/v1/shifts/{shifts[0]['id']}/check-in", json={"lon": here[0], "lat": here[1]})
+    assert checked_in.status_code == 201 and checked_in.get_json()["on_duty"]
+    url = f"/api/v1/shifts/series/{series['series_id']}"
+    assert_problem(login("liaison-g01").delete(url), 403)
+    assert_problem(admin.delete("/api/v1/shifts/series/no-such-series"), 404)
+    liaison = login("liaison-g06")
+    assert_problem(liaison.delete(url, query_string={"from": "next week"}), 422)
+    # "from the fourth day on"
+    rest = liaison.delete(url, query_string={"from": shifts[3]["starts_at"]}).get_json()
+    assert [s["id"] for s in rest["cancelled"]] == [s["id"] for s in shifts[3:]] and rest["kept"] == []
+    everything = liaison.delete(url).get_json()
+    assert [s["id"] for s in everything["cancelled"]] == [shifts[1]["id"], shifts[2]["id"]]
+    assert [s["id"] for s in everything["kept"]] == [shifts[0]["id"]] and everything["kept"][0]["confirmed"] == 1
+    listed = admin.get(f"/api/v1/shifts?series_id={series['series_id']}&include_cancelled=true").get_json()["items"]
+    assert [s["status"] for s in listed] == ["scheduled"] + ["cancelled"] * 5
+    mine = {item["shift"]["id"]: item for item in volunteer.get(
+        f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-006')}/signups").get_json()["items"]}
+    assert mine[shifts[0]["id"]]["on_duty"] and mine[shifts[-1]["id"]]["shift"]["status"] == "cancelled"
+
+
 def test_signups_confirm_then_waitlist_and_cancel_promotes(login, admin, session, clock):
     shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=2, starts_at=clock() + timedelta(days=2))
     url = f"/api/v1/shifts/{shift['id']}/signups"
@@ -127,11 +161,25 @@ def test_signup_refusals_say_why(login, admin, session, clock):
 
 
 def test_cancelled_shift_takes_no_signups_and_frees_people(login, admin, session, clock):
-    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=4))
-    login("volunteer-005").post(f"/api/v1/shifts/{shift['id']}/signups", json={})
-    assert admin.delete(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "cancelled"
-    assert session.scalar(select(Signup.status).where(Signup.shift_id == shift["id"])) == "cancelled"
+    start = clock() + timedelta(days=4)
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=start)
+    volunteer = login("volunteer-005")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    cancelled = admin.delete(f"/api/v1/shifts/{shift['id']}").get_json()
+    assert cancelled["status"] == "cancelled" and cancelled["places_left"] == 0
+    # who was confirmed stays on record, under the cancelled shift ...
+    assert [(s["volunteer_id"], s["status"]) for s in admin.get(f"/api/v1/shifts/{shift['id']}/signups").get_json()["items"]] == [
+        (volunteer_id(session, "volunteer-005"), "confirmed")]
+    mine = volunteer.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-005')}/signups").get_json()["items"]
+    assert [(m["shift"]["id"], m["shift"]["status"]) for m in mine] == [(shift["id"], "cancelled")]
+    calendar = volunteer.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-005')}/shifts.ics").get_data(as_text=True)
+    assert f"UID:shift-{shift['id']}-" in calendar and "STATUS:CANCELLED" in calendar  # the phone's calendar marks it
+    # ... but holds nobody: the same hours elsewhere are free, and the cancelled shift takes no one
+    elsewhere = make_shift(admin, zone_id=zone_of(session, "G02").id, starts_at=start)
+    assert volunteer.post(f"/api/v1/shifts/{elsewhere['id']}/signups", json={}).get_json()["status"] == "confirmed"
     assert_problem(login("volunteer-006").post(f"/api/v1/shifts/{shift['id']}/signups", json={}), 409)
+    withdrawn = volunteer.delete(f"/api/v1/shifts/{shift['id']}/signups/{volunteer_id(session, 'volunteer-005')}")
+    assert withdrawn.status_code == 200 and withdrawn.get_json()["promoted"] == []
 
 
 def test_find_a_shift_near_me_with_space(login, admin, session, clock):
