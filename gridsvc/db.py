@@ -81,6 +81,20 @@ def _stamp_actor(session: Session, _context: Any, _instances: Any) -> None:
             obj.updated_by_id = actor
 
 
+@event.listens_for(Session, "do_orm_execute")
+def _locked_rows_are_read_fresh(state: Any) -> None:
+    """A SELECT ... FOR UPDATE refreshes the objects it returns.
+
+    Why: the session keeps one object per row, and by default a later query
+    does not overwrite what an earlier one loaded. A view that read a row
+    for its access check and then locked it in the service would decide on
+    the values from before the lock: two reviewers both found the same
+    hours "pending", and the second decision overwrote the first.
+    """
+    if state.is_select and state.statement._for_update_arg is not None:
+        state.update_execution_options(populate_existing=True)
+
+
 class Database:
     """The engine and session factory of one app."""
 

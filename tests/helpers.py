@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 PROBLEM = "application/problem+json"
@@ -79,3 +81,28 @@ class FrozenClock:
 
         self.current = self.current + timedelta(**delta)
         return self.current
+
+
+def while_uncommitted(engine, change, request, then=None):
+    """A race made deterministic: ``request()`` runs in another thread while
+    ``change(session)`` is made but not committed; when the request waits
+    for a lock (or has finished), ``then(session)`` if given, and the
+    commit. Returns what ``request`` returned."""
+    answers = []
+    with engine.connect() as conn, Session(bind=conn) as own:
+        change(own)
+        own.flush()
+        other = threading.Thread(target=lambda: answers.append(request()))
+        other.start()
+        deadline = time.monotonic() + 10
+        while other.is_alive() and time.monotonic() < deadline:
+            with engine.connect() as probe:
+                if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                    break
+            time.sleep(0.02)
+        if then is not None:
+            then(own)
+        own.commit()
+    other.join(10)
+    assert len(answers) == 1
+    return answers[0]

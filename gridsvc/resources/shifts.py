@@ -353,13 +353,16 @@ class HoursBulkReview(MethodView):
     def post(self, data):
         """Approve or decline many entries at once; a result per entry"""
         session = current_session()
-        results = []
-        for hours_id in dict.fromkeys(data["ids"]):
+        results = {}
+        # Entries are locked in id order, whatever the order asked: two
+        # reviewers sending overlapping lists in opposite orders would
+        # otherwise deadlock (and one of them get a 409 for nothing).
+        for hours_id in sorted(set(data["ids"])):
             try:
                 with session.begin_nested():
                     entry = _review(hours_id, data["action"] == "approve", data.get("note"))
-                results.append({"id": hours_id, "status": 200, "hours_status": entry.status})
+                results[hours_id] = {"id": hours_id, "status": 200, "hours_status": entry.status}
             except GridsvcError as exc:
-                results.append({"id": hours_id, "status": exc.status, "detail": exc.detail})
+                results[hours_id] = {"id": hours_id, "status": exc.status, "detail": exc.detail}
         session.commit()
-        return {"results": results}
+        return {"results": [results[hours_id] for hours_id in dict.fromkeys(data["ids"])]}

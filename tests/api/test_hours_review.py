@@ -5,9 +5,14 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from gridsvc.models import CheckEvent, ServiceHours, Shift
+from gridsvc.services import checks
+from gridsvc.services.shifts import create_shift
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, client_as, while_uncommitted
 
 
 @pytest.fixture()
@@ -87,3 +92,68 @@ def test_who_may_read_the_queue(worked, login, session):
     assert_problem(login("admin").get("/api/v1/hours?status=maybe"), 422)
     assert_problem(login("admin").get("/api/v1/hours?from=2026-13-01"), 422)
     assert queue(login("admin"), zone_id=zone_of(session, "G01").id, volunteer_id=worked["two"])["total"] == 0
+
+
+def test_two_reviewers_with_crossing_lists_do_not_deadlock(committed_app, engine, clock):
+    """A liaison approves [second, first] while an admin, one entry at a time, declines first, then second.
+    Entries are locked in id order whatever the list's order, so the liaison waits for the admin rather than
+    holding `second` against them: no deadlock, and every entry is decided once."""
+    entries, shift_id = _two_pending_entries(engine, clock)
+    first, second = entries
+    liaison = client_as(committed_app, "liaison-g01")
+
+    def decline(own, hours_id):
+        checks.review(own, hours_id, approve=False, note="离开了岗位", reviewer_id=None, now=clock())
+
+    try:
+        answer = while_uncommitted(engine, lambda own: decline(own, first),
+                                   lambda: liaison.post("/api/v1/hours/review", json={"ids": [second, first], "action": "approve"}),
+                                   then=lambda own: decline(own, second))
+        assert answer.status_code == 200, answer.get_json()
+        assert [(r["id"], r["status"]) for r in answer.get_json()["results"]] == [(second, 409), (first, 409)]
+        with engine.connect() as conn:
+            assert conn.execute(select(ServiceHours.status).where(ServiceHours.id.in_(entries))).scalars().all() == [
+                "declined", "declined"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Shift.__table__.delete().where(Shift.id == shift_id))
+
+
+def test_approving_what_another_reviewer_is_declining_finds_it_declined(committed_app, engine, clock):
+    """The decision is made under the entry's lock on the entry as it is then, not as the view first read it."""
+    (entry, _), shift_id = _two_pending_entries(engine, clock)
+    liaison = client_as(committed_app, "liaison-g01")
+    try:
+        answer = while_uncommitted(
+            engine, lambda own: checks.review(own, entry, approve=False, note="离开了岗位", reviewer_id=None, now=clock()),
+            lambda: liaison.post(f"/api/v1/hours/{entry}/approve", json={}))
+        assert assert_problem(answer, 409)["status_now"] == "declined"
+        with engine.connect() as conn:
+            assert conn.execute(select(ServiceHours.status).where(ServiceHours.id == entry)).scalar() == "declined"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Shift.__table__.delete().where(Shift.id == shift_id))
+
+
+def _two_pending_entries(engine, clock) -> tuple[list[int], int]:
+    """Two pending hours entries in G01 (committed): a past shift that volunteer-001 and -002 worked."""
+    with Session(engine) as session:
+        zone_id = zone_of(session, "G01").id
+        shift = create_shift(session, zone_id=zone_id, title="review race", activity="traffic_guidance", capacity=3,
+                             starts_at=clock() - timedelta(hours=3), ends_at=clock() - timedelta(hours=2))
+        ids = []
+        for username in ("volunteer-001", "volunteer-002"):
+            volunteer = volunteer_id(session, username)
+            check_in = CheckEvent(shift_id=shift.id, volunteer_id=volunteer, kind="check_in", effective_at=shift.starts_at,
+                                  position="SRID=4326;POINT(121.78 29.87)", input_lon=121.78, input_lat=29.87,
+                                  input_crs="wgs84", inside=False, distance_m=900, accepted=True, status_code=201,
+                                  response={})
+            session.add(check_in)
+            session.flush()
+            hours = ServiceHours(volunteer_id=volunteer, shift_id=shift.id, check_in_id=check_in.id,
+                                 started_at=shift.starts_at, ended_at=shift.ends_at, hours=1, status="pending")
+            session.add(hours)
+            session.flush()
+            ids.append(hours.id)
+        session.commit()
+        return sorted(ids), shift.id

@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from pyproj import Geod
 from shapely.geometry import shape
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from gridsvc.models import Shift, Signup, User, Volunteer, VolunteerPosition, Zone
 from gridsvc.services import shifts as shift_service
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
-from tests.helpers import assert_problem, client_as, count
+from tests.helpers import assert_problem, client_as, count, while_uncommitted
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -281,7 +279,7 @@ def test_a_promotion_waits_for_the_volunteers_own_sign_up_elsewhere(committed_ap
     try:
         assert x.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "confirmed"
         assert v.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "waitlisted"
-        status = _while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
+        status = while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
                                     lambda: x.delete(f"/api/v1/shifts/{a['id']}/signups/{x_id}").status_code)
         assert status == 200
         assert _confirmed_for(engine, v_id, a["id"], b["id"]) == [b["id"]]  # A's place stays free rather than overlap
@@ -301,7 +299,7 @@ def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_a
     try:
         assert client_as(committed_app, v_name).post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "confirmed"
         move = {"starts_at": b["starts_at"], "ends_at": b["ends_at"]}
-        answer = _while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
+        answer = while_uncommitted(engine, lambda own: shift_service.sign_up(own, b["id"], v_id, now=clock()),
                                     lambda: admin.patch(f"/api/v1/shifts/{a['id']}", json=move))
         problem = assert_problem(answer, 409)
         assert problem["clashes"] == [{"volunteer_id": v_id, "overlapping_shift_id": b["id"]}]
@@ -338,7 +336,7 @@ def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, cl
             outcome = checks.check(own, user_id, request, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
             assert outcome.status == 201, outcome.body_json
 
-        answer = _while_uncommitted(engine, check_in, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"))
+        answer = while_uncommitted(engine, check_in, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"))
         assert assert_problem(answer, 409)["reason"] == "started"
         assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "scheduled"
         with engine.connect() as conn:
@@ -349,29 +347,6 @@ def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, cl
                          .values({column.key: value for column, value in zip(duty_columns, was)}))
             conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
         _delete_shifts(engine, shift)
-
-
-def _while_uncommitted(engine, change, request):
-    """``request()`` in another thread while ``change(session)`` is made but not committed; then the commit.
-    Returns what ``request`` returned. The commit waits until the request waits for a lock (or has finished)."""
-    answers = []
-    with engine.connect() as conn, Session(bind=conn) as own:
-        change(own)
-        own.flush()
-        other = threading.Thread(target=lambda: answers.append(request()))
-        other.start()
-        deadline = time.monotonic() + 10
-        while other.is_alive() and time.monotonic() < deadline and not _someone_waits_for_a_lock(engine):
-            time.sleep(0.02)
-        own.commit()
-    other.join(10)
-    assert len(answers) == 1
-    return answers[0]
-
-
-def _someone_waits_for_a_lock(engine) -> bool:
-    with engine.connect() as conn:
-        return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar())
 
 
 def _two_volunteers(engine) -> list[tuple[str, int]]:
