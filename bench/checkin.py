@@ -5,6 +5,7 @@ loopback, each request a different volunteer with their own token, shift and
 Idempotency-Key; positions are GCJ-02, as phones send them.
 
     python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 1] [--rounds 5] [--connections 32] [--workers 2]
+                            [--threads 1]
 
 Goal (issue 4): at least 800 check-ins/s on 2 cores and at least 40% of the
 trivial endpoint's rate.
@@ -206,9 +207,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="the two endpoints are timed in turns, so the machine's drift hits both alike")
     parser.add_argument("--connections", type=int, default=32)
-    # 2, as `gridsvc serve` runs: on 2 cores, 4 workers are ~40% slower here (they
-    # contend with PostgreSQL for the cores and context switches dominate)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default: as gridsvc serve)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: as gridsvc serve)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker, as gridsvc serve --threads: above 1, gthread workers (keep-alive; a "
+                             "thread computes while another waits for the database)")
     parser.add_argument("--split-cores", action="store_true",
                         help="PostgreSQL (on this machine) on the last core, gunicorn and wrk on the others: "
                              "a deployment whose database has a machine of its own, on one box")
@@ -251,7 +253,8 @@ def main(argv: list[str]) -> int:
             if args.split_cores:
                 ours, database = stack.enter_context(database_on_own_core())
                 cores = f"on {len(ours)} core(s), PostgreSQL on {len(database)} of its own"
-            base = stack.enter_context(served(url, workers=args.workers))
+            base = stack.enter_context(served(url, workers=args.workers, worker_class="gthread" if args.threads > 1 else "sync",
+                                                   threads=args.threads))
             meter = CpuMeter(urlsplit(base).port, make_url(url).database)
             # warm-up, both endpoints alike
             _wrk(base, "/api/v1/health/live", 1, args.connections, threads)
@@ -282,7 +285,8 @@ def main(argv: list[str]) -> int:
                      f"{checkin['p50_ms']:.1f}", f"{checkin['p99_ms']:.1f}", checkin["non2xx"],
                      f"{checkin['rate'] / live['rate']:.2f}", *_cpu_columns(checkin)))
     print()
-    print(f"gunicorn {args.workers} sync workers, wrk {threads} threads x {args.connections} connections, "
+    server = f"{args.workers} gthread workers x {args.threads} threads" if args.threads > 1 else f"{args.workers} sync workers"
+    print(f"gunicorn {server}, wrk {threads} threads x {args.connections} connections, "
           f"{args.seconds} s per endpoint in each of {args.rounds} rounds, {cores}")
     print_table(["round: endpoint", "req/s", "p50 ms", "p99 ms", "non-2xx", "ratio vs trivial",
                  "CPU µs/req: server", "database", "machine", "cores busy"], rows)
