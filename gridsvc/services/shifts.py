@@ -262,7 +262,7 @@ def series_zones(session: Session, series_id: str) -> list[int]:
 
 @dataclass(frozen=True)
 class SeriesCancellation:
-    cancelled: list[Shift]  # cancelled now, with their sign-ups
+    cancelled: list[Shift]  # cancelled now
     kept: list[Shift]  # begun (started or checked in): left as they are
 
 
