@@ -16,8 +16,8 @@ from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn
                                     SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery, ShiftOut,
                                     ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
                                     SignupListOut, SignupOut)
-from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, ReviewIn, ReviewQueuePageOut,
-                                        ReviewQueueQuery)
+from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, HoursTotalsPageOut, HoursTotalsQuery,
+                                        ReviewIn, ReviewQueuePageOut, ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
 
 blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, check-in/out and service hours")
@@ -312,6 +312,30 @@ class HoursQueue(MethodView):
                                        start=start, end=end, limit=query["limit"], offset=query["offset"], **filters)
         return {"total": page.total, "limit": page.limit, "offset": page.offset,
                 "items": [_under_review(item) for item in page.items]}
+
+
+@blp.route("/hours/totals")
+class HoursTotals(MethodView):
+    @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(HoursTotalsQuery, location="query")
+    @blp.response(200, HoursTotalsPageOut)
+    def get(self, query):
+        """Hours per volunteer in a period, most first (default: approved), for recognition: a liaison counts
+        their zones' shifts, an admin any community or zone"""
+        session = current_session()
+        principal = auth.current_principal()
+        if query.get("zone_id") is not None:
+            _require_zone_manager(query["zone_id"])
+        checks.close_overdue(session, now=clock.now(), policy=policy())  # a missing check-out counts (pending)
+        session.commit()
+        start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+        totals = checks.hours_totals(session, zone_ids=None if "admin" in principal.roles else principal.liaison_zone_ids,
+                                     status=query["status"], community_id=query.get("community_id"),
+                                     zone_id=query.get("zone_id"), start=start, end=end, limit=query["limit"],
+                                     offset=query["offset"])
+        page = totals.page
+        return {"total": page.total, "limit": page.limit, "offset": page.offset, "total_hours": totals.total_hours,
+                "items": page.items}
 
 
 def _under_review(item: checks.HoursUnderReview) -> dict:

@@ -186,6 +186,28 @@ class ReviewQueueQuery(HoursQuery, PageQuery):
     flagged = fields.Bool(metadata={"description": "true: only entries flagged for a closer look"})
 
 
+class HoursTotalsQuery(HoursQuery, PageQuery):
+    status = fields.Str(load_default="approved", validate=validate.OneOf(("pending", "approved", "declined")),
+                        metadata={"description": "default approved: the hours that count"})
+    community_id = Int()
+    zone_id = Int()
+
+
+class VolunteerTotalOut(Schema):
+    volunteer_id = Int()
+    volunteer_name = fields.Str()
+    team = fields.Str(allow_none=True)
+    hours = fields.Float()
+    entries = Int(metadata={"description": "hours entries (stints) counted"})
+    last_served_at = fields.DateTime(metadata={"description": "the end of the latest stint counted"})
+
+
+class HoursTotalsPageOut(PageOut):
+    total_hours = fields.Float(metadata={"description": "of every volunteer matched (total counts them), not only "
+                                                        "this page's"})
+    items = fields.List(fields.Nested(VolunteerTotalOut), metadata={"description": "most hours first"})
+
+
 class CheckSeenOut(Schema):
     at = fields.DateTime(attribute="effective_at")
     inside = fields.Bool(metadata={"description": "inside the shift's geofence"})

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Mapping
 
 from sqlalchemy import func, select
@@ -335,6 +336,52 @@ def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, statu
         .order_by(ServiceHours.started_at, ServiceHours.id).limit(limit).offset(offset)).all()
     return Page(items=[HoursUnderReview(entry, cin, cout) for entry, cin, cout in rows], total=total, limit=limit,
                 offset=offset)
+
+
+@dataclass(frozen=True)
+class VolunteerTotal:
+    """One volunteer's hours in a period and place: what recognition is based on."""
+    volunteer_id: int
+    volunteer_name: str
+    team: str | None
+    hours: Decimal
+    entries: int
+    last_served_at: datetime
+
+
+@dataclass(frozen=True)
+class HoursTotals:
+    page: Page[VolunteerTotal]
+    total_hours: Decimal  # of every volunteer matched, not only the page's
+
+
+def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: str = "approved",
+                 community_id: int | None = None, zone_id: int | None = None, start: datetime | None = None,
+                 end: datetime | None = None, limit: int = 100, offset: int = 0) -> HoursTotals:
+    """Hours per volunteer, most first, over the entries of shifts in
+    ``zone_ids`` (None: every zone) that started in [start, end)."""
+    conditions = [ServiceHours.status == status]
+    if zone_ids is not None:
+        conditions.append(Shift.zone_id.in_(list(zone_ids)))
+    for column, value in ((Shift.community_id, community_id), (Shift.zone_id, zone_id)):
+        if value is not None:
+            conditions.append(column == value)
+    if start is not None:
+        conditions.append(ServiceHours.started_at >= start)
+    if end is not None:
+        conditions.append(ServiceHours.started_at < end)
+    per_volunteer = (select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
+                            func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
+                     .join(ServiceHours.shift).where(*conditions).group_by(ServiceHours.volunteer_id).subquery())
+    volunteers, total_hours = session.execute(
+        select(func.count(), func.coalesce(func.sum(per_volunteer.c.hours), 0))).one()
+    rows = session.execute(
+        select(per_volunteer.c.volunteer_id, Volunteer.real_name, Volunteer.team, per_volunteer.c.hours,
+               per_volunteer.c.entries, per_volunteer.c.last_served_at)
+        .join(Volunteer, Volunteer.id == per_volunteer.c.volunteer_id)
+        .order_by(per_volunteer.c.hours.desc(), per_volunteer.c.volunteer_id).limit(limit).offset(offset)).all()
+    return HoursTotals(page=Page(items=[VolunteerTotal(*row) for row in rows], total=volunteers, limit=limit,
+                                 offset=offset), total_hours=total_hours)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ MATRIX = {
     ("POST", "/api/v1/shifts/{shift_id}/check-in"): "volunteer-role",
     ("POST", "/api/v1/shifts/{shift_id}/check-out"): "volunteer-role",
     ("GET", "/api/v1/hours"): "shift-managers",
+    ("GET", "/api/v1/hours/totals"): "shift-managers",
     ("POST", "/api/v1/hours/{hours_id}/approve"): "shift-managers",
     ("POST", "/api/v1/hours/{hours_id}/decline"): "shift-managers",
     ("POST", "/api/v1/hours/review"): "bulk-review",
@@ -253,7 +254,7 @@ def _url(path: str, ids: dict) -> str:
         url += f"?community_id={ids['community_id']}"
     elif path.endswith("/dispatch/batch"):
         url += f"?community_id={ids['community_id']}"
-    elif path == "/api/v1/hours":  # a liaison of another zone asking for this one
+    elif path in ("/api/v1/hours", "/api/v1/hours/totals"):  # a liaison of another zone asking for this one
         url += f"?zone_id={ids['zone_id']}"
     elif path.endswith("/dispatch/candidates"):
         url += "?lon=121.78&lat=29.87"

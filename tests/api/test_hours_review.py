@@ -1,8 +1,9 @@
 """The liaison's review queue: the hours waiting for a decision in their zones, with the check-in and check-out."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +14,9 @@ from gridsvc.services import checks
 from gridsvc.services.shifts import create_shift
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, while_uncommitted
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the demo community's time
 
 
 @pytest.fixture()
@@ -92,6 +96,57 @@ def test_who_may_read_the_queue(worked, login, session):
     assert_problem(login("admin").get("/api/v1/hours?status=maybe"), 422)
     assert_problem(login("admin").get("/api/v1/hours?from=2026-13-01"), 422)
     assert queue(login("admin"), zone_id=zone_of(session, "G01").id, volunteer_id=worked["two"])["total"] == 0
+
+
+def totals(client, **params) -> dict:
+    answer = client.get("/api/v1/hours/totals" + (f"?{urlencode(params)}" if params else ""))
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def by_volunteer(report: dict) -> list[tuple[int, float, int]]:
+    return [(item["volunteer_id"], item["hours"], item["entries"]) for item in report["items"]]
+
+
+def test_hours_totals_per_volunteer_count_what_was_approved_in_the_liaisons_zones(worked, admin, login, session, clock):
+    one, two = worked["one"], worked["two"]
+    g01_liaison = login("liaison-g01")
+    assert totals(g01_liaison) == {"total": 0, "limit": 100, "offset": 0, "total_hours": 0, "items": []}
+    waiting = totals(admin, status="pending")
+    assert by_volunteer(waiting) == [(two, 1.0, 1), (one, 0.75, 1)] and waiting["total_hours"] == 1.75  # most first
+
+    [entry] = queue(g01_liaison)["items"]
+    g01_liaison.post(f"/api/v1/hours/{entry['id']}/approve", json={})
+    # a second stint of volunteer-001 in G01 the next morning, inside the zone at both ends: approved at once
+    next_morning = datetime.combine(clock().astimezone(SHANGHAI).date() + timedelta(days=1), time(10), SHANGHAI)
+    clock.advance(seconds=(next_morning - clock()).total_seconds())
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(minutes=10), hours=1)
+    volunteer = login("volunteer-001")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    clock.advance(minutes=10)
+    center = zone_center(admin, zone_of(session, "G01").id)
+    check(volunteer, shift["id"], "check-in", center, "again-in")
+    clock.advance(minutes=30)
+    assert check(volunteer, shift["id"], "check-out", center, "again-out")["hours"]["status"] == "approved"
+
+    report = totals(g01_liaison)
+    assert by_volunteer(report) == [(one, 1.25, 2)] and report["total_hours"] == 1.25
+    [item] = report["items"]
+    assert item["volunteer_name"] and datetime.fromisoformat(item["last_served_at"]) == clock()
+    assert totals(login("liaison-g02"))["items"] == []  # G02's entry still waits
+    assert by_volunteer(totals(admin, zone_id=zone_of(session, "G02").id, status="pending")) == [(two, 1.0, 1)]
+    tomorrow = (clock().astimezone(SHANGHAI) + timedelta(days=1)).date().isoformat()  # community time
+    assert totals(admin, **{"from": tomorrow})["total"] == 0
+    first_day = worked["start"].astimezone(SHANGHAI).date().isoformat()
+    assert by_volunteer(totals(admin, **{"from": first_day, "to": first_day})) == [(one, 0.75, 1)]
+    assert by_volunteer(totals(admin, limit=1, offset=0)) == [(one, 1.25, 2)]
+
+
+def test_who_may_read_hours_totals(worked, login, session):
+    assert_problem(login("liaison-g01").get(f"/api/v1/hours/totals?zone_id={zone_of(session, 'G02').id}"), 403)
+    assert_problem(login("volunteer-001").get("/api/v1/hours/totals"), 403)
+    assert_problem(login("admin").get("/api/v1/hours/totals?status=all"), 422)
+    assert_problem(login("admin").get("/api/v1/hours/totals?from=2026-12-02&to=2026-12-01"), 422)
 
 
 def test_two_reviewers_with_crossing_lists_do_not_deadlock(committed_app, engine, clock):
