@@ -370,17 +370,24 @@ def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: s
         conditions.append(ServiceHours.started_at >= start)
     if end is not None:
         conditions.append(ServiceHours.started_at < end)
-    per_volunteer = (select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
-                            func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
-                     .join(ServiceHours.shift).where(*conditions).group_by(ServiceHours.volunteer_id).subquery())
-    volunteers, total_hours = session.execute(
-        select(func.count(), func.coalesce(func.sum(per_volunteer.c.hours), 0))).one()
+    per_volunteer = select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
+                           func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
+    if zone_ids is not None or community_id is not None or zone_id is not None:  # (an admin's whole record needs no join)
+        per_volunteer = per_volunteer.join(ServiceHours.shift)
+    per_volunteer = per_volunteer.where(*conditions).group_by(ServiceHours.volunteer_id).subquery()
+    # the page, and the count and sum over everyone, from one aggregation
     rows = session.execute(
         select(per_volunteer.c.volunteer_id, Volunteer.real_name, Volunteer.team, per_volunteer.c.hours,
-               per_volunteer.c.entries, per_volunteer.c.last_served_at)
+               per_volunteer.c.entries, per_volunteer.c.last_served_at,
+               func.count().over(), func.sum(per_volunteer.c.hours).over())
         .join(Volunteer, Volunteer.id == per_volunteer.c.volunteer_id)
         .order_by(per_volunteer.c.hours.desc(), per_volunteer.c.volunteer_id).limit(limit).offset(offset)).all()
-    return HoursTotals(page=Page(items=[VolunteerTotal(*row) for row in rows], total=volunteers, limit=limit,
+    if rows:
+        volunteers, total_hours = rows[0][-2:]
+    else:  # past the last page (or nobody): the totals alone
+        volunteers, total_hours = session.execute(
+            select(func.count(), func.coalesce(func.sum(per_volunteer.c.hours), 0))).one()
+    return HoursTotals(page=Page(items=[VolunteerTotal(*row[:-2]) for row in rows], total=volunteers, limit=limit,
                                  offset=offset), total_hours=total_hours)
 
 

@@ -140,6 +140,8 @@ def test_hours_totals_per_volunteer_count_what_was_approved_in_the_liaisons_zone
     first_day = worked["start"].astimezone(SHANGHAI).date().isoformat()
     assert by_volunteer(totals(admin, **{"from": first_day, "to": first_day})) == [(one, 0.75, 1)]
     assert by_volunteer(totals(admin, limit=1, offset=0)) == [(one, 1.25, 2)]
+    beyond = totals(admin, offset=10)  # past the last page: no items, the same totals
+    assert beyond["items"] == [] and beyond["total"] == 1 and beyond["total_hours"] == 1.25
 
 
 def test_who_may_read_hours_totals(worked, login, session):
