@@ -120,7 +120,7 @@ class SeriesCancelOut(Schema):
     series_id = fields.Str()
     cancelled = fields.List(fields.Nested(ShiftOut), metadata={"description": "cancelled now"})
     kept = fields.List(fields.Nested(ShiftOut), metadata={
-        "description": "begun (started, or volunteers checked in): left as they are"})
+        "description": "begun (started, or volunteers checked in) and not over: left as they are"})
 
 
 class ShiftQuery(PageQuery):

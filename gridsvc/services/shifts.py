@@ -263,16 +263,16 @@ def series_zones(session: Session, series_id: str) -> list[int]:
 @dataclass(frozen=True)
 class SeriesCancellation:
     cancelled: list[Shift]  # cancelled now
-    kept: list[Shift]  # begun (started or checked in): left as they are
+    kept: list[Shift]  # begun (started or checked in) and not over: left as they are
 
 
 def cancel_series(session: Session, series_id: str, *, now: datetime,
                   starting_from: datetime | None = None) -> SeriesCancellation:
     """Cancel the shifts of a recurring series that have not begun (those
     starting at or after ``starting_from``, if given): "the north gate
-    closes; cancel the rest of the four weeks". Shifts already cancelled
-    are left out of both lists."""
-    query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled")
+    closes; cancel the rest of the four weeks". Shifts already cancelled or
+    over are history, left out of both lists."""
+    query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled", Shift.ends_at > now)
     if starting_from is not None:
         query = query.where(Shift.starts_at >= starting_from)
     cancelled, kept = [], []
