@@ -1,6 +1,7 @@
 """Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request
@@ -299,17 +300,10 @@ class HoursQueue(MethodView):
     def get(self, query):
         """Hours to review (default: pending), oldest first, with where the check-in and check-out were:
         a liaison sees their zones' shifts, an admin all (then approve or decline, singly or in bulk)"""
-        session = current_session()
-        principal = auth.current_principal()
-        if query.get("zone_id") is not None:
-            _require_zone_manager(query["zone_id"])
-        # check-ins left open past their shift become hours to review (flagged missing_check_out)
-        checks.close_overdue(session, now=clock.now(), policy=policy())
-        session.commit()
-        start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+        zone_ids, start, end = _reviewers_hours(query)
         filters = {k: query.get(k) for k in ("status", "zone_id", "shift_id", "volunteer_id", "flagged")}
-        page = checks.hours_for_review(session, zone_ids=None if "admin" in principal.roles else principal.liaison_zone_ids,
-                                       start=start, end=end, limit=query["limit"], offset=query["offset"], **filters)
+        page = checks.hours_for_review(current_session(), zone_ids=zone_ids, start=start, end=end, limit=query["limit"],
+                                       offset=query["offset"], **filters)
         return {"total": page.total, "limit": page.limit, "offset": page.offset,
                 "items": [_under_review(item) for item in page.items]}
 
@@ -322,20 +316,30 @@ class HoursTotals(MethodView):
     def get(self, query):
         """Hours per volunteer in a period, most first (default: approved), for recognition: a liaison counts
         their zones' shifts, an admin any community or zone"""
-        session = current_session()
-        principal = auth.current_principal()
-        if query.get("zone_id") is not None:
-            _require_zone_manager(query["zone_id"])
-        checks.close_overdue(session, now=clock.now(), policy=policy())  # a missing check-out counts (pending)
-        session.commit()
-        start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
-        totals = checks.hours_totals(session, zone_ids=None if "admin" in principal.roles else principal.liaison_zone_ids,
-                                     status=query["status"], community_id=query.get("community_id"),
-                                     zone_id=query.get("zone_id"), start=start, end=end, limit=query["limit"],
-                                     offset=query["offset"])
+        zone_ids, start, end = _reviewers_hours(query)
+        totals = checks.hours_totals(current_session(), zone_ids=zone_ids, status=query["status"],
+                                     community_id=query.get("community_id"), zone_id=query.get("zone_id"), start=start,
+                                     end=end, limit=query["limit"], offset=query["offset"])
         page = totals.page
         return {"total": page.total, "limit": page.limit, "offset": page.offset, "total_hours": totals.total_hours,
                 "items": page.items}
+
+
+def _reviewers_hours(query: dict) -> tuple[frozenset[int] | None, datetime | None, datetime | None]:
+    """The zones whose hours the caller reviews (None: every zone, for an admin) and the period asked.
+
+    A ``zone_id`` asked must be one the caller manages. Check-ins left open
+    past their shift are closed first: they become hours to review (flagged
+    missing_check_out), so what the caller reads is complete.
+    """
+    session = current_session()
+    principal = auth.current_principal()
+    if query.get("zone_id") is not None:
+        _require_zone_manager(query["zone_id"])
+    checks.close_overdue(session, now=clock.now(), policy=policy())
+    session.commit()
+    start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+    return (None if "admin" in principal.roles else principal.liaison_zone_ids), start, end
 
 
 def _under_review(item: checks.HoursUnderReview) -> dict:
