@@ -217,6 +217,9 @@ def test_near_measures_to_the_zone_polygon_or_the_point_circle_nearest_first(log
     found = volunteer.get(url + "400").get_json()
     assert [s["id"] for s in found["items"]] == [gate_shift["id"], zone_shift["id"]]
     assert [s["distance_m"] for s in found["items"]] == [pytest.approx(250, abs=2), pytest.approx(300, abs=2)]
+    assert found["total"] == 2 and volunteer.get(url + "400&limit=1&offset=1").get_json()["total"] == 2
+    past_the_end = volunteer.get(url + "400&offset=5").get_json()
+    assert past_the_end["items"] == [] and past_the_end["total"] == 2
     assert [s["id"] for s in volunteer.get(url + "275").get_json()["items"]] == [gate_shift["id"]]
     assert volunteer.get(url + "240").get_json()["total"] == 0
 
