@@ -205,11 +205,13 @@ def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_
 def _lock_confirmed_volunteers(session: Session, shift: Shift) -> list[int]:
     """The shift's confirmed volunteers, their rows locked (in id order).
 
-    Why: a volunteer's sign-up locks their row first, and a sign-up for
-    another shift does not touch this one. Holding them, a reschedule sees
-    every sign-up of theirs that got there first, and the later ones see
-    the new times. (A check-in in flight needs no such lock: its event's
-    foreign key holds this shift's row until it commits.)
+    Why: a volunteer's sign-ups and check-ins lock their row first, and
+    neither locks this shift before judging it (a check-in's event only
+    takes the shift's key lock when it is written). Holding them, a change
+    to the shift sees every sign-up and check-in of theirs that got there
+    first, and the later ones wait and are judged against the change: a
+    check-in sent while the shift is cancelled finds it cancelled, not on
+    duty for a shift that no longer runs.
     """
     volunteer_ids = session.scalars(select(Signup.volunteer_id).where(Signup.shift_id == shift.id,
                                                                       Signup.status == "confirmed")
@@ -237,6 +239,7 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         return shift
+    _lock_confirmed_volunteers(session, shift)
     _check_not_begun(session, shift, now, "it cannot be cancelled")
     _cancel(session, shift)
     return shift
@@ -277,6 +280,7 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
         query = query.where(Shift.starts_at >= starting_from)
     cancelled, kept = [], []
     for shift in session.scalars(query.order_by(Shift.id).with_for_update()).all():  # locked in id order
+        _lock_confirmed_volunteers(session, shift)
         if _has_begun(session, shift, now):
             kept.append(shift)
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -314,43 +315,97 @@ def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_a
 
 
 def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, clock):
-    """V checks in 20 minutes before the start while an admin cancels the shift. The check-in in flight holds the
-    shift (its event's foreign key) and commits first; the cancellation is then refused (the shift has begun),
-    and V is on duty for a shift that still runs."""
+    """V checks in 20 minutes before the start while an admin cancels the shift. The check-in in flight holds V's
+    row (and the shift's key) and commits first; the cancellation is then refused (the shift has begun), and V is
+    on duty for a shift that still runs."""
     from gridsvc.resources.shifts import check_request
     from gridsvc.schemas.common import geopoint
     from gridsvc.services import checks
 
     admin = client_as(committed_app, "admin")
     _, (v_name, v_id) = _two_volunteers(engine)
-    duty_columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
-    with engine.connect() as conn:
-        was = conn.execute(select(*duty_columns).where(Volunteer.id == v_id)).one()
-        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
     shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=clock() + timedelta(minutes=20))
     try:
-        v = client_as(committed_app, v_name)
-        assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
-        with engine.connect() as conn:
-            user_id = conn.execute(select(Volunteer.user_id).where(Volunteer.id == v_id)).scalar()
-        here = zone_center(admin, shift["zone_id"])
-        request = check_request(shift["id"], "check_in", {"point": geopoint(*here, "wgs84"), "accuracy_m": 10}, None)
+        with _duty_restored(engine, v_id):
+            v = client_as(committed_app, v_name)
+            assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+            with engine.connect() as conn:
+                user_id = conn.execute(select(Volunteer.user_id).where(Volunteer.id == v_id)).scalar()
+            here = zone_center(admin, shift["zone_id"])
+            request = check_request(shift["id"], "check_in", {"point": geopoint(*here, "wgs84"), "accuracy_m": 10}, None)
 
-        def check_in(own):
-            outcome = checks.check(own, user_id, request, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
-            assert outcome.status == 201, outcome.body_json
+            def check_in(own):
+                outcome = checks.check(own, user_id, request, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
+                assert outcome.status == 201, outcome.body_json
 
-        answer = while_uncommitted(engine, check_in, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"))
-        assert assert_problem(answer, 409)["reason"] == "started"
-        assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "scheduled"
-        with engine.connect() as conn:
-            assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() == shift["id"]
+            answer = while_uncommitted(engine, check_in, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"))
+            assert assert_problem(answer, 409)["reason"] == "started"
+            assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["status"] == "scheduled"
+            with engine.connect() as conn:
+                assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() == shift["id"]
     finally:
-        with engine.begin() as conn:  # leave the shared database as it was
-            conn.execute(Volunteer.__table__.update().where(Volunteer.id == v_id)
-                         .values({column.key: value for column, value in zip(duty_columns, was)}))
-            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
         _delete_shifts(engine, shift)
+
+
+def test_a_check_in_waits_for_a_reschedule_in_flight(committed_app, engine, clock):
+    """A liaison moves a shift three hours later while V checks in 20 minutes before its old start. The check-in
+    waits for the move and is judged against the new times: too early, refused (and recorded, flagged)."""
+    admin = client_as(committed_app, "admin")
+    _, (v_name, v_id) = _two_volunteers(engine)
+    start = clock() + timedelta(minutes=20)
+    shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=start)
+    v = client_as(committed_app, v_name)
+    try:
+        with _duty_restored(engine, v_id):
+            assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+            here = zone_center(admin, shift["zone_id"])
+            later = {"starts_at": start + timedelta(hours=3), "ends_at": datetime.fromisoformat(shift["ends_at"]) + timedelta(hours=3)}
+            answer = while_uncommitted(engine, lambda own: shift_service.update_shift(own, shift["id"], dict(later), now=clock()),
+                                       lambda: v.post(f"/api/v1/shifts/{shift['id']}/check-in",
+                                                      json={"lon": here[0], "lat": here[1]}, headers={"Idempotency-Key": "race-1"}))
+            assert assert_problem(answer, 422)["reason"] == "outside_window"
+            with engine.connect() as conn:
+                assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() is None
+    finally:
+        _delete_shifts(engine, shift)
+
+
+def test_a_check_in_sent_during_a_cancellation_finds_the_shift_cancelled(committed_app, engine, clock):
+    """An admin cancels a shift (not yet committed) while V checks in 20 minutes before its start: the check-in
+    waits and is refused, rather than putting V on duty for a cancelled shift."""
+    admin = client_as(committed_app, "admin")
+    _, (v_name, v_id) = _two_volunteers(engine)
+    shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=clock() + timedelta(minutes=20))
+    v = client_as(committed_app, v_name)
+    try:
+        with _duty_restored(engine, v_id):
+            assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+            here = zone_center(admin, shift["zone_id"])
+            answer = while_uncommitted(engine, lambda own: shift_service.cancel_shift(own, shift["id"], now=clock()),
+                                       lambda: v.post(f"/api/v1/shifts/{shift['id']}/check-in",
+                                                      json={"lon": here[0], "lat": here[1]}, headers={"Idempotency-Key": "race-2"}))
+            assert assert_problem(answer, 409)["detail"] == f"Shift {shift['id']} is cancelled."
+            with engine.connect() as conn:
+                assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() is None
+    finally:
+        _delete_shifts(engine, shift)
+
+
+@contextmanager
+def _duty_restored(engine, volunteer_id: int):
+    """The volunteer's duty and position (and position history) as they were before, afterwards: the committed
+    tests share the database with the others."""
+    columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
+    with engine.connect() as conn:
+        was = conn.execute(select(*columns).where(Volunteer.id == volunteer_id)).one()
+        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer_id)
+                         .values({column.key: value for column, value in zip(columns, was)}))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
 
 
 def _two_volunteers(engine) -> list[tuple[str, int]]:
