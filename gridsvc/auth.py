@@ -30,6 +30,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 import jwt
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from flask_smorest.utils import load_info_from_docstring
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -201,7 +202,9 @@ def access(rule: Rule) -> Callable:
             manual["security"] = [{"bearerAuth": []}]
         elif rule.note:  # a token is one of the ways in
             manual["security"] = [{"bearerAuth": []}, {}]
-        manual["description"] = (manual.get("description", "") + "\n\nAccess: " + rule.describe()).strip()
+        # (this manual description replaces the docstring's own, so it starts with it)
+        written = manual.get("description") or load_info_from_docstring(view.__doc__ or "").get("description") or ""
+        manual["description"] = (written + "\n\nAccess: " + rule.describe()).strip()
         guarded._apidoc = apidoc  # type: ignore[attr-defined]
         return guarded
 

@@ -94,8 +94,11 @@ class ShiftSeriesItem(MethodView):
     @blp.arguments(SeriesCancelQuery, location="query")
     @blp.response(200, SeriesCancelOut)
     def delete(self, query, series_id):
-        """Cancel the rest of a recurring series: each of its shifts not yet begun (from a time, if given); the
-        begun ones are kept. Its shifts are listed by GET /shifts?series_id="""
+        """Cancel the rest of a recurring series
+
+        Each of its shifts not yet begun (from a time, if given) is cancelled; the begun ones are kept. Shifts
+        already over are left out. The series' shifts are listed by GET /shifts?series_id=.
+        """
         session = current_session()
         for zone_id in service.series_zones(session, series_id):
             _require_zone_manager(zone_id)
@@ -298,8 +301,11 @@ class HoursQueue(MethodView):
     @blp.arguments(ReviewQueueQuery, location="query")
     @blp.response(200, ReviewQueuePageOut)
     def get(self, query):
-        """Hours to review (default: pending), oldest first, with where the check-in and check-out were:
-        a liaison sees their zones' shifts, an admin all (then approve or decline, singly or in bulk)"""
+        """Hours to review, oldest first, with where the check-in and check-out were
+
+        Pending by default. A liaison sees their zones' shifts, an admin all; they then approve or decline,
+        singly or in bulk.
+        """
         zone_ids, start, end = _reviewers_hours(query)
         filters = {k: query.get(k) for k in ("status", "zone_id", "shift_id", "volunteer_id", "flagged")}
         page = checks.hours_for_review(current_session(), zone_ids=zone_ids, start=start, end=end, limit=query["limit"],
@@ -314,8 +320,10 @@ class HoursTotals(MethodView):
     @blp.arguments(HoursTotalsQuery, location="query")
     @blp.response(200, HoursTotalsPageOut)
     def get(self, query):
-        """Hours per volunteer in a period, most first (default: approved), for recognition: a liaison counts
-        their zones' shifts, an admin any community or zone"""
+        """Hours per volunteer in a period, most first (recognition)
+
+        Approved hours by default. A liaison counts their zones' shifts, an admin any community or zone.
+        """
         zone_ids, start, end = _reviewers_hours(query)
         totals = checks.hours_totals(current_session(), zone_ids=zone_ids, status=query["status"],
                                      community_id=query.get("community_id"), zone_id=query.get("zone_id"), start=start,

@@ -181,6 +181,10 @@ def test_openapi_says_which_routes_need_a_token(client):
         operation = spec["paths"][path][method.lower()]
         assert bool(operation.get("security")) == (rule != "public"), (method, path)
         assert "Access:" in operation.get("description", "")
+    # the access line is added to a view's own description, not in its place
+    series = spec["paths"]["/api/v1/shifts/series/{series_id}"]["delete"]
+    assert series["summary"] == "Cancel the rest of a recurring series"
+    assert "already over are left out" in series["description"] and series["description"].endswith("admin, liaison.")
 
 
 @pytest.fixture()
