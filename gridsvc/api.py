@@ -16,7 +16,7 @@ import flask_smorest
 from flask import Flask, Response, request
 from flask_smorest.utils import prepare_response
 from psycopg2.errors import TransactionRollbackError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException
@@ -27,6 +27,11 @@ from gridsvc.fields import GeoJSONGeometry
 from gridsvc.schemas.common import INT_MAX, Problem
 
 log = logging.getLogger(__name__)
+
+# SQLSTATEs of constraints a race can break (unique, foreign key, exclusion):
+# a conflict with another request, not a bug. A CHECK or NOT NULL violation
+# means validation let bad input through, and stays a 500.
+RACE_VIOLATIONS = frozenset({"23505", "23503", "23P01"})
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -281,6 +286,16 @@ class Api(flask_smorest.Api):
         return problem_response(errors.DatabaseUnavailable("The database cannot be reached; try again shortly.").to_problem(),
                                 {"Retry-After": "5"})
 
+    def handle_lost_race(self, error: IntegrityError):
+        """A unique, foreign-key or exclusion constraint refused a write that
+        the service had checked: another request changed the same records in
+        between (two admins adding the same skill at once). The services lock
+        what they can; this is the net under the rest."""
+        log.warning("refused by a constraint: %s", error.orig)
+        return problem_response(errors.Conflict(
+            "Another request changed the same records at the same moment, and this one now conflicts with them; "
+            "nothing was saved. Read them again before retrying.").to_problem())
+
     def handle_unexpected(self, error: BaseException):
         if isinstance(error, HTTPException) and (error.code or 500) < 500:
             return self.handle_http_exception(error)
@@ -288,6 +303,8 @@ class Api(flask_smorest.Api):
             return self.handle_gridsvc_error(error)
         if isinstance(error, OperationalError):
             return self.handle_database_down(error)
+        if isinstance(error, IntegrityError) and getattr(error.orig, "pgcode", None) in RACE_VIOLATIONS:
+            return self.handle_lost_race(error)
         # Log everything, tell the client nothing about the internals.
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return problem_response({"type": "about:blank", "title": "Internal Server Error", "status": 500,

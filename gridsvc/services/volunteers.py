@@ -81,7 +81,9 @@ def _check_zone(session: Session, zone_id: int | None) -> None:
 def register(session: Session, *, user_id: int, real_name: str, phone: str, skills: list[str],
              home_zone_id: int | None = None, team: str | None = None, national_volunteer_id: str | None = None,
              availability: list[dict[str, Any]] | None = None) -> Volunteer:
-    user = session.get(User, user_id)
+    # The account locked first: a registration sent twice at once (a phone
+    # retrying) waits here for the first, then finds it and is refused.
+    user = session.get(User, user_id, with_for_update=True)
     if user is None:
         raise ValidationFailed(f"User {user_id} does not exist.", errors={"user_id": [f"unknown user {user_id}"]})
     if volunteer_of_user(session, user_id) is not None:

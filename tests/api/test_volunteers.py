@@ -10,7 +10,7 @@ from geo.crs import from_wgs84, geodesic_distance_m
 from gridsvc.models import Volunteer, VolunteerPosition
 from gridsvc.services.volunteers import purge_positions
 from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
-from tests.helpers import assert_problem, count, offset
+from tests.helpers import assert_problem, client_as, count, offset, while_uncommitted
 
 
 def test_worker_registers_as_volunteer_and_gets_the_role(login, session):
@@ -175,3 +175,49 @@ def test_profile_edits_by_the_volunteer_or_an_admin_only(login, session):
     assert login("volunteer-003").patch(f"/api/v1/volunteers/{vid}", json={"team": "红马甲"}).get_json()["team"] == "红马甲"
     assert_problem(login("volunteer-004").patch(f"/api/v1/volunteers/{vid}", json={"team": "x"}), 403)
     assert_problem(login("volunteer-003").patch(f"/api/v1/volunteers/{vid}", json={"skills": ["nope"]}), 422)
+
+
+def test_a_registration_sent_twice_at_once_registers_once(committed_app, engine):
+    """A phone on a flaky network sends its registration again while the first is still being saved: the second
+    waits for it and gets the 409 that says so, not a 500, and there is one volunteer."""
+    from gridsvc.models import User
+    from gridsvc.services.volunteers import register
+
+    with engine.connect() as conn:
+        user_id = conn.execute(select(User.id).where(User.username == "worker-010")).scalar()
+    worker = client_as(committed_app, "worker-010")
+    body = {"real_name": "周敏", "phone": "13912345670"}
+    try:
+        answer = while_uncommitted(engine, lambda own: register(own, user_id=user_id, skills=[], **body),
+                                   lambda: worker.post("/api/v1/volunteers", json=body))
+        assert "already registered" in assert_problem(answer, 409)["detail"]
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Volunteer).where(Volunteer.user_id == user_id)).scalar() == 1
+    finally:
+        _unregister(engine, user_id)
+
+
+def test_a_unique_clash_between_two_requests_is_a_409_not_a_500(committed_app, engine):
+    """Two admins add the same skill at the same moment: whichever the database refuses gets a 409."""
+    from gridsvc.models import Skill
+    from gridsvc.services.volunteers import create_skill
+
+    admin = client_as(committed_app, "admin")
+    skill = {"code": "sign_language", "name_zh": "手语", "name_en": "Sign language"}
+    try:
+        answer = while_uncommitted(engine, lambda own: create_skill(own, **skill),
+                                   lambda: admin.post("/api/v1/skills", json=skill))
+        problem = assert_problem(answer, 409)
+        assert "at the same moment" in problem["detail"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Skill.__table__.delete().where(Skill.code == "sign_language"))
+
+
+def _unregister(engine, user_id: int) -> None:
+    """The committed tests share the database: the account back as it was, without its volunteer profile or role."""
+    from gridsvc.models import UserRole
+
+    with engine.begin() as conn:
+        conn.execute(Volunteer.__table__.delete().where(Volunteer.user_id == user_id))
+        conn.execute(UserRole.__table__.delete().where(UserRole.user_id == user_id, UserRole.role == "volunteer"))
