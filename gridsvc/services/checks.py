@@ -297,6 +297,23 @@ def hours_of(session: Session, volunteer_id: int, *, start: datetime | None = No
                                 .order_by(ServiceHours.started_at, ServiceHours.id)))
 
 
+def _hours_conditions(status: str, zone_ids: frozenset[int] | None, start: datetime | None, end: datetime | None,
+                      equal: tuple[tuple[Any, Any], ...]) -> list[Any]:
+    """The WHERE of the reviewers' reads of hours (the queue and the totals):
+    the status, the caller's zones (None: every zone), entries started in
+    [start, end), and each (column, value) of ``equal`` whose value is given.
+    Conditions on ``Shift`` need the entries joined to their shifts."""
+    conditions = [ServiceHours.status == status]
+    if zone_ids is not None:
+        conditions.append(Shift.zone_id.in_(list(zone_ids)))
+    conditions.extend(column == value for column, value in equal if value is not None)
+    if start is not None:
+        conditions.append(ServiceHours.started_at >= start)
+    if end is not None:
+        conditions.append(ServiceHours.started_at < end)
+    return conditions
+
+
 @dataclass(frozen=True)
 class HoursUnderReview:
     """An hours entry with what its reviewer weighs: where the check-in and the check-out were."""
@@ -311,17 +328,9 @@ def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, statu
                      limit: int = 100, offset: int = 0) -> Page[HoursUnderReview]:
     """Hours entries of shifts in ``zone_ids`` (None: every zone), oldest
     first: the liaison's review queue (``status`` pending) and its record."""
-    conditions = [ServiceHours.status == status]
-    if zone_ids is not None:
-        conditions.append(Shift.zone_id.in_(list(zone_ids)))
-    for column, value in ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
-                          (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)):
-        if value is not None:
-            conditions.append(column == value)
-    if start is not None:
-        conditions.append(ServiceHours.started_at >= start)
-    if end is not None:
-        conditions.append(ServiceHours.started_at < end)
+    conditions = _hours_conditions(status, zone_ids, start, end,
+                                   ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
+                                    (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)))
     # counted without the joins only the page needs (every entry has its volunteer and check-in)
     total = session.scalar(select(func.count()).select_from(ServiceHours).join(ServiceHours.shift)
                            .where(*conditions)) or 0
@@ -360,16 +369,8 @@ def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: s
                  end: datetime | None = None, limit: int = 100, offset: int = 0) -> HoursTotals:
     """Hours per volunteer, most first, over the entries of shifts in
     ``zone_ids`` (None: every zone) that started in [start, end)."""
-    conditions = [ServiceHours.status == status]
-    if zone_ids is not None:
-        conditions.append(Shift.zone_id.in_(list(zone_ids)))
-    for column, value in ((Shift.community_id, community_id), (Shift.zone_id, zone_id)):
-        if value is not None:
-            conditions.append(column == value)
-    if start is not None:
-        conditions.append(ServiceHours.started_at >= start)
-    if end is not None:
-        conditions.append(ServiceHours.started_at < end)
+    conditions = _hours_conditions(status, zone_ids, start, end,
+                                   ((Shift.community_id, community_id), (Shift.zone_id, zone_id)))
     per_volunteer = select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
                            func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
     if zone_ids is not None or community_id is not None or zone_id is not None:  # (an admin's whole record needs no join)

@@ -541,12 +541,11 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     rows = session.execute(query.add_columns(position, last_accepted("check_in"), last_accepted("check_out"))
                            .options(contains_eager(Signup.shift).selectinload(Shift.required_skills))
                            .order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
-    counts = _counts(session, [signup.shift_id for signup, *_ in rows])
+    shift_views = views(session, [(signup.shift, None) for signup, *_ in rows])
     items = []
-    for signup, waitlist_place, checked_in_at, checked_out_at in rows:
-        confirmed, waitlisted = counts.get(signup.shift_id, (0, 0))
+    for (signup, waitlist_place, checked_in_at, checked_out_at), shift_view in zip(rows, shift_views):
         items.append(VolunteerSignup(
-            signup=signup, shift=ShiftView(shift=signup.shift, confirmed=confirmed, waitlisted=waitlisted),
+            signup=signup, shift=shift_view,
             waitlist_position=waitlist_place, on_duty=volunteer.on_duty_shift_id == signup.shift_id,
             checked_in_at=checked_in_at,
             # a check-out before the last check-in closed an earlier stint, not this one
