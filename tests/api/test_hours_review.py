@@ -77,7 +77,8 @@ def test_a_liaison_sees_what_waits_in_their_zones_with_the_evidence(worked, logi
     assert [e["id"] for e in queue(login("liaison-g02"), flagged="true")["items"]] == [other["id"]]
     assert queue(login("liaison-g02"), flagged="false")["items"] == []
 
-    everything = queue(login("admin"), **{"from": worked["start"].date().isoformat(), "to": worked["start"].date().isoformat()})
+    day = worked["start"].astimezone(SHANGHAI).date().isoformat()  # from/to are days in the community's time
+    everything = queue(login("admin"), **{"from": day, "to": day})
     assert {entry["id"], other["id"]} <= {e["id"] for e in everything["items"]}
 
 
