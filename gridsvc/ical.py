@@ -9,7 +9,13 @@ PRODID = "-//gridsvc//volunteer shifts//ZH"
 
 
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\r\n", "\\n").replace("\n", "\\n")
+    """RFC 5545 TEXT: backslash, semicolon and comma escaped; any line break
+    (CRLF, LF, or a bare CR pasted from old text) as ``\\n``; other control
+    characters, which TEXT may not hold, dropped (a raw CR would break the
+    feed's lines for a phone's parser)."""
+    text = text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+    return "".join(char for char in text if char == "\t" or not (ord(char) < 32 or ord(char) == 127))
 
 
 def _fold(line: str) -> str:

@@ -61,6 +61,16 @@ class ShiftSeriesCreate(ShiftPlace):
     required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
+    @validates_schema
+    def _wall_clock_times(self, data, **_kwargs) -> None:
+        # The times are read on the community's clock, day by day; an offset
+        # ("07:30Z") would either be dropped silently (shifts eight hours off)
+        # or, on one time only, be incomparable with the other.
+        for name in ("start_time", "end_time"):
+            if name in data and data[name].tzinfo is not None:
+                raise ValidationError("a wall-clock time in the community's time zone, without an offset "
+                                      "(e.g. 07:30)", name)
+
 
 class ShiftUpdate(Schema):
     title = fields.Str(validate=validate.Length(1, 200))

@@ -166,9 +166,11 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
+    old_times = (shift.starts_at, shift.ends_at)
+    confirmed = []
     if moves:
-        _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at), moves.get("ends_at", shift.ends_at),
-                          now=now)
+        confirmed = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
+                                      moves.get("ends_at", shift.ends_at), now=now)
     if "required_skills" in changes:
         shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills")
     if "capacity" in changes:
@@ -182,13 +184,17 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     session.flush()
     if "capacity" in changes:
         _promote(session, shift)
+    if moves:  # its volunteers are free at the old times now
+        _promote_where_freed(session, confirmed, *old_times, now=now)
     return shift
 
 
-def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_at: datetime, *, now: datetime) -> None:
+def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_at: datetime, *,
+                      now: datetime) -> list[int]:
     """New times for a shift: refused (409) once it has begun, or when a
     confirmed volunteer is confirmed elsewhere at the new time (a volunteer
-    is never confirmed twice at once)."""
+    is never confirmed twice at once). Returns the confirmed volunteers,
+    locked."""
     _check_times(starts_at, ends_at)
     confirmed = _lock_confirmed_volunteers(session, shift)
     _check_not_begun(session, shift, now, "its times are fixed")
@@ -200,6 +206,7 @@ def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_
     if clashes:
         raise ShiftConflict(f"{len(clashes)} confirmed volunteer(s) are confirmed for another shift at the new time; "
                             "cancel those sign-ups first, or choose other times.", reason="overlap", clashes=clashes)
+    return confirmed
 
 
 def _lock_confirmed_volunteers(session: Session, shift: Shift) -> list[int]:
@@ -239,9 +246,10 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         return shift
-    _lock_confirmed_volunteers(session, shift)
+    confirmed = _lock_confirmed_volunteers(session, shift)
     _check_not_begun(session, shift, now, "it cannot be cancelled")
     _cancel(session, shift)
+    _promote_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now)
     return shift
 
 
@@ -280,11 +288,12 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
         query = query.where(Shift.starts_at >= starting_from)
     cancelled, kept = [], []
     for shift in session.scalars(query.order_by(Shift.id).with_for_update()).all():  # locked in id order
-        _lock_confirmed_volunteers(session, shift)
+        confirmed = _lock_confirmed_volunteers(session, shift)
         if _has_begun(session, shift, now):
             kept.append(shift)
         else:
             _cancel(session, shift)
+            _promote_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now)
             cancelled.append(shift)
     return SeriesCancellation(cancelled=cancelled, kept=kept)
 
@@ -317,7 +326,7 @@ def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, 
     if has_space is not None:
         confirmed = (select(func.count()).where(Signup.shift_id == Shift.id, Signup.status == "confirmed")
                      .scalar_subquery())
-        takes_signups = and_(confirmed < Shift.capacity, Shift.starts_at > now)
+        takes_signups = and_(Shift.status == "scheduled", confirmed < Shift.capacity, Shift.starts_at > now)
         query = query.where(takes_signups if has_space else not_(takes_signups))
     distance = None
     if near is not None:
@@ -424,6 +433,9 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     if clash is not None:
         raise ShiftConflict(f"The volunteer is already confirmed for shift {clash.id} ({clash.title}), which overlaps.",
                             reason="overlap", overlapping_shift_id=clash.id)
+    # Anyone waiting who can take a free place now (skipped earlier while
+    # confirmed elsewhere at the same time) keeps their place in line.
+    _promote(session, shift)
     confirmed = view(session, shift).confirmed
     signup = Signup(shift_id=shift_id, volunteer_id=volunteer_id,
                     status="confirmed" if confirmed < shift.capacity else "waitlisted")
@@ -434,21 +446,23 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
 
 def _promote(session: Session, shift: Shift) -> list[Signup]:
     """Fill free places from the waitlist, first come first served, skipping
-    anyone now confirmed elsewhere at the same time."""
+    anyone who could not sign up now: confirmed elsewhere at the same time,
+    or without a skill the shift has come to require."""
     promoted = []
     free = shift.capacity - view(session, shift).confirmed
     if free <= 0:
         return promoted
     waiting = session.scalars(select(Signup).where(Signup.shift_id == shift.id, Signup.status == "waitlisted")
                               .order_by(Signup.created_at, Signup.id)).all()
+    required = set(shift.required_skill_codes)
     for signup in waiting:
         if free <= 0:
             break
         # Lock the volunteer as their own sign-ups do: otherwise a sign-up
         # of theirs for an overlapping shift, not yet committed, is not seen
         # here, and both commit (confirmed twice at the same time).
-        get_volunteer(session, signup.volunteer_id, for_update=True)
-        if _overlapping_confirmed(session, signup.volunteer_id, shift) is None:
+        volunteer = get_volunteer(session, signup.volunteer_id, for_update=True)
+        if required <= set(volunteer.skill_codes) and _overlapping_confirmed(session, signup.volunteer_id, shift) is None:
             signup.status = "confirmed"
             promoted.append(signup)
             free -= 1
@@ -468,10 +482,39 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
         raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.")
     if session.get(Volunteer, volunteer_id).on_duty_shift_id == shift_id:
         raise Conflict("The volunteer is checked in to this shift; check out first.")
+    if session.scalar(select(func.count()).where(CheckEvent.shift_id == shift_id, CheckEvent.volunteer_id == volunteer_id,
+                                                 CheckEvent.accepted)):
+        # Their hours of this shift stand (and may wait for the liaison's review):
+        # the sign-up they served under is part of that record.
+        raise Conflict("The volunteer has checked in to this shift; the sign-up is part of their service record now.",
+                       reason="checked_in")
     was_confirmed = signup.status == "confirmed"
     signup.status = "cancelled"
     session.flush()
-    return signup, (_promote(session, shift) if was_confirmed and shift.status == "scheduled" else [])
+    if not was_confirmed:
+        return signup, []
+    promoted = _promote(session, shift) if shift.status == "scheduled" else []
+    _promote_where_freed(session, [volunteer_id], shift.starts_at, shift.ends_at, now=now)
+    return signup, promoted
+
+
+def _promote_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,
+                         now: datetime) -> None:
+    """These volunteers are no longer confirmed for [starts_at, ends_at):
+    where they wait for an overlapping shift that has not started, a place
+    that was skipped for them (the overlap) may now be theirs. Each such
+    shift's waitlist is run again in order, so nobody ahead of them loses
+    their turn."""
+    if not volunteer_ids:
+        return
+    waiting = (select(Signup.shift_id).where(Signup.volunteer_id.in_(volunteer_ids), Signup.status == "waitlisted")
+               .scalar_subquery())
+    shifts = session.scalars(select(Shift).where(Shift.id.in_(waiting), Shift.status == "scheduled",
+                                                 Shift.starts_at > now, Shift.starts_at < ends_at,
+                                                 Shift.ends_at > starts_at)
+                             .order_by(Shift.id).with_for_update()).all()  # locked in id order
+    for shift in shifts:
+        _promote(session, shift)
 
 
 def signups_of_shift(session: Session, shift_id: int) -> list[tuple[Signup, int | None]]:

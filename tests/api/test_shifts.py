@@ -460,3 +460,111 @@ def test_fifty_volunteers_racing_for_ten_places(committed_app, engine, clock):
     finally:
         with engine.begin() as conn:
             conn.execute(Shift.__table__.delete().where(Shift.id == shift["id"]))
+
+
+# ------------------------------------------------------------------ found in review (each failed before its fix)
+
+
+def _series_body(zone_id: int, **overrides) -> dict:
+    body = {"title": "北门早高峰", "activity": "traffic_guidance", "zone_id": zone_id, "capacity": 2,
+            "weekdays": [1, 2, 3, 4, 5], "start_time": "07:30", "end_time": "09:00",
+            "from_date": "2031-03-03", "until_date": "2031-03-30"}
+    return body | overrides
+
+
+@pytest.mark.parametrize("start_time, end_time", [("07:30+08:00", "09:00"), ("07:30:00Z", "09:00:00Z")])
+def test_series_times_are_wall_clock_times_without_an_offset(admin, session, start_time, end_time):
+    """One offset made the two times incomparable (a 500); offsets on both were dropped, so 07:30Z (15:30 in
+    Shanghai) made shifts at 07:30. An offset is refused and nothing is created."""
+    before = count(session, Shift)
+    answer = admin.post("/api/v1/shifts/series", json=_series_body(zone_of(session, "G06").id, start_time=start_time,
+                                                                   end_time=end_time))
+    problem = assert_problem(answer, 422)
+    assert "start_time" in problem["errors"]
+    assert count(session, Shift) == before
+
+
+def test_has_space_never_lists_a_cancelled_shift(admin, login, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=150), capacity=3,
+                       activity="review_has_space")
+    assert admin.delete(f"/api/v1/shifts/{shift['id']}").status_code == 200
+    volunteer = login("volunteer-001")
+    query = "/api/v1/shifts?activity=review_has_space&include_cancelled=true&has_space="
+    assert volunteer.get(query + "true").get_json()["total"] == 0
+    assert [s["id"] for s in volunteer.get(query + "false").get_json()["items"]] == [shift["id"]]
+
+
+def test_promotion_from_the_waitlist_skips_a_volunteer_without_a_newly_required_skill(admin, login, session, clock):
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=160), capacity=1)
+    url = f"/api/v1/shifts/{shift['id']}"
+    first, second, third = login("volunteer-001"), login("volunteer-002"), login("volunteer-003")
+    assert first.post(f"{url}/signups", json={}).get_json()["status"] == "confirmed"
+    assert second.post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
+    # the liaison now asks for a translator: volunteer-002 could not sign up any more ...
+    assert admin.patch(url, json={"required_skills": ["translation"]}).status_code == 200
+    assert assert_problem(third.post(f"{url}/signups", json={}), 409)["reason"] == "missing_skill"
+    # ... and is not confirmed by the waitlist either when volunteer-001 withdraws
+    cancelled = first.delete(f"{url}/signups/{volunteer_id(session, 'volunteer-001')}").get_json()
+    assert cancelled["promoted"] == []
+    assert admin.get(url).get_json()["confirmed"] == 0
+    # raising the capacity promotes nobody without the skill either
+    assert admin.patch(url, json={"capacity": 3}).get_json()["confirmed"] == 0
+
+
+def _waiting_behind_an_overlap(admin, login, session, clock):
+    """V waits for A's one place while confirmed for B at the same time; X leaves A, and V is skipped."""
+    start = clock() + timedelta(days=180)
+    g01 = zone_of(session, "G01").id
+    a, b = (make_shift(admin, zone_id=g01, starts_at=start, capacity=1) for _ in range(2))
+    x, v = login("volunteer-001"), login("volunteer-002")
+    assert x.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert v.post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()["status"] == "waitlisted"
+    assert v.post(f"/api/v1/shifts/{b['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert x.delete(f"/api/v1/shifts/{a['id']}/signups/{volunteer_id(session, 'volunteer-001')}").get_json()["promoted"] == []
+    return a, b, v, volunteer_id(session, "volunteer-002")
+
+
+def _status_on(admin, shift_id: int, vid: int) -> str:
+    return {s["volunteer_id"]: s["status"] for s in admin.get(f"/api/v1/shifts/{shift_id}/signups").get_json()["items"]}[vid]
+
+
+@pytest.mark.parametrize("freed_by", ["withdrawing", "b_cancelled", "b_moved"])
+def test_a_volunteer_freed_from_an_overlap_gets_the_place_they_waited_for(admin, login, session, clock, freed_by):
+    """Once V is free at A's time (V withdraws from B, B is cancelled, or B moves), A's free place is V's: first in
+    line, before any newcomer."""
+    a, b, v, vid = _waiting_behind_an_overlap(admin, login, session, clock)
+    if freed_by == "withdrawing":
+        assert v.delete(f"/api/v1/shifts/{b['id']}/signups/{vid}").status_code == 200
+    elif freed_by == "b_cancelled":
+        assert admin.delete(f"/api/v1/shifts/{b['id']}").status_code == 200
+    else:
+        later = datetime.fromisoformat(b["starts_at"]) + timedelta(hours=5)
+        moved = admin.patch(f"/api/v1/shifts/{b['id']}", json={"starts_at": later.isoformat(),
+                                                               "ends_at": (later + timedelta(hours=2)).isoformat()})
+        assert moved.status_code == 200, moved.get_json()
+    assert _status_on(admin, a["id"], vid) == "confirmed"
+    newcomer = login("volunteer-003").post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()
+    assert newcomer["status"] == "waitlisted" and newcomer["waitlist_position"] == 1
+
+
+def test_a_newcomer_does_not_take_a_place_someone_waits_for(admin, login, session, clock):
+    """A place left free for a skipped volunteer goes to them when they can take it, at the next sign-up."""
+    a, b, v, vid = _waiting_behind_an_overlap(admin, login, session, clock)
+    # V's B sign-up withdrawn behind the service's back: nothing ran the waitlist
+    session.execute(Signup.__table__.update().where(Signup.shift_id == b["id"]).values(status="cancelled"))
+    session.flush()
+    newcomer = login("volunteer-003").post(f"/api/v1/shifts/{a['id']}/signups", json={}).get_json()
+    assert newcomer["status"] == "waitlisted"
+    assert _status_on(admin, a["id"], vid) == "confirmed"
+
+
+def test_calendar_text_with_a_bare_carriage_return_or_control_characters_keeps_its_lines(admin, login, session, clock):
+    """A title pasted from old text ("北门\\r疏导") put a raw CR into the feed, breaking its lines for a phone."""
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=170),
+                       title="北门\r疏导\x0b, 早班")
+    volunteer = login("volunteer-003")
+    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    body = volunteer.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-003')}/shifts.ics").get_data()
+    assert body.count(b"\r") == body.count(b"\r\n")  # every CR ends a line
+    assert not any(byte < 32 and byte not in (9, 10, 13) for byte in body)
+    assert "SUMMARY:北门\\n疏导\\, 早班".encode() in body.replace(b"\r\n ", b"")
