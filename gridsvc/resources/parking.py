@@ -1,8 +1,6 @@
 """/api/v1/parking: inventory, occupancy, capacity and the supply/demand gap, for planners."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from zoneinfo import ZoneInfo
 
@@ -11,6 +9,7 @@ from flask.views import MethodView
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint, refuse_nul, strict_json_loads
+from gridsvc.csvexport import csv_response
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import MalformedJson
 from gridsvc.fields import as_shape
@@ -232,18 +231,13 @@ def _selector(query: dict) -> service.Selector:
 def _capacity_csv(answer: dict, selector: service.Selector) -> Response:
     session = current_session()
     lots = service.lots_in(session, selector, as_of=answer["as_of"])
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["lot_id", "ref", "name", "zone_id", "access", "kind", "opened_on", "car", "accessible",
-                     "ev_charging", "truck", "ebike", "total"])
-    for lot in lots:
-        c = lot.capacity
-        writer.writerow([lot.id, lot.ref or "", lot.name, lot.zone_id or "", lot.access, lot.kind,
-                         lot.opened_on.isoformat() if lot.opened_on else "", c["car"], c["accessible"],
-                         c["ev_charging"], c["truck"], c["ebike"], lot.capacity_total])
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="parking-capacity.csv"'})
+    columns = ["lot_id", "ref", "name", "zone_id", "access", "kind", "opened_on", "car", "accessible",
+               "ev_charging", "truck", "ebike", "total"]
+    rows = ([lot.id, lot.ref or "", lot.name, lot.zone_id or "", lot.access, lot.kind,
+             lot.opened_on.isoformat() if lot.opened_on else "", lot.capacity["car"], lot.capacity["accessible"],
+             lot.capacity["ev_charging"], lot.capacity["truck"], lot.capacity["ebike"], lot.capacity_total]
+            for lot in lots)
+    return csv_response(columns, rows, "parking-capacity.csv")
 
 
 @blp.route("/parking/capacity")
@@ -287,17 +281,11 @@ class Gap(MethodView):
         as_of = query.get("as_of") or clock.now().astimezone(_tz()).date()
         report = service.gap(current_session(), query["community_id"], as_of=as_of, tz=_tz())
         if query["format"] == "csv":
-            out = io.StringIO()
-            out.write("\ufeff")
-            writer = csv.writer(out, lineterminator="\r\n")
-            writer.writerow(GAP_COLUMNS)
-            for row in report["zones"]:
-                writer.writerow([row["code"], row["name"], row["supply"], row["demand"], row["gap"], row["status"],
-                                 "" if row["peak_occupancy"] is None else row["peak_occupancy"]])
+            rows = [[row["code"], row["name"], row["supply"], row["demand"], row["gap"], row["status"],
+                     "" if row["peak_occupancy"] is None else row["peak_occupancy"]] for row in report["zones"]]
             t = report["total"]
-            writer.writerow(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"], t["peak_occupancy"]])
-            return Response(out.getvalue(), mimetype="text/csv",
-                            headers={"Content-Disposition": f'attachment; filename="parking-gap-{as_of}.csv"'})
+            rows.append(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"], t["peak_occupancy"]])
+            return csv_response(GAP_COLUMNS, rows, f"parking-gap-{as_of}.csv")
         rows = report.pop("zones")
         if query["format"] == "geojson":
             features = [{"type": "Feature", "id": r["zone_id"], "geometry": geometry_to_geojson(as_shape(r["geometry"])),

@@ -1,8 +1,6 @@
 """Volunteers: registration, profiles and search, positions, hours and their exports."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,6 +10,7 @@ from sqlalchemy import select
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint
+from gridsvc.csvexport import csv_response
 from gridsvc.db import current_session
 from gridsvc.errors import Unauthorized
 from gridsvc.fields import as_shape
@@ -89,10 +88,21 @@ class Volunteers(MethodView):
     @blp.arguments(VolunteerQuery, location="query")
     @blp.response(200, VolunteerPageOut)
     def get(self, query):
-        """Find volunteers by home zone, skill, team, on duty, or near a point (nearest first)"""
+        """Find volunteers by home zone, skill, team, on duty, or near a point (nearest first)
+
+        A search by position (`near`) is for those who may see volunteers' positions: an admin finds anyone, a
+        liaison the volunteers of their zones (home zone, sign-ups or hours there); other roles are refused (403).
+        Otherwise the distances, or the radius itself, would locate a volunteer whose position is private.
+        """
         session = current_session()
-        page = service.search(session, now=clock.now(), **query)
         principal = auth.current_principal()
+        if "near" in query and "admin" not in principal.roles:
+            auth.require("liaison" in principal.roles,
+                         "Searching volunteers by position needs the right to see their positions (admins; "
+                         "liaisons, for their zones' volunteers).")
+            query["visible_in_zones"] = principal.liaison_zone_ids
+            query["or_user_id"] = principal.user_id
+        page = service.search(session, now=clock.now(), **query)
         items = []
         for found in page.items:
             private = auth.may_see_volunteer(principal, found.volunteer.user_id, found.zones_worked)
@@ -235,22 +245,16 @@ class VolunteerHoursCsv(MethodView):
         """The volunteer's service record as CSV, with the national volunteer record's fields"""
         volunteer, entries, tz = _hours_context(volunteer_id, query)
         session = current_session()
-        out = io.StringIO()
-        out.write("\ufeff")  # Excel needs the BOM to read UTF-8 Chinese text
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(CSV_COLUMNS)
         # the recording organisation of each entry: its shift's community (one query for them all)
         organisations = dict(session.execute(select(Community.id, Community.name).where(
             Community.id.in_({entry.shift.community_id for entry in entries}))).all())
+        rows = []
         for entry in entries:
-            organisation = organisations[entry.shift.community_id]
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
-            writer.writerow([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
-                             start.date().isoformat(), start.strftime("%H:%M"), end.strftime("%H:%M"),
-                             f"{entry.hours:.2f}", organisation, entry.status])
-        filename = f"volunteer-{volunteer.id}-hours.csv"
-        return Response(out.getvalue(), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+            rows.append([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
+                         start.date().isoformat(), start.strftime("%H:%M"), end.strftime("%H:%M"),
+                         f"{entry.hours:.2f}", organisations[entry.shift.community_id], entry.status])
+        return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True)
 
 
 @blp.route("/volunteers/<int:volunteer_id>/shifts.ics")

@@ -110,7 +110,11 @@ class ZoneItem(MethodView):
     @auth.access(auth.ADMIN_OR_PLANNER)
     @blp.response(204)
     def delete(self, zone_id):
-        """Delete a zone; its enterprises fall to whichever zone now holds them"""
+        """Delete a zone; its enterprises fall to whichever zone now holds them
+
+        Refused (409) while the zone has shifts or service requests: they carry volunteers' hours and the needs
+        raised there. Redraw the zone instead.
+        """
         session = current_session()
         service.delete_zone(session, zone_id)
         session.commit()

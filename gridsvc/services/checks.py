@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
-from gridsvc.errors import Conflict, GridsvcError, NotFound, TokenRefused, ValidationFailed
+from gridsvc.errors import Conflict, Forbidden, GridsvcError, NotFound, TokenRefused, ValidationFailed
 from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
 from gridsvc.services import Page
 from gridsvc.services.volunteers import no_profile
@@ -424,8 +424,13 @@ def get_hours(session: Session, hours_id: int, *, for_update: bool = False) -> S
 
 def review(session: Session, hours_id: int, *, approve: bool, note: str | None, reviewer_id: int | None,
            now: datetime) -> ServiceHours:
-    """Approve or decline pending hours; a decision is final (declined entries stay, marked)."""
+    """Approve or decline pending hours; a decision is final (declined entries stay, marked).
+
+    Nobody reviews their own hours, admins included: "verified" means by
+    someone else (a liaison may volunteer too)."""
     entry = get_hours(session, hours_id, for_update=True)
+    if reviewer_id is not None and session.get(Volunteer, entry.volunteer_id).user_id == reviewer_id:
+        raise Forbidden("You may not review your own hours; another liaison of the zone or an admin decides.")
     if entry.status != "pending":
         raise Conflict(f"Hours entry {hours_id} is already {entry.status}.", status_now=entry.status)
     entry.status = "approved" if approve else "declined"

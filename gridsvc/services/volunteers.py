@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, or_, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import Shift, Signup, Skill, User, Volunteer, VolunteerPosition, Zone
+from gridsvc.models import ServiceHours, Shift, Signup, Skill, User, Volunteer, VolunteerPosition, Zone
 from gridsvc.services import Page
 
 # Registered volunteers hold this role: it is what the access rules check.
@@ -112,8 +112,9 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
 
 
 def zones_worked_in(session: Session, volunteer: Volunteer) -> set[int]:
-    """The home zone and the zones of shifts the volunteer signed up for:
-    the liaisons of these zones may see the volunteer's personal data."""
+    """The home zone, the zones of shifts the volunteer signed up for, and
+    those of shifts they have hours in: the liaisons of these zones may see
+    the volunteer's personal data."""
     return zones_worked_by(session, [volunteer])[volunteer.id]
 
 
@@ -121,11 +122,26 @@ def zones_worked_by(session: Session, volunteers: list[Volunteer]) -> dict[int, 
     """``zones_worked_in`` of several volunteers, in one query."""
     zones: dict[int, set[int]] = {v.id: {v.home_zone_id} if v.home_zone_id is not None else set() for v in volunteers}
     if volunteers:
-        for volunteer_id, zone_id in session.execute(
-                select(Signup.volunteer_id, Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
-                .where(Signup.volunteer_id.in_(list(zones)), Signup.status != "cancelled").distinct()):
-            zones[volunteer_id].add(zone_id)
+        signed_up = (select(Signup.volunteer_id, Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
+                     .where(Signup.volunteer_id.in_(list(zones)), Signup.status != "cancelled"))
+        # hours stay in their zone's liaison's review queue whatever became of the sign-up
+        worked = (select(ServiceHours.volunteer_id, Shift.zone_id).join(ServiceHours, ServiceHours.shift_id == Shift.id)
+                  .where(ServiceHours.volunteer_id.in_(list(zones))))
+        for volunteer_id, zone_id in session.execute(union(signed_up, worked)):
+            if zone_id is not None:
+                zones[volunteer_id].add(zone_id)
     return zones
+
+
+def _works_in(zone_ids: frozenset[int]):
+    """``zones_worked_in`` meets ``zone_ids``, as SQL."""
+    zones = list(zone_ids)
+    return or_(Volunteer.home_zone_id.in_(zones),
+               select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
+               .where(Signup.volunteer_id == Volunteer.id, Signup.status != "cancelled", Shift.zone_id.in_(zones))
+               .exists(),
+               select(ServiceHours.id).join(Shift, Shift.id == ServiceHours.shift_id)
+               .where(ServiceHours.volunteer_id == Volunteer.id, Shift.zone_id.in_(zones)).exists())
 
 
 @dataclass(frozen=True)
@@ -138,14 +154,19 @@ class Found:
 
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
            team: str | None = None, on_duty: bool | None = None, near: tuple[float, float] | None = None,
-           radius_m: float | None = None, limit: int = 100, offset: int = 0) -> Page[Found]:
+           radius_m: float | None = None, visible_in_zones: frozenset[int] | None = None, or_user_id: int | None = None,
+           limit: int = 100, offset: int = 0) -> Page[Found]:
     """Volunteers by home zone, skill, team and duty; ``near`` sorts nearest first.
 
     On duty means checked in to a shift that has not ended yet (a check-in
-    left open past the shift's end no longer counts).
+    left open past the shift's end no longer counts). ``visible_in_zones``
+    keeps only the volunteers who work in those zones (``zones_worked_in``),
+    and the account ``or_user_id``: whose positions a liaison may see.
     """
     query = select(Volunteer)
     distance = None
+    if visible_in_zones is not None:
+        query = query.where(_works_in(visible_in_zones) | (Volunteer.user_id == or_user_id))
     if zone_id is not None:
         query = query.where(Volunteer.home_zone_id == zone_id)
     if skill:

