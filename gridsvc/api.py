@@ -80,32 +80,53 @@ def strict_json_loads(data: bytes | str):
 
 
 NUL_MESSAGE = "Text may not contain the NUL character (U+0000)."
+SURROGATE_MESSAGE = ("Text must be valid Unicode: an unpaired UTF-16 surrogate such as \\ud83d (half of an emoji, "
+                     "say) cannot be stored.")
 
 
-def refuse_nul(data: Any) -> None:
-    """422 naming where a JSON document holds text with a NUL character.
+def refuse_unstorable_text(data: Any) -> None:
+    """422 naming where a JSON document holds text PostgreSQL cannot store:
+    a NUL character, or an unpaired UTF-16 surrogate.
 
-    Why: JSON may carry one (``\\u0000``), PostgreSQL's text cannot, and
-    its driver refuses the statement. Checked once, where bodies are read,
-    rather than by every string field.
+    Why: JSON may carry either (``\\u0000``; ``\\ud83d`` without its pair,
+    from a JavaScript string cut in the middle of an emoji), Python reads
+    both into a str, and then the driver refuses the statement, or the
+    answer naming the field cannot be encoded: a 500. Checked once, where
+    bodies are read, rather than by every string field.
     """
-    found: list[str] = []
+    found: dict[str, str] = {}
     pending: list[tuple[Any, str]] = [(data, "")]  # a stack, not recursion: JSON may nest deeply
     while pending:
         value, path = pending.pop()
         if isinstance(value, str):
-            if "\x00" in value:
-                found.append(path or "(body)")
+            _judge_text(value, path or "(body)", found)
         elif isinstance(value, dict):
             for key, item in value.items():
                 where = f"{path}.{key}" if path else str(key)
-                if "\x00" in key:
-                    found.append(where)
+                _judge_text(key, where, found)
                 pending.append((item, where))
         elif isinstance(value, list):
             pending.extend((item, f"{path}.{index}" if path else str(index)) for index, item in enumerate(value))
     if found:
-        raise _nul_problem(errors.ValidationFailed, sorted(found))
+        places = sorted(found)
+        messages = sorted(set(found.values()))
+        raise errors.ValidationFailed(f"{' '.join(messages)} Found in: {', '.join(places[:5])}.",
+                                      errors={where: [found[where]] for where in places[:20]})
+
+
+def _judge_text(text: str, where: str, found: dict[str, str]) -> None:
+    if "\x00" in text:
+        found[_printable(where)] = NUL_MESSAGE
+    elif not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            found[_printable(where)] = SURROGATE_MESSAGE
+
+
+def _printable(where: str) -> str:
+    """A place in the document as the answer can name it (a key may hold the surrogate itself)."""
+    return where.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def parameters_with_nul(*sources: Any) -> list[str]:
@@ -155,7 +176,7 @@ class StrictJsonParser(FlaskParser):
         if not is_json_request(req):
             return core.missing
         data = strict_json_loads(req.get_data(cache=True))
-        refuse_nul(data)
+        refuse_unstorable_text(data)
         return data
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):

@@ -21,7 +21,8 @@ else:
 
 Any request it cannot answer exactly as the view would goes to Flask as it
 came: no token or a bad one, a body the schema would refuse or that has
-more than the plain fields, an unusual Idempotency-Key or Content-Type, and
+more than the plain fields, an unusual Idempotency-Key or Content-Type, a
+query string, and
 every event the database did not record (a refusal such as "not signed up",
 the account's own refusal, the database unreachable). Those recorded
 nothing of the event (the statement is its own transaction, and a refusal
@@ -74,8 +75,10 @@ class CheckInFastPath:
             _inclusive_range(fields[name]) for name in ("lon", "lat", "accuracy_m"))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # A query string goes to Flask: the view takes none, but the app's
+        # checks read it (a NUL in it is a 422).
         route = (_ROUTE.fullmatch(environ.get("PATH_INFO", ""))
-                 if environ.get("REQUEST_METHOD") == "POST" else None)
+                 if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING") else None)
         length = environ.get("CONTENT_LENGTH") if route else None
         if not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY or "HTTP_TRANSFER_ENCODING" in environ:
             return self.flask_wsgi_app(environ, start_response)

@@ -8,7 +8,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 
 from gridsvc import auth, clock
-from gridsvc.api import Blueprint, refuse_nul, strict_json_loads
+from gridsvc.api import Blueprint, refuse_unstorable_text, strict_json_loads
 from gridsvc.csvexport import csv_response
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import MalformedJson
@@ -205,7 +205,7 @@ class Import(MethodView):
             body = strict_json_loads(request.get_data(cache=True) or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedJson(f"Malformed JSON: {exc}") from exc
-        refuse_nul(body)
+        refuse_unstorable_text(body)
         report = parse_import(body)
         session = current_session()
         result = import_parking(session, report.items, parse_errors=report.errors, now=clock.now(),

@@ -264,9 +264,12 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
     lock_volunteer_of_user(session, user_id)  # once, outside the events' savepoints
     results: dict[int, dict[str, Any]] = {}
     oldest, newest = now - policy.offline_max_age, now + policy.clock_skew
+    # A retry replays its first answer whenever it comes: an event accepted
+    # at 23 h 50 min whose answer was lost is not refused as too old later.
+    seen = _keys_seen(session, user_id, [request.idempotency_key for _, request in events])
     for index, request in sorted(events, key=lambda item: (item[1].client_time, item[0])):
         base = {"index": index, "idempotency_key": request.idempotency_key}
-        if not oldest <= request.client_time <= newest:
+        if request.idempotency_key not in seen and not oldest <= request.client_time <= newest:
             problem = ValidationFailed(
                 f"client_time {request.client_time.isoformat()} is outside the accepted range "
                 f"({oldest.isoformat()} .. {newest.isoformat()}): at most {policy.offline_max_age} old "
@@ -280,6 +283,12 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
     return [results[i] for i in sorted(results)]
+
+
+def _keys_seen(session: Session, user_id: int, keys: list[str]) -> set[str]:
+    """The Idempotency-Keys among ``keys`` the account's volunteer has sent before."""
+    return set(session.scalars(select(CheckEvent.idempotency_key).join(Volunteer, Volunteer.id == CheckEvent.volunteer_id)
+                               .where(Volunteer.user_id == user_id, CheckEvent.idempotency_key.in_(keys))))
 
 
 # ---------------------------------------------------------------- hours

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.test import Client
 
 from geo.crs import from_wgs84, geodesic_distance_m
+from gridsvc.api import SURROGATE_MESSAGE
 from gridsvc.models import CheckEvent, ServiceHours, Shift, User, Volunteer, VolunteerPosition, Zone
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, count
@@ -410,9 +412,18 @@ def test_what_the_fast_path_cannot_answer_is_left_to_the_view(duty, client, logi
     assert_problem(volunteer.post(url, json=good, headers={"Idempotency-Key": "k" * 101}), 422)
     assert assert_problem(login("volunteer-011").post(url, json=good), 409)["reason"] == "not_signed_up"
     assert_problem(volunteer.post("/api/v1/shifts/987654/check-in", json=good), 404)
-    assert len(reached_flask) == 8 and count(session, CheckEvent) == 0
+    # a query string (the view takes none, but a NUL in it is the app's 422)
+    assert "source" in assert_problem(volunteer.post(url + "?source=%00", json=good), 422)["errors"]
+    # text that is not Unicode: a key or a value with an unpaired surrogate (half an emoji)
+    raw = '{"lon": %r, "lat": %r, "crs": "gcj02\\ud83d"}' % tuple(center)
+    problem = assert_problem(volunteer.post(url, data=raw, content_type="application/json"), 422)
+    assert problem["errors"] == {"crs": [SURROGATE_MESSAGE]}
+    raw = '{"lon": %r, "lat": %r, "note\\ud83d": 1}' % tuple(center)
+    assert assert_problem(volunteer.post(url, data=raw, content_type="application/json"), 422)["errors"] == {
+        "note\\ud83d": [SURROGATE_MESSAGE]}
+    assert len(reached_flask) == 11 and count(session, CheckEvent) == 0
     # the next good one is the fast path's again
-    assert volunteer.post(url, json=good).status_code == 201 and len(reached_flask) == 8
+    assert volunteer.post(url, json=good).status_code == 201 and len(reached_flask) == 11
 
 
 # the plain bodies a phone sends: the fast path loads them itself
@@ -480,3 +491,79 @@ def test_the_liaison_sees_the_shifts_check_ins_refused_ones_included(duty, login
     assert_problem(login("liaison-g02").get(f"/api/v1/shifts/{shift_id}/check-events"), 403)
     assert_problem(duty["client"].get(f"/api/v1/shifts/{shift_id}/check-events"), 403)
     assert_problem(liaison.get("/api/v1/shifts/987654/check-events"), 404)
+
+
+# ---------------------------------------------------------------- found in review (each failed before its fix)
+
+
+def test_an_offline_shift_uploaded_hours_after_it_ended_keeps_its_check_out(duty, session, clock):
+    """No signal the whole shift: the phone records the check-in and check-out in time and uploads both 3 hours
+    after the end (offline events count for 24 h). The upload itself closed the check-in as a missing check-out
+    before judging the check-out, which was refused (409): the hours stayed pending, flagged."""
+    shift, center = duty["shift"], duty["center"]
+    start, end = datetime.fromisoformat(shift["starts_at"]), datetime.fromisoformat(shift["ends_at"])
+    clock.current = end + timedelta(hours=3)
+    events = [_offline(shift["id"], "check_in", start + timedelta(minutes=2), center, "off-in"),
+              _offline(shift["id"], "check_out", end - timedelta(minutes=2), center, "off-out")]
+    results = duty["client"].post("/api/v1/me/check-events", json={"events": events}).get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201]
+    hours = results[1]["result"]["hours"]
+    assert hours["status"] == "approved" and hours["hours"] == pytest.approx(1.93)  # 07:02 to 08:58 of a 2 h shift
+    [entry] = session.scalars(select(ServiceHours).where(ServiceHours.shift_id == shift["id"])).all()
+    assert (entry.flagged, entry.flag_reason, entry.check_out_id) == (False, None, results[1]["result"]["event_id"])
+
+
+def test_an_offline_check_out_completes_the_hours_closed_while_it_waited(duty, session, clock, login):
+    """Checked in online; the check-out is recorded offline a minute before the end and uploaded 3 h later.
+    Meanwhile a read of the hours closed the check-in at the shift's end as a missing check-out: the late
+    check-out completes those hours (its time, the flag cleared, approved: both ends inside)."""
+    shift, center = duty["shift"], duty["center"]
+    assert post_check(duty["client"], shift["id"], "check-in", *center).status_code == 201
+    end = datetime.fromisoformat(shift["ends_at"])
+    clock.current = end + timedelta(hours=3)
+    [closed] = duty["client"].get(f"/api/v1/volunteers/{duty['id']}/hours").get_json()["entries"]
+    assert closed["flag_reason"] == "missing_check_out" and closed["status"] == "pending"
+    event = _offline(shift["id"], "check_out", end - timedelta(minutes=1), center, "late-upload")
+    [result] = duty["client"].post("/api/v1/me/check-events", json={"events": [event]}).get_json()["results"]
+    assert result["status"] == 201
+    assert result["result"]["hours"]["id"] == closed["id"] and result["result"]["hours"]["status"] == "approved"
+    session.expire_all()
+    entry = session.get(ServiceHours, closed["id"])
+    assert entry.status == "approved" and entry.flag_reason is None and entry.check_out_id == result["result"]["event_id"]
+    assert entry.ended_at == end - timedelta(minutes=1)
+    # hours a liaison has decided stay as decided: a second late check-out finds nothing open
+    entry.status = "declined"
+    entry.check_out_id, entry.flag_reason = None, "missing_check_out"
+    session.flush()
+    again = _offline(shift["id"], "check_out", end - timedelta(seconds=30), center, "later-upload")
+    [result] = duty["client"].post("/api/v1/me/check-events", json={"events": [again]}).get_json()["results"]
+    assert result["status"] == 409 and result["result"]["reason"] == "not_checked_in"
+
+
+def test_a_retried_offline_event_gets_its_first_answer_after_24_hours(duty, clock, session):
+    """Accepted at 23 h 49 min old, the answer lost on the way; the retry 15 minutes later is a replay, not a
+    refusal for its age (the app would believe the check-in refused)."""
+    event = _offline(duty["shift"]["id"], "check_in", clock() - timedelta(minutes=1), duty["center"], "retry-me")
+    clock.advance(hours=23, minutes=49)
+    [first] = duty["client"].post("/api/v1/me/check-events", json={"events": [event]}).get_json()["results"]
+    assert first["status"] == 201
+    clock.advance(minutes=15)
+    [again] = duty["client"].post("/api/v1/me/check-events", json={"events": [event]}).get_json()["results"]
+    assert again["status"] == 201 and again["replayed"] is True and again["result"] == first["result"]
+    # a new event as old is still refused
+    old = _offline(duty["shift"]["id"], "check_out", event_time := clock() - timedelta(hours=25), duty["center"], "new")
+    [refused] = duty["client"].post("/api/v1/me/check-events", json={"events": [old]}).get_json()["results"]
+    assert refused["status"] == 422 and refused["result"]["reason"] == "client_time_out_of_range" and event_time
+    assert count(session, CheckEvent) == 1
+
+
+def test_an_offline_upload_with_an_unpaired_surrogate_is_refused_whole(duty, app, session, clock):
+    """One good event and one whose key ends in half an emoji: the good one was committed, then the answer
+    could not be encoded (a 500, again on every retry)."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # answer as in production
+    good = _offline(duty["shift"]["id"], "check_in", clock() - timedelta(minutes=1), duty["center"], "ok-1")
+    bad = _offline(duty["shift"]["id"], "check_out", clock(), duty["center"], "out-\ud83d")
+    answer = duty["client"].post("/api/v1/me/check-events", data=json.dumps({"events": [good, bad]}),
+                                 content_type="application/json")
+    assert assert_problem(answer, 422)["errors"] == {"events.1.idempotency_key": [SURROGATE_MESSAGE]}
+    assert count(session, CheckEvent) == 0
