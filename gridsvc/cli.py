@@ -213,7 +213,8 @@ def import_parking_file(path: str, dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--days", type=float, default=None, help="retention in days (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="retention in days, more than 0 (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
 def purge(days: float | None) -> None:
     """Delete volunteer positions older than the retention period (PIPL: keep no more than needed)."""
     from gridsvc import clock
@@ -221,7 +222,7 @@ def purge(days: float | None) -> None:
     from gridsvc.db import Database
     from gridsvc.services.volunteers import purge_positions
 
-    retention = days if days is not None else float(load_config()["GRIDSVC_POSITION_RETENTION_DAYS"])
+    retention = days if days is not None else _retention_days(load_config()["GRIDSVC_POSITION_RETENTION_DAYS"])
     database = Database(_require_url())
     try:
         with database.sessionmaker() as session:
@@ -230,6 +231,18 @@ def purge(days: float | None) -> None:
             _echo(f"deleted {removed} position(s) older than {retention:g} days")
     finally:
         database.dispose()
+
+
+def _retention_days(configured: object) -> float:
+    """GRIDSVC_POSITION_RETENTION_DAYS as a number of days above 0: 0 or less would delete every
+    volunteer's last known position, and dispatch would find nobody."""
+    try:
+        days = float(configured)
+    except (TypeError, ValueError):
+        days = float("nan")
+    if not days > 0:
+        raise click.UsageError(f"GRIDSVC_POSITION_RETENTION_DAYS must be a number of days above 0, not {configured!r}.")
+    return days
 
 
 @main.command()

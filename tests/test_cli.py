@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from gridsvc.cli import main
 from gridsvc.models import User, Volunteer, VolunteerPosition
@@ -44,6 +45,24 @@ def test_purge_deletes_old_positions_only(database_url, engine):
     try:
         result = run(database_url, "purge")
         assert result.exit_code == 0 and "deleted 1 position" in result.output
+    finally:
+        with engine.begin() as conn:
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id == vid))
+
+
+@pytest.mark.parametrize("args, env", [(["--days", "0"], {}), (["--days", "-7"], {}),
+                                       ([], {"GRIDSVC_POSITION_RETENTION_DAYS": "0"}),
+                                       ([], {"GRIDSVC_POSITION_RETENTION_DAYS": "a week"})])
+def test_purge_refuses_a_retention_that_would_delete_every_last_known_position(database_url, engine, args, env):
+    with engine.begin() as conn:
+        vid = conn.execute(select(Volunteer.id).order_by(Volunteer.id).limit(1)).scalar()
+        conn.execute(text("INSERT INTO volunteer_position (volunteer_id, position, input_crs, recorded_at) VALUES "
+                          "(:v, ST_SetSRID(ST_MakePoint(121.78, 29.87), 4326), 'wgs84', now())"), {"v": vid})
+    try:
+        result = run(database_url, "purge", *args, env=env)
+        assert result.exit_code == 2 and ("above 0" in result.output or "x>0" in result.output)
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).where(VolunteerPosition.volunteer_id == vid)).scalar() == 1
     finally:
         with engine.begin() as conn:
             conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id == vid))
