@@ -44,6 +44,8 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
         point = as_shape(volunteer.last_position)
         position = {"lon": point.x, "lat": point.y, "crs": "wgs84", "accuracy_m": volunteer.last_accuracy_m,
                     "at": volunteer.last_position_at}
+    if on_duty is None:
+        on_duty = service.is_on_duty(session, volunteer, clock.now())
     own = auth.current_principal().user_id == volunteer.user_id
     calendar = None
     if own:
@@ -56,8 +58,9 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
         "national_volunteer_id": volunteer.national_volunteer_id if private else None,
         "team": volunteer.team, "home_zone_id": volunteer.home_zone_id, "skills": volunteer.skill_codes,
         "availability": volunteer.availability,
-        "on_duty": service.is_on_duty(session, volunteer, clock.now()) if on_duty is None else on_duty,
-        "on_duty_shift_id": volunteer.on_duty_shift_id,
+        "on_duty": on_duty,
+        # a check-in left open past its shift's end is not duty (nor its shift's id)
+        "on_duty_shift_id": volunteer.on_duty_shift_id if on_duty else None,
         "last_position": position, "distance_m": None if distance_m is None else round(distance_m, 1),
         "calendar_url": calendar, "created_at": volunteer.created_at,
     }

@@ -272,8 +272,8 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
         if request.idempotency_key not in seen and not oldest <= request.client_time <= newest:
             problem = ValidationFailed(
                 f"client_time {request.client_time.isoformat()} is outside the accepted range "
-                f"({oldest.isoformat()} .. {newest.isoformat()}): at most {policy.offline_max_age} old "
-                f"and {policy.clock_skew} ahead.", reason="client_time_out_of_range").to_problem()
+                f"({oldest.isoformat()} .. {newest.isoformat()}): at most {_span(policy.offline_max_age)} old "
+                f"and {_span(policy.clock_skew)} ahead.", reason="client_time_out_of_range").to_problem()
             results[index] = {**base, "status": 422, "result": problem}
             continue
         try:
@@ -283,6 +283,12 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
     return [results[i] for i in sorted(results)]
+
+
+def _span(span: timedelta) -> str:
+    """A policy's span as people write it: "24 h", "5 min" (not "1 day, 0:00:00")."""
+    minutes = span.total_seconds() / 60
+    return f"{minutes / 60:g} h" if minutes >= 60 and minutes % 60 == 0 else f"{minutes:g} min"
 
 
 def _keys_seen(session: Session, user_id: int, keys: list[str]) -> set[str]:

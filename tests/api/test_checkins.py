@@ -263,6 +263,7 @@ def test_offline_upload_judges_each_event_by_its_client_time(duty, session, cloc
     assert [r["status"] for r in results] == [201, 201, 422, 422]
     assert results[0]["result"]["hours"]["hours"] == 1.5  # from the start (not 10 min before) to 90 min in
     assert results[2]["result"]["reason"] == results[3]["result"]["reason"] == "client_time_out_of_range"
+    assert "at most 24 h old and 5 min ahead" in results[2]["result"]["detail"]
     again = duty["client"].post("/api/v1/me/check-events", json={"events": events[:2]}).get_json()["results"]
     assert all(r["replayed"] for r in again)
     assert session.scalar(select(func.count()).where(CheckEvent.volunteer_id == duty["id"])) == 2
@@ -567,3 +568,13 @@ def test_an_offline_upload_with_an_unpaired_surrogate_is_refused_whole(duty, app
                                  content_type="application/json")
     assert assert_problem(answer, 422)["errors"] == {"events.1.idempotency_key": [SURROGATE_MESSAGE]}
     assert count(session, CheckEvent) == 0
+
+
+def test_a_check_in_left_open_past_the_shift_is_not_shown_as_duty(duty, login, clock):
+    """The profile said on_duty false but still gave the shift's id once the shift had ended."""
+    assert post_check(duty["client"], duty["shift"]["id"], "check-in", *duty["center"]).status_code == 201
+    profile = login("admin").get(f"/api/v1/volunteers/{duty['id']}").get_json()
+    assert (profile["on_duty"], profile["on_duty_shift_id"]) == (True, duty["shift"]["id"])
+    clock.current = datetime.fromisoformat(duty["shift"]["ends_at"]) + timedelta(minutes=1)  # within the grace period
+    profile = login("admin").get(f"/api/v1/volunteers/{duty['id']}").get_json()
+    assert (profile["on_duty"], profile["on_duty_shift_id"]) == (False, None)
