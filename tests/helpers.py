@@ -88,21 +88,32 @@ def while_uncommitted(engine, change, request, then=None):
     ``change(session)`` is made but not committed; when the request waits
     for a lock (or has finished), ``then(session)`` if given, and the
     commit. Returns what ``request`` returned."""
-    answers = []
+    answers, errors = [], []
+
+    def run() -> None:
+        try:
+            answers.append(request())
+        except BaseException as exc:  # noqa: BLE001 (raised below, in the test's thread)
+            errors.append(exc)
+
     with engine.connect() as conn, Session(bind=conn) as own:
         change(own)
         own.flush()
-        other = threading.Thread(target=lambda: answers.append(request()))
+        other = threading.Thread(target=run)
         other.start()
         deadline = time.monotonic() + 10
         while other.is_alive() and time.monotonic() < deadline:
             with engine.connect() as probe:
-                if probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                # a wait in this database (the cluster may serve other runs at the same time)
+                if probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'")).scalar():
                     break
             time.sleep(0.02)
         if then is not None:
             then(own)
         own.commit()
     other.join(10)
+    if errors:
+        raise errors[0]
     assert len(answers) == 1
     return answers[0]

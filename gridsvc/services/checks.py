@@ -108,7 +108,7 @@ class AccountCheck:
 
 
 # All of a volunteer's check events are serialised by this lock on their row.
-_LOCK_VOLUNTEER = "SELECT FROM volunteer WHERE user_id = %(user_id)s FOR UPDATE"
+_LOCK_VOLUNTEER = "SELECT FROM volunteer WHERE user_id = %(user_id)s FOR NO KEY UPDATE"
 
 
 def lock_volunteer_of_user(session: Session, user_id: int) -> None:
@@ -147,13 +147,15 @@ def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volun
     """
     if volunteer_id is None:
         query = (select(Volunteer.id).join(Shift, Shift.id == Volunteer.on_duty_shift_id)
-                 .where(Shift.ends_at + policy.checkout_grace < now).with_for_update(of=Volunteer, skip_locked=True))
+                 .where(Shift.ends_at + policy.checkout_grace < now)
+                 .with_for_update(of=Volunteer, skip_locked=True, key_share=True))
         candidates = sorted(session.scalars(query))
     else:
         # One volunteer: locked by primary key alone (joined to the shift, the
         # planner may walk the partial index of everyone on duty), and the
         # function says whether their check-in was overdue.
-        candidates = list(session.scalars(select(Volunteer.id).where(Volunteer.id == volunteer_id).with_for_update()))
+        candidates = list(session.scalars(select(Volunteer.id).where(Volunteer.id == volunteer_id)
+                                          .with_for_update(key_share=True)))
     overdue = set()
     for candidate in candidates:
         [closed] = fetch_prepared(session, _CLOSE_OVERDUE, {"volunteer_id": candidate, "now": now,

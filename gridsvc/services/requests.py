@@ -18,8 +18,8 @@ Dispatch policy (per community settings come from config for now):
 Deadlines are enforced without a hidden cron: expired offers are processed
 whenever requests are read, and by ``gridsvc tick``.
 
-Races: an offer locks the volunteer's row (``FOR UPDATE SKIP LOCKED``: a
-volunteer another dispatch is offering to is skipped, not waited for) and
+Races: an offer takes the volunteer's offer lock (an advisory lock, tried:
+a volunteer another dispatch is offering to is skipped, not waited for) and
 re-counts their open tasks under the lock, so a volunteer with cap 1 gets
 exactly one offer however many requests are filed at once. A claim is a
 conditional UPDATE: of two members claiming at once, one wins, one gets 409.
@@ -465,11 +465,17 @@ def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: flo
 
 
 # A volunteer another dispatch is offering to right now is skipped, not
-# waited for. Whether the lock was had is noted in a transaction setting for
-# _OFFER, which is sent in the same round trip.
-_LOCK_CANDIDATE = """
-WITH locked AS (SELECT id FROM volunteer WHERE id = %(volunteer_id)s FOR UPDATE SKIP LOCKED)
-SELECT set_config('gridsvc.offer_lock', coalesce((SELECT id::text FROM locked), ''), true)"""
+# waited for. The lock is the offers' own (a transaction advisory lock on the
+# volunteer's id), not the volunteer's row: the row is locked by everything a
+# volunteer does (a position report, a sign-up, a check-in), and a dispatch
+# meeting it then passed over the nearest volunteer. Whether the lock was had
+# is noted in a transaction setting for _OFFER, which is sent in the same
+# round trip.
+OFFER_LOCKS = 0x4F46  # "OF": the advisory-lock space of offers
+_LOCK_CANDIDATE = f"""
+SELECT set_config('gridsvc.offer_lock',
+                  CASE WHEN pg_try_advisory_xact_lock({OFFER_LOCKS}, %(volunteer_id)s) THEN %(volunteer_id)s::text
+                       ELSE '' END, true)"""
 
 # Only under that lock (this statement reads after it was granted, so it
 # sees every offer committed before): the offer, if the volunteer is still

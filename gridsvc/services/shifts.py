@@ -1,10 +1,16 @@
 """Shifts and sign-ups: capacity, waitlist, overlap and skill rules, safe under races.
 
-Races: a sign-up locks the volunteer's row, then the shift's row (always in
-that order, so two sign-ups cannot deadlock). The shift lock makes "count the
-confirmed, then confirm or waitlist" atomic, so 50 volunteers racing for 10
-places get exactly 10 confirmations; the volunteer lock makes the overlap
-check atomic across two shifts.
+Races: every change here locks volunteers' rows first, in id order, then
+the shifts' rows, in id order, as a volunteer's own check-ins and sign-ups
+do (``_lock_volunteers_then_shifts``). One order means two requests wait for
+each other instead of deadlocking: two withdrawals from one shift, whose
+promotions lock the volunteers waiting for it; a shift cancelled while a
+volunteer withdraws. The shift lock makes "count the confirmed, then confirm
+or waitlist" atomic, so 50 volunteers racing for 10 places get exactly 10
+confirmations; the volunteer lock makes the overlap check atomic across two
+shifts. Rows are locked FOR NO KEY UPDATE: a check-in or sign-up inserting a
+row that refers to a locked shift or volunteer (its foreign-key check takes a
+KEY SHARE lock) need not wait for the change.
 """
 from __future__ import annotations
 
@@ -46,10 +52,24 @@ class ShiftView:
 
 
 def get_shift(session: Session, shift_id: int, *, for_update: bool = False) -> Shift:
-    shift = session.get(Shift, shift_id, with_for_update=for_update or None)
+    shift = session.get(Shift, shift_id, with_for_update={"key_share": True} if for_update else None)
     if shift is None:
         raise NotFound(f"Shift {shift_id} does not exist.")
     return shift
+
+
+def _lock_volunteers_then_shifts(session: Session, volunteer_ids: Iterable[int], shift_ids: Iterable[int]) -> None:
+    """The module's one lock order (see its docstring): volunteers by id, then shifts by id."""
+    for volunteer_id in sorted(set(volunteer_ids)):
+        get_volunteer(session, volunteer_id, for_update=True)
+    for shift_id in sorted(set(shift_ids)):
+        get_shift(session, shift_id, for_update=True)
+
+
+def _volunteers_of(session: Session, shift_ids: Iterable[int], status: str) -> list[int]:
+    """Who is ``status`` (confirmed, waitlisted) for these shifts, read without a lock: the rows to lock first."""
+    return list(session.scalars(select(Signup.volunteer_id).where(Signup.shift_id.in_(list(shift_ids)),
+                                                                  Signup.status == status).distinct()))
 
 
 def _counts(session: Session, shift_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -162,15 +182,21 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
 
 
 def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, now: datetime) -> Shift:
+    # a move locks the confirmed volunteers (and those waiting where they are freed), a capacity change
+    # those who may be promoted
+    first = _volunteers_of(session, [shift_id], "confirmed") if {"starts_at", "ends_at"} & changes.keys() else []
+    if "capacity" in changes:
+        first += _volunteers_of(session, [shift_id], "waitlisted")
+    _lock_volunteers_then_shifts(session, first, [shift_id])
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
     old_times = (shift.starts_at, shift.ends_at)
-    confirmed = []
+    moved_volunteers = []
     if moves:
-        confirmed = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
-                                      moves.get("ends_at", shift.ends_at), now=now)
+        moved_volunteers = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
+                                             moves.get("ends_at", shift.ends_at), now=now)
     if "required_skills" in changes:
         shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills")
     if "capacity" in changes:
@@ -185,7 +211,7 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     if "capacity" in changes:
         _promote(session, shift)
     if moves:  # its volunteers are free at the old times now
-        _promote_where_freed(session, confirmed, *old_times, now=now)
+        _promote_where_freed(session, moved_volunteers, *old_times, now=now)
     return shift
 
 
@@ -243,6 +269,7 @@ def _has_begun(session: Session, shift: Shift, now: datetime) -> bool:
 
 
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
+    _lock_volunteers_then_shifts(session, _volunteers_of(session, [shift_id], "confirmed"), [shift_id])
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
         return shift
@@ -286,8 +313,10 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled", Shift.ends_at > now)
     if starting_from is not None:
         query = query.where(Shift.starts_at >= starting_from)
+    shift_ids = session.scalars(query.with_only_columns(Shift.id)).all()
+    _lock_volunteers_then_shifts(session, _volunteers_of(session, shift_ids, "confirmed"), shift_ids)
     cancelled, kept = [], []
-    for shift in session.scalars(query.order_by(Shift.id).with_for_update()).all():  # locked in id order
+    for shift in session.scalars(query.order_by(Shift.id).with_for_update(key_share=True)).all():
         confirmed = _lock_confirmed_volunteers(session, shift)
         if _has_begun(session, shift, now):
             kept.append(shift)
@@ -413,6 +442,8 @@ def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift, *,
 
 
 def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> SignupResult:
+    # those waiting may be promoted first (a place left free for someone skipped): locked before the shift
+    _lock_volunteers_then_shifts(session, [volunteer_id, *_waiting_for_a_free_place(session, shift_id)], [shift_id])
     volunteer = get_volunteer(session, volunteer_id, for_update=True)
     shift = get_shift(session, shift_id, for_update=True)
     if shift.status == "cancelled":
@@ -444,6 +475,15 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
 
 
+def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
+    """The waitlist of a shift that has a free place (read without a lock; usually nobody)."""
+    confirmed = (select(func.count()).where(Signup.shift_id == shift_id, Signup.status == "confirmed")
+                 .scalar_subquery())
+    return list(session.scalars(select(Signup.volunteer_id).join(Shift, Shift.id == Signup.shift_id)
+                                .where(Signup.shift_id == shift_id, Signup.status == "waitlisted",
+                                       confirmed < Shift.capacity)))
+
+
 def _promote(session: Session, shift: Shift) -> list[Signup]:
     """Fill free places from the waitlist, first come first served, skipping
     anyone who could not sign up now: confirmed elsewhere at the same time,
@@ -472,7 +512,15 @@ def _promote(session: Session, shift: Shift) -> list[Signup]:
 
 def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> tuple[Signup, list[Signup]]:
     """Cancel a sign-up; returns it and the waitlisted sign-ups promoted in its place."""
-    get_volunteer(session, volunteer_id, for_update=True)
+    # a confirmed place freed: those who may be promoted, here and where the volunteer waits at the same
+    # time, are locked before the shifts
+    volunteers, shifts = [volunteer_id], [shift_id]
+    if session.scalar(select(Signup.id).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
+                                              Signup.status == "confirmed")):
+        freed = session.get(Shift, shift_id)
+        shifts += [s.id for s in _waiting_where_freed(session, [volunteer_id], freed.starts_at, freed.ends_at, now=now)]
+        volunteers += _volunteers_of(session, shifts, "waitlisted")
+    _lock_volunteers_then_shifts(session, volunteers, shifts)
     shift = get_shift(session, shift_id, for_update=True)
     signup = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
                                                  Signup.status != "cancelled"))
@@ -505,16 +553,20 @@ def _promote_where_freed(session: Session, volunteer_ids: list[int], starts_at: 
     that was skipped for them (the overlap) may now be theirs. Each such
     shift's waitlist is run again in order, so nobody ahead of them loses
     their turn."""
+    for shift in _waiting_where_freed(session, volunteer_ids, starts_at, ends_at, now=now, lock=True):
+        _promote(session, shift)
+
+
+def _waiting_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,
+                         now: datetime, lock: bool = False) -> list[Shift]:
+    """The scheduled shifts, not started, overlapping [starts_at, ends_at), for which these volunteers wait."""
     if not volunteer_ids:
-        return
+        return []
     waiting = (select(Signup.shift_id).where(Signup.volunteer_id.in_(volunteer_ids), Signup.status == "waitlisted")
                .scalar_subquery())
-    shifts = session.scalars(select(Shift).where(Shift.id.in_(waiting), Shift.status == "scheduled",
-                                                 Shift.starts_at > now, Shift.starts_at < ends_at,
-                                                 Shift.ends_at > starts_at)
-                             .order_by(Shift.id).with_for_update()).all()  # locked in id order
-    for shift in shifts:
-        _promote(session, shift)
+    query = (select(Shift).where(Shift.id.in_(waiting), Shift.status == "scheduled", Shift.starts_at > now,
+                                 Shift.starts_at < ends_at, Shift.ends_at > starts_at).order_by(Shift.id))
+    return list(session.scalars(query.with_for_update(key_share=True) if lock else query))  # locked in id order
 
 
 def signups_of_shift(session: Session, shift_id: int) -> list[tuple[Signup, int | None]]:

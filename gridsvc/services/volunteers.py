@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, func, or_, select, union
+from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
@@ -48,7 +49,8 @@ def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skil
 
 
 def get_volunteer(session: Session, volunteer_id: int, *, for_update: bool = False) -> Volunteer:
-    volunteer = session.get(Volunteer, volunteer_id, with_for_update=for_update or None)
+    # FOR NO KEY UPDATE: inserts that refer to the volunteer (a check event, a sign-up) need not wait
+    volunteer = session.get(Volunteer, volunteer_id, with_for_update={"key_share": True} if for_update else None)
     if volunteer is None:
         raise NotFound(f"Volunteer {volunteer_id} does not exist.")
     return volunteer
@@ -66,7 +68,7 @@ def no_profile() -> NotFound:
 def require_volunteer_of_user(session: Session, user_id: int, *, for_update: bool = False) -> Volunteer:
     query = select(Volunteer).where(Volunteer.user_id == user_id)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     volunteer = session.scalar(query)
     if volunteer is None:
         raise no_profile()
@@ -237,12 +239,10 @@ def purge_positions(session: Session, *, retention_days: float, now: datetime | 
     """Delete position history older than the retention period (PIPL: keep no more than needed)."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
     result = session.execute(delete(VolunteerPosition).where(VolunteerPosition.recorded_at < cutoff))
-    stale = session.execute(
-        select(Volunteer).where(Volunteer.last_position_at < cutoff)).scalars().all()
-    for volunteer in stale:  # the last known position is history too once it is that old
-        volunteer.last_position = None
-        volunteer.last_position_at = None
-        volunteer.last_accuracy_m = None
-    session.flush()
+    # The last known position is history too once it is that old. One UPDATE, not a read then a write:
+    # PostgreSQL checks its condition again on a row another request had locked, so a position reported
+    # while the purge runs (newer than the cutoff) stays.
+    session.execute(update_rows(Volunteer).where(Volunteer.last_position_at < cutoff)
+                    .values(last_position=None, last_position_at=None, last_accuracy_m=None))
     return result.rowcount or 0
 

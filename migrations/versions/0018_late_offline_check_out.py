@@ -11,6 +11,12 @@ cleared, approved at once when both ends were inside the geofence, as an
 on-time check-out would have been. Hours a liaison has decided stay as
 decided.
 
+Also: the volunteer's row is locked FOR NO KEY UPDATE, as the services now
+lock volunteers and shifts. That mode does not block the KEY SHARE locks of
+foreign-key checks: a check event written for a shift that is being
+cancelled no longer waits for the cancellation while holding the volunteer
+the cancellation waits for (a deadlock).
+
 Revision ID: 0018
 Revises: 0017
 Create Date: 2026-11-30
@@ -82,7 +88,7 @@ BEGIN
     SELECT v.id, v.on_duty_shift_id, u.disabled, u.token_version,
            ARRAY(SELECT ur.role::text FROM user_role ur WHERE ur.user_id = u.id ORDER BY ur.role) AS roles
     INTO me FROM volunteer v JOIN app_user u ON u.id = v.user_id WHERE v.user_id = p_user_id
-    FOR UPDATE OF v;
+    FOR NO KEY UPDATE OF v;
     IF NOT FOUND THEN  -- no volunteer profile; the account's own refusal comes first
         SELECT NULL::integer AS id, NULL::integer AS on_duty_shift_id, u.disabled, u.token_version,
                ARRAY(SELECT ur.role::text FROM user_role ur WHERE ur.user_id = u.id ORDER BY ur.role) AS roles
@@ -153,10 +159,13 @@ BEGIN
             -- meanwhile the check-in was closed as a missing check-out (by
             -- gridsvc tick, a read of hours, or this upload). While those
             -- hours wait for review, this check-out completes them.
+            -- Locked, as a review locks it: a decision made meanwhile is
+            -- waited for, and then the entry is no longer pending.
             SELECT sh.id INTO closed_entry FROM service_hours sh
             WHERE sh.volunteer_id = me.id AND sh.shift_id = shift_row.id AND sh.check_out_id IS NULL
               AND sh.flag_reason = 'missing_check_out' AND sh.status = 'pending'
-            ORDER BY sh.started_at DESC LIMIT 1;
+            ORDER BY sh.started_at DESC LIMIT 1
+            FOR UPDATE;
             IF closed_entry IS NOT NULL THEN
                 SELECT e.* INTO open_check_in FROM check_event e
                 WHERE e.id = (SELECT sh.check_in_id FROM service_hours sh WHERE sh.id = closed_entry);

@@ -1,0 +1,287 @@
+"""Races between requests that touch volunteers, shifts and hours (found in review; each test failed before its
+fix). Each makes one interleaving deterministic (``while_uncommitted``) and asserts what a user would see.
+
+Every test here commits for real (two connections race), so each cleans up after itself.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from gridsvc.models import (ServiceHours, ServiceRequest, Shift, Signup, Skill, User, Volunteer,
+                            VolunteerPosition)
+from gridsvc.services import checks
+from gridsvc.services import shifts as shift_service
+from gridsvc.services import volunteers as volunteer_service
+from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
+from tests.helpers import client_as, offset, while_uncommitted
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _volunteer(engine, username: str) -> tuple[int, int]:
+    """(volunteer id, user id) of a demo volunteer account."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(Volunteer.id, User.id).join(User, User.id == Volunteer.user_id)
+                                  .where(User.username == username)).one())
+
+
+@contextmanager
+def _volunteer_restored(engine, volunteer_id: int):
+    """The volunteer's duty, position and position history as they were before, afterwards."""
+    columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
+    with engine.connect() as conn:
+        was = conn.execute(select(*columns).where(Volunteer.id == volunteer_id)).one()
+        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer_id)
+                         .values({column.key: value for column, value in zip(columns, was)}))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
+
+
+def _delete_shifts(engine, *shift_ids: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(Shift.__table__.delete().where(Shift.id.in_(list(shift_ids))))
+
+
+# ------------------------------------------------------------------ hours: a decision overwritten
+
+
+def test_a_late_offline_check_out_does_not_overwrite_a_decline_made_meanwhile(committed_app, engine, clock):
+    """V checked in online, checked out offline a minute before the end and uploaded it 3 h later; meanwhile the
+    check-in was closed as a missing check-out. While the upload is judged, the liaison declines those pending
+    hours. Both answer success: the liaison is told "declined", and the upload then rewrites the same entry as
+    "approved" (flag cleared) over the decision. A decision is final: the entry must stay declined (or the
+    decline must be refused); it may not silently become approved."""
+    admin = client_as(committed_app, "admin")
+    volunteer, user_id = _volunteer(engine, "volunteer-058")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G01").id
+    center = zone_center(admin, zone_id)
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=10), hours=1)
+    v = client_as(committed_app, "volunteer-058")
+    try:
+        with _volunteer_restored(engine, volunteer):
+            assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+            checked_in = v.post(f"/api/v1/shifts/{shift['id']}/check-in",
+                                json={"lon": center[0], "lat": center[1], "accuracy_m": 10},
+                                headers={"Idempotency-Key": "zz-late-in"})
+            assert checked_in.status_code == 201, checked_in.get_json()
+            end = datetime.fromisoformat(shift["ends_at"])
+            clock.current = end + timedelta(hours=3)
+            with Session(engine) as s:  # as `gridsvc tick` does
+                checks.close_overdue(s, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
+                s.commit()
+                entry_id, status, reason = s.execute(select(ServiceHours.id, ServiceHours.status, ServiceHours.flag_reason)
+                                                     .where(ServiceHours.volunteer_id == volunteer,
+                                                            ServiceHours.shift_id == shift["id"])).one()
+            assert (status, reason) == ("pending", "missing_check_out")
+
+            def decline(own):
+                checks.review(own, entry_id, approve=False, note="没有签退，不予认定", reviewer_id=None, now=clock())
+
+            late = {"shift_id": shift["id"], "kind": "check_out", "client_time": (end - timedelta(minutes=1)).isoformat(),
+                    "lon": center[0], "lat": center[1], "crs": "wgs84", "accuracy_m": 15, "idempotency_key": "zz-late-out"}
+            answer = while_uncommitted(engine, decline, lambda: v.post("/api/v1/me/check-events", json={"events": [late]}))
+            assert answer.status_code == 200, answer.get_json()
+            with engine.connect() as conn:
+                final = conn.execute(select(ServiceHours.status).where(ServiceHours.id == entry_id)).scalar()
+            # the liaison was told "declined"; the entry says otherwise
+            assert final == "declined", f"the liaison's decline was overwritten: the entry is now {final!r}"
+    finally:
+        _delete_shifts(engine, shift["id"])
+
+
+# ------------------------------------------------------------------ positions: a fresh fix wiped by purge
+
+
+def test_purge_does_not_wipe_a_position_reported_while_it_runs(committed_app, engine, clock):
+    """`gridsvc purge` reads the volunteers whose last known position is older than the retention period, then
+    clears it. A volunteer reporting a fresh position at that moment (POST /me/location, or a check-in) commits
+    between the two: the purge then clears the fresh position, and dispatch no longer finds them."""
+    volunteer, user_id = _volunteer(engine, "volunteer-059")
+    with _volunteer_restored(engine, volunteer):
+        with engine.begin() as conn:  # last seen ten days ago: stale
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(
+                last_position=func.ST_GeomFromEWKT("SRID=4326;POINT(121.78 29.87)"),
+                last_position_at=clock() - timedelta(days=10), last_accuracy_m=10))
+
+        def report(own):
+            me = volunteer_service.require_volunteer_of_user(own, user_id, for_update=True)  # as the view does
+            volunteer_service.record_position(own, me, lon=121.781, lat=29.871, crs="wgs84", accuracy_m=8, at=clock())
+
+        def purge():
+            with Session(engine) as s:  # as `gridsvc purge` does
+                volunteer_service.purge_positions(s, retention_days=7, now=clock())
+                s.commit()
+
+        while_uncommitted(engine, report, purge)
+        with engine.connect() as conn:
+            at, has_point = conn.execute(select(Volunteer.last_position_at, Volunteer.last_position.is_not(None))
+                                         .where(Volunteer.id == volunteer)).one()
+        assert at == clock() and has_point, "the position reported just now was wiped by the purge"
+
+
+# ------------------------------------------------------------------ dispatch: the nearest volunteer skipped
+
+
+def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_position(committed_app, engine, clock):
+    """The only on-duty traffic volunteer stands 100 m from a parking request. Their phone reports its position
+    (POST /me/location holds their row for its transaction) at the moment the request is filed: dispatch's
+    `FOR UPDATE SKIP LOCKED` on the volunteer's row skips them as if another dispatch were offering them
+    something, and the request goes to the liaison as "no volunteer available"."""
+    volunteer, user_id = _volunteer(engine, "volunteer-060")
+    with Session(engine) as s:
+        zone = zone_of(s, "G07")
+        zone_id, community_id = zone.id, zone.community_id
+        here = zone_center(client_as(committed_app, "admin"), zone_id)
+        shift = Shift(community_id=community_id, zone_id=zone_id, title="on call", activity="traffic_guidance",
+                      starts_at=clock() - timedelta(minutes=30), ends_at=clock() + timedelta(hours=3), capacity=50)
+        s.add(shift)
+        s.flush()
+        shift_id = shift.id
+        v = s.get(Volunteer, volunteer)
+        had_skill = "traffic_parking" in v.skill_codes
+        if not had_skill:
+            v.skills = [*v.skills, s.get(Skill, "traffic_parking")]
+        v.on_duty_shift_id = shift_id
+        v.last_position = "SRID=4326;POINT({} {})".format(*offset(*here, 100, 0))
+        v.last_position_at = clock()
+        s.commit()
+    # nobody else on duty nearby with the skill (the demo has nobody on duty)
+    with engine.connect() as conn:
+        others = conn.execute(select(func.count()).select_from(Volunteer)
+                              .where(Volunteer.on_duty_shift_id.is_not(None), Volunteer.id != volunteer)).scalar()
+    assert others == 0
+    worker = client_as(committed_app, "worker-003")
+    created = None
+    try:
+        with _volunteer_restored(engine, volunteer):
+            def report(own):
+                me = volunteer_service.require_volunteer_of_user(own, user_id, for_update=True)  # as the view does
+                lon, lat = offset(*here, 90, 0)
+                volunteer_service.record_position(own, me, lon=lon, lat=lat, crs="wgs84", accuracy_m=8, at=clock())
+
+            answer = while_uncommitted(engine, report, lambda: worker.post("/api/v1/requests", json={
+                "service_code": "parking", "description": "北门找不到车位", "lon": here[0], "lat": here[1],
+                "attributes": {"problem": "no_space"}}))
+            assert answer.status_code == 201, answer.get_json()
+            created = answer.get_json()["id"]
+            assert answer.get_json()["status"] == "offered", (
+                f"the request went {answer.get_json()['status']!r} though volunteer {volunteer} was on duty 100 m away")
+            assert answer.get_json()["offer"]["volunteer_id"] == volunteer
+    finally:
+        with engine.begin() as conn:
+            if created:
+                conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id == created))
+            if not had_skill:
+                conn.execute(text("DELETE FROM volunteer_skill WHERE volunteer_id = :v AND skill_code = 'traffic_parking'"),
+                             {"v": volunteer})
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(on_duty_shift_id=None))
+        _delete_shifts(engine, shift_id)
+
+
+# ------------------------------------------------------------------ shifts: a cancellation meets a check-in
+
+
+def test_cancelling_a_shift_while_a_volunteer_checks_in_is_not_a_deadlock(committed_app, engine, clock):
+    """20 minutes before the start an admin cancels the shift (DELETE /shifts/{id}: locks the shift, then each
+    confirmed volunteer) while a confirmed volunteer checks in (gridsvc_check: locks the volunteer, then writes
+    the event, whose foreign key needs a share lock on the shift). The locks are taken in opposite orders:
+    PostgreSQL finds a deadlock and undoes one of them, answered 409 concurrent-update. Either outcome of a
+    serial order is fine (cancelled and the check-in refused, or checked in and the cancellation refused as
+    begun); a deadlock is not."""
+    from gridsvc.resources.shifts import check_request
+    from gridsvc.schemas.common import geopoint
+
+    admin = client_as(committed_app, "admin")
+    volunteer, user_id = _volunteer(engine, "volunteer-057")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G02").id
+    here = zone_center(admin, zone_id)
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=20), capacity=3)
+    failures = []
+    try:
+        with _volunteer_restored(engine, volunteer):
+            v = client_as(committed_app, "volunteer-057")
+            assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+            request = check_request(shift["id"], "check_in", {"point": geopoint(*here, "wgs84"), "accuracy_m": 10},
+                                    "zz-deadlock-in")
+
+            def check_in_starts(own):  # gridsvc_check's first statement: the volunteer's row, locked
+                own.execute(text("SELECT FROM volunteer WHERE id = :v FOR NO KEY UPDATE"), {"v": volunteer})
+
+            def check_in_goes_on(own):  # ... and the rest of the same statement
+                try:
+                    checks.check(own, user_id, request, now=clock(), policy=checks.CheckPolicy.of_app(committed_app))
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(f"the check-in failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    own.rollback()
+
+            answer = while_uncommitted(engine, check_in_starts, lambda: admin.delete(f"/api/v1/shifts/{shift['id']}"),
+                          then=check_in_goes_on)
+            if answer.status_code == 409 and answer.get_json()["type"].endswith("concurrent-update"):
+                failures.append("the cancellation was answered 409 concurrent-update (a deadlock victim)")
+            assert not failures, failures
+    finally:
+        _delete_shifts(engine, shift["id"])
+
+
+def test_two_withdrawals_from_one_shift_at_once_are_not_a_deadlock(committed_app, engine, clock):
+    """A full shift: X confirmed, W first on the waitlist. X withdraws (cancel_signup: X's row, the shift, then
+    the promotion locks W's row) while W withdraws from the waitlist (cancel_signup: W's row, then the shift).
+    Opposite lock orders: a deadlock, and one of two ordinary withdrawals is answered 409 concurrent-update."""
+    admin = client_as(committed_app, "admin")
+    x_id, _ = _volunteer(engine, "volunteer-055")
+    w_id, _ = _volunteer(engine, "volunteer-056")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G04").id
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=9), capacity=1)
+    x, w = client_as(committed_app, "volunteer-055"), client_as(committed_app, "volunteer-056")
+    failures = []
+    try:
+        assert x.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+        assert w.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "waitlisted"
+
+        def w_starts(own):  # cancel_signup's first statement: W's row, locked
+            shift_service.get_volunteer(own, w_id, for_update=True)
+
+        def w_goes_on(own):  # ... and the rest of W's withdrawal
+            try:
+                shift_service.cancel_signup(own, shift["id"], w_id, now=clock())
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"W's withdrawal failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                own.rollback()
+
+        answer = while_uncommitted(engine, w_starts, lambda: x.delete(f"/api/v1/shifts/{shift['id']}/signups/{x_id}"), then=w_goes_on)
+        if answer.status_code != 200:
+            failures.append(f"X's withdrawal was answered {answer.status_code} {answer.get_json().get('type')}")
+        assert not failures, failures
+        with engine.connect() as conn:
+            assert sorted(conn.execute(select(Signup.status).where(Signup.shift_id == shift["id"])).scalars()) == [
+                "cancelled", "cancelled"]
+    finally:
+        _delete_shifts(engine, shift["id"])
+
+
+# ------------------------------------------------------------------ shifts: not a race, found on the way
+
+
+def test_moving_a_shift_and_changing_its_capacity_in_one_patch(login, session, clock):
+    """PATCH with new times *and* a new capacity: update_shift reuses `confirmed` (the locked volunteer ids from
+    the reschedule) for the count of confirmed sign-ups, then passes that int to _promote_where_freed: a 500."""
+    admin = login("admin")
+    shift = make_shift(admin, zone_id=zone_of(session, "G03").id, starts_at=clock() + timedelta(days=3), capacity=2)
+    assert login("volunteer-056").post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    later = datetime.fromisoformat(shift["starts_at"]) + timedelta(hours=1)
+    answer = admin.patch(f"/api/v1/shifts/{shift['id']}", json={
+        "starts_at": later.isoformat(), "ends_at": (later + timedelta(hours=2)).isoformat(), "capacity": 4})
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert answer.get_json()["capacity"] == 4 and answer.get_json()["confirmed"] == 1
