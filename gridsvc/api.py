@@ -13,6 +13,7 @@ import logging
 from typing import Any, Iterable
 
 import flask_smorest
+from apispec import BasePlugin
 from flask import Flask, Response, request
 from flask_smorest.utils import prepare_response
 from psycopg2.errors import TransactionRollbackError
@@ -229,10 +230,47 @@ def _summary(fields: dict[str, Any], limit: int = 3) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+class ProblemResponses(BasePlugin):
+    """Documents the problems an operation may answer besides its own, so a
+    client generated from the document has a type for each (problem+json):
+
+    - 401 and 403 where a token is read (``security``): a missing, bad or
+      revoked token; an account without the right for this action;
+    - 404 where the path names a resource (an unknown id);
+    - 409 on every write: a conflict with the resource's state, or with a
+      change made at the same moment (``concurrent-update``: send it again);
+    - 415 where a body is read: it must be JSON.
+
+    A view's own declaration of the same status is kept.
+    """
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            documented = {str(code) for code in responses}
+
+            def add(status: http.HTTPStatus) -> None:
+                if str(status.value) not in documented:
+                    responses[status.value] = status.name
+
+            if operation.get("security"):
+                add(http.HTTPStatus.UNAUTHORIZED)
+                add(http.HTTPStatus.FORBIDDEN)
+            if "{" in (path or ""):
+                add(http.HTTPStatus.NOT_FOUND)
+            if method in ("post", "put", "patch", "delete"):
+                add(http.HTTPStatus.CONFLICT)
+            if "requestBody" in operation:
+                add(http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = Problem
 
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("spec_kwargs", {}).setdefault("extra_plugins", []).append(ProblemResponses())
         super().__init__(app, **kwargs)
 
     def _register_responses(self) -> None:

@@ -278,7 +278,7 @@ def token_claims(header: str, rule: Rule, config: Mapping[str, Any]) -> dict[str
     """
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme != "Bearer" or not token:
+    if scheme.lower() != "bearer" or not token:  # the scheme is case-insensitive (RFC 9110 11.1)
         if rule.public:
             return None
         reason = "no Authorization header" if not header else "the header is not 'Bearer <token>'"

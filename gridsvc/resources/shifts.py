@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from shapely.geometry import Point
 
@@ -13,6 +13,7 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import day_range, hours_entry
+from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, SeriesCancelOut,
                                     SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery, ShiftOut,
                                     ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
@@ -68,7 +69,7 @@ class Shifts(MethodView):
         _require_zone_manager(zone_id)
         shift = service.create_shift(session, **data)
         session.commit()
-        return service.view(session, shift)
+        return service.view(session, shift), {"Location": url_for("shifts.ShiftItem", shift_id=shift.id)}
 
 
 @blp.route("/shifts/series")
@@ -142,12 +143,15 @@ class ShiftItem(MethodView):
 @blp.route("/shifts/<int:shift_id>/signups")
 class ShiftSignups(MethodView):
     @auth.access(SHIFT_MANAGERS)
+    @blp.arguments(PageQuery, location="query")
     @blp.response(200, SignupListOut)
-    def get(self, shift_id):
+    def get(self, query, shift_id):
         """Who is confirmed and who waits, in order (admins, the zone's liaison)"""
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
-        return {"items": [signup_view(s, p) for s, p in service.signups_of_shift(session, shift_id)]}
+        page = service.signups_of_shift(session, shift_id, limit=query["limit"], offset=query["offset"])
+        return {"total": page.total, "limit": page.limit, "offset": page.offset,
+                "items": [signup_view(signup, position) for signup, position in page.items]}
 
     @auth.access(auth.SIGNED_IN)
     @blp.arguments(SignupIn)
@@ -242,6 +246,17 @@ def check_answer(outcome: checks.CheckOutcome) -> tuple[int, list[tuple[str, str
 # The account is checked by check-in's one statement (auth.account_claims).
 CHECKING_VOLUNTEER = auth.roles("volunteer", account_in_statement=True)
 
+# What makes a check-in or check-out safe to send again, in the OpenAPI document (read by hand in _check).
+_REPLAYED = {"Idempotent-Replayed": {"description": "true when this is the first answer given again to a retry",
+                                     "schema": {"type": "string", "enum": ["true"]}}}
+IDEMPOTENT_CHECK = {
+    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+                    "description": "One key per event (a UUID, say): a retry with the same key gets the first answer "
+                                   "and records nothing new."}],
+    "responses": {"201": {"headers": _REPLAYED}, "422": {"headers": _REPLAYED}},
+}
+
 
 @blp.route("/shifts/<int:shift_id>/check-in")
 class ShiftCheckIn(MethodView):
@@ -249,6 +264,7 @@ class ShiftCheckIn(MethodView):
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
     @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance")
+    @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
         return _check(shift_id, "check_in", data)
@@ -259,6 +275,8 @@ class ShiftCheckOut(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
+    @blp.alt_response(422, description="Refused (outside the time window): recorded")
+    @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check out; your hours are recorded (approved at once when both ends were inside the area)"""
         return _check(shift_id, "check_out", data)
@@ -269,8 +287,16 @@ class MyCheckEvents(MethodView):
     @auth.access(auth.roles("volunteer"))
     @blp.arguments(OfflineBatchIn)
     @blp.response(200, OfflineBatchOut)
+    @blp.alt_response(404, description="You have no volunteer profile yet: register with POST /api/v1/volunteers.")
     def post(self, data):
-        """Upload check-ins/outs recorded offline; each is judged on its own, with a result per event"""
+        """Upload check-ins/outs recorded offline; each is judged on its own, with a result per event
+
+        At most GRIDSVC_OFFLINE_MAX_EVENTS events per upload (200 unless configured); a longer list is refused
+        whole (422) and nothing is recorded: send the rest in another upload. Each event is judged in the order
+        of the client times; a client time over GRIDSVC_OFFLINE_MAX_AGE_H old (24) or more than
+        GRIDSVC_CLOCK_SKEW_MIN ahead (5) is refused for that event only. An event whose idempotency_key was
+        recorded before replays its first answer (`replayed: true`).
+        """
         limit = policy().offline_max_events
         if len(data["events"]) > limit:
             raise ValidationFailed(f"At most {limit} events per upload; send the rest in another request.",

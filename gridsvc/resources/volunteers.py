@@ -24,6 +24,7 @@ from gridsvc.services import checks, shifts as shift_service, volunteers as serv
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
 
 SEARCHERS = auth.roles("admin", "planner", "liaison", "department", name="volunteer-searchers")
+NO_PROFILE_YET = "You have no volunteer profile yet: register with POST /api/v1/volunteers."
 
 
 def _private(volunteer: Volunteer, zones: set[int] | None = None) -> bool:
@@ -59,8 +60,9 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
         "team": volunteer.team, "home_zone_id": volunteer.home_zone_id, "skills": volunteer.skill_codes,
         "availability": volunteer.availability,
         "on_duty": on_duty,
-        # a check-in left open past its shift's end is not duty (nor its shift's id)
-        "on_duty_shift_id": volunteer.on_duty_shift_id if on_duty else None,
+        # a check-in left open past its shift's end is not duty (nor its shift's id); where someone is on
+        # duty (the shift's place) is theirs, their zones' liaisons' and admins', like their position
+        "on_duty_shift_id": volunteer.on_duty_shift_id if on_duty and private else None,
         "last_position": position, "distance_m": None if distance_m is None else round(distance_m, 1),
         "calendar_url": calendar, "created_at": volunteer.created_at,
     }
@@ -125,7 +127,8 @@ class Volunteers(MethodView):
             auth.require(principal.has_any(("admin", "liaison")), "Only admins and liaisons may register another account.")
         volunteer = service.register(session, user_id=user_id, **data)
         session.commit()
-        return volunteer_view(volunteer, private=True)
+        return volunteer_view(volunteer, private=True), {
+            "Location": url_for("volunteers.VolunteerItem", volunteer_id=volunteer.id)}
 
 
 @blp.route("/volunteers/<int:volunteer_id>")
@@ -156,6 +159,7 @@ class VolunteerItem(MethodView):
 class MyVolunteer(MethodView):
     @auth.access(auth.SIGNED_IN)
     @blp.response(200, VolunteerOut)
+    @blp.alt_response(404, description=NO_PROFILE_YET)
     def get(self):
         """Your volunteer profile, with your calendar URL"""
         volunteer = service.require_volunteer_of_user(current_session(), auth.current_principal().user_id)
@@ -167,6 +171,7 @@ class MyLocation(MethodView):
     @auth.access(auth.roles("volunteer"))
     @blp.arguments(LocationIn)
     @blp.response(201, LocationOut)
+    @blp.alt_response(404, description=NO_PROFILE_YET)
     def post(self, data):
         """Report your position (GCJ-02 and BD-09 are converted): what dispatch uses"""
         session = current_session()
@@ -244,6 +249,7 @@ class VolunteerHoursCsv(MethodView):
     @auth.access(auth.SIGNED_IN)
     @blp.arguments(HoursQuery, location="query")
     @blp.response(200, content_type="text/csv")
+    @blp.doc(responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, query, volunteer_id):
         """The volunteer's service record as CSV, with the national volunteer record's fields"""
         volunteer, entries, tz = _hours_context(volunteer_id, query)
@@ -264,6 +270,10 @@ class VolunteerHoursCsv(MethodView):
 class VolunteerCalendar(MethodView):
     @auth.access(auth.CALENDAR)
     @blp.response(200, content_type="text/calendar")
+    @blp.doc(responses={"200": {"content": {"text/calendar": {"schema": {"type": "string"}}}}},
+             parameters=[{"name": "key", "in": "query", "required": False, "schema": {"type": "string"},
+                          "description": "the feed's key, from calendar_url in /api/v1/me/volunteer (instead of a "
+                                         "token, for a phone's calendar app)"}])
     def get(self, volunteer_id):
         """Your shifts as an iCalendar feed (TZID Asia/Shanghai): a bearer token, or the key from your calendar_url"""
         session = current_session()

@@ -167,7 +167,7 @@ class SignupOut(Schema):
     created_at = fields.DateTime()
 
 
-class SignupListOut(Schema):
+class SignupListOut(PageOut):
     items = fields.List(fields.Nested(SignupOut))
 
 
@@ -242,7 +242,8 @@ class CheckOut(Schema):
     event_id = Int()
     shift_id = Int()
     kind = fields.Str()
-    at = fields.Str()
+    at = fields.DateTime(metadata={"description": "when the event counts: the server's time, or an offline event's "
+                                                  "client time"})
     inside = fields.Bool()
     distance_m = fields.Float(metadata={"description": "metres to the geofence; 0 inside"})
     allowed_m = fields.Float(metadata={"description": "the slack granted for the reported accuracy"})

@@ -242,7 +242,7 @@ def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcEr
     if outcome == "no_shift":
         return NotFound(f"Shift {shift_id} does not exist.")
     if outcome == "shift_cancelled":
-        return CheckStateConflict(f"Shift {shift_id} is cancelled.")
+        return CheckStateConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
     if outcome == "not_signed_up":
         return CheckStateConflict(f"You are not a confirmed volunteer of shift {shift_id}; sign up first.",
                                   reason="not_signed_up")

@@ -529,7 +529,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     if shift.ends_at <= now:
         raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.")
     if session.get(Volunteer, volunteer_id).on_duty_shift_id == shift_id:
-        raise Conflict("The volunteer is checked in to this shift; check out first.")
+        raise Conflict("The volunteer is checked in to this shift; check out first.", reason="checked_in")
     if session.scalar(select(func.count()).where(CheckEvent.shift_id == shift_id, CheckEvent.volunteer_id == volunteer_id,
                                                  CheckEvent.accepted)):
         # Their hours of this shift stand (and may wait for the liaison's review):
@@ -569,19 +569,17 @@ def _waiting_where_freed(session: Session, volunteer_ids: list[int], starts_at: 
     return list(session.scalars(query.with_for_update(key_share=True) if lock else query))  # locked in id order
 
 
-def signups_of_shift(session: Session, shift_id: int) -> list[tuple[Signup, int | None]]:
+def signups_of_shift(session: Session, shift_id: int, *, limit: int = 100,
+                     offset: int = 0) -> Page[tuple[Signup, int | None]]:
+    """The shift's roster: the confirmed, then the waitlist in order, each waitlisted sign-up with its place."""
     get_shift(session, shift_id)
-    signups = session.scalars(select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")
-                              .order_by(Signup.status, Signup.created_at, Signup.id)).all()
-    position = 0
-    result = []
-    for signup in signups:
-        if signup.status == "waitlisted":
-            position += 1
-            result.append((signup, position))
-        else:
-            result.append((signup, None))
-    return result
+    live = select(Signup).where(Signup.shift_id == shift_id, Signup.status != "cancelled")
+    total = session.scalar(select(func.count()).select_from(live.subquery())) or 0
+    place = case((Signup.status == "waitlisted",
+                  func.row_number().over(partition_by=Signup.status, order_by=(Signup.created_at, Signup.id))))
+    rows = session.execute(live.add_columns(place).order_by(Signup.status, Signup.created_at, Signup.id)
+                           .limit(limit).offset(offset)).all()
+    return Page(items=[(signup, position) for signup, position in rows], total=total, limit=limit, offset=offset)
 
 
 def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: bool = True,
