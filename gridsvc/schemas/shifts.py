@@ -162,7 +162,7 @@ class SignupOut(Schema):
     id = Int()
     shift_id = Int()
     volunteer_id = Int()
-    status = fields.Str(metadata={"description": "confirmed | waitlisted"})
+    status = fields.Str(metadata={"description": "confirmed | waitlisted; cancelled in the answer to a withdrawal"})
     waitlist_position = Int(allow_none=True)
     created_at = fields.DateTime()
 

@@ -65,7 +65,7 @@ class CheckPolicy:
 
 
 class CheckRefused(ValidationFailed):
-    type, title = "/problems/check-refused", "Check-in refused"
+    type, title = "/problems/check-refused", "Check-in or check-out refused"
 
 
 class CheckStateConflict(Conflict):
