@@ -206,7 +206,10 @@ def check_alone(connection: Any, user_id: int, request: CheckRequest, *, now: da
 
 def _check_params(user_id: int, request: CheckRequest, now: datetime, policy: CheckPolicy,
                   account: AccountCheck | None, actor_id: int | None) -> dict[str, str]:
-    at = request.client_time if request.offline and request.client_time else now
+    # An offline event counts at its client time; one up to the clock skew ahead of ours happened now (the
+    # phone's clock is fast): counted in the future, it opened no window for an online check-out made at
+    # once, and pinned the last known position ahead of every fix until then.
+    at = min(request.client_time, now) if request.offline and request.client_time else now
     allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
     # What the answer says about the request itself, written as Python writes it.
     facts = {"kind": request.kind, "at": at.isoformat(), "allowed_m": round(allowed, 1),

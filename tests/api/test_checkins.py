@@ -578,3 +578,16 @@ def test_a_check_in_left_open_past_the_shift_is_not_shown_as_duty(duty, login, c
     clock.current = datetime.fromisoformat(duty["shift"]["ends_at"]) + timedelta(minutes=1)  # within the grace period
     profile = login("admin").get(f"/api/v1/volunteers/{duty['id']}").get_json()
     assert (profile["on_duty"], profile["on_duty_shift_id"]) == (False, None)
+
+
+def test_an_offline_event_from_a_fast_clock_counts_now(duty, session, clock):
+    """A phone whose clock runs 3 minutes fast uploads a check-in (within the 5 minutes' skew allowed). Counted
+    at its client time, in our future, it made the online check-out sent at once 'outside the window' and
+    pinned the volunteer's last known position ahead of every fix until then."""
+    shift, center = duty["shift"], duty["center"]
+    ahead = _offline(shift["id"], "check_in", clock() + timedelta(minutes=3), center, "fast-clock")
+    [result] = duty["client"].post("/api/v1/me/check-events", json={"events": [ahead]}).get_json()["results"]
+    assert result["status"] == 201 and datetime.fromisoformat(result["result"]["at"]) == clock()
+    out = post_check(duty["client"], shift["id"], "check-out", *center)
+    assert out.status_code == 201, out.get_json()
+    assert session.get(Volunteer, duty["id"]).last_position_at == clock()
