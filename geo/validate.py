@@ -146,10 +146,29 @@ def validate_polygonal(geom: BaseGeometry) -> BaseGeometry:
     if shapely.has_z(geom):
         geom = shapely.force_2d(geom)
     _validate_coordinates(geom)
+    _refuse_half_globe_edges(geom)
     error = _geos_invalidity(geom)
     if error is not None:
         raise error
     return geom
+
+
+# An edge this long in longitude has no single meaning on the globe: PostGIS's
+# geography (areas and distances in metres) takes 180° as an antipodal error
+# and more as the short way round, across the antimeridian.
+MAX_EDGE_LON_SPAN = 180.0
+
+
+def _refuse_half_globe_edges(geom: BaseGeometry) -> None:
+    polygons = geom.geoms if isinstance(geom, shapely.MultiPolygon) else [geom]
+    for polygon in polygons:
+        for ring in (polygon.exterior, *polygon.interiors):
+            lons = shapely.get_coordinates(ring)[:, 0]
+            spans = np.abs(np.diff(lons))
+            if spans.size and spans.max() >= MAX_EDGE_LON_SPAN:
+                at = int(np.argmax(spans))
+                raise GeometryError(f"an edge spans {spans[at]:g}° of longitude (from {lons[at]:g} to {lons[at + 1]:g}); "
+                                    f"edges must span less than {MAX_EDGE_LON_SPAN:g}°: add vertices along it")
 
 
 def validate_point(geom: BaseGeometry) -> shapely.Point:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Mapping
@@ -45,13 +46,35 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
+def _normal(password: str) -> str:
+    """The password as it is hashed: NFKC, so that one password typed on another keyboard or IME (composed or
+    decomposed accents, full-width letters) is the same password (NIST SP 800-63B 5.1.1.2)."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher.hash(_normal(password))
+
+
+def check_password(password_hash: str | None, password: str) -> tuple[bool, bool]:
+    """(whether ``password`` matches, whether its hash should be written again).
+
+    A hash made before passwords were normalised matches the password as it was typed: it is accepted once
+    more and should be replaced by the normal form's."""
+    if _verifies(password_hash, _normal(password)):
+        return password_hash is not None, password_hash is not None and _hasher.check_needs_rehash(password_hash)
+    if password_hash is not None and _normal(password) != password and _verifies(password_hash, password):
+        return True, True
+    return False, False
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    return check_password(password_hash, password)[0]
+
+
+def _verifies(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -216,6 +239,7 @@ def authenticate(rule: Rule) -> Principal:
     # A public view still reads a token when one is sent (answers can
     # depend on who asks), and refuses a bad one rather than ignoring it.
     claims = _bearer_claims(rule)
+    g.token_claims = claims  # the refresh exchange reads its token's id and expiry
     if rule.account_in_statement:
         # Only the token is checked here; the view's statement checks the
         # account with account_claims(), and access() falls back to _admit.
@@ -357,6 +381,11 @@ def views_without_rules(app: Flask) -> list[str]:
 
 
 # ---------------------------------------------------------------- tokens
+
+
+def request_token_claims() -> dict[str, Any] | None:
+    """The verified claims of this request's token (None without one)."""
+    return g.get("token_claims")
 
 
 def issue_tokens(user: User) -> dict[str, Any]:

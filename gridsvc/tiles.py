@@ -130,6 +130,6 @@ def tile(z: str, x: str, y: str):
     if not data:
         return Response(status=204, headers=headers, content_type=MVT)
     headers["ETag"] = f'"{etag}"'
-    if request.if_none_match.contains(etag):
+    if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110 13.1.2)
         return Response(status=304, headers=headers)
     return Response(data, content_type=MVT, headers=headers)

@@ -80,6 +80,22 @@ class LoginFailure(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
 
 
+class RefreshTokenUse(Base):
+    """A refresh token that has been exchanged (rotation: each is good once).
+
+    A second use means two holders have it, one of them a thief: every token
+    of the account is then revoked. Rows outlive the token's expiry only
+    until the next exchange purges them.
+    """
+
+    __tablename__ = "refresh_token_use"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ApiKey(Base):
     """A long-lived key for an application acting for an account (Open311 clients).
 

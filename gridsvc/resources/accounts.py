@@ -55,9 +55,20 @@ class Refresh(MethodView):
     @auth.access(auth.REFRESH)
     @blp.response(200, TokenOut)
     def post(self):
-        """Renew: a refresh token in the Authorization header gives a new pair of tokens"""
-        user = service.get_user(current_session(), auth.current_principal().user_id)
-        return auth.issue_tokens(user)
+        """Renew: a refresh token in the Authorization header gives a new pair of tokens
+
+        Each refresh token is exchanged once (rotation): keep the new one. Sent again later than a retry of a lost
+        answer would be (30 s), it is taken as stolen: every token of the account is revoked (401).
+        """
+        session = current_session()
+        try:
+            user = service.exchange_refresh_token(session, auth.current_principal().user_id, auth.request_token_claims())
+        except service.RefreshTokenReused:
+            session.commit()  # the revocation is the point
+            raise
+        tokens = auth.issue_tokens(user)
+        session.commit()
+        return tokens
 
 
 @blp.route("/auth/logout")

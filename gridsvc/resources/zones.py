@@ -135,7 +135,7 @@ class ZoneMap(MethodView):
         # the answer depends on who asks: the caller is part of the tag, and caches must not share it
         etag = hashlib.sha256(payload + str(principal.user_id).encode()).hexdigest()[:32]
         headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache", "Vary": "Authorization"}
-        if request.if_none_match.contains(etag):
+        if request.if_none_match.contains_weak(etag):  # If-None-Match compares weakly (RFC 9110 13.1.2)
             return Response(status=304, headers=headers)
         return Response(payload, content_type="application/json", headers=headers)
 

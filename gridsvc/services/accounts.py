@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
-from gridsvc.auth import hash_password, verify_password
-from gridsvc.errors import AccountDisabled, Conflict, InvalidCredentials, NotFound, TooManyAttempts, ValidationFailed
-from gridsvc.models import Department, LoginFailure, User
+from gridsvc.auth import check_password, hash_password, verify_password
+from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFound, TokenRefused, TooManyAttempts,
+                            ValidationFailed)
+from gridsvc.models import Department, LoginFailure, RefreshTokenUse, User
 from gridsvc.services import Page
 
 MAX_FAILURES = 5
@@ -48,6 +50,11 @@ def authenticate(session: Session, username: str, password: str) -> User:
     Unknown names are throttled exactly like real ones.
     """
     name = normalise_username(username)
+    if len(name) > LoginFailure.username.type.length:
+        # Lowercased, some letters grow ('İ' is two characters): no account has such a name, and the
+        # throttle could not record it. Refused as any wrong name, after the same work.
+        verify_password(None, password)
+        raise InvalidCredentials("The username or password is wrong.")
     # Serialise attempts on one name so a burst cannot slip past the count.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": "login:" + name})
     retry_after = throttle_retry_after(session, name)
@@ -55,13 +62,16 @@ def authenticate(session: Session, username: str, password: str) -> User:
         raise TooManyAttempts(f"Too many failed sign-ins for this username; try again in {retry_after} s.",
                               retry_after=retry_after)
     user = session.scalar(select(User).where(func.lower(User.username) == name))
-    if not verify_password(user.password_hash if user else None, password):
+    matches, rehash = check_password(user.password_hash if user else None, password)
+    if not matches:
         session.add(LoginFailure(username=name))
         session.execute(delete(LoginFailure).where(LoginFailure.at < func.clock_timestamp() - text(f"interval '{FAILURE_RETENTION}'")))
         session.flush()
         raise InvalidCredentials("The username or password is wrong.")
     if user.disabled:
         raise AccountDisabled("This account is disabled; ask an administrator.")
+    if rehash:  # made before passwords were normalised, or with older hashing parameters
+        user.password_hash = hash_password(password)
     user.last_login_at = datetime.now(timezone.utc)
     session.flush()
     return user
@@ -126,6 +136,37 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User
     for key, value in changes.items():
         setattr(user, key, value)
     session.flush()
+    return user
+
+
+# A phone that lost the answer to its refresh sends the same token again at once: that is a retry, not theft.
+REFRESH_RETRY_GRACE = timedelta(seconds=30)
+
+
+class RefreshTokenReused(TokenRefused):
+    """A refresh token exchanged a second time: the account's tokens were revoked (the caller commits that)."""
+
+
+def exchange_refresh_token(session: Session, user_id: int, claims: dict[str, Any]) -> User:
+    """The account a refresh token may renew, the token now spent (rotation: each is exchanged once).
+
+    A second exchange, later than a retry would come, means two holders have the token, one of them a
+    thief: every token of the account is revoked (``RefreshTokenReused``) and its owner signs in again.
+    """
+    user = get_user(session, user_id)
+    session.execute(delete(RefreshTokenUse).where(RefreshTokenUse.expires_at < func.now()))  # spent and expired
+    jti = str(claims.get("jti") or "")
+    if not jti:
+        raise TokenRefused("The refresh token has no id; sign in again.")
+    first = session.scalar(insert(RefreshTokenUse).values(
+        jti=jti, user_id=user_id, expires_at=datetime.fromtimestamp(claims["exp"], timezone.utc))
+        .on_conflict_do_nothing().returning(RefreshTokenUse.jti))
+    if first is None:
+        used_at = session.scalar(select(RefreshTokenUse.used_at).where(RefreshTokenUse.jti == jti))
+        if session.scalar(select(func.clock_timestamp())) - used_at > REFRESH_RETRY_GRACE:
+            sign_out_everywhere(session, user_id)
+            raise RefreshTokenReused("This refresh token was already used: every token of this account is now "
+                                     "revoked; sign in again.")
     return user
 
 

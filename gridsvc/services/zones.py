@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session, selectinload
@@ -19,6 +20,10 @@ from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 
 # Overlaps smaller than this are floating-point noise along a shared edge.
 OVERLAP_TOLERANCE_M2 = 0.01
+# The API publishes coordinates to 7 decimals (about 1 cm, features.COORDINATE_DECIMALS). A zone sent back
+# as published (edited in QGIS from the OGC feed, say) has its shared edges a centimetre off its neighbours':
+# its vertices within this many degrees of a neighbour's vertex or edge are put back on it before the checks.
+SNAP_TOLERANCE_DEG = 2e-7
 MAX_SPLIT = 1000
 
 
@@ -54,6 +59,7 @@ def create_zone(session: Session, community_id: int, *, code: str, name: str, ge
     get_community(session, community_id, for_update=True)  # one zone writer per community at a time
     liaison_id = _liaison_id(session, liaison)
     _check_code_free(session, community_id, code)
+    geometry = _snapped_to_neighbours(session, community_id, geometry)
     _check_inside_community(session, community_id, geometry)
     _check_no_overlap(session, community_id, geometry)
     zone = Zone(community_id=community_id, code=code, name=name, liaison_id=liaison_id,
@@ -73,6 +79,7 @@ def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone
     for key, value in changes.items():
         setattr(zone, key, value)
     if geometry is not None:
+        geometry = _snapped_to_neighbours(session, zone.community_id, geometry, exclude_zone_id=zone.id)
         _check_inside_community(session, zone.community_id, geometry)
         _check_no_overlap(session, zone.community_id, geometry, exclude_zone_id=zone.id)
         zone.geom = gsql.literal_geometry(geometry)
@@ -100,6 +107,23 @@ def delete_zone(session: Session, zone_id: int) -> None:
     session.delete(zone)
     session.flush()
     assign_enterprises(session, community_id)
+
+
+def _snapped_to_neighbours(session: Session, community_id: int, geometry: BaseGeometry,
+                           exclude_zone_id: int | None = None) -> BaseGeometry:
+    """``geometry`` with the vertices that lie within ``SNAP_TOLERANCE_DEG`` of a neighbouring zone put on
+    it (``ST_Snap``); unchanged when nothing is that close, or when snapping would make it invalid."""
+    g = gsql.literal_geometry(geometry)
+    neighbours = select(func.ST_Collect(Zone.geom)).where(
+        Zone.community_id == community_id, func.ST_DWithin(Zone.geom, g, SNAP_TOLERANCE_DEG))
+    if exclude_zone_id is not None:
+        neighbours = neighbours.where(Zone.id != exclude_zone_id)
+    snapped = func.ST_Snap(g, neighbours.scalar_subquery(), SNAP_TOLERANCE_DEG)
+    wkb, valid = session.execute(select(func.ST_AsBinary(snapped), func.ST_IsValid(snapped))).one()
+    if wkb is None or not valid:
+        return geometry
+    result = shapely.from_wkb(bytes(wkb))
+    return result if result.geom_type == geometry.geom_type else geometry
 
 
 def _check_code_free(session: Session, community_id: int, code: str) -> None:
@@ -171,7 +195,14 @@ class CoverageReport:
 
     @property
     def without_liaison(self) -> list[Zone]:
-        return [z for z in self.zones if z.liaison_id is None]
+        """Zones nobody can answer for: no liaison named, or one whose account is disabled or no longer has the
+        liaison role (dispatch passes them over too)."""
+        return [z for z in self.zones if not has_acting_liaison(z)]
+
+
+def has_acting_liaison(zone: Zone) -> bool:
+    liaison = zone.liaison
+    return liaison is not None and not liaison.disabled and "liaison" in liaison.roles
 
 
 def coverage_report(session: Session, community_id: int) -> CoverageReport:

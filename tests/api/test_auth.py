@@ -270,3 +270,57 @@ def test_our_own_tokens_skip_pyjwt_and_every_other_token_goes_to_it(app):
     assert _plain_hs256_claims(ours, key)["tv"] == 3
     for name, token in others.items():
         assert _plain_hs256_claims(token, key) is None, name
+
+
+# ---------------------------------------------------------------- found in review (each failed before its fix)
+
+
+def test_a_refresh_token_is_exchanged_once_and_a_stolen_one_revokes_the_account(client, session):
+    """A refresh token stayed good for its 30 days however often it was used: a stolen one was never found out.
+    Now each is exchanged once; a retry at once (a lost answer) is still served, a later reuse revokes all."""
+    tokens = sign_in(client, "worker-001").get_json()
+    renewed = client.post("/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"]))
+    assert renewed.status_code == 200
+    retried = client.post("/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"]))
+    assert retried.status_code == 200  # the phone did not get the first answer
+    session.execute(text("UPDATE refresh_token_use SET used_at = used_at - interval '1 minute'"))
+    problem = assert_problem(client.post("/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"])), 401)
+    assert "already used" in problem["detail"]
+    # every token of the account is revoked, the thief's and the owner's: the owner signs in again
+    for token in (renewed.get_json()["access_token"], retried.get_json()["access_token"]):
+        assert_problem(client.get("/api/v1/me", headers=bearer(token)), 401)
+    assert_problem(client.post("/api/v1/auth/refresh", headers=bearer(renewed.get_json()["refresh_token"])), 401)
+    assert sign_in(client, "worker-001").status_code == 200
+
+
+def test_a_password_is_the_same_in_any_unicode_form(login, client, session):
+    """Composed and decomposed accents, full-width letters from a Chinese IME: one password (NFKC)."""
+    import unicodedata
+
+    password = unicodedata.normalize("NFC", "Zhōngguó-café-1")
+    created = login("admin").post("/api/v1/users", json={"username": "zhang.wei", "password": password,
+                                                          "display_name": "张伟", "roles": ["worker"]})
+    assert created.status_code == 201, created.get_json()
+    for typed in (unicodedata.normalize("NFD", password), "Ｚｈōｎｇｇｕó-café-1"):
+        answer = client.post("/api/v1/auth/token", json={"username": "zhang.wei", "password": typed})
+        assert answer.status_code == 200, (typed, answer.get_json())
+
+
+def test_a_hash_made_before_normalising_still_signs_in_and_is_renewed(client, session):
+    from argon2 import PasswordHasher
+
+    typed = "Zhōngguó-café-1"
+    old_hash = PasswordHasher().hash(unicodedata_nfd := __import__("unicodedata").normalize("NFD", typed))
+    user = session.scalar(select(User).where(User.username == "worker-002"))
+    user.password_hash = old_hash
+    session.flush()
+    answer = client.post("/api/v1/auth/token", json={"username": "worker-002", "password": unicodedata_nfd})
+    assert answer.status_code == 200
+    session.refresh(user)
+    assert user.password_hash != old_hash  # now the normal form's hash
+    assert client.post("/api/v1/auth/token", json={"username": "worker-002", "password": typed}).status_code == 200
+
+
+def test_signing_in_with_a_name_that_grows_when_lowercased_is_a_wrong_name(client):
+    """'İ'.lower() is two characters: 64 of them (a valid body) overflowed the throttle's column (a 500)."""
+    assert_problem(client.post("/api/v1/auth/token", json={"username": "\u0130" * 64, "password": "whatever-1"}), 401)

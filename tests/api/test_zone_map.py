@@ -101,6 +101,8 @@ def test_etag_gives_304_until_something_changes(login, session, g03):  # noqa: F
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     # the tag is the caller's: an anonymous caller with the liaison's tag still gets its own map
     assert login("admin").get(url, headers={"If-None-Match": changed.headers["ETag"]}).status_code == 200
+    # If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compresses makes the tag weak
+    assert liaison.get(url, headers={"If-None-Match": "W/" + changed.headers["ETag"]}).status_code == 304
 
 
 def test_unknown_zone_is_404(client):

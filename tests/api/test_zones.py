@@ -241,3 +241,58 @@ def test_racing_overlapping_zones_never_both_win(committed_app):
         assert client.get(f"/api/v1/communities/{community}/zones").get_json()["numberMatched"] == 1
     finally:
         client.delete(f"/api/v1/communities/{community}?cascade=true")
+
+
+# ---------------------------------------------------------------- found in review (each failed before its fix)
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["volunteer"]}])
+def test_coverage_lists_a_zone_whose_liaison_can_no_longer_act(login, lingfeng, session, change):
+    """The liaison left (account disabled, or the role removed): dispatch treats G05 as without a liaison,
+    and so does coverage now (it said every zone had one)."""
+    from sqlalchemy import select
+
+    from gridsvc.models import User
+
+    admin = login("admin")
+    uid = session.scalar(select(User.id).where(User.username == "liaison-g05"))
+    assert admin.patch(f"/api/v1/users/{uid}", json=change).status_code == 200
+    coverage = admin.get(f"/api/v1/communities/{lingfeng.id}/coverage").get_json()
+    assert [z["code"] for z in coverage["zones_without_liaison"]] == ["G05"]
+
+
+@pytest.mark.parametrize("code", ["G05", "G02"])
+def test_a_zone_sent_back_as_published_is_not_an_overlap(login, session, code):
+    """The API publishes coordinates to 7 decimals (about 1 cm); a zone edited from the feed and sent back was
+    refused as overlapping its neighbour by a square metre or two along the shared edge."""
+    from shapely.geometry import shape as to_shape
+
+    from tests.api.volunteer_helpers import zone_of
+
+    admin = login("admin")
+    zone = zone_of(session, code)
+    published = admin.get(f"/api/v1/zones/{zone.id}/map").get_json()
+    [geometry] = [f["geometry"] for f in published["features"] if f["properties"]["layer"] == "zone"]
+    answer = admin.patch(f"/api/v1/zones/{zone.id}", json={"geometry": geometry})
+    assert answer.status_code == 200, answer.get_json()
+    coverage = admin.get(f"/api/v1/communities/{zone.community_id}/coverage").get_json()
+    assert coverage["overlaps"] == []  # put back on its neighbours' edges, not overlapping them
+    saved = to_shape(admin.get(f"/api/v1/zones/{zone.id}").get_json()["geometry"])
+    assert saved.hausdorff_distance(to_shape(geometry)) < 3e-7  # no vertex moved more than about 3 cm
+    # a real overlap is still refused: a 10 m strip of a neighbour taken in
+    zones = admin.get(f"/api/v1/communities/{zone.community_id}/zones").get_json()["features"]
+    mine = to_shape(geometry)
+    neighbour = next(to_shape(f["geometry"]) for f in zones
+                     if f["properties"]["code"] != code and to_shape(f["geometry"]).distance(mine) < 1e-6)
+    grown = mine.union(neighbour.intersection(mine.buffer(0.0001)))
+    problem = assert_problem(admin.patch(f"/api/v1/zones/{zone.id}", json={"geometry": grown.__geo_interface__}), 409)
+    assert problem["overlaps"][0]["area_m2"] > 100
+
+
+def test_a_polygon_with_a_half_globe_edge_is_refused(client, market):
+    """An edge spanning 180° of longitude has no meaning on the globe: PostGIS's geography failed (a 500), and a
+    community with one made every later zone write a 500."""
+    antipodal = {"type": "Polygon", "coordinates": [[[0, 0], [180, 0], [180, 1], [0, 1], [0, 0]]]}
+    problem = assert_problem(client.post(f"/api/v1/communities/{market}/zones", json=zone_feature("G09", antipodal)), 422)
+    assert "180" in problem["detail"]
+    assert_problem(client.post("/api/v1/communities", json=community_body(boundary=antipodal)), 422)
