@@ -42,6 +42,9 @@ WHERE s.ends_at > now() AND v.last_position IS NOT NULL AND v.on_duty_shift_id I
   AND (SELECT count(*) FROM service_request r WHERE r.volunteer_id = v.id AND r.status IN ('assigned', 'in_progress'))
     + (SELECT count(*) FROM request_offer o WHERE o.volunteer_id = v.id AND o.outcome = 'pending') < 1
   AND EXISTS (SELECT 1 FROM volunteer_skill k WHERE k.volunteer_id = v.id AND k.skill_code = 'traffic_parking')
+  AND (SELECT NOT u.disabled AND EXISTS (SELECT FROM user_role ur WHERE ur.user_id = u.id AND ur.role = 'volunteer')
+       FROM app_user u WHERE u.id = v.user_id)
+  AND v.user_id IS DISTINCT FROM %(requester)s
 ORDER BY v.last_position <-> ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326)
 LIMIT 10
 """
@@ -166,7 +169,7 @@ def main(argv: list[str]) -> int:
                     _ = data[order[:10], 0][d[order[:10]] <= 3000]
                 naive.append(time.perf_counter() - t)
             for x, y in knn_points[:10]:
-                cur.execute(KNN_SQL, {"x": x, "y": y})
+                cur.execute(KNN_SQL, {"x": x, "y": y, "requester": None})
                 cur.fetchall()
             # The bare query and the filings in turns, one of each: this machine's
             # speed drifts, and a ratio of two series timed apart would carry it.
@@ -175,7 +178,7 @@ def main(argv: list[str]) -> int:
                 headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
                 for i, ((x, y), (kx, ky)) in enumerate(zip(points, knn_points)):
                     t = time.perf_counter()
-                    cur.execute(KNN_SQL, {"x": kx, "y": ky})
+                    cur.execute(KNN_SQL, {"x": kx, "y": ky, "requester": None})
                     cur.fetchall()
                     knn.append(time.perf_counter() - t)
                     body = json.dumps({"service_code": "parking", "description": f"bench {size} {i}", "lon": x,

@@ -205,6 +205,16 @@ def _names() -> dict[str, str]:
     return {s.code: f"{s.name_zh} {s.name_en}" for s in service.list_services(current_session())}
 
 
+def _policy() -> service.DispatchPolicy:
+    return service.DispatchPolicy.from_config(current_app.config)
+
+
+def _expire_offers(session: Session, request_ids: list[int] | None = None) -> None:
+    """Move expired offers on before reading, as the API's own reads do (there is no hidden cron)."""
+    service.expire_offers(session, now=clock.now(), policy=_policy(), request_ids=request_ids)
+    session.commit()
+
+
 def _parse_time(name: str) -> datetime | None:
     value = request.args.get(name)
     if not value:
@@ -242,12 +252,13 @@ def list_requests(fmt: str):
     session = current_session()
     query = service.visible(select(ServiceRequest), actor)
     ids = request.args.get("service_request_id")
+    wanted_ids = None
     if ids:
         try:
-            wanted = [int(i) for i in ids.split(",")]
-            if not all(0 < i <= INT_MAX for i in wanted):
+            wanted_ids = [int(i) for i in ids.split(",")]
+            if not all(0 < i <= INT_MAX for i in wanted_ids):
                 raise ValueError(ids)
-            query = query.where(ServiceRequest.id.in_(wanted))
+            query = query.where(ServiceRequest.id.in_(wanted_ids))
         except ValueError:
             raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
     else:
@@ -265,6 +276,7 @@ def list_requests(fmt: str):
             query = query.where(ServiceRequest.created_at >= start)
         if end:
             query = query.where(ServiceRequest.created_at < end)
+    _expire_offers(session, wanted_ids)
     rows = session.scalars(query.order_by(ServiceRequest.created_at.desc()).limit(MAX_REQUESTS)).all()
     names = _names()
     return _render(fmt, "service_requests", "request", [_request_view(r, names) for r in rows])
@@ -275,6 +287,7 @@ def one_request(request_id: int, fmt: str):
     _fmt(fmt)
     actor, _ = _actor_for_key(request.args.get("api_key"))
     session = current_session()
+    _expire_offers(session, [request_id])
     found = session.get(ServiceRequest, request_id)
     if found is None or not service.may_see(session, found, actor):
         raise Open311Error(404, f"service_request_id {request_id} not found")
@@ -325,7 +338,7 @@ def create_request(fmt: str):
                                  description=loaded["description"], lon=lon, lat=lat,
                                  input_crs="wgs84", attributes=loaded["attributes"],
                                  media_urls=loaded["media_urls"], contact=loaded["contact"],
-                                 now=clock.now(), policy=service.DispatchPolicy.from_config(current_app.config))
+                                 now=clock.now(), policy=_policy())
     session.commit()
     return _render(fmt, "service_requests", "request",
                    [{"service_request_id": str(filed.id), "service_notice": filed.zone_note or "", "account_id": str(user_id)}],

@@ -41,21 +41,25 @@ def _point(value) -> dict | None:
 _LOOK_UP = object()
 
 
-def request_view(request, offer=_LOOK_UP) -> dict:
-    """The API's view of a request; ``offer``: its pending offer when the caller knows it."""
+def request_view(request, offer=_LOOK_UP, located: set[int] | None = None) -> dict:
+    """The API's view of a request; ``offer``: its pending offer when the caller knows it; ``located``: the
+    volunteers whose position the caller may see, when known (only they are told how far the volunteer is)."""
     session = current_session()
     if not isinstance(request.location, (WKBElement, BaseGeometry)):  # set from SQL in this transaction: read it back
         session.refresh(request, ["location"])
     if offer is _LOOK_UP:
         offer = service.pending_offer(session, request.id)
+    if located is None:
+        located = service.volunteers_located_by(session, actor(), [offer.volunteer_id] if offer else [])
     return {
         "id": request.id, "community_id": request.community_id, "zone_id": request.zone_id, "zone_note": request.zone_note,
         "service_code": request.service_code, "description": request.description, "location": _point(request.location),
         "attributes": request.attributes, "media_urls": request.media_urls, "status": request.status,
         "volunteer_id": request.volunteer_id, "liaison_id": request.liaison_id, "department_id": request.department_id,
         "claimed_by_id": request.claimed_by_id, "refusals": request.refusals,
-        "offer": None if offer is None else {"volunteer_id": offer.volunteer_id, "distance_m": offer.distance_m,
-                                             "offered_at": offer.offered_at, "deadline": offer.deadline},
+        "offer": None if offer is None else {
+            "volunteer_id": offer.volunteer_id, "offered_at": offer.offered_at, "deadline": offer.deadline,
+            "distance_m": offer.distance_m if offer.volunteer_id in located else None},
         "possible_duplicates": list(request.duplicate_of_ids or []), "requester_id": request.requester_id,
         "created_at": request.created_at, "sla_due_at": request.sla_due_at,
         "first_response_at": request.first_response_at, "resolved_at": request.resolved_at,
@@ -65,9 +69,11 @@ def request_view(request, offer=_LOOK_UP) -> dict:
 
 
 def _views(requests: list) -> list[dict]:
-    """``request_view`` of each, with the page's pending offers read in one query."""
-    offers = service.pending_offers(current_session(), [r.id for r in requests])
-    return [request_view(r, offers.get(r.id)) for r in requests]
+    """``request_view`` of each, with the page's pending offers (and whom the caller may locate) read at once."""
+    session = current_session()
+    offers = service.pending_offers(session, [r.id for r in requests])
+    located = service.volunteers_located_by(session, actor(), {o.volunteer_id for o in offers.values()})
+    return [request_view(r, offers.get(r.id), located) for r in requests]
 
 
 @blp.route("/services")
@@ -154,11 +160,13 @@ class RequestEvents(MethodView):
         """The audit trail: who, when, from and to, note, where"""
         session = current_session()
         request = service.get_request(session, request_id)
-        if not service.may_see(session, request, actor()):
+        me = actor()
+        if not service.may_see(session, request, me):
             raise NotFound(f"Request {request_id} does not exist.")
         return [{"id": e.id, "action": e.action, "actor_id": e.actor_id, "system": e.system,
-                 "from_status": e.from_status, "to_status": e.to_status, "note": e.note,
-                 "where": _point(e.position), "at": e.at} for e in service.events_of(session, request_id)]
+                 "from_status": e.from_status, "to_status": e.to_status, "note": note,
+                 "where": _point(e.position) if shown else None, "at": e.at}
+                for e, note, shown in service.trail_seen_by(session, request, me)]
 
 
 def _action_view(action: str):
@@ -168,9 +176,10 @@ def _action_view(action: str):
     @blp.alt_response(409, description="Not allowed from the current state (the problem names both)")
     def post(self, data, request_id):
         session = current_session()
+        where = data.get("point")
         request = service.act(session, request_id, action, actor(), now=clock.now(), policy=policy(),
                               note=data.get("note"), volunteer_id=data.get("volunteer_id"),
-                              lon=data.get("lon"), lat=data.get("lat"))
+                              lon=where.lon if where else None, lat=where.lat if where else None)
         session.commit()
         return request_view(request)
 
@@ -239,10 +248,15 @@ class DispatchCandidates(MethodView):
     @blp.arguments(CandidatesQuery, location="query")
     @blp.response(200, CandidateOut(many=True))
     def get(self, query):
-        """The ranked candidates for a point and skill, with distance_m (liaisons, admins)"""
+        """The ranked candidates for a point and skill, with distance_m (liaisons, admins)
+
+        A ranking with distances from a point of your choosing locates whoever is in it, so it ranks whom you may
+        locate, as the volunteer search by position does: an admin everyone, a liaison the volunteers who work in
+        their zones (home zone, sign-ups or hours there).
+        """
         point = geopoint(query["lon"], query["lat"], query["crs"])
         found = service.candidates(current_session(), lon=point.lon, lat=point.lat, skill=query.get("skill"),
-                                   now=clock.now(), policy=policy(), limit=query["limit"])
+                                   now=clock.now(), policy=policy(), limit=query["limit"], located_by=actor())
         return [{"volunteer_id": c.volunteer_id, "distance_m": round(c.distance_m, 1)} for c in found]
 
 

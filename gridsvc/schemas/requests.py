@@ -1,10 +1,12 @@
 """Service list and request shapes."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from geo.crs import SUPPORTED_CRS
 
 from gridsvc.schemas.accounts import PHONE
-from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn
+from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
 from gridsvc.schemas.parking import BBox
 
 ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
@@ -68,7 +70,9 @@ class RequestCreate(PositionIn):
 
 class OfferOut(Schema):
     volunteer_id = Int()
-    distance_m = fields.Float()
+    distance_m = fields.Float(allow_none=True, metadata={
+        "description": "how far the volunteer is from the request: for those who may see the volunteer's position "
+                       "(the volunteer, the liaisons of the zones they work in, admins); null for others"})
     offered_at = fields.DateTime()
     deadline = fields.DateTime()
 
@@ -118,10 +122,28 @@ class RequestQuery(PageQuery):
 
 
 class ActionIn(Schema):
+    """An action's note and, optionally, where it was done: ``lon`` and ``lat`` together, in ``crs``."""
+
     note = fields.Str(allow_none=True, validate=validate.Length(max=2000))
     volunteer_id = Int(metadata={"description": "reassign: the volunteer to give it to"})
-    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where (WGS-84)"})
-    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where: with lat"})
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90), metadata={"description": "where: with lon"})
+    crs = fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
+                     metadata={"description": "coordinate system the point was measured in (a phone's GCJ-02 ...)"})
+
+    @validates_schema
+    def _whole_position(self, data, **_kwargs) -> None:
+        # half a position is a client's mistake: saying so beats recording the action without where it was done
+        if ("lon" in data) != ("lat" in data):
+            raise ValidationError("lon and lat go together: send both, or neither", "lat" if "lon" in data else "lon")
+
+    @post_load
+    def _to_wgs84(self, data: dict, **_kwargs) -> dict:
+        """The position as ``point`` (a GeoPoint in WGS-84), as every point input loads."""
+        crs = data.pop("crs")
+        if "lon" in data:
+            data["point"] = geopoint(data.pop("lon"), data.pop("lat"), crs)
+        return data
 
 
 class RateIn(Schema):

@@ -2,16 +2,20 @@
 
 Dispatch policy (per community settings come from config for now):
 1. candidates: volunteers on duty now (checked in to a shift that has not
-   ended), with the service's required skill, under their open-task cap
-   (assigned or in progress, plus pending offers), who have not been offered
-   this request before, within ``max_distance_m`` of the request, nearest
-   first by geodesic distance from their last known position. The PostGIS
-   KNN operator (``<->`` on the GiST index) picks the nearest few, then the
-   spheroid distance orders them;
+   ended), whose account is enabled and still holds the ``volunteer`` role,
+   other than the requester (a worker who volunteers raises needs too, and
+   is always the nearest to them), with the service's required skill, under
+   their open-task cap (assigned or in progress, plus pending offers), who
+   have not been offered this request before, within ``max_distance_m`` of
+   the request, nearest first by geodesic distance from their last known
+   position. The PostGIS KNN operator (``<->`` on the GiST index) picks the
+   nearest few, then the spheroid distance orders them;
 2. an offer to the first, with an accept deadline; accept -> assigned;
    decline or deadline -> the next candidate;
-3. no candidate left, or ``max_refusals`` refusals -> the zone's liaison (the
-   nearest liaison of a neighbouring zone when the zone has none);
+3. no candidate left, or ``max_refusals`` refusals -> the zone's liaison (an
+   enabled account holding the ``liaison`` role; when the zone has none, the
+   liaison of the zone nearest the request that has one, who then acts as
+   the zone's liaison for it);
 4. the liaison may escalate to the department pool, where the first member
    of a department allowed that service to claim it owns it.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -41,8 +46,9 @@ from geo import sql as gsql
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
-                            Volunteer, Zone)
+                            User, UserRole, Volunteer, Zone)
 from gridsvc.services import Page
+from gridsvc.services.volunteers import works_in
 
 
 @dataclass(frozen=True)
@@ -253,7 +259,7 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
     rows = fetch_prepared(session, _INTAKE_AND_CANDIDATES, {
         "code": service_code, "box": policy.duplicate_m / 50_000.0, "since": now - policy.duplicate_window,
         "metres": float(policy.duplicate_m),
-        **_candidate_params(lon, lat, now, policy, None, (), OFFER_BATCH)}, many=True)
+        **_candidate_params(lon, lat, now, policy, None, (), OFFER_BATCH, requester_id)}, many=True)
     if not rows:
         raise ValidationFailed(f"{service_code} is not on the service list; see /api/v1/services.",
                                errors={"service_code": [f"unknown service {service_code}"]})
@@ -270,9 +276,10 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
               "requester_id": requester_id, "duplicates": duplicates,
               "sla_due_at": now + timedelta(minutes=sla_minutes), "now": now, "actor_id": actor_id}
     first = candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=(),
-                       limit=OFFER_BATCH, first_rows=[row[7:] for row in rows if row[7] is not None])
+                       limit=OFFER_BATCH, requester_id=requester_id,
+                       first_rows=[row[7:] for row in rows if row[7] is not None])
     offer = _offer_to_nearest(session, request_id, lon=lon, lat=lat, skill=skill, tried=set(), from_status="new",
-                              now=now, policy=policy, first_batch=first, filing=values)
+                              now=now, policy=policy, requester_id=requester_id, first_batch=first, filing=values)
     if offer is None:
         request = session.get(ServiceRequest, request_id)
         _to_liaison(session, request, "new")
@@ -317,24 +324,42 @@ class Candidate:
 # KNN on the partial on-duty index, in planar degrees; each row also carries
 # its degree distance, for candidates() to know which rows are surely the
 # nearest on the ground. The open-task count is _open_tasks itself, written out.
+# The account may volunteer: a disabled account, or one whose volunteer role
+# was taken away, keeps its profile and check-in but is asked nothing. One
+# scalar subquery, probed per row the index gives (app_user and user_role by
+# primary key): an EXISTS in WHERE would be planned as a semi-join driven
+# from user_role, every volunteer's account (350 ms at 100k volunteers
+# instead of 2), and the KNN index would no longer pick the nearest few.
+_MAY_VOLUNTEER = """(SELECT NOT u.disabled AND EXISTS (SELECT FROM user_role ur WHERE ur.user_id = u.id
+                                                        AND ur.role = 'volunteer')
+           FROM app_user u WHERE u.id = v.user_id)"""
 _CANDIDATES = """
     SELECT v.id, ST_Distance(v.last_position::geography,
                              ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography) AS d,
            v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) AS degrees
     FROM volunteer v JOIN shift s ON s.id = v.on_duty_shift_id
     WHERE s.ends_at > %(now)s AND v.last_position IS NOT NULL AND v.on_duty_shift_id IS NOT NULL
+      AND v.user_id IS DISTINCT FROM %(requester_id)s
+      AND {may_volunteer}
       AND {open_tasks} < %(cap)s
       {skill}
       AND v.id <> ALL(%(excluded)s::int[])
+      {among}
     ORDER BY v.last_position <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)
     LIMIT %(few)s"""
 # Two texts rather than "skill IS NULL OR EXISTS (...)": with the OR, PostgreSQL
 # hashes every volunteer of the skill first (26k rows at 100k volunteers)
-# instead of probing the index for the few nearest.
+# instead of probing the index for the few nearest. Likewise the ranking
+# limited to the volunteers a liaison may locate (``among``) has texts of its
+# own: on a short list of ids the primary key finds them faster than a KNN
+# walk past everyone else on duty.
 _OPEN_TASKS_OF_V = statement_text(_open_tasks(literal_column("v.id")), literal=True)[0]
-_CANDIDATES_WITH_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill=(
-    "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)"))
-_CANDIDATES_ANY_SKILL = _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, skill="")
+_WITH_SKILL = "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)"
+_AMONG = "AND v.id = ANY(%(among)s::int[])"
+_CANDIDATE_STATEMENTS = {
+    (with_skill, limited): _CANDIDATES.format(open_tasks=_OPEN_TASKS_OF_V, may_volunteer=_MAY_VOLUNTEER,
+                                              skill=_WITH_SKILL if with_skill else "", among=_AMONG if limited else "")
+    for with_skill in (True, False) for limited in (True, False)}
 # Candidates read at a time when offering: the first usually takes it.
 OFFER_BATCH = 3
 
@@ -352,7 +377,7 @@ def _first_read(limit: int) -> int:
 _INTAKE_AND_CANDIDATES = """
 SELECT i.*, c.* FROM ({intake}) i
 LEFT JOIN LATERAL ({candidates}) c ON true""".format(intake=_INTAKE, candidates=_CANDIDATES.format(
-    open_tasks=_OPEN_TASKS_OF_V, skill=(
+    open_tasks=_OPEN_TASKS_OF_V, may_volunteer=_MAY_VOLUNTEER, among="", skill=(
         "AND (i.required_skill IS NULL OR (SELECT count(*) FROM volunteer_skill vs "
         "WHERE vs.volunteer_id = v.id AND vs.skill_code = i.required_skill) > 0)")).replace(
     "LIMIT %(few)s", f"LIMIT {_first_read(OFFER_BATCH)}"))
@@ -366,16 +391,21 @@ def _metres_per_degree_floor(lat: float, reach_deg: float) -> float:
 
 
 def _candidate_params(lon: float, lat: float, now: datetime, policy: DispatchPolicy, skill: str | None,
-                      exclude: Iterable[int], limit: int) -> dict[str, Any]:
+                      exclude: Iterable[int], limit: int, requester_id: int | None) -> dict[str, Any]:
     return {"lon": lon, "lat": lat, "now": now, "cap": policy.task_cap, "skill": skill, "excluded": list(exclude),
-            "few": _first_read(limit)}
+            "few": _first_read(limit), "requester_id": requester_id}
 
 
 def candidates(session: Session, *, lon: float, lat: float, skill: str | None, now: datetime, policy: DispatchPolicy,
-               exclude: Iterable[int] = (), limit: int = 10, first_rows: list[tuple] | None = None) -> list[Candidate]:
+               exclude: Iterable[int] = (), limit: int = 10, requester_id: int | None = None,
+               located_by: Actor | None = None, first_rows: list[tuple] | None = None) -> list[Candidate]:
     """The ``limit`` nearest eligible volunteers on the spheroid (see the
-    module docstring), read from the KNN index in few rows; ``first_rows``:
-    the rows of the first read, already made (filing's intake reads them).
+    module docstring), read from the KNN index in few rows; ``requester_id``:
+    whose request it is (never offered back to them); ``located_by``: only
+    the volunteers whose position this actor may see, since a ranking with
+    distances from a point of one's choosing locates whoever is in it;
+    ``first_rows``: the rows of the first read, already made (filing's
+    intake reads them).
 
     The index orders by planar degrees, which is not the ground order (a
     degree east is shorter than a degree north). Rows come nearest degree
@@ -385,8 +415,13 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
     the nearest of all. Only when fewer than ``limit`` are sure is more read.
     (Reading 10 rows instead of 40 at 1M volunteers saves 2 ms a filing.)
     """
-    statement = _CANDIDATES_WITH_SKILL if skill else _CANDIDATES_ANY_SKILL
-    params = _candidate_params(lon, lat, now, policy, skill, exclude, limit)
+    among = None if located_by is None else _on_duty_located_by(session, located_by)
+    if among is not None and not among:
+        return []
+    statement = _CANDIDATE_STATEMENTS[(bool(skill), among is not None)]
+    params = _candidate_params(lon, lat, now, policy, skill, exclude, limit, requester_id)
+    if among is not None:
+        params["among"] = sorted(among)
     while True:
         few = params["few"]
         rows = first_rows if first_rows is not None else fetch_prepared(session, statement, params, many=True)
@@ -399,6 +434,37 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
         if len(found) >= limit or exhausted or sure_within >= policy.max_distance_m:
             return found[:limit]
         params["few"] = few * 4
+
+
+def _locates(actor: Actor):
+    """SQL: the volunteers whose position ``actor`` may see, as the volunteer
+    search by position has it (README): the volunteer themself, the liaisons
+    of the zones they work in; None: everyone (admins)."""
+    if actor.is_admin:
+        return None
+    zones = actor.liaison_zone_ids if "liaison" in actor.roles else frozenset()
+    return or_(Volunteer.user_id == actor.user_id, works_in(zones))
+
+
+def volunteers_located_by(session: Session, actor: Actor, volunteer_ids: Iterable[int]) -> set[int]:
+    """Those of ``volunteer_ids`` whose position ``actor`` may see: only they
+    are told how far a volunteer is from a request (the requester chooses
+    where it is, and a few filings would locate the volunteer)."""
+    wanted = set(volunteer_ids)
+    if actor.is_admin:
+        return wanted
+    own = {actor.volunteer_id} & wanted
+    if "liaison" not in actor.roles or not actor.liaison_zone_ids or not wanted - own:
+        return own  # nothing to ask the database (a worker filing: the hot path)
+    return own | set(session.scalars(select(Volunteer.id).where(Volunteer.id.in_(wanted - own), _locates(actor))))
+
+
+def _on_duty_located_by(session: Session, actor: Actor) -> set[int] | None:
+    """The volunteers on duty whose position ``actor`` may see; None: all of them."""
+    locates = _locates(actor)
+    if locates is None:
+        return None
+    return set(session.scalars(select(Volunteer.id).where(Volunteer.on_duty_shift_id.is_not(None), locates)))
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
@@ -418,7 +484,7 @@ def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy
         skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
         offer = _offer_to_nearest(session, request.id, lon=lon, lat=lat, skill=skill,
                                   tried=set(_offered_before(session, request.id)), from_status=from_status,
-                                  now=now, policy=policy)
+                                  now=now, policy=policy, requester_id=request.requester_id)
         if offer is not None:
             session.expire(request)  # changed in SQL: read again when next used
             return
@@ -437,7 +503,7 @@ class Offer:
 
 def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: float, skill: str | None,
                       tried: set[int], from_status: str, now: datetime, policy: DispatchPolicy,
-                      first_batch: list[Candidate] | None = None,
+                      requester_id: int | None, first_batch: list[Candidate] | None = None,
                       filing: dict[str, Any] | None = None) -> Offer | None:
     """Offer the request to the nearest candidate who can still take it
     (``first_batch``: the candidates already read, if any; ``filing``: the
@@ -445,7 +511,7 @@ def _offer_to_nearest(session: Session, request_id: int, *, lon: float, lat: flo
 
     def nearest() -> list[Candidate]:
         return candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy, exclude=tried,
-                          limit=OFFER_BATCH)
+                          limit=OFFER_BATCH, requester_id=requester_id)
 
     batch = first_batch if first_batch is not None else nearest()
     # Candidates busy with a concurrent dispatch are skipped, so ask again
@@ -478,25 +544,30 @@ SELECT set_config('gridsvc.offer_lock',
                        ELSE '' END, true)"""
 
 # Only under that lock (this statement reads after it was granted, so it
-# sees every offer committed before): the offer, if the volunteer is still
-# under the cap; the request moves to it; the trail.
+# sees every offer committed before): the offer, if the volunteer may still
+# volunteer (the account may have been disabled since the candidates were
+# read) and is still under the cap; the request moves to it (held by nobody
+# until accepted: a liaison it was with no longer holds it); the trail. The
+# note says to whom, not how far: the requester reads it, and a volunteer's
+# distance from a point the requester chose would locate them.
 _OFFER = """
 WITH free AS (
     SELECT FROM volunteer v
     WHERE v.id = %(volunteer_id)s AND current_setting('gridsvc.offer_lock') = v.id::text
+      AND {may_volunteer}
       AND {open_tasks} < %(cap)s),
 offer AS (
     INSERT INTO request_offer (request_id, volunteer_id, distance_m, offered_at, deadline)
     SELECT %(request_id)s, %(volunteer_id)s, %(distance_m)s, %(now)s, %(deadline)s FROM free
     RETURNING id),
 moved AS (
-    UPDATE service_request SET status = 'offered', volunteer_id = NULL, updated_at = now(),
+    UPDATE service_request SET status = 'offered', volunteer_id = NULL, liaison_id = NULL, updated_at = now(),
                                updated_by_id = coalesce(%(actor_id)s, updated_by_id)
     WHERE id = %(request_id)s AND EXISTS (SELECT FROM offer)),
 trail AS (
     INSERT INTO request_event (request_id, action, from_status, to_status, note, system, at)
     SELECT %(request_id)s, 'offer', %(from_status)s, 'offered', %(note)s, true, clock_timestamp() FROM offer)
-SELECT count(*) FROM offer""".format(open_tasks=_OPEN_TASKS_OF_V)
+SELECT count(*) FROM offer""".format(open_tasks=_OPEN_TASKS_OF_V, may_volunteer=_MAY_VOLUNTEER)
 
 
 def _offer(session: Session, request_id: int, candidate: Candidate, *, now: datetime, policy: DispatchPolicy,
@@ -512,19 +583,33 @@ def _offer(session: Session, request_id: int, candidate: Candidate, *, now: date
         "request_id": request_id, "volunteer_id": offer.volunteer_id, "distance_m": offer.distance_m, "now": now,
         "deadline": offer.deadline, "cap": policy.task_cap, "from_status": from_status,
         "actor_id": session.info.get("actor_id"),
-        "note": f"offered to volunteer {candidate.volunteer_id}, {candidate.distance_m:.0f} m away"},
+        "note": f"offered to volunteer {candidate.volunteer_id}"},
         run_first=(_INSERT_REQUEST, _LOCK_CANDIDATE) if filing else _LOCK_CANDIDATE)[0]
     return offer if made else None
 
 
+def _may_act_as_liaison(user_id_column):
+    """SQL: the account is enabled and holds the liaison role (a zone keeps its
+    liaison_id when the account is disabled or the role taken away)."""
+    return and_(select(User.id).where(User.id == user_id_column, User.disabled.is_(False)).exists(),
+                select(UserRole.user_id).where(UserRole.user_id == user_id_column, UserRole.role == "liaison").exists())
+
+
 def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
+    """Hand the request to its zone's liaison or, when the zone has none who
+    may act, to the liaison of the zone nearest the request that has one."""
     zone = session.get(Zone, request.zone_id)
-    liaison_id, note = zone.liaison_id, None
-    if liaison_id is None:
-        distance = gsql.distance_m(Zone.geom, select(Zone.geom).where(Zone.id == zone.id).scalar_subquery())
+    liaison_id, note = None, None
+    if zone.liaison_id is not None and session.scalar(select(_may_act_as_liaison(zone.liaison_id))):
+        liaison_id = zone.liaison_id
+    else:
+        # from the request, not from the zone: every neighbour touches the
+        # zone (0 m), and the lowest id would win the tie wherever the request is
+        here = select(ServiceRequest.location).where(ServiceRequest.id == request.id).scalar_subquery()
         row = session.execute(select(Zone.liaison_id, Zone.code).where(
-            Zone.community_id == zone.community_id, Zone.liaison_id.is_not(None), Zone.id != zone.id)
-            .order_by(distance, Zone.id).limit(1)).first()
+            Zone.community_id == zone.community_id, Zone.id != zone.id, Zone.liaison_id.is_not(None),
+            _may_act_as_liaison(Zone.liaison_id))
+            .order_by(gsql.distance_m(Zone.geom, here), Zone.id).limit(1)).first()
         if row is not None:
             liaison_id, note = row[0], f"zone {zone.code} has no liaison; the liaison of {row[1]}, the nearest zone, has it"
     request.status = "with_liaison"
@@ -614,8 +699,14 @@ def _is_owner(request: ServiceRequest, actor: Actor) -> bool:
     return actor.user_id is not None and actor.user_id == request.liaison_id
 
 
+def _holds_as_liaison(request: ServiceRequest, actor: Actor) -> bool:
+    """The liaison the request was handed to: the zone's own, or, for a zone
+    without one, the liaison of the nearest zone, who acts as its liaison."""
+    return "liaison" in actor.roles and actor.user_id is not None and actor.user_id == request.liaison_id
+
+
 def _is_zone_staff(request: ServiceRequest, actor: Actor) -> bool:
-    return actor.is_admin or request.zone_id in actor.liaison_zone_ids
+    return actor.is_admin or request.zone_id in actor.liaison_zone_ids or _holds_as_liaison(request, actor)
 
 
 def act(session: Session, request_id: int, action: str, actor: Actor, *, now: datetime, policy: DispatchPolicy,
@@ -739,8 +830,8 @@ def rate(session: Session, request_id: int, actor: Actor, *, rating: int, commen
 
 
 def visible(query, actor: Actor):
-    """Workers see their own; volunteers what was offered or given to them; liaisons their zones;
-    department members their pool and claims; admins all."""
+    """Workers see their own; volunteers what was offered or given to them; liaisons their zones and
+    what was handed to them; department members their pool and claims; admins all."""
     if actor.is_admin:
         return query
     clauses = []
@@ -752,6 +843,8 @@ def visible(query, actor: Actor):
                                                      RequestOffer.volunteer_id == actor.volunteer_id).exists())
     if actor.liaison_zone_ids:
         clauses.append(ServiceRequest.zone_id.in_(list(actor.liaison_zone_ids)))
+    if "liaison" in actor.roles and actor.user_id is not None:  # handed to them from a zone without a liaison
+        clauses.append(ServiceRequest.liaison_id == actor.user_id)
     if actor.department_ids:
         pool = select(DepartmentService.service_code).where(
             DepartmentService.department_id.in_(list(actor.department_ids))).scalar_subquery()
@@ -762,12 +855,12 @@ def visible(query, actor: Actor):
 
 def may_reach_requester(request: ServiceRequest, actor: Actor) -> bool:
     """Whether ``actor`` is shown the requester's contact details: those
-    handling the request (the zone's liaison, the volunteer it was given
-    to, the department it was passed to, admins) and the requester; not a
-    volunteer it was merely offered to, nor a department's pool before it
-    is claimed."""
+    handling the request (the zone's liaison, or the liaison it was handed
+    to, the volunteer it was given to, the department it was passed to,
+    admins) and the requester; not a volunteer it was merely offered to, nor
+    a department's pool before it is claimed."""
     return (actor.is_admin or (actor.user_id is not None and actor.user_id == request.requester_id)
-            or request.zone_id in actor.liaison_zone_ids
+            or request.zone_id in actor.liaison_zone_ids or _holds_as_liaison(request, actor)
             or (actor.volunteer_id is not None and actor.volunteer_id == request.volunteer_id)
             or request.department_id in actor.department_ids)
 
@@ -808,6 +901,34 @@ def offers_of(session: Session, volunteer_id: int) -> list[tuple[RequestOffer, S
 def events_of(session: Session, request_id: int) -> list[RequestEvent]:
     return list(session.scalars(select(RequestEvent).where(RequestEvent.request_id == request_id)
                                 .order_by(RequestEvent.at, RequestEvent.id)))
+
+
+# How offer notes said how far the volunteer was, before distances were kept
+# out of them (batch dispatch still writes it): rows written so stay stored.
+_DISTANCE_IN_NOTE = re.compile(r"(offered to volunteer (\d+)), \d+ m away")
+
+
+def trail_seen_by(session: Session, request: ServiceRequest, actor: Actor) -> list[tuple[RequestEvent, str | None, bool]]:
+    """The request's events as ``actor`` may read them: (event, note, whether its position is shown).
+
+    A volunteer's distance in a note is left out for whoever may not see
+    their position (the requester chose where the request is). A position
+    is someone's whereabouts: shown to whoever acted, the zone's liaison (or
+    the one it was handed to) and admins; the filing's position is the
+    request's own location, shown with it anyway.
+    """
+    events = events_of(session, request.id)
+    named = {int(m.group(2)) for e in events if e.system and e.note for m in _DISTANCE_IN_NOTE.finditer(e.note)}
+    located = volunteers_located_by(session, actor, named) if named else set()
+
+    def note(event: RequestEvent) -> str | None:
+        if not (event.system and event.note):
+            return event.note
+        return _DISTANCE_IN_NOTE.sub(lambda m: m.group(0) if int(m.group(2)) in located else m.group(1), event.note)
+
+    staff = _is_zone_staff(request, actor)
+    return [(e, note(e), e.action == "file" or staff or (actor.user_id is not None and e.actor_id == actor.user_id))
+            for e in events]
 
 
 

@@ -135,7 +135,7 @@ def zones_worked_by(session: Session, volunteers: list[Volunteer]) -> dict[int, 
     return zones
 
 
-def _works_in(zone_ids: frozenset[int]):
+def works_in(zone_ids: frozenset[int]):
     """``zones_worked_in`` meets ``zone_ids``, as SQL."""
     zones = list(zone_ids)
     return or_(Volunteer.home_zone_id.in_(zones),
@@ -168,7 +168,7 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
     query = select(Volunteer)
     distance = None
     if visible_in_zones is not None:
-        query = query.where(_works_in(visible_in_zones) | (Volunteer.user_id == or_user_id))
+        query = query.where(works_in(visible_in_zones) | (Volunteer.user_id == or_user_id))
     if zone_id is not None:
         query = query.where(Volunteer.home_zone_id == zone_id)
     if skill:

@@ -6,7 +6,9 @@ from sqlalchemy import select
 
 from gridsvc.models import User
 from gridsvc.open311 import new_api_key
+from tests.api.test_requests import file, open_shift, put_on_duty
 from tests.api.volunteer_helpers import zone_center, zone_of
+from tests.helpers import offset
 from tests.open311_client import GeoReportClient
 
 
@@ -90,3 +92,24 @@ def test_a_volunteer_key_cannot_file(client, key_for):
     geo = GeoReportClient(client, api_key=key_for("volunteer-001"))
     status, errors = geo.post_request("parking", 29.87, 121.78, attributes={"problem": "blocked"})
     assert status == 403
+
+
+@pytest.mark.parametrize("read", ["one", "list"])
+def test_reads_move_an_expired_offer_on(client, session, clock, key_for, login, read):
+    """Expired offers are handled whenever requests are read (README): an Open311 client reads them too."""
+    zone = zone_of(session, "G03")
+    here = zone_center(login("admin"), zone.id)
+    put_on_duty(session, "volunteer-013", *offset(*here, 120, 0), open_shift(session, zone.id, clock()))
+    session.commit()
+    geo = GeoReportClient(client, api_key=key_for("worker-001"))
+    filed = file(login("worker-001"), here).get_json()
+    status, found = geo.request(str(filed["id"]))
+    assert status == 200 and found[0]["status_notes"] == "Offered to a nearby volunteer, waiting for an answer."
+    clock.advance(minutes=6)  # past the 5-minute deadline, and nobody else on duty
+    if read == "one":
+        status, found = geo.request(str(filed["id"]))
+    else:
+        status, found = geo.requests(service_request_id=str(filed["id"]))
+    assert status == 200 and found[0]["status_notes"] == "With the zone's liaison.", found
+    trail = [e["action"] for e in login("liaison-g03").get(f"/api/v1/requests/{filed['id']}/events").get_json()]
+    assert trail == ["file", "offer", "expire", "to_liaison"]

@@ -135,35 +135,38 @@ def test_purge_does_not_wipe_a_position_reported_while_it_runs(committed_app, en
 def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_position(committed_app, engine, clock):
     """The only on-duty traffic volunteer stands 100 m from a parking request. Their phone reports its position
     (POST /me/location holds their row for its transaction) at the moment the request is filed: dispatch's
-    `FOR UPDATE SKIP LOCKED` on the volunteer's row skips them as if another dispatch were offering them
-    something, and the request goes to the liaison as "no volunteer available"."""
+    `FOR UPDATE SKIP LOCKED` on the volunteer's row skipped them as if another dispatch were offering them
+    something, and the request went to the liaison as "no volunteer available"."""
     volunteer, user_id = _volunteer(engine, "volunteer-060")
     with Session(engine) as s:
         zone = zone_of(s, "G07")
         zone_id, community_id = zone.id, zone.community_id
-        here = zone_center(client_as(committed_app, "admin"), zone_id)
-        shift = Shift(community_id=community_id, zone_id=zone_id, title="on call", activity="traffic_guidance",
-                      starts_at=clock() - timedelta(minutes=30), ends_at=clock() + timedelta(hours=3), capacity=50)
-        s.add(shift)
-        s.flush()
-        shift_id = shift.id
-        v = s.get(Volunteer, volunteer)
-        had_skill = "traffic_parking" in v.skill_codes
-        if not had_skill:
-            v.skills = [*v.skills, s.get(Skill, "traffic_parking")]
-        v.on_duty_shift_id = shift_id
-        v.last_position = "SRID=4326;POINT({} {})".format(*offset(*here, 100, 0))
-        v.last_position_at = clock()
-        s.commit()
-    # nobody else on duty nearby with the skill (the demo has nobody on duty)
-    with engine.connect() as conn:
-        others = conn.execute(select(func.count()).select_from(Volunteer)
-                              .where(Volunteer.on_duty_shift_id.is_not(None), Volunteer.id != volunteer)).scalar()
-    assert others == 0
-    worker = client_as(committed_app, "worker-003")
-    created = None
-    try:
-        with _volunteer_restored(engine, volunteer):
+    here = zone_center(client_as(committed_app, "admin"), zone_id)
+    created, shift_id, had_skill = None, None, True
+    with _volunteer_restored(engine, volunteer):  # duty and position as they were, afterwards
+        try:
+            with Session(engine) as s:
+                shift = Shift(community_id=community_id, zone_id=zone_id, title="on call", activity="traffic_guidance",
+                              starts_at=clock() - timedelta(minutes=30), ends_at=clock() + timedelta(hours=3),
+                              capacity=50)
+                s.add(shift)
+                s.flush()
+                shift_id = shift.id
+                v = s.get(Volunteer, volunteer)
+                had_skill = "traffic_parking" in v.skill_codes
+                if not had_skill:
+                    v.skills = [*v.skills, s.get(Skill, "traffic_parking")]
+                v.on_duty_shift_id = shift_id
+                v.last_position = "SRID=4326;POINT({} {})".format(*offset(*here, 100, 0))
+                v.last_position_at = clock()
+                s.commit()
+            # nobody else on duty nearby with the skill (the demo has nobody on duty)
+            with engine.connect() as conn:
+                others = conn.execute(select(func.count()).select_from(Volunteer)
+                                      .where(Volunteer.on_duty_shift_id.is_not(None), Volunteer.id != volunteer)).scalar()
+            assert others == 0
+            worker = client_as(committed_app, "worker-003")
+
             def report(own):
                 me = volunteer_service.require_volunteer_of_user(own, user_id, for_update=True)  # as the view does
                 lon, lat = offset(*here, 90, 0)
@@ -177,15 +180,16 @@ def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_posi
             assert answer.get_json()["status"] == "offered", (
                 f"the request went {answer.get_json()['status']!r} though volunteer {volunteer} was on duty 100 m away")
             assert answer.get_json()["offer"]["volunteer_id"] == volunteer
-    finally:
-        with engine.begin() as conn:
-            if created:
-                conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id == created))
-            if not had_skill:
-                conn.execute(text("DELETE FROM volunteer_skill WHERE volunteer_id = :v AND skill_code = 'traffic_parking'"),
-                             {"v": volunteer})
-            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(on_duty_shift_id=None))
-        _delete_shifts(engine, shift_id)
+        finally:
+            with engine.begin() as conn:
+                if created:
+                    conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id == created))
+                if not had_skill:
+                    conn.execute(text("DELETE FROM volunteer_skill WHERE volunteer_id = :v "
+                                      "AND skill_code = 'traffic_parking'"), {"v": volunteer})
+                conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(on_duty_shift_id=None))
+            if shift_id is not None:
+                _delete_shifts(engine, shift_id)
 
 
 # ------------------------------------------------------------------ shifts: a cancellation meets a check-in

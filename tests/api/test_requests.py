@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gridsvc.models import (RequestOffer, ServiceRequest, Shift, Skill, User, Volunteer, VolunteerPosition,
+from gridsvc.models import (RequestOffer, ServiceRequest, Shift, Signup, Skill, User, Volunteer, VolunteerPosition,
                             Zone)
 from gridsvc.services.accounts import create_user
 from tests.api.volunteer_helpers import zone_center, zone_of
@@ -15,10 +15,11 @@ from tests.helpers import assert_problem, client_as, offset
 
 
 def put_on_duty(session, username: str, lon: float, lat: float, shift_id: int, skill: str = "traffic_parking") -> int:
-    """Arrange a volunteer checked in to ``shift_id`` at (lon, lat) with ``skill``."""
+    """Arrange a volunteer signed up for and checked in to ``shift_id`` at (lon, lat) with ``skill``."""
     volunteer = session.scalar(select(Volunteer).join(User, User.id == Volunteer.user_id).where(User.username == username))
     if skill not in volunteer.skill_codes:
         volunteer.skills = [*volunteer.skills, session.get(Skill, skill)]
+    session.add(Signup(shift_id=shift_id, volunteer_id=volunteer.id, status="confirmed"))  # check-in needs one
     volunteer.on_duty_shift_id = shift_id
     volunteer.last_position = f"SRID=4326;POINT({lon} {lat})"
     volunteer.last_position_at = func.now()
@@ -54,17 +55,81 @@ def file(client, here, service="parking", **extra):
     return client.post("/api/v1/requests", json=body)
 
 
+def account_id(session, username: str) -> int:
+    return session.scalar(select(User.id).where(User.username == username))
+
+
 def test_parking_request_goes_to_the_nearest_on_duty_volunteer(login, g03):
     answer = file(login("worker-001"), g03["here"])
     assert answer.status_code == 201, answer.get_json()
     request = answer.get_json()
     assert request["zone_id"] == g03["zone"].id and request["status"] == "offered"
     assert request["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-013"]
-    assert request["offer"]["distance_m"] == pytest.approx(120, abs=2)
+    seen = login("liaison-g03").get(f"/api/v1/requests/{request['id']}").get_json()  # the volunteer works in G03
+    assert seen["offer"]["distance_m"] == pytest.approx(120, abs=2)
     offers = login("volunteer-013").get("/api/v1/me/offers").get_json()
     assert [o["id"] for o in offers] == [request["id"]]
     trail = login("liaison-g03").get(f"/api/v1/requests/{request['id']}/events").get_json()
     assert [(e["action"], e["to_status"]) for e in trail] == [("file", "new"), ("offer", "offered")]
+
+
+def test_the_requester_is_not_told_how_far_the_volunteer_is(login, g03):
+    """A volunteer's position is theirs, their zones' liaisons' and admins': the requester chooses where the
+    request is, so its distance to the volunteer, from a few filings, would locate them."""
+    worker = login("worker-001")
+    filed = file(worker, g03["here"]).get_json()
+    assert filed["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-013"]
+    assert filed["offer"]["distance_m"] is None
+    assert worker.get(f"/api/v1/requests/{filed['id']}").get_json()["offer"]["distance_m"] is None
+    assert [r["offer"]["distance_m"] for r in worker.get("/api/v1/requests").get_json()["items"]] == [None]
+    for username in ("worker-001", "liaison-g03"):  # the offer's note says to whom, not how far, to anyone
+        note = login(username).get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]["note"]
+        assert note == f"offered to volunteer {g03['volunteers']['volunteer-013']}", username
+    for username in ("volunteer-013", "liaison-g03", "admin"):
+        offer = login(username).get(f"/api/v1/requests/{filed['id']}").get_json()["offer"]
+        assert offer["distance_m"] == pytest.approx(120, abs=2), username
+    assert login("volunteer-013").get("/api/v1/me/offers").get_json()[0]["offer"]["distance_m"] == pytest.approx(120, abs=2)
+
+
+def test_where_a_volunteer_was_is_not_shown_to_the_requester(login, g03):
+    worker = login("worker-001")
+    filed = file(worker, g03["here"]).get_json()
+    volunteer = login("volunteer-013")
+    assert volunteer.post(f"/api/v1/requests/{filed['id']}/accept", json={}).status_code == 200
+    at = offset(*g03["here"], 30, 0)
+    assert volunteer.post(f"/api/v1/requests/{filed['id']}/start", json={"lon": at[0], "lat": at[1]}).status_code == 200
+    for username in ("volunteer-013", "liaison-g03", "admin"):
+        where = login(username).get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]["where"]
+        assert (where["lon"], where["lat"]) == pytest.approx(at), username
+    trail = worker.get(f"/api/v1/requests/{filed['id']}/events").get_json()
+    assert [e["action"] for e in trail] == ["file", "offer", "accept", "start"] and trail[-1]["where"] is None
+    assert trail[0]["where"]["lon"] == pytest.approx(g03["here"][0])  # the request's own place stays
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
+def test_a_volunteer_who_may_no_longer_volunteer_gets_no_offer(login, g03, session, change):
+    admin = login("admin")
+    assert admin.patch(f"/api/v1/users/{account_id(session, 'volunteer-013')}", json=change).status_code == 200
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    assert filed["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-019"]  # the next nearest
+    ranked = admin.get("/api/v1/dispatch/candidates", query_string={
+        "lon": g03["here"][0], "lat": g03["here"][1], "skill": "traffic_parking"}).get_json()
+    assert [c["volunteer_id"] for c in ranked] == [g03["volunteers"]["volunteer-025"]]  # 019 has the offer now
+
+
+def test_a_need_is_not_offered_back_to_the_volunteer_who_raised_it(login, g03, session):
+    """Worker volunteers raise needs too (DOMAIN: the volunteers are the park's workers); standing where they
+    file, they are always the nearest on duty: neither filing nor a decline offers it to them."""
+    me = account_id(session, "volunteer-013")
+    assert login("admin").patch(f"/api/v1/users/{me}", json={"roles": ["volunteer", "worker"]}).status_code == 200
+    filed = file(login("volunteer-013"), offset(*g03["here"], 120, 0)).get_json()  # where volunteer-013 stands
+    assert filed["requester_id"] == me
+    assert filed["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-019"]
+    assert login("volunteer-013").get("/api/v1/me/offers").get_json() == []
+    moved = login("volunteer-019").post(f"/api/v1/requests/{filed['id']}/decline", json={}).get_json()
+    assert moved["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-025"]
+    moved = login("volunteer-025").post(f"/api/v1/requests/{filed['id']}/decline", json={}).get_json()
+    assert moved["status"] == "with_liaison" and moved["offer"] is None
 
 
 def test_candidates_are_ranked_with_distance(login, g03):
@@ -73,6 +138,25 @@ def test_candidates_are_ranked_with_distance(login, g03):
     assert [c["volunteer_id"] for c in ranked] == list(g03["volunteers"].values())
     assert [c["distance_m"] for c in ranked] == pytest.approx([120, 400, 900], rel=0.01)  # the helper is approximate
     assert_problem(login("volunteer-001").get("/api/v1/dispatch/candidates", query_string={"lon": 121.78, "lat": 29.87}), 403)
+
+
+def test_a_liaison_ranks_only_the_volunteers_they_may_locate(login, session, clock):
+    """The ranking is a search by position (distances from a point of one's choosing locate whoever is in it):
+    as the volunteer search, an admin ranks everyone, a liaison the volunteers who work in their zones."""
+    g10 = zone_of(session, "G10")
+    there = zone_center(login("admin"), g10.id)
+    stranger = put_on_duty(session, "volunteer-010", *there, open_shift(session, g10.id, clock()))  # G10 only
+    session.commit()
+    probe = {"lon": offset(*there, 250, 0)[0], "lat": there[1]}
+
+    def ranked(username):
+        answer = login(username).get("/api/v1/dispatch/candidates", query_string=probe)
+        assert answer.status_code == 200, answer.get_json()
+        return [c["volunteer_id"] for c in answer.get_json()]
+
+    assert login("liaison-g01").get(f"/api/v1/volunteers/{stranger}").get_json()["last_position"] is None
+    assert stranger not in ranked("liaison-g01")
+    assert stranger in ranked("liaison-g10") and stranger in ranked("admin")
 
 
 def test_the_nearest_on_the_ground_wins_though_the_index_orders_by_degrees(login, session, clock):
@@ -136,6 +220,33 @@ def test_full_lifecycle_with_rating_and_reopen(login, g03):
     assert start_event["where"]["lon"] == pytest.approx(g03["here"][0])
 
 
+def test_an_actions_position_may_come_from_a_chinese_phone(login, g03):
+    """Point inputs are {lon, lat, crs} (DESIGN, README): the app's positions are GCJ-02 (AMap, WeChat)."""
+    from geo.crs import from_wgs84
+
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    volunteer = login("volunteer-013")
+    assert volunteer.post(f"/api/v1/requests/{filed['id']}/accept", json={}).status_code == 200
+    at = offset(*g03["here"], 30, 0)
+    lon, lat = from_wgs84(*at, "gcj02")
+    started = volunteer.post(f"/api/v1/requests/{filed['id']}/start", json={"lon": lon, "lat": lat, "crs": "gcj02"})
+    assert started.status_code == 200, started.get_json()
+    where = login("liaison-g03").get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]["where"]
+    assert where["crs"] == "wgs84" and (where["lon"], where["lat"]) == pytest.approx(at, abs=1e-6)
+    assert_problem(volunteer.post(f"/api/v1/requests/{filed['id']}/comment",
+                                  json={"lon": lon, "lat": lat, "crs": "mercator"}), 422)
+
+
+@pytest.mark.parametrize("half, missing", [({"lon": 121.78}, "lat"), ({"lat": 29.87}, "lon")])
+def test_half_a_position_is_refused_not_dropped(login, g03, half, missing):
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    liaison = login("liaison-g03")
+    before = liaison.get(f"/api/v1/requests/{filed['id']}/events").get_json()
+    problem = assert_problem(liaison.post(f"/api/v1/requests/{filed['id']}/comment", json={"note": "到了", **half}), 422)
+    assert missing in problem["errors"], problem
+    assert liaison.get(f"/api/v1/requests/{filed['id']}/events").get_json() == before
+
+
 def test_wrong_state_is_409_naming_both(login, g03):
     request = file(login("worker-001"), g03["here"]).get_json()
     body = assert_problem(login("worker-001").post(f"/api/v1/requests/{request['id']}/close", json={}), 409, "request-state")
@@ -167,6 +278,73 @@ def test_no_volunteer_goes_to_the_liaison_and_a_zone_without_one_to_the_nearest(
     trail = login("admin").get(f"/api/v1/requests/{second['id']}/events").get_json()
     assert "no liaison" in trail[-1]["note"] and "nearest zone" in trail[-1]["note"]
     assert second["possible_duplicates"] == [first["id"]]
+
+
+# The south-east corner of G07: G09 is across the street, G03 700 m north; all of G07's neighbours touch it.
+G07_SOUTH_EAST = (121.7787, 29.8630)
+
+
+def test_a_zone_without_liaison_falls_back_to_the_zone_nearest_the_request(login, session):
+    """Zone to zone, every neighbour is 0 m away and the lowest id won wherever the request was."""
+    g07 = zone_of(session, "G07")
+    assert login("admin").patch(f"/api/v1/zones/{g07.id}", json={"properties": {"liaison": None}}).status_code == 200
+    filed = file(login("worker-003"), G07_SOUTH_EAST, service="housing").get_json()
+    assert filed["zone_id"] == g07.id and filed["status"] == "with_liaison", filed
+    assert filed["liaison_id"] == account_id(session, "liaison-g09")
+    note = login("admin").get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]["note"]
+    assert note == "zone G07 has no liaison; the liaison of G09, the nearest zone, has it"
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
+def test_a_liaison_who_may_no_longer_act_is_not_given_requests(login, session, change):
+    """The zones still name them; the request goes on as for a zone without a liaison, to the nearest zone
+    whose liaison may act."""
+    g07 = zone_of(session, "G07")
+    admin = login("admin")
+    assert admin.patch(f"/api/v1/users/{account_id(session, 'liaison-g07')}", json=change).status_code == 200
+    filed = file(login("worker-003"), G07_SOUTH_EAST, service="housing").get_json()
+    assert filed["zone_id"] == g07.id and filed["status"] == "with_liaison"
+    assert filed["liaison_id"] == account_id(session, "liaison-g09")
+    assert admin.patch(f"/api/v1/users/{account_id(session, 'liaison-g09')}", json=change).status_code == 200
+    again = file(login("worker-004"), G07_SOUTH_EAST, service="housing").get_json()
+    assert again["liaison_id"] == account_id(session, "liaison-g06")  # the next nearest
+
+
+def test_the_nearest_zones_liaison_can_see_and_act_on_what_they_were_given(login, session):
+    g07 = zone_of(session, "G07")
+    assert login("admin").patch(f"/api/v1/zones/{g07.id}", json={"properties": {"liaison": None}}).status_code == 200
+    contact = {"name": "王师傅", "phone": "13900000009"}
+    worker = login("worker-003")
+    filed = file(worker, G07_SOUTH_EAST, service="housing", contact=contact).get_json()
+    assert filed["liaison_id"] == account_id(session, "liaison-g09")
+    holder = login("liaison-g09")
+    assert filed["id"] in [r["id"] for r in holder.get("/api/v1/requests").get_json()["items"]]
+    seen = holder.get(f"/api/v1/requests/{filed['id']}")
+    assert seen.status_code == 200, seen.get_json()
+    assert seen.get_json()["contact"] == contact  # whoever handles it may reach the requester
+    assert holder.get(f"/api/v1/requests/{filed['id']}/events").status_code == 200
+    started = holder.post(f"/api/v1/requests/{filed['id']}/start", json={"note": "我来处理"})
+    assert started.status_code == 200 and started.get_json()["status"] == "in_progress", started.get_json()
+    escalated = holder.post(f"/api/v1/requests/{filed['id']}/escalate", json={})  # as the zone's liaison would
+    assert escalated.status_code == 200 and escalated.get_json()["status"] == "escalated", escalated.get_json()
+    assert_problem(login("liaison-g02").get(f"/api/v1/requests/{filed['id']}"), 404)  # others' still not theirs
+
+
+def test_a_request_offered_again_is_no_longer_the_liaisons(login, session, clock):
+    """A liaison holds a request while it is with them; offered to a volunteer again (reopened), it is nobody's
+    until accepted, and a liaison of another zone it was handed to no longer reaches it."""
+    g07 = zone_of(session, "G07")
+    assert login("admin").patch(f"/api/v1/zones/{g07.id}", json={"properties": {"liaison": None}}).status_code == 200
+    worker = login("worker-003")
+    filed = file(worker, G07_SOUTH_EAST).get_json()  # nobody on duty yet
+    assert filed["status"] == "with_liaison" and filed["liaison_id"] == account_id(session, "liaison-g09")
+    holder = login("liaison-g09")
+    assert holder.post(f"/api/v1/requests/{filed['id']}/resolve", json={}).status_code == 200
+    put_on_duty(session, "volunteer-007", *offset(*G07_SOUTH_EAST, -50, 50), open_shift(session, g07.id, clock()))
+    session.commit()
+    reopened = worker.post(f"/api/v1/requests/{filed['id']}/reopen", json={"note": "又满了"}).get_json()
+    assert reopened["status"] == "offered" and reopened["liaison_id"] is None, reopened
+    assert_problem(holder.get(f"/api/v1/requests/{filed['id']}"), 404)
 
 
 def test_a_point_just_outside_every_zone_goes_to_the_nearest(login, session):
@@ -367,5 +545,9 @@ def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, sessi
     assigned = {p["request_id"]: p["volunteer_id"] for p in result["pairs"]}
     assert assigned == {first["id"]: far, second["id"]: near}
     assert login("volunteer-031").get("/api/v1/me/offers").get_json()[0]["id"] == second["id"]
+    # batch dispatch's notes say how far; not to the requester (the volunteers work in G06: the liaison sees it)
+    notes = [e["note"] or "" for e in worker.get(f"/api/v1/requests/{first['id']}/events").get_json()]
+    assert notes[-1] == f"batch: offered to volunteer {far}"
+    assert login("liaison-g06").get(f"/api/v1/requests/{first['id']}/events").get_json()[-1]["note"].endswith(" m away")
     assert_problem(login("liaison-g01").post("/api/v1/dispatch/batch?community_id=987654"), 404)
     assert_problem(login("volunteer-031").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}"), 403)
