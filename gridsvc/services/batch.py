@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, Volunteer
@@ -37,9 +37,12 @@ class BatchResult:
 
 def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy: dispatch.DispatchPolicy,
                    k: int = 10) -> BatchResult:
+    # A request with the liaison after its refusals stays theirs (the dispatch policy's last step): re-offering
+    # it would take it from them.
     open_requests = session.scalars(
         select(ServiceRequest).where(ServiceRequest.community_id == community_id,
-                                     ServiceRequest.status.in_(("offered", "with_liaison")))
+                                     ServiceRequest.status.in_(("offered", "with_liaison")),
+                                     ServiceRequest.refusals < policy.max_refusals)
         .order_by(ServiceRequest.created_at, ServiceRequest.id).with_for_update(skip_locked=True)).all()
     ids = [r.id for r in open_requests]
     if ids:
@@ -51,10 +54,13 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
         lon, lat = dispatch._lonlat(session, request)
         skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
         options[request.id] = dispatch.candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy,
-                                                  exclude=dispatch._offered_before(session, request.id), limit=k)
+                                                  exclude=dispatch._offered_before(session, request.id), limit=k,
+                                                  requester_id=request.requester_id)
     volunteers = sorted({c.volunteer_id for cs in options.values() for c in cs})
-    if volunteers:  # lock in id order: two batches cannot deadlock
-        session.execute(select(Volunteer.id).where(Volunteer.id.in_(volunteers)).order_by(Volunteer.id).with_for_update())
+    # The volunteers' offer locks, as a single dispatch takes them (waited for here, in id order: two batches
+    # cannot deadlock), so that their room counted below holds while the offers are made.
+    for volunteer_id in volunteers:
+        session.execute(select(func.pg_advisory_xact_lock(dispatch.OFFER_LOCKS, volunteer_id)))
     room = {v: policy.task_cap - session.scalar(select(dispatch._open_tasks(Volunteer.id)).where(Volunteer.id == v))
             for v in volunteers}
     slots = [v for v in volunteers for _ in range(max(0, room[v]))]
@@ -76,10 +82,10 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
             volunteer_id, distance = by_request[request.id]
             session.add(RequestOffer(request_id=request.id, volunteer_id=volunteer_id, distance_m=round(distance, 1),
                                      offered_at=now, deadline=now + policy.accept_within))
-            request.status, request.volunteer_id = "offered", None
+            request.status, request.volunteer_id, request.liaison_id = "offered", None, None
             session.flush()
             dispatch._event(session, request, None, "offer", before, "offered", system=True,
-                            note=f"batch: offered to volunteer {volunteer_id}, {distance:.0f} m away")
+                            note=f"batch: offered to volunteer {volunteer_id}")
         elif before == "offered":  # its offer was withdrawn and nobody is left for it
             dispatch._to_liaison(session, request, before)
     session.flush()

@@ -545,9 +545,27 @@ def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, sessi
     assigned = {p["request_id"]: p["volunteer_id"] for p in result["pairs"]}
     assert assigned == {first["id"]: far, second["id"]: near}
     assert login("volunteer-031").get("/api/v1/me/offers").get_json()[0]["id"] == second["id"]
-    # batch dispatch's notes say how far; not to the requester (the volunteers work in G06: the liaison sees it)
+    # batch dispatch's notes say to whom, not how far (the requester reads them too)
     notes = [e["note"] or "" for e in worker.get(f"/api/v1/requests/{first['id']}/events").get_json()]
     assert notes[-1] == f"batch: offered to volunteer {far}"
-    assert login("liaison-g06").get(f"/api/v1/requests/{first['id']}/events").get_json()[-1]["note"].endswith(" m away")
     assert_problem(login("liaison-g01").post("/api/v1/dispatch/batch?community_id=987654"), 404)
     assert_problem(login("volunteer-031").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}"), 403)
+
+
+def test_batch_leaves_the_liaison_what_ran_out_of_refusals_and_never_offers_a_need_back(login, g03, session, clock):
+    """Batch dispatch re-plans the open requests, but a request that reached the liaison after its three
+    refusals stays theirs, and a worker who volunteers is never offered their own need (found in review)."""
+    exhausted = file(login("worker-001"), g03["here"]).get_json()
+    for username in ("volunteer-013", "volunteer-019", "volunteer-025"):
+        login(username).post(f"/api/v1/requests/{exhausted['id']}/decline", json={"note": "在忙"})
+    fresh = put_on_duty(session, "volunteer-031", *offset(*g03["here"], 50, 0), open_shift(session, g03["zone"].id, clock()))
+    session.commit()
+    me = account_id(session, "volunteer-013")
+    assert login("admin").patch(f"/api/v1/users/{me}", json={"roles": ["volunteer", "worker"]}).status_code == 200
+    own = file(login("volunteer-013"), offset(*g03["here"], 120, 0)).get_json()  # where volunteer-013 stands
+    result = login("liaison-g03").post(f"/api/v1/dispatch/batch?community_id={g03['zone'].community_id}").get_json()
+    pairs = {p["request_id"]: p["volunteer_id"] for p in result["pairs"]}
+    assert exhausted["id"] not in pairs  # volunteer-031, never asked, would have been offered it
+    assert pairs[own["id"]] in {fresh, g03["volunteers"]["volunteer-025"]}  # not volunteer-013 (0 m), nor 019 (asked)
+    kept = login("liaison-g03").get(f"/api/v1/requests/{exhausted['id']}").get_json()
+    assert kept["status"] == "with_liaison" and kept["liaison_id"] == account_id(session, "liaison-g03")
