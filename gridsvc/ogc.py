@@ -123,17 +123,17 @@ def _instant(raw: str) -> date | None:
     return instant.date() if isinstance(instant, datetime) else instant
 
 
-def _datetime(raw: str) -> tuple[date | None, date | None]:
+def _datetime(raw: str) -> tuple[date | None, date | None, date | None]:
+    """(start, end) of an interval a/b, or the single day of an instant: (None, None, day)."""
     if "/" in raw:
         first, _, last = raw.partition("/")
         start, end = _instant(first), _instant(last)
         if start and end and start > end:
             raise BadRequest("The datetime interval ends before it starts.", errors={"datetime": ["start after end"]})
-        return start, end
+        return start, end, None
     if raw in ("", ".."):
         raise BadRequest("datetime needs a date or an interval.", errors={"datetime": ["empty"]})
-    day = _instant(raw)
-    return day, day
+    return None, None, _instant(raw)
 
 
 def _integer(name: str, raw: str, minimum: int) -> int:
@@ -156,9 +156,9 @@ def _item_query(collection: Collection) -> ItemQuery:
     # Above the maximum is served as the maximum (OGC /per/core/limit-override).
     limit = min(_integer("limit", args["limit"], 1), MAX_LIMIT) if "limit" in args else DEFAULT_LIMIT
     offset = _integer("offset", args["offset"], 0) if "offset" in args else 0
-    start = end = None
+    start = end = on_day = None
     if "datetime" in args:
-        start, end = _datetime(args["datetime"])
+        start, end, on_day = _datetime(args["datetime"])
     equals = []
     for name, prop in filters.items():
         if name not in args:
@@ -172,7 +172,7 @@ def _item_query(collection: Collection) -> ItemQuery:
                 raise BadRequest(f"{name} must be one of {', '.join(prop.enum)}.",
                                  errors={name: [f"one of {', '.join(prop.enum)}"]})
         equals.append((name, value))
-    return ItemQuery(bboxes=_bbox(args["bbox"]) if "bbox" in args else (), start=start, end=end,
+    return ItemQuery(bboxes=_bbox(args["bbox"]) if "bbox" in args else (), start=start, end=end, on_day=on_day,
                      temporal="datetime" in args, equals=tuple(equals), limit=limit, offset=offset)
 
 

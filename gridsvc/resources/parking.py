@@ -28,7 +28,9 @@ blp = Blueprint("parking", __name__, description="Parking inventory, occupancy, 
 STATUS_KEEPERS = auth.roles("admin", "planner", "liaison", name="status-keepers")
 
 
-def _tz() -> ZoneInfo:
+def _default_tz() -> ZoneInfo:
+    """For capacity, whose area (a box, a circle, a drawn polygon) may span communities:
+    its "today" is the configured zone's. Series and gaps use their community's own."""
     return ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
 
 
@@ -98,7 +100,7 @@ class LotOccupancy(MethodView):
         session = current_session()
         lot = service.get_lot(session, lot_id)
         buckets = service.occupancy_series(session, lot_id, start=query["start"], end=query["end"],
-                                           bucket=query["bucket"], tz=_tz())
+                                           bucket=query["bucket"])
         return {"lot_id": lot_id, "bucket": query["bucket"], "capacity": lot.capacity_total, "buckets": buckets}
 
     @auth.access(STATUS_KEEPERS)
@@ -251,7 +253,7 @@ class Capacity(MethodView):
         session = current_session()
         if query["format"] != "csv" and selector.kind != "radius":
             without_transaction(session)  # one statement answers (a radius adds its nearest lots)
-        answer = service.capacity(session, selector, as_of=query.get("as_of"), now=clock.now(), tz=_tz())
+        answer = service.capacity(session, selector, as_of=query.get("as_of"), now=clock.now(), tz=_default_tz())
         if query["format"] == "csv":
             return _capacity_csv(answer, selector)
         return answer
@@ -265,7 +267,7 @@ class Capacity(MethodView):
                                     echo={"polygon": geometry_to_geojson(data["geometry"])})
         session = current_session()
         without_transaction(session)  # one statement answers
-        return service.capacity(session, selector, as_of=data.get("as_of"), now=clock.now(), tz=_tz())
+        return service.capacity(session, selector, as_of=data.get("as_of"), now=clock.now(), tz=_default_tz())
 
 
 GAP_COLUMNS = ["zone", "name", "supply", "demand", "gap", "status", "peak_occupancy"]
@@ -278,14 +280,13 @@ class Gap(MethodView):
     @blp.response(200)
     def get(self, query):
         """Supply against demand per zone and for the community (format=csv or geojson to export)"""
-        as_of = query.get("as_of") or clock.now().astimezone(_tz()).date()
-        report = service.gap(current_session(), query["community_id"], as_of=as_of, tz=_tz())
+        report = service.gap(current_session(), query["community_id"], as_of=query.get("as_of"), now=clock.now())
         if query["format"] == "csv":
             rows = [[row["code"], row["name"], row["supply"], row["demand"], row["gap"], row["status"],
                      "" if row["peak_occupancy"] is None else row["peak_occupancy"]] for row in report["zones"]]
             t = report["total"]
             rows.append(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"], t["peak_occupancy"]])
-            return csv_response(GAP_COLUMNS, rows, f"parking-gap-{as_of}.csv")
+            return csv_response(GAP_COLUMNS, rows, f"parking-gap-{report['as_of']}.csv")
         rows = report.pop("zones")
         if query["format"] == "geojson":
             features = [{"type": "Feature", "id": r["zone_id"], "geometry": geometry_to_geojson(as_shape(r["geometry"])),

@@ -24,6 +24,9 @@ def _valid_timezone(name: str) -> None:
 
 NAME = validate.Length(1, 200)
 COUNT = validate.Range(min=0, max=10_000_000)
+SHARE = validate.Range(min=0, max=1)
+SHARE_HELP = {"description": "share of workers who drive to work, 0..1, where an enterprise gives none of its own "
+                             "(parking demand = workers x share); default 0.10", "example": 0.1}
 
 
 class CommunityCreate(Schema):
@@ -33,6 +36,7 @@ class CommunityCreate(Schema):
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(load_default="Asia/Shanghai", validate=_valid_timezone)
+    car_commuter_share = fields.Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class CommunityUpdate(Schema):
@@ -42,6 +46,7 @@ class CommunityUpdate(Schema):
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(validate=_valid_timezone)
+    car_commuter_share = fields.Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class UserRefOut(Schema):
@@ -59,6 +64,7 @@ class CommunityOut(Schema):
     enterprise_count = Int(allow_none=True)
     worker_count = Int(allow_none=True)
     timezone = fields.Str()
+    car_commuter_share = fields.Float()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     created_by = fields.Pluck(UserRefOut, "username", allow_none=True)

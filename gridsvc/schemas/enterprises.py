@@ -8,18 +8,26 @@ from gridsvc.schemas.common import Int, PageOut, PageQuery, PointIn
 from gridsvc.schemas.communities import UserRefOut
 
 WORKERS = validate.Range(min=0, max=1_000_000)
+DEMAND = validate.Range(min=0, max=1_000_000)
+SHARE = validate.Range(min=0, max=1)
+DEMAND_HELP = {"description": "car spaces the enterprise needs, when known; null: workers x car_commuter_share"}
+SHARE_HELP = {"description": "share of its workers who drive to work, 0..1; null: the community's", "example": 0.15}
 
 
 class EnterpriseCreate(Schema):
     name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "宁波灵峰精密机械有限公司"})
     location = fields.Nested(PointIn, required=True)
     workers = Int(load_default=0, validate=WORKERS)
+    parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)
+    car_commuter_share = fields.Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class EnterpriseUpdate(Schema):
     name = fields.Str(validate=validate.Length(1, 200))
     location = fields.Nested(PointIn)
     workers = Int(validate=WORKERS)
+    parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)
+    car_commuter_share = fields.Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class ZoneRefOut(Schema):
@@ -33,6 +41,8 @@ class EnterpriseOut(Schema):
     community_id = Int()
     name = fields.Str()
     workers = Int()
+    parking_demand = Int(allow_none=True)
+    car_commuter_share = fields.Float(allow_none=True)
     location = fields.Method("_location", metadata={"description": "WGS-84 {lon, lat}"})
     zone = fields.Nested(ZoneRefOut, allow_none=True, metadata={"description": "the zone holding the location"})
     created_at = fields.DateTime()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import geodesic_area_m2
@@ -340,6 +340,7 @@ class ImportItem:
     ref: str | None = None
     enterprise: str | None = None  # name of the owning enterprise
     lot_ref: str | None = None  # a space's lot, by ref
+    lot_id: int | None = None  # or by id (a lot already stored)
     label: str = ""
 
 
@@ -388,7 +389,7 @@ def _not_a_tag_value(value: Any) -> bool:
 def _from_osm(tags: dict) -> tuple[str, dict[str, Any], dict[str, list[str]]]:
     """Map OpenStreetMap's parking tags onto the fields of an import (loaded
     then by the same schema as ours, with its bounds). OSM's capacity is the
-    total; capacity:disabled and capacity:charging are parts of it."""
+    total; capacity:disabled, capacity:charging and capacity:hgv are parts of it."""
     feature_type = "space" if tags.get("amenity") == "parking_space" else "lot"
     errors = {key: ["must be text, as OSM tag values are"] for key in OSM_TAGS if _not_a_tag_value(tags.get(key))}
     if errors:
@@ -402,21 +403,26 @@ def _from_osm(tags: dict) -> tuple[str, dict[str, Any], dict[str, list[str]]]:
     total = _osm_int(tags, "capacity", errors)
     accessible = _osm_int(tags, "capacity:disabled", errors)
     charging = _osm_int(tags, "capacity:charging", errors)
-    if accessible + charging > total:
-        errors["capacity"] = [f"capacity {total} is less than capacity:disabled + capacity:charging"]
+    trucks = _osm_int(tags, "capacity:hgv", errors)
+    if accessible + charging + trucks > total:
+        errors["capacity"] = [f"capacity {total} (the total) is less than its parts: capacity:disabled + "
+                              f"capacity:charging + capacity:hgv = {accessible + charging + trucks}"]
     return "lot", {
         **common,
         "name": tags.get("name") or tags.get("name:zh") or tags.get("name:en") or "停车场 Car park",
         "operator": tags.get("operator"),
         "access": OSM_ACCESS.get(tags.get("access", "yes"), "public"),
         "kind": OSM_KIND.get(tags.get("parking", "surface"), "surface"),
-        "capacity_car": max(0, total - accessible - charging), "capacity_accessible": accessible,
-        "capacity_ev_charging": charging, "capacity_truck": _osm_int(tags, "capacity:hgv", errors), "capacity_ebike": 0,
+        "capacity_car": max(0, total - accessible - charging - trucks), "capacity_accessible": accessible,
+        "capacity_ev_charging": charging, "capacity_truck": trucks, "capacity_ebike": 0,
         "opening_hours": tags.get("opening_hours"), "fee": tags.get("fee"), "enterprise": tags.get("enterprise"),
     }, errors
 
 
 class _ImportLot(Schema):
+    """A lot of an import: capacity as flat ``capacity_<type>`` columns (what a
+    spreadsheet or a shapefile can hold) or nested, as POST /parking/lots takes it."""
+
     class Meta:
         unknown = EXCLUDE  # feature_type and OSM-style extras
 
@@ -432,13 +438,22 @@ class _ImportLot(Schema):
     capacity_ev_charging = Int(load_default=0, validate=COUNT)
     capacity_truck = Int(load_default=0, validate=COUNT)
     capacity_ebike = Int(load_default=0, validate=COUNT)
+    capacity = fields.Nested(Capacity, metadata={"description": "or the capacity by type, nested"})
     opening_hours = fields.Str(allow_none=True, validate=validate.Length(max=200))
     fee = fields.Str(allow_none=True, validate=validate.Length(max=100))
     opened_on = Date(allow_none=True)
 
+    @pre_load
+    def _one_form_of_capacity(self, data, **_kwargs) -> Any:
+        flat = sorted(k for k in data if k.startswith("capacity_")) if isinstance(data, dict) else []
+        if flat and "capacity" in data:
+            raise ValidationError(f"give the capacity nested or as {', '.join(flat)}, not both", "capacity")
+        return data
+
     @post_load
     def _nest(self, data, **_kwargs) -> dict:
-        data["capacity"] = {t: data.pop(f"capacity_{t}") for t in SPACE_TYPES}
+        flat = {t: data.pop(f"capacity_{t}") for t in SPACE_TYPES}
+        data["capacity"] = data.get("capacity") or flat
         return data
 
 
@@ -448,9 +463,15 @@ class _ImportSpace(Schema):
 
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     lot_ref = fields.Str(allow_none=True, validate=validate.Length(1, 64), metadata={"description": "the space's lot"})
+    lot_id = Int(allow_none=True, metadata={"description": "or its lot by id, as POST /parking/spaces takes it"})
     space_type = fields.Str(load_default="car", validate=validate.OneOf(SPACE_TYPES))
     status = fields.Str(load_default="free", validate=validate.OneOf(SPACE_STATUSES))
     opened_on = Date(allow_none=True)
+
+    @validates_schema
+    def _one_lot(self, data, **_kwargs) -> None:
+        if data.get("lot_ref") is not None and data.get("lot_id") is not None:
+            raise ValidationError("give the space's lot by lot_ref or by lot_id, not both", "lot_id")
 
 
 def parse_import(collection: Any) -> ImportReport:
@@ -496,9 +517,10 @@ def parse_import(collection: Any) -> ImportReport:
         if errors:
             report.errors.append({"index": index, "feature": label, "errors": errors})
             continue
-        enterprise, lot_ref = values.pop("enterprise", None), values.pop("lot_ref", None)
+        enterprise, lot_ref, lot_id = values.pop("enterprise", None), values.pop("lot_ref", None), values.pop("lot_id", None)
         report.items.append(ImportItem(index=index, feature_type=feature_type, geometry=geometry, fields=values,
-                                       ref=values.get("ref"), enterprise=enterprise, lot_ref=lot_ref, label=label))
+                                       ref=values.get("ref"), enterprise=enterprise, lot_ref=lot_ref, lot_id=lot_id,
+                                       label=label))
     return report
 
 

@@ -37,9 +37,12 @@ def list_communities(session: Session, *, kind: str | None = None, limit: int = 
 
 
 def create_community(session: Session, *, name: str, kind: str, boundary: BaseGeometry, timezone: str,
-                     enterprise_count: int | None = None, worker_count: int | None = None) -> Community:
+                     enterprise_count: int | None = None, worker_count: int | None = None,
+                     car_commuter_share: float | None = None) -> Community:
+    # Without a share of its own the community takes the column's default (0.1).
+    own_share = {} if car_commuter_share is None else {"car_commuter_share": car_commuter_share}
     community = Community(name=name, kind=kind, boundary=gsql.literal_geometry(boundary), timezone=timezone,
-                          enterprise_count=enterprise_count, worker_count=worker_count)
+                          enterprise_count=enterprise_count, worker_count=worker_count, **own_share)
     session.add(community)
     session.flush()
     return community

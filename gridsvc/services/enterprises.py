@@ -55,11 +55,12 @@ def list_enterprises(session: Session, community_id: int, *, zone_id: int | None
     return Page(items=items, total=total or 0, limit=limit, offset=offset)
 
 
-def create_enterprise(session: Session, community_id: int, *, name: str, location: Point, workers: int = 0) -> Enterprise:
+def create_enterprise(session: Session, community_id: int, *, name: str, location: Point, workers: int = 0,
+                      parking_demand: int | None = None, car_commuter_share: float | None = None) -> Enterprise:
     get_community(session, community_id)
     _check_inside(session, community_id, location)
-    enterprise = Enterprise(community_id=community_id, name=name, workers=workers,
-                            location=gsql.literal_geometry(location),
+    enterprise = Enterprise(community_id=community_id, name=name, workers=workers, parking_demand=parking_demand,
+                            car_commuter_share=car_commuter_share, location=gsql.literal_geometry(location),
                             zone_id=_zone_for(session, community_id, location))
     session.add(enterprise)
     session.flush()

@@ -144,6 +144,7 @@ class ItemQuery:
     start: date | None = None  # the datetime interval; None = open
     end: date | None = None
     temporal: bool = False  # a datetime was given
+    on_day: date | None = None  # or a single day (datetime=DATE): what was in use on it
     equals: tuple[tuple[str, Any], ...] = ()  # declared property filters
     limit: int = 10
     offset: int = 0
@@ -168,9 +169,11 @@ def _where(collection: Collection, query: ItemQuery, params: dict[str, Any]) -> 
         column = f"t.{collection.temporal}"
         # A NULL day means "since before records began": it is in use from the
         # beginning of time, so it lies in an interval only when that is open at the start.
-        if query.start is not None and query.start == query.end:
-            params["day"] = query.start
-            clauses.append(f"{column} = %(day)s")
+        if query.on_day is not None:
+            # In use on the day: opened by then, and features stay in use (an interval a/b
+            # selects what opened within it; a/a, what opened that very day).
+            params["day"] = query.on_day
+            clauses.append(f"({column} IS NULL OR {column} <= %(day)s)")
         else:
             if query.start is not None:
                 params["start"] = query.start

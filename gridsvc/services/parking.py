@@ -14,9 +14,15 @@ Counting rules (one place, documented in the README):
 - practical capacity is 85 % of supply (a lot feels full well before the
   last stall goes);
 - demand per enterprise = its explicit figure, else round(workers x its
-  car-commuter share, else the community's);
+  car-commuter share, else the community's), half up;
 - per zone, gap = demand - car-usable supply; "ok" within 5 % of demand,
-  else deficit or surplus.
+  else deficit or surplus; the community's total also counts the lots,
+  spaces and enterprises that lie in no zone;
+- days (the gap's as_of and peak window, the 1d buckets of a series) are the
+  community's own (``Community.timezone``);
+- a lot is in the zone holding most of its area (or its point), a lone space
+  in the zone where it stands, a space of a lot in its lot's zone; zone
+  changes re-place them (``assign_parking``).
 """
 from __future__ import annotations
 
@@ -24,16 +30,18 @@ import functools
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, text
+from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import NotFound, ValidationFailed
+from gridsvc.fields import as_shape
 from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
 from gridsvc.services import Page
@@ -64,6 +72,64 @@ def place_of(session: Session, geometry: BaseGeometry, *, field_name: str = "geo
         raise ValidationFailed("The geometry lies in no zone of any community.",
                                errors={field_name: ["outside every zone"]})
     return row[0], row[1]
+
+
+# The zone of the row's community holding most of the row's area, as place_of
+# picks it (a point's share is nil everywhere: the lowest-id zone covering it).
+_ZONE_HOLDING_MOST_OF = """(
+    SELECT z.id FROM zone z
+     WHERE z.community_id = {row}.community_id AND ST_Intersects(z.geom, {row}.geom)
+     ORDER BY ST_Area(ST_Intersection(z.geom, {row}.geom)::geography) DESC, z.id LIMIT 1)"""
+
+# Only rows their zone no longer covers (or that have none) can change zone:
+# the zone covering a lot holds all of it. MATERIALIZED: the zone is worked out
+# once per row, not again for the comparison. The lots re-placed take their
+# spaces along; "= ANY(ARRAY(...))" lets the planner, which cannot guess how few
+# lots moved, find their spaces by the lot_id index instead of reading them all.
+_REPLACE_LOTS = text(f"""
+    WITH placed AS MATERIALIZED (
+        SELECT l.id, {_ZONE_HOLDING_MOST_OF.format(row="l")} AS zone_id
+          FROM parking_lot l LEFT JOIN zone current_zone ON current_zone.id = l.zone_id
+         WHERE l.community_id = :community_id
+           AND (current_zone.id IS NULL OR NOT ST_Covers(current_zone.geom, l.geom))
+    ), moved AS (
+        UPDATE parking_lot l SET zone_id = placed.zone_id FROM placed
+         WHERE l.id = placed.id AND l.zone_id IS DISTINCT FROM placed.zone_id
+        RETURNING l.id, l.zone_id
+    )
+    UPDATE parking_space s SET zone_id = moved.zone_id FROM moved
+     WHERE s.lot_id = ANY(ARRAY(SELECT id FROM moved)) AND s.lot_id = moved.id
+       AND s.zone_id IS DISTINCT FROM moved.zone_id""")
+
+_REPLACE_LONE_SPACES = text(f"""
+    WITH placed AS MATERIALIZED (
+        SELECT lone.id, {_ZONE_HOLDING_MOST_OF.format(row="lone")} AS zone_id
+          FROM parking_space lone LEFT JOIN zone current_zone ON current_zone.id = lone.zone_id
+         WHERE lone.lot_id IS NULL AND lone.community_id = :community_id
+           AND (current_zone.id IS NULL OR NOT ST_Covers(current_zone.geom, lone.geom))
+    )
+    UPDATE parking_space s SET zone_id = placed.zone_id FROM placed
+     WHERE s.id = placed.id AND s.zone_id IS DISTINCT FROM placed.zone_id""")
+
+
+def assign_parking(session: Session, community_id: int) -> None:
+    """Put the community's lots and spaces in the zones that now hold them.
+
+    Run after any change to its zones (as ``zones.assign_enterprises``): a
+    redrawn, added or deleted zone moves supply from one zone to another, and
+    a lot whose zone was deleted stays in none until a zone takes it. Lots go
+    to the zone holding most of their area (or their point), lone spaces to
+    the zone where they stand, the spaces of a lot with their lot. Two
+    statements, whatever the number of lots.
+    """
+    params = {"community_id": community_id}
+    session.execute(_REPLACE_LOTS, params)
+    session.execute(_REPLACE_LONE_SPACES, params)
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, ParkingLot) and obj.community_id == community_id:
+            session.expire(obj, ["zone_id", "zone"])
+        elif isinstance(obj, ParkingSpace) and obj.community_id == community_id:
+            session.expire(obj, ["zone_id"])
 
 
 # ---------------------------------------------------------------- lots
@@ -111,12 +177,28 @@ def update_lot(session: Session, lot_id: int, changes: dict[str, Any]) -> Parkin
     if geometry is not None:
         lot.community_id, lot.zone_id = place_of(session, geometry)
         lot.geom = gsql.literal_geometry(geometry)
+        # The owner must be of the community the lot now lies in.
+        changes.setdefault("enterprise_id", lot.enterprise_id)
     if "enterprise_id" in changes:
         changes["enterprise_id"] = _enterprise_in(session, changes["enterprise_id"], lot.community_id)
     for key, value in changes.items():
         setattr(lot, key, value)
     session.flush()
+    if geometry is not None:
+        _spaces_follow_their_lot(session, lot)
     return lot
+
+
+def _spaces_follow_their_lot(session: Session, lot: ParkingLot) -> None:
+    """Put the spaces of ``lot`` in its community and zone: a liaison answers
+    for the spaces of the lots of their zone, and capacity by zone counts
+    them there."""
+    session.execute(update(ParkingSpace)
+                    .where(ParkingSpace.lot_id == lot.id,
+                           or_(ParkingSpace.community_id != lot.community_id,
+                               ParkingSpace.zone_id.is_distinct_from(lot.zone_id)))
+                    .values(community_id=lot.community_id, zone_id=lot.zone_id)
+                    .execution_options(synchronize_session="fetch"))
 
 
 def delete_lot(session: Session, lot_id: int) -> None:
@@ -149,14 +231,22 @@ def get_space(session: Session, space_id: int) -> ParkingSpace:
     return space
 
 
+def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None) -> tuple[int, int | None]:
+    """(community_id, zone_id) of a space standing at ``geometry``: in a lot, the
+    lot's zone (and the lot must be of the community the space stands in);
+    on its own, the zone where it stands."""
+    community_id, zone_id = place_of(session, geometry)
+    if lot_id is None:
+        return community_id, zone_id
+    lot = get_lot(session, lot_id)
+    if lot.community_id != community_id:
+        raise ValidationFailed(f"The space is not in lot {lot_id}'s community.", errors={"lot_id": ["other community"]})
+    return community_id, lot.zone_id
+
+
 def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, now: datetime,
                  **fields: Any) -> ParkingSpace:
-    community_id, zone_id = place_of(session, geometry)
-    if lot_id is not None:
-        lot = get_lot(session, lot_id)
-        if lot.community_id != community_id:
-            raise ValidationFailed(f"The space is not in lot {lot_id}'s community.", errors={"lot_id": ["other community"]})
-        zone_id = lot.zone_id
+    community_id, zone_id = _placed_space(session, geometry, lot_id)
     space = ParkingSpace(community_id=community_id, zone_id=zone_id, lot_id=lot_id, geom=gsql.literal_geometry(geometry),
                          status_updated_at=now, **fields)
     session.add(space)
@@ -167,11 +257,12 @@ def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None
 def update_space(session: Session, space_id: int, changes: dict[str, Any], *, now: datetime) -> ParkingSpace:
     space = get_space(session, space_id)
     geometry = changes.pop("geometry", None)
+    if geometry is not None or "lot_id" in changes:
+        # Moved, or put into or taken out of a lot: placed again, as a new space would be.
+        position = geometry if geometry is not None else as_shape(space.geom)
+        space.community_id, space.zone_id = _placed_space(session, position, changes.get("lot_id", space.lot_id))
     if geometry is not None:
-        space.community_id, space.zone_id = place_of(session, geometry)
         space.geom = gsql.literal_geometry(geometry)
-    if "lot_id" in changes and changes["lot_id"] is not None:
-        space.zone_id = get_lot(session, changes["lot_id"]).zone_id
     if "status" in changes and changes["status"] != space.status:
         space.status_updated_at = now
     for key, value in changes.items():
@@ -237,12 +328,15 @@ def set_statuses(session: Session, updates: list[tuple[int, str]], *, now: datet
 def add_observation(session: Session, lot_id: int, *, observed_at: datetime, occupied: int,
                     by_type: dict[str, int] | None = None, note: str | None = None, now: datetime) -> OccupancyObservation:
     lot = get_lot(session, lot_id)
+    # An empty breakdown ({}) says nothing about types: kept as none. Stored as {}
+    # it read as "0 cars" in the gap's peak, whatever ``occupied`` said.
+    by_type = by_type or None
     if observed_at > now + timedelta(minutes=5):
         raise ValidationFailed("observed_at is in the future.", errors={"observed_at": ["in the future"]})
     if occupied > lot.capacity_total:
         raise ValidationFailed(f"{occupied} occupied is more than the lot's capacity of {lot.capacity_total}.",
                                errors={"occupied": [f"more than capacity {lot.capacity_total}"]})
-    if by_type:
+    if by_type is not None:
         over = {t: n for t, n in by_type.items() if n > lot.capacity[t]}
         if over:
             raise ValidationFailed("More vehicles of a type than the lot has spaces of it: "
@@ -257,10 +351,16 @@ def add_observation(session: Session, lot_id: int, *, observed_at: datetime, occ
     return observation
 
 
-def occupancy_series(session: Session, lot_id: int, *, start: datetime, end: datetime, bucket: str,
-                     tz: ZoneInfo) -> list[dict[str, Any]]:
-    """Peak and mean per bucket (buckets aligned to local midnight)."""
+def community_timezone(session: Session, community_id: int) -> ZoneInfo:
+    """The community's own time zone: its days are the ones its planners count in."""
+    return ZoneInfo(session.scalar(select(Community.timezone).where(Community.id == community_id)))
+
+
+def occupancy_series(session: Session, lot_id: int, *, start: datetime, end: datetime,
+                     bucket: str) -> list[dict[str, Any]]:
+    """Peak and mean per bucket (buckets aligned to midnight in the lot's community)."""
     lot = get_lot(session, lot_id)
+    tz = community_timezone(session, lot.community_id)
     origin = datetime.combine(date(2000, 1, 3), time.min, tz)
     bin_start = func.date_bin(text(f"interval '{BUCKETS[bucket]}'"), OccupancyObservation.observed_at, origin)
     rows = session.execute(
@@ -362,7 +462,14 @@ def _capacity_statement(kind: str, current: bool):
     lot_columns = [func.count().label("n")]
     lot_columns += [func.coalesce(func.sum(lots.c[f"capacity_{t}"]), 0).label(t) for t in SPACE_TYPES]
     lone_columns = [tally(lone.c.space_type == t).label(t) for t in SPACE_TYPES] + [tally().label("n")]
-    in_lots = (select(ParkingSpace.status).where(ParkingSpace.lot_id.in_(select(lots.c.id)))).subquery("in_lots")
+    in_lots = select(ParkingSpace.status).where(ParkingSpace.lot_id.in_(select(lots.c.id)))
+    if not current:
+        # In the past a lot's marked spaces count from their own opening day, as lone ones do (a lot
+        # may grow after it opens). Today every marked space of an open lot counts: it carries a live
+        # status, and reading opened_on takes the scan off the (lot_id, status) index onto the table
+        # (+50 % for a 500 m radius at 1M spaces).
+        in_lots = in_lots.where(_in_use(ParkingSpace, bindparam("as_of")))
+    in_lots = in_lots.subquery("in_lots")
     inside_columns = [tally().label("n")]
     if current:
         latest = (select(OccupancyObservation.occupied)
@@ -452,7 +559,9 @@ def enterprise_demand(enterprise: Enterprise, community_share: float) -> int:
     if enterprise.parking_demand is not None:
         return enterprise.parking_demand
     share = enterprise.car_commuter_share if enterprise.car_commuter_share is not None else community_share
-    return math.floor(enterprise.workers * share + 0.5)  # half up, as people round
+    # Half up, as people round, on the share as written: in binary floating point
+    # 100 x 0.145 is 14.499999999999998, which would round down.
+    return int((enterprise.workers * Decimal(str(share))).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _status(gap: int, demand: int) -> str:
@@ -461,10 +570,13 @@ def _status(gap: int, demand: int) -> str:
     return "deficit" if gap > 0 else "surplus"
 
 
-def gap(session: Session, community_id: int, *, as_of: date, tz: ZoneInfo) -> dict[str, Any]:
+def gap(session: Session, community_id: int, *, as_of: date | None, now: datetime) -> dict[str, Any]:
+    """Supply against demand per zone as of a day (default: today), in the community's own days."""
     community = session.get(Community, community_id)
     if community is None:
         raise NotFound(f"Community {community_id} does not exist.")
+    tz = ZoneInfo(community.timezone)
+    as_of = as_of or now.astimezone(tz).date()
     zones = session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)).all()
     demand: dict[int | None, int] = {}
     for enterprise in session.scalars(select(Enterprise).where(Enterprise.community_id == community_id)):
@@ -484,9 +596,11 @@ def gap(session: Session, community_id: int, *, as_of: date, tz: ZoneInfo) -> di
     window_end = datetime.combine(as_of + timedelta(days=1), time.min, tz)
     window_start = window_end - timedelta(days=PEAK_WINDOW_DAYS)
     # Cars only: by_type when the count has it, else the count capped at the lot's car-usable spaces.
+    # An empty breakdown (as counts recorded before add_observation kept it as none) has none.
     by_type_cars = sum(func.coalesce(OccupancyObservation.by_type[t].as_integer(), 0) for t in CAR_USABLE)
-    cars = case((func.jsonb_typeof(OccupancyObservation.by_type) == "object", by_type_cars),
-                else_=func.least(OccupancyObservation.occupied, usable))
+    has_breakdown = and_(func.jsonb_typeof(OccupancyObservation.by_type) == "object",
+                         OccupancyObservation.by_type != literal_column("'{}'::jsonb"))
+    cars = case((has_breakdown, by_type_cars), else_=func.least(OccupancyObservation.occupied, usable))
     per_lot_peak = (select(ParkingLot.zone_id.label("zone_id"), func.max(cars).label("peak"))
                     .join(OccupancyObservation, OccupancyObservation.lot_id == ParkingLot.id)
                     .where(ParkingLot.community_id == community_id, _in_use(ParkingLot, as_of),
@@ -503,12 +617,15 @@ def gap(session: Session, community_id: int, *, as_of: date, tz: ZoneInfo) -> di
                      "gap": wanted - supply, "status": _status(wanted - supply, wanted),
                      "peak_occupancy": int(peak) if peak is not None else None,
                      "geometry": zone.geom})
-    supply_total = sum(r["supply"] for r in rows)
+    # The community's total is all of it: lots, spaces and enterprises in no zone
+    # (their zone deleted, say) count too, as capacity?community_id counts them.
+    unzoned_supply = int(lot_supply.get(None) or 0) + int(lone_supply.get(None) or 0)
+    supply_total = sum(r["supply"] for r in rows) + unzoned_supply
     demand_total = sum(demand.values())
     return {"community_id": community_id, "as_of": as_of.isoformat(), "car_commuter_share": community.car_commuter_share,
             "zones": rows,
             "total": {"supply": supply_total, "demand": demand_total, "gap": demand_total - supply_total,
                       "status": _status(demand_total - supply_total, demand_total),
-                      "unzoned_demand": demand.get(None, 0),
-                      "peak_occupancy": sum(r["peak_occupancy"] or 0 for r in rows)}}
+                      "unzoned_supply": unzoned_supply, "unzoned_demand": demand.get(None, 0),
+                      "peak_occupancy": sum(r["peak_occupancy"] or 0 for r in rows) + int(peaks.get(None) or 0)}}
 

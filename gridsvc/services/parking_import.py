@@ -3,7 +3,8 @@
 The features arrive parsed (gridsvc.schemas.parking.parse_import); this adds
 what needs the database: which zone and community each feature falls in,
 the owning enterprise by name, refs unique within the community, and a
-space's lot by ref. Any error anywhere means nothing is written.
+space's lot by ref or id (a lot of the community it stands in). Any error
+anywhere means nothing is written.
 """
 from __future__ import annotations
 
@@ -63,6 +64,10 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
                 select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.ref == item.lot_ref)):
             errors.append({"index": item.index, "feature": item.label,
                            "errors": {"lot_ref": [f"no lot {item.lot_ref} in this import or this community"]}})
+        if item.feature_type == "space" and item.lot_id is not None and not session.scalar(
+                select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.id == item.lot_id)):
+            errors.append({"index": item.index, "feature": item.label,
+                           "errors": {"lot_id": [f"no lot {item.lot_id} in this community"]}})
     if errors:
         errors.sort(key=lambda e: (e["index"] is None, e["index"] or 0))
         named = ", ".join(f"#{e['index']} {e.get('feature', '')}".strip() for e in errors[:5])
@@ -83,7 +88,7 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
         if progress:
             progress(1)
     for item, community_id, _ in spaces:
-        lot_id = None
+        lot_id = item.lot_id
         if item.lot_ref:
             lot_id = created_lots.get((community_id, item.lot_ref)) or session.scalar(
                 select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.ref == item.lot_ref))

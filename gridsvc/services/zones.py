@@ -17,6 +17,7 @@ from gridsvc.errors import (Conflict, DuplicateCode, HasDependents, NotFound, Ou
 from gridsvc.fields import as_shape
 from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, User, Zone
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
+from gridsvc.services.parking import assign_parking
 
 # Overlaps smaller than this are floating-point noise along a shared edge.
 OVERLAP_TOLERANCE_M2 = 0.01
@@ -67,6 +68,7 @@ def create_zone(session: Session, community_id: int, *, code: str, name: str, ge
     session.add(zone)
     session.flush()
     assign_enterprises(session, community_id)
+    assign_parking(session, community_id)
     return zone
 
 
@@ -86,6 +88,7 @@ def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone
     session.flush()
     if geometry is not None:
         assign_enterprises(session, zone.community_id)
+        assign_parking(session, zone.community_id)
     return zone
 
 
@@ -107,6 +110,7 @@ def delete_zone(session: Session, zone_id: int) -> None:
     session.delete(zone)
     session.flush()
     assign_enterprises(session, community_id)
+    assign_parking(session, community_id)
 
 
 def _snapped_to_neighbours(session: Session, community_id: int, geometry: BaseGeometry,
@@ -248,6 +252,7 @@ def commit_split(session: Session, community_id: int, count: int) -> list[ZonePr
                     for p in proposals)
     session.flush()
     assign_enterprises(session, community_id)
+    assign_parking(session, community_id)
     return proposals
 
 

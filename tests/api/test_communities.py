@@ -106,6 +106,25 @@ def test_bad_patch_changes_nothing(client, lingfeng):
     assert client.get(f"/api/v1/communities/{lingfeng.id}").get_json() == before
 
 
+def test_car_commuter_share_defaults_to_a_tenth_and_can_be_set(client):
+    created = client.post("/api/v1/communities", json=community_body()).get_json()
+    assert created["car_commuter_share"] == 0.1
+    own = client.post("/api/v1/communities", json=community_body(name="Drivers' park", car_commuter_share=0.3)).get_json()
+    assert own["car_commuter_share"] == 0.3
+    patched = client.patch(f"/api/v1/communities/{created['id']}", json={"car_commuter_share": 0.25}).get_json()
+    assert patched["car_commuter_share"] == 0.25
+
+
+@pytest.mark.parametrize("share", [-0.01, 1.01, None, "NaN", "most"])
+def test_bad_car_commuter_share_is_422(client, lingfeng, share):
+    before = client.get(f"/api/v1/communities/{lingfeng.id}").get_json()
+    problem = assert_problem(client.patch(f"/api/v1/communities/{lingfeng.id}", json={"car_commuter_share": share}), 422)
+    assert "car_commuter_share" in problem["errors"]
+    assert "car_commuter_share" in assert_problem(
+        client.post("/api/v1/communities", json=community_body(car_commuter_share=share)), 422)["errors"]
+    assert client.get(f"/api/v1/communities/{lingfeng.id}").get_json() == before
+
+
 def test_unknown_community_is_404(client):
     assert_problem(client.get("/api/v1/communities/987654"), 404, "not-found")
     assert_problem(client.patch("/api/v1/communities/987654", json={"name": "x"}), 404)

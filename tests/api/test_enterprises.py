@@ -79,6 +79,33 @@ def test_update_and_delete(client, market):
     assert_problem(client.get(url), 404)
 
 
+def test_parking_demand_and_car_commuter_share_are_set_and_cleared(client, market):
+    """The two overrides of an enterprise's parking demand; null means "derive it" (workers x the community's share)."""
+    created = client.post(f"/api/v1/communities/{market}/enterprises",
+                          json={"name": "A", "location": _point(10, 10), "workers": 400, "parking_demand": 120})
+    assert created.status_code == 201, created.get_json()
+    assert (created.get_json()["parking_demand"], created.get_json()["car_commuter_share"]) == (120, None)
+    url = f"/api/v1/communities/{market}/enterprises/{created.get_json()['id']}"
+    changed = client.patch(url, json={"parking_demand": None, "car_commuter_share": 0.35}).get_json()
+    assert (changed["parking_demand"], changed["car_commuter_share"]) == (None, 0.35)
+    assert client.get(url).get_json()["car_commuter_share"] == 0.35
+    cleared = client.patch(url, json={"car_commuter_share": None}).get_json()
+    assert (cleared["parking_demand"], cleared["car_commuter_share"], cleared["workers"]) == (None, None, 400)
+
+
+@pytest.mark.parametrize("change", [{"parking_demand": -1}, {"parking_demand": 2.5}, {"parking_demand": 10**9},
+                                    {"car_commuter_share": -0.1}, {"car_commuter_share": 1.5},
+                                    {"car_commuter_share": "NaN"}, {"car_commuter_share": "a lot"}])
+def test_bad_demand_overrides_are_422_and_change_nothing(client, market, change):
+    created = client.post(f"/api/v1/communities/{market}/enterprises",
+                          json={"name": "A", "location": _point(10, 10), "parking_demand": 5}).get_json()
+    url = f"/api/v1/communities/{market}/enterprises/{created['id']}"
+    assert list(assert_problem(client.patch(url, json=change), 422)["errors"]) == list(change)
+    assert_problem(client.post(f"/api/v1/communities/{market}/enterprises",
+                               json={"name": "B", "location": _point(10, 10), **change}), 422)
+    assert client.get(url).get_json() == created
+
+
 def test_enterprise_outside_community_is_422(client, session, market):
     before = count(session, Enterprise)
     body = assert_problem(client.post(f"/api/v1/communities/{market}/enterprises",

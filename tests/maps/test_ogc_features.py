@@ -137,6 +137,21 @@ def test_datetime_selects_what_was_in_use(client, session):
     assert later["numberMatched"] + body["numberMatched"] == session.scalar(select(func.count()).select_from(ParkingLot))
 
 
+def test_datetime_of_one_day_selects_what_was_in_use_that_day(client, session):
+    """An instant is a day of use (opened by then, or undated); an interval a/b is what opened within it."""
+    day = session.scalar(select(func.min(ParkingLot.opened_on)).where(ParkingLot.opened_on >= date(2020, 1, 1)))
+    in_use = session.scalars(select(ParkingLot.id).where(or_(
+        ParkingLot.opened_on.is_(None), ParkingLot.opened_on <= day)).order_by(ParkingLot.id)).all()
+    opened_that_day = session.scalars(select(ParkingLot.id).where(ParkingLot.opened_on == day).order_by(ParkingLot.id)).all()
+    assert 0 < len(opened_that_day) < len(in_use)
+    for instant in (day.isoformat(), f"{day.isoformat()}T12:00:00Z", f"../{day.isoformat()}"):
+        body = client.get("/ogc/collections/parking-lots/items", query_string={"datetime": instant, "limit": 1000}).get_json()
+        assert [f["id"] for f in body["features"]] == in_use and body["numberMatched"] == len(in_use), instant
+    same_day = client.get("/ogc/collections/parking-lots/items",
+                          query_string={"datetime": f"{day.isoformat()}/{day.isoformat()}", "limit": 1000}).get_json()
+    assert [f["id"] for f in same_day["features"]] == opened_that_day
+
+
 def test_declared_property_filters(client, session):
     zone = session.scalar(select(Zone).where(Zone.code == "G03"))
     body = client.get("/ogc/collections/parking-lots/items",
