@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.models import ROLES
-from gridsvc.schemas.common import Int, PageOut, PageQuery
+from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery
 
 USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(min=8, max=256)
@@ -70,7 +70,7 @@ class UserUpdate(Schema):
     phone = fields.Str(allow_none=True, validate=PHONE)
     roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)))
     departments = fields.List(fields.Str())
-    disabled = fields.Bool(metadata={"description": "a disabled account's tokens stop working at once"})
+    disabled = JsonBool(metadata={"description": "a disabled account's tokens stop working at once"})
 
 
 class UserQuery(PageQuery):

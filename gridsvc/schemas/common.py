@@ -23,6 +23,16 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
 MAX_UTC_OFFSET = timedelta(hours=14)  # the offsets in use run from -12:00 to +14:00
 
 
+class JsonBool(fields.Boolean):
+    """A body's boolean: JSON ``true`` or ``false`` only. marshmallow's Boolean also takes 0, 1, "yes", "off"...,
+    which the OpenAPI document's ``boolean`` does not allow (a query parameter, which is text, keeps those)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if type(value) is not bool:  # 0 and 1 would pass a set of {True, False}: 1 == True
+            raise self.make_error("invalid")
+        return value
+
+
 class Int(fields.Integer):
     """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647).
 

@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
-from gridsvc.schemas.common import Int, PointOut
+from gridsvc.schemas.common import Int, JsonBool, PointOut
 
 CODE = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
 FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
@@ -88,7 +88,7 @@ def zone_collection(zones) -> dict:
 
 class SplitIn(Schema):
     count = Int(required=True, validate=validate.Range(1, 1000), metadata={"example": 10})
-    commit = fields.Bool(load_default=False, metadata={"description": "save the proposal as the community's zones"})
+    commit = JsonBool(load_default=False, metadata={"description": "save the proposal as the community's zones"})
 
 
 class ProposalPropertiesOut(Schema):

@@ -324,3 +324,12 @@ def test_a_hash_made_before_normalising_still_signs_in_and_is_renewed(client, se
 def test_signing_in_with_a_name_that_grows_when_lowercased_is_a_wrong_name(client):
     """'İ'.lower() is two characters: 64 of them (a valid body) overflowed the throttle's column (a 500)."""
     assert_problem(client.post("/api/v1/auth/token", json={"username": "\u0130" * 64, "password": "whatever-1"}), 401)
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes", "false"])
+def test_a_body_boolean_is_json_true_or_false(login, session, value):
+    """marshmallow's Boolean took 0, 1, "yes"...; the OpenAPI document says boolean (found by schemathesis)."""
+    uid = session.scalar(select(User.id).where(User.username == "worker-003"))
+    problem = assert_problem(login("admin").patch(f"/api/v1/users/{uid}", json={"disabled": value}), 422)
+    assert "disabled" in problem["errors"]
+    assert session.get(User, uid).disabled is False
