@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 from typing import Any, Iterable
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
@@ -120,7 +121,12 @@ def _instant(raw: str) -> date | None:
     problem = time_problem(instant)
     if problem:
         raise BadRequest(f"datetime {raw!r}: {problem}", errors={"datetime": [problem]})
-    return instant.date() if isinstance(instant, datetime) else instant
+    if isinstance(instant, datetime):
+        if instant.tzinfo is not None:
+            # opened_on is a day on the parks' clock: the same instant written as +08:00 or as Z is the same day
+            instant = instant.astimezone(ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+        return instant.date()
+    return instant
 
 
 def _datetime(raw: str) -> tuple[date | None, date | None, date | None]:

@@ -41,16 +41,18 @@ class TileCache:
         self._entries: OrderedDict[tuple, tuple[float, bytes, str]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> tuple[bytes, str] | None:
+    def get(self, key: tuple) -> tuple[bytes, str, float] | None:
+        """(bytes, ETag, seconds since stored), or None."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            if time.monotonic() - entry[0] > self.ttl_s:
+            age = time.monotonic() - entry[0]
+            if age > self.ttl_s:
                 self._drop(key)
                 return None
             self._entries.move_to_end(key)
-            return entry[1], entry[2]
+            return entry[1], entry[2], age
 
     def put(self, key: tuple, data: bytes, etag: str) -> None:
         if self.ttl_s <= 0 or len(data) > self.max_bytes:
@@ -119,7 +121,10 @@ def tile(z: str, x: str, y: str):
     key = (z_, x_, y_, layers)
     cached = None if personal or "no-cache" in request.headers.get("Cache-Control", "") else _cache().get(key)
     if cached is not None:
-        data, etag = cached
+        data, etag, age = cached
+        # how old our copy is (RFC 9111 Age): a client keeps it only for what is left of max-age, so a new count
+        # still shows within a minute of the tile being drawn
+        headers["Age"] = str(int(age))
     else:
         session = current_session()
         without_transaction(session)  # one statement answers

@@ -97,10 +97,14 @@ def _tile_sql(layers: tuple[str, ...], all_zones: bool) -> str:
     """The statement for these layers, built once (the zones themselves are a parameter)."""
     margin = BUFFER / EXTENT
     parts = " || ".join(LAYER_SQL[name](all_zones) for name in layers)
-    # the tile as the box2d ST_AsMVTGeom takes: cast once, not once per feature
+    # the tile as the box2d ST_AsMVTGeom takes: cast once, not once per feature. The query box in lon/lat is the
+    # margined tile clipped to the world first: past the antimeridian, the transform wraps its edge round to the
+    # other side (tile 1/0/0 became lon 2.8..177.2, and every tile at zoom 1-2 and in the first and last column
+    # lost the layers filtered in lon/lat).
     return (f"WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s)::box2d AS tile, "
             f"ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}) AS query_3857, "
-            f"ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), 4326) AS query) "
+            f"ST_Transform(ST_Intersection(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {margin}), "
+            f"ST_TileEnvelope(0, 0, 0)), 4326) AS query) "
             f"SELECT {parts} FROM env")
 
 

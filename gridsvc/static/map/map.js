@@ -99,15 +99,24 @@ async function apiJson(path) {
   return response.json();
 }
 
-// MapLibre fetches tiles itself (in its workers): add the token to requests
-// for our own origin, and never send it anywhere else.
-function withToken(url) {
-  const access = tokens.get()?.access_token;
-  if (access && new URL(url, location.href).origin === location.origin) {
-    return { url, headers: { Authorization: `Bearer ${access}` } };
-  }
-  return { url };
-}
+// The park's tiles come through this protocol, fetched here with the token:
+// one that expired while the map was drawn (an admin has no zone map whose
+// refresh would renew it) is renewed and the tile asked again, instead of
+// failing with a 401 and leaving the park blank. Only our own origin gets it.
+const TILE_PROTOCOL = "gridsvc-tiles";
+
+maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
+  const url = `${location.origin}/tiles/${params.url.slice(TILE_PROTOCOL.length + 3)}`;
+  const get = () => {
+    const access = tokens.get()?.access_token;
+    return fetch(url, { headers: access ? { Authorization: `Bearer ${access}` } : {}, signal: abortController.signal });
+  };
+  let response = await get();
+  if (response.status === 401 && await renewTokens()) response = await get();
+  if (response.status === 204) return { data: new ArrayBuffer(0) };  // nothing in this tile
+  if (!response.ok) throw new Error(`tile ${url}: HTTP ${response.status}`);
+  return { data: await response.arrayBuffer() };
+});
 
 // ------------------------------------------------------------------ geometry
 
@@ -463,7 +472,7 @@ function addData(map, zones, ownIds, zoneMaps) {
   const layers = zoneLayers(ownIds);
   map.addSource("zones", { type: "geojson", data: zones });
   map.addSource("park", {
-    type: "vector", tiles: [`${location.origin}/tiles/{z}/{x}/{y}.pbf`], minzoom: 10, maxzoom: 18,
+    type: "vector", tiles: [`${TILE_PROTOCOL}://{z}/{x}/{y}.pbf`], minzoom: 10, maxzoom: 18,
   });
   map.addSource("zone-map", { type: "geojson", data: zoneMaps.collection() });
   map.addLayer(layers.fill);
@@ -485,7 +494,7 @@ async function openMap() {
   const zoneMaps = new ZoneMaps(ownIds);
   const map = new maplibregl.Map({
     container: "map", style: baseStyle(), bounds, fitBoundsOptions: { padding: fitPadding() },
-    transformRequest: withToken, attributionControl: false,
+    attributionControl: false,
   });
   Object.assign(view, { map, zoneMaps });
   window.gridMap = map;
