@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from shapely.geometry import Point
-from sqlalchemy import and_, func, literal_column, or_, select, update
+from sqlalchemy import and_, func, literal_column, or_, select, text, update
 from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
@@ -773,7 +773,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         if not staff:
             raise Forbidden("Only the zone's liaison or an admin may escalate to the department pool.")
         _withdraw_offers(session, request.id, now)
+        # back in the pool: a department that claimed it before no longer holds it (nor sees the requester's contact)
         request.status, request.volunteer_id = "escalated", None
+        request.claimed_by_id = request.department_id = None
         request.first_response_at = request.first_response_at or now
     elif action == "claim":
         if not may_claim(session, actor, request.service_code):
@@ -796,10 +798,20 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             raise ValidationFailed("Name the volunteer to assign it to.", errors={"volunteer_id": ["required"]})
         if session.get(Volunteer, volunteer_id) is None:
             raise ValidationFailed(f"Volunteer {volunteer_id} does not exist.", errors={"volunteer_id": ["unknown"]})
+        if not session.scalar(text(f"SELECT {_MAY_VOLUNTEER} FROM volunteer v WHERE v.id = :v"), {"v": volunteer_id}):
+            # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
+            raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
+                                   "longer has the volunteer role.", errors={"volunteer_id": ["may not volunteer"]})
         _withdraw_offers(session, request.id, now)
-        request.status, request.volunteer_id, request.claimed_by_id = "assigned", volunteer_id, None
+        # the volunteer holds it now: a department that claimed it no longer does
+        request.status, request.volunteer_id = "assigned", volunteer_id
+        request.claimed_by_id = request.department_id = None
+        note = f"reassigned to volunteer {volunteer_id}" + (f": {note}" if note else "")
     elif action == "comment":
-        if not (_is_owner(request, actor) or staff or actor.user_id == request.requester_id):
+        # whoever held it (and resolved it) may still answer the requester
+        held = ((request.volunteer_id is not None and actor.volunteer_id == request.volunteer_id)
+                or (request.claimed_by_id is not None and actor.user_id == request.claimed_by_id))
+        if not (_is_owner(request, actor) or held or staff or actor.user_id == request.requester_id):
             raise Forbidden("Only the people on this request may comment.")
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)

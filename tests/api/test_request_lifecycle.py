@@ -1,0 +1,90 @@
+"""The service-request lifecycle after dispatch: reassigning, escalating again, commenting after resolving (found in
+review; each failed before its fix)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_requests import account_id, file, g03  # noqa: F401  (g03: three traffic volunteers on duty)
+
+
+def _escalate_and_claim(login, request_id: int) -> None:
+    assert login("liaison-g03").post(f"/api/v1/requests/{request_id}/escalate", json={}).status_code == 200
+    assert login("dept-traffic").post(f"/api/v1/requests/{request_id}/claim", json={}).status_code == 200
+
+
+
+
+
+
+# ---------------------------------------------------------------- reassign
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
+def test_reassign_refuses_a_volunteer_who_may_no_longer_volunteer(login, g03, session, change):  # noqa: F811
+    """Dispatch never offers to a disabled account or one without the volunteer role (README); reassign gives
+    the request to them anyway, and it sits 'assigned' to someone who cannot act on it."""
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    assert login("admin").patch(f"/api/v1/users/{account_id(session, 'volunteer-025')}", json=change).status_code == 200
+    answer = login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/reassign",
+                                       json={"volunteer_id": g03["volunteers"]["volunteer-025"]})
+    assert answer.status_code in (409, 422), answer.get_json()
+
+
+def test_the_trail_says_to_whom_a_request_was_reassigned(login, g03):  # noqa: F811
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    to = g03["volunteers"]["volunteer-025"]
+    assert login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/reassign",
+                                     json={"volunteer_id": to}).status_code == 200
+    last = login("admin").get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]
+    assert last["action"] == "reassign"
+    assert str(to) in (last["note"] or ""), last  # offers say "offered to volunteer N"; reassign says nothing
+
+
+# ---------------------------------------------------------------- the department after the request left it
+
+
+def test_a_department_no_longer_reaches_a_request_reassigned_away_from_it(login, g03):  # noqa: F811
+    contact = {"name": "王师傅", "phone": "13900000009"}
+    filed = file(login("worker-001"), g03["here"], contact=contact).get_json()
+    _escalate_and_claim(login, filed["id"])
+    moved = login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/reassign",
+                                      json={"volunteer_id": g03["volunteers"]["volunteer-025"]})
+    assert moved.status_code == 200 and moved.get_json()["status"] == "assigned"
+    seen = login("dept-traffic").get(f"/api/v1/requests/{filed['id']}")
+    # README: contact goes to "the department it was passed to"; it is no longer theirs
+    assert seen.status_code == 404 or seen.get_json()["contact"] is None, seen.get_json()
+
+
+def test_escalating_again_clears_the_previous_claim(login, g03):  # noqa: F811
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    _escalate_and_claim(login, filed["id"])
+    assert login("dept-traffic").post(f"/api/v1/requests/{filed['id']}/start", json={}).status_code == 200
+    back = login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/escalate", json={"note": "换部门"}).get_json()
+    assert back["status"] == "escalated"
+    assert back["claimed_by_id"] is None and back["department_id"] is None, back  # in the pool, claimed by nobody
+
+
+# ---------------------------------------------------------------- reopen
+
+
+
+
+# ---------------------------------------------------------------- comments after resolution
+
+
+def test_the_volunteer_who_resolved_it_may_comment(login, g03):  # noqa: F811
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    volunteer = login("volunteer-013")
+    assert volunteer.post(f"/api/v1/requests/{filed['id']}/accept", json={}).status_code == 200
+    assert volunteer.post(f"/api/v1/requests/{filed['id']}/resolve", json={}).status_code == 200
+    answer = volunteer.post(f"/api/v1/requests/{filed['id']}/comment", json={"note": "已引导到南侧停车场"})
+    assert answer.status_code == 200, answer.get_json()  # today: 403 "Only the people on this request may comment."
+
+
+def test_the_department_member_who_resolved_it_may_comment(login, g03):  # noqa: F811
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    _escalate_and_claim(login, filed["id"])
+    member = login("dept-traffic")
+    assert member.post(f"/api/v1/requests/{filed['id']}/resolve", json={}).status_code == 200
+    answer = member.post(f"/api/v1/requests/{filed['id']}/comment", json={"note": "已划定临时车位"})
+    assert answer.status_code == 200, answer.get_json()
