@@ -282,9 +282,14 @@ def list_requests(fmt: str):
     return _render(fmt, "service_requests", "request", [_request_view(r, names) for r in rows])
 
 
-@blp.get("/requests/<int:request_id>.<fmt>")
-def one_request(request_id: int, fmt: str):
+@blp.get("/requests/<raw_id>.<fmt>")
+def one_request(raw_id: str, fmt: str):
+    # the id is read here, not by an <int:> route: an id that is no number would miss the route and be answered
+    # with the API's problem+json 404, not the spec's error list
     _fmt(fmt)
+    if not (raw_id.isascii() and raw_id.isdigit()) or not 0 < int(raw_id) <= INT_MAX:
+        raise Open311Error(404, f"service_request_id {raw_id} not found")
+    request_id = int(raw_id)
     actor, _ = _actor_for_key(request.args.get("api_key"))
     session = current_session()
     _expire_offers(session, [request_id])

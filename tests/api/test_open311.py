@@ -86,6 +86,9 @@ def test_errors_in_the_spec_format(client, key_for, fmt):
     assert status == 400
     status, errors = geo.request("987654")
     assert status == 404
+    for bad in ("abc", "99999999999", "-1"):  # not ids at all: still the spec's error list (they were problem+json)
+        status, errors = geo.request(bad)
+        assert status == 404 and bad in errors[0]["description"]
 
 
 def test_a_volunteer_key_cannot_file(client, key_for):
