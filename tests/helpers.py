@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -117,3 +119,30 @@ def while_uncommitted(engine, change, request, then=None):
         raise errors[0]
     assert len(answers) == 1
     return answers[0]
+
+
+@contextmanager
+def duty_restored(engine, volunteer_id: int) -> Iterator[None]:
+    """The volunteer's duty and position (and position history) as they were before, afterwards: the committed
+    tests share the database with the others."""
+    from gridsvc.models import Volunteer, VolunteerPosition
+
+    columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
+    with engine.connect() as conn:
+        was = conn.execute(select(*columns).where(Volunteer.id == volunteer_id)).one()
+        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer_id)
+                         .values({column.key: value for column, value in zip(columns, was)}))
+            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
+
+
+def delete_shifts(engine, *shift_ids: int) -> None:
+    """Committed shifts removed (their sign-ups, check-ins and hours go with them)."""
+    from gridsvc.models import Shift
+
+    with engine.begin() as conn:
+        conn.execute(Shift.__table__.delete().where(Shift.id.in_(list(shift_ids))))

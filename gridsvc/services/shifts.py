@@ -58,12 +58,13 @@ def get_shift(session: Session, shift_id: int, *, for_update: bool = False) -> S
     return shift
 
 
-def _lock_volunteers_then_shifts(session: Session, volunteer_ids: Iterable[int], shift_ids: Iterable[int]) -> None:
-    """The module's one lock order (see its docstring): volunteers by id, then shifts by id."""
+def _lock_volunteers_then_shifts(session: Session, volunteer_ids: Iterable[int],
+                                 shift_ids: Iterable[int]) -> dict[int, Shift]:
+    """The module's one lock order (see its docstring): volunteers by id, then shifts by id. Returns the shifts,
+    locked and read afresh (the locked volunteers are in the session too: ``get_volunteer`` finds them there)."""
     for volunteer_id in sorted(set(volunteer_ids)):
         get_volunteer(session, volunteer_id, for_update=True)
-    for shift_id in sorted(set(shift_ids)):
-        get_shift(session, shift_id, for_update=True)
+    return {shift_id: get_shift(session, shift_id, for_update=True) for shift_id in sorted(set(shift_ids))}
 
 
 def _volunteers_of(session: Session, shift_ids: Iterable[int], status: str) -> list[int]:
@@ -187,8 +188,7 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     first = _volunteers_of(session, [shift_id], "confirmed") if {"starts_at", "ends_at"} & changes.keys() else []
     if "capacity" in changes:
         first += _volunteers_of(session, [shift_id], "waitlisted")
-    _lock_volunteers_then_shifts(session, first, [shift_id])
-    shift = get_shift(session, shift_id, for_update=True)
+    shift = _lock_volunteers_then_shifts(session, first, [shift_id])[shift_id]
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
@@ -269,8 +269,8 @@ def _has_begun(session: Session, shift: Shift, now: datetime) -> bool:
 
 
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
-    _lock_volunteers_then_shifts(session, _volunteers_of(session, [shift_id], "confirmed"), [shift_id])
-    shift = get_shift(session, shift_id, for_update=True)
+    seen_confirmed = _volunteers_of(session, [shift_id], "confirmed")
+    shift = _lock_volunteers_then_shifts(session, seen_confirmed, [shift_id])[shift_id]
     if shift.status == "cancelled":
         return shift
     confirmed = _lock_confirmed_volunteers(session, shift)
@@ -443,9 +443,9 @@ def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift, *,
 
 def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> SignupResult:
     # those waiting may be promoted first (a place left free for someone skipped): locked before the shift
-    _lock_volunteers_then_shifts(session, [volunteer_id, *_waiting_for_a_free_place(session, shift_id)], [shift_id])
-    volunteer = get_volunteer(session, volunteer_id, for_update=True)
-    shift = get_shift(session, shift_id, for_update=True)
+    shift = _lock_volunteers_then_shifts(session, [volunteer_id, *_waiting_for_a_free_place(session, shift_id)],
+                                         [shift_id])[shift_id]
+    volunteer = get_volunteer(session, volunteer_id)  # locked above
     if shift.status == "cancelled":
         raise ShiftConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
     if shift.starts_at <= now:
@@ -520,8 +520,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
         freed = session.get(Shift, shift_id)
         shifts += [s.id for s in _waiting_where_freed(session, [volunteer_id], freed.starts_at, freed.ends_at, now=now)]
         volunteers += _volunteers_of(session, shifts, "waitlisted")
-    _lock_volunteers_then_shifts(session, volunteers, shifts)
-    shift = get_shift(session, shift_id, for_update=True)
+    shift = _lock_volunteers_then_shifts(session, volunteers, shifts)[shift_id]
     signup = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
                                                  Signup.status != "cancelled"))
     if signup is None:

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.api.test_checkins import admin, duty  # noqa: F401  (the checking-in volunteer's shift)
+from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
 
 DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
@@ -90,25 +91,6 @@ class Spec:
 @pytest.fixture()
 def spec(client):
     return Spec(client.get("/api/openapi.json").get_json())
-
-
-@pytest.fixture()
-def admin(login):
-    return login("admin")
-
-
-@pytest.fixture()
-def duty(admin, login, session, clock):
-    """A two-hour shift in G01 that volunteer-001 signed up for; the clock is 5 minutes past its start."""
-    center = zone_center(admin, zone_of(session, "G01").id)
-    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(hours=1), hours=2)
-    volunteer = login("volunteer-001")
-    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
-    clock.advance(hours=1, minutes=5)
-    return {"shift": shift, "client": volunteer, "center": center, "id": volunteer_id(session, "volunteer-001")}
-
-
-
 
 
 # ---------------------------------------------------------------- the OpenAPI document

@@ -5,19 +5,17 @@ Every test here commits for real (two connections race), so each cleans up after
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from gridsvc.models import (ServiceHours, ServiceRequest, Shift, Signup, Skill, User, Volunteer,
-                            VolunteerPosition)
+from gridsvc.models import ServiceHours, ServiceRequest, Shift, Signup, Skill, User, Volunteer
 from gridsvc.services import checks
 from gridsvc.services import shifts as shift_service
 from gridsvc.services import volunteers as volunteer_service
 from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
-from tests.helpers import client_as, offset, while_uncommitted
+from tests.helpers import client_as, delete_shifts, duty_restored, offset, while_uncommitted
 
 
 # ------------------------------------------------------------------ helpers
@@ -28,27 +26,6 @@ def _volunteer(engine, username: str) -> tuple[int, int]:
     with engine.connect() as conn:
         return tuple(conn.execute(select(Volunteer.id, User.id).join(User, User.id == Volunteer.user_id)
                                   .where(User.username == username)).one())
-
-
-@contextmanager
-def _volunteer_restored(engine, volunteer_id: int):
-    """The volunteer's duty, position and position history as they were before, afterwards."""
-    columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
-    with engine.connect() as conn:
-        was = conn.execute(select(*columns).where(Volunteer.id == volunteer_id)).one()
-        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer_id)
-                         .values({column.key: value for column, value in zip(columns, was)}))
-            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
-
-
-def _delete_shifts(engine, *shift_ids: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(Shift.__table__.delete().where(Shift.id.in_(list(shift_ids))))
 
 
 # ------------------------------------------------------------------ hours: a decision overwritten
@@ -68,7 +45,7 @@ def test_a_late_offline_check_out_does_not_overwrite_a_decline_made_meanwhile(co
     shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=10), hours=1)
     v = client_as(committed_app, "volunteer-058")
     try:
-        with _volunteer_restored(engine, volunteer):
+        with duty_restored(engine, volunteer):
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
             checked_in = v.post(f"/api/v1/shifts/{shift['id']}/check-in",
                                 json={"lon": center[0], "lat": center[1], "accuracy_m": 10},
@@ -96,7 +73,7 @@ def test_a_late_offline_check_out_does_not_overwrite_a_decline_made_meanwhile(co
             # the liaison was told "declined"; the entry says otherwise
             assert final == "declined", f"the liaison's decline was overwritten: the entry is now {final!r}"
     finally:
-        _delete_shifts(engine, shift["id"])
+        delete_shifts(engine, shift["id"])
 
 
 # ------------------------------------------------------------------ positions: a fresh fix wiped by purge
@@ -107,7 +84,7 @@ def test_purge_does_not_wipe_a_position_reported_while_it_runs(committed_app, en
     clears it. A volunteer reporting a fresh position at that moment (POST /me/location, or a check-in) commits
     between the two: the purge then clears the fresh position, and dispatch no longer finds them."""
     volunteer, user_id = _volunteer(engine, "volunteer-059")
-    with _volunteer_restored(engine, volunteer):
+    with duty_restored(engine, volunteer):
         with engine.begin() as conn:  # last seen ten days ago: stale
             conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(
                 last_position=func.ST_GeomFromEWKT("SRID=4326;POINT(121.78 29.87)"),
@@ -143,7 +120,7 @@ def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_posi
         zone_id, community_id = zone.id, zone.community_id
     here = zone_center(client_as(committed_app, "admin"), zone_id)
     created, shift_id, had_skill = None, None, True
-    with _volunteer_restored(engine, volunteer):  # duty and position as they were, afterwards
+    with duty_restored(engine, volunteer):  # duty and position as they were, afterwards
         try:
             with Session(engine) as s:
                 shift = Shift(community_id=community_id, zone_id=zone_id, title="on call", activity="traffic_guidance",
@@ -189,7 +166,7 @@ def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_posi
                                       "AND skill_code = 'traffic_parking'"), {"v": volunteer})
                 conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer).values(on_duty_shift_id=None))
             if shift_id is not None:
-                _delete_shifts(engine, shift_id)
+                delete_shifts(engine, shift_id)
 
 
 # ------------------------------------------------------------------ shifts: a cancellation meets a check-in
@@ -213,7 +190,7 @@ def test_cancelling_a_shift_while_a_volunteer_checks_in_is_not_a_deadlock(commit
     shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=20), capacity=3)
     failures = []
     try:
-        with _volunteer_restored(engine, volunteer):
+        with duty_restored(engine, volunteer):
             v = client_as(committed_app, "volunteer-057")
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
             request = check_request(shift["id"], "check_in", {"point": geopoint(*here, "wgs84"), "accuracy_m": 10},
@@ -235,7 +212,7 @@ def test_cancelling_a_shift_while_a_volunteer_checks_in_is_not_a_deadlock(commit
                 failures.append("the cancellation was answered 409 concurrent-update (a deadlock victim)")
             assert not failures, failures
     finally:
-        _delete_shifts(engine, shift["id"])
+        delete_shifts(engine, shift["id"])
 
 
 def test_two_withdrawals_from_one_shift_at_once_are_not_a_deadlock(committed_app, engine, clock):
@@ -272,7 +249,7 @@ def test_two_withdrawals_from_one_shift_at_once_are_not_a_deadlock(committed_app
             assert sorted(conn.execute(select(Signup.status).where(Signup.shift_id == shift["id"])).scalars()) == [
                 "cancelled", "cancelled"]
     finally:
-        _delete_shifts(engine, shift["id"])
+        delete_shifts(engine, shift["id"])
 
 
 # ------------------------------------------------------------------ shifts: not a race, found on the way

@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from pyproj import Geod
 from shapely.geometry import shape
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from gridsvc.models import Shift, Signup, User, Volunteer, VolunteerPosition, Zone
+from gridsvc.models import Shift, Signup, User, Volunteer, Zone
 from gridsvc.services import shifts as shift_service
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_center, zone_of
-from tests.helpers import assert_problem, client_as, count, while_uncommitted
+from tests.helpers import assert_problem, client_as, count, delete_shifts, duty_restored, while_uncommitted
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -290,7 +289,7 @@ def test_a_promotion_waits_for_the_volunteers_own_sign_up_elsewhere(committed_ap
         assert _confirmed_for(engine, v_id, a["id"], b["id"]) == [b["id"]]  # A's place stays free rather than overlap
         assert admin.get(f"/api/v1/shifts/{a['id']}").get_json()["places_left"] == 1
     finally:
-        _delete_shifts(engine, a, b)
+        delete_shifts(engine, a["id"], b["id"])
 
 
 def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_app, engine, clock):
@@ -311,7 +310,7 @@ def test_a_reschedule_waits_for_a_volunteers_sign_up_at_the_new_time(committed_a
         assert _confirmed_for(engine, v_id, a["id"], b["id"]) == sorted([a["id"], b["id"]])
         assert admin.get(f"/api/v1/shifts/{a['id']}").get_json()["starts_at"] == a["starts_at"]
     finally:
-        _delete_shifts(engine, a, b)
+        delete_shifts(engine, a["id"], b["id"])
 
 
 def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, clock):
@@ -326,7 +325,7 @@ def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, cl
     _, (v_name, v_id) = _two_volunteers(engine)
     shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=clock() + timedelta(minutes=20))
     try:
-        with _duty_restored(engine, v_id):
+        with duty_restored(engine, v_id):
             v = client_as(committed_app, v_name)
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
             with engine.connect() as conn:
@@ -344,7 +343,7 @@ def test_a_cancellation_waits_for_a_check_in_in_flight(committed_app, engine, cl
             with engine.connect() as conn:
                 assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() == shift["id"]
     finally:
-        _delete_shifts(engine, shift)
+        delete_shifts(engine, shift["id"])
 
 
 def test_a_check_in_waits_for_a_reschedule_in_flight(committed_app, engine, clock):
@@ -356,7 +355,7 @@ def test_a_check_in_waits_for_a_reschedule_in_flight(committed_app, engine, cloc
     shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=start)
     v = client_as(committed_app, v_name)
     try:
-        with _duty_restored(engine, v_id):
+        with duty_restored(engine, v_id):
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
             here = zone_center(admin, shift["zone_id"])
             later = {"starts_at": start + timedelta(hours=3), "ends_at": datetime.fromisoformat(shift["ends_at"]) + timedelta(hours=3)}
@@ -367,7 +366,7 @@ def test_a_check_in_waits_for_a_reschedule_in_flight(committed_app, engine, cloc
             with engine.connect() as conn:
                 assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() is None
     finally:
-        _delete_shifts(engine, shift)
+        delete_shifts(engine, shift["id"])
 
 
 def test_a_check_in_sent_during_a_cancellation_finds_the_shift_cancelled(committed_app, engine, clock):
@@ -378,7 +377,7 @@ def test_a_check_in_sent_during_a_cancellation_finds_the_shift_cancelled(committ
     shift = _shift_in_first_zone(admin, engine, capacity=3, starts_at=clock() + timedelta(minutes=20))
     v = client_as(committed_app, v_name)
     try:
-        with _duty_restored(engine, v_id):
+        with duty_restored(engine, v_id):
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
             here = zone_center(admin, shift["zone_id"])
             answer = while_uncommitted(engine, lambda own: shift_service.cancel_shift(own, shift["id"], now=clock()),
@@ -388,24 +387,7 @@ def test_a_check_in_sent_during_a_cancellation_finds_the_shift_cancelled(committ
             with engine.connect() as conn:
                 assert conn.execute(select(Volunteer.on_duty_shift_id).where(Volunteer.id == v_id)).scalar() is None
     finally:
-        _delete_shifts(engine, shift)
-
-
-@contextmanager
-def _duty_restored(engine, volunteer_id: int):
-    """The volunteer's duty and position (and position history) as they were before, afterwards: the committed
-    tests share the database with the others."""
-    columns = [Volunteer.on_duty_shift_id, Volunteer.last_position, Volunteer.last_position_at, Volunteer.last_accuracy_m]
-    with engine.connect() as conn:
-        was = conn.execute(select(*columns).where(Volunteer.id == volunteer_id)).one()
-        positions_before = conn.execute(select(func.max(VolunteerPosition.id))).scalar() or 0
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            conn.execute(Volunteer.__table__.update().where(Volunteer.id == volunteer_id)
-                         .values({column.key: value for column, value in zip(columns, was)}))
-            conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.id > positions_before))
+        delete_shifts(engine, shift["id"])
 
 
 def _two_volunteers(engine) -> list[tuple[str, int]]:
@@ -423,11 +405,6 @@ def _confirmed_for(engine, volunteer: int, *shift_ids: int) -> list[int]:
     with engine.connect() as conn:
         return sorted(conn.execute(select(Signup.shift_id).where(Signup.volunteer_id == volunteer, Signup.status == "confirmed",
                                                                  Signup.shift_id.in_(shift_ids))).scalars())
-
-
-def _delete_shifts(engine, *shifts: dict) -> None:
-    with engine.begin() as conn:
-        conn.execute(Shift.__table__.delete().where(Shift.id.in_([s["id"] for s in shifts])))
 
 
 def test_fifty_volunteers_racing_for_ten_places(committed_app, engine, clock):
