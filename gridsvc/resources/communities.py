@@ -55,7 +55,7 @@ class CommunityItem(MethodView):
     @blp.arguments(CommunityDeleteQuery, location="query")
     @blp.response(204)
     def delete(self, query, community_id):
-        """Delete a community (409 while it has zones or enterprises, unless cascade=true)"""
+        """Delete a community (409 while it has zones or enterprises, unless cascade=true; always 409 while it has shifts or service requests, people's records)"""
         session = current_session()
         service.delete_community(session, community_id, cascade=query["cascade"])
         session.commit()

@@ -83,4 +83,4 @@ class CommunityPageOut(PageOut):
 
 
 class CommunityDeleteQuery(Schema):
-    cascade = fields.Bool(load_default=False, metadata={"description": "also delete its zones and enterprises"})
+    cascade = fields.Bool(load_default=False, metadata={"description": "also delete its zones, enterprises and parking (never its shifts or service requests: while it has any, it stays)"})

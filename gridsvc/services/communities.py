@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, HasDependents, NotFound
-from gridsvc.models import Community, Enterprise, Zone
+from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, Zone
 from gridsvc.services import Page
 
 # A zone or enterprise may stick out of its community by this much: boundaries
@@ -88,5 +88,15 @@ def delete_community(session: Session, community_id: int, *, cascade: bool = Fal
         raise HasDependents(
             f"Community {community_id} still has {zones} zone(s) and {enterprises} enterprise(s); "
             "delete them first or pass cascade=true.", zones=zones, enterprises=enterprises)
-    session.delete(community)  # zones and enterprises go by ON DELETE CASCADE
+    # Shifts (with the volunteers' check-ins and service hours, declined ones
+    # included) and service requests are people's records, which cascade must
+    # not take with the zones: as a zone, a community that has any stays.
+    shifts = session.scalar(select(func.count()).where(Shift.community_id == community_id))
+    requests = session.scalar(select(func.count()).where(ServiceRequest.community_id == community_id))
+    if shifts or requests:
+        raise HasDependents(
+            f"Community {community_id} has {shifts} shift(s) and {requests} service request(s), the record of "
+            "volunteers' hours and of needs raised; it cannot be deleted, not even with cascade=true.",
+            zones=zones, enterprises=enterprises, shifts=shifts, service_requests=requests)
+    session.delete(community)  # zones, enterprises and parking go by ON DELETE CASCADE
     session.flush()

@@ -133,11 +133,23 @@ def test_unknown_community_is_404(client):
     assert_problem(client.post("/api/v1/communities/987654/zones", json=zone_feature("G01", rect(120.3, 31.5, 10, 10))), 404)
 
 
-def test_delete_with_zones_needs_cascade(client, session, lingfeng):
+def test_delete_with_zones_needs_cascade(client, session):
+    cid = client.post("/api/v1/communities", json=community_body()).get_json()["id"]
+    zone = client.post(f"/api/v1/communities/{cid}/zones", json=zone_feature("G01", rect(120.301, 31.501, 200, 200)))
+    assert zone.status_code == 201, zone.get_json()
+    body = assert_problem(client.delete(f"/api/v1/communities/{cid}"), 409, "has-dependents")
+    assert (body["zones"], body["enterprises"]) == (1, 0)
+    assert client.delete(f"/api/v1/communities/{cid}?cascade=true").status_code == 204
+    assert_problem(client.get(f"/api/v1/communities/{cid}/zones"), 404)
+
+
+def test_a_community_with_shifts_stays_even_with_cascade(client, lingfeng):
+    """Lingfeng's shifts hold volunteers' sign-ups and hours: cascade does not take them."""
     body = assert_problem(client.delete(f"/api/v1/communities/{lingfeng.id}"), 409, "has-dependents")
     assert body["zones"] == 10 and body["enterprises"] == 78
-    assert client.delete(f"/api/v1/communities/{lingfeng.id}?cascade=true").status_code == 204
-    assert_problem(client.get(f"/api/v1/communities/{lingfeng.id}/zones"), 404)
+    body = assert_problem(client.delete(f"/api/v1/communities/{lingfeng.id}?cascade=true"), 409, "has-dependents")
+    assert body["shifts"] > 0 and "cascade" in body["detail"]
+    assert len(client.get(f"/api/v1/communities/{lingfeng.id}/zones").get_json()["features"]) == 10
 
 
 def test_boundary_shrink_that_drops_zones_is_409(client, lingfeng):

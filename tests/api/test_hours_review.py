@@ -265,6 +265,20 @@ def test_a_zone_with_hours_worked_in_it_cannot_be_deleted(login, session):
     assert (report["approved"], report["declined"], len(report["entries"])) == (1.5, 1.5, 2)
 
 
+def test_a_community_with_hours_worked_in_it_cannot_be_deleted_even_by_cascade(login, session):
+    """cascade=true took the zones, and with them the shifts and the volunteers' approved and declined hours."""
+    vid = volunteer_id(session, "volunteer-001")
+    _hours_in(session, "volunteer-001", "G09", 0, status="approved")
+    _hours_in(session, "volunteer-001", "G09", 1, status="declined")
+    community_id = zone_of(session, "G09").community_id
+    problem = assert_problem(login("admin").delete(f"/api/v1/communities/{community_id}?cascade=true"), 409,
+                             "has-dependents")
+    assert problem["shifts"] >= 2 and "hours" in problem["detail"]
+    report = login("volunteer-001").get(f"/api/v1/volunteers/{vid}/hours?from=2026-03-01&to=2026-03-31").get_json()
+    assert (report["approved"], report["declined"], len(report["entries"])) == (1.5, 1.5, 2)
+    assert login("admin").get(f"/api/v1/communities/{community_id}/zones").status_code == 200
+
+
 def test_nobody_reviews_their_own_hours(login, session):
     """A liaison may volunteer too; "verified" hours are verified by someone else."""
     liaison = login("liaison-g01")
