@@ -331,7 +331,7 @@ class Api(flask_smorest.Api):
         if isinstance(error, errors.Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="gridsvc"' + (
                 f', error="{error.bearer_error}"' if error.bearer_error else "")
-        if isinstance(error, errors.TooManyAttempts):
+        if getattr(error, "retry_after", None) is not None:  # too many attempts, a request in progress
             headers["Retry-After"] = str(error.retry_after)
         return problem_response(error.to_problem(), headers)
 

@@ -20,6 +20,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # Chinese names stay readable
     app.json.sort_keys = False
 
+    from gridsvc.idempotency import kept_hours
+
+    kept_hours(app.config)  # a bad GRIDSVC_IDEMPOTENCY_HOURS stops the start, not every write
     url = app.config["DATABASE_URL"]
     if not url:
         raise RuntimeError("no database configured: set DATABASE_URL or run `gridsvc db start` first")

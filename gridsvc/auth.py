@@ -35,6 +35,7 @@ from flask_smorest.utils import load_info_from_docstring
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from gridsvc import idempotency
 from gridsvc.api import is_json_number
 from gridsvc.db import current_session, fetch_prepared
 from gridsvc.errors import Forbidden, GridsvcError, TokenMissing, TokenRefused
@@ -204,9 +205,16 @@ def access(rule: Rule) -> Callable:
     """Declare and enforce a view's rule; put it above the other decorators."""
 
     def decorate(view: Callable) -> Callable:
+        # Writes by signed-in callers answer a retried Idempotency-Key once (gridsvc/idempotency.py);
+        # not sign-in or refresh (their answers are tokens) nor check-in (its key is kept with the event).
+        keyed = (view.__name__.upper() in idempotency.KEYED_METHODS
+                 and not (rule.public or rule.refresh or rule.account_in_statement))
+
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            authenticate(rule)
+            principal = authenticate(rule)
+            if keyed and idempotency.applies(principal.user_id):
+                return idempotency.answer_once(principal.user_id, lambda: view(*args, **kwargs))
             if not rule.account_in_statement:
                 return view(*args, **kwargs)
             try:
@@ -221,6 +229,8 @@ def access(rule: Rule) -> Callable:
         guarded.access_rule = rule  # type: ignore[attr-defined]
         apidoc = getattr(guarded, "_apidoc", {})
         manual = apidoc.setdefault("manual_doc", {})
+        if keyed:
+            manual.setdefault("parameters", []).append(idempotency.openapi_parameter())
         if not rule.public:
             manual["security"] = [{"bearerAuth": []}]
         elif rule.note:  # a token is one of the ways in

@@ -216,19 +216,27 @@ def import_parking_file(path: str, dry_run: bool) -> None:
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="retention in days, more than 0 (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
 def purge(days: float | None) -> None:
-    """Delete volunteer positions older than the retention period (PIPL: keep no more than needed)."""
-    from gridsvc import clock
+    """Delete volunteer positions older than the retention period, and stored answers to retried writes older
+    than GRIDSVC_IDEMPOTENCY_HOURS (PIPL: keep no more than needed)."""
+    from gridsvc import clock, idempotency
     from gridsvc.config import load_config
     from gridsvc.db import Database
     from gridsvc.services.volunteers import purge_positions
 
-    retention = days if days is not None else _retention_days(load_config()["GRIDSVC_POSITION_RETENTION_DAYS"])
+    config = load_config()
+    retention = days if days is not None else _retention_days(config["GRIDSVC_POSITION_RETENTION_DAYS"])
+    try:
+        answers_kept = idempotency.kept_hours(config)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     database = Database(_require_url())
     try:
         with database.sessionmaker() as session:
             removed = purge_positions(session, retention_days=retention, now=clock.now())
+            answers = idempotency.purge(session, now=clock.now(), hours=answers_kept)
             session.commit()
-            _echo(f"deleted {removed} position(s) older than {retention:g} days")
+            _echo(f"deleted {removed} position(s) older than {retention:g} days and {answers} stored answer(s) to "
+                  f"retried writes older than {answers_kept:g} hours")
     finally:
         database.dispose()
 

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "GRIDSVC_OFFLINE_MAX_AGE_H": 24,
     "GRIDSVC_CLOCK_SKEW_MIN": 5,
     "GRIDSVC_OFFLINE_MAX_EVENTS": 200,
+    # A write's first answer is given again to a retry with its Idempotency-Key this long: see gridsvc/idempotency.py
+    "GRIDSVC_IDEMPOTENCY_HOURS": 24,
     # Service requests (issue 6): see gridsvc/services/requests.py
     "GRIDSVC_DISPATCH_MAX_DISTANCE_M": 3000,
     "GRIDSVC_DISPATCH_ACCEPT_MIN": 5,

@@ -59,6 +59,13 @@ class Conflict(GridsvcError):
     status, type, title = 409, _problem("conflict"), "Conflict"
 
 
+class RequestInProgress(Conflict):
+    """The first request with this Idempotency-Key is still being answered (gridsvc/idempotency.py)."""
+
+    type, title = _problem("request-in-progress"), "The same request is being answered"
+    retry_after = 1
+
+
 class ZoneOverlap(Conflict):
     type, title = _problem("zone-overlap"), "Zone overlaps another zone"
 

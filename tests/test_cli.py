@@ -50,6 +50,24 @@ def test_purge_deletes_old_positions_only(database_url, engine):
             conn.execute(VolunteerPosition.__table__.delete().where(VolunteerPosition.volunteer_id == vid))
 
 
+def test_purge_deletes_stored_answers_to_retried_writes_after_24_hours(database_url, engine):
+    with engine.begin() as conn:
+        uid = conn.execute(text("SELECT id FROM app_user ORDER BY id LIMIT 1")).scalar()
+        conn.execute(text("INSERT INTO idempotent_request (user_id, key, fingerprint, method, path, status_code, body, "
+                          "created_at) VALUES (:u, 'purge-old', 'f', 'POST', '/x', 201, 'a', now() - interval '25 hours'), "
+                          "(:u, 'purge-new', 'f', 'POST', '/x', 201, 'b', now() - interval '23 hours')"), {"u": uid})
+    try:
+        result = run(database_url, "purge")
+        assert result.exit_code == 0 and "1 stored answer(s)" in result.output
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT array_agg(key) FROM idempotent_request WHERE key LIKE 'purge-%'")).scalar() \
+                == ["purge-new"]
+        assert run(database_url, "purge", env={"GRIDSVC_IDEMPOTENCY_HOURS": "a day"}).exit_code == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idempotent_request WHERE key LIKE 'purge-%'"))
+
+
 @pytest.mark.parametrize("args, env", [(["--days", "0"], {}), (["--days", "-7"], {}),
                                        ([], {"GRIDSVC_POSITION_RETENTION_DAYS": "0"}),
                                        ([], {"GRIDSVC_POSITION_RETENTION_DAYS": "a week"})])

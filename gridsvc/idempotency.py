@@ -1,0 +1,171 @@
+"""Idempotency-Key on every signed-in write: a retry gets the first answer.
+
+The mobile app works on flaky networks, where an answer is often lost after
+the server acted: the retry of a sign-up came back 409 "already
+confirmed", of a withdrawal 404, of a comment as a second comment. A write
+(POST, PUT, PATCH, DELETE) sent by a signed-in caller with an
+``Idempotency-Key`` header (1 to 100 characters, a UUID say) is answered
+once; its successful answer (2xx) is stored, and a retry with the same key
+gets it again with ``Idempotent-Replayed: true``, doing nothing. As in the
+IETF draft "The Idempotency-Key HTTP Header Field":
+
+- the same key with another method, path or body is a 422 (a client bug:
+  one key per intended operation);
+- the same key while the first request is still being answered is a 409
+  with ``Retry-After`` (the retry comes back once the first is done);
+- a request that failed (4xx: it changed nothing, or 5xx) is not stored:
+  sending it again runs it again;
+- keys belong to the account (two accounts may use the same key) and are
+  kept GRIDSVC_IDEMPOTENCY_HOURS (24) hours; then ``gridsvc purge`` deletes
+  them, and the key is free again.
+
+The key is claimed in a transaction of its own before the view runs, so two
+copies sent at once cannot both run; the answer is stored after the view
+committed. A worker dying in between leaves the claim unanswered: after
+``ABANDONED_AFTER`` a retry takes it over and runs the write again, whose
+own rules then apply (a second sign-up is refused as before).
+
+Check-in and check-out keep their keys with the check event itself (one
+statement: ``gridsvc_check``); sign-in and token refresh are never stored
+(their answers are tokens).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from typing import Any, Callable
+
+from flask import Response, current_app, make_response, request
+
+from gridsvc import clock
+from gridsvc.db import close_session, execute_prepared, get_database
+from gridsvc.errors import RequestInProgress, ValidationFailed
+
+HEADER = "Idempotency-Key"
+MAX_KEY = 100
+KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A first request unanswered this long is taken as lost (its worker died):
+# no write of this API takes more than a few seconds.
+ABANDONED_AFTER = timedelta(seconds=60)
+# Written afresh for every answer (by Werkzeug, gunicorn or the app's hooks).
+_NOT_STORED = frozenset({"content-length", "date", "server", "set-cookie"})
+
+_CLAIM = """
+INSERT INTO idempotent_request AS r (user_id, key, fingerprint, method, path, created_at)
+VALUES (%(user_id)s, %(key)s, %(fingerprint)s, %(method)s, %(path)s, %(now)s)
+ON CONFLICT (user_id, key) DO UPDATE
+    SET fingerprint = excluded.fingerprint, method = excluded.method, path = excluded.path,
+        status_code = NULL, headers = NULL, body = NULL, created_at = excluded.created_at
+    WHERE r.created_at < %(expired_before)s
+       OR (r.status_code IS NULL AND r.created_at < %(abandoned_before)s AND r.fingerprint = excluded.fingerprint)
+RETURNING r.created_at"""
+
+_FIRST = """
+SELECT fingerprint, method, path, status_code, headers, body FROM idempotent_request
+WHERE user_id = %(user_id)s AND key = %(key)s"""
+
+_STORE = """
+UPDATE idempotent_request SET status_code = %(status)s, headers = %(headers)s::jsonb, body = %(body)s
+WHERE user_id = %(user_id)s AND key = %(key)s AND created_at = %(claimed_at)s AND status_code IS NULL
+RETURNING 1"""
+
+_RELEASE = """
+DELETE FROM idempotent_request
+WHERE user_id = %(user_id)s AND key = %(key)s AND created_at = %(claimed_at)s AND status_code IS NULL
+RETURNING 1"""
+
+
+def applies(user_id: int | None) -> bool:
+    """Whether this request to a keyed view is answered once: sent with the header, by a signed-in caller."""
+    return user_id is not None and HEADER in request.headers
+
+
+def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
+    """``view()``'s answer, or the stored first answer to this key (see the module docstring)."""
+    key = request.headers[HEADER]
+    if not 1 <= len(key) <= MAX_KEY:
+        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY} characters.",
+                               errors={HEADER: [f"1 to {MAX_KEY} characters"]})
+    path = request.path + ("?" + request.query_string.decode("latin-1") if request.query_string else "")
+    body = request.get_data(cache=True)  # cached: the view reads it again
+    # keyed with the app's secret: a body may hold a password, and a bare hash of it could be guessed offline
+    fingerprint = hmac.new(current_app.config["JWT_SECRET_KEY"].encode(), b"\n".join(
+        [request.method.encode(), path.encode("utf-8", "surrogateescape"), body]), hashlib.sha256)
+    params = {"user_id": user_id, "key": key, "fingerprint": fingerprint.hexdigest(), "method": request.method,
+              "path": path, "now": clock.now()}
+    params["expired_before"] = params["now"] - timedelta(hours=kept_hours(current_app.config))
+    params["abandoned_before"] = params["now"] - ABANDONED_AFTER
+    claimed = _run(_CLAIM, params)
+    if claimed is None:
+        return _first_answer(params)
+    params["claimed_at"] = claimed[0]
+    # The view's session is closed before the answer is stored or the claim released: the store must not
+    # sit inside a transaction the view left open (a read after its commit), which its end would undo.
+    try:
+        response = make_response(view())
+    except BaseException:
+        close_session()
+        _run(_RELEASE, params)
+        raise
+    close_session()
+    if 200 <= response.status_code < 300 and not response.is_streamed:
+        headers = [[name, value] for name, value in response.headers if name.lower() not in _NOT_STORED]
+        _run(_STORE, {**params, "status": response.status_code, "headers": json.dumps(headers),
+                      "body": response.get_data()})
+    else:
+        _run(_RELEASE, params)  # nothing was done: a retry runs again
+    return response
+
+
+def _first_answer(params: dict[str, Any]) -> Response:
+    first = _run(_FIRST, params)
+    if first is None:  # released a moment ago: the first request failed, and this one may run
+        raise RequestInProgress(f"A request with this {HEADER} was just answered; send it again.")
+    fingerprint, method, path, status, headers, body = first
+    if fingerprint != params["fingerprint"]:
+        raise ValidationFailed(f"This {HEADER} was already used for a different request ({method} {path}); "
+                               "use a new key for each operation.", errors={HEADER: ["already used for another request"]})
+    if status is None:
+        raise RequestInProgress(f"A request with this {HEADER} is still being answered; send it again in a moment.")
+    response = Response(bytes(body), status=status, headers=[tuple(header) for header in headers])
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _run(sql: str, params: dict[str, Any]) -> tuple | None:
+    """One statement in a transaction of its own (the claim must be seen by a copy sent at once)."""
+    with get_database().autocommit_connection() as connection:
+        return execute_prepared(connection, sql, params)
+
+
+def kept_hours(config: Any) -> float:
+    """GRIDSVC_IDEMPOTENCY_HOURS as a number of hours above 0 (checked when the app starts)."""
+    configured = config["GRIDSVC_IDEMPOTENCY_HOURS"]
+    try:
+        hours = float(configured)
+    except (TypeError, ValueError):
+        hours = float("nan")
+    if not 0 < hours < float("inf"):
+        raise ValueError(f"GRIDSVC_IDEMPOTENCY_HOURS must be a number of hours above 0, not {configured!r}.")
+    return hours
+
+
+def openapi_parameter() -> dict[str, Any]:
+    return {"name": HEADER, "in": "header", "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+            "description": "One key per operation (a UUID, say): a retry with the same key, method, path and body gets "
+                           "the first successful answer again (with Idempotent-Replayed: true) and does nothing; the "
+                           "same key for another request is a 422; while the first is still being answered, a 409 "
+                           "with Retry-After. Kept 24 hours."}
+
+
+def purge(session: Any, *, now: Any, hours: float) -> int:
+    """Delete the stored answers older than ``hours`` (they may hold personal data)."""
+    from sqlalchemy import delete
+
+    from gridsvc.models import IdempotentRequest
+
+    result = session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < now - timedelta(hours=hours)))
+    return result.rowcount
