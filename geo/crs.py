@@ -54,13 +54,16 @@ def _in_china(lon: float, lat: float) -> bool:
     return bool(prcoords.sanity_in_china_p(prcoords.Coords(lat, lon)))
 
 
-def _wgs_to_gcj(lon: float, lat: float) -> LonLat:
-    if not _in_china(lon, lat):
-        return lon, lat
-    # prcoords works in (lat, lon) order; check_china is done above so that
-    # the forward and inverse directions share one rule and no warning is issued.
+def _gcj_shifted(lon: float, lat: float) -> LonLat:
+    """GCJ-02's shift, wherever the position is (inside China's box it is GCJ-02)."""
+    # prcoords works in (lat, lon) order; the box is checked by the callers so
+    # that the forward and inverse directions share one rule and no warning is issued.
     out = prcoords.wgs_gcj(prcoords.Coords(lat, lon), check_china=False)
     return out.lon, out.lat
+
+
+def _wgs_to_gcj(lon: float, lat: float) -> LonLat:
+    return _gcj_shifted(lon, lat) if _in_china(lon, lat) else (lon, lat)
 
 
 def _gcj_to_bd(lon: float, lat: float) -> LonLat:
@@ -78,14 +81,23 @@ _FORWARD: Final[dict[str, Callable[[float, float], LonLat]]] = {
     "bd09": _wgs_to_bd,
 }
 
+# Each forward map is smooth on either side of the edge of China's box and
+# jumps across it (GCJ-02's shift applies inside only): its two sides, for
+# the inverse near the edge.
+_SIDES: Final[dict[str, tuple[Callable[[float, float], LonLat], Callable[[float, float], LonLat]]]] = {
+    "gcj02": (_gcj_shifted, lambda lon, lat: (lon, lat)),
+    "bd09": (lambda lon, lat: _gcj_to_bd(*_gcj_shifted(lon, lat)), _gcj_to_bd),
+}
+
 
 def _check_crs(crs: str) -> None:
     if crs not in SUPPORTED_CRS:
         raise ValueError(f"unknown crs {crs!r}; expected one of {', '.join(SUPPORTED_CRS)}")
 
 
-def _invert(forward: Callable[[float, float], LonLat], lon: float, lat: float) -> LonLat:
-    """Solve ``forward(x) == (lon, lat)`` by fixed-point iteration x <- x - (forward(x) - target).
+def _invert(forward: Callable[[float, float], LonLat], lon: float, lat: float) -> tuple[float, float, bool]:
+    """Solve ``forward(x) == (lon, lat)`` by fixed-point iteration x <- x - (forward(x) - target);
+    the solution and whether the iteration converged.
 
     The GCJ/BD shifts vary slowly with position (their derivative is about
     1e-3), so the iteration contracts fast from the starting guess ``target``.
@@ -96,8 +108,48 @@ def _invert(forward: Callable[[float, float], LonLat], lon: float, lat: float) -
         dx, dy = fx - lon, fy - lat
         x, y = x - dx, y - dy
         if abs(dx) < _INVERSE_TOLERANCE_DEG and abs(dy) < _INVERSE_TOLERANCE_DEG:
-            break
-    return x, y
+            return x, y, True
+    return x, y, False
+
+
+def _miss(forward: Callable[[float, float], LonLat], x: float, y: float, lon: float, lat: float) -> float:
+    """How far ``forward(x, y)`` lands from (lon, lat), in degrees."""
+    fx, fy = forward(x, y)
+    return max(abs(fx - lon), abs(fy - lat))
+
+
+def _inverse(crs: str, lon: float, lat: float) -> LonLat:
+    """The WGS-84 position that ``crs`` reports as (lon, lat).
+
+    Near the edge of China's box the iteration over the whole forward map can
+    bounce across the edge and stop about 200 m off, though a position maps
+    there exactly (BD-09 at 0.835 N, say). Then each side of the edge is
+    solved on its own, and a solution that lies on its own side is the
+    answer. Some reported positions have no WGS-84 position at all (the jump
+    leaves a gap a few hundred metres wide): the nearest miss is taken.
+    """
+    forward = _FORWARD[crs]
+    x, y, converged = _invert(forward, lon, lat)
+    if converged:
+        return x, y
+    inside_map, outside_map = _SIDES[crs]
+    inside, outside = _invert(inside_map, lon, lat)[:2], _invert(outside_map, lon, lat)[:2]
+    if _in_china(*inside):
+        return inside
+    if not _in_china(*outside):
+        return outside
+    return min((x, y), inside, outside, key=lambda candidate: _miss(forward, *candidate, lon, lat))
+
+
+def _in_range(lon: float, lat: float) -> LonLat:
+    """A position within WGS-84's ranges. BD-09's shift (a few hundred metres
+    east and north) applies everywhere, so a BD-09 position at the
+    antimeridian or a pole converts to a longitude past -180 or a latitude
+    past -90, which is no WGS-84 position: the longitude goes round the
+    world, the latitude stops at the pole."""
+    if not -180.0 <= lon <= 180.0:
+        lon = (lon + 180.0) % 360.0 - 180.0
+    return lon, min(max(lat, -90.0), 90.0)
 
 
 def to_wgs84(lon: float, lat: float, crs: str) -> LonLat:
@@ -117,7 +169,7 @@ def to_wgs84(lon: float, lat: float, crs: str) -> LonLat:
     validate_lonlat(lon, lat)
     if crs == "wgs84":
         return float(lon), float(lat)
-    return _invert(_FORWARD[crs], float(lon), float(lat))
+    return _in_range(*_inverse(crs, float(lon), float(lat)))
 
 
 def from_wgs84(lon: float, lat: float, crs: str) -> LonLat:

@@ -302,13 +302,16 @@ class MyCheckEvents(MethodView):
             raise ValidationFailed(f"At most {limit} events per upload; send the rest in another request.",
                                    errors={"events": [f"at most {limit} events"]})
         session = current_session()
+        user_id = auth.current_principal().user_id
+        # Without a profile every event would be judged "not found" one by one, in a 200: the whole upload is
+        # the 404 this view documents.
+        volunteer_service.require_volunteer_of_user(session, user_id)
         requests = [(i, checks.CheckRequest(
             shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
             input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),
             client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True))
             for i, e in enumerate(data["events"])]
-        results = checks.check_batch(session, auth.current_principal().user_id, requests, now=clock.now(),
-                                     policy=policy())
+        results = checks.check_batch(session, user_id, requests, now=clock.now(), policy=policy())
         session.commit()
         return {"results": results}
 
