@@ -240,8 +240,10 @@ def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcEr
     if outcome == "no_profile":
         return no_profile()
     if outcome == "key_reused":
-        return ValidationFailed("This Idempotency-Key was already used for a different request.",
-                                errors={"Idempotency-Key": ["already used for another request"]})
+        # online the key is a header; offline, each event's idempotency_key field
+        field = "idempotency_key" if request.offline else "Idempotency-Key"
+        return ValidationFailed(f"This {field} was already used for a different request.",
+                                errors={field: ["already used for another request"]})
     if outcome == "no_shift":
         return NotFound(f"Shift {shift_id} does not exist.")
     if outcome == "shift_cancelled":

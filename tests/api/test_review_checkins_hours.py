@@ -78,3 +78,15 @@ def test_a_check_out_after_the_grace_period_is_refused_as_late(duty, clock, sess
     assert session.get(CheckEvent, late["event_id"]).flagged
     [entry] = volunteer.get(f"/api/v1/volunteers/{duty['id']}/hours").get_json()["entries"]
     assert (entry["flag_reason"], entry["status"]) == ("missing_check_out", "pending")
+
+
+def test_a_reused_key_names_the_header_online_and_the_event_field_offline(duty, clock):
+    """An offline event that reused a key was refused naming the Idempotency-Key header, which the upload never
+    sent: the app looked for the mistake in the wrong place."""
+    volunteer, shift_id, center = duty["client"], duty["shift"]["id"], duty["center"]
+    assert post_check(volunteer, shift_id, "check-in", *center, key="used-once").status_code == 201
+    online = assert_problem(post_check(volunteer, shift_id, "check-out", *center, key="used-once"), 422)
+    assert list(online["errors"]) == ["Idempotency-Key"]
+    event = _offline(shift_id, "check_out", clock(), center, "used-once")
+    [result] = volunteer.post("/api/v1/me/check-events", json={"events": [event]}).get_json()["results"]
+    assert result["status"] == 422 and list(result["result"]["errors"]) == ["idempotency_key"]
