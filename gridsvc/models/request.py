@@ -82,6 +82,8 @@ class ServiceRequest(Audited, Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="SET NULL"), index=True)
     claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     refusals: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Reopening starts dispatch afresh: offers up to this one belong to an earlier round (see _offered_before).
+    last_offer_before_reopen_id: Mapped[int | None] = mapped_column(Integer)
     duplicate_of_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default="{}")
     first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

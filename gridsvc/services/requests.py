@@ -469,9 +469,12 @@ def _on_duty_located_by(session: Session, actor: Actor) -> set[int] | None:
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
     """Volunteers who declined this request or let the offer lapse (a withdrawn offer does not count),
-    and the one it is offered to now."""
+    and the one it is offered to now; since it was last reopened (a volunteer busy then may be free now)."""
+    round_starts_after = (select(func.coalesce(ServiceRequest.last_offer_before_reopen_id, 0))
+                          .where(ServiceRequest.id == request_id).scalar_subquery())
     return list(session.scalars(select(RequestOffer.volunteer_id).where(
-        RequestOffer.request_id == request_id, RequestOffer.outcome.in_(("declined", "expired", "pending")))))
+        RequestOffer.request_id == request_id, RequestOffer.id > round_starts_after,
+        RequestOffer.outcome.in_(("declined", "expired", "pending")))))
 
 
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
@@ -763,6 +766,8 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         else:
             request.resolved_at = request.closed_at = None
             request.refusals = 0
+            request.last_offer_before_reopen_id = session.scalar(
+                select(func.max(RequestOffer.id)).where(RequestOffer.request_id == request.id))
             request.claimed_by_id = request.department_id = None
             session.flush()
             _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)

@@ -67,6 +67,25 @@ def test_escalating_again_clears_the_previous_claim(login, g03):  # noqa: F811
 # ---------------------------------------------------------------- reopen
 
 
+def test_a_reopened_request_is_offered_again_to_who_declined_it_the_first_time(login, g03):  # noqa: F811
+    """Reopen dispatches "again from the start", yet whoever declined or let the first offer lapse stayed
+    excluded for good: the nearest volunteer, busy the first time and free now, was never asked again."""
+    worker, nearest = login("worker-001"), g03["volunteers"]["volunteer-013"]
+    filed = file(worker, g03["here"]).get_json()
+    assert filed["offer"]["volunteer_id"] == nearest
+    assert login("volunteer-013").post(f"/api/v1/requests/{filed['id']}/decline", json={}).status_code == 200
+    helper = login("volunteer-019")
+    for action in ("accept", "resolve"):
+        assert helper.post(f"/api/v1/requests/{filed['id']}/{action}", json={}).status_code == 200
+    assert worker.post(f"/api/v1/requests/{filed['id']}/close", json={}).status_code == 200
+    reopened = worker.post(f"/api/v1/requests/{filed['id']}/reopen", json={"note": "又满了"}).get_json()
+    assert reopened["status"] == "offered" and reopened["offer"]["volunteer_id"] == nearest
+    # within this round, a decline still counts: the next nearest is asked, not the decliner again
+    assert login("volunteer-013").post(f"/api/v1/requests/{filed['id']}/decline", json={}).status_code == 200
+    again = worker.get(f"/api/v1/requests/{filed['id']}").get_json()
+    assert again["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-019"]
+
+
 
 
 # ---------------------------------------------------------------- comments after resolution
