@@ -316,12 +316,18 @@ def create_request(fmt: str):
         raise Open311Error(400, "lat and long must be numbers") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat != lat or lon != lon:
         raise Open311Error(400, "lat must be within [-90, 90] and long within [-180, 180]")
+    definitions = {a["code"]: a for a in getattr(current_session().get(ServiceType, form["service_code"]), "attributes", [])}
     attributes: dict[str, Any] = {}
     for key in form:
         if key.startswith("attribute[") and key.endswith("]"):
-            values = form.getlist(key)
-            attributes[key[10:-1]] = values if len(values) > 1 else values[0]
-    definitions = {a["code"]: a for a in getattr(current_session().get(ServiceType, form["service_code"]), "attributes", [])}
+            # a multivaluelist comes as repeated attribute[code][] (PHP-style) or attribute[code] keys
+            code = key[10:-3] if key.endswith("][]") else key[10:-1]
+            values = attributes.get(code, []) + form.getlist(key)
+            attributes[code] = values
+    for code, values in list(attributes.items()):
+        # a multivaluelist is a list even of one value; anything else one value (several stay a list: refused)
+        if definitions.get(code, {}).get("datatype") != "multivaluelist" and len(values) == 1:
+            attributes[code] = values[0]
     for code, value in list(attributes.items()):  # form values are text: numbers become numbers
         if definitions.get(code, {}).get("datatype") == "number":
             try:

@@ -116,3 +116,31 @@ def test_reads_move_an_expired_offer_on(client, session, clock, key_for, login, 
     assert status == 200 and found[0]["status_notes"] == "With the zone's liaison.", found
     trail = [e["action"] for e in login("liaison-g03").get(f"/api/v1/requests/{filed['id']}/events").get_json()]
     assert trail == ["file", "offer", "expire", "to_liaison"]
+
+
+def test_a_multivaluelist_attribute_is_posted_as_repeated_or_bracketed_keys(client, session, key_for, login):
+    """The spec's multivaluelist values come as repeated ``attribute[code][]`` keys (or ``attribute[code]``):
+    ``attribute[sources][]`` was read as an attribute named ``sources][``, and a single value as text, so
+    every such request was refused as not fitting the service."""
+    from werkzeug.datastructures import MultiDict
+
+    from gridsvc.models import ServiceRequest, ServiceType
+
+    session.add(ServiceType(code="noise", name_zh="噪音", name_en="Noise", group="环境", attributes=[
+        {"code": "sources", "datatype": "multivaluelist", "required": True, "description": "什么在响",
+         "values": [{"key": "machines", "name": "机器"}, {"key": "traffic", "name": "车辆"}, {"key": "music", "name": "音乐"}]}]))
+    session.commit()
+    lon, lat = zone_center(login("admin"), zone_of(session, "G05").id)
+    key = key_for("worker-009")
+    base = [("api_key", key), ("service_code", "noise"), ("lat", str(lat)), ("long", str(lon)), ("description", "夜里很吵")]
+    for attributes, expected in (([("attribute[sources][]", "machines"), ("attribute[sources][]", "traffic")],
+                                  ["machines", "traffic"]),
+                                 ([("attribute[sources][]", "music")], ["music"]),
+                                 ([("attribute[sources]", "traffic")], ["traffic"])):
+        answer = client.post("/open311/v2/requests.json", data=MultiDict(base + attributes))
+        assert answer.status_code == 201, answer.get_json()
+        request_id = int(answer.get_json()[0]["service_request_id"])
+        session.expire_all()
+        assert session.get(ServiceRequest, request_id).attributes == {"sources": expected}
+    refused = client.post("/open311/v2/requests.json", data=MultiDict(base + [("attribute[sources][]", "thunder")]))
+    assert refused.status_code == 422 and "sources" in refused.get_json()[0]["description"]
