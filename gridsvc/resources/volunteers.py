@@ -150,7 +150,10 @@ class VolunteerItem(MethodView):
         principal = auth.current_principal()
         auth.require(principal.user_id == volunteer.user_id or "admin" in principal.roles,
                      "Only the volunteer or an admin may change this profile.")
+        # a skill added may be what a shift they wait for requires: its place, skipped for them, is theirs now
+        waiting = shift_service.lock_where_waiting(session, volunteer_id, now=clock.now()) if "skills" in data else []
         volunteer = service.update(session, volunteer_id, data)
+        shift_service.run_waitlists(session, waiting)
         session.commit()
         return volunteer_view(volunteer, private=True)
 

@@ -7,11 +7,11 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.schemas.common import AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn
-from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
+from gridsvc.schemas.volunteers import SKILL_CODE, Trimmed, WholeText, parse_lonlat
 
 # Times without an offset are read as the park's local time.
 LOCAL = ZoneInfo("Asia/Shanghai")
-ACTIVITY = validate.Regexp(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
+ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
 
 
 def _aware(**kwargs):
@@ -32,7 +32,7 @@ class ShiftPlace(Schema):
 
 
 class ShiftCreate(ShiftPlace):
-    title = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "北门早高峰交通疏导"})
+    title = Trimmed(required=True, validate=validate.Length(1, 200), metadata={"example": "北门早高峰交通疏导"})
     activity = fields.Str(required=True, validate=ACTIVITY, metadata={"example": "traffic_guidance"})
     starts_at = _aware(required=True)
     ends_at = _aware(required=True)
@@ -49,7 +49,7 @@ class ShiftCreate(ShiftPlace):
 class ShiftSeriesCreate(ShiftPlace):
     """A recurring template: every chosen weekday between two dates, at the same local times."""
 
-    title = fields.Str(required=True, validate=validate.Length(1, 200))
+    title = Trimmed(required=True, validate=validate.Length(1, 200))
     activity = fields.Str(required=True, validate=ACTIVITY)
     weekdays = fields.List(Int(validate=validate.Range(1, 7)), required=True, validate=validate.Length(1, 7),
                            metadata={"description": "ISO weekdays, 1 = Monday", "example": [1, 2, 3, 4, 5]})
@@ -73,7 +73,7 @@ class ShiftSeriesCreate(ShiftPlace):
 
 
 class ShiftUpdate(Schema):
-    title = fields.Str(validate=validate.Length(1, 200))
+    title = Trimmed(validate=validate.Length(1, 200))
     activity = fields.Str(validate=ACTIVITY)
     starts_at = _aware()
     ends_at = _aware()

@@ -8,8 +8,33 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc.schemas.accounts import PHONE
 from gridsvc.schemas.common import Date, Int, PageOut, PageQuery, PointOut, PositionIn
 
-SKILL_CODE = validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
+
+class WholeText(validate.Regexp):
+    """A pattern the whole text must match. Why: Python's ``$`` also matches
+    before a final newline, so "first_aid\\n" passed (to be refused by the
+    database's check as a 500, or stored: an activity or time nothing finds);
+    ``$`` stays in the pattern, which the OpenAPI document gives clients (in
+    its ECMA-262 regexes ``$`` is the end)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class Trimmed(fields.Str):
+    """Text without the whitespace around it, so blank text fails its Length. Why: a phone keyboard's trailing
+    space made "灵动 " a team of its own, missing from ?team=灵动, and a name of spaces went on the national
+    service record."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# the accounts' phone pattern, matched against the whole text
+PHONE_NUMBER = WholeText(PHONE.regex, error=PHONE.error)
 
 
 class SkillOut(Schema):
@@ -28,8 +53,8 @@ class AvailabilityWindow(Schema):
     """A weekly window in the community's local time; 1 = Monday ... 7 = Sunday."""
 
     weekday = Int(required=True, validate=validate.Range(1, 7))
-    start = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "18:00"})
-    end = fields.Str(required=True, validate=validate.Regexp(HHMM, error="HH:MM"), metadata={"example": "21:00"})
+    start = fields.Str(required=True, validate=WholeText(HHMM, error="HH:MM"), metadata={"example": "18:00"})
+    end = fields.Str(required=True, validate=WholeText(HHMM, error="HH:MM"), metadata={"example": "21:00"})
 
     @validates_schema
     def _ordered(self, data, **_kwargs) -> None:
@@ -39,11 +64,11 @@ class AvailabilityWindow(Schema):
 
 class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
-    real_name = fields.Str(required=True, validate=validate.Length(1, 100))
-    phone = fields.Str(required=True, validate=PHONE)
+    real_name = Trimmed(required=True, validate=validate.Length(1, 100))
+    phone = fields.Str(required=True, validate=PHONE_NUMBER)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64),
                                        metadata={"description": "ID in the national volunteer service system, if any"})
-    team = fields.Str(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
+    team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list,
@@ -51,10 +76,10 @@ class VolunteerCreate(Schema):
 
 
 class VolunteerUpdate(Schema):
-    real_name = fields.Str(validate=validate.Length(1, 100))
-    phone = fields.Str(validate=PHONE)
+    real_name = Trimmed(validate=validate.Length(1, 100))
+    phone = fields.Str(validate=PHONE_NUMBER)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64))
-    team = fields.Str(allow_none=True, validate=validate.Length(1, 100))
+    team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
     availability = fields.List(fields.Nested(AvailabilityWindow), validate=validate.Length(max=50))
@@ -92,7 +117,7 @@ class VolunteerOut(Schema):
 class VolunteerQuery(PageQuery):
     zone_id = Int(metadata={"description": "home zone"})
     skill = fields.Str(validate=SKILL_CODE)
-    team = fields.Str()
+    team = Trimmed()
     on_duty = fields.Bool()
     near = fields.Str(metadata={"description": "lon,lat (WGS-84): only volunteers within radius_m, nearest first"})
     radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=1000)

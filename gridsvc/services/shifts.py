@@ -73,6 +73,25 @@ def _volunteers_of(session: Session, shift_ids: Iterable[int], status: str) -> l
                                                                   Signup.status == status).distinct()))
 
 
+def _first_to_lock(session: Session, shift_ids: Iterable[int], *, now: datetime) -> tuple[list[int], list[int]]:
+    """What a change freeing these shifts' confirmed volunteers (a cancellation, a move) locks first, read
+    without a lock: (volunteers, other shifts). Those volunteers; the shifts not started where they wait at
+    those times (a place skipped for them may be theirs now); and everyone waiting there, whom the promotion
+    locks. Locked only later, after these shifts, such a row could be held by a sign-up waiting for one of
+    these shifts: a deadlock, and one of the two answered 409 for nothing."""
+    confirmed: dict[tuple[int, datetime, datetime], list[int]] = {}
+    for shift_id, starts_at, ends_at, volunteer_id in session.execute(
+            select(Shift.id, Shift.starts_at, Shift.ends_at, Signup.volunteer_id)
+            .join(Signup, Signup.shift_id == Shift.id)
+            .where(Shift.id.in_(list(shift_ids)), Signup.status == "confirmed")):
+        confirmed.setdefault((shift_id, starts_at, ends_at), []).append(volunteer_id)
+    volunteers, elsewhere = [], []
+    for (_, starts_at, ends_at), volunteer_ids in confirmed.items():
+        volunteers += volunteer_ids
+        elsewhere += [s.id for s in _waiting_where_freed(session, volunteer_ids, starts_at, ends_at, now=now)]
+    return volunteers + _volunteers_of(session, elsewhere, "waitlisted"), elsewhere
+
+
 def _counts(session: Session, shift_ids: list[int]) -> dict[int, tuple[int, int]]:
     rows = session.execute(
         select(Signup.shift_id,
@@ -182,13 +201,19 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
             for s, e in times]
 
 
+# the changes to a shift after which someone on its waitlist may take a free place
+PROMOTING_CHANGES = frozenset({"capacity", "starts_at", "ends_at", "required_skills"})
+
+
 def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, now: datetime) -> Shift:
-    # a move locks the confirmed volunteers (and those waiting where they are freed), a capacity change
-    # those who may be promoted
-    first = _volunteers_of(session, [shift_id], "confirmed") if {"starts_at", "ends_at"} & changes.keys() else []
-    if "capacity" in changes:
+    # a move locks the confirmed volunteers (and those waiting where they are freed); a change that may let
+    # someone waiting take a free place locks the waitlist
+    first, elsewhere = (_first_to_lock(session, [shift_id], now=now) if {"starts_at", "ends_at"} & changes.keys()
+                        else ([], []))
+    may_promote = bool(PROMOTING_CHANGES & changes.keys())
+    if may_promote:
         first += _volunteers_of(session, [shift_id], "waitlisted")
-    shift = _lock_volunteers_then_shifts(session, first, [shift_id])[shift_id]
+    shift = _lock_volunteers_then_shifts(session, first, [shift_id, *elsewhere])[shift_id]
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
@@ -208,7 +233,9 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
         setattr(shift, key, value)
     _check_times(shift.starts_at, shift.ends_at)
     session.flush()
-    if "capacity" in changes:
+    # More places, new times clear of a waiting volunteer's other shift, or a skill no longer required: the
+    # waitlist is run again. Not for a shift that is over: its sign-ups are history (nobody can serve it now).
+    if may_promote and shift.ends_at > now:
         _promote(session, shift)
     if moves:  # its volunteers are free at the old times now
         _promote_where_freed(session, moved_volunteers, *old_times, now=now)
@@ -269,8 +296,8 @@ def _has_begun(session: Session, shift: Shift, now: datetime) -> bool:
 
 
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
-    seen_confirmed = _volunteers_of(session, [shift_id], "confirmed")
-    shift = _lock_volunteers_then_shifts(session, seen_confirmed, [shift_id])[shift_id]
+    first, elsewhere = _first_to_lock(session, [shift_id], now=now)
+    shift = _lock_volunteers_then_shifts(session, first, [shift_id, *elsewhere])[shift_id]
     if shift.status == "cancelled":
         return shift
     confirmed = _lock_confirmed_volunteers(session, shift)
@@ -314,7 +341,8 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     if starting_from is not None:
         query = query.where(Shift.starts_at >= starting_from)
     shift_ids = session.scalars(query.with_only_columns(Shift.id)).all()
-    _lock_volunteers_then_shifts(session, _volunteers_of(session, shift_ids, "confirmed"), shift_ids)
+    first, elsewhere = _first_to_lock(session, shift_ids, now=now)
+    _lock_volunteers_then_shifts(session, first, [*shift_ids, *elsewhere])
     cancelled, kept = [], []
     for shift in session.scalars(query.order_by(Shift.id).with_for_update(key_share=True)).all():
         confirmed = _lock_confirmed_volunteers(session, shift)
@@ -473,6 +501,27 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     session.add(signup)
     session.flush()
     return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
+
+
+def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:
+    """Before a change that may let a volunteer take a place skipped for them (a skill added to their profile):
+    the shifts not started, with a free place, where they wait, locked in the module's order with everyone
+    waiting there, for ``run_waitlists`` after the change."""
+    confirmed = aliased(Signup)
+    taken = (select(func.count()).where(confirmed.shift_id == Shift.id, confirmed.status == "confirmed")
+             .scalar_subquery())
+    shift_ids = session.scalars(select(Signup.shift_id).join(Shift, Shift.id == Signup.shift_id)
+                                .where(Signup.volunteer_id == volunteer_id, Signup.status == "waitlisted",
+                                       Shift.status == "scheduled", Shift.starts_at > now,
+                                       taken < Shift.capacity)).all()
+    waiting = _volunteers_of(session, shift_ids, "waitlisted")
+    return list(_lock_volunteers_then_shifts(session, [volunteer_id, *waiting], shift_ids).values())
+
+
+def run_waitlists(session: Session, shifts: list[Shift]) -> None:
+    """Each shift's free places filled from its waitlist, in order (see ``_promote``)."""
+    for shift in shifts:
+        _promote(session, shift)
 
 
 def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
