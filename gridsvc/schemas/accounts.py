@@ -4,11 +4,11 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.models import ROLES
-from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery
+from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery, WholeText
 
-USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
+USERNAME = WholeText(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(min=8, max=256)
-PHONE = validate.Regexp(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
+PHONE = WholeText(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
 
 
 class TokenRequest(Schema):

@@ -23,6 +23,29 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
 MAX_UTC_OFFSET = timedelta(hours=14)  # the offsets in use run from -12:00 to +14:00
 
 
+class WholeText(validate.Regexp):
+    """A pattern the whole text must match. Why: Python's ``$`` also matches
+    before a final newline, so "first_aid\\n" passed (to be refused by the
+    database's check as a 500, or stored: an activity or time nothing finds);
+    ``$`` stays in the pattern, which the OpenAPI document gives clients (in
+    its ECMA-262 regexes ``$`` is the end)."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class Trimmed(fields.Str):
+    """Text without the whitespace around it, so blank text fails its Length. Why: a phone keyboard's trailing
+    space made "灵动 " a team of its own, missing from ?team=灵动, and a name of spaces went on the national
+    service record."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+
 class JsonBool(fields.Boolean):
     """A body's boolean: JSON ``true`` or ``false`` only. marshmallow's Boolean also takes 0, 1, "yes", "off"...,
     which the OpenAPI document's ``boolean`` does not allow (a query parameter, which is text, keeps those)."""

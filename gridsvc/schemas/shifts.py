@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn
-from gridsvc.schemas.volunteers import SKILL_CODE, Trimmed, WholeText, parse_lonlat
+from gridsvc.schemas.common import (AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed,
+                                    WholeText)
+from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
 
 # Times without an offset are read as the park's local time.
 LOCAL = ZoneInfo("Asia/Shanghai")

@@ -6,35 +6,11 @@ import re
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.schemas.accounts import PHONE
-from gridsvc.schemas.common import Date, Int, PageOut, PageQuery, PointOut, PositionIn
-
-
-class WholeText(validate.Regexp):
-    """A pattern the whole text must match. Why: Python's ``$`` also matches
-    before a final newline, so "first_aid\\n" passed (to be refused by the
-    database's check as a 500, or stored: an activity or time nothing finds);
-    ``$`` stays in the pattern, which the OpenAPI document gives clients (in
-    its ECMA-262 regexes ``$`` is the end)."""
-
-    def __call__(self, value: str) -> str:
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
-class Trimmed(fields.Str):
-    """Text without the whitespace around it, so blank text fails its Length. Why: a phone keyboard's trailing
-    space made "灵动 " a team of its own, missing from ?team=灵动, and a name of spaces went on the national
-    service record."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+from gridsvc.schemas.common import Date, Int, PageOut, PageQuery, PointOut, PositionIn, Trimmed, WholeText
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-# the accounts' phone pattern, matched against the whole text
-PHONE_NUMBER = WholeText(PHONE.regex, error=PHONE.error)
 
 
 class SkillOut(Schema):
@@ -65,7 +41,7 @@ class AvailabilityWindow(Schema):
 class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
     real_name = Trimmed(required=True, validate=validate.Length(1, 100))
-    phone = fields.Str(required=True, validate=PHONE_NUMBER)
+    phone = fields.Str(required=True, validate=PHONE)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64),
                                        metadata={"description": "ID in the national volunteer service system, if any"})
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
@@ -77,7 +53,7 @@ class VolunteerCreate(Schema):
 
 class VolunteerUpdate(Schema):
     real_name = Trimmed(validate=validate.Length(1, 100))
-    phone = fields.Str(validate=PHONE_NUMBER)
+    phone = fields.Str(validate=PHONE)
     national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)

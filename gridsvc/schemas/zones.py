@@ -5,9 +5,9 @@ from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
-from gridsvc.schemas.common import Int, JsonBool, PointOut
+from gridsvc.schemas.common import Int, JsonBool, PointOut, WholeText
 
-CODE = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
+CODE = WholeText(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
 FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
 
 

@@ -227,3 +227,19 @@ def test_the_ogc_document_names_the_400_every_operation_can_answer(client):
 
 def test_a_tile_coordinate_that_only_looks_like_a_digit_is_400(client):
     assert_problem(client.get("/tiles/0/0/%C2%B2.pbf"), 400)
+
+
+def test_a_username_phone_or_zone_code_ending_in_a_newline_is_refused(admin, lingfeng, session):
+    """Python's ``$`` matches before a final newline: "wang.wei\\n" became an account no one could sign in as
+    by typing its name, and "G11\\n" a zone code that ?code= and the map never found."""
+    users = count(session, User)
+    for body in ({"username": "wang.wei\n", "password": "long-enough-pass-1", "display_name": "王伟", "roles": ["worker"]},
+                 {"username": "wang.wei", "password": "long-enough-pass-1", "display_name": "王伟", "roles": ["worker"],
+                  "phone": "13800000000\n"}):
+        problem = assert_problem(admin.post("/api/v1/users", json=body), 422)
+        assert set(problem["errors"]) & {"username", "phone"}
+    assert count(session, User) == users
+    zone = {"type": "Feature", "properties": {"code": "G11\n", "name": "第十一网格"},
+            "geometry": {"type": "Polygon", "coordinates": [[[121.70, 29.90], [121.701, 29.90], [121.701, 29.901],
+                                                             [121.70, 29.901], [121.70, 29.90]]]}}
+    assert "code" in assert_problem(admin.post(f"/api/v1/communities/{lingfeng.id}/zones", json=zone), 422)["errors"]["properties"]
