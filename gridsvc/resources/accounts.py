@@ -1,6 +1,7 @@
 """Sign-in, tokens, the caller's own account, and account administration."""
 from __future__ import annotations
 
+from flask import url_for
 from flask.views import MethodView
 from sqlalchemy import select
 
@@ -113,7 +114,7 @@ class Users(MethodView):
         session = current_session()
         user = service.create_user(session, **data)
         session.commit()
-        return user_view(user, reveal=True)
+        return user_view(user, reveal=True), {"Location": url_for("accounts.UserItem", user_id=user.id)}
 
 
 @blp.route("/users/<int:user_id>")

@@ -1,6 +1,7 @@
 """/api/v1/communities: the parks, markets and towns."""
 from __future__ import annotations
 
+from flask import url_for
 from flask.views import MethodView
 
 from gridsvc import auth
@@ -30,7 +31,7 @@ class Communities(MethodView):
         session = current_session()
         community = service.create_community(session, **data)
         session.commit()
-        return community
+        return community, {"Location": url_for("communities.CommunityItem", community_id=community.id)}
 
 
 @blp.route("/communities/<int:community_id>")

@@ -1,6 +1,7 @@
 """/api/v1/communities/{id}/enterprises: enterprises placed in their zones."""
 from __future__ import annotations
 
+from flask import url_for
 from flask.views import MethodView
 from shapely.geometry import Point
 
@@ -36,7 +37,8 @@ class Enterprises(MethodView):
         session = current_session()
         enterprise = service.create_enterprise(session, community_id, **_with_point(data))
         session.commit()
-        return enterprise
+        return enterprise, {"Location": url_for("enterprises.EnterpriseItem", community_id=community_id,
+                                                enterprise_id=enterprise.id)}
 
 
 @blp.route("/communities/<int:community_id>/enterprises/<int:enterprise_id>")

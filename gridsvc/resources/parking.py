@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
 from gridsvc import auth, clock
@@ -57,7 +57,7 @@ class Lots(MethodView):
         session = current_session()
         lot = service.create_lot(session, geometry=data["geometry"], **data["properties"])
         session.commit()
-        return feature(lot)
+        return feature(lot), {"Location": url_for("parking.LotItem", lot_id=lot.id)}
 
 
 @blp.route("/parking/lots/<int:lot_id>")
@@ -132,7 +132,7 @@ class Spaces(MethodView):
         session = current_session()
         space = service.create_space(session, geometry=data["geometry"], now=clock.now(), **data["properties"])
         session.commit()
-        return feature(space)
+        return feature(space), {"Location": url_for("parking.SpaceItem", space_id=space.id)}
 
 
 @blp.route("/parking/spaces/status")

@@ -1,7 +1,7 @@
 """Service requests ("push one door, find one person"): intake, dispatch, lifecycle, audit trail."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, url_for
 from flask.views import MethodView
 from geoalchemy2 import WKBElement
 from shapely.geometry.base import BaseGeometry
@@ -120,7 +120,7 @@ class Requests(MethodView):
                                               lat=point.lat, input_crs=point.input_crs, now=clock.now(),
                                               policy=policy(), **data)
         session.commit()
-        return request_view(request, offer)
+        return request_view(request, offer), {"Location": url_for("requests.RequestItem", request_id=request.id)}
 
 
 @blp.route("/requests/stats")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Response, request
+from flask import Response, request, url_for
 from flask.views import MethodView
 
 from gridsvc import auth, clock
@@ -36,7 +36,7 @@ class CommunityZones(MethodView):
         session = current_session()
         zone = service.create_zone(session, community_id, geometry=feature["geometry"], **feature["properties"])
         session.commit()
-        return zone_feature(zone)
+        return zone_feature(zone), {"Location": url_for("zones.ZoneItem", zone_id=zone.id)}
 
 
 @blp.route("/communities/<int:community_id>/coverage")

@@ -215,6 +215,42 @@ def test_created_resources_are_located(admin, session, clock, login):
     assert volunteer.headers.get("Location", "").endswith(f"/api/v1/volunteers/{volunteer.get_json()['id']}")
 
 
+def test_every_created_resource_with_its_own_url_is_located(admin, session, login):
+    """The README promises Location on a 201; communities, zones, enterprises, lots, spaces, requests and
+    accounts had none. Each Location reads back the resource just made."""
+    from tests.helpers import community_body, rect, zone_feature
+
+    def located(answer, item_path: str) -> None:
+        assert answer.status_code == 201, answer.get_json()
+        location = answer.headers.get("Location", "")
+        assert location.endswith(item_path), (location, item_path)
+        assert admin.get(location).status_code == 200
+
+    community = admin.post("/api/v1/communities", json=community_body())
+    cid = community.get_json()["id"]
+    located(community, f"/api/v1/communities/{cid}")
+    zone = admin.post(f"/api/v1/communities/{cid}/zones", json=zone_feature("G01", rect(120.301, 31.501, 200, 200)))
+    located(zone, f"/api/v1/zones/{zone.get_json()['id']}")
+    enterprise = admin.post(f"/api/v1/communities/{cid}/enterprises",
+                            json={"name": "测试厂", "location": {"lon": 120.3015, "lat": 31.5015}})
+    located(enterprise, f"/api/v1/communities/{cid}/enterprises/{enterprise.get_json()['id']}")
+    lot = admin.post("/api/v1/parking/lots", json={"type": "Feature", "geometry": rect(120.302, 31.502, 40, 40),
+                                                    "properties": {"name": "北门停车场", "capacity": {"car": 20}}})
+    located(lot, f"/api/v1/parking/lots/{lot.get_json()['id']}")
+    space = admin.post("/api/v1/parking/spaces", json={"type": "Feature",
+                                                        "geometry": {"type": "Point", "coordinates": [120.3022, 31.5022]},
+                                                        "properties": {"lot_id": lot.get_json()["id"], "ref": "N-1"}})
+    located(space, f"/api/v1/parking/spaces/{space.get_json()['id']}")
+    account = admin.post("/api/v1/users", json={"username": "li.na", "password": "long-enough-pass-1",
+                                               "display_name": "李娜", "roles": ["worker"]})
+    located(account, f"/api/v1/users/{account.get_json()['id']}")
+    here = zone_center(admin, zone_of(session, "G03").id)
+    request = login("worker-001").post("/api/v1/requests", json={
+        "service_code": "parking", "description": "北门找不到车位", "lon": here[0], "lat": here[1],
+        "attributes": {"problem": "no_space"}})
+    located(request, f"/api/v1/requests/{request.get_json()['id']}")
+
+
 def test_the_bearer_scheme_is_case_insensitive(app, client, duty):
     """RFC 9110 §11.1 / RFC 6750: the auth scheme is case-insensitive; HTTP
     stacks that send `bearer <token>` get a 401 invalid_request everywhere."""
