@@ -263,8 +263,10 @@ class VolunteerHoursCsv(MethodView):
         rows = []
         for entry in entries:
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
+            # an overnight stint's end carries its own date: "01:00" beside the start's date read as that morning
+            end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M")
             rows.append([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
-                         start.date().isoformat(), start.strftime("%H:%M"), end.strftime("%H:%M"),
+                         start.date().isoformat(), start.strftime("%H:%M"), end_text,
                          f"{entry.hours:.2f}", organisations[entry.shift.community_id], entry.status])
         return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True)
 

@@ -90,3 +90,32 @@ def test_a_reused_key_names_the_header_online_and_the_event_field_offline(duty, 
     event = _offline(shift_id, "check_out", clock(), center, "used-once")
     [result] = volunteer.post("/api/v1/me/check-events", json={"events": [event]}).get_json()["results"]
     assert result["status"] == 422 and list(result["result"]["errors"]) == ["idempotency_key"]
+
+
+def test_an_overnight_stint_in_the_csv_ends_on_its_own_date(login, session):
+    """A night patrol 22:00-01:00 was written date 2026-03-02, start 22:00, end 01:00: a spreadsheet joining
+    date and end put the end before the start, on the same day."""
+    import csv
+    import io
+    from zoneinfo import ZoneInfo
+
+    from gridsvc.models import ServiceHours
+    from gridsvc.services.shifts import create_shift
+    from tests.api.volunteer_helpers import zone_of
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    starts, ends = datetime(2026, 3, 2, 22, 0, tzinfo=shanghai), datetime(2026, 3, 3, 1, 0, tzinfo=shanghai)
+    shift = create_shift(session, zone_id=zone_of(session, "G01").id, title="夜间巡查", activity="inspection",
+                         capacity=2, starts_at=starts, ends_at=ends)
+    vid = volunteer_id(session, "volunteer-001")
+    check_in = CheckEvent(shift_id=shift.id, volunteer_id=vid, kind="check_in", effective_at=starts,
+                          position="SRID=4326;POINT(121.78 29.87)", input_lon=121.78, input_lat=29.87, input_crs="wgs84",
+                          inside=True, distance_m=0, accepted=True, status_code=201, response={})
+    session.add(check_in)
+    session.flush()
+    session.add(ServiceHours(volunteer_id=vid, shift_id=shift.id, check_in_id=check_in.id, started_at=starts,
+                             ended_at=ends, hours=3, status="approved"))
+    session.flush()
+    answer = login("volunteer-001").get(f"/api/v1/volunteers/{vid}/hours.csv?from=2026-03-01&to=2026-03-31")
+    rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[1][3:7] == ["2026-03-02", "22:00", "2026-03-03 01:00", "3.00"]
