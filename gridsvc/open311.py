@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -114,8 +115,14 @@ def _to_xml(tag: str, value: Any) -> ET.Element:
             else:
                 element.append(_to_xml(key, child))
     elif value is not None:
-        element.text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        element.text = _NOT_XML.sub("\ufffd", text)
     return element
+
+
+# Characters XML 1.0 cannot hold, not even as a character reference: ElementTree writes them raw and the
+# client's parser then refuses the whole answer. A description may carry one (a pasted BEL or ESC).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _fmt(fmt: str) -> str:

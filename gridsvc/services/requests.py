@@ -638,7 +638,13 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
         query = query.where(RequestOffer.volunteer_id == volunteer_id)
     expired = 0
     for offer in session.scalars(query.with_for_update(skip_locked=True)).all():
-        request = session.get(ServiceRequest, offer.request_id, with_for_update=True)
+        # The request's row is skipped too when locked, not waited for: an action on it took the row first and
+        # answers the offer next (act()), so waiting here while holding the offer deadlocked the two. Whoever
+        # acts sees the lapsed offer under the lock; the next read moves it on otherwise.
+        request = session.scalar(select(ServiceRequest).where(ServiceRequest.id == offer.request_id)
+                                 .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+        if request is None:
+            continue
         offer.outcome, offer.answered_at = "expired", offer.deadline
         request.refusals += 1
         session.flush()
@@ -716,17 +722,19 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         note: str | None = None, volunteer_id: int | None = None, lon: float | None = None,
         lat: float | None = None) -> ServiceRequest:
     """Apply one lifecycle action, with its role rule; a wrong state is a 409 naming both."""
-    if action in ("accept", "decline") and actor.volunteer_id is not None:
-        mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
-                                                         RequestOffer.volunteer_id == actor.volunteer_id)
-                              .order_by(RequestOffer.offered_at.desc()).limit(1))
-        if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
-            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; it has gone to someone else.",
-                                action=action, state="expired")
     expire_offers(session, now=now, policy=policy, request_ids=[request_id])
     request = get_request(session, request_id, for_update=True)
     if not may_see(session, request, actor):
         raise NotFound(f"Request {request_id} does not exist.")  # say nothing about others' requests
+    if action in ("accept", "decline") and actor.volunteer_id is not None:
+        # read under the request's lock: a deadline passed by a concurrent `gridsvc tick` that moved the
+        # request on while we waited is "your offer expired", not someone else's offer
+        mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
+                                                         RequestOffer.volunteer_id == actor.volunteer_id)
+                              .order_by(RequestOffer.offered_at.desc(), RequestOffer.id.desc()).limit(1))
+        if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
+            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; it has gone to someone else.",
+                                action=action, state="expired")
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
