@@ -230,7 +230,11 @@ def access(rule: Rule) -> Callable:
         apidoc = getattr(guarded, "_apidoc", {})
         manual = apidoc.setdefault("manual_doc", {})
         if keyed:
-            manual.setdefault("parameters", []).append(idempotency.openapi_parameter())
+            # Among the view's own parameters: a "parameters" list in manual_doc would replace them (flask-smorest
+            # merges lists by replacing), and the document would lose the view's query parameters (?dry_run=).
+            arguments = apidoc.setdefault("arguments", {})
+            arguments.setdefault("parameters", []).append(idempotency.openapi_parameter())
+            arguments.setdefault("responses", {})[422] = "UNPROCESSABLE_ENTITY"  # a bad key, or one used for another request
         if not rule.public:
             manual["security"] = [{"bearerAuth": []}]
         elif rule.note:  # a token is one of the ways in

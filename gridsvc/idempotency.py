@@ -34,14 +34,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from datetime import timedelta
 from typing import Any, Callable
 
 from flask import Response, current_app, make_response, request
+from sqlalchemy.exc import OperationalError
 
 from gridsvc import clock
 from gridsvc.db import close_session, execute_prepared, get_database
 from gridsvc.errors import RequestInProgress, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 100
@@ -85,9 +89,10 @@ def applies(user_id: int | None) -> bool:
 def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
     """``view()``'s answer, or the stored first answer to this key (see the module docstring)."""
     key = request.headers[HEADER]
-    if not 1 <= len(key) <= MAX_KEY:
-        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY} characters.",
-                               errors={HEADER: [f"1 to {MAX_KEY} characters"]})
+    # NUL: PostgreSQL text cannot hold it (a server that passes it through would make this a 500)
+    if not 1 <= len(key) <= MAX_KEY or "\x00" in key:
+        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY} characters, without NUL.",
+                               errors={HEADER: [f"1 to {MAX_KEY} characters, without NUL"]})
     path = request.path + ("?" + request.query_string.decode("latin-1") if request.query_string else "")
     body = request.get_data(cache=True)  # cached: the view reads it again
     # keyed with the app's secret: a body may hold a password, and a bare hash of it could be guessed offline
@@ -107,16 +112,28 @@ def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
         response = make_response(view())
     except BaseException:
         close_session()
-        _run(_RELEASE, params)
+        _settle(_RELEASE, params)
         raise
     close_session()
     if 200 <= response.status_code < 300 and not response.is_streamed:
         headers = [[name, value] for name, value in response.headers if name.lower() not in _NOT_STORED]
-        _run(_STORE, {**params, "status": response.status_code, "headers": json.dumps(headers),
-                      "body": response.get_data()})
+        _settle(_STORE, {**params, "status": response.status_code, "headers": json.dumps(headers),
+                         "body": response.get_data()})
     else:
-        _run(_RELEASE, params)  # nothing was done: a retry runs again
+        _settle(_RELEASE, params)  # nothing was done: a retry runs again
     return response
+
+
+def _settle(sql: str, params: dict[str, Any]) -> None:
+    """Store the answer or release the claim; the view's own answer stands if the database is lost meanwhile.
+
+    Why: the view has committed (or failed) already. A 503 instead of its 201 would tell the client that
+    nothing was done, and the retry it then sends, once the claim counts as abandoned, would do it again.
+    The claim stays unanswered: a copy is told to wait (409) until ABANDONED_AFTER."""
+    try:
+        _run(sql, params)
+    except OperationalError as exc:
+        log.warning("could not store the answer to %s %s (%s): %s", params["method"], params["path"], HEADER, exc.orig)
 
 
 def _first_answer(params: dict[str, Any]) -> Response:
