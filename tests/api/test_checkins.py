@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -67,10 +69,23 @@ def test_outside_the_geofence_is_refused_recorded_and_flagged(admin, login, sess
     body = assert_problem(refused, 422, "check-refused")
     assert body["reason"] == "outside_geofence" and not body["inside"]
     assert body["distance_m"] == pytest.approx(350, abs=2) and body["allowed_m"] == 20
-    assert "350 m" in body["detail"]
+    assert f"You are {math.ceil(body['distance_m'] * 10) / 10:.1f} m outside" in body["detail"]
     event = session.get(CheckEvent, body["event_id"])
     assert event.flagged and not event.accepted and event.distance_m == pytest.approx(350, abs=2)
     assert session.scalar(select(Volunteer.on_duty_shift_id).where(Volunteer.id == event.volunteer_id)) is None
+
+
+def test_a_refusal_just_outside_never_reads_as_within_the_allowance(admin, login, session, clock):
+    gate = zone_center(admin, zone_of(session, "G02").id)
+    shift = make_shift(admin, point=gate, radius_m=50, starts_at=clock() + timedelta(minutes=20))
+    volunteer = login("volunteer-002")
+    volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={})
+    # 20.3 m outside with 20 m allowed: rounded to whole metres both read "20 m"
+    body = assert_problem(post_check(volunteer, shift["id"], "check-in", *north_of(gate, 70.3), accuracy=20), 422)
+    assert body["reason"] == "outside_geofence" and 20 < body["distance_m"] < 21
+    shown = re.search(r"You are (\d+\.\d) m outside the shift's area \(allowed (\d+\.\d) m", body["detail"])
+    assert shown, body["detail"]
+    assert float(shown[2]) == 20.0 and float(shown[1]) > float(shown[2])
 
 
 @pytest.mark.parametrize("outside_m, accuracy, accepted", [(80, 100, True), (80, 50, False), (150, 500, False), (90, 500, True)])
