@@ -238,6 +238,12 @@ def _parse_time(name: str) -> datetime | None:
     return parsed
 
 
+def _items(value: str) -> list[str]:
+    """A comma-separated list parameter's items: clients that build lists send ``open,`` or ``1,2,``; an empty
+    item is no value, not a wrong one."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _flat(messages: Any) -> list[Any]:
     """marshmallow's messages of one field (a list, or a dict by list index) as one list."""
     if isinstance(messages, dict):
@@ -262,8 +268,8 @@ def list_requests(fmt: str):
     wanted_ids = None
     if ids:
         try:
-            wanted_ids = [int(i) for i in ids.split(",")]
-            if not all(0 < i <= INT_MAX for i in wanted_ids):
+            wanted_ids = [int(i) for i in _items(ids)]
+            if not wanted_ids or not all(0 < i <= INT_MAX for i in wanted_ids):
                 raise ValueError(ids)
             query = query.where(ServiceRequest.id.in_(wanted_ids))
         except ValueError:
@@ -273,9 +279,9 @@ def list_requests(fmt: str):
             query = query.where(ServiceRequest.service_code.in_(request.args["service_code"].split(",")))
         status = request.args.get("status")
         if status:
-            wanted = set(status.split(","))
-            if not wanted <= {"open", "closed"}:
-                raise Open311Error(400, "status must be open or closed")
+            wanted = set(_items(status))
+            if not wanted or not wanted <= {"open", "closed"}:
+                raise Open311Error(400, "status must be open or closed (or both, comma-separated)")
             states = [s for s in STATUS_NOTES if ("open" if s in OPEN_STATUSES else "closed") in wanted]
             query = query.where(ServiceRequest.status.in_(states))
         start, end = _parse_time("start_date"), _parse_time("end_date")

@@ -184,7 +184,7 @@ def _action_view(action: str):
         return request_view(request)
 
     post.__doc__ = {
-        "accept": "Accept an offer (the offered volunteer, before the deadline)",
+        "accept": "Accept an offer (the offered volunteer, on duty, before the deadline)",
         "decline": "Decline an offer: it goes to the next candidate",
         "start": "Start working on it (whoever holds it)",
         "resolve": "Mark it resolved",

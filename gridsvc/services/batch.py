@@ -61,7 +61,7 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
     # cannot deadlock), so that their room counted below holds while the offers are made.
     for volunteer_id in volunteers:
         session.execute(select(func.pg_advisory_xact_lock(dispatch.OFFER_LOCKS, volunteer_id)))
-    room = {v: policy.task_cap - session.scalar(select(dispatch._open_tasks(Volunteer.id)).where(Volunteer.id == v))
+    room = {v: policy.task_cap - session.scalar(select(dispatch._open_tasks(Volunteer.id, now)).where(Volunteer.id == v))
             for v in volunteers}
     slots = [v for v in volunteers for _ in range(max(0, room[v]))]
     cost = np.full((len(open_requests), max(1, len(slots))), UNREACHABLE)

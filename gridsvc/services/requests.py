@@ -5,13 +5,19 @@ Dispatch policy (per community settings come from config for now):
    ended), whose account is enabled and still holds the ``volunteer`` role,
    other than the requester (a worker who volunteers raises needs too, and
    is always the nearest to them), with the service's required skill, under
-   their open-task cap (assigned or in progress, plus pending offers), who
-   have not been offered this request before, within ``max_distance_m`` of
-   the request, nearest first by geodesic distance from their last known
-   position. The PostGIS KNN operator (``<->`` on the GiST index) picks the
-   nearest few, then the spheroid distance orders them;
+   their open-task cap (assigned or in progress, plus pending offers whose
+   deadline has not passed: one let lapse is no task, though nothing has
+   moved it on yet), who have not declined this request nor let its offer
+   lapse, nor hold its offer now (since it was last reopened: see
+   ``_offered_before``), within ``max_distance_m`` of the request, nearest
+   first by geodesic distance from their last known position. The PostGIS
+   KNN operator (``<->`` on the GiST index) picks the nearest few, then the
+   spheroid distance orders them;
 2. an offer to the first, with an accept deadline; accept -> assigned;
-   decline or deadline -> the next candidate;
+   decline or deadline -> the next candidate (a refusal). A volunteer who
+   checks out (ends their duty) before answering has the offer withdrawn ->
+   the next candidate too (not a refusal: they may be asked again once back
+   on duty), and may not accept it;
 3. no candidate left, or ``max_refusals`` refusals -> the zone's liaison (an
    enabled account holding the ``liaison`` role; when the zone has none, the
    liaison of the zone nearest the request that has one, who then acts as
@@ -19,8 +25,11 @@ Dispatch policy (per community settings come from config for now):
 4. the liaison may escalate to the department pool, where the first member
    of a department allowed that service to claim it owns it.
 
-Deadlines are enforced without a hidden cron: expired offers are processed
-whenever requests are read, and by ``gridsvc tick``.
+Deadlines are enforced without a hidden cron: expired offers, and offers to
+volunteers no longer on duty, are moved on whenever requests are read (and
+before any action on one), and by ``gridsvc tick`` (``expire_offers``).
+Check-out is answered by a database function (``gridsvc_check``) in front
+of Flask, which knows nothing of offers: that sweep is where they end.
 
 Races: an offer takes the volunteer's offer lock (an advisory lock, tried:
 a volunteer another dispatch is offering to is skipped, not waited for) and
@@ -294,22 +303,27 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
 
 def _event(session: Session, request: ServiceRequest, actor_id: int | None, action: str, from_status: str | None,
            to_status: str | None, *, note: str | None = None, lon: float | None = None, lat: float | None = None,
-           system: bool = False) -> None:
-    session.add(RequestEvent(request_id=request.id, actor_id=actor_id, action=action, from_status=from_status,
-                             to_status=to_status, note=note, system=system,
-                             position=gsql.point(lon, lat) if lon is not None else None))
+           system: bool = False) -> RequestEvent:
+    event = RequestEvent(request_id=request.id, actor_id=actor_id, action=action, from_status=from_status,
+                         to_status=to_status, note=note, system=system,
+                         position=gsql.point(lon, lat) if lon is not None else None)
+    session.add(event)
+    return event
 
 
 # ---------------------------------------------------------------- dispatch
 
 
-def _open_tasks(volunteer_id_column):
-    """SQL: a volunteer's open tasks: requests they hold, plus pending offers."""
+def _open_tasks(volunteer_id_column, now):
+    """SQL: a volunteer's open tasks at ``now`` (a time or an SQL expression): requests they hold, plus pending
+    offers not past their deadline (one past it stays pending until a read or `gridsvc tick` moves it on, and
+    the volunteer who let it lapse is no busier for it)."""
     held = (select(func.count()).select_from(ServiceRequest)
             .where(ServiceRequest.volunteer_id == volunteer_id_column, ServiceRequest.status.in_(("assigned", "in_progress")))
             .scalar_subquery())
     offered = (select(func.count()).select_from(RequestOffer)
-               .where(RequestOffer.volunteer_id == volunteer_id_column, RequestOffer.outcome == "pending")
+               .where(RequestOffer.volunteer_id == volunteer_id_column, RequestOffer.outcome == "pending",
+                      RequestOffer.deadline >= now)
                .scalar_subquery())
     return held + offered
 
@@ -353,7 +367,10 @@ _CANDIDATES = """
 # limited to the volunteers a liaison may locate (``among``) has texts of its
 # own: on a short list of ids the primary key finds them faster than a KNN
 # walk past everyone else on duty.
-_OPEN_TASKS_OF_V = statement_text(_open_tasks(literal_column("v.id")), literal=True)[0]
+# (its now is the statements' own %(now)s parameter, the service's clock; the
+# compiler doubles the % of a literal column, as it would in plain text)
+_OPEN_TASKS_OF_V = statement_text(_open_tasks(literal_column("v.id"), literal_column("%(now)s")),
+                                  literal=True)[0].replace("%%(now)s", "%(now)s")
 _WITH_SKILL = "AND EXISTS (SELECT 1 FROM volunteer_skill vs WHERE vs.volunteer_id = v.id AND vs.skill_code = %(skill)s)"
 _AMONG = "AND v.id = ANY(%(among)s::int[])"
 _CANDIDATE_STATEMENTS = {
@@ -630,8 +647,14 @@ def _lonlat(session: Session, request: ServiceRequest) -> tuple[float, float]:
 
 def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, request_ids: Iterable[int] | None = None,
                   volunteer_id: int | None = None) -> int:
-    """Offers past their deadline become refusals, and the request moves on."""
-    query = select(RequestOffer).where(RequestOffer.outcome == "pending", RequestOffer.deadline < now)
+    """Offers past their deadline become refusals, offers to volunteers no longer on duty are withdrawn, and
+    the request moves on; returns how many offers ended."""
+    # Check-out (the gridsvc_check function, before Flask) ends the duty but not the offers: they end here.
+    # A scalar subquery, probed by primary key for each of the few pending offers: an EXISTS under the OR was
+    # planned as a hash of every volunteer off duty (nearly all of them), on every read of requests.
+    off_duty = (select(Volunteer.on_duty_shift_id.is_(None)).where(Volunteer.id == RequestOffer.volunteer_id)
+                .scalar_subquery())
+    query = select(RequestOffer).where(RequestOffer.outcome == "pending", or_(RequestOffer.deadline < now, off_duty))
     if request_ids is not None:
         query = query.where(RequestOffer.request_id.in_(list(request_ids)))
     if volunteer_id is not None:
@@ -645,11 +668,19 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
                                  .with_for_update(skip_locked=True).execution_options(populate_existing=True))
         if request is None:
             continue
-        offer.outcome, offer.answered_at = "expired", offer.deadline
-        request.refusals += 1
-        session.flush()
-        _event(session, request, None, "expire", "offered", "offered", system=True,
-               note=f"volunteer {offer.volunteer_id} did not answer by {offer.deadline.isoformat()}")
+        if offer.deadline < now:
+            offer.outcome, offer.answered_at = "expired", offer.deadline
+            request.refusals += 1
+            session.flush()
+            _event(session, request, None, "expire", "offered", "offered", system=True,
+                   note=f"volunteer {offer.volunteer_id} did not answer by {offer.deadline.isoformat()}")
+        else:
+            # They went home, they did not refuse: no refusal counted, and a withdrawn offer does not keep them
+            # from being asked again once back on duty (_offered_before).
+            offer.outcome, offer.answered_at = "withdrawn", now
+            session.flush()
+            _event(session, request, None, "withdraw", "offered", "offered", system=True,
+                   note=f"volunteer {offer.volunteer_id} went off duty before answering")
         dispatch(session, request, now=now, policy=policy)
         expired += 1
     return expired
@@ -735,6 +766,12 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
             raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; it has gone to someone else.",
                                 action=action, state="expired")
+        # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
+        # then): it is not theirs to take. Declining it is harmless.
+        if (action == "accept" and mine is not None and mine.outcome in ("pending", "withdrawn")
+                and session.scalar(select(Volunteer.on_duty_shift_id).where(Volunteer.id == actor.volunteer_id)) is None):
+            raise StateConflict("You are off duty: an offer is withdrawn when you check out. Check in to a shift to "
+                                "take requests.", action=action, state="withdrawn")
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
@@ -773,14 +810,19 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             request.status, request.closed_at = "closed", now
         else:
             request.resolved_at = request.closed_at = None
+            # the rating judged the resolution now undone (the trail keeps it); the requester rates the next one
+            request.rating = request.feedback = None
             request.refusals = 0
             request.last_offer_before_reopen_id = session.scalar(
                 select(func.max(RequestOffer.id)).where(RequestOffer.request_id == request.id))
             request.claimed_by_id = request.department_id = None
             session.flush()
-            _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
+            reopened = _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
             _withdraw_offers(session, request.id, now)
             dispatch(session, request, now=now, policy=policy)
+            # where dispatch took it (offered, or to a liaison) is known only now; the event is written before
+            # dispatch's own, so that the trail reads reopen, then offer
+            reopened.to_status = request.status
             return request
     elif action == "escalate":
         if not staff:
@@ -819,6 +861,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         # the volunteer holds it now: a department that claimed it no longer does
         request.status, request.volunteer_id = "assigned", volunteer_id
         request.claimed_by_id = request.department_id = None
+        request.first_response_at = request.first_response_at or now  # someone acted on it: a response
         note = f"reassigned to volunteer {volunteer_id}" + (f": {note}" if note else "")
     elif action == "comment":
         # whoever held it (and resolved it) may still answer the requester
