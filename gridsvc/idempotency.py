@@ -173,9 +173,12 @@ def openapi_parameter() -> dict[str, Any]:
     return {"name": HEADER, "in": "header", "required": False,
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
             "description": "One key per operation (a UUID, say): a retry with the same key, method, path and body gets "
-                           "the first successful answer again (with Idempotent-Replayed: true) and does nothing; the "
-                           "same key for another request is a 422; while the first is still being answered, a 409 "
-                           "with Retry-After. Kept 24 hours."}
+                           "the first successful answer again, with the response header Idempotent-Replayed: true, "
+                           "and does nothing. The same key for another request is a 422; a retry while the first is "
+                           "still being answered is a 409 (/problems/request-in-progress) with a Retry-After header "
+                           "(seconds). Only a success (2xx) is kept: a request that failed runs again when sent again. "
+                           "Keys and answers are kept GRIDSVC_IDEMPOTENCY_HOURS (default 24) hours, then "
+                           "`gridsvc purge` deletes them and the key is free again."}
 
 
 def purge(session: Any, *, now: Any, hours: float) -> int:

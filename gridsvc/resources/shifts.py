@@ -62,12 +62,16 @@ class Shifts(MethodView):
     @blp.arguments(ShiftCreate)
     @blp.response(201, ShiftOut)
     def post(self, data):
-        """Create a shift at a zone or at a point with a radius (admins, the zone's liaison)"""
+        """Create a shift at a zone or at a point with a radius (admins, the zone's liaison)
+
+        Times without an offset are on the community's clock (its `timezone`). A shift that has already ended
+        is refused (422): nobody could work it.
+        """
         session = current_session()
         data = _point_fields(data)
         _, zone_id = service.place(session, data.get("zone_id"), data.get("location"))
         _require_zone_manager(zone_id)
-        shift = service.create_shift(session, **data)
+        shift = service.create_shift(session, **data, now=clock.now())
         session.commit()
         return service.view(session, shift), {"Location": url_for("shifts.ShiftItem", shift_id=shift.id)}
 
@@ -78,12 +82,15 @@ class ShiftSeries(MethodView):
     @blp.arguments(ShiftSeriesCreate)
     @blp.response(201, ShiftSeriesOut)
     def post(self, data):
-        """Create a recurring series in one call ("weekdays 07:30-09:00 at the north gate for four weeks")"""
+        """Create a recurring series in one call ("weekdays 07:30-09:00 at the north gate for four weeks")
+
+        The occurrences already over (today's, sent after it) are left out; none left is a 422.
+        """
         session = current_session()
         data = _point_fields(data)
         _, zone_id = service.place(session, data.get("zone_id"), data.get("location"))
         _require_zone_manager(zone_id)
-        shifts = service.create_series(session, **data)
+        shifts = service.create_series(session, **data, now=clock.now())
         session.commit()
         return {"series_id": shifts[0].series_id, "count": len(shifts),
                 "items": [service.ShiftView(shift=s, confirmed=0, waitlisted=0) for s in shifts]}
@@ -122,7 +129,10 @@ class ShiftItem(MethodView):
     @blp.arguments(ShiftUpdate)
     @blp.response(200, ShiftOut)
     def patch(self, data, shift_id):
-        """Change a shift: raising the capacity promotes the waitlist; new times are refused once it has begun or where a confirmed volunteer would overlap"""
+        """Change a shift: raising the capacity promotes the waitlist; new times are refused once it has begun or where a confirmed volunteer would overlap
+
+        New times without an offset are on the community's clock; a new end already past is a 422.
+        """
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
         shift = service.update_shift(session, shift_id, data, now=clock.now())

@@ -7,16 +7,34 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.schemas.common import (AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed,
-                                    WholeText)
+                                    WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
 
-# Times without an offset are read as the park's local time.
+# Times without an offset where no one community's clock applies (a search, a phone's clock) are read as the
+# demo park's local time. A shift's own times are read on its community's clock instead (ShiftTime).
 LOCAL = ZoneInfo("Asia/Shanghai")
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
+ON_COMMUNITY_CLOCK = "without an offset: a wall-clock time in the community's time zone (its `timezone`)"
 
 
 def _aware(**kwargs):
     return AwareDateTime(default_timezone=LOCAL, **kwargs)
+
+
+class ShiftTime(_TakenTime, fields.DateTime):
+    """An ISO 8601 date-time; one without an offset stays naive here.
+
+    Why: it is a wall-clock time on the shift's community's clock, and which
+    community that is is known only once the service has found the shift's
+    place (``services.shifts`` reads it there)."""
+
+    def __init__(self, **kwargs) -> None:
+        metadata = kwargs.pop("metadata", {})
+        super().__init__(metadata={"description": ON_COMMUNITY_CLOCK, **metadata}, **kwargs)
+
+
+def _naive(moment) -> bool:
+    return moment.utcoffset() is None
 
 
 class ShiftPlace(Schema):
@@ -35,15 +53,18 @@ class ShiftPlace(Schema):
 class ShiftCreate(ShiftPlace):
     title = Trimmed(required=True, validate=validate.Length(1, 200), metadata={"example": "北门早高峰交通疏导"})
     activity = fields.Str(required=True, validate=ACTIVITY, metadata={"example": "traffic_guidance"})
-    starts_at = _aware(required=True)
-    ends_at = _aware(required=True)
+    starts_at = ShiftTime(required=True)
+    ends_at = ShiftTime(required=True)
     capacity = Int(required=True, validate=validate.Range(1, 10_000))
     required_skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
 
     @validates_schema
     def _ordered(self, data, **_kwargs) -> None:
-        if "starts_at" in data and "ends_at" in data and data["ends_at"] <= data["starts_at"]:
+        # One time with an offset and one without cannot be compared before the naive one is placed on the
+        # community's clock: the service checks those (and every pair again, once placed).
+        start, end = data.get("starts_at"), data.get("ends_at")
+        if start is not None and end is not None and _naive(start) == _naive(end) and end <= start:
             raise ValidationError("must be after starts_at", "ends_at")
 
 
@@ -76,8 +97,8 @@ class ShiftSeriesCreate(ShiftPlace):
 class ShiftUpdate(Schema):
     title = Trimmed(validate=validate.Length(1, 200))
     activity = fields.Str(validate=ACTIVITY)
-    starts_at = _aware()
-    ends_at = _aware()
+    starts_at = ShiftTime()
+    ends_at = ShiftTime()
     capacity = Int(validate=validate.Range(1, 10_000))
     required_skills = fields.List(fields.Str(validate=SKILL_CODE))
     notes = fields.Str(allow_none=True, validate=validate.Length(max=2000))
@@ -123,8 +144,9 @@ class ShiftSeriesOut(Schema):
 
 
 class SeriesCancelQuery(Schema):
-    start = _aware(data_key="from", metadata={"description": "only the shifts starting at or after this time "
-                                                            "(default: every shift of the series not yet begun)"})
+    start = ShiftTime(data_key="from", metadata={"description": "only the shifts starting at or after this time "
+                                                               "(default: every shift of the series not yet begun); "
+                                                               + ON_COMMUNITY_CLOCK})
 
 
 class SeriesCancelOut(Schema):

@@ -37,6 +37,14 @@ class ShiftConflict(Conflict):
     type, title = "/problems/shift-conflict", "Sign-up refused"
 
 
+class ShiftChangeRefused(ShiftConflict):
+    """New times refused for a confirmed volunteer's sake (``reason``, ``clashes``). A type of its own, as
+    RFC 9457 ties a title to its type: nobody signed up, so "Sign-up refused" told the liaison the wrong
+    story."""
+
+    type, title = "/problems/shift-change-refused", "Shift change refused"
+
+
 @dataclass(frozen=True)
 class ShiftView:
     shift: Shift
@@ -136,6 +144,16 @@ def place(session: Session, zone_id: int | None, location: Point | None) -> tupl
     return row[0], row[1]
 
 
+def on_community_clock(session: Session, community_id: int, *moments: datetime | None) -> list[datetime | None]:
+    """The times as sent, those without an offset read as wall-clock times in the community's time zone
+    (its ``timezone``): a liaison typing 08:00 means the park's 08:00, wherever the park is."""
+    if all(moment is None or moment.utcoffset() is not None for moment in moments):
+        return list(moments)  # (no lookup: a series' occurrences, and most clients, send offsets)
+    tz = ZoneInfo(session.scalar(select(Community.timezone).where(Community.id == community_id)))
+    return [moment.replace(tzinfo=tz) if moment is not None and moment.utcoffset() is None else moment
+            for moment in moments]
+
+
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
     if ends_at <= starts_at:
         raise ValidationFailed("A shift must end after it starts.", errors={"ends_at": ["must be after starts_at"]})
@@ -143,15 +161,30 @@ def _check_times(starts_at: datetime, ends_at: datetime) -> None:
         raise ValidationFailed("A shift lasts at most 24 hours.", errors={"ends_at": ["at most 24 h after starts_at"]})
 
 
+def _check_not_over(ends_at: datetime, now: datetime, *, moved: bool) -> None:
+    """Why: a shift whose end has passed can never be worked, and, having begun, cannot be cancelled either:
+    it would sit in the lists for good."""
+    if ends_at <= now:
+        what = "The new end" if moved else "This shift's end"
+        raise ValidationFailed(f"{what}, {ends_at.isoformat()}, has already passed: nobody could work the shift. "
+                               "Give times still to come.", errors={"ends_at": ["must be later than now"]})
+
+
 def create_shift(session: Session, *, title: str, activity: str, starts_at: datetime, ends_at: datetime,
                  capacity: int, zone_id: int | None = None, location: Point | None = None, radius_m: float | None = None,
                  required_skills: Iterable[str] = (), notes: str | None = None, series_id: str | None = None,
-                 skills: list[Skill] | None = None) -> Shift:
-    _check_times(starts_at, ends_at)
+                 skills: list[Skill] | None = None, now: datetime | None = None) -> Shift:
+    """A shift at a zone, or at a point (in the zone holding it). Times without an offset are read on the
+    community's clock. Given ``now`` (the API's clock), a shift that has already ended is refused; history
+    (fixtures, imports) is created without it."""
     if (location is None) != (radius_m is None):
         raise ValidationFailed("A point shift needs both location and radius_m.",
                                errors={"radius_m": ["give location and radius_m together"]})
     community_id, zone_id = place(session, zone_id, location)
+    starts_at, ends_at = on_community_clock(session, community_id, starts_at, ends_at)
+    _check_times(starts_at, ends_at)
+    if now is not None:
+        _check_not_over(ends_at, now, moved=False)
     shift = Shift(community_id=community_id, zone_id=zone_id, title=title, activity=activity, starts_at=starts_at,
                   ends_at=ends_at, capacity=capacity, radius_m=radius_m, notes=notes, series_id=series_id,
                   location=gsql.literal_geometry(location) if location is not None else None,
@@ -181,8 +214,13 @@ def occurrences(*, weekdays: Iterable[int], start_time: time, end_time: time, fr
 
 
 def create_series(session: Session, *, weekdays: list[int], start_time: time, end_time: time, from_date: date,
-                  until_date: date, **shift_fields: Any) -> list[Shift]:
-    """A recurring template ("weekdays 07:30-09:00 at the north gate for four weeks") in one call."""
+                  until_date: date, now: datetime | None = None, **shift_fields: Any) -> list[Shift]:
+    """A recurring template ("weekdays 07:30-09:00 at the north gate for four weeks") in one call.
+
+    Given ``now``, the occurrences already over are left out: a template
+    starting today, sent after today's shift, is still meant for the
+    other days (the answer lists what was made); with none left it is a 422.
+    """
     if until_date < from_date:
         raise ValidationFailed("until_date is before from_date.", errors={"until_date": ["before from_date"]})
     community_id, _ = place(session, shift_fields.get("zone_id"), shift_fields.get("location"))
@@ -192,6 +230,11 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
     if not times:
         raise ValidationFailed("The template creates no shift: no chosen weekday falls in the date range.",
                                errors={"weekdays": ["no occurrence in the range"]})
+    if now is not None:
+        times = [(start, end) for start, end in times if end > now]
+        if not times:
+            raise ValidationFailed("The template creates no shift: every occurrence has already ended.",
+                                   errors={"until_date": ["every occurrence has already ended"]})
     if len(times) > MAX_SERIES:
         raise ValidationFailed(f"The template would create {len(times)} shifts; at most {MAX_SERIES}.",
                                errors={"until_date": [f"at most {MAX_SERIES} occurrences"]})
@@ -216,9 +259,15 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     shift = _lock_volunteers_then_shifts(session, first, [shift_id, *elsewhere])[shift_id]
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
+    changes = dict(changes)  # (the caller's own is left as sent)
+    sent = [key for key in ("starts_at", "ends_at") if key in changes]
+    changes.update(zip(sent, on_community_clock(session, shift.community_id, *(changes[key] for key in sent))))
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
     old_times = (shift.starts_at, shift.ends_at)
     moved_volunteers = []
+    # Only a new end: a shift already over still takes a new title or notes, its times sent back unchanged or not.
+    if "ends_at" in moves:
+        _check_not_over(moves["ends_at"], now, moved=True)
     if moves:
         moved_volunteers = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
                                              moves.get("ends_at", shift.ends_at), now=now)
@@ -257,8 +306,9 @@ def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_
         if clash is not None:
             clashes.append({"volunteer_id": volunteer_id, "overlapping_shift_id": clash.id})
     if clashes:
-        raise ShiftConflict(f"{len(clashes)} confirmed volunteer(s) are confirmed for another shift at the new time; "
-                            "cancel those sign-ups first, or choose other times.", reason="overlap", clashes=clashes)
+        raise ShiftChangeRefused(f"{len(clashes)} confirmed volunteer(s) are confirmed for another shift at the new "
+                                 "time; cancel those sign-ups first, or choose other times.", reason="overlap",
+                                 clashes=clashes)
     return confirmed
 
 
@@ -336,7 +386,12 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     """Cancel the shifts of a recurring series that have not begun (those
     starting at or after ``starting_from``, if given): "the north gate
     closes; cancel the rest of the four weeks". Shifts already cancelled or
-    over are history, left out of both lists."""
+    over are history, left out of both lists. A ``starting_from`` without
+    an offset is read on the series' community's clock."""
+    if starting_from is not None and starting_from.utcoffset() is None:
+        community_id = session.scalar(select(Shift.community_id).where(Shift.series_id == series_id).limit(1))
+        if community_id is not None:  # (an unknown series matches nothing at any time)
+            starting_from, = on_community_clock(session, community_id, starting_from)
     query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled", Shift.ends_at > now)
     if starting_from is not None:
         query = query.where(Shift.starts_at >= starting_from)
