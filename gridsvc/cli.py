@@ -255,22 +255,24 @@ def _retention_days(configured: object) -> float:
 
 @main.command()
 def tick() -> None:
-    """Enforce deadlines now: expired offers move on, forgotten check-outs close (run it every minute from cron)."""
+    """Enforce deadlines now: expired offers, and offers to volunteers gone off duty, move on; forgotten check-outs
+    close (run it every minute from cron)."""
     from gridsvc import clock
     from gridsvc.config import load_config
     from gridsvc.db import Database
-    from gridsvc.services.checks import CheckPolicy, close_overdue
-    from gridsvc.services.requests import DispatchPolicy, expire_offers
+    from gridsvc.services.checks import CheckPolicy
+    from gridsvc.services.deadlines import enforce_deadlines
+    from gridsvc.services.requests import DispatchPolicy
 
     config = load_config()
     database = Database(_require_url())
     try:
         with database.sessionmaker() as session:
-            expired = expire_offers(session, now=clock.now(), policy=DispatchPolicy.from_config(config))
+            done = enforce_deadlines(session, now=clock.now(), checks=CheckPolicy.from_config(config),
+                                     dispatch=DispatchPolicy.from_config(config))
             session.commit()
-            closed = close_overdue(session, now=clock.now(), policy=CheckPolicy.from_config(config))
-            session.commit()
-            _echo(f"moved on {expired} expired offer(s); closed {closed} check-in(s) left open past their shift")
+            _echo(f"moved on {done.moved_offers} offer(s) expired or to volunteers gone off duty; "
+                  f"closed {done.closed_check_ins} check-in(s) left open past their shift")
     finally:
         database.dispose()
 

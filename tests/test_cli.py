@@ -88,7 +88,7 @@ def test_purge_refuses_a_retention_that_would_delete_every_last_known_position(d
 
 def test_tick_closes_nothing_when_nothing_is_overdue(database_url):
     result = run(database_url, "tick")
-    assert result.exit_code == 0 and "closed 0 check-in" in result.output and "0 expired offer" in result.output
+    assert result.exit_code == 0 and "closed 0 check-in" in result.output and "moved on 0 offer(s)" in result.output
 
 
 def test_serve_answers_what_gunicorn_refuses_as_problem_json(database_url):
