@@ -4,8 +4,15 @@ server in the same run. Load comes from wrk (Debian package ``wrk``) on
 loopback, each request a different volunteer with their own token, shift and
 Idempotency-Key; positions are GCJ-02, as phones send them.
 
-    python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 1] [--rounds 5] [--connections 32] [--workers 2]
-                            [--threads 1]
+    python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 1] [--rounds 9] [--groups 3]
+                            [--connections 32] [--workers 2] [--threads 1]
+
+The volunteers (but the warm-up's) are split into ``--groups`` groups; round
+i checks in group i mod groups, and after the round that group checks out
+again (untimed, through the same database function), ready to start a new
+stint when its turn comes back. So more rounds than 10,000 volunteers would
+last, each check-in a real first one of a stint (a repeat of the same
+request would only replay the stored answer).
 
 Goal (issue 4): at least 800 check-ins/s on 2 cores and at least 40% of the
 trivial endpoint's rate.
@@ -44,6 +51,20 @@ from gridsvc.seed import load_lingfeng
 
 SECRET = "bench-secret-" + "x" * 32
 WARM_UP_VOLUNTEERS = 1_000
+
+# Back off duty after a round, as the app's check-out records it (the
+# function the API calls, for every volunteer of the group on duty; at the
+# moment of each check-out: now() would be the statement's start, before
+# the last check-ins).
+CHECK_OUT = """
+SELECT count(*) FILTER (WHERE (c).out_status = 201), count(*)
+FROM (SELECT gridsvc_check(u.id, NULL, NULL, v.on_duty_shift_id, 'check_out', p.lon, p.lat, p.lon, p.lat, 'wgs84',
+                           15, 15, 'bench-out-' || u.id || '-' || :round, NULL, clock_timestamp(), false, clock_timestamp(),
+                           interval '30 minutes', interval '2 hours', '{}'::jsonb, '{}'::jsonb, u.id) AS c
+      FROM volunteer v JOIN app_user u ON u.id = v.user_id
+      JOIN shift s ON s.id = v.on_duty_shift_id JOIN zone z ON z.id = s.zone_id,
+      LATERAL (SELECT ST_X(ST_PointOnSurface(z.geom)) AS lon, ST_Y(ST_PointOnSurface(z.geom)) AS lat) p
+      WHERE u.id = ANY(:user_ids)) checked_out"""
 
 LUA = r"""
 local requests = {}
@@ -143,7 +164,7 @@ def _populate(engine, volunteers: int, shifts: int, now: datetime) -> list[dict]
     return [{"user_id": uid, "shift_id": sid, "lon": lon, "lat": lat} for uid, sid, lon, lat in rows]
 
 
-def _requests_file(url: str, people: list[dict], rng: random.Random) -> Path:
+def _requests_file(url: str, people: list[dict], rng: random.Random, round_number: int = 0) -> Path:
     app = create_app({"DATABASE_URL": url, "GRIDSVC_SECRET_KEY": SECRET})
     path = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".tsv")[1])
     with app.app_context(), path.open("w") as out:
@@ -153,10 +174,20 @@ def _requests_file(url: str, people: list[dict], rng: random.Random) -> Path:
             # a few metres of GPS scatter, sent in GCJ-02 like AMap/WeChat do
             lon, lat = from_wgs84(person["lon"] + rng.uniform(-2e-5, 2e-5), person["lat"] + rng.uniform(-2e-5, 2e-5), "gcj02")
             body = json.dumps({"lon": lon, "lat": lat, "crs": "gcj02", "accuracy_m": 15})
-            key = f"bench-{person['user_id']}"
+            key = f"bench-{person['user_id']}-{round_number}"  # a new stint each round
             out.write(f"/api/v1/shifts/{person['shift_id']}/check-in\t{token}\t{key}\t{body}\n")
     app.extensions["gridsvc.db"].dispose()
     return path
+
+
+def _check_out(engine, people: list[dict], round_number: int) -> None:
+    """The group of a round back off duty (untimed), ready for its next turn."""
+    time.sleep(0.5)  # the check-ins still in flight when wrk stopped are answered meanwhile
+    with engine.begin() as conn:
+        done, tried = conn.execute(text(CHECK_OUT), {"user_ids": [p["user_id"] for p in people],
+                                                     "round": round_number}).one()
+    if done != tried:
+        raise SystemExit(f"round {round_number}: {tried - done} of {tried} check-outs were refused")
 
 
 def _wrk(base: str, path: str, seconds: int, connections: int, threads: int, script: Path | None = None,
@@ -201,11 +232,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--volunteers", type=int, default=10_000)
     parser.add_argument("--shifts", type=int, default=1_000)
     parser.add_argument("--seconds", type=int, default=1,
-                        help="per endpoint and round; with the defaults a round's 1,800 volunteers last 1 s at up to "
-                             "1,800 check-ins/s (a round that runs out is flagged: give more --volunteers or fewer "
-                             "--seconds)")
-    parser.add_argument("--rounds", type=int, default=5,
+                        help="per endpoint and round; with the defaults a round's 3,000 volunteers last 1 s at up to "
+                             "3,000 check-ins/s (a round that runs out is flagged: give fewer --groups or --seconds)")
+    parser.add_argument("--rounds", type=int, default=9,
                         help="the two endpoints are timed in turns, so the machine's drift hits both alike")
+    parser.add_argument("--groups", type=int, default=3,
+                        help="groups of volunteers taking the rounds in turns (each checks out after its round)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: as gridsvc serve)")
     parser.add_argument("--threads", type=int, default=1,
@@ -215,9 +247,10 @@ def main(argv: list[str]) -> int:
                         help="PostgreSQL (on this machine) on the last core, gunicorn and wrk on the others: "
                              "a deployment whose database has a machine of its own, on one box")
     args = parser.parse_args(argv)
-    if args.volunteers < WARM_UP_VOLUNTEERS + 100 * args.rounds:
-        parser.error(f"--volunteers: at least {WARM_UP_VOLUNTEERS + 100 * args.rounds:,} "
-                     f"({WARM_UP_VOLUNTEERS:,} warm the server up, the rest are shared by the rounds)")
+    groups = max(1, min(args.groups, args.rounds))
+    if args.volunteers < WARM_UP_VOLUNTEERS + 100 * groups:
+        parser.error(f"--volunteers: at least {WARM_UP_VOLUNTEERS + 100 * groups:,} "
+                     f"({WARM_UP_VOLUNTEERS:,} warm the server up, the rest are shared by the groups)")
     if not shutil.which("wrk"):
         raise SystemExit("bench checkin needs wrk: apt-get install wrk")
     lingering = time_wait_sockets()
@@ -236,11 +269,12 @@ def main(argv: list[str]) -> int:
           f"in {time.perf_counter() - started:.1f} s")
     rng = random.Random(4)
     rng.shuffle(people)
-    # each round checks in volunteers of its own (a repeat would only replay the stored answer), and so
-    # does the warm-up: a worker's first check-ins connect, prepare the statement and fill the caches
+    # each round checks in a group of its own, off duty (see the module docstring), and the warm-up
+    # volunteers of their own: a worker's first check-ins connect, prepare the statement and fill the caches
     warm_up, people = people[:WARM_UP_VOLUNTEERS], people[WARM_UP_VOLUNTEERS:]
-    share = -(-len(people) // args.rounds)
-    requests_files = [_requests_file(url, people[i * share:(i + 1) * share], rng) for i in range(args.rounds)]
+    share = -(-len(people) // groups)
+    group_of = [people[g * share:(g + 1) * share] for g in range(groups)]
+    requests_files = [_requests_file(url, group_of[i % groups], rng, i + 1) for i in range(args.rounds)]
     warm_up_file = _requests_file(url, warm_up, rng)
     script = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".lua")[1])
     script.write_text(LUA)
@@ -266,9 +300,10 @@ def main(argv: list[str]) -> int:
                 checkins.append(_metered(meter, lambda: _wrk(base, "/", args.seconds, args.connections, threads, script,
                                                              {"BENCH_REQUESTS": str(requests_file),
                                                               "BENCH_THREADS": str(threads)})))
+                _check_out(engine, group_of[(len(checkins) - 1) % groups], len(checkins))
         with engine.connect() as conn:
-            accepted = conn.execute(text("SELECT count(*) FROM check_event WHERE accepted")).scalar()
-            refused = conn.execute(text("SELECT count(*) FROM check_event WHERE NOT accepted")).scalar()
+            accepted = conn.execute(text("SELECT count(*) FROM check_event WHERE kind = 'check_in' AND accepted")).scalar()
+            refused = conn.execute(text("SELECT count(*) FROM check_event WHERE kind = 'check_in' AND NOT accepted")).scalar()
     finally:
         for requests_file in (*requests_files, warm_up_file):
             requests_file.unlink(missing_ok=True)
@@ -302,7 +337,7 @@ def main(argv: list[str]) -> int:
           f"check-in {statistics.median(_busy(r) for r in checkins):.0%}")
     if any(c["ran_out"] for c in checkins):
         print(f"a round ran out of volunteers before its {args.seconds} s were up (>=): its rate is a lower bound; "
-              f"give more --volunteers or fewer --seconds")
+              f"give fewer --groups or --seconds")
     sent = sum(r["total"] for r in checkins)
     print(f"check-ins recorded: {accepted:,} accepted, {refused:,} refused, the warm-up's included "
           f"(requests sent in the rounds {sent:,}; a repeat of a volunteer's request replays the stored answer)")
