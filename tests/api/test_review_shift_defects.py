@@ -148,27 +148,6 @@ def test_cancelling_a_series_from_a_naive_time_reads_it_on_the_communitys_clock(
     assert [s["id"] for s in outcome.get_json()["cancelled"]] == [created["items"][2]["id"]]
 
 
-# ------------------------------------------------------------------ 3. the title of a refused change
-
-
-def test_a_reschedule_refused_for_an_overlap_is_titled_as_a_shift_change(admin, login, session, clock):
-    """The 409 to a PATCH was titled "Sign-up refused", though nobody signed up; a sign-up's keeps its title."""
-    g01 = zone_of(session, "G01").id
-    day = clock() + timedelta(days=5)
-    shift = make_shift(admin, zone_id=g01, starts_at=day, hours=2)
-    later = make_shift(admin, zone_id=g01, starts_at=day + timedelta(hours=3), hours=2)
-    volunteer = login("volunteer-011")
-    for s in (shift, later):
-        assert volunteer.post(f"/api/v1/shifts/{s['id']}/signups", json={}).get_json()["status"] == "confirmed"
-    problem = assert_problem(admin.patch(f"/api/v1/shifts/{shift['id']}", json={
-        "starts_at": (day + timedelta(hours=4)).isoformat(), "ends_at": (day + timedelta(hours=6)).isoformat()}), 409)
-    assert problem["title"] == "Shift change refused", problem
-    assert problem["reason"] == "overlap" and problem["clashes"]
-    overlapping = make_shift(admin, zone_id=g01, starts_at=day + timedelta(hours=1), hours=2)
-    refused = assert_problem(volunteer.post(f"/api/v1/shifts/{overlapping['id']}/signups", json={}), 409)
-    assert (refused["title"], refused["reason"]) == ("Sign-up refused", "overlap")
-
-
 # ------------------------------------------------------------------ 4. Idempotency-Key documentation
 
 

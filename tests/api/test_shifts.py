@@ -258,8 +258,14 @@ def test_rescheduling_a_shift_keeps_its_volunteers_free_of_overlaps(admin, login
     url = f"/api/v1/shifts/{shift['id']}"
     clash = assert_problem(admin.patch(url, json={"starts_at": (day + timedelta(hours=4)).isoformat(),
                                                   "ends_at": (day + timedelta(hours=6)).isoformat()}), 409)
+    # a shift change, not a sign-up, was refused (nobody signed up): its own title and type
+    assert (clash["title"], clash["type"].rsplit("/", 1)[-1]) == ("Shift change refused", "shift-change-refused")
     assert clash["reason"] == "overlap"
     assert clash["clashes"] == [{"volunteer_id": volunteer_id(session, "volunteer-011"), "overlapping_shift_id": later["id"]}]
+    # a sign-up refused for the same overlap keeps its own
+    overlapping = make_shift(admin, zone_id=g01, starts_at=day + timedelta(hours=1), hours=2)
+    refused = assert_problem(volunteer.post(f"/api/v1/shifts/{overlapping['id']}/signups", json={}), 409)
+    assert (refused["title"], refused["reason"]) == ("Sign-up refused", "overlap")
     assert admin.get(url).get_json()["starts_at"] == shift["starts_at"]  # nothing changed
     moved = admin.patch(url, json={"starts_at": (day + timedelta(hours=6)).isoformat(),
                                    "ends_at": (day + timedelta(hours=8)).isoformat()})
