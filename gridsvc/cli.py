@@ -187,7 +187,8 @@ def import_parking_file(path: str, dry_run: bool) -> None:
     from gridsvc.services.parking_import import ImportFailed, import_parking
 
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: a file saved by Notepad or exported from Excel starts with a byte order mark
+        with open(path, encoding="utf-8-sig") as handle:
             collection = json.load(handle)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from exc

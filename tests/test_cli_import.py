@@ -20,7 +20,8 @@ def test_import_parking_file_all_or_nothing(database_url, engine, tmp_path):
         path.write_text(json.dumps({"type": "FeatureCollection", "features": [good, bad]}))
         refused = CliRunner().invoke(main, ["import", "parking", str(path)], env={"DATABASE_URL": database_url})
         assert refused.exit_code != 0 and "feature #1" in refused.output and "nothing was imported" in refused.output
-        path.write_text(json.dumps({"type": "FeatureCollection", "features": [good]}))
+        # saved as Notepad saves UTF-8: with a byte order mark
+        path.write_text("\ufeff" + json.dumps({"type": "FeatureCollection", "features": [good]}), encoding="utf-8")
         done = CliRunner().invoke(main, ["import", "parking", str(path)], env={"DATABASE_URL": database_url})
         assert done.exit_code == 0, done.output
         assert "imported 1 lots and 0 spaces" in done.output
