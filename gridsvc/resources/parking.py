@@ -1,6 +1,7 @@
 """/api/v1/parking: inventory, occupancy, capacity and the supply/demand gap, for planners."""
 from __future__ import annotations
 
+import codecs
 import json
 from zoneinfo import ZoneInfo
 
@@ -203,8 +204,13 @@ class Import(MethodView):
     @blp.alt_response(422, description="Nothing imported; `errors` lists each wrong feature by index")
     def post(self, query):
         """Import a GeoJSON FeatureCollection of lots and spaces (our fields or OSM tags): all or nothing"""
+        data = request.get_data(cache=True)
+        # A UTF-8 byte order mark, as Windows tools (Notepad, Excel's exports) write it,
+        # is not part of the JSON: RFC 8259 lets a parser ignore it, and refusing it
+        # turned away files that open everywhere else.
+        data = data.removeprefix(codecs.BOM_UTF8)
         try:
-            body = strict_json_loads(request.get_data(cache=True) or b"null")
+            body = strict_json_loads(data or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedJson(f"Malformed JSON: {exc}") from exc
         refuse_unstorable_text(body)

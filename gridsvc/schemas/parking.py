@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 from shapely.geometry.base import BaseGeometry
 
-from geo.crs import geodesic_area_m2
+from geo.crs import geodesic_area_m2, geodesic_distance_m
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
 from gridsvc.schemas.common import AwareDateTime, Date, Int, PageQuery
@@ -17,12 +17,20 @@ from gridsvc.schemas.common import AwareDateTime, Date, Int, PageQuery
 COUNT = validate.Range(min=0, max=100_000)
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
 SPACE_GEOMETRIES = ("Point", "Polygon")
+# How far across (corner to corner of its lon/lat box) a lot or a single space
+# may reach. Why: a slip in the coordinates (a digit dropped, lon and lat of one
+# vertex swapped) made a "lot" hundreds of kilometres wide, and every capacity
+# by box, radius or drawn area in the region counted its spaces. The largest
+# car parks are well under a kilometre; a truck bay is about 20 m long.
+MAX_LOT_EXTENT_M = 5_000
+MAX_SPACE_EXTENT_M = 50
 
 
 class LotGeometry(GeoJSONGeometry):
-    def __init__(self, allowed=LOT_GEOMETRIES, **kwargs):
+    def __init__(self, allowed=LOT_GEOMETRIES, max_extent_m=MAX_LOT_EXTENT_M, **kwargs):
         super().__init__(**kwargs)
         self.allowed = allowed
+        self.max_extent_m = max_extent_m
 
     def _deserialize(self, value, attr, data, **kwargs) -> BaseGeometry:
         from geo.validate import GeometryError, validate_point, validate_polygonal
@@ -34,6 +42,10 @@ class LotGeometry(GeoJSONGeometry):
             validate_point(geom) if geom.geom_type == "Point" else validate_polygonal(geom)
         except GeometryError as exc:
             raise ValidationError(f"Invalid geometry: {exc}") from exc
+        extent = geodesic_distance_m(*geom.bounds)
+        if extent > self.max_extent_m:
+            raise ValidationError(f"Invalid geometry: it reaches {extent:,.0f} m across, more than the "
+                                  f"{self.max_extent_m:,} m allowed (check the coordinates)")
         return geom
 
 
@@ -179,13 +191,13 @@ class SpacePropertiesUpdate(Schema):
 
 class SpaceCreate(Schema):
     type = fields.Str(required=True, validate=FEATURE)
-    geometry = LotGeometry(required=True, allowed=SPACE_GEOMETRIES)
+    geometry = LotGeometry(required=True, allowed=SPACE_GEOMETRIES, max_extent_m=MAX_SPACE_EXTENT_M)
     properties = fields.Nested(SpaceProperties, load_default=lambda: SpaceProperties().load({}))
 
 
 class SpaceUpdate(Schema):
     type = fields.Str(validate=FEATURE)
-    geometry = LotGeometry(allowed=SPACE_GEOMETRIES)
+    geometry = LotGeometry(allowed=SPACE_GEOMETRIES, max_extent_m=MAX_SPACE_EXTENT_M)
     properties = fields.Nested(SpacePropertiesUpdate)
 
 
@@ -509,8 +521,9 @@ def parse_import(collection: Any) -> ImportReport:
             except ValidationError as exc:
                 errors.update(exc.messages)
         try:
-            allowed = LOT_GEOMETRIES if feature_type == "lot" else SPACE_GEOMETRIES
-            geometry = LotGeometry(allowed=allowed).deserialize(raw.get("geometry"))
+            kind = {"allowed": LOT_GEOMETRIES} if feature_type == "lot" else \
+                {"allowed": SPACE_GEOMETRIES, "max_extent_m": MAX_SPACE_EXTENT_M}
+            geometry = LotGeometry(**kind).deserialize(raw.get("geometry"))
         except ValidationError as exc:
             errors["geometry"] = exc.messages
             geometry = None

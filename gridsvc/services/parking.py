@@ -152,6 +152,23 @@ def _enterprise_in(session: Session, enterprise_id: int | None, community_id: in
     return enterprise_id
 
 
+def _refuse_used_ref(session: Session, model, community_id: int, ref: str | None, *, own_id: int | None = None) -> None:
+    """422 when another lot (or space) of the community has ``ref``. Why here and not
+    only the unique constraint: its violation reads as a lost race (409, "another
+    request changed the same records"), which sent planners retrying a ref that
+    will never be free; the import says the same in the same words."""
+    if ref is None:
+        return
+    taken = select(model.id).where(model.community_id == community_id, model.ref == ref)
+    if own_id is not None:
+        taken = taken.where(model.id != own_id)
+    with session.no_autoflush:  # a lot or space moved but not yet written would hit the constraint first
+        used = session.scalar(taken.limit(1)) is not None
+    if used:
+        raise ValidationFailed(f"{ref} is already used in this community.",
+                               errors={"ref": [f"{ref} is already used in this community"]})
+
+
 def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
     return {f"capacity_{t}": int((capacity or {}).get(t, 0)) for t in SPACE_TYPES}
 
@@ -159,6 +176,7 @@ def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
 def create_lot(session: Session, *, geometry: BaseGeometry, name: str, capacity: dict[str, int] | None = None,
                enterprise_id: int | None = None, **fields: Any) -> ParkingLot:
     community_id, zone_id = place_of(session, geometry)
+    _refuse_used_ref(session, ParkingLot, community_id, fields.get("ref"))
     lot = ParkingLot(community_id=community_id, zone_id=zone_id, name=name, geom=gsql.literal_geometry(geometry),
                      enterprise_id=_enterprise_in(session, enterprise_id, community_id), **_capacity_columns(capacity),
                      **fields)
@@ -181,6 +199,8 @@ def update_lot(session: Session, lot_id: int, changes: dict[str, Any]) -> Parkin
         changes.setdefault("enterprise_id", lot.enterprise_id)
     if "enterprise_id" in changes:
         changes["enterprise_id"] = _enterprise_in(session, changes["enterprise_id"], lot.community_id)
+    if "ref" in changes or geometry is not None:  # a new ref, or the old one carried into another community
+        _refuse_used_ref(session, ParkingLot, lot.community_id, changes.get("ref", lot.ref), own_id=lot.id)
     for key, value in changes.items():
         setattr(lot, key, value)
     session.flush()
@@ -238,15 +258,37 @@ def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None) 
     community_id, zone_id = place_of(session, geometry)
     if lot_id is None:
         return community_id, zone_id
-    lot = get_lot(session, lot_id)
+    # The lot is named in the body: unknown, it is the body's error (422, as
+    # the import says it), not a missing resource at the URL (404).
+    lot = session.get(ParkingLot, lot_id)
+    if lot is None:
+        raise ValidationFailed(f"Parking lot {lot_id} does not exist.", errors={"lot_id": [f"no lot {lot_id}"]})
     if lot.community_id != community_id:
         raise ValidationFailed(f"The space is not in lot {lot_id}'s community.", errors={"lot_id": ["other community"]})
     return community_id, lot.zone_id
 
 
-def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, now: datetime,
-                 **fields: Any) -> ParkingSpace:
+def _lot_by_ref(session: Session, geometry: BaseGeometry, lot_ref: str) -> int:
+    """The id of the lot ``lot_ref`` of the community the space stands in (refs are unique per community)."""
+    community_id, _ = place_of(session, geometry)
+    lot_id = session.scalar(select(ParkingLot.id).where(ParkingLot.community_id == community_id,
+                                                        ParkingLot.ref == lot_ref))
+    if lot_id is None:
+        raise ValidationFailed(f"No lot {lot_ref} in the space's community.",
+                               errors={"lot_ref": [f"no lot {lot_ref} in this community"]})
+    return lot_id
+
+
+def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, lot_ref: str | None = None,
+                 now: datetime, **fields: Any) -> ParkingSpace:
+    """A space; its lot by id or by ``lot_ref`` (as the import names it), not both."""
+    if lot_ref is not None:
+        if lot_id is not None:
+            raise ValidationFailed("Give the space's lot by lot_ref or by lot_id, not both.",
+                                   errors={"lot_id": ["give lot_ref or lot_id, not both"]})
+        lot_id = _lot_by_ref(session, geometry, lot_ref)
     community_id, zone_id = _placed_space(session, geometry, lot_id)
+    _refuse_used_ref(session, ParkingSpace, community_id, fields.get("ref"))
     space = ParkingSpace(community_id=community_id, zone_id=zone_id, lot_id=lot_id, geom=gsql.literal_geometry(geometry),
                          status_updated_at=now, **fields)
     session.add(space)
@@ -261,6 +303,8 @@ def update_space(session: Session, space_id: int, changes: dict[str, Any], *, no
         # Moved, or put into or taken out of a lot: placed again, as a new space would be.
         position = geometry if geometry is not None else as_shape(space.geom)
         space.community_id, space.zone_id = _placed_space(session, position, changes.get("lot_id", space.lot_id))
+    if "ref" in changes or geometry is not None or "lot_id" in changes:
+        _refuse_used_ref(session, ParkingSpace, space.community_id, changes.get("ref", space.ref), own_id=space.id)
     if geometry is not None:
         space.geom = gsql.literal_geometry(geometry)
     if "status" in changes and changes["status"] != space.status:
@@ -495,9 +539,11 @@ def _capacity_statement(kind: str, current: bool):
 
 def capacity(session: Session, selector: Selector, *, as_of: date | None, now: datetime, tz: ZoneInfo,
              nearest: int = 50) -> dict[str, Any]:
-    """Supply (as of a date, default today), and for today what is occupied and free."""
+    """Supply (as of a date, default today), and for today (only) what is occupied and free."""
     today = now.astimezone(tz).date()
-    current = as_of is None or as_of >= today
+    # Occupied, free and out of service are today's figures: against the supply
+    # of a later day they counted lots not yet open as free spaces now.
+    current = as_of is None or as_of == today
     as_of = as_of or today
     params = {**selector.params(), "as_of": as_of, "now": now, "fresh_after": now - FRESH_OBSERVATION}
     sql, built_in = _capacity_sql(selector.kind, current)

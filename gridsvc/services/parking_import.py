@@ -3,19 +3,23 @@
 The features arrive parsed (gridsvc.schemas.parking.parse_import); this adds
 what needs the database: which zone and community each feature falls in,
 the owning enterprise by name, refs unique within the community, and a
-space's lot by ref or id (a lot of the community it stands in). Any error
-anywhere means nothing is written.
+space's lot by ref or id (a lot of the community it stands in); and that no
+feature is given twice or stored already. Any error anywhere means nothing
+is written; imports into one community run one at a time.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import select
+import shapely
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from geo import sql as gsql
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.models import Enterprise, ParkingLot, ParkingSpace, Zone
 from gridsvc.services import parking
@@ -32,9 +36,49 @@ class ImportResult:
     by_zone: dict[str, int]
 
 
+IMPORT_LOCKS = 0x5049  # "PI": the advisory-lock space of parking imports, one lock per community
+
+
+def _stored_already(session: Session, placed: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
+    """Features without a ref that are already stored: a lot of the same name
+    and kind on the same ground, a space in the same place. Why: a file
+    imported a second time (the first answer lost to a timeout, say) doubled
+    the supply of every lot without a ref; with a ref the ref check names it."""
+    errors = []
+    for item, community_id, _ in placed:
+        if item.ref is not None:
+            continue
+        here = gsql.literal_geometry(item.geometry)
+        if item.feature_type == "lot":
+            found = session.scalar(select(ParkingLot.id).where(
+                ParkingLot.community_id == community_id, ParkingLot.name == item.fields["name"],
+                ParkingLot.kind == item.fields["kind"], func.ST_Equals(ParkingLot.geom, here)).limit(1))
+        else:
+            found = session.scalar(select(ParkingSpace.id).where(
+                ParkingSpace.community_id == community_id, func.ST_Equals(ParkingSpace.geom, here)).limit(1))
+        if found is not None:
+            errors.append({"index": item.index, "feature": item.label, "errors": {"_schema": [
+                f"the same {item.feature_type} is stored already as {item.feature_type} {found}: imported before?"]}})
+    return errors
+
+
 def import_parking(session: Session, items: list, *, parse_errors: list[dict[str, Any]], now: datetime,
                    dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ImportResult:
     errors = list(parse_errors)
+    # The same feature twice (a row copied in the sheet the file was made
+    # from): with a ref the ref check names it; without one nothing did, and
+    # its spaces were counted twice.
+    first_of: dict[tuple, int] = {}
+    for item in items:
+        if item.ref is not None:
+            continue
+        key = (item.feature_type, shapely.normalize(item.geometry).wkb, json.dumps(item.fields, sort_keys=True, default=str),
+               item.enterprise, item.lot_ref, item.lot_id)
+        if key in first_of:
+            errors.append({"index": item.index, "feature": item.label,
+                           "errors": {"_schema": [f"the same {item.feature_type} as feature #{first_of[key]}: given twice?"]}})
+        else:
+            first_of[key] = item.index
     placed: list[tuple[Any, int, int]] = []
     for item in items:
         try:
@@ -42,6 +86,12 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
             placed.append((item, community_id, zone_id))
         except GridsvcError as exc:
             errors.append({"index": item.index, "feature": item.label, "errors": exc.errors or {"_": [exc.detail]}})
+    # One import at a time per community: the checks below (refs free, nothing
+    # stored already) hold until the commit only if no other import writes in
+    # between; the same file uploaded twice at once was written twice.
+    for community_id in sorted({community_id for _, community_id, _ in placed}):
+        session.execute(select(func.pg_advisory_xact_lock(IMPORT_LOCKS, community_id)))
+    errors.extend(_stored_already(session, placed))
     refs = Counter((community_id, item.feature_type, item.ref) for item, community_id, _ in placed if item.ref)
     for (community_id, feature_type, ref), n in refs.items():
         model = ParkingLot if feature_type == "lot" else ParkingSpace
@@ -58,9 +108,13 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
                 errors.append({"index": item.index, "feature": item.label,
                                "errors": {"enterprise": [f"no enterprise named {item.enterprise} in this community"]}})
             enterprise_ids[item.index] = found
-    lot_refs = {item.ref for item, _, _ in placed if item.feature_type == "lot" and item.ref}
+    # Refs are unique per community, so a space's lot_ref names a lot of the
+    # space's own community: a lot of that ref in another community of the
+    # same file is not it (the space was then written as a lone stall,
+    # adding a space of supply the planner never had).
+    lot_refs = {(community_id, item.ref) for item, community_id, _ in placed if item.feature_type == "lot" and item.ref}
     for item, community_id, _ in placed:
-        if item.feature_type == "space" and item.lot_ref and item.lot_ref not in lot_refs and not session.scalar(
+        if item.feature_type == "space" and item.lot_ref and (community_id, item.lot_ref) not in lot_refs and not session.scalar(
                 select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.ref == item.lot_ref)):
             errors.append({"index": item.index, "feature": item.label,
                            "errors": {"lot_ref": [f"no lot {item.lot_ref} in this import or this community"]}})
