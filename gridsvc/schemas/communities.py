@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
-from gridsvc.schemas.common import Int, PageOut, PageQuery
+from gridsvc.schemas.common import Int, PageOut, PageQuery, Trimmed
 
 
 def _valid_timezone(name: str) -> None:
@@ -22,6 +22,8 @@ def _valid_timezone(name: str) -> None:
         raise ValidationError(f"Unknown IANA time zone {name[:64]!r}, e.g. Asia/Shanghai.") from exc
 
 
+# Names are trimmed (schemas.common.Trimmed): " 宁波A\n" was stored as sent, so ?name=宁波A never found it, and a
+# name of spaces was taken.
 NAME = validate.Length(1, 200)
 COUNT = validate.Range(min=0, max=10_000_000)
 SHARE = validate.Range(min=0, max=1)
@@ -30,7 +32,7 @@ SHARE_HELP = {"description": "share of workers who drive to work, 0..1, where an
 
 
 class CommunityCreate(Schema):
-    name = fields.Str(required=True, validate=NAME, metadata={"example": "灵峰工业社区 Lingfeng Industrial Community"})
+    name = Trimmed(required=True, validate=NAME, metadata={"example": "灵峰工业社区 Lingfeng Industrial Community"})
     kind = fields.Str(required=True, validate=validate.OneOf(COMMUNITY_KINDS))
     boundary = GeoJSONGeometry(required=True, kind=POLYGONAL)
     enterprise_count = Int(allow_none=True, validate=COUNT)
@@ -40,7 +42,7 @@ class CommunityCreate(Schema):
 
 
 class CommunityUpdate(Schema):
-    name = fields.Str(validate=NAME)
+    name = Trimmed(validate=NAME)
     kind = fields.Str(validate=validate.OneOf(COMMUNITY_KINDS))
     boundary = GeoJSONGeometry(kind=POLYGONAL)
     enterprise_count = Int(allow_none=True, validate=COUNT)

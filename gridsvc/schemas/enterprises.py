@@ -4,8 +4,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.fields import as_shape
-from gridsvc.schemas.common import Int, PageOut, PageQuery, PointIn
-from gridsvc.schemas.communities import UserRefOut
+from gridsvc.schemas.common import Int, PageOut, PageQuery, PointIn, Trimmed
+from gridsvc.schemas.communities import NAME, UserRefOut
 
 WORKERS = validate.Range(min=0, max=1_000_000)
 DEMAND = validate.Range(min=0, max=1_000_000)
@@ -15,7 +15,7 @@ SHARE_HELP = {"description": "share of its workers who drive to work, 0..1; null
 
 
 class EnterpriseCreate(Schema):
-    name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "宁波灵峰精密机械有限公司"})
+    name = Trimmed(required=True, validate=NAME, metadata={"example": "宁波灵峰精密机械有限公司"})
     location = fields.Nested(PointIn, required=True)
     workers = Int(load_default=0, validate=WORKERS)
     parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)
@@ -23,7 +23,7 @@ class EnterpriseCreate(Schema):
 
 
 class EnterpriseUpdate(Schema):
-    name = fields.Str(validate=validate.Length(1, 200))
+    name = Trimmed(validate=NAME)
     location = fields.Nested(PointIn)
     workers = Int(validate=WORKERS)
     parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)

@@ -5,7 +5,8 @@ from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
-from gridsvc.schemas.common import Int, JsonBool, PointOut, WholeText
+from gridsvc.schemas.common import Int, JsonBool, PointOut, Trimmed, WholeText
+from gridsvc.schemas.communities import NAME
 
 CODE = WholeText(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
 FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
@@ -13,14 +14,14 @@ FEATURE = validate.Equal("Feature", error="Must be 'Feature'.")
 
 class ZonePropertiesCreate(Schema):
     code = fields.Str(required=True, validate=CODE, metadata={"example": "G01"})
-    name = fields.Str(required=True, validate=validate.Length(1, 200), metadata={"example": "第一网格 G01"})
+    name = Trimmed(required=True, validate=NAME, metadata={"example": "第一网格 G01"})
     liaison = fields.Str(allow_none=True, validate=validate.Length(1, 64),
                          metadata={"description": "username of the zone's liaison (联络员), an account with the liaison role",
                                    "example": "liaison-g01"})
 
 
 class ZonePropertiesUpdate(Schema):
-    name = fields.Str(validate=validate.Length(1, 200))
+    name = Trimmed(validate=NAME)
     liaison = fields.Str(allow_none=True, validate=validate.Length(1, 64),
                          metadata={"description": "username of the new liaison, or null"})
 

@@ -15,10 +15,11 @@ from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 
 
 def _zone_for(session: Session, community_id: int, location: Point) -> int | None:
+    """The zone holding ``location``; on a shared edge the lowest id, as ``zones.assign_enterprises``."""
     return session.scalar(
         select(Zone.id).where(Zone.community_id == community_id,
                               func.ST_Covers(Zone.geom, gsql.literal_geometry(location)))
-        .order_by(Zone.code).limit(1)
+        .order_by(Zone.id).limit(1)
     )
 
 
@@ -34,8 +35,10 @@ def _check_inside(session: Session, community_id: int, location: Point) -> None:
             distance_m=round(distance, 1))
 
 
-def get_enterprise(session: Session, community_id: int, enterprise_id: int) -> Enterprise:
-    enterprise = session.get(Enterprise, enterprise_id)
+def get_enterprise(session: Session, community_id: int, enterprise_id: int, *, for_update: bool = False) -> Enterprise:
+    """The enterprise, or NotFound. ``for_update`` locks its row, so that a change waits for a delete under way
+    and then finds it gone (a 404) instead of updating no row (a 500)."""
+    enterprise = session.get(Enterprise, enterprise_id, with_for_update=for_update or None)
     if enterprise is None or enterprise.community_id != community_id:
         raise NotFound(f"Enterprise {enterprise_id} does not exist in community {community_id}.")
     return enterprise
@@ -57,7 +60,10 @@ def list_enterprises(session: Session, community_id: int, *, zone_id: int | None
 
 def create_enterprise(session: Session, community_id: int, *, name: str, location: Point, workers: int = 0,
                       parking_demand: int | None = None, car_commuter_share: float | None = None) -> Enterprise:
-    get_community(session, community_id)
+    # The community's lock, which every zone and boundary writer takes: without it the zone was looked up before
+    # a zone being drawn was committed, whose own placement of enterprises could not see this one yet, and the
+    # enterprise stayed in no zone (or outside a boundary shrunk meanwhile).
+    get_community(session, community_id, for_update=True)
     _check_inside(session, community_id, location)
     enterprise = Enterprise(community_id=community_id, name=name, workers=workers, parking_demand=parking_demand,
                             car_commuter_share=car_commuter_share, location=gsql.literal_geometry(location),
@@ -68,8 +74,11 @@ def create_enterprise(session: Session, community_id: int, *, name: str, locatio
 
 
 def update_enterprise(session: Session, community_id: int, enterprise_id: int, changes: dict[str, Any]) -> Enterprise:
-    enterprise = get_enterprise(session, community_id, enterprise_id)
     location = changes.pop("location", None)
+    if location is not None:
+        # As in create_enterprise; before the enterprise's own lock, in the order zone writers take them.
+        get_community(session, community_id, for_update=True)
+    enterprise = get_enterprise(session, community_id, enterprise_id, for_update=True)
     for key, value in changes.items():
         setattr(enterprise, key, value)
     if location is not None:
@@ -81,5 +90,5 @@ def update_enterprise(session: Session, community_id: int, enterprise_id: int, c
 
 
 def delete_enterprise(session: Session, community_id: int, enterprise_id: int) -> None:
-    session.delete(get_enterprise(session, community_id, enterprise_id))
+    session.delete(get_enterprise(session, community_id, enterprise_id, for_update=True))
     session.flush()

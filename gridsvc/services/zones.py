@@ -72,9 +72,16 @@ def create_zone(session: Session, community_id: int, *, code: str, name: str, ge
     return zone
 
 
-def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone:
+def _locked_zone(session: Session, zone_id: int) -> Zone:
+    """The zone, read again once its community's lock is held: a zone deleted by the writer that held the lock
+    before us is a 404 (changed regardless, the UPDATE matched no row: a 500)."""
     zone = get_zone(session, zone_id)
     get_community(session, zone.community_id, for_update=True)
+    return get_zone(session, zone_id, for_update=True)
+
+
+def update_zone(session: Session, zone_id: int, changes: dict[str, Any]) -> Zone:
+    zone = _locked_zone(session, zone_id)
     geometry = changes.pop("geometry", None)
     if "liaison" in changes:
         zone.liaison_id = _liaison_id(session, changes.pop("liaison"))
@@ -98,9 +105,8 @@ def delete_zone(session: Session, zone_id: int) -> None:
     service requests would go with it by ON DELETE CASCADE: those are
     people's records, so a zone that has any stays (409); to redraw the grid,
     change its geometry instead."""
-    zone = get_zone(session, zone_id)
+    zone = _locked_zone(session, zone_id)
     community_id = zone.community_id
-    get_community(session, community_id, for_update=True)
     shifts = session.scalar(select(func.count()).where(Shift.zone_id == zone_id))
     requests = session.scalar(select(func.count()).where(ServiceRequest.zone_id == zone_id))
     if shifts or requests:
@@ -170,7 +176,9 @@ def assign_enterprises(session: Session, community_id: int) -> None:
     """Put every enterprise of the community in the zone holding its location.
 
     Run after any zone change; a point on a shared edge goes to the zone
-    with the lowest code, so the answer is stable.
+    with the lowest id, as in ``locate`` and wherever requests, shifts and
+    parking are placed: by lowest code, an enterprise on the edge was shown
+    in one zone while its requests went to the liaison of the other.
     """
     session.execute(text("""
         UPDATE enterprise e SET zone_id = z.zone_id
@@ -178,7 +186,7 @@ def assign_enterprises(session: Session, community_id: int) -> None:
             SELECT e2.id AS enterprise_id,
                    (SELECT z.id FROM zone z
                      WHERE z.community_id = e2.community_id AND ST_Covers(z.geom, e2.location)
-                     ORDER BY z.code LIMIT 1) AS zone_id
+                     ORDER BY z.id LIMIT 1) AS zone_id
             FROM enterprise e2 WHERE e2.community_id = :cid
         ) z
         WHERE e.id = z.enterprise_id AND e.zone_id IS DISTINCT FROM z.zone_id

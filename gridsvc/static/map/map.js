@@ -423,13 +423,15 @@ function signOut(message) {
   $("username").focus();
 }
 
-// A liaison's community is the one their zones are in; an admin (or anyone
-// without zones) gets the first community.
+// A liaison's community is the one their zones are in, asked for by its id:
+// looked for in the first page of the list, a park past the 100th was not
+// there and the liaison was shown the first park instead of theirs. An admin
+// (or anyone without zones) gets the first community.
 async function communityFor(me) {
-  const page = await apiJson(`${API}/communities`);
-  const communities = Array.isArray(page) ? page : page.items ?? [];
   const wanted = me.zones.find((zone) => zone.community_id)?.community_id;
-  const community = communities.find((c) => c.id === wanted) ?? communities[0];
+  if (wanted !== undefined) return apiJson(`${API}/communities/${wanted}`);
+  const page = await apiJson(`${API}/communities?limit=1`);
+  const community = (Array.isArray(page) ? page : page.items ?? [])[0];
   if (!community) throw new Error("No community has been set up yet.");
   return community;
 }
