@@ -338,7 +338,9 @@ def list_spaces(session: Session, *, community_id: int | None = None, zone_id: i
 
 
 def spaces_by_id(session: Session, ids: list[int]) -> dict[int, ParkingSpace]:
-    found = {s.id: s for s in session.scalars(select(ParkingSpace).where(ParkingSpace.id.in_(ids)).with_for_update())}
+    # locked in id order: two bulk updates over the same spaces, each locking in its own scan order, deadlocked
+    found = {s.id: s for s in session.scalars(select(ParkingSpace).where(ParkingSpace.id.in_(ids))
+                                              .order_by(ParkingSpace.id).with_for_update())}
     missing = [i for i in ids if i not in found]
     if missing:
         raise ValidationFailed(f"Unknown space id(s): {', '.join(map(str, missing[:20]))}; nothing was changed.",
@@ -520,7 +522,9 @@ def _capacity_statement(kind: str, current: bool):
                   .where(OccupancyObservation.lot_id == lots.c.id,
                          OccupancyObservation.observed_at > bindparam("fresh_after"),
                          OccupancyObservation.observed_at <= bindparam("now"))
-                  .order_by(OccupancyObservation.observed_at.desc()).limit(1).scalar_subquery())
+                  # two counts at the same moment: the later recorded, as the lot's tally trigger (0013) and the maps
+                  .order_by(OccupancyObservation.observed_at.desc(), OccupancyObservation.id.desc())
+                  .limit(1).scalar_subquery())
         marked = (select(func.count()).select_from(ParkingSpace)
                   .where(ParkingSpace.lot_id == lots.c.id, _occupying(ParkingSpace.status)).scalar_subquery())
         lot_columns.append(func.coalesce(func.sum(func.coalesce(latest, marked)), 0).label("occupied"))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from gridsvc.models import ParkingLot, ParkingSpace
+from gridsvc.models import OccupancyObservation, ParkingLot, ParkingSpace
 from gridsvc.schemas.parking import parse_import
 from gridsvc.services.parking_import import import_parking
 from tests.api.test_parking import ORIGIN, _feature, admin, lot, market, point, space, supply  # noqa: F401
@@ -242,3 +242,23 @@ def test_the_same_file_imported_twice_at_once_is_written_once(committed_app, eng
     finally:
         with engine.begin() as conn:
             conn.execute(delete(ParkingLot).where(ParkingLot.name == "Review twin lot"))
+
+
+# ---------------------------------------------------------------- two counts at one moment
+
+
+def test_two_counts_at_the_same_moment_capacity_takes_the_later_recorded_as_the_maps(admin, market, clock, session):
+    """Two wardens tally the lot at the same minute: the maps (the lot's tally trigger) show the later recorded
+    count; capacity took whichever the index gave first. The later one is written to the heap first here, so
+    that the index's order (by heap position) would give the earlier."""
+    the_lot = lot(admin, rect(*offset(*ORIGIN, 100, 100), 40, 40), capacity={"car": 50})
+    at = clock() - timedelta(minutes=1)
+    later_id = session.scalar(select(func.nextval("occupancy_observation_id_seq"))) + 1
+    session.add(OccupancyObservation(id=later_id, lot_id=the_lot["id"], observed_at=at, occupied=30))
+    session.flush()
+    session.add(OccupancyObservation(id=later_id - 1, lot_id=the_lot["id"], observed_at=at, occupied=12))
+    session.flush()
+    session.execute(select(func.setval("occupancy_observation_id_seq", later_id)))
+    assert session.get(ParkingLot, the_lot["id"]).observed_occupied == 30  # what the maps show
+    capacity = admin.get(f"/api/v1/parking/capacity?zone_id={market['W']}").get_json()
+    assert (capacity["occupied"], capacity["free"]) == (30, 20)
