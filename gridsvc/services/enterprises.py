@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
-from gridsvc.errors import NotFound, OutsideCommunity
+from gridsvc.errors import NotFound, OutsideCommunity, ValidationFailed
 from gridsvc.models import Community, Enterprise, Zone
 from gridsvc.services import Page
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
@@ -49,6 +49,10 @@ def list_enterprises(session: Session, community_id: int, *, zone_id: int | None
     get_community(session, community_id)
     query = select(Enterprise).where(Enterprise.community_id == community_id)
     if zone_id is not None:
+        # an unknown zone, or another community's, lists nothing for a reason the caller should hear
+        if session.scalar(select(Zone.id).where(Zone.id == zone_id, Zone.community_id == community_id)) is None:
+            raise ValidationFailed(f"Zone {zone_id} is not a zone of community {community_id}.",
+                                   errors={"zone_id": [f"not a zone of community {community_id}"]})
         query = query.where(Enterprise.zone_id == zone_id)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     # the page's zones and editors in one query each, not one per enterprise

@@ -36,6 +36,9 @@ def test_lingfeng_enterprises_are_all_zoned(client, lingfeng):
     g01 = next(e["zone"]["id"] for e in page["items"] if e["zone"]["code"] == "G01")
     in_g01 = client.get(f"/api/v1/communities/{lingfeng.id}/enterprises?zone_id={g01}&limit=1000").get_json()
     assert 0 < in_g01["total"] < 78 and all(e["zone"]["code"] == "G01" for e in in_g01["items"])
+    # a zone id that is no zone of this park lists nothing for a reason: it is said, not an empty page
+    unknown = assert_problem(client.get(f"/api/v1/communities/{lingfeng.id}/enterprises?zone_id=987654"), 422)
+    assert "zone_id" in unknown["errors"]
 
 
 def test_create_places_enterprise_in_its_zone(client, market):
