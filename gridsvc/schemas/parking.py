@@ -212,6 +212,18 @@ class StatusUpdate(StatusIn):
 class BulkStatusIn(Schema):
     updates = fields.List(fields.Nested(StatusUpdate), required=True, validate=validate.Length(1, 5000))
 
+    @validates_schema
+    def _each_space_once(self, data, **_kwargs) -> None:
+        # A space given twice (a sensor batch that repeats itself) was counted twice in "updated", and which
+        # of two different statuses stood depended on the order: the sender must say which one it means.
+        seen, twice = set(), []
+        for update in data.get("updates", []):
+            if update["id"] in seen and update["id"] not in twice:
+                twice.append(update["id"])
+            seen.add(update["id"])
+        if twice:
+            raise ValidationError([f"space {space_id} is given more than once" for space_id in twice[:20]], "updates")
+
 
 class SpacePropertiesOut(Schema):
     id = Int()

@@ -116,6 +116,10 @@ def test_space_statuses_single_and_bulk(login, admin, market, session):
     assert_problem(liaison.post("/api/v1/parking/spaces/status", json={"updates": [{"id": spaces[0], "status": "free"},
                                                                                   {"id": 987654, "status": "free"}]}), 422)
     assert session.get(ParkingSpace, spaces[0]).status == "occupied"  # all or nothing
+    twice = assert_problem(liaison.post("/api/v1/parking/spaces/status", json={"updates": [
+        {"id": spaces[0], "status": "free"}, {"id": spaces[0], "status": "reserved"}]}), 422)
+    assert f"space {spaces[0]} is given more than once" in str(twice["errors"]["updates"])
+    assert session.get(ParkingSpace, spaces[0]).status == "occupied"
     assert_problem(liaison.put(f"/api/v1/parking/spaces/{spaces[0]}/status", json={"status": "towed"}), 422)
     east_space = admin.post("/api/v1/parking/spaces", json={"type": "Feature", "geometry": point(800, 500)}).get_json()
     assert_problem(liaison.put(f"/api/v1/parking/spaces/{east_space['id']}/status", json={"status": "occupied"}), 403)
