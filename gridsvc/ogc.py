@@ -32,11 +32,13 @@ GEOJSON = "application/geo+json"
 JSON = "application/json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CRS84_NAMES = (CRS84, "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "[OGC:CRS84]")  # URI, and Part 2's safe CURIE
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
+CONTENT_CRS = {"Content-Crs": f"<{CRS84}>"}  # Part 2's header: the coordinates are lon/lat WGS-84
 DEFAULT_LIMIT, MAX_LIMIT = 10, 10_000
 FORMATS = ("json", "geojson")  # the values of ?f=
 
@@ -49,7 +51,8 @@ def _json(body: Any, content_type: str = JSON, status: int = 200) -> Response:
 
 
 def _root() -> str:
-    return request.host_url.rstrip("/") + blp.url_prefix
+    # url_root, not host_url: served under a path prefix (SCRIPT_NAME, a proxy's /gridsvc), links keep it
+    return request.url_root.rstrip("/") + blp.url_prefix
 
 
 def _check_params(allowed: Iterable[str]) -> None:
@@ -154,10 +157,22 @@ def _integer(name: str, raw: str, minimum: int) -> int:
     return value
 
 
+def _crs(name: str) -> None:
+    """``crs`` and ``bbox-crs`` (OGC API - Features Part 2): the collections list CRS84 as their only
+    CRS (``crs``, ``storageCrs``), so a client that reads that list may name it; any other is a 400
+    (/req/crs/fc-crs-valid-value, /req/crs/fc-bbox-crs-valid-value)."""
+    value = request.args.get(name)
+    if value is not None and value not in CRS84_NAMES:
+        raise BadRequest(f"{name}={value} is not offered; features are in {CRS84} only.",
+                         errors={name: [f"only {CRS84}"]})
+
+
 def _item_query(collection: Collection) -> ItemQuery:
     filters = collection.filters
-    allowed = {"bbox", "limit", "offset", *filters, *(["datetime"] if collection.temporal else [])}
+    allowed = {"bbox", "bbox-crs", "crs", "limit", "offset", *filters, *(["datetime"] if collection.temporal else [])}
     _check_params(allowed)
+    _crs("crs")
+    _crs("bbox-crs")
     args = request.args
     # Above the maximum is served as the maximum (OGC /per/core/limit-override).
     limit = min(_integer("limit", args["limit"], 1), MAX_LIMIT) if "limit" in args else DEFAULT_LIMIT
@@ -269,14 +284,16 @@ def items(collection_id: str):
     head = json.dumps({"type": "FeatureCollection", "numberMatched": matched, "numberReturned": returned,
                        "timeStamp": stamp, "links": links}, ensure_ascii=False)
     # the features are GeoJSON text straight from PostgreSQL: splice, do not re-encode
-    return Response(head[:-1] + ', "features": ' + features + "}", content_type=content_type)
+    return Response(head[:-1] + ', "features": ' + features + "}", content_type=content_type,
+                    headers=CONTENT_CRS)
 
 
 @blp.route("/collections/<collection_id>/items/<feature_id>")
 @auth.access(auth.PUBLIC)
 def item(collection_id: str, feature_id: str):
     collection = _collection(collection_id)
-    _check_params(())
+    _check_params(("crs",))  # as on /items, so a client that sets crs for a layer can fetch one of its features
+    _crs("crs")
     if not (feature_id.isascii() and feature_id.isdigit()) or int(feature_id) > INT_MAX:  # ids are PostgreSQL integers
         raise NotFound(f"There is no feature {feature_id!r} in {collection.id}.")
     session = current_session()
@@ -290,7 +307,7 @@ def item(collection_id: str, feature_id: str):
         _link(f"{root}/collections/{collection.id}/items/{feature_id}", "self", content_type, "this feature"),
         _link(f"{root}/collections/{collection.id}", "collection", JSON, "the collection"),
     ])
-    return Response(feature[:-1] + ', "links": ' + links + "}", content_type=content_type)
+    return Response(feature[:-1] + ', "links": ' + links + "}", content_type=content_type, headers=CONTENT_CRS)
 
 
 # ---------------------------------------------------------------- the API definition
@@ -336,6 +353,8 @@ def _json_response(description: str, media: str = JSON) -> dict[str, Any]:
 
 PROBLEM = {"description": "A problem document (RFC 7807)",
            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+CRS_PARAM = _param("crs", "The CRS of the features' coordinates; only CRS84 is offered.",
+                   {"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84}, style="form", explode=False)
 F_PARAM = _param("f", "The format; only JSON (GeoJSON for features) is offered.",
                  {"type": "string", "enum": list(FORMATS), "default": "json"}, style="form", explode=False)
 
@@ -345,6 +364,9 @@ def _items_parameters(collection: Collection) -> list[dict[str, Any]]:
         _param("bbox", "Only features that intersect the box: min lon, min lat, max lon, max lat (CRS84).",
                {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
                style="form", explode=False),
+        _param("bbox-crs", "The CRS of bbox; only CRS84 is offered.", {"type": "string", "format": "uri",
+               "enum": [CRS84], "default": CRS84}, style="form", explode=False),
+        CRS_PARAM,
         _param("limit", "At most this many features in the page.",
                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                style="form", explode=False),
