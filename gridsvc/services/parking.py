@@ -152,19 +152,22 @@ def _enterprise_in(session: Session, enterprise_id: int | None, community_id: in
     return enterprise_id
 
 
+def holder_of_ref(session: Session, model, community_id: int, ref: str, *, own_id: int | None = None) -> int | None:
+    """The id of the community's lot (``model`` ParkingLot) or space (ParkingSpace) with ``ref``, other than
+    ``own_id``; refs are unique per community. Also the import's check."""
+    held = select(model.id).where(model.community_id == community_id, model.ref == ref)
+    if own_id is not None:
+        held = held.where(model.id != own_id)
+    with session.no_autoflush:  # a lot or space moved but not yet written would hit the constraint first
+        return session.scalar(held.limit(1))
+
+
 def _refuse_used_ref(session: Session, model, community_id: int, ref: str | None, *, own_id: int | None = None) -> None:
     """422 when another lot (or space) of the community has ``ref``. Why here and not
     only the unique constraint: its violation reads as a lost race (409, "another
     request changed the same records"), which sent planners retrying a ref that
     will never be free; the import says the same in the same words."""
-    if ref is None:
-        return
-    taken = select(model.id).where(model.community_id == community_id, model.ref == ref)
-    if own_id is not None:
-        taken = taken.where(model.id != own_id)
-    with session.no_autoflush:  # a lot or space moved but not yet written would hit the constraint first
-        used = session.scalar(taken.limit(1)) is not None
-    if used:
+    if ref is not None and holder_of_ref(session, model, community_id, ref, own_id=own_id) is not None:
         raise ValidationFailed(f"{ref} is already used in this community.",
                                errors={"ref": [f"{ref} is already used in this community"]})
 
@@ -251,13 +254,20 @@ def get_space(session: Session, space_id: int) -> ParkingSpace:
     return space
 
 
-def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None) -> tuple[int, int | None]:
-    """(community_id, zone_id) of a space standing at ``geometry``: in a lot, the
-    lot's zone (and the lot must be of the community the space stands in);
-    on its own, the zone where it stands."""
+def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None,
+                  lot_ref: str | None = None) -> tuple[int, int | None, int | None]:
+    """(community_id, zone_id, lot_id) of a space standing at ``geometry``: in a
+    lot (by id, or by ``lot_ref``: a ref of the community the space stands in),
+    the lot's zone, and the lot must be of that community; on its own, the zone
+    where it stands."""
     community_id, zone_id = place_of(session, geometry)
+    if lot_ref is not None:
+        lot_id = holder_of_ref(session, ParkingLot, community_id, lot_ref)
+        if lot_id is None:
+            raise ValidationFailed(f"No lot {lot_ref} in the space's community.",
+                                   errors={"lot_ref": [f"no lot {lot_ref} in this community"]})
     if lot_id is None:
-        return community_id, zone_id
+        return community_id, zone_id, None
     # The lot is named in the body: unknown, it is the body's error (422, as
     # the import says it), not a missing resource at the URL (404).
     lot = session.get(ParkingLot, lot_id)
@@ -265,29 +275,16 @@ def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None) 
         raise ValidationFailed(f"Parking lot {lot_id} does not exist.", errors={"lot_id": [f"no lot {lot_id}"]})
     if lot.community_id != community_id:
         raise ValidationFailed(f"The space is not in lot {lot_id}'s community.", errors={"lot_id": ["other community"]})
-    return community_id, lot.zone_id
-
-
-def _lot_by_ref(session: Session, geometry: BaseGeometry, lot_ref: str) -> int:
-    """The id of the lot ``lot_ref`` of the community the space stands in (refs are unique per community)."""
-    community_id, _ = place_of(session, geometry)
-    lot_id = session.scalar(select(ParkingLot.id).where(ParkingLot.community_id == community_id,
-                                                        ParkingLot.ref == lot_ref))
-    if lot_id is None:
-        raise ValidationFailed(f"No lot {lot_ref} in the space's community.",
-                               errors={"lot_ref": [f"no lot {lot_ref} in this community"]})
-    return lot_id
+    return community_id, lot.zone_id, lot.id
 
 
 def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, lot_ref: str | None = None,
                  now: datetime, **fields: Any) -> ParkingSpace:
     """A space; its lot by id or by ``lot_ref`` (as the import names it), not both."""
-    if lot_ref is not None:
-        if lot_id is not None:
-            raise ValidationFailed("Give the space's lot by lot_ref or by lot_id, not both.",
-                                   errors={"lot_id": ["give lot_ref or lot_id, not both"]})
-        lot_id = _lot_by_ref(session, geometry, lot_ref)
-    community_id, zone_id = _placed_space(session, geometry, lot_id)
+    if lot_ref is not None and lot_id is not None:
+        raise ValidationFailed("Give the space's lot by lot_ref or by lot_id, not both.",
+                               errors={"lot_id": ["give lot_ref or lot_id, not both"]})
+    community_id, zone_id, lot_id = _placed_space(session, geometry, lot_id, lot_ref)
     _refuse_used_ref(session, ParkingSpace, community_id, fields.get("ref"))
     space = ParkingSpace(community_id=community_id, zone_id=zone_id, lot_id=lot_id, geom=gsql.literal_geometry(geometry),
                          status_updated_at=now, **fields)
@@ -302,7 +299,7 @@ def update_space(session: Session, space_id: int, changes: dict[str, Any], *, no
     if geometry is not None or "lot_id" in changes:
         # Moved, or put into or taken out of a lot: placed again, as a new space would be.
         position = geometry if geometry is not None else as_shape(space.geom)
-        space.community_id, space.zone_id = _placed_space(session, position, changes.get("lot_id", space.lot_id))
+        space.community_id, space.zone_id, _ = _placed_space(session, position, changes.get("lot_id", space.lot_id))
     if "ref" in changes or geometry is not None or "lot_id" in changes:
         _refuse_used_ref(session, ParkingSpace, space.community_id, changes.get("ref", space.ref), own_id=space.id)
     if geometry is not None:

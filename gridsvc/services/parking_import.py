@@ -95,7 +95,7 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
     refs = Counter((community_id, item.feature_type, item.ref) for item, community_id, _ in placed if item.ref)
     for (community_id, feature_type, ref), n in refs.items():
         model = ParkingLot if feature_type == "lot" else ParkingSpace
-        if n > 1 or session.scalar(select(model.id).where(model.community_id == community_id, model.ref == ref)):
+        if n > 1 or parking.holder_of_ref(session, model, community_id, ref) is not None:
             errors.extend({"index": item.index, "feature": item.label,
                            "errors": {"ref": [f"{ref} is already used in this community"]}}
                           for item, c, _ in placed if (c, item.feature_type, item.ref) == (community_id, feature_type, ref))
@@ -114,8 +114,8 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
     # adding a space of supply the planner never had).
     lot_refs = {(community_id, item.ref) for item, community_id, _ in placed if item.feature_type == "lot" and item.ref}
     for item, community_id, _ in placed:
-        if item.feature_type == "space" and item.lot_ref and (community_id, item.lot_ref) not in lot_refs and not session.scalar(
-                select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.ref == item.lot_ref)):
+        if (item.feature_type == "space" and item.lot_ref and (community_id, item.lot_ref) not in lot_refs
+                and parking.holder_of_ref(session, ParkingLot, community_id, item.lot_ref) is None):
             errors.append({"index": item.index, "feature": item.label,
                            "errors": {"lot_ref": [f"no lot {item.lot_ref} in this import or this community"]}})
         if item.feature_type == "space" and item.lot_id is not None and not session.scalar(
@@ -144,8 +144,8 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
     for item, community_id, _ in spaces:
         lot_id = item.lot_id
         if item.lot_ref:
-            lot_id = created_lots.get((community_id, item.lot_ref)) or session.scalar(
-                select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.ref == item.lot_ref))
+            lot_id = (created_lots.get((community_id, item.lot_ref))
+                      or parking.holder_of_ref(session, ParkingLot, community_id, item.lot_ref))
         parking.create_space(session, geometry=item.geometry, lot_id=lot_id, now=now, **item.fields)
         if progress:
             progress(1)
