@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
@@ -34,6 +35,12 @@ def list_communities(session: Session, *, kind: str | None = None, limit: int = 
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     items = session.scalars(query.order_by(Community.id).limit(limit).offset(offset)).all()
     return Page(items=items, total=total or 0, limit=limit, offset=offset)
+
+
+def community_timezone(session: Session, community_id: int) -> ZoneInfo:
+    """The community's own time zone: its days are the ones its planners count in, its wall-clock times the
+    ones its liaisons type."""
+    return ZoneInfo(session.scalar(select(Community.timezone).where(Community.id == community_id)))
 
 
 def create_community(session: Session, *, name: str, kind: str, boundary: BaseGeometry, timezone: str,

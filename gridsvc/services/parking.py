@@ -45,6 +45,7 @@ from gridsvc.fields import as_shape
 from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
 from gridsvc.services import Page
+from gridsvc.services.communities import community_timezone
 
 PRACTICAL_SHARE = 0.85
 OK_BAND = 0.05
@@ -392,11 +393,6 @@ def add_observation(session: Session, lot_id: int, *, observed_at: datetime, occ
     session.add(observation)
     session.flush()
     return observation
-
-
-def community_timezone(session: Session, community_id: int) -> ZoneInfo:
-    """The community's own time zone: its days are the ones its planners count in."""
-    return ZoneInfo(session.scalar(select(Community.timezone).where(Community.id == community_id)))
 
 
 def occupancy_series(session: Session, lot_id: int, *, start: datetime, end: datetime,

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
+from gridsvc.services.communities import community_timezone
 from gridsvc.services.volunteers import get_volunteer, skills_by_code
 
 MAX_SERIES = 366  # occurrences one recurring template may create
@@ -149,7 +150,7 @@ def on_community_clock(session: Session, community_id: int, *moments: datetime |
     (its ``timezone``): a liaison typing 08:00 means the park's 08:00, wherever the park is."""
     if all(moment is None or moment.utcoffset() is not None for moment in moments):
         return list(moments)  # (no lookup: a series' occurrences, and most clients, send offsets)
-    tz = ZoneInfo(session.scalar(select(Community.timezone).where(Community.id == community_id)))
+    tz = community_timezone(session, community_id)
     return [moment.replace(tzinfo=tz) if moment is not None and moment.utcoffset() is None else moment
             for moment in moments]
 
@@ -224,7 +225,7 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
     if until_date < from_date:
         raise ValidationFailed("until_date is before from_date.", errors={"until_date": ["before from_date"]})
     community_id, _ = place(session, shift_fields.get("zone_id"), shift_fields.get("location"))
-    tz = ZoneInfo(session.get(Community, community_id).timezone)
+    tz = community_timezone(session, community_id)
     times = occurrences(weekdays=weekdays, start_time=start_time, end_time=end_time, from_date=from_date,
                         until_date=until_date, tz=tz)
     if not times:
