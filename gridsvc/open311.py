@@ -276,7 +276,7 @@ def list_requests(fmt: str):
             raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
     else:
         if request.args.get("service_code"):
-            query = query.where(ServiceRequest.service_code.in_(request.args["service_code"].split(",")))
+            query = query.where(ServiceRequest.service_code.in_(_items(request.args["service_code"])))
         status = request.args.get("status")
         if status:
             wanted = set(_items(status))
