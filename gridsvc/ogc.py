@@ -353,8 +353,9 @@ def _json_response(description: str, media: str = JSON) -> dict[str, Any]:
 
 PROBLEM = {"description": "A problem document (RFC 7807)",
            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
-CRS_PARAM = _param("crs", "The CRS of the features' coordinates; only CRS84 is offered.",
-                   {"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84}, style="form", explode=False)
+CRS84_ONLY = {"type": "string", "format": "uri", "enum": [CRS84], "default": CRS84}
+CRS_PARAM = _param("crs", "The CRS of the features' coordinates; only CRS84 is offered.", CRS84_ONLY,
+                   style="form", explode=False)
 F_PARAM = _param("f", "The format; only JSON (GeoJSON for features) is offered.",
                  {"type": "string", "enum": list(FORMATS), "default": "json"}, style="form", explode=False)
 
@@ -364,8 +365,7 @@ def _items_parameters(collection: Collection) -> list[dict[str, Any]]:
         _param("bbox", "Only features that intersect the box: min lon, min lat, max lon, max lat (CRS84).",
                {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
                style="form", explode=False),
-        _param("bbox-crs", "The CRS of bbox; only CRS84 is offered.", {"type": "string", "format": "uri",
-               "enum": [CRS84], "default": CRS84}, style="form", explode=False),
+        _param("bbox-crs", "The CRS of bbox; only CRS84 is offered.", CRS84_ONLY, style="form", explode=False),
         CRS_PARAM,
         _param("limit", "At most this many features in the page.",
                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
