@@ -29,7 +29,10 @@ from gridsvc.services import tiles as service
 blp = Blueprint("tiles", __name__)
 
 MVT = "application/vnd.mapbox-vector-tile"
-MAX_AGE_S = 60
+# Personal layers (requests, volunteers on duty) change by the minute and are never kept here: a browser
+# may keep them a minute. Public tiles are sent with the max-age this worker keeps them for
+# (GRIDSVC_TILE_CACHE_SECONDS), so the two copies expire together.
+PERSONAL_MAX_AGE_S = 60
 
 
 class TileCache:
@@ -117,7 +120,9 @@ def tile(z: str, x: str, y: str):
     viewer = _viewer(auth.current_principal())
     layers = _layers(viewer)
     personal = any(n in service.PERSONAL_LAYERS for n in layers)
-    headers = {"Cache-Control": f"{'private' if personal else 'public'}, max-age={MAX_AGE_S}", "Vary": "Authorization"}
+    cache_control = (f"private, max-age={PERSONAL_MAX_AGE_S}" if personal
+                     else f"public, max-age={max(0, int(_cache().ttl_s))}")
+    headers = {"Cache-Control": cache_control, "Vary": "Authorization"}
     key = (z_, x_, y_, layers)
     cached = None if personal or "no-cache" in request.headers.get("Cache-Control", "") else _cache().get(key)
     if cached is not None:

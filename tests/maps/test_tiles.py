@@ -118,14 +118,33 @@ def test_an_empty_tile_is_204(client):
     assert answer.status_code == 204 and answer.data == b""
 
 
-def test_etag_and_caching(client, login, session):
+def test_etag_and_caching(app, client, login, session):
+    app.config["GRIDSVC_TILE_CACHE_SECONDS"] = 60
     lon, lat = park_centre(session)
     first = get_tile(client, lon, lat, 14)
     assert first.headers["Cache-Control"] == "public, max-age=60" and first.headers["ETag"]
     x, y = tile_of(lon, lat, 14)
     again = client.get(f"/tiles/14/{int(x)}/{int(y)}.pbf", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
-    assert get_tile(login("admin"), lon, lat, 14).headers["Cache-Control"].startswith("private")
+    assert get_tile(login("admin"), lon, lat, 14).headers["Cache-Control"] == "private, max-age=60"
+
+
+def test_public_tiles_tell_clients_the_time_this_worker_keeps_them(app, client, session):
+    """An operator who keeps tiles 5 minutes (GRIDSVC_TILE_CACHE_SECONDS=300) sends max-age=300: with a fixed
+    max-age=60, a copy served from memory at Age 120 was already stale to every browser and proxy."""
+    app.config["GRIDSVC_TILE_CACHE_SECONDS"] = 300
+    lon, lat = park_centre(session)
+    first = get_tile(client, lon, lat, 14, layers="parking")
+    assert first.headers["Cache-Control"] == "public, max-age=300"
+    cache = app.extensions["gridsvc.tiles"]
+    [key] = list(cache._entries)
+    stored_at, data, etag = cache._entries[key]
+    cache._entries[key] = (stored_at - 120, data, etag)  # the copy in memory is now 2 minutes old
+    again = get_tile(client, lon, lat, 14, layers="parking")
+    assert again.headers["Cache-Control"] == "public, max-age=300" and again.headers["Age"] == "120"
+    del app.extensions["gridsvc.tiles"]  # as a worker started with the setting 0 has it
+    app.config["GRIDSVC_TILE_CACHE_SECONDS"] = 0  # kept nowhere: clients ask again (If-None-Match) each time
+    assert get_tile(client, lon, lat, 13, layers="parking").headers["Cache-Control"] == "public, max-age=0"
 
 
 def test_public_tiles_are_kept_for_their_max_age_and_no_cache_rebuilds_them(app, client, login, session, g03):  # noqa: F811
