@@ -5,9 +5,10 @@ import logging
 from typing import Any, Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gridsvc.api import Api, IdConverter
-from gridsvc.config import load_config
+from gridsvc.config import load_config, proxy_hops
 from gridsvc.db import Database, close_session
 
 
@@ -23,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from gridsvc.idempotency import kept_hours
 
     kept_hours(app.config)  # a bad GRIDSVC_IDEMPOTENCY_HOURS stops the start, not every write
+    hops = proxy_hops(app.config)
     url = app.config["DATABASE_URL"]
     if not url:
         raise RuntimeError("no database configured: set DATABASE_URL or run `gridsvc db start` first")
@@ -56,6 +58,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     missing = views_without_rules(app)
     if missing:
         raise RuntimeError(f"API routes without an access rule: {', '.join(missing)}")
+    if hops:  # only then: the X-Forwarded-* headers of a client reaching us directly are not to be believed
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)  # type: ignore[method-assign]
     from gridsvc.fastpath import CheckInFastPath
 
     # check-in, the hottest write, answered without Flask's machinery when it can be

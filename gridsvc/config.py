@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     # Public tiles are kept this long per worker (the max-age they are sent with); 0 turns it off.
     "GRIDSVC_TILE_CACHE_SECONDS": 60,
     "GRIDSVC_TILE_CACHE_MB": 64,
+    # Reverse proxies in front (nginx, say) whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed, so
+    # the links we hand out (a phone's calendar_url, OGC and Open311 links) name the public address. 0: none,
+    # and the headers are ignored (anyone could send them).
+    "GRIDSVC_PROXY_HOPS": 0,
 }
 
 DEFAULT_DATABASE = "gridsvc"
@@ -117,6 +121,16 @@ def secret_key(home: Path | None = None) -> str:
         finally:
             tmp.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+def proxy_hops(config: Mapping[str, Any]) -> int:
+    """GRIDSVC_PROXY_HOPS as a whole number from 0 (checked when the app starts)."""
+    configured = config["GRIDSVC_PROXY_HOPS"]
+    text = str(configured).strip()
+    if isinstance(configured, bool) or not (text.isascii() and text.isdigit()) or int(text) > 10:
+        raise ValueError(f"GRIDSVC_PROXY_HOPS must be the number of reverse proxies in front, 0 to 10, "
+                         f"not {configured!r}.")
+    return int(text)
 
 
 def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
