@@ -192,6 +192,11 @@ def create_lot(session: Session, *, geometry: BaseGeometry, name: str, capacity:
 def update_lot(session: Session, lot_id: int, changes: dict[str, Any]) -> ParkingLot:
     lot = get_lot(session, lot_id)
     geometry = changes.pop("geometry", None)
+    if geometry is not None:
+        # Its spaces follow a moved lot. Lock them first, in id order, before anything writes the lot: a
+        # bulk status update locks spaces and then their lots, and the other order deadlocked with it.
+        session.execute(select(ParkingSpace.id).where(ParkingSpace.lot_id == lot.id)
+                        .order_by(ParkingSpace.id).with_for_update())
     if "capacity" in changes:
         merged = {**lot.capacity, **changes.pop("capacity")}
         for key, value in _capacity_columns(merged).items():

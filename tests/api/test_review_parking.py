@@ -6,10 +6,10 @@ import codecs
 import json
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from gridsvc.models import OccupancyObservation, ParkingLot, ParkingSpace
+from gridsvc.models import Community, OccupancyObservation, ParkingLot, ParkingSpace
 from gridsvc.schemas.parking import parse_import
 from gridsvc.services.parking_import import import_parking
 from tests.api.test_parking import ORIGIN, _feature, admin, lot, market, point, space, supply  # noqa: F401
@@ -262,3 +262,44 @@ def test_two_counts_at_the_same_moment_capacity_takes_the_later_recorded_as_the_
     assert session.get(ParkingLot, the_lot["id"]).observed_occupied == 30  # what the maps show
     capacity = admin.get(f"/api/v1/parking/capacity?zone_id={market['W']}").get_json()
     assert (capacity["occupied"], capacity["free"]) == (30, 20)
+
+
+# ---------------------------------------------------------------- lock order
+
+
+def test_a_lot_moved_while_a_sensor_batch_updates_its_spaces_is_not_a_deadlock(committed_app, engine):
+    """A bulk status update locks its spaces and then their lots (the tally); moving a lot into another zone
+    locked the lot and then its spaces (they follow it). Sent together, one of them was killed as a deadlock
+    (a 409 for an admin who did nothing wrong)."""
+    admin = client_as(committed_app, "admin")
+    origin = (120.60, 31.20)  # a market of its own, away from the others
+    community = admin.post("/api/v1/communities", json=community_body(name="Lock-order market",
+                                                                      boundary=rect(*origin, 1000, 1000))).get_json()["id"]
+    try:
+        admin.post(f"/api/v1/communities/{community}/zones", json=zone_feature("W", rect(*origin, 500, 1000)))
+        east_edge = rect(*origin, 500, 1000)["coordinates"][0][1][0]
+        east = admin.post(f"/api/v1/communities/{community}/zones",
+                          json=zone_feature("E", rect(east_edge, origin[1], 500, 1000))).get_json()["id"]
+        the_lot = lot(admin, rect(*offset(*origin, 100, 100), 40, 40), name="Lock-order lot")
+        for east_m in (105, 115, 125):
+            space(admin, point(east_m, 110, origin), lot_id=the_lot["id"])
+
+        def sensor_batch_holds_the_spaces(own: Session) -> None:  # as set_statuses locks them, in id order
+            own.execute(text("SET LOCAL lock_timeout = '5s'"))
+            own.execute(select(ParkingSpace.id).where(ParkingSpace.lot_id == the_lot["id"])
+                        .order_by(ParkingSpace.id).with_for_update())
+
+        def then_its_lot(own: Session) -> None:  # and then their lot, for its tally
+            own.execute(select(ParkingLot.id).where(ParkingLot.id == the_lot["id"]).with_for_update(key_share=True))
+
+        moved = {"type": "Feature", "geometry": rect(*offset(*origin, 700, 100), 40, 40), "properties": {}}
+        answer = while_uncommitted(engine, sensor_batch_holds_the_spaces,
+                                   lambda: admin.patch(f"/api/v1/parking/lots/{the_lot['id']}", json=moved),
+                                   then=then_its_lot)
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["properties"]["zone_id"] == east
+        with engine.connect() as conn:
+            assert set(conn.execute(select(ParkingSpace.zone_id).where(ParkingSpace.lot_id == the_lot["id"])).scalars()) == {east}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(Community).where(Community.id == community))
