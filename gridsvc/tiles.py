@@ -2,7 +2,7 @@
 
 Layers zones, parking (lots with capacity and utilisation) and enterprises
 for anyone; requests and volunteers on duty for admins (everywhere) and
-liaisons (their zones) who send their token. ``?layers=a,b`` picks layers.
+liaisons (their zones, and the requests handed to them) who send their token. ``?layers=a,b`` picks layers.
 An empty tile is a 204; tiles carry an ETag and are cacheable (publicly
 only when they hold nothing personal).
 
@@ -91,7 +91,7 @@ def _viewer(principal: auth.Principal) -> service.Viewer:
     if "admin" in principal.roles:
         return service.Viewer(all_zones=True)
     if "liaison" in principal.roles:
-        return service.Viewer(zone_ids=tuple(sorted(principal.liaison_zone_ids)))
+        return service.Viewer(zone_ids=tuple(sorted(principal.liaison_zone_ids)), liaison_id=principal.user_id)
     return service.Viewer()
 
 

@@ -6,7 +6,8 @@ copy of their geometry (``geom_3857``, migration 0011); the other layers are
 filtered in 4326 against the envelope transformed once, and only the rows
 found are transformed to Web Mercator. Then they are clipped. Layers with personal data
 (volunteers on duty, open requests) go only to callers allowed to see them:
-admins everywhere, a liaison in their own zones.
+admins everywhere, a liaison in their own zones (and the requests handed to
+them from a zone without a liaison).
 """
 from __future__ import annotations
 
@@ -36,10 +37,12 @@ class Viewer:
 
     all_zones: bool = False
     zone_ids: tuple[int, ...] = ()
+    # a liaison's account: requests handed to them from a zone without a liaison are theirs to see too
+    liaison_id: int | None = None
 
     @property
     def sees_personal(self) -> bool:
-        return self.all_zones or bool(self.zone_ids)
+        return self.all_zones or bool(self.zone_ids) or self.liaison_id is not None
 
 
 def _mvt(layer: str, select: str) -> str:
@@ -78,7 +81,8 @@ LAYER_SQL = {
         SELECT r.id, r.service_code, r.status, r.zone_id, to_char(r.created_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS created_at,
                {_geom('r.location')}
         FROM service_request r, env
-        WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r} AND {_zone_scope('r.zone_id', all_zones)}"""),
+        WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r}
+          AND ({_zone_scope('r.zone_id', all_zones)} OR r.liaison_id = %(liaison_id)s)"""),
     "volunteers": lambda all_zones: _mvt("volunteers", f"""
         SELECT vol.id, vol.real_name AS name, s.id AS shift_id, s.zone_id,
                to_char(vol.last_position_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS position_at, {_geom('vol.last_position')}
@@ -112,5 +116,5 @@ def tile(session: Session, z: int, x: int, y: int, layers: tuple[str, ...], view
     """The tile with ``layers`` (in that order); empty bytes when nothing is in it."""
     sql = _tile_sql(layers, viewer.all_zones)
     params: dict[str, Any] = {"z": z, "x": x, "y": y, "now": now, "fresh_after": now - FRESH_OBSERVATION,
-                              "zone_ids": list(viewer.zone_ids)}
+                              "zone_ids": list(viewer.zone_ids), "liaison_id": viewer.liaison_id}
     return bytes(fetch_prepared(session, sql, params)[0] or b"")

@@ -172,3 +172,18 @@ def test_public_tiles_are_kept_for_their_max_age_and_no_cache_rebuilds_them(app,
                                  "/tiles/1/0/0.pbf?format=png"])
 def test_bad_tiles_are_400(client, url):
     assert_problem(client.get(url), 400)
+
+
+def test_a_liaison_sees_on_the_map_the_requests_handed_to_them_from_a_zone_without_a_liaison(login, session):
+    """G07 has no liaison: a request filed there goes to G09's liaison, who lists and handles it, but their
+    map left it out (the requests layer showed their own zones only). Other liaisons still do not see it."""
+    from tests.api.test_requests import G07_SOUTH_EAST
+
+    g07 = session.scalar(select(Zone).where(Zone.code == "G07"))
+    assert login("admin").patch(f"/api/v1/zones/{g07.id}", json={"properties": {"liaison": None}}).status_code == 200
+    filed = file(login("worker-003"), G07_SOUTH_EAST, service="housing").get_json()
+    assert filed["zone_id"] == g07.id and filed["status"] == "with_liaison", filed
+    lon, lat = G07_SOUTH_EAST
+    handling = decode(get_tile(login("liaison-g09"), lon, lat, 15))
+    assert [f["id"] for f in handling["requests"]["features"]] == [filed["id"]]
+    assert "requests" not in decode(get_tile(login("liaison-g02"), lon, lat, 15))
