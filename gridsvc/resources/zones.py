@@ -101,6 +101,7 @@ class ZoneItem(MethodView):
             changes["geometry"] = feature["geometry"]
         principal = auth.current_principal()
         if not principal.has_any(("admin", "planner")):
+            service.get_zone(session, zone_id)  # an unknown zone is a 404 for a liaison too, not "not yours"
             auth.require(principal.is_liaison_of(zone_id), "A liaison may change only the zones they are liaison of.")
             auth.require("geometry" not in changes, "A liaison may change a zone's name and liaison, not its geometry.")
         zone = service.update_zone(session, zone_id, changes)

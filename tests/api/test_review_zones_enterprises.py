@@ -219,3 +219,13 @@ def test_the_map_page_opens_on_the_liaisons_own_park_past_the_first_hundred(data
         with engine.begin() as conn:
             conn.execute(delete(Community).where(Community.id.in_(created)))
             conn.execute(delete(User).where(User.username == "liaison-far"))
+
+
+def test_a_liaison_renaming_a_zone_that_does_not_exist_gets_a_404_not_a_403(login, session):
+    """"A liaison may change only the zones they are liaison of" for a zone that is no one's (a stale id in
+    the app) sent them looking for a permission they could never get."""
+    answer = login("liaison-g01").patch("/api/v1/zones/999999", json={"properties": {"name": "北区"}})
+    assert_problem(answer, 404)
+    assert "999999" in answer.get_json()["detail"]
+    g02 = session.scalar(select(Zone.id).where(Zone.code == "G02"))
+    assert_problem(login("liaison-g01").patch(f"/api/v1/zones/{g02}", json={"properties": {"name": "北区"}}), 403)
