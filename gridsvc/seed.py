@@ -14,7 +14,7 @@ import json
 import os
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 from pathlib import Path
 
@@ -138,18 +138,22 @@ def load_demo_volunteers(session: Session, community: Community) -> int:
     return created
 
 
-def load_demo_shifts(session: Session, community: Community, today: date) -> int:
-    """Four weeks of weekday morning-peak traffic shifts at each zone, from ``today``."""
+def load_demo_shifts(session: Session, community: Community, now: datetime) -> int:
+    """Four weeks of weekday morning-peak traffic shifts at each zone, from today on the community's clock.
+    Today's, when seeded after it is over, is left out: nobody could sign up for it, and it would sit in the
+    lists as a shift that never ran."""
     from gridsvc.models import Shift
 
     if session.scalar(select(Shift.id).where(Shift.community_id == community.id).limit(1)) is not None:
         return 0
+    today = now.astimezone(ZoneInfo(community.timezone)).date()
     created = 0
     for zone in session.scalars(select(Zone).where(Zone.community_id == community.id).order_by(Zone.code)):
         created += len(shifts.create_series(
             session, zone_id=zone.id, title=f"{zone.code} 早高峰交通疏导 Morning-peak traffic guidance",
             activity="traffic_guidance", weekdays=[1, 2, 3, 4, 5], start_time=time(7, 30), end_time=time(9, 0),
-            from_date=today, until_date=today + timedelta(days=27), capacity=3, required_skills=["traffic_parking"]))
+            from_date=today, until_date=today + timedelta(days=27), capacity=3, required_skills=["traffic_parking"],
+            now=now))
     return created
 
 
@@ -267,7 +271,7 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
         _link_liaisons(session, existing)
         added = {"demo accounts": users,
                  "volunteer profiles": load_demo_volunteers(session, existing),
-                 "shifts": load_demo_shifts(session, existing, datetime.now(ZoneInfo(existing.timezone)).date()),
+                 "shifts": load_demo_shifts(session, existing, datetime.now(timezone.utc)),
                  "parking features": load_demo_parking(session, existing, directory, datetime.now(timezone.utc))}
         return SeedResult(community=existing, created=False, users=users, added={k: v for k, v in added.items() if v})
     community = communities.create_community(
@@ -283,7 +287,7 @@ def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng")
         enterprises.create_enterprise(session, community.id, name=ef["properties"]["name"],
                                       workers=ef["properties"]["workers"], location=shape(ef["geometry"]))
     load_demo_volunteers(session, community)
-    load_demo_shifts(session, community, datetime.now(ZoneInfo(community.timezone)).date())
+    load_demo_shifts(session, community, datetime.now(timezone.utc))
     load_demo_parking(session, community, directory, datetime.now(timezone.utc))
     return SeedResult(community=community, created=True, zones=len(zone_features),
                       enterprises=len(enterprise_features), users=users)

@@ -1,7 +1,6 @@
 """Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request, url_for
@@ -12,7 +11,7 @@ from gridsvc import auth, clock
 from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
-from gridsvc.resources.volunteers import day_range, hours_entry
+from gridsvc.resources.volunteers import hours_entry
 from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, SeriesCancelOut,
                                     SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery, ShiftOut,
@@ -30,6 +29,11 @@ MAX_KEY = 100
 
 def policy() -> checks.CheckPolicy:
     return checks.CheckPolicy.of_app(current_app)
+
+
+def default_timezone() -> ZoneInfo:
+    """The clock of times without an offset where no one community's applies (GRIDSVC_DEFAULT_TIMEZONE)."""
+    return ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
 
 
 def _point_fields(data: dict) -> dict:
@@ -54,9 +58,15 @@ class Shifts(MethodView):
     @blp.arguments(ShiftQuery, location="query")
     @blp.response(200, ShiftPageOut)
     def get(self, query):
-        """Find shifts: by zone, time, activity, skill, free places, or near a point (nearest first)"""
+        """Find shifts: by zone, time, activity, skill, free places, or near a point (nearest first)
+
+        `from` and `to` without an offset are wall-clock times on the community's clock (its `timezone`) when the
+        search keeps to one community (`zone_id`, `community_id` or `series_id`); a search that may span several
+        communities reads them on GRIDSVC_DEFAULT_TIMEZONE's (Asia/Shanghai unless configured). With an offset,
+        they are that instant.
+        """
         query["starts_from"], query["starts_to"] = query.pop("start", None), query.pop("end", None)
-        return service.list_shifts(current_session(), **query, now=clock.now())
+        return service.list_shifts(current_session(), **query, now=clock.now(), default_tz=default_timezone())
 
     @auth.access(SHIFT_MANAGERS)
     @blp.arguments(ShiftCreate)
@@ -225,7 +235,10 @@ def _check(shift_id: int, kind: str, data: dict):
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
                                errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
     user_id, token_version, role = auth.account_claims()
-    outcome = checks.check(current_session(), user_id, check_request(shift_id, kind, data, key), now=clock.now(),
+    session = current_session()
+    # (a client time is rare online, and never on check-in's fast path: only such a body pays for the lookup)
+    [event] = checks.on_shift_clock(session, [check_request(shift_id, kind, data, key)], default_tz=default_timezone())
+    outcome = checks.check(session, user_id, event, now=clock.now(),
                            policy=policy(), account=checks.AccountCheck(role=role, token_version=token_version),
                            own_transaction=True)
     status, headers, body = check_answer(outcome)
@@ -316,11 +329,12 @@ class MyCheckEvents(MethodView):
         # Without a profile every event would be judged "not found" one by one, in a 200: the whole upload is
         # the 404 this view documents.
         volunteer_service.require_volunteer_of_user(session, user_id)
-        requests = [(i, checks.CheckRequest(
+        events = checks.on_shift_clock(session, [checks.CheckRequest(
             shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
             input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),
-            client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True))
-            for i, e in enumerate(data["events"])]
+            client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True)
+            for e in data["events"]], default_tz=default_timezone())
+        requests = list(enumerate(events))
         results = checks.check_batch(session, user_id, requests, now=clock.now(), policy=policy())
         session.commit()
         return {"results": results}
@@ -345,10 +359,10 @@ class HoursQueue(MethodView):
         Pending by default. A liaison sees their zones' shifts, an admin all; they then approve or decline,
         singly or in bulk.
         """
-        zone_ids, start, end = _reviewers_hours(query)
+        zone_ids = _reviewers_zones(query)
         filters = {k: query.get(k) for k in ("status", "zone_id", "shift_id", "volunteer_id", "flagged")}
-        page = checks.hours_for_review(current_session(), zone_ids=zone_ids, start=start, end=end, limit=query["limit"],
-                                       offset=query["offset"], **filters)
+        page = checks.hours_for_review(current_session(), zone_ids=zone_ids, first_day=query.get("start"),
+                                       last_day=query.get("end"), limit=query["limit"], offset=query["offset"], **filters)
         return {"total": page.total, "limit": page.limit, "offset": page.offset,
                 "items": [_under_review(item) for item in page.items]}
 
@@ -363,17 +377,19 @@ class HoursTotals(MethodView):
 
         Approved hours by default. A liaison counts their zones' shifts, an admin any community or zone.
         """
-        zone_ids, start, end = _reviewers_hours(query)
+        zone_ids = _reviewers_zones(query)
         totals = checks.hours_totals(current_session(), zone_ids=zone_ids, status=query["status"],
-                                     community_id=query.get("community_id"), zone_id=query.get("zone_id"), start=start,
-                                     end=end, limit=query["limit"], offset=query["offset"])
+                                     community_id=query.get("community_id"), zone_id=query.get("zone_id"),
+                                     first_day=query.get("start"), last_day=query.get("end"), limit=query["limit"],
+                                     offset=query["offset"])
         page = totals.page
         return {"total": page.total, "limit": page.limit, "offset": page.offset, "total_hours": totals.total_hours,
                 "items": page.items}
 
 
-def _reviewers_hours(query: dict) -> tuple[frozenset[int] | None, datetime | None, datetime | None]:
-    """The zones whose hours the caller reviews (None: every zone, for an admin) and the period asked.
+def _reviewers_zones(query: dict) -> frozenset[int] | None:
+    """The zones whose hours the caller reviews (None: every zone, for an admin). (The days asked, ``from`` and
+    ``to``, are each entry's own community's: ``checks.hours_for_review``.)
 
     A ``zone_id`` asked must be one the caller manages. Check-ins left open
     past their shift are closed first: they become hours to review (flagged
@@ -385,8 +401,7 @@ def _reviewers_hours(query: dict) -> tuple[frozenset[int] | None, datetime | Non
         _require_zone_manager(query["zone_id"])
     checks.close_overdue(session, now=clock.now(), policy=policy())
     session.commit()
-    start, end = day_range(query, ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
-    return (None if "admin" in principal.roles else principal.liaison_zone_ids), start, end
+    return None if "admin" in principal.roles else principal.liaison_zone_ids
 
 
 def _under_review(item: checks.HoursUnderReview) -> dict:

@@ -1,9 +1,6 @@
 """Volunteers: registration, profiles and search, positions, hours and their exports."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
-
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from sqlalchemy import select
@@ -188,12 +185,6 @@ class MyLocation(MethodView):
                 "recorded_at": at}
 
 
-def day_range(query: dict, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
-    start = datetime.combine(query["start"], time.min, tz) if "start" in query else None
-    end = datetime.combine(query["end"] + timedelta(days=1), time.min, tz) if "end" in query else None
-    return start, end
-
-
 def _volunteer_record(volunteer_id: int) -> Volunteer:
     """The volunteer whose shifts or hours the caller reads (if they may), with a
     check-in left open past its shift closed first, so the record is complete."""
@@ -207,11 +198,12 @@ def _volunteer_record(volunteer_id: int) -> Volunteer:
 
 
 def _hours_context(volunteer_id: int, query: dict):
+    """The volunteer, their entries started on the days asked, and each entry's community's clock: an entry's
+    day, month and times are those of the park where it was served (see ``checks.hours_of``)."""
     session = current_session()
     volunteer = _volunteer_record(volunteer_id)
-    tz = ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
-    start, end = day_range(query, tz)
-    return volunteer, checks.hours_of(session, volunteer_id, start=start, end=end), tz
+    entries = checks.hours_of(session, volunteer_id, first_day=query.get("start"), last_day=query.get("end"))
+    return volunteer, entries, checks.entry_clocks(session, entries)
 
 
 def hours_entry(entry) -> dict:
@@ -240,8 +232,9 @@ class VolunteerHours(MethodView):
     @blp.response(200, HoursReportOut)
     def get(self, query, volunteer_id):
         """Service hours: entries and totals by month and activity (the volunteer, their zones' liaisons, admins)"""
-        volunteer, entries, tz = _hours_context(volunteer_id, query)
-        return {"volunteer_id": volunteer.id, "entries": [hours_entry(e) for e in entries], **checks.summarise(entries, tz)}
+        volunteer, entries, clocks = _hours_context(volunteer_id, query)
+        return {"volunteer_id": volunteer.id, "entries": [hours_entry(e) for e in entries],
+                **checks.summarise(entries, clocks)}
 
 
 CSV_COLUMNS = ["name", "volunteer_id", "activity", "date", "start", "end", "hours", "recording_organisation", "status"]
@@ -255,13 +248,15 @@ class VolunteerHoursCsv(MethodView):
     @blp.doc(responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, query, volunteer_id):
         """The volunteer's service record as CSV, with the national volunteer record's fields"""
-        volunteer, entries, tz = _hours_context(volunteer_id, query)
+        volunteer, entries, clocks = _hours_context(volunteer_id, query)
         session = current_session()
         # the recording organisation of each entry: its shift's community (one query for them all)
         organisations = dict(session.execute(select(Community.id, Community.name).where(
             Community.id.in_({entry.shift.community_id for entry in entries}))).all())
         rows = []
         for entry in entries:
+            # on the clock of the park where it was served: the times its shift was posted at
+            tz = clocks[entry.shift.community_id]
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
             # an overnight stint's end carries its own date: "01:00" beside the start's date read as that morning
             end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M")

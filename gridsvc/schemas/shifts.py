@@ -1,32 +1,31 @@
 """Shift, sign-up and check-in shapes."""
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import (AwareDateTime, Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed,
-                                    WholeText, _TakenTime)
+from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed, WholeText,
+                                    _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
 
-# Times without an offset where no one community's clock applies (a search, a phone's clock) are read as the
-# demo park's local time. A shift's own times are read on its community's clock instead (ShiftTime).
-LOCAL = ZoneInfo("Asia/Shanghai")
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
 ON_COMMUNITY_CLOCK = "without an offset: a wall-clock time in the community's time zone (its `timezone`)"
-
-
-def _aware(**kwargs):
-    return AwareDateTime(default_timezone=LOCAL, **kwargs)
+# A search may keep to one community or span several: naive times are read on the one's clock, else on a default.
+ON_SEARCH_CLOCK = ("without an offset: a wall-clock time on the community's clock (its `timezone`) when the search "
+                   "keeps to one community (`zone_id`, `community_id` or `series_id`), else on "
+                   "GRIDSVC_DEFAULT_TIMEZONE's (Asia/Shanghai unless configured)")
+ON_EACH_SHIFTS_CLOCK = "without an offset: a wall-clock time on the clock of each shift's community (its `timezone`)"
+ON_THE_SHIFTS_CLOCK = "without an offset: a wall-clock time on the clock of the shift's community (its `timezone`)"
 
 
 class ShiftTime(_TakenTime, fields.DateTime):
     """An ISO 8601 date-time; one without an offset stays naive here.
 
-    Why: it is a wall-clock time on the shift's community's clock, and which
-    community that is is known only once the service has found the shift's
-    place (``services.shifts`` reads it there)."""
+    Why: it is a wall-clock time on a community's clock (a shift's, a
+    search's), and which community that is is known only once the service
+    has found the shift or the search's place (``services.shifts`` and
+    ``services.checks`` read it there). The description says whose clock;
+    by default the shift's community's."""
 
     def __init__(self, **kwargs) -> None:
         metadata = kwargs.pop("metadata", {})
@@ -160,8 +159,9 @@ class ShiftQuery(PageQuery):
     series_id = fields.Str(validate=validate.Length(1, 64), metadata={"description": "the shifts of one recurring series"})
     zone_id = Int()
     community_id = Int()
-    start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time"})
-    end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
+    start = ShiftTime(data_key="from", metadata={"description": "shifts still running at or after this time; "
+                                                                + ON_SEARCH_CLOCK})
+    end = ShiftTime(data_key="to", metadata={"description": "shifts starting before this time; " + ON_SEARCH_CLOCK})
     activity = fields.Str(validate=ACTIVITY)
     skill = fields.Str(validate=SKILL_CODE)
     has_space = fields.Bool(metadata={"description": "true: shifts a sign-up made now would be confirmed for (a free "
@@ -195,9 +195,10 @@ class SignupListOut(PageOut):
 
 
 class VolunteerSignupQuery(PageQuery):
-    start = _aware(data_key="from", metadata={"description": "shifts still running at or after this time "
-                                                             "(without from and to: the shifts not yet over)"})
-    end = _aware(data_key="to", metadata={"description": "shifts starting before this time"})
+    start = ShiftTime(data_key="from", metadata={"description": "shifts still running at or after this time "
+                                                                "(without from and to: the shifts not yet over); "
+                                                                + ON_EACH_SHIFTS_CLOCK})
+    end = ShiftTime(data_key="to", metadata={"description": "shifts starting before this time; " + ON_EACH_SHIFTS_CLOCK})
     status = fields.Str(validate=validate.OneOf(("confirmed", "waitlisted")))
 
 
@@ -257,7 +258,8 @@ class CancelOut(Schema):
 
 class CheckIn(PositionIn):
     accuracy_m = fields.Float(allow_nan=False, allow_none=True, validate=validate.Range(min=0, max=100_000))
-    client_time = _aware(allow_none=True, metadata={"description": "the phone's clock when the event happened"})
+    client_time = ShiftTime(allow_none=True, metadata={"description": "the phone's clock when the event happened; "
+                                                                      + ON_THE_SHIFTS_CLOCK})
 
 
 class CheckOut(Schema):
@@ -279,7 +281,8 @@ class CheckOut(Schema):
 class OfflineEvent(CheckIn):
     shift_id = Int(required=True)
     kind = fields.Str(required=True, validate=validate.OneOf(("check_in", "check_out")))
-    client_time = _aware(required=True)
+    client_time = ShiftTime(required=True, metadata={"description": "the phone's clock when the event happened; "
+                                                                    + ON_THE_SHIFTS_CLOCK})
     idempotency_key = fields.Str(required=True, validate=validate.Length(1, 100))
 
 

@@ -148,7 +148,8 @@ class HoursOut(Schema):
 
 
 class HoursTotalOut(Schema):
-    key = fields.Str(metadata={"description": "month (YYYY-MM, community time) or activity"})
+    key = fields.Str(metadata={"description": "month (YYYY-MM, on the clock of each entry's shift's community) or "
+                                              "activity"})
     approved = fields.Float()
     pending = fields.Float()
     declined = fields.Float()
@@ -164,9 +165,13 @@ class HoursReportOut(Schema):
     by_activity = fields.List(fields.Nested(HoursTotalOut))
 
 
+# An entry's day is the one on its shift's community's clock (its `timezone`): the date the CSV writes for it.
+ON_ENTRY_CLOCK = "each entry's day on the clock of its shift's community (its `timezone`)"
+
+
 class HoursQuery(Schema):
-    start = Date(data_key="from", metadata={"description": "first day (community time), inclusive"})
-    end = Date(data_key="to", metadata={"description": "last day (community time), inclusive"})
+    start = Date(data_key="from", metadata={"description": "first day, inclusive: " + ON_ENTRY_CLOCK})
+    end = Date(data_key="to", metadata={"description": "last day, inclusive: " + ON_ENTRY_CLOCK})
 
     @validates_schema
     def _ordered(self, data, **_kwargs) -> None:

@@ -22,18 +22,21 @@ The rules, in one place:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
 from gridsvc.errors import Conflict, Forbidden, GridsvcError, NotFound, TokenRefused, ValidationFailed
-from gridsvc.models import CheckEvent, ServiceHours, Shift, Volunteer
+from gridsvc.models import CheckEvent, Community, ServiceHours, Shift, Volunteer
 from gridsvc.services import Page
+from gridsvc.services.communities import community_timezone
+from gridsvc.services.shifts import is_naive
 from gridsvc.services.volunteers import no_profile
 
 
@@ -85,6 +88,24 @@ class CheckRequest:
     client_time: datetime | None
     idempotency_key: str | None
     offline: bool = False
+
+
+def on_shift_clock(session: Session, requests: list[CheckRequest], *, default_tz: ZoneInfo) -> list[CheckRequest]:
+    """The requests, each ``client_time`` sent without an offset read as a wall-clock time on the clock of its
+    shift's community (the phone shows the park's time). One for a shift that does not exist is read on
+    ``default_tz``'s: its event is answered 404 all the same.
+
+    Why here, before ``check``: the database function takes aware times only, and an upload's events are
+    ordered and bounded by their client times before any is judged."""
+    naive = [request for request in requests if is_naive(request.client_time)]
+    if not naive:  # (no lookup: phones mostly send offsets, and check-in's fast path sends no client time)
+        return requests
+    community_of = dict(session.execute(select(Shift.id, Shift.community_id)
+                                        .where(Shift.id.in_({request.shift_id for request in naive}))).all())
+    clocks = {community_id: community_timezone(session, community_id) for community_id in set(community_of.values())}
+    return [replace(request, client_time=request.client_time.replace(
+                tzinfo=clocks.get(community_of.get(request.shift_id), default_tz)))
+            if is_naive(request.client_time) else request for request in requests]
 
 
 @dataclass(frozen=True)
@@ -306,33 +327,62 @@ def _keys_seen(session: Session, user_id: int, keys: list[str]) -> set[str]:
 
 # ---------------------------------------------------------------- hours
 
+# An hours entry's days are those of its shift's community (its ``timezone``; DESIGN.md: the community's local
+# zone is used for day boundaries and hours): the date the CSV writes for it and the month it is totalled in.
+# Why each entry's own, not one clock per request (the volunteer's home zone's, the server's default): a volunteer
+# may serve in parks on other clocks, and "March" must pick the entries the March CSV dates in March.
+_ENTRY_SHIFT = aliased(Shift)
+_ENTRY_CLOCK = (select(Community.timezone).join(_ENTRY_SHIFT, _ENTRY_SHIFT.community_id == Community.id)
+                .where(_ENTRY_SHIFT.id == ServiceHours.shift_id).correlate(ServiceHours).scalar_subquery())
+# Local midnights lie within these of the same wall-clock time read as UTC (offsets in use run -12:00 .. +14:00).
+_OFFSET_SLACK = timedelta(hours=14)
 
-def hours_of(session: Session, volunteer_id: int, *, start: datetime | None = None,
-             end: datetime | None = None) -> list[ServiceHours]:
-    query = select(ServiceHours).where(ServiceHours.volunteer_id == volunteer_id)
-    if start is not None:
-        query = query.where(ServiceHours.started_at >= start)
-    if end is not None:
-        query = query.where(ServiceHours.started_at < end)
+
+def _started_on_days(first_day: date | None, last_day: date | None) -> list[Any]:
+    """The conditions for entries started on ``first_day`` .. ``last_day`` (inclusive; None: no bound), each on its
+    own community's clock. Each bound also comes as an instant widened by the largest offset, which the indexes on
+    ``started_at`` can answer; the exact day is then read row by row."""
+    conditions: list[Any] = []
+    local_start = func.timezone(_ENTRY_CLOCK, ServiceHours.started_at)  # (the wall-clock time there, no offset)
+    if first_day is not None:
+        midnight = datetime.combine(first_day, time.min)
+        conditions += [ServiceHours.started_at >= midnight.replace(tzinfo=timezone.utc) - _OFFSET_SLACK,
+                       local_start >= midnight]
+    if last_day is not None:
+        midnight = datetime.combine(last_day + timedelta(days=1), time.min)
+        conditions += [ServiceHours.started_at < midnight.replace(tzinfo=timezone.utc) + _OFFSET_SLACK,
+                       local_start < midnight]
+    return conditions
+
+
+def entry_clocks(session: Session, entries: Iterable[ServiceHours]) -> dict[int, ZoneInfo]:
+    """The time zone of each community the entries' shifts are in, by community id (usually one)."""
+    return {community_id: community_timezone(session, community_id)
+            for community_id in {entry.shift.community_id for entry in entries}}
+
+
+def hours_of(session: Session, volunteer_id: int, *, first_day: date | None = None,
+             last_day: date | None = None) -> list[ServiceHours]:
+    """The volunteer's entries started on these days (inclusive), each day on its shift's community's clock."""
+    query = select(ServiceHours).where(ServiceHours.volunteer_id == volunteer_id,
+                                       *_started_on_days(first_day, last_day))
     # the entries' shifts (title, activity) in one query, not one per shift
     return list(session.scalars(query.options(selectinload(ServiceHours.shift))
                                 .order_by(ServiceHours.started_at, ServiceHours.id)))
 
 
-def _hours_conditions(status: str, zone_ids: frozenset[int] | None, start: datetime | None, end: datetime | None,
+def _hours_conditions(status: str, zone_ids: frozenset[int] | None, first_day: date | None, last_day: date | None,
                       equal: tuple[tuple[Any, Any], ...]) -> list[Any]:
     """The WHERE of the reviewers' reads of hours (the queue and the totals):
-    the status, the caller's zones (None: every zone), entries started in
-    [start, end), and each (column, value) of ``equal`` whose value is given.
-    Conditions on ``Shift`` need the entries joined to their shifts."""
+    the status, the caller's zones (None: every zone), entries started on
+    ``first_day`` .. ``last_day`` (each on its community's clock), and each
+    (column, value) of ``equal`` whose value is given. Conditions on
+    ``Shift`` need the entries joined to their shifts."""
     conditions = [ServiceHours.status == status]
     if zone_ids is not None:
         conditions.append(Shift.zone_id.in_(list(zone_ids)))
     conditions.extend(column == value for column, value in equal if value is not None)
-    if start is not None:
-        conditions.append(ServiceHours.started_at >= start)
-    if end is not None:
-        conditions.append(ServiceHours.started_at < end)
+    conditions.extend(_started_on_days(first_day, last_day))
     return conditions
 
 
@@ -346,11 +396,11 @@ class HoursUnderReview:
 
 def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, status: str = "pending",
                      zone_id: int | None = None, shift_id: int | None = None, volunteer_id: int | None = None,
-                     flagged: bool | None = None, start: datetime | None = None, end: datetime | None = None,
+                     flagged: bool | None = None, first_day: date | None = None, last_day: date | None = None,
                      limit: int = 100, offset: int = 0) -> Page[HoursUnderReview]:
     """Hours entries of shifts in ``zone_ids`` (None: every zone), oldest
     first: the liaison's review queue (``status`` pending) and its record."""
-    conditions = _hours_conditions(status, zone_ids, start, end,
+    conditions = _hours_conditions(status, zone_ids, first_day, last_day,
                                    ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
                                     (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)))
     # counted without the joins only the page needs (every entry has its volunteer and check-in)
@@ -387,11 +437,12 @@ class HoursTotals:
 
 
 def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: str = "approved",
-                 community_id: int | None = None, zone_id: int | None = None, start: datetime | None = None,
-                 end: datetime | None = None, limit: int = 100, offset: int = 0) -> HoursTotals:
+                 community_id: int | None = None, zone_id: int | None = None, first_day: date | None = None,
+                 last_day: date | None = None, limit: int = 100, offset: int = 0) -> HoursTotals:
     """Hours per volunteer, most first, over the entries of shifts in
-    ``zone_ids`` (None: every zone) that started in [start, end)."""
-    conditions = _hours_conditions(status, zone_ids, start, end,
+    ``zone_ids`` (None: every zone) that started on ``first_day`` ..
+    ``last_day`` (inclusive, each on its community's clock)."""
+    conditions = _hours_conditions(status, zone_ids, first_day, last_day,
                                    ((Shift.community_id, community_id), (Shift.zone_id, zone_id)))
     per_volunteer = select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
                            func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
@@ -463,8 +514,9 @@ def review(session: Session, hours_id: int, *, approve: bool, note: str | None, 
     return entry
 
 
-def summarise(entries: list[ServiceHours], tz) -> dict[str, Any]:
-    """Totals by status, by month (community time) and by activity."""
+def summarise(entries: list[ServiceHours], clocks: Mapping[int, ZoneInfo]) -> dict[str, Any]:
+    """Totals by status, by month (each entry's month on its shift's community's clock, ``clocks`` by community id:
+    ``entry_clocks``) and by activity."""
 
     def bucket() -> dict[str, float]:
         return {"approved": 0.0, "pending": 0.0, "declined": 0.0}
@@ -474,7 +526,7 @@ def summarise(entries: list[ServiceHours], tz) -> dict[str, Any]:
     activities: dict[str, dict[str, float]] = {}
     for entry in entries:
         hours = float(entry.hours)
-        month = entry.started_at.astimezone(tz).strftime("%Y-%m")
+        month = entry.started_at.astimezone(clocks[entry.shift.community_id]).strftime("%Y-%m")
         for target in (totals, months.setdefault(month, bucket()), activities.setdefault(entry.shift.activity, bucket())):
             target[entry.status] = round(target[entry.status] + hours, 2)
     return {**totals,

@@ -21,12 +21,12 @@ from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
-from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy import DateTime, and_, case, func, literal, not_, or_, select
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
 from gridsvc.services.volunteers import get_volunteer, skills_by_code
@@ -148,11 +148,28 @@ def place(session: Session, zone_id: int | None, location: Point | None) -> tupl
 def on_community_clock(session: Session, community_id: int, *moments: datetime | None) -> list[datetime | None]:
     """The times as sent, those without an offset read as wall-clock times in the community's time zone
     (its ``timezone``): a liaison typing 08:00 means the park's 08:00, wherever the park is."""
-    if all(moment is None or moment.utcoffset() is not None for moment in moments):
+    if not any(is_naive(moment) for moment in moments):
         return list(moments)  # (no lookup: a series' occurrences, and most clients, send offsets)
-    tz = community_timezone(session, community_id)
-    return [moment.replace(tzinfo=tz) if moment is not None and moment.utcoffset() is None else moment
-            for moment in moments]
+    return on_clock(community_timezone(session, community_id), *moments)
+
+
+def is_naive(moment: datetime | None) -> bool:
+    """A time sent without an offset (None is not a time)."""
+    return moment is not None and moment.utcoffset() is None
+
+
+def on_clock(tz: ZoneInfo, *moments: datetime | None) -> list[datetime | None]:
+    """The times as sent, those without an offset read as wall-clock times in ``tz``."""
+    return [moment.replace(tzinfo=tz) if is_naive(moment) else moment for moment in moments]
+
+
+def _on_each_shifts_clock(moment: datetime) -> Any:
+    """A time to compare with a shift's own, in SQL: one without an offset read on the clock of that shift's
+    community, shift by shift (``Shift`` must be in the query's FROM)."""
+    if not is_naive(moment):
+        return moment
+    shifts_clock = select(Community.timezone).where(Community.id == Shift.community_id).scalar_subquery()
+    return func.timezone(shifts_clock, literal(moment, DateTime()))  # (a timestamp read in that zone: an instant)
 
 
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
@@ -411,14 +428,40 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     return SeriesCancellation(cancelled=cancelled, kept=kept)
 
 
-def list_shifts(session: Session, *, now: datetime, zone_id: int | None = None, community_id: int | None = None,
-                starts_from: datetime | None = None, starts_to: datetime | None = None, activity: str | None = None,
-                skill: str | None = None, has_space: bool | None = None, near: tuple[float, float] | None = None,
-                radius_m: float | None = None, include_cancelled: bool = False, series_id: str | None = None,
-                limit: int = 100, offset: int = 0) -> Page[ShiftView]:
+def search_community(session: Session, *, zone_id: int | None = None, community_id: int | None = None,
+                     series_id: str | None = None) -> int | None:
+    """The one community a shift search keeps to (its zone's, the one named, its series'), or None: the search
+    may span several communities (an unknown zone, community or series matches nothing anyway)."""
+    if zone_id is not None:
+        return session.scalar(select(Zone.community_id).where(Zone.id == zone_id))
+    if community_id is not None:
+        return session.scalar(select(Community.id).where(Community.id == community_id))
+    if series_id is not None:  # (a series is made at one place)
+        return session.scalar(select(Shift.community_id).where(Shift.series_id == series_id).limit(1))
+    return None
+
+
+def list_shifts(session: Session, *, now: datetime, default_tz: ZoneInfo, zone_id: int | None = None,
+                community_id: int | None = None, starts_from: datetime | None = None,
+                starts_to: datetime | None = None, activity: str | None = None, skill: str | None = None,
+                has_space: bool | None = None, near: tuple[float, float] | None = None, radius_m: float | None = None,
+                include_cancelled: bool = False, series_id: str | None = None, limit: int = 100,
+                offset: int = 0) -> Page[ShiftView]:
     """Shifts by the filters given. ``has_space``: whether a sign-up made
     ``now`` would be confirmed (a free place, and not started: ``sign_up``
-    refuses a started shift)."""
+    refuses a started shift).
+
+    ``starts_from``/``starts_to`` without an offset are wall-clock times on
+    the clock of the one community the search keeps to (``search_community``),
+    else on ``default_tz``'s. Why not each shift's own clock, as a volunteer's
+    list reads them: a search over a server's parks compares thousands of
+    shifts' times, which the index on ``starts_at`` answers only for one
+    instant; and a search over several parks has no one clock a client could
+    mean."""
+    if is_naive(starts_from) or is_naive(starts_to):
+        pinned = search_community(session, zone_id=zone_id, community_id=community_id, series_id=series_id)
+        starts_from, starts_to = (on_clock(default_tz, starts_from, starts_to) if pinned is None
+                                  else on_community_clock(session, pinned, starts_from, starts_to))
     query = select(Shift)
     if series_id is not None:
         query = query.where(Shift.series_id == series_id)
@@ -714,16 +757,23 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     """A volunteer's live sign-ups (confirmed or waitlisted), earliest shift
     first, with their place on the waitlist and where they are with checking
     in. Without ``start`` and ``end``: the shifts not yet over. A cancelled
-    shift stays listed (its status says so); a withdrawn sign-up does not."""
+    shift stays listed (its status says so); a withdrawn sign-up does not.
+
+    ``start``/``end`` without an offset are wall-clock times on each shift's
+    own community's clock. Why each shift's, not one clock for the volunteer
+    (their home zone's): a home zone is optional, and a volunteer may serve
+    in parks on other clocks; "from 07:00" then means 07:00 where each shift
+    is, the time its liaison posted it at. (A volunteer's sign-ups are few:
+    reading the clock row by row costs little, unlike a search's.)"""
     volunteer = get_volunteer(session, volunteer_id)
     query = (select(Signup).join(Shift, Shift.id == Signup.shift_id)
              .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled"))
     if start is None and end is None:
         start = now
     if start is not None:
-        query = query.where(Shift.ends_at > start)
+        query = query.where(Shift.ends_at > _on_each_shifts_clock(start))
     if end is not None:
-        query = query.where(Shift.starts_at < end)
+        query = query.where(Shift.starts_at < _on_each_shifts_clock(end))
     if status is not None:
         query = query.where(Signup.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
