@@ -6,6 +6,8 @@ from typing import Iterable
 from zoneinfo import ZoneInfo
 
 PRODID = "-//gridsvc//volunteer shifts//ZH"
+# SEQUENCE counts seconds from here (see shifts_calendar)
+_SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 
 def _escape(text: str) -> str:
@@ -47,7 +49,14 @@ def _vtimezone(tzid: str) -> list[str]:
 
 def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shanghai",
                     now: datetime | None = None) -> str:
-    """``events``: dicts with uid, title, starts_at, ends_at, location, description, status (CONFIRMED|TENTATIVE|CANCELLED)."""
+    """``events``: dicts with uid, title, starts_at, ends_at, location, description, status (CONFIRMED|TENTATIVE|CANCELLED),
+    and ``last_modified``, when the event last changed (its shift moved or cancelled, the place confirmed).
+
+    Why ``last_modified``: an event that changes keeps its UID, and a calendar that imported the feed (rather
+    than subscribing to it) takes a new version only if its SEQUENCE is higher (RFC 5545 3.8.7.4, RFC 5546
+    2.1.4); with none (0 every time) a moved or cancelled shift stayed as it was on the volunteer's phone.
+    There is no revision counter, so SEQUENCE counts the seconds from 2020 to the last change: it grows with
+    every change and fits the integer RFC 5545 allows until 2088."""
     tz = ZoneInfo(tzid)
     stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
@@ -57,6 +66,10 @@ def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shan
                   f"DTSTART;TZID={tzid}:{_local(event['starts_at'], tz)}",
                   f"DTEND;TZID={tzid}:{_local(event['ends_at'], tz)}",
                   f"SUMMARY:{_escape(event['title'])}", f"STATUS:{event['status']}"]
+        if event.get("last_modified") is not None:
+            changed = event["last_modified"].astimezone(timezone.utc)
+            lines += [f"LAST-MODIFIED:{changed.strftime('%Y%m%dT%H%M%SZ')}",
+                      f"SEQUENCE:{max(0, int((changed - _SEQUENCE_EPOCH).total_seconds()))}"]
         if event.get("location"):
             lines.append(f"LOCATION:{_escape(event['location'])}")
         if event.get("description"):

@@ -296,7 +296,9 @@ class VolunteerCalendar(MethodView):
                            "status": "CANCELLED" if shift.status == "cancelled" else
                            ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
                            "location": shift.zone.name if shift.zone else None,
-                           "description": f"{shift.activity}; {signup.status}"})
+                           "description": f"{shift.activity}; {signup.status}",
+                           # a moved or cancelled shift, or a place confirmed from the waitlist: a newer SEQUENCE
+                           "last_modified": max(shift.updated_at, signup.updated_at)})
         body = shifts_calendar(events, name=f"{volunteer.real_name} 志愿服务班次")
         return Response(body, mimetype="text/calendar", headers={"Cache-Control": "private, max-age=300"})
 
