@@ -42,15 +42,25 @@ def _local(dt: datetime, tz: ZoneInfo) -> str:
 
 
 def _vtimezone(tzid: str) -> list[str]:
-    # China has kept +08:00 without daylight saving since 1991.
+    # China has kept +08:00 without daylight saving since 1991 (the calendar's own zone is Asia/Shanghai's).
     return ["BEGIN:VTIMEZONE", f"TZID:{tzid}", "BEGIN:STANDARD", "DTSTART:19700101T000000",
             "TZOFFSETFROM:+0800", "TZOFFSETTO:+0800", "TZNAME:CST", "END:STANDARD", "END:VTIMEZONE"]
+
+
+def _when(name: str, moment: datetime, event_tzid: str | None, tzid: str, tz: ZoneInfo) -> str:
+    """DTSTART/DTEND on the calendar's clock (``TZID=Asia/Shanghai``), or, for a shift in a park on another
+    clock, as a UTC time (RFC 5545 3.3.5 form 2): a phone shows either at the right moment in its own zone,
+    and a VTIMEZONE of that other zone (its daylight-saving rules) need not be written out."""
+    if event_tzid in (None, tzid):
+        return f"{name};TZID={tzid}:{_local(moment, tz)}"
+    return f"{name}:{moment.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shanghai",
                     now: datetime | None = None) -> str:
     """``events``: dicts with uid, title, starts_at, ends_at, location, description, status (CONFIRMED|TENTATIVE|CANCELLED),
-    and ``last_modified``, when the event last changed (its shift moved or cancelled, the place confirmed).
+    ``tzid``, the time zone of the shift's community (None: the calendar's), and ``last_modified``, when the
+    event last changed (its shift moved or cancelled, the place confirmed).
 
     Why ``last_modified``: an event that changes keeps its UID, and a calendar that imported the feed (rather
     than subscribing to it) takes a new version only if its SEQUENCE is higher (RFC 5545 3.8.7.4, RFC 5546
@@ -63,8 +73,8 @@ def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shan
              f"X-WR-CALNAME:{_escape(name)}", f"X-WR-TIMEZONE:{tzid}", *_vtimezone(tzid)]
     for event in events:
         lines += ["BEGIN:VEVENT", f"UID:{event['uid']}", f"DTSTAMP:{stamp}",
-                  f"DTSTART;TZID={tzid}:{_local(event['starts_at'], tz)}",
-                  f"DTEND;TZID={tzid}:{_local(event['ends_at'], tz)}",
+                  _when("DTSTART", event["starts_at"], event.get("tzid"), tzid, tz),
+                  _when("DTEND", event["ends_at"], event.get("tzid"), tzid, tz),
                   f"SUMMARY:{_escape(event['title'])}", f"STATUS:{event['status']}"]
         if event.get("last_modified") is not None:
             changed = event["last_modified"].astimezone(timezone.utc)

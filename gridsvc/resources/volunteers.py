@@ -289,10 +289,15 @@ class VolunteerCalendar(MethodView):
         else:
             require_private(volunteer)
         events = []
-        for signup in shift_service.signups_of_volunteer(session, volunteer.id):
+        signups = shift_service.signups_of_volunteer(session, volunteer.id)
+        # each shift at its park's clock: one in a park on Xinjiang time is not written as Shanghai's
+        clocks = dict(session.execute(select(Community.id, Community.timezone).where(
+            Community.id.in_({signup.shift.community_id for signup in signups}))).all())
+        for signup in signups:
             shift = signup.shift
             events.append({"uid": f"shift-{shift.id}-volunteer-{volunteer.id}@gridsvc", "title": shift.title,
                            "starts_at": shift.starts_at, "ends_at": shift.ends_at,
+                           "tzid": clocks[shift.community_id],
                            "status": "CANCELLED" if shift.status == "cancelled" else
                            ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
                            "location": shift.zone.name if shift.zone else None,

@@ -310,3 +310,24 @@ def test_the_seeded_demo_has_no_shift_already_over_from_its_first_day(session):
     assert shifts
     seeded = min(s.created_at for s in shifts)
     assert all(s.ends_at > seeded for s in shifts)
+
+
+# ------------------------------------------------------------------ 6. the calendar
+
+
+def test_the_calendar_writes_a_shift_in_a_park_on_another_clock_at_its_own_moment(admin, login, market, session):
+    """The feed wrote every shift as TZID=Asia/Shanghai wall-clock time read off the UTC instant, with a
+    VTIMEZONE of +08:00: right for the demo park, but only by luck of its clock. A shift in the market (07:30
+    there, 01:30 UTC) now goes out as UTC, which a phone shows at 07:30 in Urumqi; the park's stays on
+    Shanghai's TZID, as the issue asks."""
+    there = _morning_shift(admin, market["zone_id"])
+    here = _morning_shift(admin, zone_of(session, "G01").id)
+    me = login("volunteer-001")
+    for shift in (there, here):
+        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    feed = me.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}/shifts.ics").get_data(as_text=True)
+    events = {block.split("UID:shift-", 1)[1].split("-", 1)[0]: block for block in feed.split("BEGIN:VEVENT")[1:]}
+    market_event, park_event = events[str(there["id"])], events[str(here["id"])]
+    assert "DTSTART:20310506T013000Z\r\n" in market_event and "DTEND:20310506T030000Z\r\n" in market_event
+    assert "DTSTART;TZID=Asia/Shanghai:20310506T073000\r\n" in park_event
+    assert "DTEND;TZID=Asia/Shanghai:20310506T090000\r\n" in park_event
