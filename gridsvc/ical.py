@@ -1,7 +1,7 @@
 """RFC 5545 calendars: a volunteer's shifts, subscribable from a phone."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
@@ -41,18 +41,27 @@ def _local(dt: datetime, tz: ZoneInfo) -> str:
     return dt.astimezone(tz).strftime("%Y%m%dT%H%M%S")
 
 
-def _vtimezone(tzid: str) -> list[str]:
-    # China has kept +08:00 without daylight saving since 1991 (the calendar's own zone is Asia/Shanghai's).
+def _fixed_offset(tz: ZoneInfo, moments: list[datetime]) -> timedelta | None:
+    """The zone's one UTC offset through the years ``moments`` fall in, or None when it changes (daylight
+    saving). China has kept +08:00 all year since 1991, Xinjiang time +06:00."""
+    years = {moment.astimezone(tz).year for moment in moments}
+    offsets = {datetime(year, month, 1, tzinfo=tz).utcoffset() for year in years for month in range(1, 13)}
+    return offsets.pop() if len(offsets) == 1 else None
+
+
+def _vtimezone(tzid: str, tz: ZoneInfo, offset: timedelta, moment: datetime) -> list[str]:
+    minutes = int(offset.total_seconds() // 60)
+    written = f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
     return ["BEGIN:VTIMEZONE", f"TZID:{tzid}", "BEGIN:STANDARD", "DTSTART:19700101T000000",
-            "TZOFFSETFROM:+0800", "TZOFFSETTO:+0800", "TZNAME:CST", "END:STANDARD", "END:VTIMEZONE"]
+            f"TZOFFSETFROM:{written}", f"TZOFFSETTO:{written}", f"TZNAME:{moment.astimezone(tz).tzname()}",
+            "END:STANDARD", "END:VTIMEZONE"]
 
 
-def _when(name: str, moment: datetime, event_tzid: str | None, tzid: str, tz: ZoneInfo) -> str:
-    """DTSTART/DTEND on the calendar's clock (``TZID=Asia/Shanghai``), or, for a shift in a park on another
-    clock, as a UTC time (RFC 5545 3.3.5 form 2): a phone shows either at the right moment in its own zone,
-    and a VTIMEZONE of that other zone (its daylight-saving rules) need not be written out."""
-    if event_tzid in (None, tzid):
-        return f"{name};TZID={tzid}:{_local(moment, tz)}"
+def _when(name: str, moment: datetime, tzid: str, written_zones: dict[str, ZoneInfo]) -> str:
+    """DTSTART/DTEND on the clock of the shift's park (``TZID=Asia/Shanghai``), or, for a zone whose offset
+    changes (its daylight-saving rules are not written out), as a UTC time (RFC 5545 3.3.5 form 2)."""
+    if tzid in written_zones:
+        return f"{name};TZID={tzid}:{_local(moment, written_zones[tzid])}"
     return f"{name}:{moment.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
 
 
@@ -67,14 +76,26 @@ def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shan
     2.1.4); with none (0 every time) a moved or cancelled shift stayed as it was on the volunteer's phone.
     There is no revision counter, so SEQUENCE counts the seconds from 2020 to the last change: it grows with
     every change and fits the integer RFC 5545 allows until 2088."""
-    tz = ZoneInfo(tzid)
-    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    events = list(events)
+    now = now or datetime.now(timezone.utc)
+    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
-             f"X-WR-CALNAME:{_escape(name)}", f"X-WR-TIMEZONE:{tzid}", *_vtimezone(tzid)]
+             f"X-WR-CALNAME:{_escape(name)}", f"X-WR-TIMEZONE:{tzid}"]
+    # Each shift on its park's clock: the calendar's own first, then any other a shift is in.
+    moments: dict[str, list[datetime]] = {tzid: [now]}
+    for event in events:
+        moments.setdefault(event.get("tzid") or tzid, []).extend((event["starts_at"], event["ends_at"]))
+    written_zones: dict[str, ZoneInfo] = {}
+    for zone_name, zone_moments in moments.items():
+        zone = ZoneInfo(zone_name)
+        offset = _fixed_offset(zone, zone_moments)
+        if offset is not None:
+            written_zones[zone_name] = zone
+            lines += _vtimezone(zone_name, zone, offset, zone_moments[-1])
     for event in events:
         lines += ["BEGIN:VEVENT", f"UID:{event['uid']}", f"DTSTAMP:{stamp}",
-                  _when("DTSTART", event["starts_at"], event.get("tzid"), tzid, tz),
-                  _when("DTEND", event["ends_at"], event.get("tzid"), tzid, tz),
+                  _when("DTSTART", event["starts_at"], event.get("tzid") or tzid, written_zones),
+                  _when("DTEND", event["ends_at"], event.get("tzid") or tzid, written_zones),
                   f"SUMMARY:{_escape(event['title'])}", f"STATUS:{event['status']}"]
         if event.get("last_modified") is not None:
             changed = event["last_modified"].astimezone(timezone.utc)

@@ -315,11 +315,11 @@ def test_the_seeded_demo_has_no_shift_already_over_from_its_first_day(session):
 # ------------------------------------------------------------------ 6. the calendar
 
 
-def test_the_calendar_writes_a_shift_in_a_park_on_another_clock_at_its_own_moment(admin, login, market, session):
-    """The feed wrote every shift as TZID=Asia/Shanghai wall-clock time read off the UTC instant, with a
-    VTIMEZONE of +08:00: right for the demo park, but only by luck of its clock. A shift in the market (07:30
-    there, 01:30 UTC) now goes out as UTC, which a phone shows at 07:30 in Urumqi; the park's stays on
-    Shanghai's TZID, as the issue asks."""
+def test_the_calendar_writes_each_shift_on_its_own_parks_clock(admin, login, market, session):
+    """The feed wrote every shift under TZID=Asia/Shanghai: the market's 07:30 shift came out as 09:30 China
+    Standard Time, the right moment, but a calendar that shows an event's own zone said 09:30 for a shift the
+    volunteer knows as 07:30. Each shift now carries its park's TZID, with that zone's VTIMEZONE; a zone with
+    daylight saving (whose rules are not written out) goes out as UTC."""
     there = _morning_shift(admin, market["zone_id"])
     here = _morning_shift(admin, zone_of(session, "G01").id)
     me = login("volunteer-001")
@@ -328,6 +328,23 @@ def test_the_calendar_writes_a_shift_in_a_park_on_another_clock_at_its_own_momen
     feed = me.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}/shifts.ics").get_data(as_text=True)
     events = {block.split("UID:shift-", 1)[1].split("-", 1)[0]: block for block in feed.split("BEGIN:VEVENT")[1:]}
     market_event, park_event = events[str(there["id"])], events[str(here["id"])]
-    assert "DTSTART:20310506T013000Z\r\n" in market_event and "DTEND:20310506T030000Z\r\n" in market_event
+    assert "DTSTART;TZID=Asia/Urumqi:20310506T073000\r\n" in market_event
+    assert "DTEND;TZID=Asia/Urumqi:20310506T090000\r\n" in market_event
     assert "DTSTART;TZID=Asia/Shanghai:20310506T073000\r\n" in park_event
     assert "DTEND;TZID=Asia/Shanghai:20310506T090000\r\n" in park_event
+    zones = feed.split("BEGIN:VEVENT")[0]
+    assert "TZID:Asia/Shanghai\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0800\r\n" in zones
+    assert "TZID:Asia/Urumqi\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0600\r\n" in zones
+
+
+def test_a_shift_on_a_clock_with_daylight_saving_goes_out_as_utc():
+    """Guard: no VTIMEZONE is written for Europe/Berlin (its rules change twice a year): its shift is in UTC."""
+    from gridsvc.ical import shifts_calendar
+
+    berlin = ZoneInfo("Europe/Berlin")
+    feed = shifts_calendar([{"uid": "shift-1-volunteer-1@gridsvc", "title": "Markt", "status": "CONFIRMED",
+                             "starts_at": datetime(2031, 7, 1, 8, 0, tzinfo=berlin),
+                             "ends_at": datetime(2031, 7, 1, 9, 30, tzinfo=berlin), "tzid": "Europe/Berlin"}],
+                           name="Test", now=datetime(2031, 6, 1, tzinfo=SHANGHAI))
+    assert "DTSTART:20310701T060000Z\r\n" in feed and "DTEND:20310701T073000Z\r\n" in feed
+    assert "TZID:Europe/Berlin" not in feed and "TZID:Asia/Shanghai" in feed
