@@ -275,7 +275,7 @@ class VolunteerCalendar(MethodView):
                           "description": "the feed's key, from calendar_url in /api/v1/me/volunteer (instead of a "
                                          "token, for a phone's calendar app)"}])
     def get(self, volunteer_id):
-        """Your shifts as an iCalendar feed (TZID Asia/Shanghai): a bearer token, or the key from your calendar_url"""
+        """Your shifts as an iCalendar feed (each on its park's clock, TZID Asia/Shanghai for the demo park): a bearer token, or the key from your calendar_url"""
         session = current_session()
         volunteer = service.get_volunteer(session, volunteer_id)
         principal = auth.current_principal()
