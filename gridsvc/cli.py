@@ -149,11 +149,35 @@ def user_api_key(username: str, label: str) -> None:
         database.dispose()
 
 
+@user.command("revoke-api-keys")
+@click.argument("username")
+@click.option("--label", default=None, help="only the keys with this label (default: all of the account's)")
+def user_revoke_api_keys(username: str, label: str | None) -> None:
+    """Revoke an account's api_keys (a key leaked into a log, say): they stop working at once; the account
+    and its tokens go on."""
+    from gridsvc.db import Database
+    from gridsvc.services.accounts import find_user, revoke_api_keys
+
+    database = Database(_require_url())
+    try:
+        with database.sessionmaker() as session:
+            found = find_user(session, username)
+            if found is None:
+                raise click.ClickException(f"no user {username}")
+            revoked = revoke_api_keys(session, found.id, label=label)
+            session.commit()
+            _echo(f"revoked {revoked} api_key{'s' if revoked != 1 else ''} of {username}"
+                  + (f" labelled {label!r}" if label is not None else ""))
+    finally:
+        database.dispose()
+
+
 @user.command("disable")
 @click.argument("username")
 def user_disable(username: str) -> None:
     """Disable an account: its tokens stop working at once."""
     from gridsvc.db import Database
+    from gridsvc.errors import GridsvcError
     from gridsvc.services.accounts import find_user, update_user
 
     database = Database(_require_url())
@@ -165,6 +189,8 @@ def user_disable(username: str) -> None:
             update_user(session, found.id, {"disabled": True})
             session.commit()
             _echo(f"disabled {username}")
+    except GridsvcError as exc:  # the last enabled admin, say
+        raise click.ClickException(exc.detail or exc.title) from exc
     finally:
         database.dispose()
 

@@ -8,6 +8,7 @@ Environment:
   GRIDSVC_LOG_LEVEL       logging level (default INFO)
   GRIDSVC_SECRET_KEY      signs tokens; default: generated once into .gridsvc/secret_key
   GRIDSVC_ACCESS_TOKEN_MINUTES / GRIDSVC_REFRESH_TOKEN_DAYS   token lifetimes (60 / 30)
+  GRIDSVC_SIGNIN_ADDRESS_FAILURES / GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN   failed sign-ins from one address (30 / 10)
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "GRIDSVC_ACCESS_TOKEN_MINUTES": 60,
     "GRIDSVC_REFRESH_TOKEN_DAYS": 30,
     "GRIDSVC_SECRET_KEY": None,
+    # Failed sign-ins from one client address (an IPv6 /64) within a window before it must wait (429), whatever
+    # the usernames: see gridsvc/services/accounts.py. Generous: a factory's Wi-Fi is one address.
+    "GRIDSVC_SIGNIN_ADDRESS_FAILURES": 30,
+    "GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN": 10,
     # Volunteers and shifts (issue 4): see gridsvc/services/checks.py
     "GRIDSVC_CHECKIN_OPENS_MIN": 30,
     "GRIDSVC_GEOFENCE_CAP_M": 100,

@@ -67,7 +67,7 @@ class DepartmentMember(Base):
 
 
 class LoginFailure(Base):
-    """One failed sign-in; recent rows per username drive the throttle.
+    """One failed sign-in; recent rows per username, and per client address, drive the throttle.
 
     Kept in the database (not process memory) so every gunicorn worker sees
     the same count. Usernames that do not exist are logged too, so the
@@ -75,10 +75,13 @@ class LoginFailure(Base):
     """
 
     __tablename__ = "login_failure"
-    __table_args__ = (Index("ix_login_failure_username_at", "username", "at"),)
+    __table_args__ = (Index("ix_login_failure_username_at", "username", "at"),
+                      Index("ix_login_failure_address_at", "address", "at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
+    # the client's address (an IPv6 client's /64), which has a throttle of its own; NULL before migration 0025
+    address: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
 
 

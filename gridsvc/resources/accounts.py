@@ -1,7 +1,7 @@
 """Sign-in, tokens, the caller's own account, and account administration."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from sqlalchemy import select
 
@@ -37,12 +37,18 @@ class Token(MethodView):
     @blp.arguments(TokenRequest)
     @blp.response(200, TokenOut)
     @blp.alt_response(401, description="Wrong username or password")
-    @blp.alt_response(429, description="Too many failed attempts for this username; see Retry-After")
+    @blp.alt_response(429, description="Too many failed attempts for this username, or from this client's "
+                                       "address; see Retry-After")
     def post(self, credentials):
         """Sign in: exchange a username and password for an access and a refresh token"""
         session = current_session()
+        config = current_app.config
         try:
-            user = service.authenticate(session, credentials["username"], credentials["password"])
+            # remote_addr is the client's, not a proxy's, once GRIDSVC_PROXY_HOPS is set (ProxyFix, gridsvc/app.py)
+            user = service.authenticate(
+                session, credentials["username"], credentials["password"], address=request.remote_addr,
+                address_failures=int(config["GRIDSVC_SIGNIN_ADDRESS_FAILURES"]),
+                address_window_s=60 * int(config["GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN"]))
         except InvalidCredentials:
             session.commit()  # keep the failure: it feeds the throttle
             raise

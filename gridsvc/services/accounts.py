@@ -1,22 +1,30 @@
 """Accounts: sign-in with throttling, and account administration."""
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
 from gridsvc.auth import check_password, hash_password, verify_password
 from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFound, TokenRefused, TooManyAttempts,
                             ValidationFailed)
-from gridsvc.models import Department, LoginFailure, RefreshTokenUse, User
+from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User
 from gridsvc.services import Page
 
+# Per username: five failures within a minute lock the name until the oldest of them is a minute old.
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 60
+# Per client address (defaults of GRIDSVC_SIGNIN_ADDRESS_FAILURES / _WINDOW_MIN): generous, as a whole
+# factory's Wi-Fi or a mobile carrier's NAT may sign in from one address.
+ADDRESS_MAX_FAILURES = 30
+ADDRESS_WINDOW_S = 600
 FAILURE_RETENTION = "1 day"
 
 
@@ -24,32 +32,65 @@ def normalise_username(username: str) -> str:
     return username.strip().lower()
 
 
-def throttle_retry_after(session: Session, username: str) -> int | None:
-    """Seconds until ``username`` may try again, or None when it may now.
+def client_key(address: str | None) -> str | None:
+    """The key a client's failed sign-ins are counted under: its IPv4 address, or its IPv6 /64 (a client
+    usually holds a whole /64, and could take a new address for every guess).
 
-    Five failures within a minute lock the name until the oldest of those
-    five is a minute old.
+    None, counted under no address, when there is no address or it is loopback: that is a reverse proxy on
+    this host whose hops are not configured (GRIDSVC_PROXY_HOPS), and every client would share one budget,
+    a few typos by strangers locking everyone out.
     """
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])  # without an IPv6 zone (fe80::1%eth0)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Address(int(ip) >> 64 << 64))
+    return str(ip)
+
+
+def _retry_after(session: Session, counted: ColumnElement[bool], limit: int, window_s: int) -> int | None:
+    """Seconds until the oldest of the last ``limit`` failures matching ``counted`` leaves the window of
+    ``window_s``; None when fewer than ``limit`` are in it."""
     recent = session.scalars(
         select(LoginFailure.at)
-        .where(LoginFailure.username == username,
-               LoginFailure.at > func.clock_timestamp() - text(f"interval '{FAILURE_WINDOW_S} seconds'"))
-        .order_by(LoginFailure.at.desc()).limit(MAX_FAILURES)
+        .where(counted, LoginFailure.at > func.clock_timestamp() - timedelta(seconds=window_s))
+        .order_by(LoginFailure.at.desc()).limit(limit)
     ).all()
-    if len(recent) < MAX_FAILURES:
+    if len(recent) < limit:
         return None
     now = session.scalar(select(func.clock_timestamp()))
-    return max(1, math.ceil(FAILURE_WINDOW_S - (now - recent[-1]).total_seconds()))
+    return max(1, math.ceil(window_s - (now - recent[-1]).total_seconds()))
 
 
-def authenticate(session: Session, username: str, password: str) -> User:
+def throttle_retry_after(session: Session, username: str) -> int | None:
+    """Seconds until ``username`` may try again, or None when it may now."""
+    return _retry_after(session, LoginFailure.username == username, MAX_FAILURES, FAILURE_WINDOW_S)
+
+
+def authenticate(session: Session, username: str, password: str, *, address: str | None = None,
+                 address_failures: int = ADDRESS_MAX_FAILURES, address_window_s: int = ADDRESS_WINDOW_S) -> User:
     """The account for these credentials, or an error that reveals nothing.
 
     A failure is recorded in the session before InvalidCredentials is
     raised: the caller must commit it (the failure is the point).
-    Unknown names are throttled exactly like real ones.
+    Unknown names are throttled exactly like real ones. A client (``address``)
+    over its own budget is refused before its guess is judged or counted, so
+    it can neither go on guessing across accounts nor keep one locked.
     """
     name = normalise_username(username)
+    client = client_key(address)
+    if client is not None:
+        # Serialise one client's attempts too (before the name's lock: always in this order, no deadlock).
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "login-address:" + client})
+        retry_after = _retry_after(session, LoginFailure.address == client, address_failures, address_window_s)
+        if retry_after is not None:
+            raise TooManyAttempts(f"Too many failed sign-ins from your address; try again in {retry_after} s.",
+                                  retry_after=retry_after)
     if len(name) > LoginFailure.username.type.length:
         # Lowercased, some letters grow ('İ' is two characters): no account has such a name, and the
         # throttle could not record it. Refused as any wrong name, after the same work.
@@ -64,7 +105,7 @@ def authenticate(session: Session, username: str, password: str) -> User:
     user = session.scalar(select(User).where(func.lower(User.username) == name))
     matches, rehash = check_password(user.password_hash if user else None, password)
     if not matches:
-        session.add(LoginFailure(username=name))
+        session.add(LoginFailure(username=name, address=client))
         session.execute(delete(LoginFailure).where(LoginFailure.at < func.clock_timestamp() - text(f"interval '{FAILURE_RETENTION}'")))
         session.flush()
         raise InvalidCredentials("The username or password is wrong.")
@@ -75,6 +116,32 @@ def authenticate(session: Session, username: str, password: str) -> User:
     user.last_login_at = datetime.now(timezone.utc)
     session.flush()
     return user
+
+
+# The first guesses of anyone: the most common passwords of 8 or more characters in published leaks
+# (Chinese sites' among them). Not a breach list, only the head of one.
+COMMON_PASSWORDS = frozenset({
+    "12345678", "123456789", "1234567890", "0123456789", "87654321", "password", "password1", "password123",
+    "passw0rd", "qwertyui", "qwertyuiop", "qwerty123", "1qaz2wsx", "1q2w3e4r", "1q2w3e4r5t", "abc12345",
+    "abc123456", "a1234567", "a12345678", "a123456789", "qq123456", "woaini1314", "iloveyou", "5201314520",
+    "admin123", "admin888", "administrator", "gridsvc", "gridsvc1", "gridsvc123",
+})
+
+
+def check_password_policy(username: str, password: str) -> None:
+    """Refuse (422) a password that anyone knowing the account would try first: the username (in any case or
+    width, perhaps followed by digits), a very common one, or one of one or two characters repeated."""
+    typed = unicodedata.normalize("NFKC", password).casefold()
+    name = unicodedata.normalize("NFKC", normalise_username(username)).casefold()
+    if re.fullmatch(re.escape(name) + "[0-9]*", typed):
+        reason = "must not be the username"
+    elif typed in COMMON_PASSWORDS:
+        reason = "is one of the most common passwords"
+    elif len(set(typed)) < 3:
+        reason = "needs at least three different characters"
+    else:
+        return
+    raise ValidationFailed(f"The password {reason}.", errors={"password": [f"The password {reason}."]})
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -113,6 +180,8 @@ def create_user(session: Session, *, username: str, password: str, display_name:
     """``password_hash`` lets the seed reuse one slow hash for many demo accounts."""
     if find_user(session, username) is not None:
         raise Conflict(f"The username {username} is taken.", username=username)
+    if password_hash is None:
+        check_password_policy(username, password)
     user = User(username=username, display_name=display_name, phone=phone,
                 password_hash=password_hash or hash_password(password))
     user.set_roles(roles)
@@ -124,6 +193,11 @@ def create_user(session: Session, *, username: str, password: str, display_name:
 
 def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User:
     user = get_user(session, user_id)
+    if "password" in changes:
+        check_password_policy(user.username, changes["password"])
+    if ("admin" in user.roles and not user.disabled
+            and ("admin" not in changes.get("roles", ["admin"]) or changes.get("disabled"))):
+        _keep_an_admin(session, user_id)
     if "roles" in changes:
         user.set_roles(changes.pop("roles"))
     if "departments" in changes:
@@ -137,6 +211,26 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User
         setattr(user, key, value)
     session.flush()
     return user
+
+
+def revoke_api_keys(session: Session, user_id: int, *, label: str | None = None) -> int:
+    """Revoke the account's api_keys not yet revoked (only those labelled ``label``, when given); how many."""
+    query = update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked.is_(False))
+    if label is not None:
+        query = query.where(ApiKey.label == label)
+    return session.execute(query.values(revoked=True)).rowcount
+
+
+def _keep_an_admin(session: Session, user_id: int) -> None:
+    """Refuse (409) to demote or disable the last enabled admin: nobody could manage accounts through the
+    API any more (only ``gridsvc user add --role admin`` on the server would bring one back)."""
+    # two admins demoting each other at once must not both see the other one left
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext('last-admin'))"))
+    others = session.scalar(select(func.count()).select_from(User).where(
+        User.id != user_id, User.disabled.is_(False), User.role_rows.any(role="admin")))
+    if not others:
+        raise Conflict("This is the last enabled admin account: make another account admin first.",
+                       reason="last_admin")
 
 
 # A phone that lost the answer to its refresh sends the same token again at once: that is a retry, not theft.
