@@ -12,24 +12,26 @@ import hashlib
 import json
 import re
 import secrets
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, request, url_for
 from geoalchemy2 import WKBElement
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
-from gridsvc.api import parameters_with_nul
+from gridsvc.api import is_json_number, parameters_with_nul, refuse_unstorable_text, strict_json_loads
 from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
-from gridsvc.models import OPEN_STATUSES, ApiKey, ServiceRequest, ServiceType, User
+from gridsvc.models import OPEN_STATUSES, ApiKey, Community, ServiceRequest, ServiceType, User
 from gridsvc.schemas.common import INT_MAX, time_problem
 from gridsvc.schemas.requests import RequestCreate
 from gridsvc.services import requests as service
@@ -52,9 +54,9 @@ MAX_REQUESTS = 1000
 
 
 class Open311Error(Exception):
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
-        self.code, self.description = code, description
+        self.code, self.description, self.headers = code, description, headers or {}
 
 
 def new_api_key(session: Session, user_id: int, label: str) -> str:
@@ -133,9 +135,12 @@ def _fmt(fmt: str) -> str:
 
 @blp.errorhandler(Open311Error)
 def _open311_error(error: Open311Error):
-    fmt = request.view_args.get("fmt", "json") if request.view_args else "json"
+    # the path's extension says the format, the view's or not (a path no resource has: _no_such_resource)
+    fmt = (request.view_args or {}).get("fmt") or request.path.rsplit(".", 1)[-1]
     fmt = fmt if fmt in FORMATS else "json"
-    return _render(fmt, "errors", "error", [{"code": error.code, "description": error.description}], error.code)
+    response = _render(fmt, "errors", "error", [{"code": error.code, "description": error.description}], error.code)
+    response.headers.update(error.headers)
+    return response
 
 
 @blp.errorhandler(GridsvcError)
@@ -194,14 +199,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _request_view(r: ServiceRequest, names: dict[str, str]) -> dict[str, Any]:
+def _request_view(r: ServiceRequest, names: dict[str, str], agencies: dict[int, str]) -> dict[str, Any]:
     session = current_session()
     if not isinstance(r.location, WKBElement):
         session.refresh(r, ["location"])
     point = as_shape(r.location)
     return {"service_request_id": str(r.id), "status": "open" if r.status in OPEN_STATUSES else "closed",
             "status_notes": STATUS_NOTES.get(r.status, r.status), "service_name": names.get(r.service_code, r.service_code),
-            "service_code": r.service_code, "description": r.description, "agency_responsible": "灵峰社区 community office",
+            "service_code": r.service_code, "description": r.description, "agency_responsible": agencies.get(r.community_id, ""),
             "service_notice": r.zone_note or "", "requested_datetime": _iso(r.created_at),
             "updated_datetime": _iso(r.updated_at), "expected_datetime": _iso(r.sla_due_at), "address": "",
             "address_id": "", "zipcode": "", "lat": point.y, "long": point.x,
@@ -210,6 +215,12 @@ def _request_view(r: ServiceRequest, names: dict[str, str]) -> dict[str, Any]:
 
 def _names() -> dict[str, str]:
     return {s.code: f"{s.name_zh} {s.name_en}" for s in service.list_services(current_session())}
+
+
+def _agencies(requests: list[ServiceRequest]) -> dict[int, str]:
+    """Who is responsible for each request: its community (a server holds many parks)."""
+    ids = {r.community_id for r in requests}
+    return dict(current_session().execute(select(Community.id, Community.name).where(Community.id.in_(ids))).all())
 
 
 def _policy() -> service.DispatchPolicy:
@@ -222,19 +233,33 @@ def _expire_offers(session: Session, request_ids: list[int] | None = None) -> No
     session.commit()
 
 
-def _parse_time(name: str) -> datetime | None:
+# A "+" typed into a URL unencoded arrives as a space: "...T08:00:00 08:00" is "...T08:00:00+08:00".
+_OFFSET_SENT_AS_SPACE = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d(?::?\d\d)?)$")
+
+
+def _parse_time(name: str, *, end: bool = False) -> datetime | None:
+    """A W3C-DTF date-time with its offset; or a date alone (W3C-DTF's complete date), the whole day on the
+    default community clock (GRIDSVC_DEFAULT_TIMEZONE): from its midnight, or as ``end``, up to the next."""
     value = request.args.get(name)
     if not value:
         return None
+    value = _OFFSET_SENT_AS_SPACE.sub(r"\1+\2", value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+            day = date.fromisoformat(value)
+            parsed = datetime.combine(day, time(0), ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+        else:
+            day, parsed = None, datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00") from None
+        raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00, "
+                                "or a date, 2026-11-21") from None
     if parsed.tzinfo is None:
         raise Open311Error(400, f"{name} needs a time zone offset")
     problem = time_problem(parsed)
     if problem:
         raise Open311Error(400, f"{name}: {problem}")
+    if day is not None and end:  # (the year checked first: the day after 9999-12-31 does not exist)
+        parsed = datetime.combine(day + timedelta(days=1), time(0), parsed.tzinfo)
     return parsed
 
 
@@ -284,15 +309,15 @@ def list_requests(fmt: str):
                 raise Open311Error(400, "status must be open or closed (or both, comma-separated)")
             states = [s for s in STATUS_NOTES if ("open" if s in OPEN_STATUSES else "closed") in wanted]
             query = query.where(ServiceRequest.status.in_(states))
-        start, end = _parse_time("start_date"), _parse_time("end_date")
+        start, end = _parse_time("start_date"), _parse_time("end_date", end=True)
         if start:
             query = query.where(ServiceRequest.created_at >= start)
         if end:
             query = query.where(ServiceRequest.created_at < end)
     _expire_offers(session, wanted_ids)
     rows = session.scalars(query.order_by(ServiceRequest.created_at.desc()).limit(MAX_REQUESTS)).all()
-    names = _names()
-    return _render(fmt, "service_requests", "request", [_request_view(r, names) for r in rows])
+    names, agencies = _names(), _agencies(rows)
+    return _render(fmt, "service_requests", "request", [_request_view(r, names, agencies) for r in rows])
 
 
 @blp.get("/requests/<raw_id>.<fmt>")
@@ -309,14 +334,47 @@ def one_request(raw_id: str, fmt: str):
     found = session.get(ServiceRequest, request_id)
     if found is None or not service.may_see(session, found, actor):
         raise Open311Error(404, f"service_request_id {request_id} not found")
-    return _render(fmt, "service_requests", "request", [_request_view(found, _names())])
+    return _render(fmt, "service_requests", "request", [_request_view(found, _names(), _agencies([found]))])
+
+
+def _post_arguments() -> MultiDict:
+    """A POST's arguments: a form, as the spec has it, or a JSON object with the same names (many clients send
+    one; its ``attribute`` may be an object of codes), over any given in the query string (an api_key, as GET
+    takes it)."""
+    arguments = MultiDict(request.args)
+    if not request.is_json:
+        for name in request.form:
+            arguments.setlist(name, request.form.getlist(name))
+        return arguments
+    try:
+        body = strict_json_loads(request.get_data())
+    except ValueError:  # malformed, or not UTF-8
+        raise Open311Error(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Open311Error(400, "the JSON body must be an object of the request's arguments")
+    try:
+        refuse_unstorable_text(body)
+    except GridsvcError as exc:
+        raise Open311Error(400, exc.detail or exc.title) from None
+    attributes = body.pop("attribute", None)
+    if attributes is not None and not isinstance(attributes, dict):
+        raise Open311Error(400, "attribute must be an object of attribute codes and values")
+    body.update({f"attribute[{code}]": value for code, value in (attributes or {}).items()})
+    for name, value in body.items():
+        if value is None:  # a client's way of sending nothing
+            continue
+        values = value if isinstance(value, list) and name.startswith("attribute[") else [value]
+        if not all(isinstance(v, str) or is_json_number(v) for v in values):
+            raise Open311Error(400, f"{name} must be text or a number")
+        arguments.setlist(name, [str(v) for v in values])
+    return arguments
 
 
 @blp.post("/requests.<fmt>")
 def create_request(fmt: str):
     """Form-encoded, as the spec has it: api_key, service_code, lat, long, attribute[code], description, media_url ..."""
     _fmt(fmt)
-    form = request.form
+    form = _post_arguments()
     actor, user_id = _actor_for_key(form.get("api_key"))
     if not ({"worker", "liaison", "admin"} & set(actor.roles)):
         raise Open311Error(403, "this api_key's account may not file requests")
@@ -367,3 +425,21 @@ def create_request(fmt: str):
     return _render(fmt, "service_requests", "request",
                    [{"service_request_id": str(filed.id), "service_notice": filed.zone_note or "", "account_id": str(user_id)}],
                    201)
+
+
+@blp.route("/", defaults={"anything": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@blp.route("/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def _no_such_resource(anything: str):
+    """What no resource answers, in the spec's error shape rather than the JSON API's problem+json: a method the
+    path's resource does not take (405, with the methods it does), or a path that is no resource (404). The
+    routes above are more specific, so they match first; this one takes the rest."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in ("GET", "POST"):
+        endpoint, _ = adapter.match(method=method)
+        if endpoint != "open311._no_such_resource":
+            allowed.append(method)
+    if allowed:
+        raise Open311Error(405, f"{request.method} is not allowed here; use {' or '.join(allowed)}",
+                           headers={"Allow": ", ".join(allowed)})
+    raise Open311Error(404, f"there is no resource {request.path}; see {url_for('open311.discovery', fmt='json')}")
