@@ -851,8 +851,19 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             raise Forbidden("Only the zone's liaison or an admin may reassign.")
         if volunteer_id is None:
             raise ValidationFailed("Name the volunteer to assign it to.", errors={"volunteer_id": ["required"]})
-        if session.get(Volunteer, volunteer_id) is None:
+        chosen = session.get(Volunteer, volunteer_id)
+        if chosen is None:
             raise ValidationFailed(f"Volunteer {volunteer_id} does not exist.", errors={"volunteer_id": ["unknown"]})
+        if request.requester_id is not None and chosen.user_id == request.requester_id:
+            # as dispatch: a worker who volunteers does not serve their own need
+            raise ValidationFailed(f"Volunteer {volunteer_id} raised this request.",
+                                   errors={"volunteer_id": ["raised this request"]})
+        if not actor.is_admin and not session.scalar(
+                select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(_community_zone_ids(session, request)))):
+            # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
+            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community (no home zone, "
+                                   "sign-up or hours there).",
+                                   errors={"volunteer_id": ["does not work in this request's community"]})
         if not session.scalar(text(f"SELECT {_MAY_VOLUNTEER} FROM volunteer v WHERE v.id = :v"), {"v": volunteer_id}):
             # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
             raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
@@ -872,6 +883,10 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
+
+
+def _community_zone_ids(session: Session, request: ServiceRequest) -> frozenset[int]:
+    return frozenset(session.scalars(select(Zone.id).where(Zone.community_id == request.community_id)))
 
 
 def _withdraw_offers(session: Session, request_id: int, now: datetime) -> None:

@@ -3,6 +3,9 @@ review; each failed before its fix)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
+
+from gridsvc.models import User
 
 from tests.api.test_requests import account_id, file, g03  # noqa: F401  (g03: three traffic volunteers on duty)
 
@@ -107,3 +110,50 @@ def test_the_department_member_who_resolved_it_may_comment(login, g03):  # noqa:
     assert member.post(f"/api/v1/requests/{filed['id']}/resolve", json={}).status_code == 200
     answer = member.post(f"/api/v1/requests/{filed['id']}/comment", json={"note": "已划定临时车位"})
     assert answer.status_code == 200, answer.get_json()
+
+
+def test_a_liaison_cannot_hand_a_request_to_a_volunteer_of_another_park(login, g03, session):  # noqa: F811
+    """Reassign took any volunteer id: a liaison could give a Lingfeng worker's request, with their phone
+    number, to a volunteer who serves only in another park. A liaison may now reassign only to volunteers who
+    work in the request's community (home zone, sign-ups or hours there), as dispatch only offers to those on
+    duty nearby; an admin still may."""
+    from gridsvc.models import ServiceHours, Signup, Volunteer, Zone
+    from tests.helpers import community_body, rect, zone_feature
+
+    admin = login("admin")
+    other = admin.post("/api/v1/communities", json=community_body(name="Other park", boundary=rect(120.30, 31.50, 800, 800))).get_json()["id"]
+    other_zone = admin.post(f"/api/v1/communities/{other}/zones", json=zone_feature("O1", rect(120.30, 31.50, 800, 800))).get_json()["id"]
+    outsider = session.get(Volunteer, session.scalar(select(Volunteer.id).join(User, User.id == Volunteer.user_id)
+                                                     .where(User.username == "volunteer-030")))
+    outsider.home_zone_id = other_zone
+    session.commit()
+    for model in (Signup, ServiceHours):
+        assert not session.scalar(select(model.id).where(model.volunteer_id == outsider.id).limit(1))
+    assert session.get(Zone, other_zone).community_id == other
+
+    filed = file(login("worker-001"), g03["here"], contact={"name": "王师傅", "phone": "13900000009"}).get_json()
+    holder = filed.get("volunteer_id")
+    refused = login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/reassign", json={"volunteer_id": outsider.id})
+    assert refused.status_code == 422, refused.get_json()
+    assert refused.get_json()["errors"]["volunteer_id"] == ["does not work in this request's community"]
+    assert login("admin").get(f"/api/v1/requests/{filed['id']}").get_json()["volunteer_id"] == holder
+    # a volunteer of the park is fine, and so is an admin's choice
+    assert login("liaison-g03").post(f"/api/v1/requests/{filed['id']}/reassign",
+                                     json={"volunteer_id": g03["volunteers"]["volunteer-025"]}).status_code == 200
+    moved = admin.post(f"/api/v1/requests/{filed['id']}/reassign", json={"volunteer_id": outsider.id})
+    assert moved.status_code == 200 and moved.get_json()["volunteer_id"] == outsider.id
+
+
+def test_a_request_is_not_reassigned_to_the_volunteer_who_raised_it(login, g03, session):  # noqa: F811
+    """Dispatch never offers a request to its requester's own volunteer profile; reassign gave it to them."""
+    # a worker who volunteers (on duty in G03) raises a need of their own
+    assert login("admin").patch(f"/api/v1/users/{account_id(session, 'volunteer-013')}",
+                                json={"roles": ["volunteer", "worker"]}).status_code == 200
+    requester = login("volunteer-013")
+    filed = file(requester, g03["here"]).get_json()
+    assert "id" in filed, filed
+    for caller in ("liaison-g03", "admin"):
+        refused = login(caller).post(f"/api/v1/requests/{filed['id']}/reassign",
+                                     json={"volunteer_id": g03["volunteers"]["volunteer-013"]})
+        assert refused.status_code == 422, refused.get_json()
+        assert refused.get_json()["errors"]["volunteer_id"] == ["raised this request"]
