@@ -1,6 +1,8 @@
 """Volunteers: registration, profiles and search, positions, hours and their exports."""
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from sqlalchemy import select
@@ -15,7 +17,8 @@ from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, User, Volunteer
 from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, SkillCreate, SkillOut,
-                                        VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery, VolunteerUpdate)
+                                        SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery,
+                                        VolunteerUpdate)
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
@@ -84,6 +87,27 @@ class Skills(MethodView):
         return skill
 
 
+@blp.route("/skills/<string:code>")
+class SkillItem(MethodView):
+    @auth.access(auth.ADMIN)
+    @blp.arguments(SkillUpdate)
+    @blp.response(200, SkillOut)
+    def patch(self, data, code):
+        """Correct a skill's names (its code stays)"""
+        session = current_session()
+        skill = service.update_skill(session, code, data)
+        session.commit()
+        return skill
+
+    @auth.access(auth.ADMIN)
+    @blp.response(204)
+    def delete(self, code):
+        """Remove a skill nobody uses (409 while a volunteer, shift or service type holds it)"""
+        session = current_session()
+        service.delete_skill(session, code)
+        session.commit()
+
+
 @blp.route("/volunteers")
 class Volunteers(MethodView):
     @auth.access(SEARCHERS)
@@ -122,6 +146,10 @@ class Volunteers(MethodView):
         user_id = data.pop("user_id", principal.user_id)
         if user_id != principal.user_id:
             auth.require(principal.has_any(("admin", "liaison")), "Only admins and liaisons may register another account.")
+            # a liaison registers people into their own zones: elsewhere it is another liaison's say
+            home = data.get("home_zone_id")
+            auth.require("admin" in principal.roles or home is None or principal.is_liaison_of(home),
+                         "A liaison registers volunteers into a zone they manage (home_zone_id).")
         volunteer = service.register(session, user_id=user_id, **data)
         session.commit()
         return volunteer_view(volunteer, private=True), {
@@ -141,12 +169,20 @@ class VolunteerItem(MethodView):
     @blp.arguments(VolunteerUpdate)
     @blp.response(200, VolunteerOut)
     def patch(self, data, volunteer_id):
-        """Change a volunteer's profile (the volunteer, or an admin)"""
+        """Change a volunteer's profile (the volunteer, the liaison of their home zone, or an admin)
+
+        A liaison corrects the profiles of their zones' volunteers (those they register, say) and may move one
+        only to another zone they manage. Lists (`skills`, `availability`) are replaced as sent.
+        """
         session = current_session()
         volunteer = service.get_volunteer(session, volunteer_id)
         principal = auth.current_principal()
-        auth.require(principal.user_id == volunteer.user_id or "admin" in principal.roles,
-                     "Only the volunteer or an admin may change this profile.")
+        if principal.user_id != volunteer.user_id and "admin" not in principal.roles:
+            auth.require(volunteer.home_zone_id is not None and principal.is_liaison_of(volunteer.home_zone_id),
+                         "Only the volunteer, the liaison of their home zone or an admin may change this profile.")
+            if "home_zone_id" in data:
+                auth.require(data["home_zone_id"] is not None and principal.is_liaison_of(data["home_zone_id"]),
+                             "A liaison moves a volunteer only to another zone they manage.")
         # a skill added may be what a shift they wait for requires: its place, skipped for them, is theirs now
         waiting = shift_service.lock_where_waiting(session, volunteer_id, now=clock.now()) if "skills" in data else []
         volunteer = service.update(session, volunteer_id, data)
@@ -173,11 +209,17 @@ class MyLocation(MethodView):
     @blp.response(201, LocationOut)
     @blp.alt_response(404, description=NO_PROFILE_YET)
     def post(self, data):
-        """Report your position (GCJ-02 and BD-09 are converted): what dispatch uses"""
+        """Report your position (GCJ-02 and BD-09 are converted): what dispatch uses
+
+        Send `client_time`, when the phone took the fix: one sent late (queued without signal) joins the history
+        in its place and does not replace a newer last known position.
+        """
         session = current_session()
         volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
         point = data["point"]
-        at = clock.now()
+        policy = checks.CheckPolicy.of_app(current_app)
+        at = service.fix_time(data.get("client_time"), now=clock.now(), max_age=policy.offline_max_age,
+                              skew=policy.clock_skew, default_tz=ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
         service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
                                 accuracy_m=data.get("accuracy_m"), at=at)
         session.commit()

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc.schemas.accounts import PHONE
-from gridsvc.schemas.common import Date, Int, PageOut, PageQuery, PointOut, PositionIn, Trimmed, WholeText
+from geo.crs import SUPPORTED_CRS, to_wgs84
+from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointOut, PositionIn, Trimmed, WholeText,
+                                    _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
@@ -25,6 +28,22 @@ class SkillCreate(Schema):
     name_en = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
 
 
+class Phone(fields.Str):
+    """A phone number as people type it, kept in ASCII. Why: a Chinese IME in full-width mode types
+    "１３９１２３４５６７８" (and "＋８６"), which was refused as not being digits; NFKC makes them ASCII
+    (and nothing else: a trailing newline is still refused, not trimmed into a number)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs))
+
+
+class SkillUpdate(Schema):
+    """A skill's names; the code stays (shifts, services, dispatch and searches go by it)."""
+
+    name_zh = Trimmed(validate=validate.Length(1, 100))
+    name_en = Trimmed(validate=validate.Length(1, 100))
+
+
 class AvailabilityWindow(Schema):
     """A weekly window in the community's local time; 1 = Monday ... 7 = Sunday."""
 
@@ -41,9 +60,10 @@ class AvailabilityWindow(Schema):
 class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
     real_name = Trimmed(required=True, validate=validate.Length(1, 100))
-    phone = fields.Str(required=True, validate=PHONE)
-    national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64),
-                                       metadata={"description": "ID in the national volunteer service system, if any"})
+    phone = Phone(required=True, validate=PHONE)
+    national_volunteer_id = Trimmed(allow_none=True, validate=validate.Length(1, 64),
+                                    metadata={"description": "ID in the national volunteer service system, if any; "
+                                                             "one volunteer's only (409 if another has it)"})
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
@@ -53,8 +73,8 @@ class VolunteerCreate(Schema):
 
 class VolunteerUpdate(Schema):
     real_name = Trimmed(validate=validate.Length(1, 100))
-    phone = fields.Str(validate=PHONE)
-    national_volunteer_id = fields.Str(allow_none=True, validate=validate.Length(1, 64))
+    phone = Phone(validate=PHONE)
+    national_volunteer_id = Trimmed(allow_none=True, validate=validate.Length(1, 64))
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
@@ -95,13 +115,19 @@ class VolunteerQuery(PageQuery):
     skill = fields.Str(validate=SKILL_CODE)
     team = Trimmed()
     on_duty = fields.Bool()
-    near = fields.Str(metadata={"description": "lon,lat (WGS-84): only volunteers within radius_m, nearest first"})
+    near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first"})
+    crs = fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
+                     metadata={"description": "what near= is measured in: wgs84, or gcj02 (AMap, Tencent) or bd09 "
+                                              "(Baidu), converted"})
     radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
 
     @post_load
     def _near(self, data, **_kwargs) -> dict:
+        # Why crs: a liaison's map on AMap gives GCJ-02, hundreds of metres from WGS-84; it was ignored (an
+        # unknown parameter), so a search "here" looked hundreds of metres off
+        crs = data.pop("crs")
         if "near" in data:
-            data["near"] = parse_lonlat(data["near"], "near")
+            data["near"] = to_wgs84(*parse_lonlat(data["near"], "near"), crs)
         return data
 
 
@@ -119,9 +145,17 @@ class VolunteerPageOut(PageOut):
     items = fields.List(fields.Nested(VolunteerOut))
 
 
+class FixTime(_TakenTime, fields.DateTime):
+    """An ISO 8601 date-time; one without an offset stays naive here (the view reads it on
+    GRIDSVC_DEFAULT_TIMEZONE's clock)."""
+
+
 class LocationIn(PositionIn):
     accuracy_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=100_000), allow_none=True,
                               metadata={"description": "the phone's reported accuracy radius in metres"})
+    client_time = FixTime(allow_none=True, metadata={
+        "description": "when the phone took the fix (default: now); without an offset, on GRIDSVC_DEFAULT_TIMEZONE's "
+                       "clock (Asia/Shanghai unless configured). At most 24 h old and 5 minutes ahead."})
 
 
 class LocationOut(Schema):

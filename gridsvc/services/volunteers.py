@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, union
+from sqlalchemy import and_, delete, func, or_, select, text, union
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
-from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import ServiceHours, Shift, Signup, Skill, User, Volunteer, VolunteerPosition, Zone
+from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
+from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
+                            VolunteerPosition, VolunteerSkill, Zone)
 from gridsvc.services import Page
 
 # Registered volunteers hold this role: it is what the access rules check.
@@ -32,6 +33,33 @@ def create_skill(session: Session, *, code: str, name_zh: str, name_en: str) -> 
     session.add(skill)
     session.flush()
     return skill
+
+
+def update_skill(session: Session, code: str, changes: dict[str, str]) -> Skill:
+    """New names for a skill; its code stays (shifts, services, dispatch and searches go by it)."""
+    skill = session.get(Skill, code, with_for_update=True)
+    if skill is None:
+        raise NotFound(f"The skill {code} does not exist.")
+    for key, value in changes.items():
+        setattr(skill, key, value)
+    session.flush()
+    return skill
+
+
+def delete_skill(session: Session, code: str) -> None:
+    """Remove a skill added by mistake; one in use is a 409 saying what uses it (the volunteers, shifts and
+    services holding it would lose it silently)."""
+    skill = session.get(Skill, code, with_for_update=True)  # locked: nobody takes it up while we count
+    if skill is None:
+        raise NotFound(f"The skill {code} does not exist.")
+    uses = {name: session.scalar(select(func.count()).where(column == code)) or 0
+            for name, column in (("volunteers", VolunteerSkill.skill_code), ("shifts", ShiftSkill.skill_code),
+                                 ("service_types", ServiceType.required_skill))}
+    if any(uses.values()):
+        held = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in uses.items() if n)
+        raise HasDependents(f"The skill {code} is held by {held}; it stays on the list.", code=code, **uses)
+    session.delete(skill)
+    session.flush()
 
 
 def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skills") -> list[Skill]:
@@ -80,6 +108,21 @@ def _check_zone(session: Session, zone_id: int | None) -> None:
         raise ValidationFailed(f"Zone {zone_id} does not exist.", errors={"home_zone_id": [f"unknown zone {zone_id}"]})
 
 
+def _check_national_id(session: Session, national_id: str | None, *, volunteer_id: int | None = None) -> None:
+    """A national volunteer ID names one person: a second holder would have their hours credited to the first
+    on the national record. Compared without case (people type "zj-nb-9" for "ZJ-NB-9")."""
+    if national_id is None:
+        return
+    # Two registrations with one ID at the same moment: the second waits here, then finds the first.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": "national-volunteer-id:" + national_id.upper()})
+    holder = session.scalar(select(Volunteer.id).where(func.upper(Volunteer.national_volunteer_id) == national_id.upper(),
+                                                       Volunteer.id != (volunteer_id or 0)).limit(1))
+    if holder is not None:
+        raise Conflict(f"The national_volunteer_id {national_id} is already another volunteer's.",
+                       national_volunteer_id=national_id)
+
+
 def register(session: Session, *, user_id: int, real_name: str, phone: str, skills: list[str],
              home_zone_id: int | None = None, team: str | None = None, national_volunteer_id: str | None = None,
              availability: list[dict[str, Any]] | None = None) -> Volunteer:
@@ -91,6 +134,7 @@ def register(session: Session, *, user_id: int, real_name: str, phone: str, skil
     if volunteer_of_user(session, user_id) is not None:
         raise Conflict(f"User {user.username} is already registered as a volunteer.", user_id=user_id)
     _check_zone(session, home_zone_id)
+    _check_national_id(session, national_volunteer_id)
     volunteer = Volunteer(user_id=user_id, real_name=real_name, phone=phone, team=team, home_zone_id=home_zone_id,
                           national_volunteer_id=national_volunteer_id, availability=availability or [],
                           skills=skills_by_code(session, skills))
@@ -107,6 +151,8 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
         volunteer.skills = skills_by_code(session, changes.pop("skills"))
     if "home_zone_id" in changes:
         _check_zone(session, changes["home_zone_id"])
+    if "national_volunteer_id" in changes:
+        _check_national_id(session, changes["national_volunteer_id"], volunteer_id=volunteer_id)
     for key, value in changes.items():
         setattr(volunteer, key, value)
     session.flush()
@@ -214,6 +260,23 @@ def on_duty_among(session: Session, volunteers: list[Volunteer], now: datetime) 
 
 
 # ---------------------------------------------------------------- positions
+
+
+def fix_time(client_time: datetime | None, *, now: datetime, max_age: timedelta, skew: timedelta,
+             default_tz: tzinfo) -> datetime:
+    """When a fix was taken: the phone's ``client_time`` (one without an offset on ``default_tz``'s clock), else
+    now. Up to ``skew`` ahead is now (the phone's clock is fast); further ahead, or older than ``max_age``, is a
+    422: a fix dated in the future would stay the last known position until then, past every newer one."""
+    if client_time is None:
+        return now
+    if client_time.utcoffset() is None:
+        client_time = client_time.replace(tzinfo=default_tz)
+    if client_time > now + skew or client_time < now - max_age:
+        raise ValidationFailed(f"client_time {client_time.isoformat()} is outside the accepted range: at most "
+                               f"{max_age / timedelta(hours=1):g} h old and {skew / timedelta(minutes=1):g} min "
+                               "ahead of the server's clock.",
+                               errors={"client_time": ["too old, or too far ahead of the server's clock"]})
+    return min(client_time, now)
 
 
 def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: float, crs: str,

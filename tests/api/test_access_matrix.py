@@ -45,6 +45,8 @@ MATRIX = {
     ("DELETE", "/api/v1/communities/{community_id}/enterprises/{enterprise_id}"): "admin",
     ("GET", "/api/v1/skills"): "public",
     ("POST", "/api/v1/skills"): "admin",
+    ("PATCH", "/api/v1/skills/{code}"): "admin",
+    ("DELETE", "/api/v1/skills/{code}"): "admin",
     ("GET", "/api/v1/volunteers"): "volunteer-searchers",
     ("POST", "/api/v1/volunteers"): "signed-in",
     ("GET", "/api/v1/volunteers/{volunteer_id}"): "signed-in",
