@@ -141,7 +141,7 @@ class ShiftItem(MethodView):
     def patch(self, data, shift_id):
         """Change a shift: raising the capacity promotes the waitlist; new times are refused once it has begun or where a confirmed volunteer would overlap
 
-        New times without an offset are on the community's clock; a new end already past is a 422.
+        New times without an offset are on the community's clock; a new start or end already past is a 422.
         """
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
@@ -179,7 +179,7 @@ class ShiftSignups(MethodView):
     def post(self, data, shift_id):
         """Sign up: confirmed while places remain, else waitlisted with a position"""
         session = current_session()
-        volunteer_id = _acting_volunteer(data.get("volunteer_id"), shift_id)
+        volunteer_id = _acting_volunteer(data.get("volunteer_id"), shift_id, signing_up=True)
         result = service.sign_up(session, shift_id, volunteer_id, now=clock.now())
         session.commit()
         return signup_view(result.signup, result.waitlist_position)
@@ -210,8 +210,10 @@ class ShiftSignupItem(MethodView):
         return {"cancelled": signup_view(cancelled, None), "promoted": [signup_view(p, None) for p in promoted]}
 
 
-def _acting_volunteer(volunteer_id: int | None, shift_id: int) -> int:
-    """The volunteer a sign-up is for: yourself, or (admins, zone liaisons) someone else."""
+def _acting_volunteer(volunteer_id: int | None, shift_id: int, *, signing_up: bool = False) -> int:
+    """The volunteer a sign-up is for: yourself, or (admins, zone liaisons) someone else. A liaison signs up only
+    volunteers who work in the shift's community: the sign-up makes the volunteer one of the zone's, whose phone,
+    positions and check-ins its liaison sees (an admin sees them anyway)."""
     session = current_session()
     principal = auth.current_principal()
     own = volunteer_service.volunteer_of_user(session, principal.user_id)
@@ -221,7 +223,13 @@ def _acting_volunteer(volunteer_id: int | None, shift_id: int) -> int:
     if own is not None and own.id == volunteer_id:
         return volunteer_id
     volunteer_service.get_volunteer(session, volunteer_id)
-    _require_zone_manager(service.get_shift(session, shift_id).zone_id)
+    shift = service.get_shift(session, shift_id)
+    _require_zone_manager(shift.zone_id)
+    if (signing_up and "admin" not in principal.roles
+            and not service.works_in_community(session, volunteer_id, shift.community_id)):
+        raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this shift's community (no home zone, "
+                               "sign-up or hours there); an admin may sign them up.",
+                               errors={"volunteer_id": ["does not work in this shift's community"]})
     return volunteer_id
 
 

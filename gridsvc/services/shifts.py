@@ -29,7 +29,7 @@ from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
-from gridsvc.services.volunteers import get_volunteer, skills_by_code
+from gridsvc.services.volunteers import get_volunteer, skills_by_code, works_in
 
 MAX_SERIES = 366  # occurrences one recurring template may create
 
@@ -313,11 +313,16 @@ def _check_reschedule(session: Session, shift: Shift, starts_at: datetime, ends_
                       now: datetime) -> list[int]:
     """New times for a shift: refused (409) once it has begun, or when a
     confirmed volunteer is confirmed elsewhere at the new time (a volunteer
-    is never confirmed twice at once). Returns the confirmed volunteers,
-    locked."""
+    is never confirmed twice at once); a new start already past is a 422.
+    Returns the confirmed volunteers, locked."""
     _check_times(starts_at, ends_at)
     confirmed = _lock_confirmed_volunteers(session, shift)
     _check_not_begun(session, shift, now, "its times are fixed")
+    if starts_at != shift.starts_at and starts_at < now:
+        # Begun at once, its volunteers late before they heard of it; and, begun, it could be neither moved back
+        # nor cancelled (a mistyped date would stick).
+        raise ValidationFailed(f"The new start, {starts_at.isoformat()}, has already passed; give a start still to "
+                               "come.", errors={"starts_at": ["must be later than now"]})
     clashes = []
     for volunteer_id in confirmed:
         clash = _overlapping_confirmed(session, volunteer_id, shift, starts_at=starts_at, ends_at=ends_at)
@@ -573,6 +578,9 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     shift = _lock_volunteers_then_shifts(session, [volunteer_id, *_waiting_for_a_free_place(session, shift_id)],
                                          [shift_id])[shift_id]
     volunteer = get_volunteer(session, volunteer_id)  # locked above
+    if not may_volunteer(volunteer):
+        raise ShiftConflict(f"Volunteer {volunteer_id} may not sign up: the account is disabled or no longer has the "
+                            "volunteer role.", reason="may_not_volunteer")
     if shift.status == "cancelled":
         raise ShiftConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
     if shift.starts_at <= now:
@@ -600,6 +608,20 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     session.add(signup)
     session.flush()
     return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
+
+
+def may_volunteer(volunteer: Volunteer) -> bool:
+    """Whether the volunteer's account may serve: enabled, with the volunteer role. Why: someone who cannot
+    sign in, or cannot check in (it needs the role), would hold a place nobody fills, as dispatch and request
+    reassignment also pass them over."""
+    return not volunteer.user.disabled and "volunteer" in volunteer.user.roles
+
+
+def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
+    """Whether the volunteer works in the community: a home zone, a live sign-up or hours there
+    (``volunteers.works_in``)."""
+    zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
+    return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(zone_ids))) is not None
 
 
 def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:
@@ -635,7 +657,8 @@ def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
 def _promote(session: Session, shift: Shift) -> list[Signup]:
     """Fill free places from the waitlist, first come first served, skipping
     anyone who could not sign up now: confirmed elsewhere at the same time,
-    or without a skill the shift has come to require."""
+    without a skill the shift has come to require, or whose account may no
+    longer volunteer (``may_volunteer``). The skipped keep their place in line."""
     promoted = []
     free = shift.capacity - view(session, shift).confirmed
     if free <= 0:
@@ -650,7 +673,8 @@ def _promote(session: Session, shift: Shift) -> list[Signup]:
         # of theirs for an overlapping shift, not yet committed, is not seen
         # here, and both commit (confirmed twice at the same time).
         volunteer = get_volunteer(session, signup.volunteer_id, for_update=True)
-        if required <= set(volunteer.skill_codes) and _overlapping_confirmed(session, signup.volunteer_id, shift) is None:
+        if (may_volunteer(volunteer) and required <= set(volunteer.skill_codes)
+                and _overlapping_confirmed(session, signup.volunteer_id, shift) is None):
             signup.status = "confirmed"
             promoted.append(signup)
             free -= 1
