@@ -57,7 +57,7 @@ from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             User, UserRole, Volunteer, Zone)
 from gridsvc.services import Page
-from gridsvc.services.volunteers import works_in
+from gridsvc.services.volunteers import works_in, works_in_community
 
 
 @dataclass(frozen=True)
@@ -858,8 +858,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             # as dispatch: a worker who volunteers does not serve their own need
             raise ValidationFailed(f"Volunteer {volunteer_id} raised this request.",
                                    errors={"volunteer_id": ["raised this request"]})
-        if not actor.is_admin and not session.scalar(
-                select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(_community_zone_ids(session, request)))):
+        if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id):
             # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
             raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community (no home zone, "
                                    "sign-up or hours there).",
@@ -883,10 +882,6 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
-
-
-def _community_zone_ids(session: Session, request: ServiceRequest) -> frozenset[int]:
-    return frozenset(session.scalars(select(Zone.id).where(Zone.community_id == request.community_id)))
 
 
 def _withdraw_offers(session: Session, request_id: int, now: datetime) -> None:

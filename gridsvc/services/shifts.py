@@ -29,7 +29,7 @@ from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
-from gridsvc.services.volunteers import get_volunteer, skills_by_code, works_in
+from gridsvc.services.volunteers import get_volunteer, skills_by_code
 
 MAX_SERIES = 366  # occurrences one recurring template may create
 
@@ -615,13 +615,6 @@ def may_volunteer(volunteer: Volunteer) -> bool:
     sign in, or cannot check in (it needs the role), would hold a place nobody fills, as dispatch and request
     reassignment also pass them over."""
     return not volunteer.user.disabled and "volunteer" in volunteer.user.roles
-
-
-def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
-    """Whether the volunteer works in the community: a home zone, a live sign-up or hours there
-    (``volunteers.works_in``)."""
-    zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
-    return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(zone_ids))) is not None
 
 
 def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:

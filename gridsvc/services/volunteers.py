@@ -192,6 +192,13 @@ def works_in(zone_ids: frozenset[int]):
                .where(ServiceHours.volunteer_id == Volunteer.id, Shift.zone_id.in_(zones)).exists())
 
 
+def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
+    """Whether the volunteer works in the community: a home zone, a live sign-up or hours there (``works_in``).
+    A liaison hands work, and with it people's contacts, only to such volunteers."""
+    zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
+    return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(zone_ids))) is not None
+
+
 @dataclass(frozen=True)
 class Found:
     volunteer: Volunteer
