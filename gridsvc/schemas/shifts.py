@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed, WholeText,
                                     _TakenTime)
-from gridsvc.schemas.volunteers import SKILL_CODE, parse_lonlat
+from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
 ON_COMMUNITY_CLOCK = "without an offset: a wall-clock time in the community's time zone (its `timezone`)"
@@ -167,14 +167,13 @@ class ShiftQuery(PageQuery):
     has_space = fields.Bool(metadata={"description": "true: shifts a sign-up made now would be confirmed for (a free "
                                                      "place, not started); false: full or started"})
     include_cancelled = fields.Bool(load_default=False)
-    near = fields.Str(metadata={"description": "lon,lat (WGS-84): shifts within radius_m, nearest first"})
+    near = fields.Str(metadata={"description": "lon,lat (in `crs`): shifts within radius_m, nearest first"})
+    crs = near_crs()  # a volunteer's phone gives GCJ-02 (AMap) or BD-09 (Baidu)
     radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=3000)
 
     @post_load
     def _near(self, data, **_kwargs) -> dict:
-        if "near" in data:
-            data["near"] = parse_lonlat(data["near"], "near")
-        return data
+        return near_in_wgs84(data)
 
 
 class SignupIn(Schema):

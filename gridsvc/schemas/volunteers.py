@@ -110,25 +110,34 @@ class VolunteerOut(Schema):
     created_at = fields.DateTime()
 
 
+def near_crs() -> fields.Str:
+    """The ``crs`` of a search's ``near=``. Why: a map on AMap gives GCJ-02, hundreds of metres from WGS-84; it
+    was ignored (an unknown parameter), so a search "here" looked hundreds of metres off."""
+    return fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
+                      metadata={"description": "what near= is measured in: wgs84, or gcj02 (AMap, Tencent) or bd09 "
+                                               "(Baidu), converted"})
+
+
+def near_in_wgs84(data: dict) -> dict:
+    """A search's loaded query with ``near`` as a WGS-84 (lon, lat), read in its ``crs`` (which is dropped)."""
+    crs = data.pop("crs")
+    if "near" in data:
+        data["near"] = to_wgs84(*parse_lonlat(data["near"], "near"), crs)
+    return data
+
+
 class VolunteerQuery(PageQuery):
     zone_id = Int(metadata={"description": "home zone"})
     skill = fields.Str(validate=SKILL_CODE)
     team = Trimmed()
     on_duty = fields.Bool()
     near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first"})
-    crs = fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
-                     metadata={"description": "what near= is measured in: wgs84, or gcj02 (AMap, Tencent) or bd09 "
-                                              "(Baidu), converted"})
+    crs = near_crs()
     radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
 
     @post_load
     def _near(self, data, **_kwargs) -> dict:
-        # Why crs: a liaison's map on AMap gives GCJ-02, hundreds of metres from WGS-84; it was ignored (an
-        # unknown parameter), so a search "here" looked hundreds of metres off
-        crs = data.pop("crs")
-        if "near" in data:
-            data["near"] = to_wgs84(*parse_lonlat(data["near"], "near"), crs)
-        return data
+        return near_in_wgs84(data)
 
 
 def parse_lonlat(text: str, field: str) -> tuple[float, float]:

@@ -551,3 +551,20 @@ def test_calendar_text_with_a_bare_carriage_return_or_control_characters_keeps_i
     assert body.count(b"\r") == body.count(b"\r\n")  # every CR ends a line
     assert not any(byte < 32 and byte not in (9, 10, 13) for byte in body)
     assert "SUMMARY:北门\\n疏导\\, 早班".encode() in body.replace(b"\r\n ", b"")
+
+
+def test_find_a_shift_near_me_from_a_phone_that_gives_gcj02(login, admin, session, clock):
+    """The volunteer's phone (AMap, Baidu) gives its position in GCJ-02 or BD-09, hundreds of metres from
+    WGS-84: near= without a crs found nothing within 100 m of the gate the volunteer stood at."""
+    from geo.crs import from_wgs84, geodesic_distance_m
+
+    gate = zone_center(admin, zone_of(session, "G08").id)
+    at_gate = make_shift(admin, point=gate, radius_m=50, capacity=3, starts_at=clock() + timedelta(days=5),
+                         activity="gate_watch")
+    volunteer = login("volunteer-009")
+    for crs in ("gcj02", "bd09"):
+        seen = from_wgs84(*gate, crs)
+        assert geodesic_distance_m(*seen, *gate) > 300
+        found = volunteer.get(f"/api/v1/shifts?near={seen[0]},{seen[1]}&crs={crs}&radius_m=100&activity=gate_watch")
+        assert [(s["id"], s["distance_m"]) for s in found.get_json()["items"]] == [(at_gate["id"], 0)]
+    assert "crs" in assert_problem(volunteer.get(f"/api/v1/shifts?near={gate[0]},{gate[1]}&crs=utm"), 422)["errors"]
