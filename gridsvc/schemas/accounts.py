@@ -1,6 +1,8 @@
 """Sign-in, token and account shapes."""
 from __future__ import annotations
 
+import unicodedata
+
 from marshmallow import Schema, fields, validate
 
 from gridsvc.models import ROLES
@@ -9,6 +11,15 @@ from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery, WholeText
 USERNAME = WholeText(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(min=8, max=256)
 PHONE = WholeText(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
+
+
+class Phone(fields.Str):
+    """A phone number as people type it, kept in ASCII. Why: a Chinese IME in full-width mode types
+    "１３９１２３４５６７８" (and "＋８６"), which was refused as not being digits; NFKC makes them ASCII
+    (and nothing else: a trailing newline is still refused, not trimmed into a number)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs))
 
 
 class TokenRequest(Schema):
@@ -59,7 +70,7 @@ class UserCreate(Schema):
     username = fields.Str(required=True, validate=USERNAME)
     password = fields.Str(required=True, validate=PASSWORD, load_only=True)
     display_name = fields.Str(required=True, validate=validate.Length(1, 200))
-    phone = fields.Str(allow_none=True, validate=PHONE)
+    phone = Phone(allow_none=True, validate=PHONE)
     roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)), load_default=list)
     departments = fields.List(fields.Str(), load_default=list, metadata={"description": "department codes"})
 
@@ -67,7 +78,7 @@ class UserCreate(Schema):
 class UserUpdate(Schema):
     password = fields.Str(validate=PASSWORD, load_only=True)
     display_name = fields.Str(validate=validate.Length(1, 200))
-    phone = fields.Str(allow_none=True, validate=PHONE)
+    phone = Phone(allow_none=True, validate=PHONE)
     roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)))
     departments = fields.List(fields.Str())
     disabled = JsonBool(metadata={"description": "a disabled account's tokens stop working at once"})

@@ -5,7 +5,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from geo.crs import SUPPORTED_CRS
 
-from gridsvc.schemas.accounts import PHONE
+from gridsvc.schemas.accounts import PHONE, Phone
 from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
 from gridsvc.schemas.parking import BBox
 
@@ -51,7 +51,7 @@ class Contact(Schema):
     name = fields.Str(validate=validate.Length(1, 100))
     first_name = fields.Str(validate=validate.Length(1, 100))
     last_name = fields.Str(validate=validate.Length(1, 100))
-    phone = fields.Str(validate=PHONE)
+    phone = Phone(validate=PHONE)
     email = fields.Email(validate=validate.Length(max=254))
     wechat = fields.Str(validate=validate.Length(1, 64))
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from gridsvc.schemas.accounts import PHONE
+from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
 from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointOut, PositionIn, Trimmed, WholeText,
                                     _TakenTime)
@@ -26,15 +25,6 @@ class SkillCreate(Schema):
     code = fields.Str(required=True, validate=SKILL_CODE, metadata={"example": "sign_language"})
     name_zh = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "手语"})
     name_en = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
-
-
-class Phone(fields.Str):
-    """A phone number as people type it, kept in ASCII. Why: a Chinese IME in full-width mode types
-    "１３９１２３４５６７８" (and "＋８６"), which was refused as not being digits; NFKC makes them ASCII
-    (and nothing else: a trailing newline is still refused, not trimmed into a number)."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs))
 
 
 class SkillUpdate(Schema):

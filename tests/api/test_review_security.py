@@ -6,6 +6,7 @@ from sqlalchemy import select, text
 
 from gridsvc.models import User, Volunteer
 from gridsvc.seed import DEFAULT_DEMO_PASSWORD
+from tests.api.test_requests import g03  # noqa: F401  (volunteers on duty in G03)
 from tests.helpers import assert_problem
 
 
@@ -165,3 +166,23 @@ def test_an_admin_can_revoke_a_leaked_api_key(database_url, engine):
     finally:
         with engine.begin() as conn:
             conn.execute(ApiKey.__table__.delete().where(ApiKey.label.like("review-%")))
+
+
+def _full_width(text: str) -> str:
+    """As a Chinese keyboard in full-width mode types it (digits and + from U+FF10.., spaces as U+3000)."""
+    return "".join("\u3000" if c == " " else chr(ord(c) + 0xFEE0) for c in text)
+
+
+def test_an_account_or_a_requests_contact_phone_typed_in_full_width_digits_is_taken(login, g03):  # noqa: F811
+    """A volunteer's phone typed on a Chinese keyboard in full-width mode was fixed, but an account's phone and a
+    request's contact phone still answered "Digits, spaces, '-' and a leading '+' only"."""
+    from tests.api.test_requests import file
+
+    admin = login("admin")
+    created = admin.post("/api/v1/users", json={"username": "li.na", "password": "long-enough-1", "display_name": "李娜",
+                                                "roles": ["worker"], "phone": _full_width("+86 139 1234 5678")})
+    assert created.status_code == 201, created.get_json()
+    assert admin.get(f"/api/v1/users/{created.get_json()['id']}").get_json()["phone"] == "+86 139 1234 5678"
+    filed = file(login("worker-001"), g03["here"], contact={"name": "王师傅", "phone": _full_width("13900000009")})
+    assert filed.status_code == 201, filed.get_json()
+    assert admin.get(f"/api/v1/requests/{filed.get_json()['id']}").get_json()["contact"]["phone"] == "13900000009"
