@@ -7,7 +7,7 @@ import sys
 import click
 
 from gridsvc import localdb
-from gridsvc.config import database_url
+from gridsvc.config import BadDatabaseUrl, database_url
 
 
 def _echo(message: str) -> None:
@@ -21,12 +21,58 @@ def _require_url() -> str:
     return url
 
 
-@click.group()
+def _database():
+    """The database of a command that reads or writes the schema: reachable, and migrated to this code's
+    revision (else the command would fail half-way on a missing table or column)."""
+    from gridsvc.db import Database
+    from gridsvc.migrate import pending
+
+    url = _require_url()
+    behind = pending(url)
+    if behind:
+        raise click.ClickException(behind)
+    return Database(url)
+
+
+def _where(url: str | None) -> str:
+    """host:port/database of a URL, without its password."""
+    from sqlalchemy.engine import make_url
+
+    if not url:
+        return "?"
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    return f"{host}:{parsed.port or parsed.query.get('port') or 5432}/{parsed.database}"
+
+
+class _Commands(click.Group):
+    """Turns a bad DATABASE_URL or a database error into one message and exit status 1: cron, CI and the
+    operator read those, and a traceback hid the one line that said what to fix."""
+
+    def invoke(self, ctx: click.Context):
+        import psycopg2
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except BadDatabaseUrl as exc:
+            raise click.ClickException(str(exc)) from None
+        except (DBAPIError, psycopg2.Error) as exc:
+            error = getattr(exc, "orig", None) or exc
+            message = str(error).strip()
+            if getattr(error, "pgcode", None) is None:  # refused before a session began: the server or the login
+                raise click.ClickException(f"cannot connect to the database {_where(database_url())}: {message}\n"
+                                           "(is the server running, and DATABASE_URL right? "
+                                           "The embedded one: `gridsvc db start`)") from None
+            raise click.ClickException(f"the database refused: {message}") from None
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """gridsvc: grid zones, volunteers and parking for industrial-park communities."""
 
 
-@main.group()
+@main.group(short_help="The embedded PostGIS cluster: start, stop, status.")
 def db() -> None:
     """The embedded PostGIS cluster under .gridsvc/ (not used when DATABASE_URL is set)."""
 
@@ -41,8 +87,9 @@ def db_start() -> None:
             localdb.start(echo=_echo)
         except localdb.LocalDbError as exc:
             raise click.ClickException(str(exc)) from exc
+    url = _require_url()
     try:
-        localdb.ensure_database(_require_url())
+        localdb.ensure_database(url)
     except Exception as exc:  # psycopg2 errors: say what failed, no traceback
         raise click.ClickException(f"cannot create the database: {exc}") from exc
 
@@ -50,7 +97,10 @@ def db_start() -> None:
 @db.command("stop")
 def db_stop() -> None:
     """Stop the embedded cluster."""
-    localdb.stop(echo=_echo)
+    try:
+        localdb.stop(echo=_echo)
+    except localdb.LocalDbError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @db.command("status")
@@ -62,12 +112,25 @@ def db_status() -> None:
         click.echo(f"{key}: {value}")
 
 
-@main.command()
+@main.command(short_help="Bring the database schema up to date.")
 def migrate() -> None:
     """Bring the database schema up to date (Alembic upgrade head)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
     from gridsvc.migrate import upgrade
 
-    upgrade(_require_url())
+    url = _require_url()
+    try:
+        upgrade(url)
+    except DBAPIError as exc:
+        if "CREATE EXTENSION" not in (exc.statement or ""):
+            raise
+        # Not a superuser (postgis is not a trusted extension), or postgis not installed on that server.
+        raise click.ClickException(
+            f"cannot enable PostGIS in database {make_url(url).database}: {str(exc.orig).strip()}\n"
+            f"A superuser can run `CREATE EXTENSION postgis;` in that database (the server needs the postgis "
+            f"package, e.g. postgresql-15-postgis-3), then run `gridsvc migrate` again.") from None
     _echo("database schema is up to date")
 
 
@@ -75,10 +138,9 @@ def migrate() -> None:
 @click.argument("dataset", type=click.Choice(["lingfeng"]))
 def seed(dataset: str) -> None:
     """Load demo data (once: a second run loads nothing)."""
-    from gridsvc.db import Database
     from gridsvc.seed import load_lingfeng
 
-    database = Database(_require_url())
+    database = _database()
     with database.sessionmaker() as session:
         result = load_lingfeng(session)
         session.commit()
@@ -92,7 +154,7 @@ def seed(dataset: str) -> None:
     database.dispose()
 
 
-@main.group()
+@main.group(short_help="Accounts: add, disable, api-key, revoke-api-keys.")
 def user() -> None:
     """Accounts: create real users (the demo accounts are for trying things out only)."""
 
@@ -108,13 +170,12 @@ def user() -> None:
 def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: str | None,
              departments: tuple[str, ...], password: str) -> None:
     """Create an account."""
-    from gridsvc.db import Database
     from gridsvc.errors import GridsvcError
     from gridsvc.services.accounts import create_user
 
     if len(password) < 8:
         raise click.ClickException("the password needs at least 8 characters")
-    database = Database(_require_url())
+    database = _database()
     try:
         with database.sessionmaker() as session:
             created = create_user(session, username=username, password=password, display_name=display_name,
@@ -132,11 +193,10 @@ def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: st
 @click.option("--label", default="open311 client", show_default=True)
 def user_api_key(username: str, label: str) -> None:
     """Make an api_key for an account (Open311 clients); it is shown once."""
-    from gridsvc.db import Database
     from gridsvc.open311 import new_api_key
     from gridsvc.services.accounts import find_user
 
-    database = Database(_require_url())
+    database = _database()
     try:
         with database.sessionmaker() as session:
             found = find_user(session, username)
@@ -155,10 +215,9 @@ def user_api_key(username: str, label: str) -> None:
 def user_revoke_api_keys(username: str, label: str | None) -> None:
     """Revoke an account's api_keys (a key leaked into a log, say): they stop working at once; the account
     and its tokens go on."""
-    from gridsvc.db import Database
     from gridsvc.services.accounts import find_user, revoke_api_keys
 
-    database = Database(_require_url())
+    database = _database()
     try:
         with database.sessionmaker() as session:
             found = find_user(session, username)
@@ -176,11 +235,10 @@ def user_revoke_api_keys(username: str, label: str | None) -> None:
 @click.argument("username")
 def user_disable(username: str) -> None:
     """Disable an account: its tokens stop working at once."""
-    from gridsvc.db import Database
     from gridsvc.errors import GridsvcError
     from gridsvc.services.accounts import find_user, update_user
 
-    database = Database(_require_url())
+    database = _database()
     try:
         with database.sessionmaker() as session:
             found = find_user(session, username)
@@ -208,7 +266,6 @@ def import_parking_file(path: str, dry_run: bool) -> None:
     import json
 
     from gridsvc import clock
-    from gridsvc.db import Database
     from gridsvc.schemas.parking import parse_import
     from gridsvc.services.parking_import import ImportFailed, import_parking
 
@@ -216,10 +273,15 @@ def import_parking_file(path: str, dry_run: bool) -> None:
         # utf-8-sig: a file saved by Notepad or exported from Excel starts with a byte order mark
         with open(path, encoding="utf-8-sig") as handle:
             collection = json.load(handle)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:
+        raise click.ClickException(f"{path} is not JSON (GeoJSON is): {exc}") from exc
     report = parse_import(collection)
-    database = Database(_require_url())
+    if any(error["index"] is None for error in report.errors):  # the file as a whole, not one of its features
+        raise click.ClickException(f"{path} is not a GeoJSON FeatureCollection (an object with \"type\": "
+                                   f"\"FeatureCollection\" and a \"features\" list)")
+    database = _database()
     try:
         with database.sessionmaker() as session:
             with click.progressbar(length=len(report.items), label="importing", file=sys.stderr) as bar:
@@ -239,7 +301,7 @@ def import_parking_file(path: str, dry_run: bool) -> None:
         database.dispose()
 
 
-@main.command()
+@main.command(short_help="Delete position history and stored answers past retention.")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="retention in days, more than 0 (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
 def purge(days: float | None) -> None:
@@ -247,7 +309,6 @@ def purge(days: float | None) -> None:
     than GRIDSVC_IDEMPOTENCY_HOURS (PIPL: keep no more than needed)."""
     from gridsvc import clock, idempotency
     from gridsvc.config import load_config
-    from gridsvc.db import Database
     from gridsvc.services.volunteers import purge_positions
 
     config = load_config()
@@ -256,7 +317,7 @@ def purge(days: float | None) -> None:
         answers_kept = idempotency.kept_hours(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    database = Database(_require_url())
+    database = _database()
     try:
         with database.sessionmaker() as session:
             removed = purge_positions(session, retention_days=retention, now=clock.now())
@@ -280,19 +341,22 @@ def _retention_days(configured: object) -> float:
     return days
 
 
-@main.command()
+@main.command(short_help="Enforce deadlines now (run it every minute from cron).")
 def tick() -> None:
     """Enforce deadlines now: expired offers, and offers to volunteers gone off duty, move on; forgotten check-outs
     close (run it every minute from cron)."""
     from gridsvc import clock
     from gridsvc.config import load_config
-    from gridsvc.db import Database
     from gridsvc.services.checks import CheckPolicy
     from gridsvc.services.deadlines import enforce_deadlines
     from gridsvc.services.requests import DispatchPolicy
 
     config = load_config()
-    database = Database(_require_url())
+    _numbers(config, floats=("GRIDSVC_CHECKIN_OPENS_MIN", "GRIDSVC_GEOFENCE_CAP_M", "GRIDSVC_CHECKOUT_GRACE_MIN",
+                             "GRIDSVC_OFFLINE_MAX_AGE_H", "GRIDSVC_CLOCK_SKEW_MIN",
+                             "GRIDSVC_DISPATCH_MAX_DISTANCE_M", "GRIDSVC_DISPATCH_ACCEPT_MIN"),
+             ints=("GRIDSVC_OFFLINE_MAX_EVENTS", "GRIDSVC_DISPATCH_TASK_CAP", "GRIDSVC_DISPATCH_MAX_REFUSALS"))
+    database = _database()
     try:
         with database.sessionmaker() as session:
             done = enforce_deadlines(session, now=clock.now(), checks=CheckPolicy.from_config(config),
@@ -304,11 +368,26 @@ def tick() -> None:
         database.dispose()
 
 
+def _numbers(config: dict, *, floats: tuple[str, ...], ints: tuple[str, ...]) -> None:
+    """Each setting a number, or a usage error naming it (the policies would fail on it without saying which)."""
+    for keys, kind in ((floats, float), (ints, int)):
+        for key in keys:
+            try:
+                kind(config[key])
+            except (TypeError, ValueError):
+                raise click.UsageError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
+                                       f"not {config[key]!r}.") from None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("GRIDSVC_PORT", 8000)), show_default="8000 or GRIDSVC_PORT")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("GRIDSVC_WORKERS", 2)), show_default="2")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("GRIDSVC_THREADS", 1)), show_default="1",
+# envvar: click checks the environment's value as it checks the option's (a usage error, not a traceback)
+@click.option("--port", type=click.IntRange(1, 65535), envvar="GRIDSVC_PORT", default=8000, show_default=True,
+              show_envvar=True)
+@click.option("--workers", type=click.IntRange(min=1), envvar="GRIDSVC_WORKERS", default=2, show_default=True,
+              show_envvar=True)
+@click.option("--threads", type=click.IntRange(min=1), envvar="GRIDSVC_THREADS", default=1, show_default=True,
+              show_envvar=True,
               help="threads per worker; more than 1 runs gthread workers (keep-alive; better behind no proxy "
                    "with slow clients), 1 runs sync workers (faster on 2 cores: see bench maps)")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
@@ -317,17 +396,19 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     _echo(f"serving the API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/api/docs, "
           f"map: http://{host}:{port}/map, OGC API: http://{host}:{port}/ogc)")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(max(1, threads)),
+            "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads),
             "--access-logfile", "-", "--no-control-socket", "--timeout", "60", "-c", "python:gridsvc.gunicorn_conf",
             "gridsvc.app:create_app()"]
     os.execv(sys.executable, argv)
 
 
-@main.command()
+@main.command(short_help="Run a benchmark: locate, checkin, parking, dispatch, maps.",
+              context_settings={"ignore_unknown_options": True})
 @click.argument("name")
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(name: str, args: tuple[str, ...]) -> None:
-    """Run a benchmark from bench/ (e.g. `gridsvc bench locate`)."""
+    """Run a benchmark from bench/, e.g. `gridsvc bench locate` or `gridsvc bench maps --reuse-db`; NAME's
+    options are passed on (see the README's Benchmarks)."""
     # bench/ lives beside the package in the repository, not in the install:
     # the console script does not put the working directory on the path.
     if os.getcwd() not in sys.path:

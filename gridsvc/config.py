@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULTS: dict[str, Any] = {
     # A GeoJSON boundary of a whole town is a few MB at most; bigger is abuse.
@@ -71,14 +72,38 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_DATABASE = "gridsvc"
 
 
-def normalise_url(url: str) -> str:
+class BadDatabaseUrl(ValueError):
+    """DATABASE_URL (or GRIDSVC_TEST_DATABASE_URL) is not a PostgreSQL URL; the message says what is expected."""
+
+
+def normalise_url(url: str, setting: str = "DATABASE_URL") -> str:
     """Accept the usual spellings and always use the psycopg2 driver."""
+    expected = f"{setting} must look like postgresql://user:password@host:5432/database"
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
+    try:
+        parsed = make_url(url)
+        parsed.port  # a port that is not a number fails only when read
+    except (ArgumentError, ValueError):
+        raise BadDatabaseUrl(f"{expected}, not {_masked(url)!r}") from None
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg2"):
+        raise BadDatabaseUrl(f"{expected} (a PostgreSQL server with PostGIS), not {parsed.drivername}://...")
+    if parsed.host and "@" in parsed.host:
+        # libpq and SQLAlchemy both end the password at its first "@": the rest was read as the host.
+        raise BadDatabaseUrl(f"{setting}: the host reads {parsed.host.split('@', 1)[1]!r} after an '@' in the "
+                             "password; write special characters of the password percent-encoded (@ as %40, "
+                             ": as %3A, / as %2F, # as %23, ? as %3F, % as %25)")
+    return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def _masked(url: str) -> str:
+    """The URL as typed, its password (between the first ':' after '//' and the last '@') replaced."""
+    head, sep, rest = url.partition("//")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, place = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{head}//{user}:***@{place}" if ":" in credentials else url
 
 
 def database_url(env: Mapping[str, str] | None = None) -> str | None:
@@ -96,7 +121,7 @@ def test_database_url(env: Mapping[str, str] | None = None) -> str | None:
     """The separate database the test suite owns (it is dropped and rebuilt)."""
     env = os.environ if env is None else env
     if env.get("GRIDSVC_TEST_DATABASE_URL"):
-        return normalise_url(env["GRIDSVC_TEST_DATABASE_URL"])
+        return normalise_url(env["GRIDSVC_TEST_DATABASE_URL"], "GRIDSVC_TEST_DATABASE_URL")
     base = database_url(env)
     if not base:
         return None

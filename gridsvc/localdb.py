@@ -100,8 +100,13 @@ def ensure_postgis_installed(echo=print) -> Path:
         )
     echo(f"Installing {' '.join(packages)} with apt-get ...")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env)
+    except subprocess.CalledProcessError as exc:  # offline, a held package, a locked dpkg: apt said why above
+        raise LocalDbError(f"`{' '.join(exc.cmd)}` failed (exit status {exc.returncode}). Install "
+                           f"{' '.join(packages)} (PostgreSQL with postgis) by hand, or point DATABASE_URL at an "
+                           "existing PostGIS server.") from None
     bindir = find_bindir()
     if not bindir:
         raise LocalDbError(f"installed {packages} but still found no server with postgis under /usr/lib/postgresql")
@@ -249,6 +254,7 @@ def start(echo=print) -> ClusterInfo:
     home = home_dir()
     info = init_cluster(bindir, home, echo)
     if is_running(bindir, info):
+        echo(f"PostgreSQL already running on 127.0.0.1:{info.port} (data in {info.datadir})")
         return info
     log = info.datadir.parent / "postgres.log"
     if os.geteuid() == 0 and not log.exists():

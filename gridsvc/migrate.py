@@ -23,3 +23,29 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def pending(url: str) -> str | None:
+    """Why the database's schema is not the one this code expects, or None when it is.
+
+    Connects, so a server that cannot be reached raises here, before a command starts its work.
+    """
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine, pool
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    head = script.get_current_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no gridsvc schema yet: run `gridsvc migrate`"
+    if current in {revision.revision for revision in script.walk_revisions()}:
+        return f"the database schema is at revision {current}, this gridsvc needs {head}: run `gridsvc migrate`"
+    return f"the database schema is at revision {current}, newer than this gridsvc knows ({head}): update gridsvc"
