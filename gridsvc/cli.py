@@ -346,16 +346,16 @@ def tick() -> None:
     """Enforce deadlines now: expired offers, and offers to volunteers gone off duty, move on; forgotten check-outs
     close (run it every minute from cron)."""
     from gridsvc import clock
-    from gridsvc.config import load_config
+    from gridsvc.config import check_numeric_settings, load_config
     from gridsvc.services.checks import CheckPolicy
     from gridsvc.services.deadlines import enforce_deadlines
     from gridsvc.services.requests import DispatchPolicy
 
     config = load_config()
-    _numbers(config, floats=("GRIDSVC_CHECKIN_OPENS_MIN", "GRIDSVC_GEOFENCE_CAP_M", "GRIDSVC_CHECKOUT_GRACE_MIN",
-                             "GRIDSVC_OFFLINE_MAX_AGE_H", "GRIDSVC_CLOCK_SKEW_MIN",
-                             "GRIDSVC_DISPATCH_MAX_DISTANCE_M", "GRIDSVC_DISPATCH_ACCEPT_MIN"),
-             ints=("GRIDSVC_OFFLINE_MAX_EVENTS", "GRIDSVC_DISPATCH_TASK_CAP", "GRIDSVC_DISPATCH_MAX_REFUSALS"))
+    try:
+        check_numeric_settings(config)  # the policies would fail on one without saying which
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     database = _database()
     try:
         with database.sessionmaker() as session:
@@ -366,17 +366,6 @@ def tick() -> None:
                   f"closed {done.closed_check_ins} check-in(s) left open past their shift")
     finally:
         database.dispose()
-
-
-def _numbers(config: dict, *, floats: tuple[str, ...], ints: tuple[str, ...]) -> None:
-    """Each setting a number, or a usage error naming it (the policies would fail on it without saying which)."""
-    for keys, kind in ((floats, float), (ints, int)):
-        for key in keys:
-            try:
-                kind(config[key])
-            except (TypeError, ValueError):
-                raise click.UsageError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
-                                       f"not {config[key]!r}.") from None
 
 
 @main.command()

@@ -71,6 +71,29 @@ DEFAULTS: dict[str, Any] = {
 
 DEFAULT_DATABASE = "gridsvc"
 
+# The settings that are numbers (from the environment they arrive as text), and which must be whole.
+NUMERIC_SETTINGS: dict[str, type] = {
+    "GRIDSVC_DB_CONNECT_TIMEOUT": int, "GRIDSVC_DB_POOL_SIZE": int, "GRIDSVC_ACCESS_TOKEN_MINUTES": float,
+    "GRIDSVC_REFRESH_TOKEN_DAYS": float, "GRIDSVC_SIGNIN_ADDRESS_FAILURES": int,
+    "GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN": int, "GRIDSVC_CHECKIN_OPENS_MIN": float, "GRIDSVC_GEOFENCE_CAP_M": float,
+    "GRIDSVC_CHECKOUT_GRACE_MIN": float, "GRIDSVC_POSITION_RETENTION_DAYS": float, "GRIDSVC_OFFLINE_MAX_AGE_H": float,
+    "GRIDSVC_CLOCK_SKEW_MIN": float, "GRIDSVC_OFFLINE_MAX_EVENTS": int, "GRIDSVC_IDEMPOTENCY_HOURS": float,
+    "GRIDSVC_DISPATCH_MAX_DISTANCE_M": float, "GRIDSVC_DISPATCH_ACCEPT_MIN": float, "GRIDSVC_DISPATCH_TASK_CAP": int,
+    "GRIDSVC_DISPATCH_MAX_REFUSALS": int, "GRIDSVC_TILE_CACHE_SECONDS": float, "GRIDSVC_TILE_CACHE_MB": float,
+}
+
+
+def check_numeric_settings(config: Mapping[str, Any]) -> None:
+    """A ValueError naming the first numeric setting that is not a number. Why: checked when the app starts
+    (and by ``gridsvc tick``), a typo in the environment stops the start with its name, rather than turning
+    every check-in or offer into a 500 saying "could not convert string to float"."""
+    for key, kind in NUMERIC_SETTINGS.items():
+        try:
+            kind(config[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
+                             f"not {config[key]!r}.") from None
+
 
 class BadDatabaseUrl(ValueError):
     """DATABASE_URL (or GRIDSVC_TEST_DATABASE_URL) is not a PostgreSQL URL; the message says what is expected."""

@@ -216,3 +216,15 @@ def test_cron_runs_tick_and_purge_twice_at_once_without_double_counting(database
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM volunteer_position WHERE volunteer_id = :v AND recorded_at < now() - "
                               "interval '29 days'"), {"v": vid})
+
+
+@pytest.mark.parametrize("key, value", [("GRIDSVC_CHECKOUT_GRACE_MIN", "2h"), ("GRIDSVC_DISPATCH_TASK_CAP", "1.5"),
+                                        ("GRIDSVC_TILE_CACHE_SECONDS", "")])
+def test_a_setting_that_is_not_a_number_stops_the_app_naming_it(database_url, key, value):
+    """Under `gridsvc serve` a typo such as GRIDSVC_CHECKOUT_GRACE_MIN=2h started the app and turned every
+    check-out (or offer, or tile) into a 500 "could not convert string to float"; it now stops the start."""
+    from gridsvc.app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    with pytest.raises(ValueError, match=key):
+        create_app({"DATABASE_URL": database_url, **TEST_CONFIG, key: value})
