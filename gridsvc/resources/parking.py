@@ -241,10 +241,17 @@ def _capacity_csv(answer: dict, selector: service.Selector) -> Response:
     lots = service.lots_in(session, selector, as_of=answer["as_of"])
     columns = ["lot_id", "ref", "name", "zone_id", "access", "kind", "opened_on", "car", "accessible",
                "ev_charging", "truck", "ebike", "total"]
-    rows = ([lot.id, lot.ref or "", lot.name, lot.zone_id or "", lot.access, lot.kind,
-             lot.opened_on.isoformat() if lot.opened_on else "", lot.capacity["car"], lot.capacity["accessible"],
-             lot.capacity["ev_charging"], lot.capacity["truck"], lot.capacity["ebike"], lot.capacity_total]
-            for lot in lots)
+    types = ("car", "accessible", "ev_charging", "truck", "ebike")
+    rows = [[lot.id, lot.ref or "", lot.name, lot.zone_id or "", lot.access, lot.kind,
+             lot.opened_on.isoformat() if lot.opened_on else "", *(lot.capacity[t] for t in types), lot.capacity_total]
+            for lot in lots]
+    # Spaces of no lot (stalls along a street) count in the supply too: a row per zone, and a TOTAL row equal to
+    # the JSON's supply, so the column adds up to what the planner was told.
+    for zone_id, by_type in service.lone_spaces_in(current_session(), selector, as_of=answer["as_of"]):
+        rows.append(["", "", "single spaces", zone_id or "", "", "", "", *(by_type[t] for t in types),
+                     sum(by_type.values())])
+    supply = answer["supply"]
+    rows.append(["TOTAL", "", "", "", "", "", "", *(supply["by_type"][t] for t in types), supply["total"]])
     return csv_response(columns, rows, "parking-capacity.csv")
 
 
@@ -291,6 +298,13 @@ class Gap(MethodView):
             rows = [[row["code"], row["name"], row["supply"], row["demand"], row["gap"], row["status"],
                      "" if row["peak_occupancy"] is None else row["peak_occupancy"]] for row in report["zones"]]
             t = report["total"]
+            unzoned = (t["unzoned_supply"], t["unzoned_demand"], t["unzoned_peak_occupancy"])
+            if unzoned != (0, 0, None):
+                # What lies in no zone (its zone deleted) is in the TOTAL: shown as a row of its own,
+                # the column sums in a spreadsheet come to the TOTAL.
+                supply, demand, peak = unzoned
+                rows.append(["(no zone)", "in no zone", supply, demand, demand - supply,
+                             service.gap_status(demand - supply, demand), "" if peak is None else peak])
             rows.append(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"], t["peak_occupancy"]])
             return csv_response(GAP_COLUMNS, rows, f"parking-gap-{report['as_of']}.csv")
         rows = report.pop("zones")

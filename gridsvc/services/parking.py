@@ -10,7 +10,10 @@ Counting rules (one place, documented in the README):
   count (NULL: in use since before records began);
 - occupied now, per lot: its latest observation of the last 24 hours, else
   the count of its spaces marked occupied or reserved; plus lone spaces so
-  marked. Out-of-service spaces are neither free nor occupied;
+  marked. Out-of-service spaces are neither free nor occupied, nor are the
+  spaces of a lot with neither a fresh count nor spaces on record (unknown);
+- a box or drawn polygon counts a lot or lone space where a point on its
+  surface lies; a radius, any lot that reaches within it;
 - practical capacity is 85 % of supply (a lot feels full well before the
   last stall goes);
 - demand per enterprise = its explicit figure, else round(workers x its
@@ -405,8 +408,14 @@ def occupancy_series(session: Session, lot_id: int, *, start: datetime, end: dat
     """Peak and mean per bucket (buckets aligned to midnight in the lot's community)."""
     lot = get_lot(session, lot_id)
     tz = community_timezone(session, lot.community_id)
-    origin = datetime.combine(date(2000, 1, 3), time.min, tz)
-    bin_start = func.date_bin(text(f"interval '{BUCKETS[bucket]}'"), OccupancyObservation.observed_at, origin)
+    if bucket == "1d":
+        # A day is the calendar day on the community's clock (23 or 25 hours where summer time starts or
+        # ends): cut every 24 h from a winter midnight, summer days began at 01:00.
+        local = func.timezone(tz.key, OccupancyObservation.observed_at)
+        bin_start = func.timezone(tz.key, func.date_trunc("day", local))
+    else:
+        origin = datetime.combine(date(2000, 1, 3), time.min, tz)
+        bin_start = func.date_bin(text(f"interval '{BUCKETS[bucket]}'"), OccupancyObservation.observed_at, origin)
     rows = session.execute(
         select(bin_start.label("bucket"), func.max(OccupancyObservation.occupied), func.avg(OccupancyObservation.occupied),
                func.count())
@@ -458,14 +467,17 @@ def _area(model, kind: str) -> Any:
     if kind == "zone":
         return model.zone_id == bindparam("zone_id")
     envelope = func.ST_MakeEnvelope(bindparam("minx"), bindparam("miny"), bindparam("maxx"), bindparam("maxy"), gsql.SRID)
-    if kind == "bbox":
-        return func.ST_Intersects(model.geom, envelope)
     if kind == "radius":
-        # the degree box lets the GiST index answer first; the spheroid decides
+        # the degree box lets the GiST index answer first; the spheroid decides. A lot any part of which
+        # is within the radius counts whole: it can be parked in from there (nearest_lots: its near edge).
         here = gsql.point(bindparam("lon"), bindparam("lat"))
         return and_(model.geom.op("&&")(envelope),
                     func.ST_DWithin(gsql.geography(model.geom), gsql.geography(here), bindparam("radius_m")))
-    return func.ST_Intersects(model.geom, func.ST_SetSRID(func.ST_GeomFromWKB(bindparam("polygon")), gsql.SRID))
+    area = envelope if kind == "bbox" else func.ST_SetSRID(func.ST_GeomFromWKB(bindparam("polygon")), gsql.SRID)
+    # A drawn area (or box) counts a lot where its middle lies (a point on its surface), as a zone counts
+    # the lots it holds most of: a lot across two areas drawn side by side was counted whole in both.
+    # "&&" on the column lets the GiST index pick the candidates.
+    return and_(model.geom.op("&&")(area), func.ST_Intersects(func.ST_PointOnSurface(model.geom), area))
 
 
 def _in_use(model, as_of: date):
@@ -493,9 +505,21 @@ def _capacity_statement(kind: str, current: bool):
     built once per selector kind (by ``_capacity_sql``), then only bound. Columns, in order: lots;
     lot capacity per type; lone spaces per type; spaces in lots; lone spaces;
     then, for today, occupied in lots, occupied lone, out of service in lots,
-    out of service lone."""
-    lots = select(ParkingLot.id, *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES]).where(
-        _area(ParkingLot, kind), _in_use(ParkingLot, bindparam("as_of"))).cte("lots")
+    out of service lone, capacity of the lots whose occupancy is unknown."""
+    lot_columns = [ParkingLot.id, *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES]]
+    if current:
+        # What a lot holds now: its latest count of the last day, else its marked spaces (the lot's
+        # trigger-kept tally), else nobody knows (NULL), as the maps read it.
+        latest = (select(OccupancyObservation.occupied)
+                  .where(OccupancyObservation.lot_id == ParkingLot.id,
+                         OccupancyObservation.observed_at > bindparam("fresh_after"),
+                         OccupancyObservation.observed_at <= bindparam("now"))
+                  # two counts at the same moment: the later recorded, as the lot's tally trigger (0013) and the maps
+                  .order_by(OccupancyObservation.observed_at.desc(), OccupancyObservation.id.desc())
+                  .limit(1).scalar_subquery())
+        marked = case((ParkingLot.spaces_on_record > 0, ParkingLot.spaces_occupied))
+        lot_columns.append(func.coalesce(latest, marked).label("known"))
+    lots = select(*lot_columns).where(_area(ParkingLot, kind), _in_use(ParkingLot, bindparam("as_of"))).cte("lots")
     lone = select(ParkingSpace.space_type, ParkingSpace.status).where(
         ParkingSpace.lot_id.is_(None), _area(ParkingSpace, kind), _in_use(ParkingSpace, bindparam("as_of"))).cte("lone")
 
@@ -516,16 +540,9 @@ def _capacity_statement(kind: str, current: bool):
     in_lots = in_lots.subquery("in_lots")
     inside_columns = [tally().label("n")]
     if current:
-        latest = (select(OccupancyObservation.occupied)
-                  .where(OccupancyObservation.lot_id == lots.c.id,
-                         OccupancyObservation.observed_at > bindparam("fresh_after"),
-                         OccupancyObservation.observed_at <= bindparam("now"))
-                  # two counts at the same moment: the later recorded, as the lot's tally trigger (0013) and the maps
-                  .order_by(OccupancyObservation.observed_at.desc(), OccupancyObservation.id.desc())
-                  .limit(1).scalar_subquery())
-        marked = (select(func.count()).select_from(ParkingSpace)
-                  .where(ParkingSpace.lot_id == lots.c.id, _occupying(ParkingSpace.status)).scalar_subquery())
-        lot_columns.append(func.coalesce(func.sum(func.coalesce(latest, marked)), 0).label("occupied"))
+        lot_columns.append(func.coalesce(func.sum(lots.c.known), 0).label("occupied"))
+        lot_capacity = sum(lots.c[f"capacity_{t}"] for t in SPACE_TYPES)
+        lot_columns.append(func.coalesce(func.sum(lot_capacity).filter(lots.c.known.is_(None)), 0).label("unknown"))
         lone_columns += [tally(_occupying(lone.c.status)).label("occupied"),
                          tally(lone.c.status == "out_of_service").label("out")]
         inside_columns.append(tally(in_lots.c.status == "out_of_service").label("out"))
@@ -535,7 +552,7 @@ def _capacity_statement(kind: str, current: bool):
     columns = [lot_sums.c.n, *[lot_sums.c[t] for t in SPACE_TYPES], *[lone_sums.c[t] for t in SPACE_TYPES],
                inside.c.n, lone_sums.c.n]
     if current:
-        columns += [lot_sums.c.occupied, lone_sums.c.occupied, inside.c.out, lone_sums.c.out]
+        columns += [lot_sums.c.occupied, lone_sums.c.occupied, inside.c.out, lone_sums.c.out, lot_sums.c.unknown]
     return select(*columns).select_from(lot_sums).join(lone_sums, literal_column("TRUE")).join(inside, literal_column("TRUE"))
 
 
@@ -560,12 +577,15 @@ def capacity(session: Session, selector: Selector, *, as_of: date | None, now: d
         "lots": lot_count, "spaces": row[11] + row[12],
         "supply": {"total": total, "car_usable": sum(by_type[t] for t in CAR_USABLE), "by_type": by_type},
         "practical_capacity": math.floor(PRACTICAL_SHARE * total),
-        "occupied": None, "free": None, "out_of_service": None, "utilisation_pct": None,
+        "occupied": None, "free": None, "out_of_service": None, "unknown": None, "utilisation_pct": None,
     }
     if current:
-        occupied, out = row[13] + row[14], row[15] + row[16]
-        answer.update(occupied=occupied, out_of_service=out, free=max(0, total - occupied - out),
-                      utilisation_pct=round(100 * occupied / total, 1) if total else None)
+        # Spaces of lots with no count of the last day and no marked spaces are neither free nor
+        # occupied: counted free, they made a zone look emptier the fewer of its lots were counted.
+        occupied, out, unknown = row[13] + row[14], row[15] + row[16], row[17]
+        known = total - unknown
+        answer.update(occupied=occupied, out_of_service=out, unknown=unknown, free=max(0, known - occupied - out),
+                      utilisation_pct=round(100 * occupied / known, 1) if known else None)
     if selector.kind == "radius":
         sql, built_in = _nearest_sql()
         rows = fetch_prepared(session, sql, {**built_in, **params, "nearest": nearest}, many=True)
@@ -600,6 +620,19 @@ def lots_in(session: Session, selector: Selector, *, as_of: str | date) -> list[
                                 .order_by(ParkingLot.zone_id, ParkingLot.id), selector.params()))
 
 
+def lone_spaces_in(session: Session, selector: Selector, *, as_of: str | date) -> list[tuple[int | None, dict[str, int]]]:
+    """The spaces of no lot that ``capacity`` counts, per zone (None: in no zone), by type: the rows beside
+    the lots that make a table of supply add up to its total."""
+    as_of = date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
+    counts: dict[int | None, dict[str, int]] = {}
+    for zone_id, space_type, n in session.execute(
+            select(ParkingSpace.zone_id, ParkingSpace.space_type, func.count())
+            .where(ParkingSpace.lot_id.is_(None), selector.where(ParkingSpace), _in_use(ParkingSpace, as_of))
+            .group_by(ParkingSpace.zone_id, ParkingSpace.space_type), selector.params()):
+        counts.setdefault(zone_id, dict.fromkeys(SPACE_TYPES, 0))[space_type] = n
+    return sorted(counts.items(), key=lambda item: (item[0] is None, item[0] or 0))
+
+
 # ---------------------------------------------------------------- demand and gap
 
 
@@ -612,7 +645,7 @@ def enterprise_demand(enterprise: Enterprise, community_share: float) -> int:
     return int((enterprise.workers * Decimal(str(share))).to_integral_value(rounding=ROUND_HALF_UP))
 
 
-def _status(gap: int, demand: int) -> str:
+def gap_status(gap: int, demand: int) -> str:
     if abs(gap) <= OK_BAND * max(demand, 1):
         return "ok"
     return "deficit" if gap > 0 else "surplus"
@@ -641,8 +674,9 @@ def gap(session: Session, community_id: int, *, as_of: date | None, now: datetim
                                                          ParkingSpace.space_type.in_(CAR_USABLE),
                                                          _in_use(ParkingSpace, as_of))
         .group_by(ParkingSpace.zone_id)).all())
+    # local midnights at both ends: 30 x 24 h back took in an hour of the day before across summer time
     window_end = datetime.combine(as_of + timedelta(days=1), time.min, tz)
-    window_start = window_end - timedelta(days=PEAK_WINDOW_DAYS)
+    window_start = datetime.combine(as_of - timedelta(days=PEAK_WINDOW_DAYS - 1), time.min, tz)
     # Cars only: by_type when the count has it, else the count capped at the lot's car-usable spaces.
     # An empty breakdown (as counts recorded before add_observation kept it as none) has none.
     by_type_cars = sum(func.coalesce(OccupancyObservation.by_type[t].as_integer(), 0) for t in CAR_USABLE)
@@ -662,7 +696,7 @@ def gap(session: Session, community_id: int, *, as_of: date | None, now: datetim
         wanted = demand.get(zone.id, 0)
         peak = peaks.get(zone.id)
         rows.append({"zone_id": zone.id, "code": zone.code, "name": zone.name, "supply": supply, "demand": wanted,
-                     "gap": wanted - supply, "status": _status(wanted - supply, wanted),
+                     "gap": wanted - supply, "status": gap_status(wanted - supply, wanted),
                      "peak_occupancy": int(peak) if peak is not None else None,
                      "geometry": zone.geom})
     # The community's total is all of it: lots, spaces and enterprises in no zone
@@ -673,7 +707,8 @@ def gap(session: Session, community_id: int, *, as_of: date | None, now: datetim
     return {"community_id": community_id, "as_of": as_of.isoformat(), "car_commuter_share": community.car_commuter_share,
             "zones": rows,
             "total": {"supply": supply_total, "demand": demand_total, "gap": demand_total - supply_total,
-                      "status": _status(demand_total - supply_total, demand_total),
+                      "status": gap_status(demand_total - supply_total, demand_total),
                       "unzoned_supply": unzoned_supply, "unzoned_demand": demand.get(None, 0),
+                      "unzoned_peak_occupancy": int(peaks[None]) if peaks.get(None) is not None else None,
                       "peak_occupancy": sum(r["peak_occupancy"] or 0 for r in rows) + int(peaks.get(None) or 0)}}
 

@@ -227,7 +227,8 @@ def test_capacity_by_zone_community_bbox_radius_and_polygon(admin, market, clock
 
     table = admin.get(f"/api/v1/parking/capacity?community_id={market['community']}&format=csv")
     rows = list(csv.reader(io.StringIO(table.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[0][:3] == ["lot_id", "ref", "name"] and len(rows) == 3 and rows[1][-1] == "130"
+    assert rows[0][:3] == ["lot_id", "ref", "name"] and rows[1][-1] == "130"
+    assert rows[-1][0] == "TOTAL" and sum(int(r[-1]) for r in rows[1:-1]) == int(rows[-1][-1])
 
 
 def test_capacity_as_of_counts_the_spaces_of_a_lot_opened_by_then(admin, market):
