@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -188,12 +189,11 @@ def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: st
         database.dispose()
 
 
-@user.command("api-key")
-@click.argument("username")
-@click.option("--label", default="open311 client", show_default=True)
-def user_api_key(username: str, label: str) -> None:
-    """Make an api_key for an account (Open311 clients); it is shown once."""
-    from gridsvc.open311 import new_api_key
+@contextmanager
+def _account(username: str):
+    """A session on the (migrated) database and the account ``username``, or a clear error; a refusal of the
+    service (the last enabled admin, say) is one message too."""
+    from gridsvc.errors import GridsvcError
     from gridsvc.services.accounts import find_user
 
     database = _database()
@@ -202,11 +202,24 @@ def user_api_key(username: str, label: str) -> None:
             found = find_user(session, username)
             if found is None:
                 raise click.ClickException(f"no user {username}")
-            key = new_api_key(session, found.id, label)
-            session.commit()
-            click.echo(key)
+            yield session, found
+    except GridsvcError as exc:
+        raise click.ClickException(exc.detail or exc.title) from exc
     finally:
         database.dispose()
+
+
+@user.command("api-key")
+@click.argument("username")
+@click.option("--label", default="open311 client", show_default=True)
+def user_api_key(username: str, label: str) -> None:
+    """Make an api_key for an account (Open311 clients); it is shown once."""
+    from gridsvc.open311 import new_api_key
+
+    with _account(username) as (session, found):
+        key = new_api_key(session, found.id, label)
+        session.commit()
+        click.echo(key)
 
 
 @user.command("revoke-api-keys")
@@ -215,42 +228,25 @@ def user_api_key(username: str, label: str) -> None:
 def user_revoke_api_keys(username: str, label: str | None) -> None:
     """Revoke an account's api_keys (a key leaked into a log, say): they stop working at once; the account
     and its tokens go on."""
-    from gridsvc.services.accounts import find_user, revoke_api_keys
+    from gridsvc.services.accounts import revoke_api_keys
 
-    database = _database()
-    try:
-        with database.sessionmaker() as session:
-            found = find_user(session, username)
-            if found is None:
-                raise click.ClickException(f"no user {username}")
-            revoked = revoke_api_keys(session, found.id, label=label)
-            session.commit()
-            _echo(f"revoked {revoked} api_key{'s' if revoked != 1 else ''} of {username}"
-                  + (f" labelled {label!r}" if label is not None else ""))
-    finally:
-        database.dispose()
+    with _account(username) as (session, found):
+        revoked = revoke_api_keys(session, found.id, label=label)
+        session.commit()
+        _echo(f"revoked {revoked} api_key{'s' if revoked != 1 else ''} of {username}"
+              + (f" labelled {label!r}" if label is not None else ""))
 
 
 @user.command("disable")
 @click.argument("username")
 def user_disable(username: str) -> None:
     """Disable an account: its tokens stop working at once."""
-    from gridsvc.errors import GridsvcError
-    from gridsvc.services.accounts import find_user, update_user
+    from gridsvc.services.accounts import update_user
 
-    database = _database()
-    try:
-        with database.sessionmaker() as session:
-            found = find_user(session, username)
-            if found is None:
-                raise click.ClickException(f"no user {username}")
-            update_user(session, found.id, {"disabled": True})
-            session.commit()
-            _echo(f"disabled {username}")
-    except GridsvcError as exc:  # the last enabled admin, say
-        raise click.ClickException(exc.detail or exc.title) from exc
-    finally:
-        database.dispose()
+    with _account(username) as (session, found):
+        update_user(session, found.id, {"disabled": True})
+        session.commit()
+        _echo(f"disabled {username}")
 
 
 @main.group("import")
