@@ -106,11 +106,15 @@ def db_stop() -> None:
 
 @db.command("status")
 def db_status() -> None:
-    """Say whether the embedded cluster runs, and where."""
+    """Say whether the embedded cluster runs, and where; exit status 3 when it does not (as `pg_ctl status`),
+    so a script can test it."""
     if os.environ.get("DATABASE_URL"):
         click.echo("DATABASE_URL is set: the embedded cluster is not used.")
-    for key, value in localdb.status().items():
+    state = localdb.status()
+    for key, value in state.items():
         click.echo(f"{key}: {value}")
+    if state["state"] != "running":
+        sys.exit(3)
 
 
 @main.command(short_help="Bring the database schema up to date.")

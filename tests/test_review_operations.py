@@ -228,3 +228,14 @@ def test_a_setting_that_is_not_a_number_stops_the_app_naming_it(database_url, ke
 
     with pytest.raises(ValueError, match=key):
         create_app({"DATABASE_URL": database_url, **TEST_CONFIG, key: value})
+
+
+def test_db_status_exits_3_when_the_cluster_does_not_run(tmp_path, monkeypatch):
+    """`db status` said "not created" or "stopped" with exit status 0, so `gridsvc db status || gridsvc db start`
+    in a script never started it; it now exits 3 then, as `pg_ctl status` does, and 0 while it runs."""
+    monkeypatch.setenv("GRIDSVC_HOME", str(tmp_path / "nothing-here"))
+    absent = CliRunner().invoke(main, ["db", "status"])
+    assert absent.exit_code == 3 and "state: not created" in absent.output
+    monkeypatch.delenv("GRIDSVC_HOME")
+    here = CliRunner().invoke(main, ["db", "status"])
+    assert here.exit_code == (0 if localdb.status()["state"] == "running" else 3), here.output
