@@ -103,6 +103,9 @@ async function apiJson(path) {
 // one that expired while the map was drawn (an admin has no zone map whose
 // refresh would renew it) is renewed and the tile asked again, instead of
 // failing with a 401 and leaving the park blank. Only our own origin gets it.
+// A tile that still fails is told to the user (MapLibre would only log it,
+// and an admin's whole park, parking to requests, comes from the tiles): a
+// session that has ended signs out, anything else shows in the status line.
 const TILE_PROTOCOL = "gridsvc-tiles";
 
 maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
@@ -111,10 +114,20 @@ maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
     const access = tokens.get()?.access_token;
     return fetch(url, { headers: access ? { Authorization: `Bearer ${access}` } : {}, signal: abortController.signal });
   };
-  let response = await get();
-  if (response.status === 401 && await renewTokens()) response = await get();
+  let response;
+  try {
+    response = await get();
+    if (response.status === 401 && await renewTokens()) response = await get();
+  } catch (error) {
+    if (!abortController.signal.aborted) tileFailed(null, "cannot reach the server 无法连接服务器");
+    throw error;
+  }
   if (response.status === 204) return { data: new ArrayBuffer(0) };  // nothing in this tile
-  if (!response.ok) throw new Error(`tile ${url}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const problem = await problemOf(response);
+    tileFailed(response.status, problem.detail || problem.title);
+    throw new Error(`tile ${url}: HTTP ${response.status}`);
+  }
   return { data: await response.arrayBuffer() };
 });
 
@@ -304,23 +317,34 @@ function zoneLayers(ownIds) {
 // GET /zones/{id}/map for each of the liaison's zones, remembering the ETag
 // so that a refresh that changed nothing costs a 304 and no redraw.
 class ZoneMaps {
-  constructor(zoneIds) {
-    this.entries = new Map(zoneIds.map((id) => [id, { etag: null, features: [], onDuty: 0 }]));
+  constructor(zones) {
+    this.entries = new Map(zones.map((zone) => [zone.id, { code: zone.code ?? String(zone.id), etag: null, features: [], onDuty: 0 }]));
+    this.failure = null;
   }
 
-  // True when any zone's data changed.
+  // True when any zone's data changed. Every zone is asked even when one
+  // fails (a liaison's other zones must still show, and a zone that changed
+  // must be drawn: its new ETag is kept, so it would answer 304 from now on);
+  // the first failure is kept in this.failure. An ended session (401) throws.
   async refresh() {
     let changed = false;
+    this.failure = null;
     for (const [id, entry] of this.entries) {
-      const headers = entry.etag ? { "If-None-Match": entry.etag } : {};
-      const response = await apiFetch(`${API}/zones/${id}/map`, { headers });
-      if (response.status === 304) continue;
-      if (!response.ok) throw new ApiError(response.status, await problemOf(response));
-      const body = await response.json();
-      entry.etag = response.headers.get("ETag");
-      entry.features = body.features ?? [];
-      entry.onDuty = body.volunteers_on_duty ?? 0; // a count even when positions are not shown
-      changed = true;
+      try {
+        const headers = entry.etag ? { "If-None-Match": entry.etag } : {};
+        const response = await apiFetch(`${API}/zones/${id}/map`, { headers });
+        if (response.status === 304) continue;
+        if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+        const body = await response.json();
+        entry.etag = response.headers.get("ETag");
+        entry.features = body.features ?? [];
+        entry.onDuty = body.volunteers_on_duty ?? 0; // a count even when positions are not shown
+        changed = true;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 401) throw error;
+        console.warn(`zone map ${entry.code}:`, error);
+        this.failure ??= new Error(`${entry.code}: ${error.message}`);
+      }
     }
     return changed;
   }
@@ -461,12 +485,28 @@ function showOnDuty() {
   $("on-duty").textContent = zoneMaps?.entries.size ? `在岗志愿者 ${zoneMaps.onDuty()} volunteers on duty` : "";
 }
 
+function zoneDataFailed(error) {
+  setStatus(`网格数据出错 Zone data ${error.message}`);
+}
+
+// A tile that failed (see the tile protocol): an ended session signs out,
+// anything else is said in the status line. Only while a map is shown.
+function tileFailed(status, message) {
+  if (!view.map) return;
+  if (status === 401) {
+    setTimeout(() => view.map && failed(new ApiError(401, { detail: message })));
+    return;
+  }
+  setStatus(`地图图块出错 Map tiles: ${message}${status ? ` (HTTP ${status})` : ""}`);
+}
+
 async function refreshZoneMap() {
   if (!view.zoneMaps || !view.map) return;
   const changed = await view.zoneMaps.refresh();
   if (changed) view.map.getSource("zone-map")?.setData(view.zoneMaps.collection());
   const time = new Date().toLocaleTimeString();
-  setStatus(changed ? `更新 Updated ${time}` : `已检查 Checked ${time}, no change`);
+  if (view.zoneMaps.failure) zoneDataFailed(view.zoneMaps.failure);
+  else setStatus(changed ? `更新 Updated ${time}` : `已检查 Checked ${time}, no change`);
   showOnDuty();
 }
 
@@ -493,7 +533,7 @@ async function openMap() {
   const own = zones.features.filter((f) => ownIds.includes(f.properties.id ?? f.id));
   const bounds = boundsOf(own.length ? own : zones.features) ?? boundsOf([{ geometry: community.boundary }]);
 
-  const zoneMaps = new ZoneMaps(ownIds);
+  const zoneMaps = new ZoneMaps(me.zones);
   const map = new maplibregl.Map({
     container: "map", style: baseStyle(), bounds, fitBoundsOptions: { padding: fitPadding() },
     attributionControl: false,
@@ -505,11 +545,9 @@ async function openMap() {
   map.on("error", (event) => console.warn("map:", event.error?.message ?? event));
   map.on("click", showFeature);
 
-  // The zone map failing (say, a zone just deleted) must not hide the rest.
-  const zoneMapLoaded = zoneMaps.refresh().catch((error) => {
-    if (error instanceof ApiError && error.status === 401) throw error;
-    console.warn("zone map:", error);
-    setStatus(`网格数据出错 Zone data: ${error.message}`);
+  // A zone map failing (say, a zone just deleted) must not hide the rest.
+  const zoneMapLoaded = zoneMaps.refresh().then(() => {
+    if (zoneMaps.failure) zoneDataFailed(zoneMaps.failure);
   });
   await Promise.all([map.once("load"), zoneMapLoaded]);
   if (view.map !== map) return; // signed out while loading

@@ -1,0 +1,155 @@
+"""Review of the /map page as a liaison (and an admin) uses it, in real headless Chromium.
+
+Each test is a defect a user hit: the park's tiles failing without a word, a
+session that ended without the admin being told, and a liaison of several
+zones losing one zone's data because another zone's map failed.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from gridsvc.models import User, Zone
+from tests.web import test_map_page as map_page
+from tests.web.test_map_page import playwright_sync, sign_in_and_wait
+
+# The map page's fixtures: a live server, Chromium, and a fresh tab.
+base_url, browser, page = map_page.base_url, map_page.browser, map_page.page
+
+expect = playwright_sync.expect
+
+
+def _tiles_answer(status: int):
+    problem = {"type": "about:blank", "title": "Internal Server Error" if status == 500 else "Unauthorized",
+               "status": status, "detail": "Something broke." if status == 500 else "The token is invalid."}
+    return lambda route: route.fulfill(status=status, content_type="application/problem+json",
+                                       body=json.dumps(problem))
+
+
+def test_tiles_failing_are_reported_not_silently_blank(page):
+    """An admin's whole park (parking, enterprises, requests, volunteers) is
+    drawn from /tiles: when they fail, the page must say so."""
+    page.route("**/tiles/**", _tiles_answer(500))
+    sign_in_and_wait(page, "admin")
+    status = page.locator("#status")
+    expect(status).to_contain_text("500")
+    expect(status).to_contain_text("Map tiles")
+
+
+def test_admin_whose_session_ended_is_asked_to_sign_in_again(page):
+    """An admin has no zone map whose refresh would notice an ended session:
+    the tiles are what notice it, and the admin must be told, not left with
+    a park that stays blank as they pan."""
+    sign_in_and_wait(page, "admin")
+    # The session ends (tokens revoked, or both expired overnight): every token is refused.
+    page.evaluate("""() => sessionStorage.setItem('gridsvc.map.tokens',
+        JSON.stringify({access_token: 'ended', refresh_token: 'ended'}))""")
+    page.evaluate("window.gridMap.jumpTo({zoom: window.gridMap.getZoom() + 2})")  # new tiles are needed
+    error = page.locator("#sign-in-error")
+    expect(error).to_be_visible(timeout=15_000)
+    expect(error).to_contain_text("expired")
+    expect(page.get_by_label("Username")).to_be_visible()
+    assert page.evaluate("document.body.dataset.mapState") == "signed-out"
+
+
+@pytest.fixture()
+def liaison_of_two_zones(engine):
+    """liaison-g02 is also the liaison of G03 (a real commit, undone after)."""
+    with engine.begin() as connection:
+        g02 = connection.scalar(select(User.id).where(User.username == "liaison-g02"))
+        g03_liaison = connection.scalar(select(Zone.liaison_id).where(Zone.code == "G03"))
+        connection.execute(Zone.__table__.update().where(Zone.code == "G03").values(liaison_id=g02))
+        ids = dict(connection.execute(select(Zone.code, Zone.id).where(Zone.code.in_(["G02", "G03"]))).all())
+    try:
+        yield ids
+    finally:
+        with engine.begin() as connection:
+            connection.execute(Zone.__table__.update().where(Zone.code == "G03").values(liaison_id=g03_liaison))
+
+
+def _zone_map_drawn(page, zone_id: int) -> int:
+    """How many features of that zone's map the zone-map source holds."""
+    return page.evaluate("""async (zoneId) => {
+        const features = await window.gridMap.getSource('zone-map').getData();
+        return features.features.filter((f) => f.properties.layer === 'zone' && f.properties.id === zoneId).length;
+    }""", zone_id)
+
+
+def test_one_zone_failing_does_not_hide_the_liaisons_other_zones(page, liaison_of_two_zones):
+    g02, g03 = liaison_of_two_zones["G02"], liaison_of_two_zones["G03"]
+    page.route(f"**/api/v1/zones/{g02}/map", _tiles_answer(500))
+    sign_in_and_wait(page, "liaison-g02")
+    expect(page.locator("#status")).to_contain_text("Something broke")
+    assert _zone_map_drawn(page, g03) == 1, "G03's map was never asked for because G02's failed"
+
+
+def test_a_zone_that_changed_is_drawn_even_when_another_zone_failed(page, liaison_of_two_zones):
+    """A refresh where G02 changed and G03 failed must still draw G02's new
+    data: its new ETag is kept, so the next refresh gets a 304 for it and
+    would never draw it."""
+    g02, g03 = liaison_of_two_zones["G02"], liaison_of_two_zones["G03"]
+    sign_in_and_wait(page, "liaison-g02")
+    renamed = "已更新 Renamed zone"
+
+    def changed(route):
+        # the server's own answer (asked without the ETag, which would be a 304), then changed
+        response = route.fetch(headers={k: v for k, v in route.request.headers.items() if k != "if-none-match"})
+        body = response.json()
+        for feature in body["features"]:
+            if feature["properties"]["layer"] == "zone":
+                feature["properties"]["name"] = renamed
+        route.fulfill(response=response, json=body, headers={**response.headers, "etag": '"changed-g02"'})
+
+    page.route(f"**/api/v1/zones/{g02}/map", changed)
+    page.route(f"**/api/v1/zones/{g03}/map", _tiles_answer(500))
+    with page.expect_response(f"**/api/v1/zones/{g03}/map"):
+        page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#status")).to_contain_text("Something broke")
+    names = page.evaluate("""async (zoneId) => {
+        const data = await window.gridMap.getSource('zone-map').getData();
+        return data.features.filter((f) => f.properties.layer === 'zone' && f.properties.id === zoneId)
+                            .map((f) => f.properties.name);
+    }""", g02)
+    assert names == [renamed]
+
+
+def test_request_description_is_text_and_a_volunteer_without_position_breaks_nothing(page):
+    """Checked sound: a request's description (typed by a resident) shows as
+    text in its popup, and a volunteer on duty with no position yet (null
+    geometry) is simply not drawn."""
+    evil = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">路灯坏了'
+
+    def poisoned(route):
+        response = route.fetch(headers={k: v for k, v in route.request.headers.items() if k != "if-none-match"})
+        body = response.json()
+        zone = next(f for f in body["features"] if f["properties"]["layer"] == "zone")
+        ring = zone["geometry"]["coordinates"][0] if zone["geometry"]["type"] == "Polygon" \
+            else zone["geometry"]["coordinates"][0][0]
+        lon = sum(c[0] for c in ring[:-1]) / (len(ring) - 1)
+        lat = sum(c[1] for c in ring[:-1]) / (len(ring) - 1)
+        body["features"] += [
+            {"type": "Feature", "id": "request.999999", "geometry": {"type": "Point", "coordinates": [lon, lat]},
+             "properties": {"layer": "request", "id": 999999, "service_code": "streetlight", "status": "open",
+                            "description": evil}},
+            {"type": "Feature", "id": "volunteer.999999", "geometry": None,
+             "properties": {"layer": "volunteer", "id": 999999, "name": "王<b>芳</b>"}},
+        ]
+        route.fulfill(response=response, json=body)
+
+    page.route("**/api/v1/zones/*/map", poisoned)
+    sign_in_and_wait(page, "liaison-g02")
+    page.evaluate("document.querySelectorAll('.zone-label').forEach((l) => l.remove())")
+    spot = page.evaluate("""() => {
+        const [r] = window.gridMap.queryRenderedFeatures({layers: ['own-request']}).filter((f) => f.properties.id === 999999);
+        return window.gridMap.project(r.geometry.coordinates);
+    }""")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + spot["x"], box["y"] + spot["y"])
+    popup = page.locator(".maplibregl-popup")
+    expect(popup.locator("h3")).to_have_text("999999")
+    description = popup.locator("dt", has_text="description").locator("xpath=following-sibling::dd[1]")
+    expect(description).to_have_text(evil)
+    assert popup.locator("img, script").count() == 0
+    assert page.evaluate("window.pwned") is None
