@@ -241,7 +241,16 @@ class ProblemResponses(BasePlugin):
       change made at the same moment (``concurrent-update``: send it again);
     - 415 where a body is read: it must be JSON.
 
-    A view's own declaration of the same status is kept.
+    A view's own declaration of the same status is kept. A public operation
+    documents 401 as well: it reads a token when one is sent, and refuses a
+    bad one (expired, revoked) rather than ignoring it, so a client that
+    sends its token everywhere meets that 401 on public routes too.
+
+    Responses a view writes by hand with string codes (``"201"``) are merged
+    into the generated ones (``201``) rather than replacing them whole, as
+    the document would otherwise do. A write that takes an Idempotency-Key
+    documents ``Idempotent-Replayed`` on its successes (the header of a
+    replayed answer).
     """
 
     def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
@@ -249,14 +258,15 @@ class ProblemResponses(BasePlugin):
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
+            _merge_status_codes(responses)
             documented = {str(code) for code in responses}
 
             def add(status: http.HTTPStatus) -> None:
                 if str(status.value) not in documented:
                     responses[status.value] = status.name
 
+            add(http.HTTPStatus.UNAUTHORIZED)  # a bad token is refused wherever it is sent
             if operation.get("security"):
-                add(http.HTTPStatus.UNAUTHORIZED)
                 add(http.HTTPStatus.FORBIDDEN)
             if "{" in (path or ""):
                 add(http.HTTPStatus.NOT_FOUND)
@@ -264,6 +274,49 @@ class ProblemResponses(BasePlugin):
                 add(http.HTTPStatus.CONFLICT)
             if "requestBody" in operation:
                 add(http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+                        for p in operation.get("parameters", []) if isinstance(p, dict))
+            for code, response in list(responses.items()):
+                status = int(code) if str(code).isdigit() else None
+                if status is None or not isinstance(response, dict):
+                    continue  # a component (the 409, 429 and 503 ones carry Retry-After already)
+                if status in RETRY_AFTER_STATUSES:
+                    response.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER_HEADER)
+                if keyed and 200 <= status < 300:
+                    response.setdefault("headers", {}).setdefault("Idempotent-Replayed", REPLAYED_HEADER)
+
+
+# Answers that carry Retry-After (seconds): 409 (a request in progress, a concurrent update), 429 (sign-in
+# throttled), 503 (the database unreachable).
+RETRY_AFTER_STATUSES = frozenset({409, 429, 503})
+RETRY_AFTER_HEADER = {"description": "Seconds to wait before sending the request again (sent with "
+                                     "/problems/request-in-progress, /problems/concurrent-update, 429 and 503)",
+                      "schema": {"type": "integer", "minimum": 0}}
+REPLAYED_HEADER = {"description": "`true` when this is the first answer to this Idempotency-Key given again to a "
+                                  "retry (nothing was done a second time)",
+                   "schema": {"type": "string", "enum": ["true"]}}
+
+
+def _merge_status_codes(responses: dict) -> None:
+    """Fold a response written under a string code ("201", a view's own ``@blp.doc``) into the one generated
+    under the int code (201): both would be written as "201", and the later would replace the other whole
+    (check-in's 201 lost its schema, the CSV export's 200 its description)."""
+    for code in [c for c in responses if isinstance(c, str) and c.isdigit() and int(c) in responses]:
+        manual, generated = responses.pop(code), responses[int(code)]
+        if isinstance(generated, dict) and isinstance(manual, dict):
+            merged = dict(generated)
+            for key, value in manual.items():
+                merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+                    else value
+            responses[int(code)] = merged
+        elif isinstance(manual, dict) and isinstance(generated, str):
+            # the generated one is a component: written out here, with what the manual one adds (headers, say)
+            written: dict[str, Any] = {"description": http.HTTPStatus(int(code)).phrase}
+            if int(code) >= 400:
+                written["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            responses[int(code)] = {**written, **manual}
+        else:
+            responses[int(code)] = manual
 
 
 class Api(flask_smorest.Api):
@@ -281,6 +334,8 @@ class Api(flask_smorest.Api):
             response: dict[str, Any] = {"description": status.phrase}
             if status >= 400:
                 response["schema"] = Problem
+            if status in RETRY_AFTER_STATUSES:
+                response["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
             prepare_response(response, self.spec, PROBLEM_JSON if status >= 400 else self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
         response = {"description": "Default error response", "schema": Problem}
