@@ -197,6 +197,11 @@ ADMIN_OR_PLANNER = roles("admin", "planner")
 # A calendar feed: a bearer token, or the feed's own key (checked by the view).
 CALENDAR = Rule("calendar", public=True,
                 note="A bearer token of the volunteer, their zone's liaison or an admin; or the feed's ?key=.")
+# Anyone; a token adds what its holder may see (the zone map's volunteer positions and open requests). Its note gives the operation a security of "bearer, or none", so an SDK sends the
+# token it has.
+PUBLIC_MORE_WITH_TOKEN = Rule("public-more-with-token", public=True,
+                              note="Anyone; a token adds what its holder may see (volunteers' positions for the "
+                                   "zone's liaison and admins, the open requests they may see).")
 # Zone liaisons pass this gate; the view then narrows them to their own zones.
 ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
 

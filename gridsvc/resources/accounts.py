@@ -37,6 +37,7 @@ class Token(MethodView):
     @blp.arguments(TokenRequest)
     @blp.response(200, TokenOut)
     @blp.alt_response(401, description="Wrong username or password")
+    @blp.alt_response(403, description="The account is disabled (only said to someone who gave its password)")
     @blp.alt_response(429, description="Too many failed attempts for this username, or from this client's "
                                        "address; see Retry-After")
     def post(self, credentials):

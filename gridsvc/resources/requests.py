@@ -128,6 +128,7 @@ class RequestStats(MethodView):
     @auth.access(auth.roles("admin", "planner", "liaison", "department", name="figure-readers"))
     @blp.arguments(StatsQuery, location="query")
     @blp.response(200, StatsOut)
+    @blp.alt_response(404, description="No such community")
     def get(self, query):
         """Figures: counts by status, service and zone, median time to first response and to resolution, SLA share, rating"""
         session = current_session()
@@ -265,6 +266,7 @@ class DispatchBatch(MethodView):
     @auth.access(DISPATCHERS)
     @blp.arguments(BatchQuery, location="query")
     @blp.response(200, BatchOut)
+    @blp.alt_response(404, description="No such community")
     def post(self, query):
         """Offer all open unassigned requests at once with the least total distance (reports greedy beside it)"""
         from gridsvc.services.batch import batch_dispatch

@@ -76,6 +76,7 @@ class ZoneLocate(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.arguments(PointIn, location="query")
     @blp.response(200, LocateOut)
+    @blp.alt_response(404, description="No zone holds the point")
     def get(self, point):
         """The zone and community containing a point (GCJ-02 and BD-09 are converted to WGS-84 first)"""
         located = service.locate(current_session(), point.lon, point.lat)
@@ -123,7 +124,7 @@ class ZoneItem(MethodView):
 
 @blp.route("/zones/<int:zone_id>/map")
 class ZoneMap(MethodView):
-    @auth.access(auth.PUBLIC)
+    @auth.access(auth.PUBLIC_MORE_WITH_TOKEN)
     @blp.response(200, ZoneMapOut)
     @blp.alt_response(304, description="Unchanged since the ETag sent in If-None-Match")
     def get(self, zone_id):

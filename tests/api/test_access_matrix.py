@@ -35,7 +35,7 @@ MATRIX = {
     ("POST", "/api/v1/communities/{community_id}/zones/split"): "admin+planner",
     ("GET", "/api/v1/zones/locate"): "public",
     ("GET", "/api/v1/zones/{zone_id}"): "public",
-    ("GET", "/api/v1/zones/{zone_id}/map"): "public",  # personal layers only for whom they concern
+    ("GET", "/api/v1/zones/{zone_id}/map"): "public-more-with-token",  # personal layers only for whom they concern
     ("PATCH", "/api/v1/zones/{zone_id}"): "zone-editors",
     ("DELETE", "/api/v1/zones/{zone_id}"): "admin+planner",
     ("GET", "/api/v1/communities/{community_id}/enterprises"): "public",
@@ -116,6 +116,7 @@ MATRIX = {
 CALLERS = ("anonymous", "volunteer-001", "liaison-g02", "admin")
 DENIED = {
     "public": {},
+    "public-more-with-token": {},
     "signed-in": {"anonymous": 401},
     "refresh": {"anonymous": 401, "volunteer-001": 401, "liaison-g02": 401, "admin": 401},  # access tokens cannot refresh
     "admin": {"anonymous": 401, "volunteer-001": 403, "liaison-g02": 403},
