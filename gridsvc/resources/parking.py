@@ -16,7 +16,8 @@ from gridsvc.errors import MalformedJson
 from gridsvc.fields import as_shape
 from geo.io import geometry_to_geojson
 from gridsvc.schemas.common import geopoint
-from gridsvc.schemas.parking import (BulkStatusIn, BulkStatusOut, CapacityPolygonIn, CapacityQuery, GapQuery,
+from gridsvc.schemas.parking import (BulkStatusIn, BulkStatusOut, CapacityPolygonIn, CapacityQuery, CapacityReportOut,
+                                     GapQuery, GapReportOut,
                                      ImportQuery, ImportResultOut, LotCollectionOut, LotCreate, LotOut, LotQuery,
                                      LotUpdate, ObservationIn, ObservationOut, SeriesOut, SeriesQuery,
                                      SpaceCollectionOut, SpaceCreate, SpaceOut, SpaceQuery, SpaceUpdate, StatusIn,
@@ -260,6 +261,9 @@ class Capacity(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.arguments(CapacityQuery, location="query")
     @blp.response(200)
+    @blp.doc(responses={"200": {"description": "The figures; with format=csv, a row per lot and a TOTAL",
+                                "content": {"application/json": {"schema": CapacityReportOut},
+                                            "text/csv": {"schema": {"type": "string"}}}}})
     def get(self, query):
         """Supply, occupancy and practical capacity for a community, zone, bbox or radius (format=csv: per lot)"""
         selector = _selector(query)
@@ -274,6 +278,8 @@ class Capacity(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.arguments(CapacityPolygonIn)
     @blp.response(200)
+    @blp.doc(responses={"200": {"description": "The figures",
+                                "content": {"application/json": {"schema": CapacityReportOut}}}})
     def post(self, data):
         """The same for an area drawn on the map (a GeoJSON Polygon or MultiPolygon)"""
         selector = service.Selector("polygon", polygon=data["geometry"],
@@ -291,6 +297,11 @@ class Gap(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.arguments(GapQuery, location="query")
     @blp.response(200)
+    @blp.doc(responses={"200": {"description": "Per zone and in total; format=csv a row per zone and a TOTAL, "
+                                               "format=geojson the zones as features with these properties",
+                                "content": {"application/json": {"schema": GapReportOut},
+                                            "text/csv": {"schema": {"type": "string"}},
+                                            "application/geo+json": {"schema": {"type": "object"}}}}})
     def get(self, query):
         """Supply against demand per zone and for the community (format=csv or geojson to export)"""
         report = service.gap(current_session(), query["community_id"], as_of=query.get("as_of"), now=clock.now())

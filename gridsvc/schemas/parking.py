@@ -558,3 +558,69 @@ class ImportResultOut(Schema):
 class ImportQuery(Schema):
     dry_run = fields.Bool(load_default=False, metadata={"description": "validate and place, write nothing"})
 
+
+
+# ---------------------------------------------------------------- capacity and gap answers (documentation)
+# The views write these answers themselves (JSON, or CSV/GeoJSON by ?format=); the schemas only describe them
+# in the OpenAPI document, so a generated client knows the fields.
+
+
+class SupplyOut(Schema):
+    total = fields.Int()
+    car_usable = fields.Int(metadata={"description": "car + accessible + ev_charging"})
+    by_type = fields.Dict(keys=fields.Str(), values=fields.Int(), metadata={"description": "spaces by type"})
+
+
+class NearestLotOut(Schema):
+    id = fields.Int()
+    name = fields.Str()
+    zone_id = fields.Int(allow_none=True)
+    access = fields.Str()
+    distance_m = fields.Float(metadata={"description": "metres to the lot's nearest edge, on the spheroid"})
+    capacity = fields.Dict(keys=fields.Str(), values=fields.Int())
+
+
+class CapacityReportOut(Schema):
+    selector = fields.Dict(metadata={"description": "the area asked for, as sent"})
+    as_of = fields.Str(metadata={"description": "the day (YYYY-MM-DD) the supply is of"})
+    lots = fields.Int()
+    spaces = fields.Int(metadata={"description": "marked spaces, in lots or single"})
+    supply = fields.Nested(SupplyOut)
+    practical_capacity = fields.Int(metadata={"description": "85 % of the supply"})
+    occupied = fields.Int(allow_none=True, metadata={"description": "today only (null for another day)"})
+    free = fields.Int(allow_none=True, metadata={"description": "of the supply whose occupancy is known"})
+    out_of_service = fields.Int(allow_none=True)
+    unknown = fields.Int(allow_none=True, metadata={"description": "supply of lots with no count of the last day "
+                                                                   "and no marked spaces"})
+    utilisation_pct = fields.Float(allow_none=True, metadata={"description": "occupied / known supply, in %"})
+    nearest_lots = fields.List(fields.Nested(NearestLotOut), metadata={"description": "with a radius only"})
+
+
+class GapZoneOut(Schema):
+    zone_id = fields.Int()
+    code = fields.Str()
+    name = fields.Str()
+    supply = fields.Int(metadata={"description": "car-usable spaces"})
+    demand = fields.Int()
+    gap = fields.Int(metadata={"description": "demand - supply"})
+    status = fields.Str(metadata={"description": "deficit, surplus or ok"})
+    peak_occupancy = fields.Int(allow_none=True, metadata={"description": "the 30 days' peak, if counted"})
+
+
+class GapTotalOut(Schema):
+    supply = fields.Int()
+    demand = fields.Int()
+    gap = fields.Int()
+    status = fields.Str()
+    peak_occupancy = fields.Int()
+    unzoned_supply = fields.Int(metadata={"description": "in no zone (its zone deleted); included above"})
+    unzoned_demand = fields.Int()
+    unzoned_peak_occupancy = fields.Int(allow_none=True)
+
+
+class GapReportOut(Schema):
+    community_id = fields.Int()
+    as_of = fields.Str()
+    car_commuter_share = fields.Float()
+    zones = fields.List(fields.Nested(GapZoneOut))
+    total = fields.Nested(GapTotalOut)
