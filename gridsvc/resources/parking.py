@@ -203,6 +203,12 @@ class Import(MethodView):
     @blp.arguments(ImportQuery, location="query")
     @blp.response(201, ImportResultOut)
     @blp.alt_response(422, description="Nothing imported; `errors` lists each wrong feature by index")
+    @blp.alt_response(415, description="The body is not sent as application/json (or application/geo+json)")
+    # The body is read by hand (a byte order mark allowed, each wrong feature reported by index): described here.
+    @blp.doc(requestBody={"required": True, "description": "A GeoJSON FeatureCollection: lots (Polygon, or Point with "
+                                                           "a capacity) and spaces (Point), our fields or OSM tags",
+                          "content": {"application/json": {"schema": {"type": "object"}},
+                                      "application/geo+json": {"schema": {"type": "object"}}}})
     def post(self, query):
         """Import a GeoJSON FeatureCollection of lots and spaces (our fields or OSM tags): all or nothing"""
         data = request.get_data(cache=True)

@@ -307,3 +307,10 @@ def test_every_example_is_accepted_by_the_api(app, doc):
             except Exception as exc:  # noqa: BLE001 (any refusal is the finding)
                 refused.append((name, field_name, example, str(exc)))
     assert refused == [], refused
+
+
+def test_the_parking_import_documents_its_body(doc):
+    """The import reads its body by hand (a byte order mark allowed): the document said it took none, so an SDK
+    could not send the FeatureCollection."""
+    body = doc.operation("POST", "/api/v1/parking/import").get("requestBody", {})
+    assert body.get("required") is True and "application/json" in body.get("content", {}), body
