@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 from typing import Any, Iterable
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
@@ -127,7 +126,7 @@ def _instant(raw: str) -> date | None:
     if isinstance(instant, datetime):
         if instant.tzinfo is not None:
             # opened_on is a day on the parks' clock: the same instant written as +08:00 or as Z is the same day
-            instant = instant.astimezone(ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+            instant = instant.astimezone(clock.default_timezone())
         return instant.date()
     return instant
 

@@ -15,7 +15,6 @@ import secrets
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, request, url_for
 from geoalchemy2 import WKBElement
@@ -247,7 +246,7 @@ def _parse_time(name: str, *, end: bool = False) -> datetime | None:
     try:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
             day = date.fromisoformat(value)
-            parsed = datetime.combine(day, time(0), ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+            parsed = datetime.combine(day, time(0), clock.default_timezone())
         else:
             day, parsed = None, datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import codecs
 import json
-from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, request, url_for
+from flask import Response, request, url_for
 from flask.views import MethodView
 
 from gridsvc import auth, clock
@@ -28,12 +27,6 @@ from gridsvc.services.parking_import import import_parking
 blp = Blueprint("parking", __name__, description="Parking inventory, occupancy, capacity and gap (停车)")
 
 STATUS_KEEPERS = auth.roles("admin", "planner", "liaison", name="status-keepers")
-
-
-def _default_tz() -> ZoneInfo:
-    """For capacity, whose area (a box, a circle, a drawn polygon) may span communities:
-    its "today" is the configured zone's. Series and gaps use their community's own."""
-    return ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
 
 
 def _require_status_keeper(zone_id: int | None) -> None:
@@ -276,7 +269,9 @@ class Capacity(MethodView):
         session = current_session()
         if query["format"] != "csv" and selector.kind != "radius":
             without_transaction(session)  # one statement answers (a radius adds its nearest lots)
-        answer = service.capacity(session, selector, as_of=query.get("as_of"), now=clock.now(), tz=_default_tz())
+        # an area (a box, a circle, a drawn polygon) may span communities: its "today" is the default clock's
+        answer = service.capacity(session, selector, as_of=query.get("as_of"), now=clock.now(),
+                                  tz=clock.default_timezone())
         if query["format"] == "csv":
             return _capacity_csv(answer, selector)
         return answer
@@ -292,7 +287,8 @@ class Capacity(MethodView):
                                     echo={"polygon": geometry_to_geojson(data["geometry"])})
         session = current_session()
         without_transaction(session)  # one statement answers
-        return service.capacity(session, selector, as_of=data.get("as_of"), now=clock.now(), tz=_default_tz())
+        return service.capacity(session, selector, as_of=data.get("as_of"), now=clock.now(),
+                                tz=clock.default_timezone())
 
 
 GAP_COLUMNS = ["zone", "name", "supply", "demand", "gap", "status", "peak_occupancy"]

@@ -1,7 +1,6 @@
 """Shifts, sign-ups, GPS check-in/out (online and offline) and the review of hours."""
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
@@ -29,11 +28,6 @@ MAX_KEY = 100
 
 def policy() -> checks.CheckPolicy:
     return checks.CheckPolicy.of_app(current_app)
-
-
-def default_timezone() -> ZoneInfo:
-    """The clock of times without an offset where no one community's applies (GRIDSVC_DEFAULT_TIMEZONE)."""
-    return ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
 
 
 def _point_fields(data: dict) -> dict:
@@ -66,7 +60,7 @@ class Shifts(MethodView):
         they are that instant.
         """
         query["starts_from"], query["starts_to"] = query.pop("start", None), query.pop("end", None)
-        return service.list_shifts(current_session(), **query, now=clock.now(), default_tz=default_timezone())
+        return service.list_shifts(current_session(), **query, now=clock.now(), default_tz=clock.default_timezone())
 
     @auth.access(SHIFT_MANAGERS)
     @blp.arguments(ShiftCreate)
@@ -245,7 +239,7 @@ def _check(shift_id: int, kind: str, data: dict):
     user_id, token_version, role = auth.account_claims()
     session = current_session()
     # (a client time is rare online, and never on check-in's fast path: only such a body pays for the lookup)
-    [event] = checks.on_shift_clock(session, [check_request(shift_id, kind, data, key)], default_tz=default_timezone())
+    [event] = checks.on_shift_clock(session, [check_request(shift_id, kind, data, key)], default_tz=clock.default_timezone())
     outcome = checks.check(session, user_id, event, now=clock.now(),
                            policy=policy(), account=checks.AccountCheck(role=role, token_version=token_version),
                            own_transaction=True)
@@ -341,7 +335,7 @@ class MyCheckEvents(MethodView):
             shift_id=e["shift_id"], kind=e["kind"], lon=e["point"].lon, lat=e["point"].lat, input_lon=e["point"].input_lon,
             input_lat=e["point"].input_lat, input_crs=e["point"].input_crs, accuracy_m=e.get("accuracy_m"),
             client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True)
-            for e in data["events"]], default_tz=default_timezone())
+            for e in data["events"]], default_tz=clock.default_timezone())
         requests = list(enumerate(events))
         results = checks.check_batch(session, user_id, requests, now=clock.now(), policy=policy())
         session.commit()

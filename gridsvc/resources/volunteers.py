@@ -1,7 +1,6 @@
 """Volunteers: registration, profiles and search, positions, hours and their exports."""
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
@@ -219,7 +218,7 @@ class MyLocation(MethodView):
         point = data["point"]
         policy = checks.CheckPolicy.of_app(current_app)
         at = service.fix_time(data.get("client_time"), now=clock.now(), max_age=policy.offline_max_age,
-                              skew=policy.clock_skew, default_tz=ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"]))
+                              skew=policy.clock_skew, default_tz=clock.default_timezone())
         service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
                                 accuracy_m=data.get("accuracy_m"), at=at)
         session.commit()
