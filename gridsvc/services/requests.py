@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from shapely.geometry import Point
-from sqlalchemy import and_, func, literal_column, or_, select, text, update
+from sqlalchemy import and_, func, literal_column, or_, select, update
 from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
@@ -57,7 +57,7 @@ from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             User, UserRole, Volunteer, Zone)
 from gridsvc.services import Page
-from gridsvc.services.volunteers import works_in, works_in_community
+from gridsvc.services.volunteers import may_volunteer, works_in, works_in_community
 
 
 @dataclass(frozen=True)
@@ -863,7 +863,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community (no home zone, "
                                    "sign-up or hours there).",
                                    errors={"volunteer_id": ["does not work in this request's community"]})
-        if not session.scalar(text(f"SELECT {_MAY_VOLUNTEER} FROM volunteer v WHERE v.id = :v"), {"v": volunteer_id}):
+        if not may_volunteer(chosen):
             # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
             raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
                                    "longer has the volunteer role.", errors={"volunteer_id": ["may not volunteer"]})

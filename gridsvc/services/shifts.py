@@ -29,7 +29,7 @@ from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
-from gridsvc.services.volunteers import get_volunteer, skills_by_code
+from gridsvc.services.volunteers import get_volunteer, may_volunteer, skills_by_code
 
 MAX_SERIES = 366  # occurrences one recurring template may create
 
@@ -411,8 +411,8 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     closes; cancel the rest of the four weeks". Shifts already cancelled or
     over are history, left out of both lists. A ``starting_from`` without
     an offset is read on the series' community's clock."""
-    if starting_from is not None and starting_from.utcoffset() is None:
-        community_id = session.scalar(select(Shift.community_id).where(Shift.series_id == series_id).limit(1))
+    if is_naive(starting_from):
+        community_id = search_community(session, series_id=series_id)
         if community_id is not None:  # (an unknown series matches nothing at any time)
             starting_from, = on_community_clock(session, community_id, starting_from)
     query = select(Shift).where(Shift.series_id == series_id, Shift.status == "scheduled", Shift.ends_at > now)
@@ -608,13 +608,6 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     session.add(signup)
     session.flush()
     return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
-
-
-def may_volunteer(volunteer: Volunteer) -> bool:
-    """Whether the volunteer's account may serve: enabled, with the volunteer role. Why: someone who cannot
-    sign in, or cannot check in (it needs the role), would hold a place nobody fills, as dispatch and request
-    reassignment also pass them over."""
-    return not volunteer.user.disabled and "volunteer" in volunteer.user.roles
 
 
 def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:

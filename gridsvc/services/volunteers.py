@@ -192,6 +192,13 @@ def works_in(zone_ids: frozenset[int]):
                .where(ServiceHours.volunteer_id == Volunteer.id, Shift.zone_id.in_(zones)).exists())
 
 
+def may_volunteer(volunteer: Volunteer) -> bool:
+    """Whether the volunteer's account may serve: enabled, with the volunteer role. Why: someone who cannot
+    sign in, or cannot check in (it needs the role), would hold a place or a task nobody fills (dispatch's SQL
+    asks the same of its candidates: ``requests._MAY_VOLUNTEER``)."""
+    return not volunteer.user.disabled and "volunteer" in volunteer.user.roles
+
+
 def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
     """Whether the volunteer works in the community: a home zone, a live sign-up or hours there (``works_in``).
     A liaison hands work, and with it people's contacts, only to such volunteers."""
