@@ -19,6 +19,7 @@ from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, 
                                         SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery,
                                         VolunteerUpdate)
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
+from gridsvc.services.communities import community_timezones
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
 
@@ -332,13 +333,12 @@ class VolunteerCalendar(MethodView):
         events = []
         signups = shift_service.signups_of_volunteer(session, volunteer.id)
         # each shift at its park's clock: one in a park on Xinjiang time is not written as Shanghai's
-        clocks = dict(session.execute(select(Community.id, Community.timezone).where(
-            Community.id.in_({signup.shift.community_id for signup in signups}))).all())
+        clocks = community_timezones(session, (signup.shift.community_id for signup in signups))
         for signup in signups:
             shift = signup.shift
             events.append({"uid": f"shift-{shift.id}-volunteer-{volunteer.id}@gridsvc", "title": shift.title,
                            "starts_at": shift.starts_at, "ends_at": shift.ends_at,
-                           "tzid": clocks[shift.community_id],
+                           "tzid": clocks[shift.community_id].key,
                            "status": "CANCELLED" if shift.status == "cancelled" else
                            ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
                            "location": shift.zone.name if shift.zone else None,

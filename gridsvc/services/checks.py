@@ -35,7 +35,7 @@ from gridsvc.db import execute_prepared, fetch_prepared, single_statement
 from gridsvc.errors import Conflict, Forbidden, GridsvcError, NotFound, TokenRefused, ValidationFailed
 from gridsvc.models import CheckEvent, Community, ServiceHours, Shift, Volunteer
 from gridsvc.services import Page
-from gridsvc.services.communities import community_timezone
+from gridsvc.services.communities import community_timezones
 from gridsvc.services.shifts import is_naive
 from gridsvc.services.volunteers import no_profile
 
@@ -102,7 +102,7 @@ def on_shift_clock(session: Session, requests: list[CheckRequest], *, default_tz
         return requests
     community_of = dict(session.execute(select(Shift.id, Shift.community_id)
                                         .where(Shift.id.in_({request.shift_id for request in naive}))).all())
-    clocks = {community_id: community_timezone(session, community_id) for community_id in set(community_of.values())}
+    clocks = community_timezones(session, community_of.values())
     return [replace(request, client_time=request.client_time.replace(
                 tzinfo=clocks.get(community_of.get(request.shift_id), default_tz)))
             if is_naive(request.client_time) else request for request in requests]
@@ -357,8 +357,7 @@ def _started_on_days(first_day: date | None, last_day: date | None) -> list[Any]
 
 def entry_clocks(session: Session, entries: Iterable[ServiceHours]) -> dict[int, ZoneInfo]:
     """The time zone of each community the entries' shifts are in, by community id (usually one)."""
-    return {community_id: community_timezone(session, community_id)
-            for community_id in {entry.shift.community_id for entry in entries}}
+    return community_timezones(session, (entry.shift.community_id for entry in entries))
 
 
 def hours_of(session: Session, volunteer_id: int, *, first_day: date | None = None,
