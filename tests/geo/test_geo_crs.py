@@ -85,6 +85,20 @@ def test_gcj02_shifts_east_and_south_around_ningbo() -> None:
     assert lat - 29.87 == pytest.approx(-0.00246, abs=0.0002)
 
 
+# A grid over China's box and around it, corners and all (lon, lat).
+GRID = [(lon / 4, lat / 4) for lon in range(4 * 70, 4 * 140, 7) for lat in range(0, 4 * 58, 5)]
+
+
+def test_forward_formulas_are_prcoords_digit_for_digit() -> None:
+    # geo.crs writes prcoords' formulas out on plain floats (for speed): the same floats, to the last bit.
+    for lon, lat in GRID:
+        reference = (prcoords.wgs_gcj(prcoords.Coords(lat, lon), check_china=False)
+                     if prcoords.sanity_in_china_p(prcoords.Coords(lat, lon)) else prcoords.Coords(lat, lon))
+        assert from_wgs84(lon, lat, "gcj02") == (reference.lon, reference.lat), (lon, lat)
+        reference = prcoords.gcj_bd(reference)
+        assert from_wgs84(lon, lat, "bd09") == (reference.lon, reference.lat), (lon, lat)
+
+
 def test_agrees_with_prcoords_reference_inverse() -> None:
     # prcoords' own iterative inverse is good to about a centimetre.
     for lon, lat in PLACES.values():
