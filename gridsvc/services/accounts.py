@@ -12,11 +12,13 @@ from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
+from gridsvc import clock
 from gridsvc.auth import check_password, hash_password, verify_password
 from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFound, TokenRefused, TooManyAttempts,
                             ValidationFailed)
-from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User
+from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
 from gridsvc.services import Page
+from gridsvc.services.shifts import release_places
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
 MAX_FAILURES = 5
@@ -193,6 +195,7 @@ def create_user(session: Session, *, username: str, password: str, display_name:
 
 def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User:
     user = get_user(session, user_id)
+    could_volunteer = _may_volunteer(user)
     if "password" in changes:
         check_password_policy(user.username, changes["password"])
     if ("admin" in user.roles and not user.disabled
@@ -210,7 +213,21 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User
     for key, value in changes.items():
         setattr(user, key, value)
     session.flush()
+    if could_volunteer and not _may_volunteer(user):
+        _release_volunteer_places(session, user_id)
     return user
+
+
+def _may_volunteer(user: User) -> bool:
+    return not user.disabled and "volunteer" in user.roles
+
+
+def _release_volunteer_places(session: Session, user_id: int) -> None:
+    """An account that may no longer volunteer gives up its places in shifts not started
+    (``shifts.release_places``): the waitlists move up at once."""
+    volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
+    if volunteer_id is not None:
+        release_places(session, volunteer_id, now=clock.now())
 
 
 def revoke_api_keys(session: Session, user_id: int, *, label: str | None = None) -> int:

@@ -703,6 +703,32 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     return signup, promoted
 
 
+def release_places(session: Session, volunteer_id: int, *, now: datetime) -> list[Signup]:
+    """The confirmed places of a volunteer who may no longer volunteer (the account disabled, or the
+    volunteer role taken away) in shifts not started yet, given to the first on each waitlist who can take
+    one, not left empty until someone notices. The volunteer goes back to the waitlist at their sign-up's
+    time, passed over as anyone who may not volunteer is (``_promote``): an account enabled again takes
+    the next free place first. A place already checked in to (check-in opens before the start) stays: it
+    is part of their record. Returns the sign-ups moved to the waitlist."""
+    shift_ids = list(session.scalars(
+        select(Signup.shift_id).join(Shift, Shift.id == Signup.shift_id)
+        .where(Signup.volunteer_id == volunteer_id, Signup.status == "confirmed", Shift.status == "scheduled",
+               Shift.starts_at > now, ~select(CheckEvent.id).where(CheckEvent.shift_id == Signup.shift_id,
+                                            CheckEvent.volunteer_id == volunteer_id, CheckEvent.accepted).exists())))
+    if not shift_ids:
+        return []
+    shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
+                                          shift_ids)
+    released = list(session.scalars(select(Signup).where(Signup.volunteer_id == volunteer_id,
+                                                         Signup.shift_id.in_(shift_ids), Signup.status == "confirmed")))
+    for signup in released:
+        signup.status = "waitlisted"
+    session.flush()
+    for shift_id in sorted(shifts):
+        _promote(session, shifts[shift_id])
+    return released
+
+
 def _promote_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,
                          now: datetime) -> None:
     """These volunteers are no longer confirmed for [starts_at, ends_at):

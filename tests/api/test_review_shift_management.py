@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from gridsvc.models import Shift, Signup, User, Volunteer
 from gridsvc.services import shifts as shift_service
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_of
+from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, community_body, delete_shifts, rect, while_uncommitted, zone_feature
 
 
@@ -90,6 +90,40 @@ def test_a_volunteer_whose_account_is_disabled_or_who_no_longer_volunteers_is_no
         assert refused["reason"] == "may_not_volunteer", refused
     assert _roster(admin, shift["id"]) == []
     assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["places_left"] == 2
+
+
+@pytest.mark.parametrize("how", ["disabled", "role_taken"])
+def test_the_confirmed_places_of_a_volunteer_who_may_no_longer_volunteer_go_to_the_waitlist(
+        admin, login, session, clock, how):
+    """D, confirmed for two shifts next month, leaves the team: the admin disables the account (or takes the
+    volunteer role away). D's places stayed confirmed: W, waiting behind D, never got the place, and the other
+    shift showed no place left, though nobody would come. Now both places are free at once: W is confirmed, the
+    other shift has its place back, and D waits in line at their sign-up's time, passed over (an account enabled
+    again takes the next free place first). A place D has already checked in to (check-in opens 30 minutes
+    before the start) stays: it is part of D's record, and so is a shift already over."""
+    zone_id = zone_of(session, "G01").id
+    full = make_shift(admin, zone_id=zone_id, capacity=1, starts_at=clock() + timedelta(days=232))
+    roomy = make_shift(admin, zone_id=zone_id, capacity=3, starts_at=clock() + timedelta(days=233))
+    soon = make_shift(admin, zone_id=zone_id, capacity=1, starts_at=clock() + timedelta(minutes=20))
+    d, w = "volunteer-006", "volunteer-007"
+    d_id, w_id = volunteer_id(session, d), volunteer_id(session, w)
+    assert [login(name).post(f"/api/v1/shifts/{full['id']}/signups", json={}).get_json()["status"]
+            for name in (d, w)] == ["confirmed", "waitlisted"]
+    for shift in (roomy, soon):
+        assert login(d).post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    lon, lat = zone_center(admin, zone_id)
+    checked_in = login(d).post(f"/api/v1/shifts/{soon['id']}/check-in", json={"lon": lon, "lat": lat, "accuracy_m": 5},
+                               headers={"Idempotency-Key": f"release-{how}"})
+    assert checked_in.status_code == 201, checked_in.get_json()
+
+    _no_longer_volunteering(admin, session, d, how)
+
+    assert _roster(admin, full["id"]) == [(w_id, "confirmed", None), (d_id, "waitlisted", 1)]
+    freed = admin.get(f"/api/v1/shifts/{roomy['id']}").get_json()
+    assert (freed["confirmed"], freed["waitlisted"], freed["places_left"]) == (0, 1, 3)
+    assert _roster(admin, soon["id"]) == [(d_id, "confirmed", None)]
+    # a place that frees up later is still not D's
+    assert login("volunteer-008").post(f"/api/v1/shifts/{roomy['id']}/signups", json={}).get_json()["status"] == "confirmed"
 
 
 def test_a_liaison_cannot_sign_up_a_volunteer_of_another_park(admin, login, session, clock):
