@@ -15,9 +15,10 @@ from gridsvc.fields import as_shape
 from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, User, Volunteer
 from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
-from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, SkillCreate, SkillOut,
-                                        SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut, VolunteerQuery,
-                                        VolunteerUpdate)
+from gridsvc.schemas.common import PageQuery
+from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
+                                        SkillOut, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
+                                        VolunteerQuery, VolunteerUpdate)
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 from gridsvc.services.communities import community_timezones
 
@@ -225,6 +226,24 @@ class MyLocation(MethodView):
         session.commit()
         return {"point": point.as_dict(), "input": point.input_dict(), "accuracy_m": data.get("accuracy_m"),
                 "recorded_at": at}
+
+
+@blp.route("/me/locations")
+class MyLocations(MethodView):
+    @auth.access(auth.roles("volunteer"))
+    @blp.arguments(PageQuery, location="query")
+    @blp.response(200, PositionPageOut)
+    @blp.alt_response(404, description=NO_PROFILE_YET)
+    def get(self, query):
+        """The positions you reported (`POST /me/location`) that are kept, newest first, and for how long
+
+        What the service holds of where you were, yours to see (PIPL art. 45); the check-ins' positions are in
+        your check-in record."""
+        session = current_session()
+        volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id)
+        page = service.position_history(session, volunteer.id, **query)
+        return {"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset,
+                "retention_days": float(current_app.config["GRIDSVC_POSITION_RETENTION_DAYS"])}
 
 
 def _volunteer_record(volunteer_id: int) -> Volunteer:

@@ -164,6 +164,19 @@ class LocationOut(Schema):
     recorded_at = fields.DateTime()
 
 
+class PositionOut(Schema):
+    point = fields.Nested(PointOut, metadata={"description": "where the phone was, in WGS-84"})
+    input_crs = fields.Str(metadata={"description": "the coordinate system the phone reported it in"})
+    accuracy_m = fields.Float(allow_none=True)
+    recorded_at = fields.DateTime(metadata={"description": "when the phone took the fix"})
+
+
+class PositionPageOut(PageOut):
+    retention_days = fields.Float(metadata={"description": "how long a position is kept (GRIDSVC_POSITION_RETENTION_DAYS): "
+                                                           "`gridsvc purge` deletes older ones"})
+    items = fields.List(fields.Nested(PositionOut), metadata={"description": "newest first"})
+
+
 class HoursOut(Schema):
     id = Int()
     shift_id = Int()

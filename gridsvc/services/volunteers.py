@@ -312,6 +312,20 @@ def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: 
     return position
 
 
+def position_history(session: Session, volunteer_id: int, *, limit: int, offset: int) -> Page[dict[str, Any]]:
+    """The positions kept of a volunteer, newest first (their own to read: what is stored about them)."""
+    kept = select(VolunteerPosition).where(VolunteerPosition.volunteer_id == volunteer_id)
+    total = session.scalar(select(func.count()).select_from(kept.subquery())) or 0
+    rows = session.execute(
+        select(func.ST_X(VolunteerPosition.position), func.ST_Y(VolunteerPosition.position), VolunteerPosition.input_crs,
+               VolunteerPosition.accuracy_m, VolunteerPosition.recorded_at)
+        .where(VolunteerPosition.volunteer_id == volunteer_id)
+        .order_by(VolunteerPosition.recorded_at.desc(), VolunteerPosition.id.desc()).limit(limit).offset(offset))
+    items = [{"point": {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}, "input_crs": crs,
+              "accuracy_m": accuracy_m, "recorded_at": recorded_at} for lon, lat, crs, accuracy_m, recorded_at in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
 def purge_positions(session: Session, *, retention_days: float, now: datetime | None = None) -> int:
     """Delete position history older than the retention period (PIPL: keep no more than needed)."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)

@@ -57,6 +57,7 @@ MATRIX = {
     ("GET", "/api/v1/volunteers/{volunteer_id}/shifts.ics"): "calendar",
     ("GET", "/api/v1/me/volunteer"): "signed-in",
     ("POST", "/api/v1/me/location"): "volunteer-role",
+    ("GET", "/api/v1/me/locations"): "volunteer-role",
     ("POST", "/api/v1/me/check-events"): "volunteer-role",
     ("GET", "/api/v1/shifts"): "signed-in",
     ("POST", "/api/v1/shifts"): "shift-managers",

@@ -164,6 +164,34 @@ def test_location_needs_a_volunteer(login):
     assert_problem(login("planner").post("/api/v1/me/location", json={"lon": 121.78, "lat": 29.87}), 403)
 
 
+def test_a_volunteer_reads_the_positions_kept_about_them_newest_first(login, session, clock):
+    """What the service holds of where a volunteer was is theirs to see (PIPL art. 45): each fix as stored (in
+    WGS-84, with the crs the phone used), newest by when it was taken (a late offline fix in its place), paged,
+    with the retention; another volunteer's are not among them."""
+    truth = zone_center(login("admin"), zone_of(session, "G03").id)
+    phone = from_wgs84(*truth, "gcj02")
+    volunteer = login("volunteer-009")
+    sent = [{"lon": phone[0], "lat": phone[1], "crs": "gcj02", "accuracy_m": 12,
+             "client_time": (clock() - timedelta(minutes=10)).isoformat()},
+            {"lon": truth[0], "lat": truth[1], "accuracy_m": 4},
+            {"lon": truth[0], "lat": truth[1], "client_time": (clock() - timedelta(hours=2)).isoformat()}]
+    for body in sent:
+        assert volunteer.post("/api/v1/me/location", json=body).status_code == 201
+    login("volunteer-010").post("/api/v1/me/location", json={"lon": 121.7, "lat": 29.8})
+
+    kept = volunteer.get("/api/v1/me/locations").get_json()
+    assert (kept["total"], kept["retention_days"]) == (3, 7.0)
+    assert [(p["input_crs"], p["accuracy_m"]) for p in kept["items"]] == [("wgs84", 4.0), ("gcj02", 12.0), ("wgs84", None)]
+    assert [p["recorded_at"][:16] for p in kept["items"][1:]] == [
+        (clock() - timedelta(minutes=10)).isoformat()[:16], (clock() - timedelta(hours=2)).isoformat()[:16]]
+    converted = kept["items"][1]["point"]
+    assert converted["crs"] == "wgs84" and geodesic_distance_m(converted["lon"], converted["lat"], *truth) < 1.0
+    second = volunteer.get("/api/v1/me/locations?limit=1&offset=1").get_json()
+    assert (second["total"], [p["input_crs"] for p in second["items"]]) == (3, ["gcj02"])
+    assert_problem(volunteer.get("/api/v1/me/locations?limit=0"), 422)
+    assert_problem(login("planner").get("/api/v1/me/locations"), 403)
+
+
 def test_purge_deletes_positions_past_retention(login, session, clock):
     volunteer = login("volunteer-002")
     volunteer.post("/api/v1/me/location", json={"lon": 121.78, "lat": 29.87})
