@@ -294,12 +294,22 @@ def ensure_database(url: str, *, recreate: bool = False) -> None:
     """Create the database named in ``url`` on its server if it does not exist.
 
     ``recreate`` drops it first (the test suite starts from an empty database).
-    Connects to the server's ``postgres`` maintenance database to do so.
+    A database that exists is only connected to: an account given one database
+    on a shared server (the usual DATABASE_URL) may not connect to any other.
+    Creating or dropping one connects to the server's ``postgres`` maintenance
+    database.
     """
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     name = parsed.database
+    if not recreate:
+        try:
+            _connect_with_retry(parsed.set(drivername="postgresql").render_as_string(hide_password=False)).close()
+            return
+        except psycopg2.OperationalError as exc:
+            if not _no_such_database(exc):
+                raise
     admin = parsed.set(database="postgres", drivername="postgresql")
     conn = _connect_with_retry(admin.render_as_string(hide_password=False))
     conn.autocommit = True
@@ -320,7 +330,13 @@ def _connect_with_retry(dsn: str, timeout: float = 30.0):
     while True:
         try:
             return psycopg2.connect(dsn, connect_timeout=5)
-        except psycopg2.OperationalError:
-            if time.monotonic() > deadline:
+        except psycopg2.OperationalError as exc:
+            if _no_such_database(exc) or time.monotonic() > deadline:  # (waiting would not make it)
                 raise
             time.sleep(0.3)
+
+
+def _no_such_database(exc: psycopg2.OperationalError) -> bool:
+    """The server refused the connection because the database does not exist (SQLSTATE 3D000; psycopg2
+    gives a refused connection no pgcode, only the server's message)."""
+    return "does not exist" in str(exc) and "database" in str(exc)

@@ -119,6 +119,43 @@ def test_migrate_without_the_right_to_create_postgis_says_what_a_superuser_must_
         admin.dispose()
 
 
+def test_db_start_on_a_database_that_exists_connects_to_it_alone(database_url, monkeypatch):
+    """`make run` with DATABASE_URL on a shared server, where the account was given one database (and may not
+    connect to the `postgres` maintenance database, as hosted PostgreSQL often has it): `gridsvc db start`
+    connected to `postgres` first to see whether the database exists, and stopped there. A database that exists
+    is now only connected to; one that does not is still created, through `postgres`."""
+    import psycopg2
+
+    reached = []
+    connect = psycopg2.connect
+
+    def recording_connect(dsn=None, **kwargs):  # (SQLAlchemy passes keywords only: not ensure_database's)
+        if dsn is not None:
+            reached.append(make_url(dsn).database)
+        return connect(dsn, **kwargs)
+
+    monkeypatch.setattr(psycopg2, "connect", recording_connect)
+    result = run("db", "start", database_url=database_url)
+    assert result.exit_code == 0, result.output
+    assert reached == [make_url(database_url).database]
+
+    missing = _with(database_url, database=make_url(database_url).database + "_new")
+    reached.clear()
+    try:
+        result = run("db", "start", database_url=missing)
+        assert result.exit_code == 0, result.output
+        assert reached == [make_url(missing).database, "postgres"]
+        created = create_engine(missing)
+        with created.connect() as conn:
+            assert conn.execute(text("SELECT current_database()")).scalar() == make_url(missing).database
+        created.dispose()
+    finally:
+        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(missing).database}" WITH (FORCE)'))
+        admin.dispose()
+
+
 # ------------------------------------------------------------------ files and settings
 
 
