@@ -220,7 +220,8 @@ class MyLocation(MethodView):
         point = data["point"]
         policy = checks.CheckPolicy.of_app(current_app)
         at = service.fix_time(data.get("client_time"), now=clock.now(), max_age=policy.offline_max_age,
-                              skew=policy.clock_skew, default_tz=clock.default_timezone())
+                              skew=policy.clock_skew,
+                              default_tz=service.volunteer_clock(session, volunteer, default_tz=clock.default_timezone()))
         service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
                                 accuracy_m=data.get("accuracy_m"), at=at)
         session.commit()

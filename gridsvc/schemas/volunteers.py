@@ -153,8 +153,9 @@ class LocationIn(PositionIn):
     accuracy_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=100_000), allow_none=True,
                               metadata={"description": "the phone's reported accuracy radius in metres"})
     client_time = FixTime(allow_none=True, metadata={
-        "description": "when the phone took the fix (default: now); without an offset, on GRIDSVC_DEFAULT_TIMEZONE's "
-                       "clock (Asia/Shanghai unless configured). At most 24 h old and 5 minutes ahead."})
+        "description": "when the phone took the fix (default: now); without an offset, on the clock of the park the "
+                       "volunteer is on duty in, else of their home zone's (else GRIDSVC_DEFAULT_TIMEZONE's). At most "
+                       "24 h old and 5 minutes ahead."})
 
 
 class LocationOut(Schema):

@@ -14,6 +14,7 @@ from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
                             VolunteerPosition, VolunteerSkill, Zone)
 from gridsvc.services import Page
+from gridsvc.services.communities import community_timezones
 
 # Registered volunteers hold this role: it is what the access rules check.
 VOLUNTEER_ROLE = "volunteer"
@@ -291,6 +292,18 @@ def fix_time(client_time: datetime | None, *, now: datetime, max_age: timedelta,
                                "ahead of the server's clock.",
                                errors={"client_time": ["too old, or too far ahead of the server's clock"]})
     return min(client_time, now)
+
+
+def volunteer_clock(session: Session, volunteer: Volunteer, *, default_tz: tzinfo) -> tzinfo:
+    """The clock the volunteer's phone shows: that of the park they are on duty in, else of their home zone's
+    park, else ``default_tz``. A time their app sends without an offset is read on it."""
+    community_id = session.scalar(select(Shift.community_id).where(Shift.id == volunteer.on_duty_shift_id)) \
+        if volunteer.on_duty_shift_id is not None else None
+    if community_id is None and volunteer.home_zone_id is not None:
+        community_id = session.scalar(select(Zone.community_id).where(Zone.id == volunteer.home_zone_id))
+    if community_id is None:
+        return default_tz
+    return community_timezones(session, [community_id]).get(community_id, default_tz)
 
 
 def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: float, crs: str,

@@ -196,6 +196,30 @@ def test_offline_events_with_naive_client_times_count_on_the_shifts_clock(on_dut
                                                   datetime(2031, 5, 6, 8, 50, tzinfo=URUMQI))
 
 
+def test_a_position_with_a_naive_client_time_is_on_the_clock_of_the_park_the_volunteer_is_in(on_duty, session):
+    """/me/location read a time without an offset on Shanghai's clock wherever the volunteer was: a fix taken at
+    07:38 in the market was kept as 05:38 there, two hours older than it was (and it would not have replaced a
+    fix from 06:00 as the last known position). Now on the clock of the park they are on duty in, else of their
+    home zone's park."""
+    lon, lat = on_duty["center"]
+    me = on_duty["client"]
+    checked_in = me.post(f"/api/v1/shifts/{on_duty['shift']['id']}/check-in", json={"lon": lon, "lat": lat},
+                         headers={"Idempotency-Key": "clock-in"})
+    assert checked_in.status_code == 201, checked_in.get_json()
+    fix = me.post("/api/v1/me/location", json={"lon": lon, "lat": lat, "client_time": f"{DAY}T07:38:00"})
+    assert fix.status_code == 201, fix.get_json()
+    assert datetime.fromisoformat(fix.get_json()["recorded_at"]) == datetime(2031, 5, 6, 7, 38, tzinfo=URUMQI)
+
+    # off duty, at home in the market: its clock too
+    checked_out = me.post(f"/api/v1/shifts/{on_duty['shift']['id']}/check-out", json={"lon": lon, "lat": lat},
+                          headers={"Idempotency-Key": "clock-out"})
+    assert checked_out.status_code == 201, checked_out.get_json()
+    home = me.patch(f"/api/v1/volunteers/{on_duty['id']}", json={"home_zone_id": on_duty["shift"]["zone_id"]})
+    assert home.status_code == 200, home.get_json()
+    fix = me.post("/api/v1/me/location", json={"lon": lon, "lat": lat, "client_time": f"{DAY}T07:39:00"})
+    assert datetime.fromisoformat(fix.get_json()["recorded_at"]) == datetime(2031, 5, 6, 7, 39, tzinfo=URUMQI)
+
+
 def test_the_check_in_documents_whose_clock_a_naive_client_time_is_on(client):
     spec = client.get("/api/openapi.json").get_json()
     schemas = spec["components"]["schemas"]
