@@ -100,6 +100,28 @@ def test_a_series_leaves_out_the_occurrences_already_over(admin, session, clock)
     assert count(session, Shift) == before
 
 
+def test_a_series_of_more_than_366_future_occurrences_is_refused_and_366_are_made(admin, session, clock):
+    """Guard (the answers were right; what changed is their cost, which tests do not time): a template from 1900 to
+    2199 walked all three centuries, a second of CPU, before its 422; now only the days from now until one
+    occurrence too many. The limit counts the occurrences still to come: a template that began long ago and has
+    366 left makes them."""
+    clock.current = datetime(2031, 3, 3, 10, 0, tzinfo=SHANGHAI)
+    body = {"title": "北门早高峰", "activity": "traffic_guidance", "zone_id": zone_of(session, "G06").id,
+            "capacity": 2, "weekdays": [1, 2, 3, 4, 5, 6, 7], "start_time": "07:30", "end_time": "09:00"}
+    before = count(session, Shift)
+    for span in (("1900-01-01", "2199-12-31"), ("2031-03-04", "2032-03-04")):  # 367 to come in the second
+        problem = assert_problem(admin.post("/api/v1/shifts/series", json=body | dict(zip(("from_date", "until_date"),
+                                                                                       span))), 422)
+        assert list(problem["errors"]) == ["until_date"] and "366" in problem["errors"]["until_date"][0], problem
+    assert count(session, Shift) == before
+    made = admin.post("/api/v1/shifts/series", json=body | {"from_date": "1999-01-01", "until_date": "2032-03-03"})
+    assert made.status_code == 201, made.get_json()
+    starts = [datetime.fromisoformat(s["starts_at"]) for s in made.get_json()["items"]]
+    assert len(starts) == 366
+    assert (starts[0], starts[-1]) == (datetime(2031, 3, 4, 7, 30, tzinfo=SHANGHAI),
+                                       datetime(2032, 3, 3, 7, 30, tzinfo=SHANGHAI))
+
+
 # ------------------------------------------------------------------ 2. naive times on the community's clock
 
 
