@@ -24,6 +24,8 @@ class Skill(Timestamped, Base):
     code: Mapped[str] = mapped_column(String(40), primary_key=True)
     name_zh: Mapped[str] = mapped_column(String(100))
     name_en: Mapped[str] = mapped_column(String(100))
+    # retired: off the list and taken up by nobody new; whoever holds it keeps it (migration 0026)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class VolunteerSkill(Base):

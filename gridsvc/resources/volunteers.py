@@ -17,7 +17,7 @@ from gridsvc.models import Community, User, Volunteer
 from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
-                                        SkillOut, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
+                                        SkillOut, SkillQuery, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
                                         VolunteerQuery, VolunteerUpdate)
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 from gridsvc.services.communities import community_timezones
@@ -72,10 +72,11 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
 @blp.route("/skills")
 class Skills(MethodView):
     @auth.access(auth.PUBLIC)
+    @blp.arguments(SkillQuery, location="query")
     @blp.response(200, SkillOut(many=True))
-    def get(self):
-        """The managed skill list"""
-        return service.list_skills(current_session())
+    def get(self, query):
+        """The managed skill list (without the retired skills unless asked)"""
+        return service.list_skills(current_session(), **query)
 
     @auth.access(auth.ADMIN)
     @blp.arguments(SkillCreate)
@@ -94,9 +95,13 @@ class SkillItem(MethodView):
     @blp.arguments(SkillUpdate)
     @blp.response(200, SkillOut)
     def patch(self, data, code):
-        """Correct a skill's names (its code stays)"""
+        """Correct a skill's names (its code stays), or retire it (`retired`) or bring it back
+
+        A retired skill leaves the list; the volunteers and shifts holding it keep it (a profile or shift sent
+        back whole with it is fine), and adding it anew is a 422.
+        """
         session = current_session()
-        skill = service.update_skill(session, code, data)
+        skill = service.update_skill(session, code, data, now=clock.now())
         session.commit()
         return skill
 

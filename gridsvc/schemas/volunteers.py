@@ -19,6 +19,12 @@ class SkillOut(Schema):
     code = fields.Str()
     name_zh = fields.Str()
     name_en = fields.Str()
+    retired_at = fields.DateTime(allow_none=True, metadata={
+        "description": "when it was retired: off the list, taken up by nobody new, kept by whoever holds it"})
+
+
+class SkillQuery(Schema):
+    include_retired = fields.Bool(load_default=False, metadata={"description": "list the retired skills too"})
 
 
 class SkillCreate(Schema):
@@ -28,10 +34,12 @@ class SkillCreate(Schema):
 
 
 class SkillUpdate(Schema):
-    """A skill's names; the code stays (shifts, services, dispatch and searches go by it)."""
+    """A skill's names (the code stays: shifts, services, dispatch and searches go by it), or retire it."""
 
     name_zh = Trimmed(validate=validate.Length(1, 100))
     name_en = Trimmed(validate=validate.Length(1, 100))
+    retired = fields.Bool(metadata={"description": "true retires it (off the list; volunteers and shifts holding it "
+                                                   "keep it, nobody takes it up anew), false brings it back"})
 
 
 class AvailabilityWindow(Schema):

@@ -297,7 +297,8 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
         moved_volunteers = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
                                              moves.get("ends_at", shift.ends_at), now=now)
     if "required_skills" in changes:
-        shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills")
+        shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills",
+                                               held=shift.required_skill_codes)
     if "capacity" in changes:
         confirmed = view(session, shift).confirmed
         if changes["capacity"] < confirmed:

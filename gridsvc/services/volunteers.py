@@ -23,8 +23,9 @@ VOLUNTEER_ROLE = "volunteer"
 # ---------------------------------------------------------------- skills
 
 
-def list_skills(session: Session) -> list[Skill]:
-    return list(session.scalars(select(Skill).order_by(Skill.code)))
+def list_skills(session: Session, *, include_retired: bool = False) -> list[Skill]:
+    query = select(Skill).order_by(Skill.code)
+    return list(session.scalars(query if include_retired else query.where(Skill.retired_at.is_(None))))
 
 
 def create_skill(session: Session, *, code: str, name_zh: str, name_en: str) -> Skill:
@@ -36,11 +37,16 @@ def create_skill(session: Session, *, code: str, name_zh: str, name_en: str) -> 
     return skill
 
 
-def update_skill(session: Session, code: str, changes: dict[str, str]) -> Skill:
-    """New names for a skill; its code stays (shifts, services, dispatch and searches go by it)."""
+def update_skill(session: Session, code: str, changes: dict[str, Any], *, now: datetime) -> Skill:
+    """New names for a skill (its code stays: shifts, services, dispatch and searches go by it), or retired
+    (``retired``: off the list, taken up by nobody new, kept by whoever holds it) or brought back."""
     skill = session.get(Skill, code, with_for_update=True)
     if skill is None:
         raise NotFound(f"The skill {code} does not exist.")
+    if "retired" in changes:
+        retired = changes.pop("retired")
+        if retired != (skill.retired_at is not None):
+            skill.retired_at = now if retired else None
     for key, value in changes.items():
         setattr(skill, key, value)
     session.flush()
@@ -63,14 +69,20 @@ def delete_skill(session: Session, code: str) -> None:
     session.flush()
 
 
-def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skills") -> list[Skill]:
-    """The Skill rows for ``codes``; an unknown code is a 422 naming it."""
+def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skills",
+                   held: Iterable[str] = ()) -> list[Skill]:
+    """The Skill rows for ``codes``; an unknown code is a 422 naming it, and so is a retired one not already
+    ``held`` (a profile or shift sent back whole keeps its retired skills; nobody takes one up anew)."""
     codes = list(dict.fromkeys(codes))
     found = {s.code: s for s in session.scalars(select(Skill).where(Skill.code.in_(codes)))}
     unknown = [c for c in codes if c not in found]
     if unknown:
         raise ValidationFailed(f"Unknown skill(s): {', '.join(unknown)}; see /api/v1/skills.",
                                errors={field: [f"unknown skill: {c}" for c in unknown]})
+    retired = [c for c in codes if found[c].retired_at is not None and c not in set(held)]
+    if retired:
+        raise ValidationFailed(f"Retired skill(s): {', '.join(retired)}; nobody takes them up any more "
+                               "(see /api/v1/skills).", errors={field: [f"retired skill: {c}" for c in retired]})
     return [found[c] for c in codes]
 
 
@@ -149,7 +161,7 @@ def register(session: Session, *, user_id: int, real_name: str, phone: str, skil
 def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volunteer:
     volunteer = get_volunteer(session, volunteer_id)
     if "skills" in changes:
-        volunteer.skills = skills_by_code(session, changes.pop("skills"))
+        volunteer.skills = skills_by_code(session, changes.pop("skills"), held=volunteer.skill_codes)
     if "home_zone_id" in changes:
         _check_zone(session, changes["home_zone_id"])
     if "national_volunteer_id" in changes:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from geo.crs import geodesic_distance_m
 from gridsvc.models import Volunteer, VolunteerPosition
 from gridsvc.services.accounts import find_user
-from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, count, offset
 
 
@@ -179,6 +179,55 @@ def test_an_admin_corrects_a_skill_name_and_removes_a_skill_nobody_uses(login, c
     assert_problem(login("planner").delete("/api/v1/skills/sign_language"), 403)
     assert admin.delete("/api/v1/skills/sign_language").status_code == 204
     assert "sign_language" not in {s["code"] for s in client.get("/api/v1/skills").get_json()}
+
+
+def test_an_admin_retires_a_skill_in_use_which_its_holders_keep_and_nobody_takes_up(login, client, session, clock):
+    """A skill the park stopped asking for (epidemic checks, after the campaign) could not leave the list while a
+    volunteer held it (DELETE is a 409), so every sign-up form kept offering it. Retired, it leaves the list (an
+    admin may ask for the retired ones too); the volunteers and shifts holding it keep it, a profile or shift
+    sent back whole with it is fine, and taking it up anew is a 422 that names it. Brought back, it is offered
+    again."""
+    admin = login("admin")
+    vid = volunteer_id(session, "volunteer-011")
+    me = login("volunteer-011")
+    assert me.patch(f"/api/v1/volunteers/{vid}", json={"skills": ["epidemic_prevention"]}).status_code == 200
+    other = volunteer_id(session, "volunteer-012")
+    assert login("volunteer-012").patch(f"/api/v1/volunteers/{other}", json={"skills": ["first_aid"]}).status_code == 200
+    shift = make_shift(admin, zone_id=zone_of(session, "G02").id, starts_at=clock() + timedelta(days=240),
+                       skills=["epidemic_prevention"])
+
+    retired = admin.patch("/api/v1/skills/epidemic_prevention", json={"retired": True})
+    assert retired.status_code == 200, retired.get_json()
+    assert retired.get_json()["retired_at"] is not None
+    assert "epidemic_prevention" not in {s["code"] for s in client.get("/api/v1/skills").get_json()}
+    every = {s["code"]: s for s in client.get("/api/v1/skills?include_retired=true").get_json()}
+    assert every["epidemic_prevention"]["retired_at"] == retired.get_json()["retired_at"]
+    assert every["first_aid"]["retired_at"] is None
+
+    # held: kept, also when the whole list is sent back with another skill
+    kept = me.patch(f"/api/v1/volunteers/{vid}", json={"skills": ["epidemic_prevention", "first_aid"]})
+    assert kept.status_code == 200, kept.get_json()
+    assert sorted(kept.get_json()["skills"]) == ["epidemic_prevention", "first_aid"]
+    url = f"/api/v1/shifts/{shift['id']}"
+    assert admin.patch(url, json={"required_skills": ["epidemic_prevention"], "title": "复查"}).status_code == 200
+    # taken up anew: refused, naming it
+    problem = assert_problem(login("volunteer-012").patch(f"/api/v1/volunteers/{other}",
+                                                          json={"skills": ["epidemic_prevention"]}), 422)
+    assert "retired skill: epidemic_prevention" in problem["errors"]["skills"]
+    problem = assert_problem(admin.post("/api/v1/shifts", json={
+        "title": "测温", "activity": "epidemic_checks", "zone_id": zone_of(session, "G02").id, "capacity": 2,
+        "starts_at": (clock() + timedelta(days=241)).isoformat(), "ends_at": (clock() + timedelta(days=241, hours=2)).isoformat(),
+        "required_skills": ["epidemic_prevention"]}), 422)
+    assert "required_skills" in problem["errors"]
+    # dropped by its holder, it cannot be taken back while retired
+    assert me.patch(f"/api/v1/volunteers/{vid}", json={"skills": ["first_aid"]}).status_code == 200
+    assert_problem(me.patch(f"/api/v1/volunteers/{vid}", json={"skills": ["epidemic_prevention"]}), 422)
+
+    back = admin.patch("/api/v1/skills/epidemic_prevention", json={"retired": False})
+    assert back.get_json()["retired_at"] is None
+    assert "epidemic_prevention" in {s["code"] for s in client.get("/api/v1/skills").get_json()}
+    assert me.patch(f"/api/v1/volunteers/{vid}", json={"skills": ["epidemic_prevention"]}).status_code == 200
+    assert_problem(admin.patch("/api/v1/skills/epidemic_prevention", json={"retired": "soon"}), 422)
 
 
 def test_two_registrations_with_one_national_id_at_once_register_one(committed_app, engine):
