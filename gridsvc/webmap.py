@@ -7,7 +7,11 @@ route, so the page works in a park with no internet and no basemap.
 """
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, render_template
+
+from gridsvc.services.requests import ALLOWED_FROM
 
 blp = Blueprint("webmap", __name__)
 
@@ -31,10 +35,16 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
+# The request actions the popup offers, with the statuses each is possible from: the service's own rules
+# (reassign needs a volunteer picked, which the popup does not do). Who may is still the API's to say.
+POPUP_ACTIONS = ("claim", "start", "resolve", "escalate", "comment")
+
+
 @blp.get("/map")
 def map_page() -> Response:
     """The map page; everything after sign-in happens in static/map/map.js."""
-    response = Response(render_template("map.html"), mimetype="text/html")
+    actions = {action: list(ALLOWED_FROM[action]) for action in POPUP_ACTIONS}
+    response = Response(render_template("map.html", request_actions=json.dumps(actions)), mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"

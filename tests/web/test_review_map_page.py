@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
+from shapely.geometry import shape
 from sqlalchemy import select
 
 from gridsvc.models import User, Zone
@@ -153,3 +155,81 @@ def test_request_description_is_text_and_a_volunteer_without_position_breaks_not
     expect(description).to_have_text(evil)
     assert popup.locator("img, script").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+# ------------------------------------------------------------------ acting on a request from its popup
+
+
+def _api(base_url: str, username: str):
+    """A requests session signed in as ``username`` against the live server."""
+    session = requests.Session()
+    token = session.post(f"{base_url}/api/v1/auth/token", json={"username": username, "password": map_page.PASSWORD},
+                         timeout=10).json()["access_token"]
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def _file_request(base_url: str, lon: float, lat: float, description: str) -> dict:
+    answer = _api(base_url, "worker-001").post(f"{base_url}/api/v1/requests", timeout=10, json={
+        "service_code": "parking", "description": description, "lon": lon, "lat": lat,
+        "attributes": {"problem": "no_space"}})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _open_popup_of_request(page, request_id: int):
+    """Click the request's dot (the zone labels out of the way) and return its popup."""
+    page.evaluate("document.querySelectorAll('.zone-label').forEach((l) => l.remove())")
+    page.wait_for_function("""(id) => window.gridMap.queryRenderedFeatures({layers: ['own-request']})
+        .some((f) => f.properties.id === id)""", arg=request_id, timeout=15_000)
+    spot = page.evaluate("""(id) => {
+        const [r] = window.gridMap.queryRenderedFeatures({layers: ['own-request']}).filter((f) => f.properties.id === id);
+        return window.gridMap.project(r.geometry.coordinates);
+    }""", request_id)
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + spot["x"], box["y"] + spot["y"])
+    popup = page.locator(".maplibregl-popup")
+    expect(popup.locator("h3")).to_have_text(str(request_id))
+    return popup
+
+
+def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
+    """The map showed a liaison the open requests of their zone, but to take one on they had to leave it for the
+    API. The request's popup now offers what its status allows (a request waiting with the liaison: start,
+    resolve, escalate, comment; claiming is for escalated ones), with an optional note; the answer shows in the
+    card, and a resolved request leaves the map at once. What the API refuses is shown as it words it."""
+    g02 = shape(map_page.zone_feature(base_url, "G02")["geometry"]).representative_point()
+    request = _file_request(base_url, g02.x, g02.y, "北门车位被占")
+    assert request["status"] == "with_liaison", request  # nobody on duty in G02: its liaison's
+    liaison = _api(base_url, "liaison-g02")
+
+    sign_in_and_wait(page, "liaison-g02")
+    popup = _open_popup_of_request(page, request["id"])
+    buttons = popup.locator(".request-actions button")
+    expect(buttons).to_have_text(["开始处理 Start", "办结 Resolve", "上报 Escalate", "留言 Comment"])
+    popup.get_by_label("Note").fill("已到现场 on site")
+    popup.get_by_role("button", name="Start").click()
+    expect(popup.locator(".outcome")).to_have_text("✓ 开始处理 Start: in_progress")
+    expect(popup.locator('dd[data-key="status"]')).to_have_text("in_progress")
+    expect(buttons).to_have_text(["办结 Resolve", "上报 Escalate", "留言 Comment"])
+    trail = liaison.get(f"{base_url}/api/v1/requests/{request['id']}/events", timeout=10).json()
+    assert [(e["action"], e["to_status"], e["note"]) for e in trail][-1] == ("start", "in_progress", "已到现场 on site")
+
+    popup.get_by_role("button", name="Comment").click()  # no note written: nothing is sent
+    expect(popup.locator(".outcome")).to_contain_text("Write the comment")
+    popup.get_by_role("button", name="Resolve").click()
+    expect(popup.locator(".outcome")).to_have_text("✓ 办结 Resolve: resolved")
+    assert liaison.get(f"{base_url}/api/v1/requests/{request['id']}", timeout=10).json()["status"] == "resolved"
+    page.wait_for_function("""(id) => !window.gridMap.queryRenderedFeatures({layers: ['own-request']})
+        .some((f) => f.properties.id === id)""", arg=request["id"], timeout=15_000)
+
+    # resolved meanwhile by someone else: the popup says what the API said, and offers what is left
+    other = _file_request(base_url, g02.x, g02.y, "北门车位被占 (2)")
+    page.get_by_role("button", name="Refresh").click()
+    popup = _open_popup_of_request(page, other["id"])
+    assert liaison.post(f"{base_url}/api/v1/requests/{other['id']}/resolve", json={}, timeout=10).status_code == 200
+    popup.get_by_role("button", name="Start").click()
+    expect(popup.locator(".outcome")).to_have_text("✗ 'start' is not possible while the request is 'resolved'.")
+    expect(popup.locator('dd[data-key="status"]')).to_have_text("resolved")
+    expect(popup.locator(".request-actions button")).to_have_text(["留言 Comment"])
+    assert liaison.get(f"{base_url}/api/v1/requests/{other['id']}", timeout=10).json()["status"] == "resolved"

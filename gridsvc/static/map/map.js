@@ -81,14 +81,19 @@ function renewTokens() {
 
 // fetch with the Bearer token. cache "no-store" keeps the browser's HTTP
 // cache out of the way, so a 304 answer to our own If-None-Match reaches us.
-async function apiFetch(path, { headers = {}, retry = true } = {}) {
+async function apiFetch(path, { method = "GET", body, headers = {}, retry = true } = {}) {
   const access = tokens.get()?.access_token;
   const response = await fetch(path, {
-    headers: { Accept: "application/json", ...headers, ...(access ? { Authorization: `Bearer ${access}` } : {}) },
+    method,
+    headers: {
+      Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...headers,
+      ...(access ? { Authorization: `Bearer ${access}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
     cache: "no-store",
   });
   if (response.status === 401 && retry && await renewTokens()) {
-    return apiFetch(path, { headers, retry: false });
+    return apiFetch(path, { method, body, headers, retry: false });
   }
   return response;
 }
@@ -394,10 +399,100 @@ function featureCard(feature) {
   card.append(element("p", "kind", KIND_NAMES[kindOf(feature)] ?? kindOf(feature)));
   const list = element("dl");
   for (const [key, value] of Object.entries(p)) {
-    list.append(element("dt", null, key), element("dd", null, formatValue(key, value)));
+    const shown = element("dd", null, formatValue(key, value));
+    shown.dataset.key = key;
+    list.append(element("dt", null, key), shown);
   }
   card.append(list);
+  if (kindOf(feature) === "request" && Number.isInteger(p.id)) card.append(requestActions(p.id, p.status, card));
   return card;
+}
+
+// ------------------------------------------------------------------ acting on a request
+
+// The actions the popup offers and the statuses each is possible from: the
+// service's own rules, sent with the page (body[data-request-actions]).
+// Whether this account may take one is the API's to say: its 403 or 409 is
+// shown in the card as it is worded.
+const ACTION_LABELS = {
+  claim: "认领 Claim", start: "开始处理 Start", resolve: "办结 Resolve", escalate: "上报 Escalate",
+  comment: "留言 Comment",
+};
+
+function possibleActions(status) {
+  const from = JSON.parse(document.body.dataset.requestActions || "{}");
+  return Object.keys(ACTION_LABELS).filter((action) => (from[action] ?? []).includes(status));
+}
+
+function requestActions(requestId, status, card) {
+  const box = element("form", "request-actions");
+  const note = element("input");
+  Object.assign(note, { name: "note", maxLength: 500, placeholder: "备注 Note" });
+  note.setAttribute("aria-label", "Note");
+  const buttons = element("div", "buttons");
+  const outcome = element("p", "outcome");
+  outcome.setAttribute("role", "status");
+  box.append(note, buttons, outcome);
+  box.addEventListener("submit", (event) => event.preventDefault());
+
+  let current = status;
+  const showStatus = (value) => {
+    current = value;
+    const shown = card.querySelector('dd[data-key="status"]');
+    if (shown) shown.textContent = value;
+  };
+  const render = () => {
+    buttons.replaceChildren(...possibleActions(current).map((action) => {
+      const button = element("button", null, ACTION_LABELS[action]);
+      Object.assign(button, { type: "button", value: action });
+      button.addEventListener("click", () => act(action));
+      return button;
+    }));
+  };
+  const act = async (action) => {
+    const text = note.value.trim();
+    if (action === "comment" && !text) {
+      outcome.textContent = "写下留言 Write the comment in the note first.";
+      return;
+    }
+    buttons.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+    outcome.textContent = "…";
+    try {
+      const response = await apiFetch(`${API}/requests/${requestId}/${action}`, {
+        method: "POST", body: text ? { note: text } : {},
+      });
+      if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+      const request = await response.json();
+      note.value = "";
+      outcome.textContent = `✓ ${ACTION_LABELS[action]}: ${request.status}`;
+      showStatus(request.status);
+      render();
+      requestChanged();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) { failed(error); return; }
+      outcome.textContent = `✗ ${error.message}`;
+      if (error instanceof ApiError && error.status === 409) await reread();  // it moved on meanwhile
+      render();
+    }
+  };
+  const reread = async () => {
+    try {
+      showStatus((await apiJson(`${API}/requests/${requestId}`)).status);
+      requestChanged();
+    } catch (error) {
+      console.warn(`request ${requestId}:`, error);
+    }
+  };
+  render();
+  return box;
+}
+
+// A request acted on: the zone maps and the park's tiles are asked again at
+// once (a resolved request leaves the map), not at the next minute's refresh.
+function requestChanged() {
+  refreshZoneMap().catch(failed);
+  const park = view.map?.getSource("park");
+  if (park) park.setTiles([`${TILE_PROTOCOL}://{z}/{x}/{y}.pbf`]);
 }
 
 // ------------------------------------------------------------------ the page
