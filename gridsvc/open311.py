@@ -48,6 +48,7 @@ STATUS_NOTES = {
     "in_progress": "Being handled.",
     "resolved": "Resolved.",
     "closed": "Closed.",
+    "withdrawn": "Withdrawn: no longer needed.",
 }
 MAX_REQUESTS = 1000
 

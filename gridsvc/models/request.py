@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from gridsvc.models.user import Department
 
 # The request lifecycle; docs/ in the README draws it.
-REQUEST_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed")
+REQUEST_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed",
+                    "withdrawn")  # withdrawn: no longer needed (its requester, or the zone: a duplicate); migration 0027
 OPEN_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress")
 OFFER_OUTCOMES = ("pending", "accepted", "declined", "expired", "withdrawn")
 

@@ -15,7 +15,7 @@ from gridsvc.fields import as_shape
 from gridsvc.models import Community, Zone
 from gridsvc.resources.actors import actor
 from gridsvc.schemas.common import geopoint
-from gridsvc.schemas.requests import (ACTIONS, ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
+from gridsvc.schemas.requests import (ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
                                       StatsQuery, BatchOut, BatchQuery)
 from gridsvc.services import requests as service
@@ -194,12 +194,13 @@ def _action_view(action: str):
         "escalate": "Send it to the department pool (liaison, admin)",
         "claim": "Claim it from the pool (认领); the first claim wins, a second gets 409",
         "reassign": "Give it to a named volunteer (liaison, admin)",
+        "withdraw": "Withdraw it while open: no longer needed, or a duplicate (requester, liaison, admin)",
         "comment": "Add a note to the trail",
     }[action]
     return post
 
 
-for _action in ACTIONS:
+for _action in service.ACTIONS:
     blp.route(f"/requests/<int:request_id>/{_action}", endpoint=f"RequestAction_{_action}")(
         type(f"RequestAction_{_action}", (MethodView,), {"post": _action_view(_action)}))
 

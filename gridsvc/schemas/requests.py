@@ -9,8 +9,6 @@ from gridsvc.schemas.accounts import PHONE, Phone
 from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
 from gridsvc.schemas.parking import BBox
 
-ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
-
 
 class AttributeValueOut(Schema):
     key = fields.Str()

@@ -688,7 +688,8 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
 
 # ---------------------------------------------------------------- the lifecycle
 
-ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "comment")
+ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "withdraw",
+           "comment")
 ALLOWED_FROM = {
     "accept": ("offered",),
     "decline": ("offered",),
@@ -699,6 +700,7 @@ ALLOWED_FROM = {
     "escalate": ("offered", "assigned", "with_liaison", "in_progress"),
     "claim": ("escalated",),
     "reassign": OPEN_STATUSES,
+    "withdraw": OPEN_STATUSES,
     "comment": ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed"),
 }
 
@@ -873,6 +875,12 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         request.claimed_by_id = request.department_id = None
         request.first_response_at = request.first_response_at or now  # someone acted on it: a response
         note = f"reassigned to volunteer {volunteer_id}" + (f": {note}" if note else "")
+    elif action == "withdraw":
+        # no longer needed (the requester), or a duplicate (the zone): nobody is sent, whoever held it is free
+        if not (actor.user_id == request.requester_id or staff):
+            raise Forbidden("Only the requester, the zone's liaison or an admin may withdraw it.")
+        _withdraw_offers(session, request.id, now)
+        request.status, request.closed_at = "withdrawn", now
     elif action == "comment":
         # whoever held it (and resolved it) may still answer the requester
         held = ((request.volunteer_id is not None and actor.volunteer_id == request.volunteer_id)
@@ -1034,7 +1042,9 @@ def stats(session: Session, *, community_id: int, start: datetime | None, end: d
         # within SLA: answered by the due time; unanswered and already overdue counts as missed
         func.count().filter(ServiceRequest.first_response_at <= ServiceRequest.sla_due_at),
         func.count().filter(or_(ServiceRequest.first_response_at > ServiceRequest.sla_due_at,
-                                and_(ServiceRequest.first_response_at.is_(None), ServiceRequest.sla_due_at < now))),
+                                and_(ServiceRequest.first_response_at.is_(None),
+                                     # (one withdrawn in time was never due)
+                                     ServiceRequest.sla_due_at < func.coalesce(ServiceRequest.closed_at, now)))),
         func.avg(ServiceRequest.rating), func.count(ServiceRequest.rating),
     ).where(*where)).one()
     total, first, resolution, within, missed, rating, rated = row

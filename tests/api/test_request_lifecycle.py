@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import User
+from gridsvc.open311 import new_api_key
 
 from tests.api.test_requests import account_id, file, g03  # noqa: F401  (g03: three traffic volunteers on duty)
 
@@ -157,3 +158,81 @@ def test_a_request_is_not_reassigned_to_the_volunteer_who_raised_it(login, g03, 
                                      json={"volunteer_id": g03["volunteers"]["volunteer-013"]})
         assert refused.status_code == 422, refused.get_json()
         assert refused.get_json()["errors"]["volunteer_id"] == ["raised this request"]
+
+
+# ---------------------------------------------------------------- withdrawing a request
+
+
+def test_the_requester_withdraws_a_request_no_longer_needed_and_nobody_is_sent(login, g03, client,  # noqa: F811
+                                                                              session):
+    """A worker who found a space after all (or raised the need twice) could not take the request back: the nearest
+    volunteer kept the offer, and the request stayed open until someone resolved what never needed resolving. The
+    requester withdraws it while it is open: the offer is withdrawn, the volunteer no longer sees it, Open311 says
+    closed, and a second withdrawal (or one by someone else on it) is refused."""
+    worker = login("worker-001")
+    filed = file(worker, g03["here"]).get_json()
+    assert filed["status"] == "offered" and filed["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-013"]
+    volunteer = login("volunteer-013")
+    assert [o["id"] for o in volunteer.get("/api/v1/me/offers").get_json()] == [filed["id"]]
+    url = f"/api/v1/requests/{filed['id']}"
+
+    assert volunteer.post(f"{url}/withdraw", json={}).status_code == 403  # offered it, not theirs to withdraw
+    assert login("worker-002").post(f"{url}/withdraw", json={}).status_code == 404  # someone else's request
+    withdrawn = worker.post(f"{url}/withdraw", json={"note": "已自行找到车位"})
+    assert withdrawn.status_code == 200, withdrawn.get_json()
+    assert withdrawn.get_json()["status"] == "withdrawn"
+    assert volunteer.get("/api/v1/me/offers").get_json() == []
+    refused = volunteer.post(f"{url}/accept", json={})
+    assert refused.status_code == 409, refused.get_json()
+    again = worker.post(f"{url}/withdraw", json={})
+    assert again.status_code == 409 and again.get_json()["state"] == "withdrawn", again.get_json()
+    last = worker.get(f"{url}/events").get_json()[-1]
+    assert (last["action"], last["from_status"], last["to_status"], last["note"]) == (
+        "withdraw", "offered", "withdrawn", "已自行找到车位")
+    key = new_api_key(session, account_id(session, "worker-001"), "withdraw test")
+    session.commit()
+    open311 = client.get(f"/open311/v2/requests/{filed['id']}.json?api_key={key}").get_json()[0]
+    assert (open311["status"], open311["status_notes"]) == ("closed", "Withdrawn: no longer needed.")
+
+
+def test_a_liaison_withdraws_a_duplicate_and_its_volunteer_is_free_for_the_next(login, g03):  # noqa: F811
+    """A duplicate the volunteer had already taken held their one task place (GRIDSVC_DISPATCH_TASK_CAP, 1) until
+    it was resolved; withdrawn by the zone's liaison, it leaves their tasks and the next request is theirs again."""
+    worker, volunteer = login("worker-001"), login("volunteer-013")
+    first = file(worker, g03["here"]).get_json()
+    assert volunteer.post(f"/api/v1/requests/{first['id']}/accept", json={}).get_json()["status"] == "assigned"
+    duplicate = file(worker, g03["here"]).get_json()
+    assert duplicate["offer"]["volunteer_id"] != g03["volunteers"]["volunteer-013"]  # their place is taken
+    liaison = login("liaison-g03")
+    assert liaison.post(f"/api/v1/requests/{first['id']}/withdraw", json={"note": "重复"}).get_json()["status"] == "withdrawn"
+    assert volunteer.get("/api/v1/me/tasks").get_json() == []
+    later = file(worker, g03["here"]).get_json()
+    assert later["offer"]["volunteer_id"] == g03["volunteers"]["volunteer-013"]
+
+
+def test_a_request_withdrawn_before_its_due_time_does_not_count_as_a_missed_sla(login, g03, session,  # noqa: F811
+                                                                                clock):
+    """Unanswered and past its due time counts as a missed SLA: a request withdrawn before anyone answered it,
+    and before it was due, was counted as missed for ever after. One withdrawn after its due time still is."""
+    from datetime import timedelta
+
+    from gridsvc.models import ServiceRequest
+    from gridsvc.services.requests import stats
+
+    worker = login("worker-001")
+    filed = []
+    for _ in range(2):
+        filed.append(file(worker, g03["here"]).get_json())
+        clock.advance(minutes=1)  # filed a minute apart: each its own window of the stats
+    assert worker.post(f"/api/v1/requests/{filed[0]['id']}/withdraw", json={}).status_code == 200
+    late = session.get(ServiceRequest, filed[1]["id"])
+    session.refresh(late)
+    late.sla_due_at = late.created_at + timedelta(seconds=1)  # due a second after filing: withdrawn too late
+    session.commit()
+    assert worker.post(f"/api/v1/requests/{filed[1]['id']}/withdraw", json={}).status_code == 200
+    for request_id, share in ((filed[0]["id"], None), (filed[1]["id"], 0.0)):
+        row = session.get(ServiceRequest, request_id)
+        session.refresh(row)
+        answer = stats(session, community_id=row.community_id, start=row.created_at,
+                       end=row.created_at + timedelta(microseconds=1), now=row.created_at + timedelta(days=2))
+        assert (answer["total"], answer["within_sla_share"]) == (1, share), answer
