@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 REQUEST_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed",
                     "withdrawn")  # withdrawn: no longer needed (its requester, or the zone: a duplicate); migration 0027
 OPEN_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress")
-OFFER_OUTCOMES = ("pending", "accepted", "declined", "expired", "withdrawn")
+OFFER_OUTCOMES = ("pending", "accepted", "declined", "expired", "withdrawn", "returned")  # returned (handed back): migration 0028
 
 
 class ServiceType(Timestamped, Base):

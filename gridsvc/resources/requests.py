@@ -187,6 +187,7 @@ def _action_view(action: str):
     post.__doc__ = {
         "accept": "Accept an offer (the offered volunteer, on duty, before the deadline)",
         "decline": "Decline an offer: it goes to the next candidate",
+        "hand_back": "Hand back a request you took and cannot finish: it goes to the next candidate (the holder)",
         "start": "Start working on it (whoever holds it)",
         "resolve": "Mark it resolved",
         "close": "Close a resolved request (requester, liaison, admin)",

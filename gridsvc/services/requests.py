@@ -485,13 +485,13 @@ def _on_duty_located_by(session: Session, actor: Actor) -> set[int] | None:
 
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
-    """Volunteers who declined this request or let the offer lapse (a withdrawn offer does not count),
-    and the one it is offered to now; since it was last reopened (a volunteer busy then may be free now)."""
+    """Volunteers who declined this request, let the offer lapse or handed it back (a withdrawn offer does not
+    count), and the one it is offered to now; since it was last reopened (a volunteer busy then may be free now)."""
     round_starts_after = (select(func.coalesce(ServiceRequest.last_offer_before_reopen_id, 0))
                           .where(ServiceRequest.id == request_id).scalar_subquery())
     return list(session.scalars(select(RequestOffer.volunteer_id).where(
         RequestOffer.request_id == request_id, RequestOffer.id > round_starts_after,
-        RequestOffer.outcome.in_(("declined", "expired", "pending")))))
+        RequestOffer.outcome.in_(("declined", "expired", "returned", "pending")))))
 
 
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
@@ -688,11 +688,12 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
 
 # ---------------------------------------------------------------- the lifecycle
 
-ACTIONS = ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign", "withdraw",
-           "comment")
+ACTIONS = ("accept", "decline", "hand_back", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign",
+           "withdraw", "comment")
 ALLOWED_FROM = {
     "accept": ("offered",),
     "decline": ("offered",),
+    "hand_back": ("assigned", "in_progress"),
     "start": ("assigned", "claimed", "with_liaison"),
     "resolve": ("assigned", "claimed", "with_liaison", "in_progress"),
     "close": ("resolved",),
@@ -797,6 +798,21 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             _event(session, request, actor.user_id, action, before, "offered", note=note, lon=lon, lat=lat)
             dispatch(session, request, now=now, policy=policy)
             return request
+    elif action == "hand_back":
+        # taken, and then they cannot do it: a refusal, and the next volunteer's (never theirs again this round)
+        if request.volunteer_id is None or actor.volunteer_id != request.volunteer_id:
+            raise Forbidden("Only the volunteer who holds the request may hand it back.")
+        session.execute(update(RequestOffer).where(RequestOffer.request_id == request.id,
+                                                   RequestOffer.volunteer_id == actor.volunteer_id,
+                                                   RequestOffer.outcome == "accepted")
+                        .values(outcome="returned", answered_at=now))
+        request.volunteer_id = None
+        request.refusals += 1
+        session.flush()
+        handed = _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
+        dispatch(session, request, now=now, policy=policy, from_status=before)
+        handed.to_status = request.status  # where dispatch took it (as reopen's event)
+        return request
     elif action in ("start", "resolve"):
         if not (_is_owner(request, actor) or staff):
             raise Forbidden("Only whoever holds the request, its zone's liaison or an admin may do this.")

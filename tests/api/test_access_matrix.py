@@ -108,8 +108,8 @@ MATRIX = {
     ("GET", "/api/v1/dispatch/candidates"): "dispatchers",
     ("POST", "/api/v1/dispatch/batch"): "dispatchers",
     **{("POST", f"/api/v1/requests/{{request_id}}/{action}"): "request-action"
-       for action in ("accept", "decline", "start", "resolve", "close", "reopen", "escalate", "claim", "reassign",
-                      "withdraw", "comment")},
+       for action in ("accept", "decline", "hand_back", "start", "resolve", "close", "reopen", "escalate", "claim",
+                      "reassign", "withdraw", "comment")},
 }
 
 # The target of every zone-scoped route is Lingfeng's G01 (a G01 shift, and

@@ -236,3 +236,36 @@ def test_a_request_withdrawn_before_its_due_time_does_not_count_as_a_missed_sla(
         answer = stats(session, community_id=row.community_id, start=row.created_at,
                        end=row.created_at + timedelta(microseconds=1), now=row.created_at + timedelta(days=2))
         assert (answer["total"], answer["within_sla_share"]) == (1, share), answer
+
+
+# ---------------------------------------------------------------- handing a request back
+
+
+def test_a_volunteer_hands_back_a_request_they_cannot_finish_and_the_next_one_gets_it(login, g03):  # noqa: F811
+    """A volunteer who took a request and then could not do it (called away) had no way to say so: it stayed theirs,
+    the requester waiting, until a liaison noticed. They hand it back: it is offered to the next nearest volunteer
+    (never to them again this round), their task place is free, the trail says so, and it counts as a refusal
+    (three, and it goes to the liaison)."""
+    worker = login("worker-001")
+    names = ("volunteer-013", "volunteer-019", "volunteer-025")  # 120 m, 400 m, 900 m away
+    filed = file(worker, g03["here"]).get_json()
+    url = f"/api/v1/requests/{filed['id']}"
+    for turn, name in enumerate(names):
+        volunteer = login(name)
+        seen = login("liaison-g03").get(url).get_json()
+        assert (seen["status"], seen["offer"]["volunteer_id"]) == ("offered", g03["volunteers"][name]), (turn, seen)
+        assert volunteer.post(f"{url}/hand_back", json={}).status_code == 409  # offered, not taken yet
+        assert volunteer.post(f"{url}/accept", json={}).get_json()["status"] == "assigned"
+        if turn == 0:
+            assert login("volunteer-019").post(f"{url}/hand_back", json={}).status_code == 404  # not theirs to see
+            assert volunteer.post(f"{url}/start", json={}).get_json()["status"] == "in_progress"
+        handed = volunteer.post(f"{url}/hand_back", json={"note": "临时有事"})
+        assert handed.status_code == 200, handed.get_json()
+        assert volunteer.get("/api/v1/me/tasks").get_json() == []
+    # the third refusal: with the zone's liaison
+    assert handed.get_json()["status"] == "with_liaison"
+    trail = login("liaison-g03").get(f"{url}/events").get_json()
+    backs = [(e["action"], e["from_status"], e["note"]) for e in trail if e["action"] == "hand_back"]
+    assert backs == [("hand_back", "in_progress", "临时有事"), ("hand_back", "assigned", "临时有事"),
+                     ("hand_back", "assigned", "临时有事")]
+    assert [e["to_status"] for e in trail if e["action"] == "hand_back"] == ["offered", "offered", "with_liaison"]
