@@ -37,7 +37,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
 
 # The request actions the popup offers, with the statuses each is possible from: the service's own rules
 # (reassign needs a volunteer picked, which the popup does not do). Who may is still the API's to say.
-POPUP_ACTIONS = ("claim", "start", "resolve", "escalate", "comment")
+POPUP_ACTIONS = ("claim", "start", "resolve", "escalate", "withdraw", "comment")
 
 
 @blp.get("/map")

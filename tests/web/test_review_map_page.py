@@ -196,7 +196,7 @@ def _open_popup_of_request(page, request_id: int):
 def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
     """The map showed a liaison the open requests of their zone, but to take one on they had to leave it for the
     API. The request's popup now offers what its status allows (a request waiting with the liaison: start,
-    resolve, escalate, comment; claiming is for escalated ones), with an optional note; the answer shows in the
+    resolve, escalate, withdraw, comment; claiming is for escalated ones), with an optional note; the answer shows in the
     card, and a resolved request leaves the map at once. What the API refuses is shown as it words it."""
     g02 = shape(map_page.zone_feature(base_url, "G02")["geometry"]).representative_point()
     request = _file_request(base_url, g02.x, g02.y, "北门车位被占")
@@ -206,12 +206,12 @@ def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
     sign_in_and_wait(page, "liaison-g02")
     popup = _open_popup_of_request(page, request["id"])
     buttons = popup.locator(".request-actions button")
-    expect(buttons).to_have_text(["开始处理 Start", "办结 Resolve", "上报 Escalate", "留言 Comment"])
+    expect(buttons).to_have_text(["开始处理 Start", "办结 Resolve", "上报 Escalate", "撤销 Withdraw", "留言 Comment"])
     popup.get_by_label("Note").fill("已到现场 on site")
     popup.get_by_role("button", name="Start").click()
     expect(popup.locator(".outcome")).to_have_text("✓ 开始处理 Start: in_progress")
     expect(popup.locator('dd[data-key="status"]')).to_have_text("in_progress")
-    expect(buttons).to_have_text(["办结 Resolve", "上报 Escalate", "留言 Comment"])
+    expect(buttons).to_have_text(["办结 Resolve", "上报 Escalate", "撤销 Withdraw", "留言 Comment"])
     trail = liaison.get(f"{base_url}/api/v1/requests/{request['id']}/events", timeout=10).json()
     assert [(e["action"], e["to_status"], e["note"]) for e in trail][-1] == ("start", "in_progress", "已到现场 on site")
 

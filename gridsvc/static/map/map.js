@@ -416,7 +416,7 @@ function featureCard(feature) {
 // shown in the card as it is worded.
 const ACTION_LABELS = {
   claim: "认领 Claim", start: "开始处理 Start", resolve: "办结 Resolve", escalate: "上报 Escalate",
-  comment: "留言 Comment",
+  withdraw: "撤销 Withdraw", comment: "留言 Comment",
 };
 
 function possibleActions(status) {
