@@ -636,13 +636,16 @@ def lone_spaces_in(session: Session, selector: Selector, *, as_of: str | date) -
 # ---------------------------------------------------------------- demand and gap
 
 
-def enterprise_demand(enterprise: Enterprise, community_share: float) -> int:
-    if enterprise.parking_demand is not None:
-        return enterprise.parking_demand
-    share = enterprise.car_commuter_share if enterprise.car_commuter_share is not None else community_share
+def enterprise_demand(workers: int, parking_demand: int | None, car_commuter_share: float | None,
+                      community_share: float) -> int:
+    """An enterprise's parking demand: its explicit figure, else its workers times its car-commuter share
+    (else the community's)."""
+    if parking_demand is not None:
+        return parking_demand
+    share = car_commuter_share if car_commuter_share is not None else community_share
     # Half up, as people round, on the share as written: in binary floating point
     # 100 x 0.145 is 14.499999999999998, which would round down.
-    return int((enterprise.workers * Decimal(str(share))).to_integral_value(rounding=ROUND_HALF_UP))
+    return int((workers * Decimal(str(share))).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def gap_status(gap: int, demand: int) -> str:
@@ -660,9 +663,12 @@ def gap(session: Session, community_id: int, *, as_of: date | None, now: datetim
     as_of = as_of or now.astimezone(tz).date()
     zones = session.scalars(select(Zone).where(Zone.community_id == community_id).order_by(Zone.code)).all()
     demand: dict[int | None, int] = {}
-    for enterprise in session.scalars(select(Enterprise).where(Enterprise.community_id == community_id)):
-        demand[enterprise.zone_id] = demand.get(enterprise.zone_id, 0) + enterprise_demand(enterprise,
-                                                                                          community.car_commuter_share)
+    # the four columns, not the enterprises: loading 5,000 of them whole took half a second
+    for zone_id, workers, explicit, share in session.execute(
+            select(Enterprise.zone_id, Enterprise.workers, Enterprise.parking_demand, Enterprise.car_commuter_share)
+            .where(Enterprise.community_id == community_id)):
+        demand[zone_id] = demand.get(zone_id, 0) + enterprise_demand(workers, explicit, share,
+                                                                     community.car_commuter_share)
     usable = sum(getattr(ParkingLot, f"capacity_{t}") for t in CAR_USABLE)
     lot_supply = dict(session.execute(
         select(ParkingLot.zone_id, func.sum(usable)).where(ParkingLot.community_id == community_id,
