@@ -137,8 +137,12 @@ def _snapped_to_neighbours(session: Session, community_id: int, geometry: BaseGe
 
 
 def _check_code_free(session: Session, community_id: int, code: str) -> None:
-    if session.scalar(select(Zone.id).where(Zone.community_id == community_id, Zone.code == code)):
-        raise DuplicateCode(f"Community {community_id} already has a zone with code {code}.", code=code)
+    """A zone code is free in its community whatever its case: "g01" beside "G01" is one grid zone to the people
+    who say it, and two on every list. (Zones are written one at a time per community: no race to lose.)"""
+    taken = session.scalar(select(Zone.code).where(Zone.community_id == community_id,
+                                                   func.upper(Zone.code) == code.upper()))
+    if taken is not None:
+        raise DuplicateCode(f"Community {community_id} already has a zone with code {taken}.", code=code)
 
 
 def _check_inside_community(session: Session, community_id: int, geometry: BaseGeometry) -> None:

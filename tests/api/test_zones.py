@@ -105,6 +105,17 @@ def test_duplicate_code_is_409(client, market):
     assert "G01" in body["detail"]
 
 
+def test_a_code_that_differs_only_in_case_is_taken(client, market):
+    """"g01" beside "G01" was a second zone: the same grid zone to the people who say it, two on every list and
+    every export. It is the same code now (409 naming the zone that has it); the code is kept as typed."""
+    assert _post_zone(client, market, zone_feature("g01", rect(*ORIGIN, 200, 200))).status_code == 201
+    body = assert_problem(_post_zone(client, market, zone_feature("G01", rect(*offset(*ORIGIN, 500, 500), 200, 200))),
+                          409, "duplicate-code")
+    assert "g01" in body["detail"], body
+    assert [z["properties"]["code"] for z in client.get(f"/api/v1/communities/{market}/zones").get_json()["features"]] \
+        == ["g01"]
+
+
 @pytest.mark.parametrize("feature, field", [
     ({"type": "Feature", "geometry": {"type": "Point", "coordinates": [120.3, 31.5]}, "properties": {"code": "G1", "name": "x"}}, "geometry"),
     ({"type": "Feature", "geometry": rect(*ORIGIN, 10, 10), "properties": {"name": "x"}}, "properties"),
