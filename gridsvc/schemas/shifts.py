@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed, WholeText,
                                     _TakenTime)
@@ -32,10 +33,6 @@ class ShiftTime(_TakenTime, fields.DateTime):
         super().__init__(metadata={"description": ON_COMMUNITY_CLOCK, **metadata}, **kwargs)
 
 
-def _naive(moment) -> bool:
-    return moment.utcoffset() is None
-
-
 class ShiftPlace(Schema):
     zone_id = Int(metadata={"description": "the zone polygon is the geofence"})
     location = fields.Nested(PointIn, metadata={"description": "a point geofence (with radius_m), e.g. a gate"})
@@ -63,7 +60,7 @@ class ShiftCreate(ShiftPlace):
         # One time with an offset and one without cannot be compared before the naive one is placed on the
         # community's clock: the service checks those (and every pair again, once placed).
         start, end = data.get("starts_at"), data.get("ends_at")
-        if start is not None and end is not None and _naive(start) == _naive(end) and end <= start:
+        if start is not None and end is not None and is_naive(start) == is_naive(end) and end <= start:
             raise ValidationError("must be after starts_at", "ends_at")
 
 

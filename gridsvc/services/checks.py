@@ -31,12 +31,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
+from gridsvc.clock import is_naive, outside_window
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
 from gridsvc.errors import Conflict, Forbidden, GridsvcError, NotFound, TokenRefused, ValidationFailed
 from gridsvc.models import CheckEvent, Community, ServiceHours, Shift, Volunteer
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezones
-from gridsvc.services.shifts import is_naive
 from gridsvc.services.volunteers import no_profile
 
 
@@ -291,18 +291,16 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
     """
     lock_volunteer_of_user(session, user_id)  # once, outside the events' savepoints
     results: dict[int, dict[str, Any]] = {}
-    oldest, newest = now - policy.offline_max_age, now + policy.clock_skew
     # A retry replays its first answer whenever it comes: an event accepted
     # at 23 h 50 min whose answer was lost is not refused as too old later.
     seen = _keys_seen(session, user_id, [request.idempotency_key for _, request in events])
     for index, request in sorted(events, key=lambda item: (item[1].client_time, item[0])):
         base = {"index": index, "idempotency_key": request.idempotency_key}
-        if request.idempotency_key not in seen and not oldest <= request.client_time <= newest:
-            problem = ValidationFailed(
-                f"client_time {request.client_time.isoformat()} is outside the accepted range "
-                f"({oldest.isoformat()} .. {newest.isoformat()}): at most {_span(policy.offline_max_age)} old "
-                f"and {_span(policy.clock_skew)} ahead.", reason="client_time_out_of_range").to_problem()
-            results[index] = {**base, "status": 422, "result": problem}
+        refused = None if request.idempotency_key in seen else outside_window(
+            request.client_time, now=now, max_age=policy.offline_max_age, skew=policy.clock_skew)
+        if refused:
+            results[index] = {**base, "status": 422,
+                              "result": ValidationFailed(refused, reason="client_time_out_of_range").to_problem()}
             continue
         try:
             with session.begin_nested():
@@ -311,12 +309,6 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
     return [results[i] for i in sorted(results)]
-
-
-def _span(span: timedelta) -> str:
-    """A policy's span as people write it: "24 h", "5 min" (not "1 day, 0:00:00")."""
-    minutes = span.total_seconds() / 60
-    return f"{minutes / 60:g} h" if minutes >= 60 and minutes % 60 == 0 else f"{minutes:g} min"
 
 
 def _keys_seen(session: Session, user_id: int, keys: list[str]) -> set[str]:

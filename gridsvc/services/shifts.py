@@ -25,6 +25,7 @@ from sqlalchemy import DateTime, and_, case, func, literal, not_, or_, select
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
+from gridsvc.clock import is_naive
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
 from gridsvc.services import Page
@@ -151,11 +152,6 @@ def on_community_clock(session: Session, community_id: int, *moments: datetime |
     if not any(is_naive(moment) for moment in moments):
         return list(moments)  # (no lookup: a series' occurrences, and most clients, send offsets)
     return on_clock(community_timezone(session, community_id), *moments)
-
-
-def is_naive(moment: datetime | None) -> bool:
-    """A time sent without an offset (None is not a time)."""
-    return moment is not None and moment.utcoffset() is None
 
 
 def on_clock(tz: ZoneInfo, *moments: datetime | None) -> list[datetime | None]:

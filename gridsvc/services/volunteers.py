@@ -10,6 +10,7 @@ from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
+from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
                             VolunteerPosition, VolunteerSkill, Zone)
@@ -296,13 +297,11 @@ def fix_time(client_time: datetime | None, *, now: datetime, max_age: timedelta,
     422: a fix dated in the future would stay the last known position until then, past every newer one."""
     if client_time is None:
         return now
-    if client_time.utcoffset() is None:
+    if is_naive(client_time):
         client_time = client_time.replace(tzinfo=default_tz)
-    if client_time > now + skew or client_time < now - max_age:
-        raise ValidationFailed(f"client_time {client_time.isoformat()} is outside the accepted range: at most "
-                               f"{max_age / timedelta(hours=1):g} h old and {skew / timedelta(minutes=1):g} min "
-                               "ahead of the server's clock.",
-                               errors={"client_time": ["too old, or too far ahead of the server's clock"]})
+    refused = outside_window(client_time, now=now, max_age=max_age, skew=skew)
+    if refused:
+        raise ValidationFailed(refused, errors={"client_time": ["too old, or too far ahead of the server's clock"]})
     return min(client_time, now)
 
 
