@@ -35,6 +35,39 @@ def test_user_add_and_disable(database_url, engine):
             conn.execute(User.__table__.delete().where(User.username == "li.qiang"))
 
 
+def test_user_disable_of_a_volunteer_frees_their_place(database_url, engine):
+    """`gridsvc user disable` of a volunteer gives their confirmed place in a shift to come to the waitlist, as the
+    API's PATCH does (the command has no app: the check-in policy comes from the settings)."""
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        user_id = conn.execute(text("INSERT INTO app_user (username, display_name, password_hash) "
+                                    "VALUES ('cli.volunteer', '志愿者', 'x') RETURNING id")).scalar()
+        conn.execute(text("INSERT INTO user_role (user_id, role) VALUES (:u, 'volunteer')"), {"u": user_id})
+        volunteer_id = conn.execute(text("INSERT INTO volunteer (user_id, real_name, phone, created_by_id, updated_by_id) "
+                                         "VALUES (:u, '志愿者', '13800000001', :u, :u) RETURNING id"), {"u": user_id}).scalar()
+        zone = conn.execute(text("SELECT id, community_id FROM zone ORDER BY id LIMIT 1")).one()
+        shift_id = conn.execute(text(
+            "INSERT INTO shift (community_id, zone_id, title, activity, starts_at, ends_at, capacity) "
+            "VALUES (:c, :z, 'CLI disable', 'traffic_guidance', :s, :e, 1) RETURNING id"),
+            {"c": zone.community_id, "z": zone.id, "s": now + timedelta(days=300),
+             "e": now + timedelta(days=300, hours=2)}).scalar()
+        conn.execute(text("INSERT INTO signup (shift_id, volunteer_id, status) VALUES (:s, :v, 'confirmed')"),
+                     {"s": shift_id, "v": volunteer_id})
+    try:
+        result = run(database_url, "user", "disable", "cli.volunteer")
+        assert result.exit_code == 0, result.output
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT status FROM signup WHERE shift_id = :s"), {"s": shift_id}).scalar() \
+                == "waitlisted"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM signup WHERE shift_id = :s"), {"s": shift_id})
+            conn.execute(text("DELETE FROM shift WHERE id = :s"), {"s": shift_id})
+            conn.execute(text("DELETE FROM volunteer WHERE id = :v"), {"v": volunteer_id})
+            conn.execute(text("DELETE FROM user_role WHERE user_id = :u"), {"u": user_id})
+            conn.execute(text("DELETE FROM app_user WHERE id = :u"), {"u": user_id})
+
+
 def test_purge_deletes_old_positions_only(database_url, engine):
     with engine.begin() as conn:
         vid = conn.execute(select(Volunteer.id).order_by(Volunteer.id).limit(1)).scalar()

@@ -18,6 +18,7 @@ from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFo
                             ValidationFailed)
 from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
 from gridsvc.services import Page
+from gridsvc.services.checks import CheckPolicy, end_duty
 from gridsvc.services.shifts import release_places
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
@@ -193,7 +194,8 @@ def create_user(session: Session, *, username: str, password: str, display_name:
     return user
 
 
-def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User:
+def update_user(session: Session, user_id: int, changes: dict[str, Any], *, check_policy: CheckPolicy) -> User:
+    """``check_policy`` closes the stint of a volunteer on duty whose account may no longer volunteer."""
     user = get_user(session, user_id)
     could_volunteer = _may_volunteer(user)
     if "password" in changes:
@@ -214,7 +216,7 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any]) -> User
         setattr(user, key, value)
     session.flush()
     if could_volunteer and not _may_volunteer(user):
-        _release_volunteer_places(session, user_id)
+        _release_volunteer_places(session, user_id, check_policy)
     return user
 
 
@@ -222,12 +224,15 @@ def _may_volunteer(user: User) -> bool:
     return not user.disabled and "volunteer" in user.roles
 
 
-def _release_volunteer_places(session: Session, user_id: int) -> None:
+def _release_volunteer_places(session: Session, user_id: int, check_policy: CheckPolicy) -> None:
     """An account that may no longer volunteer gives up its places in shifts not started
-    (``shifts.release_places``): the waitlists move up at once."""
+    (``shifts.release_places``: the waitlists move up at once), and goes off duty now if it was on duty: the
+    stint's hours end here, flagged ``may_not_volunteer`` for the liaison (``checks.end_duty``)."""
     volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
     if volunteer_id is not None:
-        release_places(session, volunteer_id, now=clock.now())
+        now = clock.now()
+        release_places(session, volunteer_id, now=now)
+        end_duty(session, volunteer_id, now=now, policy=check_policy, reason="may_not_volunteer")
 
 
 def revoke_api_keys(session: Session, user_id: int, *, label: str | None = None) -> int:

@@ -190,6 +190,27 @@ def close_overdue(session: Session, *, now: datetime, policy: CheckPolicy, volun
     return len(overdue)
 
 
+# A stint ended by the service, not by a check-out: its hours run to now (within the shift) and wait for review.
+_END_DUTY = """
+SELECT gridsvc_record_hours(open_check_in.id, NULL, %(now)s, NULL, %(reason)s)
+FROM volunteer v, LATERAL gridsvc_open_check_in(v.id, v.on_duty_shift_id) open_check_in
+WHERE v.id = %(volunteer_id)s AND open_check_in.id IS NOT NULL"""
+
+
+def end_duty(session: Session, volunteer_id: int, *, now: datetime, policy: CheckPolicy, reason: str) -> bool:
+    """Take a volunteer off duty now, as no check-out of theirs will: their stint is closed at this moment (at the
+    shift's end, flagged ``missing_check_out``, if that is long past), its hours pending the liaison's review and
+    flagged ``reason``. Whether they were on duty."""
+    volunteer = session.scalar(select(Volunteer).where(Volunteer.id == volunteer_id).with_for_update(key_share=True))
+    if volunteer is None or volunteer.on_duty_shift_id is None:
+        return False
+    if not close_overdue(session, now=now, policy=policy, volunteer_id=volunteer_id):
+        fetch_prepared(session, _END_DUTY, {"volunteer_id": volunteer_id, "now": now, "reason": reason})
+        volunteer.on_duty_shift_id = None
+        session.flush()
+    return True
+
+
 def _point(lon: float, lat: float) -> dict[str, Any]:
     return {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}
 

@@ -126,6 +126,35 @@ def test_the_confirmed_places_of_a_volunteer_who_may_no_longer_volunteer_go_to_t
     assert login("volunteer-008").post(f"/api/v1/shifts/{roomy['id']}/signups", json={}).get_json()["status"] == "confirmed"
 
 
+@pytest.mark.parametrize("how", ["disabled", "role_taken"])
+def test_a_volunteer_on_duty_who_may_no_longer_volunteer_goes_off_duty_with_hours_to_review(
+        admin, login, session, clock, how):
+    """D is on duty, half an hour into a shift, when the admin disables the account (or takes the role away). D
+    stayed on duty until the shift ended: shown on the liaison's map as on duty, counted in the zone's volunteers
+    on duty, and credited with the whole shift (closed at its end as a missing check-out). Now D goes off duty at
+    that moment: the hours run to it, pending the liaison's review, flagged `may_not_volunteer`."""
+    zone_id = zone_of(session, "G01").id
+    shift = make_shift(admin, zone_id=zone_id, capacity=2, starts_at=clock() + timedelta(minutes=20))
+    d = "volunteer-013"
+    d_id = volunteer_id(session, d)
+    assert login(d).post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    lon, lat = zone_center(admin, zone_id)
+    checked_in = login(d).post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": lon, "lat": lat, "accuracy_m": 5},
+                               headers={"Idempotency-Key": f"off-duty-{how}"})
+    assert checked_in.status_code == 201, checked_in.get_json()
+    clock.advance(minutes=50)
+
+    _no_longer_volunteering(admin, session, d, how)
+
+    profile = admin.get(f"/api/v1/volunteers/{d_id}").get_json()
+    assert (profile["on_duty"], profile["on_duty_shift_id"]) == (False, None)
+    assert admin.get(f"/api/v1/zones/{zone_id}/map").get_json()["volunteers_on_duty"] == 0
+    [entry] = [e for e in admin.get(f"/api/v1/volunteers/{d_id}/hours").get_json()["entries"]
+               if e["shift_id"] == shift["id"]]
+    assert (entry["hours"], entry["status"], entry["flagged"], entry["flag_reason"]) == (
+        0.5, "pending", True, "may_not_volunteer")
+
+
 def test_a_liaison_cannot_sign_up_a_volunteer_of_another_park(admin, login, session, clock):
     """The liaison of G02 signed up, by id, a volunteer who serves only in another park: the volunteer then "worked
     in" G02, and the liaison read their full phone number (and could read their positions and check-ins) until the
