@@ -244,13 +244,16 @@ def user_revoke_api_keys(username: str, label: str | None) -> None:
 @user.command("disable")
 @click.argument("username")
 def user_disable(username: str) -> None:
-    """Disable an account: its tokens stop working at once (a volunteer's places and duty end too)."""
+    """Disable an account: its tokens stop working at once (a volunteer's places, duty and requests end too)."""
     from gridsvc.config import load_config
     from gridsvc.services.accounts import update_user
     from gridsvc.services.checks import CheckPolicy
+    from gridsvc.services.requests import DispatchPolicy
 
     with _account(username) as (session, found):
-        update_user(session, found.id, {"disabled": True}, check_policy=CheckPolicy.from_config(load_config()))
+        config = load_config()
+        update_user(session, found.id, {"disabled": True}, check_policy=CheckPolicy.from_config(config),
+                    dispatch_policy=DispatchPolicy.from_config(config))
         session.commit()
         _echo(f"disabled {username}")
 

@@ -13,6 +13,7 @@ from gridsvc.models import Zone
 from gridsvc.schemas.accounts import MeOut, TokenOut, TokenRequest, UserCreate, UserOut, UserPageOut, UserQuery, UserUpdate
 from gridsvc.services import accounts as service
 from gridsvc.services.checks import CheckPolicy
+from gridsvc.services.requests import DispatchPolicy
 
 blp = Blueprint("accounts", __name__, description="Sign-in, tokens and accounts")
 
@@ -140,6 +141,7 @@ class UserItem(MethodView):
     def patch(self, data, user_id):
         """Change an account: roles, departments, password, or disable it (its tokens stop at once)"""
         session = current_session()
-        user = service.update_user(session, user_id, data, check_policy=CheckPolicy.of_app(current_app))
+        user = service.update_user(session, user_id, data, check_policy=CheckPolicy.of_app(current_app),
+                                   dispatch_policy=DispatchPolicy.from_config(current_app.config))
         session.commit()
         return user_view(user, reveal=True)

@@ -19,6 +19,7 @@ from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFo
 from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
 from gridsvc.services import Page
 from gridsvc.services.checks import CheckPolicy, end_duty
+from gridsvc.services.requests import DispatchPolicy, give_back_tasks
 from gridsvc.services.shifts import release_places
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
@@ -194,8 +195,10 @@ def create_user(session: Session, *, username: str, password: str, display_name:
     return user
 
 
-def update_user(session: Session, user_id: int, changes: dict[str, Any], *, check_policy: CheckPolicy) -> User:
-    """``check_policy`` closes the stint of a volunteer on duty whose account may no longer volunteer."""
+def update_user(session: Session, user_id: int, changes: dict[str, Any], *, check_policy: CheckPolicy,
+                dispatch_policy: DispatchPolicy) -> User:
+    """The policies serve an account that may no longer volunteer: ``check_policy`` closes its stint on duty,
+    ``dispatch_policy`` sends its requests to others."""
     user = get_user(session, user_id)
     could_volunteer = _may_volunteer(user)
     if "password" in changes:
@@ -216,7 +219,7 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
         setattr(user, key, value)
     session.flush()
     if could_volunteer and not _may_volunteer(user):
-        _release_volunteer_places(session, user_id, check_policy)
+        _stop_volunteering(session, user_id, check_policy, dispatch_policy)
     return user
 
 
@@ -224,15 +227,19 @@ def _may_volunteer(user: User) -> bool:
     return not user.disabled and "volunteer" in user.roles
 
 
-def _release_volunteer_places(session: Session, user_id: int, check_policy: CheckPolicy) -> None:
+def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy,
+                       dispatch_policy: DispatchPolicy) -> None:
     """An account that may no longer volunteer gives up its places in shifts not started
-    (``shifts.release_places``: the waitlists move up at once), and goes off duty now if it was on duty: the
-    stint's hours end here, flagged ``may_not_volunteer`` for the liaison (``checks.end_duty``)."""
+    (``shifts.release_places``: the waitlists move up at once), goes off duty now if it was on duty (the stint's
+    hours end here, flagged ``may_not_volunteer`` for the liaison: ``checks.end_duty``), and hands back the
+    requests it held (``requests.give_back_tasks``)."""
     volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
     if volunteer_id is not None:
         now = clock.now()
         release_places(session, volunteer_id, now=now)
         end_duty(session, volunteer_id, now=now, policy=check_policy, reason="may_not_volunteer")
+        give_back_tasks(session, volunteer_id, now=now, policy=dispatch_policy,
+                        note="the volunteer may no longer volunteer (account disabled or role removed)")
 
 
 def revoke_api_keys(session: Session, user_id: int, *, label: str | None = None) -> int:

@@ -799,19 +799,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             dispatch(session, request, now=now, policy=policy)
             return request
     elif action == "hand_back":
-        # taken, and then they cannot do it: a refusal, and the next volunteer's (never theirs again this round)
         if request.volunteer_id is None or actor.volunteer_id != request.volunteer_id:
             raise Forbidden("Only the volunteer who holds the request may hand it back.")
-        session.execute(update(RequestOffer).where(RequestOffer.request_id == request.id,
-                                                   RequestOffer.volunteer_id == actor.volunteer_id,
-                                                   RequestOffer.outcome == "accepted")
-                        .values(outcome="returned", answered_at=now))
-        request.volunteer_id = None
-        request.refusals += 1
-        session.flush()
-        handed = _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
-        dispatch(session, request, now=now, policy=policy, from_status=before)
-        handed.to_status = request.status  # where dispatch took it (as reopen's event)
+        _hand_back(session, request, actor.user_id, now=now, policy=policy, note=note, lon=lon, lat=lat)
         return request
     elif action in ("start", "resolve"):
         if not (_is_owner(request, actor) or staff):
@@ -906,6 +896,39 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
+
+
+def _hand_back(session: Session, request: ServiceRequest, actor_id: int | None, *, now: datetime,
+               policy: DispatchPolicy, note: str | None = None, lon: float | None = None,
+               lat: float | None = None) -> None:
+    """The holder gives the request back (locked, assigned or in progress with them): a refusal, dispatched again
+    to the next volunteer (never them again this round) or the liaison. ``actor_id`` None: the service did it."""
+    before = request.status
+    session.execute(update(RequestOffer).where(RequestOffer.request_id == request.id,
+                                               RequestOffer.volunteer_id == request.volunteer_id,
+                                               RequestOffer.outcome == "accepted")
+                    .values(outcome="returned", answered_at=now))
+    request.volunteer_id = None
+    request.refusals += 1
+    session.flush()
+    handed = _event(session, request, actor_id, "hand_back", before, None, note=note, lon=lon, lat=lat,
+                    system=actor_id is None)
+    dispatch(session, request, now=now, policy=policy, from_status=before)
+    handed.to_status = request.status  # where dispatch took it (as reopen's event)
+
+
+def give_back_tasks(session: Session, volunteer_id: int, *, now: datetime, policy: DispatchPolicy,
+                    note: str) -> list[int]:
+    """The requests a volunteer holds, handed back for them (they may no longer volunteer): each goes to the next
+    volunteer or the liaison, not left assigned to someone who cannot act on it. Returns their ids."""
+    held = list(session.scalars(select(ServiceRequest.id).where(ServiceRequest.volunteer_id == volunteer_id,
+                                                                ServiceRequest.status.in_(ALLOWED_FROM["hand_back"]))
+                                .order_by(ServiceRequest.id)))
+    for request_id in held:
+        request = get_request(session, request_id, for_update=True)
+        if request.volunteer_id == volunteer_id and request.status in ALLOWED_FROM["hand_back"]:  # (as read locked)
+            _hand_back(session, request, None, now=now, policy=policy, note=note)
+    return held
 
 
 def _withdraw_offers(session: Session, request_id: int, now: datetime) -> None:

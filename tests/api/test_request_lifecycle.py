@@ -269,3 +269,23 @@ def test_a_volunteer_hands_back_a_request_they_cannot_finish_and_the_next_one_ge
     assert backs == [("hand_back", "in_progress", "临时有事"), ("hand_back", "assigned", "临时有事"),
                      ("hand_back", "assigned", "临时有事")]
     assert [e["to_status"] for e in trail if e["action"] == "hand_back"] == ["offered", "offered", "with_liaison"]
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
+def test_the_requests_of_a_volunteer_who_may_no_longer_volunteer_go_to_the_next_one(login, g03, session,  # noqa: F811
+                                                                                    change):
+    """volunteer-013 took a request; the admin disables the account (or takes the role away). The request stayed
+    assigned to someone who could no longer sign in or act, its requester waiting, until a liaison noticed. Now it
+    is handed back for them at once: offered to the next nearest volunteer, the trail saying why."""
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    url = f"/api/v1/requests/{filed['id']}"
+    assert login("volunteer-013").post(f"{url}/accept", json={}).get_json()["status"] == "assigned"
+
+    changed = login("admin").patch(f"/api/v1/users/{account_id(session, 'volunteer-013')}", json=change)
+    assert changed.status_code == 200, changed.get_json()
+
+    seen = login("liaison-g03").get(url).get_json()
+    assert (seen["status"], seen["offer"]["volunteer_id"]) == ("offered", g03["volunteers"]["volunteer-019"]), seen
+    back = [e for e in login("liaison-g03").get(f"{url}/events").get_json() if e["action"] == "hand_back"]
+    assert [(e["system"], e["from_status"], e["to_status"]) for e in back] == [(True, "assigned", "offered")]
+    assert "may no longer volunteer" in back[0]["note"]
