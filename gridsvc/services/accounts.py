@@ -21,6 +21,7 @@ from gridsvc.services import Page
 from gridsvc.services.checks import CheckPolicy, end_duty
 from gridsvc.services.requests import DispatchPolicy, give_back_tasks
 from gridsvc.services.shifts import release_places
+from gridsvc.services.volunteers import account_may_volunteer
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
 MAX_FAILURES = 5
@@ -200,7 +201,7 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
     """The policies serve an account that may no longer volunteer: ``check_policy`` closes its stint on duty,
     ``dispatch_policy`` sends its requests to others."""
     user = get_user(session, user_id)
-    could_volunteer = _may_volunteer(user)
+    could_volunteer = account_may_volunteer(user)
     if "password" in changes:
         check_password_policy(user.username, changes["password"])
     if ("admin" in user.roles and not user.disabled
@@ -218,13 +219,9 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
     for key, value in changes.items():
         setattr(user, key, value)
     session.flush()
-    if could_volunteer and not _may_volunteer(user):
+    if could_volunteer and not account_may_volunteer(user):
         _stop_volunteering(session, user_id, check_policy, dispatch_policy)
     return user
-
-
-def _may_volunteer(user: User) -> bool:
-    return not user.disabled and "volunteer" in user.roles
 
 
 def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy,

@@ -15,7 +15,7 @@ from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
                             VolunteerPosition, VolunteerSkill, Zone)
 from gridsvc.services import Page
-from gridsvc.services.communities import community_timezones
+from gridsvc.services.communities import community_timezone
 
 # Registered volunteers hold this role: it is what the access rules check.
 VOLUNTEER_ROLE = "volunteer"
@@ -207,10 +207,15 @@ def works_in(zone_ids: frozenset[int]):
 
 
 def may_volunteer(volunteer: Volunteer) -> bool:
-    """Whether the volunteer's account may serve: enabled, with the volunteer role. Why: someone who cannot
-    sign in, or cannot check in (it needs the role), would hold a place or a task nobody fills (dispatch's SQL
-    asks the same of its candidates: ``requests._MAY_VOLUNTEER``)."""
-    return not volunteer.user.disabled and "volunteer" in volunteer.user.roles
+    """Whether the volunteer's account may serve (``account_may_volunteer``)."""
+    return account_may_volunteer(volunteer.user)
+
+
+def account_may_volunteer(user: User) -> bool:
+    """Enabled, with the volunteer role. Why: someone who cannot sign in, or cannot check in (it needs the role),
+    would hold a place or a task nobody fills (dispatch's SQL asks the same of its candidates:
+    ``requests._MAY_VOLUNTEER``)."""
+    return not user.disabled and VOLUNTEER_ROLE in user.roles
 
 
 def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
@@ -314,7 +319,7 @@ def volunteer_clock(session: Session, volunteer: Volunteer, *, default_tz: tzinf
         community_id = session.scalar(select(Zone.community_id).where(Zone.id == volunteer.home_zone_id))
     if community_id is None:
         return default_tz
-    return community_timezones(session, [community_id]).get(community_id, default_tz)
+    return community_timezone(session, community_id)
 
 
 def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: float, crs: str,
@@ -338,12 +343,12 @@ def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: 
 
 def position_history(session: Session, volunteer_id: int, *, limit: int, offset: int) -> Page[dict[str, Any]]:
     """The positions kept of a volunteer, newest first (their own to read: what is stored about them)."""
-    kept = select(VolunteerPosition).where(VolunteerPosition.volunteer_id == volunteer_id)
-    total = session.scalar(select(func.count()).select_from(kept.subquery())) or 0
+    theirs = VolunteerPosition.volunteer_id == volunteer_id
+    total = session.scalar(select(func.count()).where(theirs)) or 0
     rows = session.execute(
         select(func.ST_X(VolunteerPosition.position), func.ST_Y(VolunteerPosition.position), VolunteerPosition.input_crs,
                VolunteerPosition.accuracy_m, VolunteerPosition.recorded_at)
-        .where(VolunteerPosition.volunteer_id == volunteer_id)
+        .where(theirs)
         .order_by(VolunteerPosition.recorded_at.desc(), VolunteerPosition.id.desc()).limit(limit).offset(offset))
     items = [{"point": {"lon": round(lon, 8), "lat": round(lat, 8), "crs": "wgs84"}, "input_crs": crs,
               "accuracy_m": accuracy_m, "recorded_at": recorded_at} for lon, lat, crs, accuracy_m, recorded_at in rows]
