@@ -728,8 +728,7 @@ def release_places(session: Session, volunteer_id: int, *, now: datetime) -> lis
     for signup in released:
         signup.status = "waitlisted"
     session.flush()
-    for shift_id in sorted(shifts):
-        _promote(session, shifts[shift_id])
+    run_waitlists(session, list(shifts.values()))  # (locked, in id order)
     return released
 
 
