@@ -80,7 +80,8 @@ def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skil
     if unknown:
         raise ValidationFailed(f"Unknown skill(s): {', '.join(unknown)}; see /api/v1/skills.",
                                errors={field: [f"unknown skill: {c}" for c in unknown]})
-    retired = [c for c in codes if found[c].retired_at is not None and c not in set(held)]
+    kept = set(held)
+    retired = [c for c in codes if found[c].retired_at is not None and c not in kept]
     if retired:
         raise ValidationFailed(f"Retired skill(s): {', '.join(retired)}; nobody takes them up any more "
                                "(see /api/v1/skills).", errors={field: [f"retired skill: {c}" for c in retired]})
