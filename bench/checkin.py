@@ -1,6 +1,6 @@
-"""checkin: check-ins over HTTP under gunicorn with 10,000 volunteers and 1,000
-open shifts, against a trivial endpoint (liveness, no database) of the same
-server in the same run. Load comes from wrk (Debian package ``wrk``) on
+"""checkin: check-ins (and the check-outs that end those stints) over HTTP under
+gunicorn with 10,000 volunteers and 1,000 open shifts, against a trivial
+endpoint (liveness, no database) of the same server in the same run. Load comes from wrk (Debian package ``wrk``) on
 loopback, each request a different volunteer with their own token, shift and
 Idempotency-Key; positions are GCJ-02, as phones send them.
 
@@ -8,14 +8,17 @@ Idempotency-Key; positions are GCJ-02, as phones send them.
                             [--connections 32] [--workers 2] [--threads 1]
 
 The volunteers (but the warm-up's) are split into ``--groups`` groups; round
-i checks in group i mod groups, and after the round that group checks out
-again (untimed, through the same database function), ready to start a new
-stint when its turn comes back. So more rounds than 10,000 volunteers would
-last, each check-in a real first one of a stint (a repeat of the same
-request would only replay the stored answer).
+i checks in group i mod groups, and then those of the group who checked in
+check out again, timed too (a shift's end, when everyone leaves at once);
+any the round's check-outs did not reach are checked out untimed, through
+the same database function. The group is then ready to start a new stint
+when its turn comes back. So more rounds than 10,000 volunteers would last,
+each check-in a real first one of a stint and each check-out one that ends
+it (a repeat of the same request would only replay the stored answer).
 
 Goal (issue 4): at least 800 check-ins/s on 2 cores and at least 40% of the
-trivial endpoint's rate.
+trivial endpoint's rate. Check-outs have no goal of their own; they record
+the stint's hours too, so cost more.
 
 Each round also shows the CPU time per request (from /proc) of the API
 server, the database's backends and the whole machine: the rates of a shared
@@ -164,25 +167,36 @@ def _populate(engine, volunteers: int, shifts: int, now: datetime) -> list[dict]
     return [{"user_id": uid, "shift_id": sid, "lon": lon, "lat": lat} for uid, sid, lon, lat in rows]
 
 
-def _requests_file(url: str, people: list[dict], rng: random.Random, round_number: int = 0) -> Path:
-    app = create_app({"DATABASE_URL": url, "GRIDSVC_SECRET_KEY": SECRET})
+def _requests_file(token_app, people: list[dict], rng: random.Random, round_number: int = 0,
+                   kind: str = "in") -> Path:
+    """wrk's requests: each of ``people`` checking in (``kind`` "in") or out, with their own token and key."""
     path = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".tsv")[1])
-    with app.app_context(), path.open("w") as out:
+    with token_app.app_context(), path.open("w") as out:
         for person in people:
             token = create_access_token(identity=str(person["user_id"]), additional_claims={"tv": 0},
                                         expires_delta=timedelta(hours=2))
             # a few metres of GPS scatter, sent in GCJ-02 like AMap/WeChat do
             lon, lat = from_wgs84(person["lon"] + rng.uniform(-2e-5, 2e-5), person["lat"] + rng.uniform(-2e-5, 2e-5), "gcj02")
             body = json.dumps({"lon": lon, "lat": lat, "crs": "gcj02", "accuracy_m": 15})
-            key = f"bench-{person['user_id']}-{round_number}"  # a new stint each round
-            out.write(f"/api/v1/shifts/{person['shift_id']}/check-in\t{token}\t{key}\t{body}\n")
-    app.extensions["gridsvc.db"].dispose()
+            key = f"bench-{person['user_id']}-{round_number}" + ("" if kind == "in" else "-out")  # a new stint each round
+            out.write(f"/api/v1/shifts/{person['shift_id']}/check-{kind}\t{token}\t{key}\t{body}\n")
     return path
 
 
+def _on_duty(engine, people: list[dict]) -> list[dict]:
+    """Those of ``people`` on duty now (checked in by the round), to check out."""
+    time.sleep(0.5)  # the requests still in flight when wrk stopped are answered meanwhile
+    with engine.connect() as conn:
+        on_duty = set(conn.scalars(text("SELECT v.user_id FROM volunteer v WHERE v.user_id = ANY(:ids) "
+                                        "AND v.on_duty_shift_id IS NOT NULL"),
+                                   {"ids": [p["user_id"] for p in people]}))
+    return [p for p in people if p["user_id"] in on_duty]
+
+
 def _check_out(engine, people: list[dict], round_number: int) -> None:
-    """The group of a round back off duty (untimed), ready for its next turn."""
-    time.sleep(0.5)  # the check-ins still in flight when wrk stopped are answered meanwhile
+    """The group of a round back off duty (untimed: those its timed check-outs did not reach), ready for its
+    next turn."""
+    time.sleep(0.5)  # the check-outs still in flight when wrk stopped are answered meanwhile
     with engine.begin() as conn:
         done, tried = conn.execute(text(CHECK_OUT), {"user_ids": [p["user_id"] for p in people],
                                                      "round": round_number}).one()
@@ -274,12 +288,16 @@ def main(argv: list[str]) -> int:
     warm_up, people = people[:WARM_UP_VOLUNTEERS], people[WARM_UP_VOLUNTEERS:]
     share = -(-len(people) // groups)
     group_of = [people[g * share:(g + 1) * share] for g in range(groups)]
-    requests_files = [_requests_file(url, group_of[i % groups], rng, i + 1) for i in range(args.rounds)]
-    warm_up_file = _requests_file(url, warm_up, rng)
+    token_app = create_app({"DATABASE_URL": url, "GRIDSVC_SECRET_KEY": SECRET})  # mints the volunteers' tokens
+    token_app.extensions["gridsvc.db"].dispose()  # it never connects
+    requests_files = [_requests_file(token_app, group_of[i % groups], rng, i + 1) for i in range(args.rounds)]
+    warm_up_file = _requests_file(token_app, warm_up, rng)
+    warm_up_out_file = _requests_file(token_app, warm_up, rng, kind="out")
+    check_out_files: list[Path] = []
     script = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".lua")[1])
     script.write_text(LUA)
     threads = 2
-    lives, checkins = [], []
+    lives, checkins, checkouts = [], [], []
     cores = f"on {os.cpu_count()} cores"
     try:
         os.environ["GRIDSVC_SECRET_KEY"] = SECRET
@@ -292,33 +310,45 @@ def main(argv: list[str]) -> int:
             meter = CpuMeter(urlsplit(base).port, make_url(url).database)
             # warm-up, both endpoints alike
             _wrk(base, "/api/v1/health/live", 1, args.connections, threads)
-            _wrk(base, "/", 1, args.connections, threads, script,
-                 {"BENCH_REQUESTS": str(warm_up_file), "BENCH_THREADS": str(threads)})
-            for requests_file in requests_files:
+            for warm_up_requests in (warm_up_file, warm_up_out_file):
+                _wrk(base, "/", 1, args.connections, threads, script,
+                     {"BENCH_REQUESTS": str(warm_up_requests), "BENCH_THREADS": str(threads)})
+            # The statistics of a park that has been running: the tables of events and hours were empty when
+            # loaded, and a connection's plans made from those statistics would be kept (scans of every event)
+            # until autovacuum analysed them again, a minute or more later, past the end of the run.
+            settle_tables(engine, "check_event", "service_hours", "volunteer")
+            for round_number, requests_file in enumerate(requests_files, 1):
+                group = group_of[(round_number - 1) % groups]
                 lives.append(_metered(meter, lambda: _wrk(base, "/api/v1/health/live", args.seconds, args.connections,
                                                           threads)))
                 checkins.append(_metered(meter, lambda: _wrk(base, "/", args.seconds, args.connections, threads, script,
                                                              {"BENCH_REQUESTS": str(requests_file),
                                                               "BENCH_THREADS": str(threads)})))
-                _check_out(engine, group_of[(len(checkins) - 1) % groups], len(checkins))
+                check_out_files.append(_requests_file(token_app, _on_duty(engine, group), rng, round_number, kind="out"))
+                checkouts.append(_metered(meter, lambda: _wrk(base, "/", args.seconds, args.connections, threads, script,
+                                                              {"BENCH_REQUESTS": str(check_out_files[-1]),
+                                                               "BENCH_THREADS": str(threads)})))
+                _check_out(engine, group, round_number)
         with engine.connect() as conn:
-            accepted = conn.execute(text("SELECT count(*) FROM check_event WHERE kind = 'check_in' AND accepted")).scalar()
-            refused = conn.execute(text("SELECT count(*) FROM check_event WHERE kind = 'check_in' AND NOT accepted")).scalar()
+            # over HTTP (the untimed check-outs' keys start "bench-out-")
+            recorded = dict(conn.execute(text(
+                "SELECT kind || CASE WHEN accepted THEN ' accepted' ELSE ' refused' END, count(*) FROM check_event "
+                "WHERE idempotency_key LIKE 'bench-%' AND idempotency_key NOT LIKE 'bench-out-%' GROUP BY 1")).all())
     finally:
-        for requests_file in (*requests_files, warm_up_file):
+        for requests_file in (*requests_files, warm_up_file, warm_up_out_file, *check_out_files):
             requests_file.unlink(missing_ok=True)
         script.unlink(missing_ok=True)
         engine.dispose()
     rows = []
-    for round_number, (live, checkin) in enumerate(zip(lives, checkins), 1):
+    for round_number, (live, checkin, checkout) in enumerate(zip(lives, checkins, checkouts), 1):
         rows.append((f"{round_number}: GET /api/v1/health/live (trivial)", f"{live['rate']:.0f}", f"{live['p50_ms']:.1f}",
                      f"{live['p99_ms']:.1f}", live["non2xx"], "1.00", *_cpu_columns(live)))
-        # a round whose volunteers all checked in before its time was up: wrk's rate is a lower bound
-        ran_out = checkin["ran_out"]
-        rows.append((f"{round_number}: POST /api/v1/shifts/{{id}}/check-in",
-                     (">=" if ran_out else "") + f"{checkin['rate']:.0f}",
-                     f"{checkin['p50_ms']:.1f}", f"{checkin['p99_ms']:.1f}", checkin["non2xx"],
-                     f"{checkin['rate'] / live['rate']:.2f}", *_cpu_columns(checkin)))
+        # a round whose volunteers all checked in (or out) before its time was up: wrk's rate is a lower bound
+        for kind, result in (("in", checkin), ("out", checkout)):
+            rows.append((f"{round_number}: POST /api/v1/shifts/{{id}}/check-{kind}",
+                         (">=" if result["ran_out"] else "") + f"{result['rate']:.0f}",
+                         f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", result["non2xx"],
+                         f"{result['rate'] / live['rate']:.2f}", *_cpu_columns(result)))
     print()
     server = f"{args.workers} gthread workers x {args.threads} threads" if args.threads > 1 else f"{args.workers} sync workers"
     print(f"gunicorn {server}, wrk {threads} threads x {args.connections} connections, "
@@ -328,17 +358,25 @@ def main(argv: list[str]) -> int:
     print(f"\nmedian: trivial {statistics.median(r['rate'] for r in lives):.0f}/s, "
           f"check-in {statistics.median(r['rate'] for r in checkins):.0f}/s, "
           f"ratio {statistics.median(c['rate'] / t['rate'] for c, t in zip(checkins, lives)):.2f} "
-          f"(goal: 800/s and 0.40)")
+          f"(goal: 800/s and 0.40); check-out {statistics.median(r['rate'] for r in checkouts):.0f}/s, "
+          f"ratio {statistics.median(c['rate'] / t['rate'] for c, t in zip(checkouts, lives)):.2f}")
     trivial_cpu, checkin_cpu = _median_cpu(lives, "machine"), _median_cpu(checkins, "machine")
     print(f"CPU per request, whole machine (median): trivial {_us(trivial_cpu)} µs, check-in {_us(checkin_cpu)} µs "
           f"(server {_us(_median_cpu(checkins, 'server'))}, database {_us(_median_cpu(checkins, 'database'))}): "
           f"a check-in costs {checkin_cpu / trivial_cpu:.2f} trivial requests (0.40 needs at most 2.50); "
           f"cores busy: trivial {statistics.median(_busy(r) for r in lives):.0%}, "
-          f"check-in {statistics.median(_busy(r) for r in checkins):.0%}")
+          f"check-in {statistics.median(_busy(r) for r in checkins):.0%}; "
+          f"a check-out costs {_median_cpu(checkouts, 'machine') / trivial_cpu:.2f} (server "
+          f"{_us(_median_cpu(checkouts, 'server'))} µs, database {_us(_median_cpu(checkouts, 'database'))} µs)")
     if any(c["ran_out"] for c in checkins):
         print(f"a round ran out of volunteers before its {args.seconds} s were up (>=): its rate is a lower bound; "
               f"give fewer --groups or --seconds")
-    sent = sum(r["total"] for r in checkins)
-    print(f"check-ins recorded: {accepted:,} accepted, {refused:,} refused, the warm-up's included "
-          f"(requests sent in the rounds {sent:,}; a repeat of a volunteer's request replays the stored answer)")
+    if any(c["ran_out"] for c in checkouts):
+        print("a round's check-outs ended before its time was up (>=: everyone who checked in had checked out): "
+              "its rate is a lower bound")
+    print("recorded over HTTP, the warm-up's included: " + ", ".join(
+        f"{recorded.get(f'{kind} {outcome}', 0):,} {kind.replace('_', '-')}s {outcome}"
+        for kind in ("check_in", "check_out") for outcome in ("accepted", "refused"))
+        + f" (requests sent in the rounds: {sum(r['total'] for r in checkins):,} check-ins, "
+          f"{sum(r['total'] for r in checkouts):,} check-outs; a repeat of a volunteer's request replays the stored answer)")
     return 0
