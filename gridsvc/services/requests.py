@@ -675,12 +675,8 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
             _event(session, request, None, "expire", "offered", "offered", system=True,
                    note=f"volunteer {offer.volunteer_id} did not answer by {offer.deadline.isoformat()}")
         else:
-            # They went home, they did not refuse: no refusal counted, and a withdrawn offer does not keep them
-            # from being asked again once back on duty (_offered_before).
-            offer.outcome, offer.answered_at = "withdrawn", now
-            session.flush()
-            _event(session, request, None, "withdraw", "offered", "offered", system=True,
-                   note=f"volunteer {offer.volunteer_id} went off duty before answering")
+            _withdraw_offer(session, request, offer, now=now,
+                            note=f"volunteer {offer.volunteer_id} went off duty before answering")
         dispatch(session, request, now=now, policy=policy)
         expired += 1
     return expired
@@ -917,10 +913,33 @@ def _hand_back(session: Session, request: ServiceRequest, actor_id: int | None, 
     handed.to_status = request.status  # where dispatch took it (as reopen's event)
 
 
+def _withdraw_offer(session: Session, request: ServiceRequest, offer: RequestOffer, *, now: datetime,
+                    note: str) -> None:
+    """A pending offer its volunteer can no longer answer (off duty, say): they did not refuse, so no refusal is
+    counted, and a withdrawn offer does not keep them from being asked again once back (_offered_before). The
+    caller moves the request on."""
+    offer.outcome, offer.answered_at = "withdrawn", now
+    session.flush()
+    _event(session, request, None, "withdraw", "offered", "offered", system=True, note=note)
+
+
 def give_back_tasks(session: Session, volunteer_id: int, *, now: datetime, policy: DispatchPolicy,
                     note: str) -> list[int]:
-    """The requests a volunteer holds, handed back for them (they may no longer volunteer): each goes to the next
-    volunteer or the liaison, not left assigned to someone who cannot act on it. Returns their ids."""
+    """The requests offered to a volunteer, withdrawn, and those they hold, handed back for them (they may no
+    longer volunteer): each goes to the next volunteer or the liaison at once, not left with someone who cannot
+    act on it (an offer would wait for the next read of its request, or its deadline). Returns the held ones' ids.
+
+    Offers first: an offer accepted while this waits for its request's lock is held by the time the held
+    requests are read, and handed back with them."""
+    offered = list(session.scalars(select(RequestOffer.request_id).where(RequestOffer.volunteer_id == volunteer_id,
+                                                                         RequestOffer.outcome == "pending")
+                                   .order_by(RequestOffer.request_id)))
+    for request_id in offered:
+        request = get_request(session, request_id, for_update=True)
+        offer = pending_offer(session, request_id)  # as read locked: answered meanwhile, it is not pending
+        if offer is not None and offer.volunteer_id == volunteer_id:
+            _withdraw_offer(session, request, offer, now=now, note=note)
+            dispatch(session, request, now=now, policy=policy)
     held = list(session.scalars(select(ServiceRequest.id).where(ServiceRequest.volunteer_id == volunteer_id,
                                                                 ServiceRequest.status.in_(ALLOWED_FROM["hand_back"]))
                                 .order_by(ServiceRequest.id)))

@@ -289,3 +289,28 @@ def test_the_requests_of_a_volunteer_who_may_no_longer_volunteer_go_to_the_next_
     back = [e for e in login("liaison-g03").get(f"{url}/events").get_json() if e["action"] == "hand_back"]
     assert [(e["system"], e["from_status"], e["to_status"]) for e in back] == [(True, "assigned", "offered")]
     assert "may no longer volunteer" in back[0]["note"]
+
+
+@pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
+def test_an_offer_to_a_volunteer_who_may_no_longer_volunteer_goes_to_the_next_one_at_once(login, g03, session,  # noqa: F811
+                                                                                          change):
+    """A request is offered to volunteer-013 (the nearest); before they answer, the admin disables the account (or
+    takes the role away). The offer stayed pending until someone read the request or its deadline passed: the next
+    volunteer, looking at their own offers, saw nothing meanwhile. Now it is withdrawn at once, with no refusal
+    counted, and volunteer-019 (next nearest) finds it among their offers without anyone reading the request."""
+    filed = file(login("worker-001"), g03["here"]).get_json()
+    url = f"/api/v1/requests/{filed['id']}"
+    next_one = login("volunteer-019")
+    assert next_one.get("/api/v1/me/offers").get_json() == []
+
+    changed = login("admin").patch(f"/api/v1/users/{account_id(session, 'volunteer-013')}", json=change)
+    assert changed.status_code == 200, changed.get_json()
+
+    offered = next_one.get("/api/v1/me/offers").get_json()
+    assert [r["id"] for r in offered] == [filed["id"]], offered
+    seen = login("liaison-g03").get(url).get_json()
+    assert (seen["status"], seen["offer"]["volunteer_id"]) == ("offered", g03["volunteers"]["volunteer-019"]), seen
+    withdrawn = [e for e in login("liaison-g03").get(f"{url}/events").get_json() if e["action"] == "withdraw"]
+    assert [(e["system"], e["from_status"], e["to_status"]) for e in withdrawn] == [(True, "offered", "offered")]
+    assert "may no longer volunteer" in withdrawn[0]["note"]
+    assert next_one.post(f"{url}/accept", json={}).get_json()["status"] == "assigned"
