@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from gridsvc.models import RequestOffer, ServiceRequest, User
 from gridsvc.open311 import new_api_key
 from gridsvc.services import requests as service
+from gridsvc.services.accounts import update_user
+from gridsvc.services.checks import CheckPolicy
 from gridsvc.services.requests import Actor
 from tests.api.test_requests import account_id
 from tests.api.test_review_requests import _offered_for_real
@@ -74,6 +76,37 @@ def test_an_accept_waiting_on_a_liaisons_reassign_is_refused_and_the_reassign_st
             outcome = conn.execute(select(RequestOffer.outcome).where(RequestOffer.request_id == request_id,
                                                                       RequestOffer.volunteer_id == offered_to)).scalar()
         assert tuple(held) == ("assigned", other) and outcome == "withdrawn"
+
+
+def test_an_accept_racing_with_the_volunteers_disabling_leaves_the_request_with_the_next_volunteer(committed_app,
+                                                                                                   engine, clock):
+    """volunteer-013 accepts the request offered to them while the admin disables their account. The disabling
+    withdraws their offers and hands back what they hold; it waits for the accept's lock on the request, and must
+    then find the request held and hand it back. Read in the other order (held requests first, then offers), it
+    found nothing held, skipped the offer the accept had answered, and left the request assigned to an account
+    that can no longer act. The disabling is rolled back afterwards (the committed tests share the database)."""
+    with _offered_for_real(committed_app, engine, clock) as (request_id, offered_to):
+        with engine.connect() as conn, Session(bind=conn) as s:
+            user_id = account_id(s, "volunteer-013")
+            next_one = volunteer_id(s, "volunteer-019")
+        volunteer = Actor(user_id=user_id, roles=frozenset({"volunteer"}), volunteer_id=offered_to)
+
+        def accept(own):
+            service.act(own, request_id, "accept", volunteer, now=clock(), policy=service.DispatchPolicy())
+
+        def disable():
+            with Session(engine) as own:
+                update_user(own, user_id, {"disabled": True}, check_policy=CheckPolicy(),
+                            dispatch_policy=service.DispatchPolicy())
+                own.flush()
+                status, holder = own.execute(select(ServiceRequest.status, ServiceRequest.volunteer_id)
+                                             .where(ServiceRequest.id == request_id)).one()
+                offered = own.scalar(select(RequestOffer.volunteer_id).where(RequestOffer.request_id == request_id,
+                                                                             RequestOffer.outcome == "pending"))
+                own.rollback()
+            return status, holder, offered
+
+        assert while_uncommitted(engine, accept, disable) == ("offered", None, next_one)
 
 
 # ---------------------------------------------------------------- Open311: a JSON body
