@@ -1,8 +1,9 @@
 """checkin: check-ins (and the check-outs that end those stints) over HTTP under
 gunicorn with 10,000 volunteers and 1,000 open shifts, against a trivial
-endpoint (liveness, no database) of the same server in the same run. Load comes from wrk (Debian package ``wrk``) on
-loopback, each request a different volunteer with their own token, shift and
-Idempotency-Key; positions are GCJ-02, as phones send them.
+endpoint (liveness, no database) of the same server in the same run. Load
+comes from wrk (Debian package ``wrk``) on loopback, each request a
+different volunteer with their own token, shift and Idempotency-Key;
+positions are GCJ-02, as phones send them.
 
     python -m bench checkin [--volunteers 10000] [--shifts 1000] [--seconds 1] [--rounds 9] [--groups 3]
                             [--connections 32] [--workers 2] [--threads 1]
@@ -292,8 +293,7 @@ def main(argv: list[str]) -> int:
     token_app.extensions["gridsvc.db"].dispose()  # it never connects
     requests_files = [_requests_file(token_app, group_of[i % groups], rng, i + 1) for i in range(args.rounds)]
     warm_up_file = _requests_file(token_app, warm_up, rng)
-    warm_up_out_file = _requests_file(token_app, warm_up, rng, kind="out")
-    check_out_files: list[Path] = []
+    check_out_files: list[Path] = []  # made after each check-in round, for those it checked in
     script = Path(tempfile.mkstemp(prefix="bench-checkin-", suffix=".lua")[1])
     script.write_text(LUA)
     threads = 2
@@ -310,9 +310,11 @@ def main(argv: list[str]) -> int:
             meter = CpuMeter(urlsplit(base).port, make_url(url).database)
             # warm-up, both endpoints alike
             _wrk(base, "/api/v1/health/live", 1, args.connections, threads)
-            for warm_up_requests in (warm_up_file, warm_up_out_file):
-                _wrk(base, "/", 1, args.connections, threads, script,
-                     {"BENCH_REQUESTS": str(warm_up_requests), "BENCH_THREADS": str(threads)})
+            _wrk(base, "/", 1, args.connections, threads, script,
+                 {"BENCH_REQUESTS": str(warm_up_file), "BENCH_THREADS": str(threads)})
+            check_out_files.append(_requests_file(token_app, _on_duty(engine, warm_up), rng, kind="out"))
+            _wrk(base, "/", 1, args.connections, threads, script,
+                 {"BENCH_REQUESTS": str(check_out_files[-1]), "BENCH_THREADS": str(threads)})
             # The statistics of a park that has been running: the tables of events and hours were empty when
             # loaded, and a connection's plans made from those statistics would be kept (scans of every event)
             # until autovacuum analysed them again, a minute or more later, past the end of the run.
@@ -335,7 +337,7 @@ def main(argv: list[str]) -> int:
                 "SELECT kind || CASE WHEN accepted THEN ' accepted' ELSE ' refused' END, count(*) FROM check_event "
                 "WHERE idempotency_key LIKE 'bench-%' AND idempotency_key NOT LIKE 'bench-out-%' GROUP BY 1")).all())
     finally:
-        for requests_file in (*requests_files, warm_up_file, warm_up_out_file, *check_out_files):
+        for requests_file in (*requests_files, warm_up_file, *check_out_files):
             requests_file.unlink(missing_ok=True)
         script.unlink(missing_ok=True)
         engine.dispose()
