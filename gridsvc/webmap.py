@@ -35,16 +35,15 @@ CONTENT_SECURITY_POLICY = "; ".join([
 ])
 
 
-# The request actions the popup offers, with the statuses each is possible from: the service's own rules
-# (reassign needs a volunteer picked, which the popup does not do). Who may is still the API's to say.
-POPUP_ACTIONS = ("claim", "start", "resolve", "escalate", "withdraw", "comment")
-_POPUP_ACTIONS_JSON = json.dumps({action: list(ALLOWED_FROM[action]) for action in POPUP_ACTIONS})
+# The statuses each request action is possible from, the service's own rules, for the popup (map.js chooses
+# which actions it offers). Who may is still the API's to say.
+_REQUEST_ACTIONS_JSON = json.dumps({action: list(statuses) for action, statuses in ALLOWED_FROM.items()})
 
 
 @blp.get("/map")
 def map_page() -> Response:
     """The map page; everything after sign-in happens in static/map/map.js."""
-    response = Response(render_template("map.html", request_actions=_POPUP_ACTIONS_JSON), mimetype="text/html")
+    response = Response(render_template("map.html", request_actions=_REQUEST_ACTIONS_JSON), mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"

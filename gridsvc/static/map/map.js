@@ -410,10 +410,10 @@ function featureCard(feature) {
 
 // ------------------------------------------------------------------ acting on a request
 
-// The actions the popup offers and the statuses each is possible from: the
-// service's own rules, sent with the page (body[data-request-actions]).
-// Whether this account may take one is the API's to say: its 403 or 409 is
-// shown in the card as it is worded.
+// The actions the popup offers (not reassign: it needs a volunteer picked).
+// The statuses each is possible from are the service's own rules, sent with
+// the page (body[data-request-actions]). Whether this account may take one
+// is the API's to say: its 403 or 409 is shown in the card as it is worded.
 const ACTION_LABELS = {
   claim: "认领 Claim", start: "开始处理 Start", resolve: "办结 Resolve", escalate: "上报 Escalate",
   withdraw: "撤销 Withdraw", comment: "留言 Comment",
