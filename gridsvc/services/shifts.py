@@ -689,6 +689,10 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
         raise NotFound(f"Volunteer {volunteer_id} has no sign-up for shift {shift_id}.")
     if shift.ends_at <= now:
         raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.")
+    if shift.status == "cancelled":
+        # who was confirmed and who waited is the cancelled shift's record (``_cancel``); a withdrawal now
+        # would rewrite it as the volunteer's own choice, and frees no place anyone could take
+        raise Conflict(f"Shift {shift_id} is cancelled; its sign-ups are history now.", reason="cancelled")
     if session.get(Volunteer, volunteer_id).on_duty_shift_id == shift_id:
         raise Conflict("The volunteer is checked in to this shift; check out first.", reason="checked_in")
     if session.scalar(select(func.count()).where(CheckEvent.shift_id == shift_id, CheckEvent.volunteer_id == volunteer_id,
@@ -702,7 +706,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     session.flush()
     if not was_confirmed:
         return signup, []
-    promoted = _promote(session, shift) if shift.status == "scheduled" else []
+    promoted = _promote(session, shift)
     _promote_where_freed(session, [volunteer_id], shift.starts_at, shift.ends_at, now=now)
     return signup, promoted
 
