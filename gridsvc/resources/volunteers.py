@@ -218,7 +218,9 @@ class MyLocation(MethodView):
         """Report your position (GCJ-02 and BD-09 are converted): what dispatch uses
 
         Send `client_time`, when the phone took the fix: one sent late (queued without signal) joins the history
-        in its place and does not replace a newer last known position.
+        in its place and does not replace a newer last known position. A fix within 50 m of one the history
+        holds from within a minute of it (`GRIDSVC_POSITION_HISTORY_METRES`, `_SECONDS`) updates the last known
+        position only (`in_history: false`).
         """
         session = current_session()
         volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
@@ -227,11 +229,12 @@ class MyLocation(MethodView):
         at = service.fix_time(data.get("client_time"), now=clock.now(), max_age=policy.offline_max_age,
                               skew=policy.clock_skew,
                               default_tz=service.volunteer_clock(session, volunteer, default_tz=clock.default_timezone()))
-        service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
-                                accuracy_m=data.get("accuracy_m"), at=at)
+        in_history = service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
+                                             accuracy_m=data.get("accuracy_m"), at=at,
+                                             thinning=service.HistoryThinning.of_config(current_app.config))
         session.commit()
         return {"point": point.as_dict(), "input": point.input_dict(), "accuracy_m": data.get("accuracy_m"),
-                "recorded_at": at}
+                "recorded_at": at, "in_history": in_history}
 
 
 @blp.route("/me/locations")

@@ -171,6 +171,8 @@ class LocationOut(Schema):
     input = fields.Nested(PointOut)
     accuracy_m = fields.Float(allow_none=True)
     recorded_at = fields.DateTime()
+    in_history = fields.Bool(metadata={"description": "whether the fix joined the position history; false when "
+                                                      "the history holds one as near in place and time"})
 
 
 class PositionOut(Schema):

@@ -323,23 +323,55 @@ def volunteer_clock(session: Session, volunteer: Volunteer, *, default_tz: tzinf
     return community_timezone(session, community_id)
 
 
+@dataclass(frozen=True)
+class HistoryThinning:
+    """Which fixes the position history keeps: a fix taken within ``seconds`` of one kept (before or after
+    it: a late offline fix too) and within ``metres`` of it adds nothing the history does not hold, and is
+    left out. Why: an app reporting every few seconds, standing at a gate, would otherwise store thousands
+    of copies of one place a day per volunteer (PIPL: keep no more than needed). 0 seconds keeps every fix."""
+
+    seconds: float
+    metres: float
+
+    @classmethod
+    def of_config(cls, config: Any) -> HistoryThinning:
+        return cls(seconds=float(config["GRIDSVC_POSITION_HISTORY_SECONDS"]),
+                   metres=float(config["GRIDSVC_POSITION_HISTORY_METRES"]))
+
+
 def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: float, crs: str,
-                    accuracy_m: float | None, at: datetime) -> VolunteerPosition:
-    """Keep the last known position (for dispatch) and a short history.
+                    accuracy_m: float | None, at: datetime, thinning: HistoryThinning) -> bool:
+    """Keep the last known position (for dispatch) and a short history;
+    whether the fix joined the history (see ``HistoryThinning``). The
+    caller holds the volunteer's lock, so two fixes sent at once are judged
+    one after the other.
 
     An older fix (an offline upload arriving late) joins the history but
     does not replace a newer last-known position.
     """
     point = gsql.point(lon, lat)
-    position = VolunteerPosition(volunteer_id=volunteer.id, position=point, accuracy_m=accuracy_m, input_crs=crs,
-                                 recorded_at=at)
-    session.add(position)
+    in_history = thinning.seconds <= 0 or not _near_a_kept_fix(session, volunteer.id, lon, lat, at, thinning)
+    if in_history:
+        session.add(VolunteerPosition(volunteer_id=volunteer.id, position=point, accuracy_m=accuracy_m,
+                                      input_crs=crs, recorded_at=at))
     if volunteer.last_position_at is None or at >= volunteer.last_position_at:
         volunteer.last_position = point
         volunteer.last_position_at = at
         volunteer.last_accuracy_m = accuracy_m
     session.flush()
-    return position
+    return in_history
+
+
+def _near_a_kept_fix(session: Session, volunteer_id: int, lon: float, lat: float, at: datetime,
+                     thinning: HistoryThinning) -> bool:
+    window = timedelta(seconds=thinning.seconds)
+    return session.scalar(select(
+        select(VolunteerPosition.id)
+        .where(VolunteerPosition.volunteer_id == volunteer_id,
+               VolunteerPosition.recorded_at.between(at - window, at + window),
+               func.ST_DWithin(gsql.geography(VolunteerPosition.position), gsql.geography(gsql.point(lon, lat)),
+                               thinning.metres))
+        .exists()))
 
 
 def position_history(session: Session, volunteer_id: int, *, limit: int, offset: int) -> Page[dict[str, Any]]:

@@ -145,11 +145,53 @@ def test_location_in_gcj02_is_stored_as_wgs84_with_history(login, session):
     body = answer.get_json()
     assert body["input"]["crs"] == "gcj02" and body["point"]["crs"] == "wgs84"
     assert geodesic_distance_m(body["point"]["lon"], body["point"]["lat"], *truth) < 1.0
-    volunteer.post("/api/v1/me/location", json={"lon": truth[0], "lat": truth[1]})
+    assert body["in_history"] is True
     vid = volunteer_id(session, "volunteer-001")
-    assert session.scalar(select(func.count()).where(VolunteerPosition.volunteer_id == vid)) == 2
+    assert session.scalar(select(func.count()).where(VolunteerPosition.volunteer_id == vid)) == 1
+
+
+def test_the_history_keeps_a_fix_a_minute_or_a_move_of_50_m(login, session, clock):
+    """An app reporting every few seconds from one gate stores one fix a minute, not thousands a day; each
+    fix is still the last known position dispatch uses. A move of more than 50 m is kept at once, and a late
+    offline fix is judged against the kept fixes around its own time."""
+    gate = zone_center(login("admin"), zone_of(session, "G04").id)
+    moved = (gate[0], gate[1] + 60 / 111_320)  # 60 m north
+    assert 59 < geodesic_distance_m(*gate, *moved) < 61
+    volunteer = login("volunteer-004")
+
+    def report(point, **extra):
+        answer = volunteer.post("/api/v1/me/location", json={"lon": point[0], "lat": point[1], "accuracy_m": 5, **extra})
+        assert answer.status_code == 201, answer.get_json()
+        return answer.get_json()["in_history"]
+
+    assert report(gate) is True
+    clock.advance(seconds=10)
+    assert report((gate[0] + 20 / 97_000, gate[1])) is False  # 20 m east, 10 s later: GPS jitter at the gate
     profile = volunteer.get("/api/v1/me/volunteer").get_json()
-    assert profile["last_position"]["lon"] == pytest.approx(truth[0])
+    assert geodesic_distance_m(profile["last_position"]["lon"], profile["last_position"]["lat"], *gate) > 15
+    assert report(moved) is True  # walked off: kept though only 10 s later
+    clock.advance(seconds=61)
+    assert report(moved) is True  # a minute on, still there: kept, once a minute
+    late = (clock() - timedelta(seconds=100)).isoformat()  # taken at the gate half a minute before the first fix, sent now
+    assert report(gate, client_time=late) is False
+    early = (clock() - timedelta(minutes=5)).isoformat()  # long before anything kept
+    assert report(gate, client_time=early) is True
+
+    kept = volunteer.get("/api/v1/me/locations").get_json()
+    assert kept["total"] == 4
+    assert [round(geodesic_distance_m(p["point"]["lon"], p["point"]["lat"], *gate)) for p in kept["items"]] == [
+        60, 60, 0, 0]
+    profile = volunteer.get("/api/v1/me/volunteer").get_json()  # the late fixes did not replace the newest
+    assert round(geodesic_distance_m(profile["last_position"]["lon"], profile["last_position"]["lat"], *gate)) == 60
+
+
+def test_every_fix_joins_the_history_with_thinning_off(app, login, session):
+    app.config["GRIDSVC_POSITION_HISTORY_SECONDS"] = 0
+    gate = zone_center(login("admin"), zone_of(session, "G04").id)
+    volunteer = login("volunteer-004")
+    for _ in range(3):
+        assert volunteer.post("/api/v1/me/location", json={"lon": gate[0], "lat": gate[1]}).get_json()["in_history"]
+    assert volunteer.get("/api/v1/me/locations").get_json()["total"] == 3
 
 
 @pytest.mark.parametrize("body", [{"lon": 200, "lat": 29}, {"lon": 121, "lat": 29, "crs": "utm"},
