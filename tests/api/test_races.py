@@ -17,6 +17,8 @@ from gridsvc.services import volunteers as volunteer_service
 from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
 from tests.helpers import client_as, delete_shifts, duty_restored, offset, while_uncommitted
 
+EVERY_FIX = volunteer_service.HistoryThinning(seconds=0, metres=0)  # these races are about locks, not thinning
+
 
 # ------------------------------------------------------------------ helpers
 
@@ -92,7 +94,8 @@ def test_purge_does_not_wipe_a_position_reported_while_it_runs(committed_app, en
 
         def report(own):
             me = volunteer_service.require_volunteer_of_user(own, user_id, for_update=True)  # as the view does
-            volunteer_service.record_position(own, me, lon=121.781, lat=29.871, crs="wgs84", accuracy_m=8, at=clock())
+            volunteer_service.record_position(own, me, lon=121.781, lat=29.871, crs="wgs84", accuracy_m=8, at=clock(),
+                                              thinning=EVERY_FIX)
 
         def purge():
             with Session(engine) as s:  # as `gridsvc purge` does
@@ -147,7 +150,8 @@ def test_dispatch_does_not_skip_the_nearest_volunteer_because_they_report_a_posi
             def report(own):
                 me = volunteer_service.require_volunteer_of_user(own, user_id, for_update=True)  # as the view does
                 lon, lat = offset(*here, 90, 0)
-                volunteer_service.record_position(own, me, lon=lon, lat=lat, crs="wgs84", accuracy_m=8, at=clock())
+                volunteer_service.record_position(own, me, lon=lon, lat=lat, crs="wgs84", accuracy_m=8, at=clock(),
+                                                  thinning=EVERY_FIX)
 
             answer = while_uncommitted(engine, report, lambda: worker.post("/api/v1/requests", json={
                 "service_code": "parking", "description": "北门找不到车位", "lon": here[0], "lat": here[1],
