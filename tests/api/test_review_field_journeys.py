@@ -130,16 +130,100 @@ def test_an_offline_stint_never_runs_into_the_next_check_in(admin, login, sessio
     assert entry.status == "pending" and entry.flag_reason == "missing_check_out"
 
 
-def test_an_offline_check_in_after_the_online_one_elsewhere_is_still_refused(two_shifts, session):
-    """What the fix keeps: a check-in recorded after the volunteer went on duty elsewhere is refused (409), as
-    is a second stint at the shift they are on duty at."""
+def test_an_offline_check_in_after_the_online_one_is_still_refused(two_shifts, session):
+    """What the fix keeps: a check-in recorded after the volunteer went on duty, elsewhere or at the same shift,
+    is refused (409): they were on duty then."""
     s, v = two_shifts, two_shifts["client"]
     upload = v.post("/api/v1/me/check-events", json={"events": [
         offline("check_in", s["a"]["id"], s["b_in"] + timedelta(minutes=1), s["at_a"], "a-late-in"),
-        offline("check_in", s["b"]["id"], s["b_in"] - timedelta(minutes=1), s["at_b"], "b-early-in")]})
+        offline("check_in", s["b"]["id"], s["b_in"] + timedelta(minutes=2), s["at_b"], "b-late-in")]})
     results = upload.get_json()["results"]
     assert [(r["status"], r["result"]["reason"]) for r in results] == [(409, "already_checked_in")] * 2, results
     assert hours_of_shift(session, s["a"]["id"]) == [] and hours_of_shift(session, s["b"]["id"]) == []
+
+
+def test_a_queued_stint_uploaded_after_an_online_check_in_at_the_same_shift_keeps_its_hours(admin, login, session,
+                                                                                              clock):
+    """No signal at the start: the phone queued a check-in at the start and a check-out 30 minutes in. Back in
+    signal, the volunteer checked in online at 45 minutes, and the queue went up a minute later. The queued
+    check-in was refused (409 "already checked in"), its check-out judged as the end of the online stint (422,
+    too early): 0.75 hours on record instead of 1.25."""
+    g01 = zone_of(session, "G01").id
+    at = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    v = login("volunteer-001")
+    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    start = datetime.fromisoformat(shift["starts_at"])
+    clock.current = start + timedelta(minutes=45)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    clock.advance(minutes=1)
+    upload = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start, at, "queued-in"),
+        offline("check_out", shift["id"], start + timedelta(minutes=30), at, "queued-out")]})
+    results = upload.get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201], results
+    assert results[0]["result"]["on_duty"] is False  # the stint in progress is the online one
+    assert session.get(Volunteer, volunteer_id(session, "volunteer-001")).on_duty_shift_id == shift["id"]
+    [queued] = hours_of_shift(session, shift["id"])
+    assert (float(queued.hours), queued.status, queued.flagged) == (0.5, "approved", False)
+
+    clock.current = start + timedelta(minutes=90)
+    out = post_check(v, shift["id"], "check-out", at, key="online-out")
+    assert out.status_code == 201 and out.get_json()["hours"]["hours"] == 0.75
+    assert sorted(float(e.hours) for e in hours_of_shift(session, shift["id"])) == [0.5, 0.75]
+    report = v.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}/hours").get_json()
+    assert report["approved"] == 1.25 and report["pending"] == 0
+
+
+def test_a_queued_check_in_just_before_the_online_one_at_the_same_shift_counts_no_minute_twice(admin, login, session,
+                                                                                               clock):
+    """The queue held only a check-in, a minute before the online one at the same shift: its minute is a stint
+    of its own, closed where the online one began (pending, flagged for the liaison as any stint without its
+    check-out), and the online stint is untouched."""
+    g01 = zone_of(session, "G01").id
+    at = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    v = login("volunteer-001")
+    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    start = datetime.fromisoformat(shift["starts_at"])
+    clock.current = start + timedelta(minutes=10)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    online_in = clock()
+    upload = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start + timedelta(minutes=4), at, "queued-in")]})
+    assert upload.get_json()["results"][0]["status"] == 201, upload.get_json()
+    [closed] = hours_of_shift(session, shift["id"])
+    assert (closed.ended_at, float(closed.hours), closed.status, closed.flag_reason) == (
+        online_in, 0.1, "pending", "missing_check_out")
+    clock.current = start + timedelta(minutes=70)
+    out = post_check(v, shift["id"], "check-out", at, key="online-out")
+    assert out.status_code == 201 and out.get_json()["hours"]["hours"] == 1.0
+
+
+def test_checked_out_by_mistake_before_the_start_and_in_again_offline_keeps_the_shift(admin, login, session, clock):
+    """No signal at the gate: in 20 minutes early, out by mistake 5 minutes later, in again at once, out 5
+    minutes before the end, all uploaded after the shift. The first stint's end was read from its hours, which
+    stop at the shift's start: the second check-in was refused (422, "accepted from" the start), then its
+    check-out (409), and the shift's hours were lost."""
+    g01 = zone_of(session, "G01").id
+    at = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    v = login("volunteer-001")
+    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    start, end = datetime.fromisoformat(shift["starts_at"]), datetime.fromisoformat(shift["ends_at"])
+    clock.current = end + timedelta(minutes=10)
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start - timedelta(minutes=20), at, "first-in"),
+        offline("check_out", shift["id"], start - timedelta(minutes=15), at, "first-out"),
+        offline("check_in", shift["id"], start - timedelta(minutes=14), at, "second-in"),
+        offline("check_out", shift["id"], end - timedelta(minutes=5), at, "second-out")]}).get_json()["results"]
+    assert [r["status"] for r in results] == [201] * 4, results
+    assert sorted((float(e.hours), e.status) for e in hours_of_shift(session, shift["id"])) == [
+        (0.0, "approved"), (1.92, "approved")]
+    # a check-in inside a stint on record is still refused: the window opens where the last one ended
+    late = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start + timedelta(minutes=30), at, "inside-in")]}).get_json()["results"]
+    assert (late[0]["status"], late[0]["result"]["reason"]) == (422, "outside_window"), late
 
 
 # ------------------------------------------------------------------ the calendar after a shift moves or is cancelled
