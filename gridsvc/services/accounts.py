@@ -20,7 +20,7 @@ from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, Us
 from gridsvc.services import Page
 from gridsvc.services.checks import CheckPolicy, end_duty
 from gridsvc.services.requests import DispatchPolicy, give_back_tasks
-from gridsvc.services.shifts import release_places
+from gridsvc.services.shifts import lock_where_waiting, release_places, run_waitlists
 from gridsvc.services.volunteers import account_may_volunteer
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
@@ -221,7 +221,17 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
     session.flush()
     if could_volunteer and not account_may_volunteer(user):
         _stop_volunteering(session, user_id, check_policy, dispatch_policy)
+    elif not could_volunteer and account_may_volunteer(user):
+        _volunteer_again(session, user_id)
     return user
+
+
+def _volunteer_again(session: Session, user_id: int) -> None:
+    """An account that may volunteer again (enabled, or given the volunteer role back) takes the free places
+    it waits for, passed over while it could not: each such shift's waitlist runs again, in order."""
+    volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
+    if volunteer_id is not None:
+        run_waitlists(session, lock_where_waiting(session, volunteer_id, now=clock.now()))
 
 
 def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
@@ -169,6 +169,9 @@ def _on_each_shifts_clock(moment: datetime) -> Any:
 
 
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
+    # in UTC: Python compares and subtracts two times of one tzinfo on the wall clock, and across a clock
+    # change (a community on Europe/Berlin's, say) 00:00 to 00:00 the next day can be 25 hours
+    starts_at, ends_at = starts_at.astimezone(timezone.utc), ends_at.astimezone(timezone.utc)
     if ends_at <= starts_at:
         raise ValidationFailed("A shift must end after it starts.", errors={"ends_at": ["must be after starts_at"]})
     if ends_at - starts_at > timedelta(hours=24):
@@ -615,9 +618,9 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
 
 
 def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:
-    """Before a change that may let a volunteer take a place skipped for them (a skill added to their profile):
-    the shifts not started, with a free place, where they wait, locked in the module's order with everyone
-    waiting there, for ``run_waitlists`` after the change."""
+    """Before a change that may let a volunteer take a place skipped for them (a skill added to their profile),
+    or after one to their account (enabled again): the shifts not started, with a free place, where they wait,
+    locked in the module's order with everyone waiting there, for ``run_waitlists``."""
     confirmed = aliased(Signup)
     taken = (select(func.count()).where(confirmed.shift_id == Shift.id, confirmed.status == "confirmed")
              .scalar_subquery())
@@ -716,24 +719,35 @@ def release_places(session: Session, volunteer_id: int, *, now: datetime) -> lis
     volunteer role taken away) in shifts not started yet, given to the first on each waitlist who can take
     one, not left empty until someone notices. The volunteer goes back to the waitlist at their sign-up's
     time, passed over as anyone who may not volunteer is (``_promote``): an account enabled again takes
-    the next free place first. A place already checked in to (check-in opens before the start) stays: it
+    the free places it waits for (``accounts._volunteer_again``). A place already checked in to (check-in opens before the start) stays: it
     is part of their record. Returns the sign-ups moved to the waitlist."""
-    shift_ids = list(session.scalars(
+    shift_ids = _releasable(session, volunteer_id, now=now)  # read without a lock: the rows to lock
+    shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
+                                          shift_ids)
+    # Read again now that the volunteer is locked: a sign-up, promotion or check-in of theirs that was in
+    # flight (it held that lock) has committed. A place it confirmed is released too (only in that race are
+    # its shift's waiting volunteers locked after this one, out of the module's order); one checked in to stays.
+    releasable = _releasable(session, volunteer_id, now=now)
+    late = [shift_id for shift_id in releasable if shift_id not in shifts]
+    if late:
+        shifts |= _lock_volunteers_then_shifts(session, _volunteers_of(session, late, "waitlisted"), late)
+    released = list(session.scalars(select(Signup).where(Signup.volunteer_id == volunteer_id,
+                                                         Signup.shift_id.in_(releasable),
+                                                         Signup.status == "confirmed")))
+    for signup in released:
+        signup.status = "waitlisted"
+    session.flush()
+    run_waitlists(session, [shifts[shift_id] for shift_id in sorted(shifts)])  # (locked, in id order)
+    return released
+
+
+def _releasable(session: Session, volunteer_id: int, *, now: datetime) -> list[int]:
+    """The shifts not started where the volunteer holds a confirmed place not checked in to."""
+    return list(session.scalars(
         select(Signup.shift_id).join(Shift, Shift.id == Signup.shift_id)
         .where(Signup.volunteer_id == volunteer_id, Signup.status == "confirmed", Shift.status == "scheduled",
                Shift.starts_at > now, ~select(CheckEvent.id).where(CheckEvent.shift_id == Signup.shift_id,
                                             CheckEvent.volunteer_id == volunteer_id, CheckEvent.accepted).exists())))
-    if not shift_ids:
-        return []
-    shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
-                                          shift_ids)
-    released = list(session.scalars(select(Signup).where(Signup.volunteer_id == volunteer_id,
-                                                         Signup.shift_id.in_(shift_ids), Signup.status == "confirmed")))
-    for signup in released:
-        signup.status = "waitlisted"
-    session.flush()
-    run_waitlists(session, list(shifts.values()))  # (locked, in id order)
-    return released
 
 
 def _promote_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,

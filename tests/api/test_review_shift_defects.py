@@ -9,7 +9,7 @@ import pytest
 
 from gridsvc.models import Shift
 from tests.api.volunteer_helpers import make_shift, zone_of
-from tests.helpers import assert_problem, count
+from tests.helpers import assert_problem, community_body, count, rect, zone_feature
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 URUMQI = ZoneInfo("Asia/Urumqi")  # UTC+6 all year: two hours behind Shanghai's clock
@@ -188,3 +188,21 @@ def test_a_retried_logout_is_401(login):
     key = {"Idempotency-Key": "logout-1"}
     assert account.post("/api/v1/auth/logout", headers=key).status_code == 204
     assert_problem(account.post("/api/v1/auth/logout", headers=key), 401)
+
+
+def test_a_day_long_shift_over_a_clock_change_is_measured_in_real_hours(admin, session):
+    """A market on Berlin's clock: 00:00 to 00:00 over the autumn change is 25 real hours, and was accepted (the
+    two times share a tzinfo, and Python measured them on the wall clock); over the spring change it is 23."""
+    origin = (13.40, 52.52)
+    community = admin.post("/api/v1/communities", json=community_body(
+        name="Berlin Markt", boundary=rect(*origin, 1000, 1000), timezone="Europe/Berlin")).get_json()
+    zone = admin.post(f"/api/v1/communities/{community['id']}/zones", json=zone_feature("B1", rect(*origin, 1000, 1000)))
+    zone_id = zone.get_json()["id"]
+    before = count(session, Shift)
+    autumn = admin.post("/api/v1/shifts", json=_body(zone_id, "2031-10-26T00:00:00", "2031-10-27T00:00:00"))
+    assert assert_problem(autumn, 422)["errors"]["ends_at"] == ["at most 24 h after starts_at"]
+    assert count(session, Shift) == before
+    spring = admin.post("/api/v1/shifts", json=_body(zone_id, "2031-03-30T00:00:00", "2031-03-31T00:00:00"))
+    assert spring.status_code == 201, spring.get_json()
+    made = spring.get_json()
+    assert datetime.fromisoformat(made["ends_at"]) - datetime.fromisoformat(made["starts_at"]) == timedelta(hours=23)

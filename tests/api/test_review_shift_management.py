@@ -127,6 +127,59 @@ def test_the_confirmed_places_of_a_volunteer_who_may_no_longer_volunteer_go_to_t
 
 
 @pytest.mark.parametrize("how", ["disabled", "role_taken"])
+def test_an_account_enabled_again_takes_the_free_place_it_waits_for(admin, login, session, clock, how):
+    """D's place was released when the account was disabled (or lost the volunteer role), and nobody waited
+    for it. Enabled again, D stayed "waitlisted, 1st" with three places free, and could not sign up again
+    (409 already waitlisted): only a newcomer's sign-up, or withdrawing and joining the back of the line,
+    would have given D a place. Now the waitlists where D waits run again at once, in order."""
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=3, starts_at=clock() + timedelta(days=234))
+    full = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=1, starts_at=clock() + timedelta(days=235))
+    d, w = "volunteer-006", "volunteer-007"
+    d_id, w_id = volunteer_id(session, d), volunteer_id(session, w)
+    assert login(d).post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert [login(name).post(f"/api/v1/shifts/{full['id']}/signups", json={}).get_json()["status"]
+            for name in (d, w)] == ["confirmed", "waitlisted"]
+    _no_longer_volunteering(admin, session, d, how)
+    assert _roster(admin, shift["id"]) == [(d_id, "waitlisted", 1)]
+    assert _roster(admin, full["id"]) == [(w_id, "confirmed", None), (d_id, "waitlisted", 1)]
+
+    back = {"disabled": False} if how == "disabled" else {"roles": ["worker", "volunteer"]}
+    assert admin.patch(f"/api/v1/users/{_account_id(session, d)}", json=back).status_code == 200
+    assert _roster(admin, shift["id"]) == [(d_id, "confirmed", None)]
+    # a place W took meanwhile stays W's: D waits in line for it, first
+    assert _roster(admin, full["id"]) == [(w_id, "confirmed", None), (d_id, "waitlisted", 1)]
+
+
+def test_disabling_an_account_while_its_volunteer_signs_up_leaves_no_confirmed_place(committed_app, engine, clock):
+    """A sign-up in flight when the admin disabled the account: both succeeded, and the disabled account kept a
+    confirmed place that nobody on the waitlist could get. The release read the volunteer's places before it
+    waited for the volunteer's lock (held by the sign-up); it now reads them again once it holds it."""
+    admin = client_as(committed_app, "admin")
+    [v_id, w_id] = _two_volunteers(engine, "volunteer-044", "volunteer-045")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G05").id
+        user_id, token_version = s.execute(select(User.id, User.token_version).where(User.username == "volunteer-044")).one()
+    shift = make_shift(admin, zone_id=zone_id, capacity=1, starts_at=clock() + timedelta(days=43))
+    try:
+        assert client_as(committed_app, "volunteer-045").post(f"/api/v1/shifts/{shift['id']}/signups",
+                                                              json={}).get_json()["status"] == "confirmed"
+        assert admin.patch(f"/api/v1/shifts/{shift['id']}", json={"capacity": 2}).status_code == 200
+        answer = while_uncommitted(engine, lambda own: shift_service.sign_up(own, shift["id"], v_id, now=clock()),
+                                   lambda: admin.patch(f"/api/v1/users/{user_id}", json={"disabled": True}))
+        assert answer.status_code == 200, answer.get_json()
+        with engine.connect() as conn:
+            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
+                                         .where(Signup.shift_id == shift["id"])).all())
+            assert conn.execute(select(User.disabled).where(User.id == user_id)).scalar() is True
+        assert statuses == {w_id: "confirmed", v_id: "waitlisted"}
+    finally:
+        delete_shifts(engine, shift["id"])
+        with engine.begin() as conn:
+            conn.execute(User.__table__.update().where(User.id == user_id).values(disabled=False,
+                                                                                   token_version=token_version))
+
+
+@pytest.mark.parametrize("how", ["disabled", "role_taken"])
 def test_a_volunteer_on_duty_who_may_no_longer_volunteer_goes_off_duty_with_hours_to_review(
         admin, login, session, clock, how):
     """D is on duty, half an hour into a shift, when the admin disables the account (or takes the role away). D
