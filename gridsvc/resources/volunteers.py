@@ -152,10 +152,11 @@ class Volunteers(MethodView):
         user_id = data.pop("user_id", principal.user_id)
         if user_id != principal.user_id:
             auth.require(principal.has_any(("admin", "liaison")), "Only admins and liaisons may register another account.")
-            # a liaison registers people into their own zones: elsewhere it is another liaison's say
+            # a liaison registers people into their own zones: elsewhere it is another liaison's say, and with
+            # no home zone nobody's, not even theirs (they could neither see the phone nor correct the profile)
             home = data.get("home_zone_id")
-            auth.require("admin" in principal.roles or home is None or principal.is_liaison_of(home),
-                         "A liaison registers volunteers into a zone they manage (home_zone_id).")
+            auth.require("admin" in principal.roles or (home is not None and principal.is_liaison_of(home)),
+                         "A liaison registers volunteers into a zone they manage: give its home_zone_id.")
         volunteer = service.register(session, user_id=user_id, **data)
         session.commit()
         return volunteer_view(volunteer, private=True), {

@@ -69,6 +69,10 @@ def test_a_liaison_registers_someone_only_into_a_zone_they_manage(login, session
     before = count(session, Volunteer)
     assert_problem(liaison.post("/api/v1/volunteers", json={"user_id": target, "real_name": "x", "phone": "13900000000",
                                                            "home_zone_id": g05}), 403)
+    # nor into no zone: nobody's volunteer, whose phone the liaison could not see nor correct
+    refused = assert_problem(liaison.post("/api/v1/volunteers", json={"user_id": target, "real_name": "x",
+                                                                     "phone": "13900000000"}), 403)
+    assert "home_zone_id" in refused["detail"]
     assert count(session, Volunteer) == before
     made = _registered(liaison, user_id=target, home_zone_id=g01)
     assert liaison.get(f"/api/v1/volunteers/{made['id']}").get_json()["phone"] == "13912345678"
