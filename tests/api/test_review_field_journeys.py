@@ -142,17 +142,23 @@ def test_an_offline_check_in_after_the_online_one_is_still_refused(two_shifts, s
     assert hours_of_shift(session, s["a"]["id"]) == [] and hours_of_shift(session, s["b"]["id"]) == []
 
 
-def test_a_queued_stint_uploaded_after_an_online_check_in_at_the_same_shift_keeps_its_hours(admin, login, session,
-                                                                                              clock):
+@pytest.fixture()
+def one_shift(admin, login, session, clock):
+    """volunteer-001 confirmed for a 2-hour shift in G01 starting in an hour: (the shift, the volunteer's
+    client, the zone's centre)."""
+    g01 = zone_of(session, "G01").id
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
+    v = login("volunteer-001")
+    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    return shift, v, zone_center(admin, g01)
+
+
+def test_a_queued_stint_uploaded_after_an_online_check_in_at_the_same_shift_keeps_its_hours(one_shift, session, clock):
     """No signal at the start: the phone queued a check-in at the start and a check-out 30 minutes in. Back in
     signal, the volunteer checked in online at 45 minutes, and the queue went up a minute later. The queued
     check-in was refused (409 "already checked in"), its check-out judged as the end of the online stint (422,
     too early): 0.75 hours on record instead of 1.25."""
-    g01 = zone_of(session, "G01").id
-    at = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
-    v = login("volunteer-001")
-    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    shift, v, at = one_shift
     start = datetime.fromisoformat(shift["starts_at"])
     clock.current = start + timedelta(minutes=45)
     assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
@@ -175,16 +181,12 @@ def test_a_queued_stint_uploaded_after_an_online_check_in_at_the_same_shift_keep
     assert report["approved"] == 1.25 and report["pending"] == 0
 
 
-def test_a_queued_check_in_just_before_the_online_one_at_the_same_shift_counts_no_minute_twice(admin, login, session,
+def test_a_queued_check_in_just_before_the_online_one_at_the_same_shift_counts_no_minute_twice(one_shift, session,
                                                                                                clock):
     """The queue held only a check-in, a minute before the online one at the same shift: its minute is a stint
     of its own, closed where the online one began (pending, flagged for the liaison as any stint without its
     check-out), and the online stint is untouched."""
-    g01 = zone_of(session, "G01").id
-    at = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
-    v = login("volunteer-001")
-    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    shift, v, at = one_shift
     start = datetime.fromisoformat(shift["starts_at"])
     clock.current = start + timedelta(minutes=10)
     assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
@@ -200,16 +202,12 @@ def test_a_queued_check_in_just_before_the_online_one_at_the_same_shift_counts_n
     assert out.status_code == 201 and out.get_json()["hours"]["hours"] == 1.0
 
 
-def test_checked_out_by_mistake_before_the_start_and_in_again_offline_keeps_the_shift(admin, login, session, clock):
+def test_checked_out_by_mistake_before_the_start_and_in_again_offline_keeps_the_shift(one_shift, session, clock):
     """No signal at the gate: in 20 minutes early, out by mistake 5 minutes later, in again at once, out 5
     minutes before the end, all uploaded after the shift. The first stint's end was read from its hours, which
     stop at the shift's start: the second check-in was refused (422, "accepted from" the start), then its
     check-out (409), and the shift's hours were lost."""
-    g01 = zone_of(session, "G01").id
-    at = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
-    v = login("volunteer-001")
-    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    shift, v, at = one_shift
     start, end = datetime.fromisoformat(shift["starts_at"]), datetime.fromisoformat(shift["ends_at"])
     clock.current = end + timedelta(minutes=10)
     results = v.post("/api/v1/me/check-events", json={"events": [
