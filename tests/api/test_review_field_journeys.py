@@ -224,6 +224,78 @@ def test_checked_out_by_mistake_before_the_start_and_in_again_offline_keeps_the_
     assert (late[0]["status"], late[0]["result"]["reason"]) == (422, "outside_window"), late
 
 
+def test_a_queued_stint_at_the_same_shift_uploaded_after_the_online_stint_ended_keeps_its_hours(one_shift, session,
+                                                                                                clock):
+    """The same queue (in at the start, out 30 minutes in) went up after the online stint (45 to 90 minutes)
+    had ended: the window then opened after every stint recorded at the shift, so the check-in was refused
+    (422, "accepted from" the online check-out), its check-out too (409), and the half hour was lost; it
+    was kept when the upload came while the volunteer was still on duty."""
+    shift, v, at = one_shift
+    start = datetime.fromisoformat(shift["starts_at"])
+    clock.current = start + timedelta(minutes=45)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    clock.current = start + timedelta(minutes=90)
+    assert post_check(v, shift["id"], "check-out", at, key="online-out").status_code == 201
+    clock.advance(minutes=1)
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start, at, "queued-in"),
+        offline("check_out", shift["id"], start + timedelta(minutes=30), at, "queued-out")]}).get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201], results
+    assert results[0]["result"]["on_duty"] is False
+    assert session.get(Volunteer, volunteer_id(session, "volunteer-001")).on_duty_shift_id is None
+    assert sorted((float(e.hours), e.status) for e in hours_of_shift(session, shift["id"])) == [
+        (0.5, "approved"), (0.75, "approved")]
+
+
+def test_a_queued_check_out_completes_its_own_stint_after_the_online_one_was_closed_overdue(one_shift, session,
+                                                                                           clock):
+    """The queued check-in went up alone while the volunteer was on duty online (kept, closed at the online
+    check-in); nobody checked out online, and the online stint was closed at the shift's end. The queued
+    check-out then took the stint that started last, the online one, and was refused as too early."""
+    shift, v, at = one_shift
+    start, end = datetime.fromisoformat(shift["starts_at"]), datetime.fromisoformat(shift["ends_at"])
+    clock.current = start + timedelta(minutes=45)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    clock.advance(minutes=1)
+    [queued] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start, at, "queued-in")]}).get_json()["results"]
+    assert queued["status"] == 201, queued
+    clock.current = end + timedelta(hours=3)  # past the grace: the online stint is closed as a missing check-out
+    [out] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_out", shift["id"], start + timedelta(minutes=30), at, "queued-out")]}).get_json()["results"]
+    assert out["status"] == 201, out
+    entries = sorted(hours_of_shift(session, shift["id"]), key=lambda e: e.started_at)
+    assert [(float(e.hours), e.status, e.flag_reason) for e in entries] == [
+        (0.5, "approved", None), (1.25, "pending", "missing_check_out")]
+
+
+def test_a_stale_offline_check_in_neither_puts_the_volunteer_on_duty_nor_runs_into_the_next_stint(admin, login,
+                                                                                                  session, clock):
+    """A's queued check-in (no check-out) went up after the volunteer had checked in and out at B, 30 minutes
+    early at B, inside A's time: it put them on duty at A, where they no longer were, and the stint ran to A's
+    end, through B's. Now it is a stint of its own, closed where B's began."""
+    g01, g02 = zone_of(session, "G01").id, zone_of(session, "G02").id
+    at_a, at_b = zone_center(admin, g01), zone_center(admin, g02)
+    start = clock() + timedelta(minutes=20)
+    a = make_shift(admin, zone_id=g01, starts_at=start, hours=2)
+    b = make_shift(admin, zone_id=g02, starts_at=start + timedelta(hours=2, minutes=10), hours=2)
+    v = login("volunteer-001")
+    for shift in (a, b):
+        assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    clock.current = start + timedelta(hours=1, minutes=40)
+    assert post_check(v, b["id"], "check-in", at_b, key="b-in").status_code == 201
+    b_in = clock()
+    clock.current = start + timedelta(hours=2, minutes=30)
+    assert post_check(v, b["id"], "check-out", at_b, key="b-out").status_code == 201
+    [queued] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", a["id"], start, at_a, "a-in")]}).get_json()["results"]
+    assert queued["status"] == 201 and queued["result"]["on_duty"] is False, queued
+    vid = volunteer_id(session, "volunteer-001")
+    assert session.get(Volunteer, vid).on_duty_shift_id is None
+    [entry] = hours_of_shift(session, a["id"])
+    assert (entry.ended_at, float(entry.hours), entry.flag_reason) == (b_in, 1.67, "missing_check_out")
+
+
 # ------------------------------------------------------------------ the calendar after a shift moves or is cancelled
 
 
