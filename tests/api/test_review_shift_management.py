@@ -179,6 +179,36 @@ def test_disabling_an_account_while_its_volunteer_signs_up_leaves_no_confirmed_p
                                                                                    token_version=token_version))
 
 
+def test_an_account_enabled_while_the_place_it_waits_for_is_freed_takes_it(committed_app, engine, clock):
+    """V (disabled) waits first for a one-place shift; W withdraws while the admin enables V again. The
+    withdrawal passed V over (still disabled), and the enabling had looked for free places before it waited
+    for V's lock, when the shift was still full: V stayed waitlisted beside a free place."""
+    admin = client_as(committed_app, "admin")
+    v_id, w_id = _two_volunteers(engine, "volunteer-046", "volunteer-047")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G05").id
+        v_user, token_version = s.execute(select(User.id, User.token_version)
+                                          .where(User.username == "volunteer-046")).one()
+    shift = make_shift(admin, zone_id=zone_id, capacity=1, starts_at=clock() + timedelta(days=47))
+    url = f"/api/v1/shifts/{shift['id']}/signups"
+    try:
+        assert client_as(committed_app, "volunteer-047").post(url, json={}).get_json()["status"] == "confirmed"
+        assert client_as(committed_app, "volunteer-046").post(url, json={}).get_json()["status"] == "waitlisted"
+        assert admin.patch(f"/api/v1/users/{v_user}", json={"disabled": True}).status_code == 200
+        answer = while_uncommitted(engine, lambda own: shift_service.cancel_signup(own, shift["id"], w_id, now=clock()),
+                                   lambda: admin.patch(f"/api/v1/users/{v_user}", json={"disabled": False}))
+        assert answer.status_code == 200, answer.get_json()
+        with engine.connect() as conn:
+            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
+                                         .where(Signup.shift_id == shift["id"])).all())
+        assert statuses == {w_id: "cancelled", v_id: "confirmed"}
+    finally:
+        delete_shifts(engine, shift["id"])
+        with engine.begin() as conn:
+            conn.execute(User.__table__.update().where(User.id == v_user).values(disabled=False,
+                                                                                 token_version=token_version))
+
+
 @pytest.mark.parametrize("how", ["disabled", "role_taken"])
 def test_a_volunteer_on_duty_who_may_no_longer_volunteer_goes_off_duty_with_hours_to_review(
         admin, login, session, clock, how):
