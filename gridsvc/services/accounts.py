@@ -149,8 +149,8 @@ def check_password_policy(username: str, password: str) -> None:
     raise ValidationFailed(f"The password {reason}.", errors={"password": [f"The password {reason}."]})
 
 
-def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+def get_user(session: Session, user_id: int, *, for_update: bool = False) -> User:
+    user = session.get(User, user_id, with_for_update=for_update or None, populate_existing=for_update)
     if user is None:
         raise NotFound(f"User {user_id} does not exist.")
     return user
@@ -200,7 +200,10 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
                 dispatch_policy: DispatchPolicy) -> User:
     """The policies serve an account that may no longer volunteer: ``check_policy`` closes its stint on duty,
     ``dispatch_policy`` sends its requests to others."""
-    user = get_user(session, user_id)
+    # Locked: two changes of one account at once (one admin disabling it, another enabling it) are made one
+    # after the other, each from what the other left; read unlocked, the second undid nothing and skipped the
+    # places and duty that go with it.
+    user = get_user(session, user_id, for_update=True)
     could_volunteer = account_may_volunteer(user)
     if "password" in changes:
         check_password_policy(user.username, changes["password"])

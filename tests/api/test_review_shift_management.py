@@ -16,7 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridsvc.models import Shift, Signup, User, Volunteer
+from gridsvc.services import accounts as account_service
 from gridsvc.services import shifts as shift_service
+from gridsvc.services.checks import CheckPolicy
+from gridsvc.services.requests import DispatchPolicy
 from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, client_as, community_body, delete_shifts, rect, while_uncommitted, zone_feature
 
@@ -202,6 +205,38 @@ def test_an_account_enabled_while_the_place_it_waits_for_is_freed_takes_it(commi
             statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
                                          .where(Signup.shift_id == shift["id"])).all())
         assert statuses == {w_id: "cancelled", v_id: "confirmed"}
+    finally:
+        delete_shifts(engine, shift["id"])
+        with engine.begin() as conn:
+            conn.execute(User.__table__.update().where(User.id == v_user).values(disabled=False,
+                                                                                 token_version=token_version))
+
+
+def test_an_account_enabled_while_another_admin_disables_it_ends_as_the_last_change_says(committed_app, engine,
+                                                                                           clock):
+    """One admin disables V's account while another enables it. The enabling read the account unlocked (still
+    enabled), changed nothing, answered 200 "disabled": false, and the account stayed disabled; nor did V get
+    back the place the disabling released. Now the second change waits for the first and starts from it."""
+    admin = client_as(committed_app, "admin")
+    [v_id] = _two_volunteers(engine, "volunteer-048")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G05").id
+        v_user, token_version = s.execute(select(User.id, User.token_version)
+                                          .where(User.username == "volunteer-048")).one()
+    shift = make_shift(admin, zone_id=zone_id, capacity=1, starts_at=clock() + timedelta(days=48))
+    try:
+        assert client_as(committed_app, "volunteer-048").post(f"/api/v1/shifts/{shift['id']}/signups",
+                                                              json={}).get_json()["status"] == "confirmed"
+        answer = while_uncommitted(
+            engine, lambda own: account_service.update_user(own, v_user, {"disabled": True}, check_policy=CheckPolicy(),
+                                                            dispatch_policy=DispatchPolicy()),
+            lambda: admin.patch(f"/api/v1/users/{v_user}", json={"disabled": False}))
+        assert answer.status_code == 200 and answer.get_json()["disabled"] is False, answer.get_json()
+        with engine.connect() as conn:
+            assert conn.execute(select(User.disabled).where(User.id == v_user)).scalar() is False
+            status = conn.execute(select(Signup.status).where(Signup.shift_id == shift["id"],
+                                                              Signup.volunteer_id == v_id)).scalar()
+        assert status == "confirmed"  # released by the disabling, taken back by the enabling
     finally:
         delete_shifts(engine, shift["id"])
         with engine.begin() as conn:
