@@ -220,8 +220,8 @@ class MyLocation(MethodView):
 
         Send `client_time`, when the phone took the fix: one sent late (queued without signal) joins the history
         in its place and does not replace a newer last known position. A fix within 50 m of one the history
-        holds from within a minute of it (`GRIDSVC_POSITION_HISTORY_METRES`, `_SECONDS`) updates the last known
-        position only (`in_history: false`).
+        holds from within a minute of it, and no more accurate (`GRIDSVC_POSITION_HISTORY_METRES`, `_SECONDS`),
+        updates the last known position only (`in_history: false`).
         """
         session = current_session()
         volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)

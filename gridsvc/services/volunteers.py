@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, text, union
+from sqlalchemy import and_, delete, func, or_, select, text, true, union
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
@@ -326,9 +326,10 @@ def volunteer_clock(session: Session, volunteer: Volunteer, *, default_tz: tzinf
 @dataclass(frozen=True)
 class HistoryThinning:
     """Which fixes the position history keeps: a fix taken within ``seconds`` of one kept (before or after
-    it: a late offline fix too) and within ``metres`` of it adds nothing the history does not hold, and is
-    left out. Why: an app reporting every few seconds, standing at a gate, would otherwise store thousands
-    of copies of one place a day per volunteer (PIPL: keep no more than needed). 0 seconds keeps every fix."""
+    it: a late offline fix too), within ``metres`` of it and no more accurate adds nothing the history does
+    not hold, and is left out. Why: an app reporting every few seconds, standing at a gate, would otherwise
+    store thousands of copies of one place a day per volunteer (PIPL: keep no more than needed). 0 seconds
+    keeps every fix."""
 
     seconds: float
     metres: float
@@ -350,7 +351,8 @@ def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: 
     does not replace a newer last-known position.
     """
     point = gsql.point(lon, lat)
-    in_history = thinning.seconds <= 0 or not _near_a_kept_fix(session, volunteer.id, lon, lat, at, thinning)
+    in_history = thinning.seconds <= 0 or not _near_a_kept_fix(session, volunteer.id, lon, lat, accuracy_m, at,
+                                                                thinning)
     if in_history:
         session.add(VolunteerPosition(volunteer_id=volunteer.id, position=point, accuracy_m=accuracy_m,
                                       input_crs=crs, recorded_at=at))
@@ -362,13 +364,16 @@ def record_position(session: Session, volunteer: Volunteer, *, lon: float, lat: 
     return in_history
 
 
-def _near_a_kept_fix(session: Session, volunteer_id: int, lon: float, lat: float, at: datetime,
-                     thinning: HistoryThinning) -> bool:
+def _near_a_kept_fix(session: Session, volunteer_id: int, lon: float, lat: float, accuracy_m: float | None,
+                     at: datetime, thinning: HistoryThinning) -> bool:
     window = timedelta(seconds=thinning.seconds)
+    # a fix of unknown accuracy is no better than any; one of known accuracy betters a kept one of unknown
+    as_accurate = (true() if accuracy_m is None
+                   else and_(VolunteerPosition.accuracy_m.is_not(None), VolunteerPosition.accuracy_m <= accuracy_m))
     return session.scalar(select(
         select(VolunteerPosition.id)
         .where(VolunteerPosition.volunteer_id == volunteer_id,
-               VolunteerPosition.recorded_at.between(at - window, at + window),
+               VolunteerPosition.recorded_at.between(at - window, at + window), as_accurate,
                func.ST_DWithin(gsql.geography(VolunteerPosition.position), gsql.geography(gsql.point(lon, lat)),
                                thinning.metres))
         .exists()))

@@ -153,15 +153,16 @@ def test_location_in_gcj02_is_stored_as_wgs84_with_history(login, session):
 
 def test_the_history_keeps_a_fix_a_minute_or_a_move_of_50_m(login, session, clock):
     """An app reporting every few seconds from one gate stores one fix a minute, not thousands a day; each
-    fix is still the last known position dispatch uses. A move of more than 50 m is kept at once, and a late
-    offline fix is judged against the kept fixes around its own time."""
+    fix is still the last known position dispatch uses. A move of more than 50 m is kept at once, so is a
+    more accurate fix, and a late offline fix is judged against the kept fixes around its own time."""
     gate = zone_center(login("admin"), zone_of(session, "G04").id)
     moved = (gate[0], gate[1] + 60 / 111_320)  # 60 m north
     assert 59 < geodesic_distance_m(*gate, *moved) < 61
     volunteer = login("volunteer-004")
 
-    def report(point, **extra):
-        answer = volunteer.post("/api/v1/me/location", json={"lon": point[0], "lat": point[1], "accuracy_m": 5, **extra})
+    def report(point, accuracy=5, **extra):
+        answer = volunteer.post("/api/v1/me/location", json={"lon": point[0], "lat": point[1], "accuracy_m": accuracy,
+                                                              **extra})
         assert answer.status_code == 201, answer.get_json()
         return answer.get_json()["in_history"]
 
@@ -177,11 +178,15 @@ def test_the_history_keeps_a_fix_a_minute_or_a_move_of_50_m(login, session, cloc
     assert report(gate, client_time=late) is False
     early = (clock() - timedelta(minutes=5)).isoformat()  # long before anything kept
     assert report(gate, client_time=early) is True
+    clock.advance(seconds=5)
+    assert report(moved, accuracy=60) is False  # a coarser fix of the same place
+    assert report(moved, accuracy=3) is True  # a finer one is worth keeping
 
     kept = volunteer.get("/api/v1/me/locations").get_json()
-    assert kept["total"] == 4
+    assert kept["total"] == 5
     assert [round(geodesic_distance_m(p["point"]["lon"], p["point"]["lat"], *gate)) for p in kept["items"]] == [
-        60, 60, 0, 0]
+        60, 60, 60, 0, 0]
+    assert kept["items"][0]["accuracy_m"] == 3
     profile = volunteer.get("/api/v1/me/volunteer").get_json()  # the late fixes did not replace the newest
     assert round(geodesic_distance_m(profile["last_position"]["lon"], profile["last_position"]["lat"], *gate)) == 60
 
