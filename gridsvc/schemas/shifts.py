@@ -270,7 +270,8 @@ class CheckOut(Schema):
     allowed_m = fields.Float(metadata={"description": "the slack granted for the reported accuracy"})
     point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
     input = fields.Nested(PointOut)
-    on_duty = fields.Bool()
+    on_duty = fields.Bool(metadata={"description": "checked in to this shift after this event (an earlier stint's "
+                                                   "offline events leave a duty in progress as it is)"})
     hours = fields.Dict(allow_none=True)
 
 

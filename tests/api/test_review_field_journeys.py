@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gridsvc.ical import shifts_calendar
-from gridsvc.models import ServiceHours, Signup, Volunteer
+from gridsvc.models import CheckEvent, ServiceHours, Signup, Volunteer
 from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
 from tests.helpers import client_as, delete_shifts, duty_restored
 
@@ -168,7 +168,8 @@ def test_a_queued_stint_uploaded_after_an_online_check_in_at_the_same_shift_keep
         offline("check_out", shift["id"], start + timedelta(minutes=30), at, "queued-out")]})
     results = upload.get_json()["results"]
     assert [r["status"] for r in results] == [201, 201], results
-    assert results[0]["result"]["on_duty"] is False  # the stint in progress is the online one
+    # still checked in to the shift, by the online check-in, as both answers say
+    assert [r["result"]["on_duty"] for r in results] == [True, True]
     assert session.get(Volunteer, volunteer_id(session, "volunteer-001")).on_duty_shift_id == shift["id"]
     [queued] = hours_of_shift(session, shift["id"])
     assert (float(queued.hours), queued.status, queued.flagged) == (0.5, "approved", False)
@@ -267,6 +268,47 @@ def test_a_queued_check_out_completes_its_own_stint_after_the_online_one_was_clo
     entries = sorted(hours_of_shift(session, shift["id"]), key=lambda e: e.started_at)
     assert [(float(e.hours), e.status, e.flag_reason) for e in entries] == [
         (0.5, "approved", None), (1.25, "pending", "missing_check_out")]
+
+
+def test_a_stint_closed_at_a_check_in_before_the_start_does_not_block_checking_in_again(one_shift, session, clock):
+    """Queued in 25 minutes early; checked in online 20 minutes early (the queue went up after it), out by mistake
+    18 minutes early; in again offline 17 minutes early, out 5 minutes before the end. The queued stint ended at
+    the online check-in, but its hours end at the start (hours never count before it), and the new check-in's
+    window opened there: refused, its check-out too, and the shift's hours lost."""
+    shift, v, at = one_shift
+    start, end = datetime.fromisoformat(shift["starts_at"]), datetime.fromisoformat(shift["ends_at"])
+    clock.current = start - timedelta(minutes=20)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    clock.advance(minutes=1)
+    [queued] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start - timedelta(minutes=25), at, "queued-in")]}).get_json()["results"]
+    assert queued["status"] == 201, queued
+    clock.current = start - timedelta(minutes=18)
+    assert post_check(v, shift["id"], "check-out", at, key="online-out").status_code == 201
+    clock.current = end + timedelta(minutes=10)
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start - timedelta(minutes=17), at, "again-in"),
+        offline("check_out", shift["id"], end - timedelta(minutes=5), at, "again-out")]}).get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201], results
+    assert sum(float(e.hours) for e in hours_of_shift(session, shift["id"])) == 1.92
+
+
+def test_a_late_check_out_from_before_any_stint_ends_none(one_shift, session, clock):
+    """An offline check-out at 10 minutes, before the queued stint that began at 20 (and the online one at 45):
+    it took the stint after it and was refused as outside that stint's window, recorded and flagged. It ends no
+    stint: 409, nothing recorded, as a check-out without a check-in online."""
+    shift, v, at = one_shift
+    start = datetime.fromisoformat(shift["starts_at"])
+    clock.current = start + timedelta(minutes=45)
+    assert post_check(v, shift["id"], "check-in", at, key="online-in").status_code == 201
+    clock.advance(minutes=1)
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start + timedelta(minutes=20), at, "queued-in")]}).get_json()["results"]
+    assert results[0]["status"] == 201, results
+    [stray] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_out", shift["id"], start + timedelta(minutes=10), at, "stray-out")]}).get_json()["results"]
+    assert (stray["status"], stray["result"]["reason"]) == (409, "not_checked_in"), stray
+    assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "stray-out")) == 0
 
 
 def test_a_stale_offline_check_in_neither_puts_the_volunteer_on_duty_nor_runs_into_the_next_stint(admin, login,
