@@ -10,6 +10,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import sys
 from typing import Any, Iterable
 
 import flask_smorest
@@ -70,14 +71,20 @@ def _reject_constant(name: str) -> Any:
 
 def strict_json_loads(data: bytes | str):
     """json.loads that refuses NaN and Infinity (not JSON, though Python
-    accepts them), and arrays or objects nested past Python's recursion limit
-    (a ``JSONDecodeError``, as any malformed JSON, not a ``RecursionError``)."""
+    accepts them), arrays or objects nested past Python's recursion limit and
+    integers longer than Python converts (each a ``JSONDecodeError``, as any
+    malformed JSON, not a ``RecursionError`` or a bare ``ValueError``, which
+    reached the client as a 500)."""
     if isinstance(data, bytes):
         data = data.decode("utf-8")
     try:
         return json.loads(data, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        raise
     except RecursionError:
         raise json.JSONDecodeError("arrays or objects nested too deeply", data, 0) from None
+    except ValueError:  # int("1" * 4301): Python's guard against quadratic conversions
+        raise json.JSONDecodeError(f"a number of more than {sys.get_int_max_str_digits()} digits", data, 0) from None
 
 
 NUL_MESSAGE = "Text may not contain the NUL character (U+0000)."

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from gridsvc.models import CheckEvent, Community, ServiceRequest, Shift, User, Volunteer
+from gridsvc.models import CheckEvent, Community, ServiceRequest, Shift, User, Volunteer, VolunteerPosition
 from gridsvc.open311 import new_api_key
 from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, count
@@ -164,6 +164,20 @@ def test_json_nested_past_the_recursion_limit_is_malformed_json(admin, login, se
                              headers={"Idempotency-Key": "deep-json"})
         assert "nested too deeply" in assert_problem(answer, 400, "malformed-json")["detail"]
     assert (count(session, CheckEvent), count(session, Community)) == before
+
+
+
+def test_a_json_integer_longer_than_python_converts_is_malformed_json(admin, login, session):
+    """An integer of 4,301 digits: Python refuses to convert it (a guard against quadratic work) with a bare
+    ValueError, which reached the client as a 500 from every JSON endpoint."""
+    long_number = "1" + "0" * 4300
+    before = count(session, VolunteerPosition), count(session, Community)
+    for client, path in ((login("volunteer-001"), "/api/v1/me/location"), (admin, "/api/v1/communities"),
+                         (admin, "/api/v1/parking/import"), (login("volunteer-001"), "/api/v1/shifts/1/check-in")):
+        answer = client.post(path, data='{"lon": %s, "lat": 29.87}' % long_number, content_type="application/json",
+                             headers={"Idempotency-Key": "long-number"})
+        assert "more than 4300 digits" in assert_problem(answer, 400, "malformed-json")["detail"], path
+    assert (count(session, VolunteerPosition), count(session, Community)) == before
 
 
 # ---------------------------------------------------------------- Open311, OGC API, tiles
