@@ -29,8 +29,9 @@ class SkillQuery(Schema):
 
 class SkillCreate(Schema):
     code = fields.Str(required=True, validate=SKILL_CODE, metadata={"example": "sign_language"})
-    name_zh = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "手语"})
-    name_en = fields.Str(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
+    # trimmed as a change of names is: a name of blanks is no name
+    name_zh = Trimmed(required=True, validate=validate.Length(1, 100), metadata={"example": "手语"})
+    name_en = Trimmed(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
 
 
 class SkillUpdate(Schema):

@@ -59,6 +59,12 @@ def test_admin_extends_the_skill_list(login, client):
     assert "sign_language" in {s["code"] for s in client.get("/api/v1/skills").get_json()}
     assert_problem(login("planner").post("/api/v1/skills", json={"code": "x_y", "name_zh": "x", "name_en": "x"}), 403)
     assert_problem(login("admin").post("/api/v1/skills", json={"code": "Bad Code", "name_zh": "x", "name_en": "x"}), 422)
+    # names are trimmed, as a change of names is: blanks are no name
+    blank = assert_problem(login("admin").post("/api/v1/skills", json={"code": "blank", "name_zh": "   ", "name_en": " "}), 422)
+    assert set(blank["errors"]) == {"name_zh", "name_en"}
+    made = login("admin").post("/api/v1/skills", json={"code": "first_aid_2", "name_zh": " 急救二 ", "name_en": "First aid 2 "})
+    assert (made.get_json()["name_zh"], made.get_json()["name_en"]) == ("急救二", "First aid 2")
+    assert "blank" not in {s["code"] for s in client.get("/api/v1/skills").get_json()}
 
 
 def test_filter_by_zone_skill_and_team(login, session):
