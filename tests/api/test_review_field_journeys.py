@@ -104,11 +104,11 @@ def test_an_offline_stint_without_its_check_out_waits_closed_where_the_next_duty
     assert session.get(Volunteer, s["id"]).on_duty_shift_id == s["b"]["id"]
 
 
-def test_an_offline_stint_never_runs_into_the_next_check_in(admin, login, session, clock):
-    """B checked in 30 minutes early, 20 minutes before A's end: A's stint ends there, whatever its check-out
-    says; a check-out after it is refused as outside its window, and no minute is counted at both shifts."""
+@pytest.fixture()
+def early_at_b(admin, login, session, clock):
+    """volunteer-001 confirmed for A in G01 (2 h) and B in G02, starting 10 minutes after A ends, and checked in
+    online at B 30 minutes early, 20 minutes before A's end; A's queue has not gone up yet."""
     g01, g02 = zone_of(session, "G01").id, zone_of(session, "G02").id
-    at_a, at_b = zone_center(admin, g01), zone_center(admin, g02)
     start = clock() + timedelta(minutes=20)
     a = make_shift(admin, zone_id=g01, starts_at=start, hours=2)
     b = make_shift(admin, zone_id=g02, starts_at=start + timedelta(hours=2, minutes=10), hours=2)
@@ -116,8 +116,16 @@ def test_an_offline_stint_never_runs_into_the_next_check_in(admin, login, sessio
     for shift in (a, b):
         assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
     clock.current = start + timedelta(hours=1, minutes=40)
+    at_b = zone_center(admin, g02)
     assert post_check(v, b["id"], "check-in", at_b, key="b-in").status_code == 201
-    b_in = clock()
+    return {"a": a, "b": b, "at_a": zone_center(admin, g01), "at_b": at_b, "start": start, "b_in": clock(), "client": v}
+
+
+def test_an_offline_stint_never_runs_into_the_next_check_in(early_at_b, session, clock):
+    """B checked in 30 minutes early, 20 minutes before A's end: A's stint ends there, whatever its check-out
+    says; a check-out after it is refused as outside its window, and no minute is counted at both shifts."""
+    s = early_at_b
+    a, b, at_a, at_b, start, b_in, v = s["a"], s["b"], s["at_a"], s["at_b"], s["start"], s["b_in"], s["client"]
     clock.advance(minutes=30)
     upload = v.post("/api/v1/me/check-events", json={"events": [
         offline("check_in", a["id"], start, at_a, "a-in"),
@@ -311,22 +319,13 @@ def test_a_late_check_out_from_before_any_stint_ends_none(one_shift, session, cl
     assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "stray-out")) == 0
 
 
-def test_a_stale_offline_check_in_neither_puts_the_volunteer_on_duty_nor_runs_into_the_next_stint(admin, login,
-                                                                                                  session, clock):
+def test_a_stale_offline_check_in_neither_puts_the_volunteer_on_duty_nor_runs_into_the_next_stint(early_at_b, session,
+                                                                                                  clock):
     """A's queued check-in (no check-out) went up after the volunteer had checked in and out at B, 30 minutes
     early at B, inside A's time: it put them on duty at A, where they no longer were, and the stint ran to A's
     end, through B's. Now it is a stint of its own, closed where B's began."""
-    g01, g02 = zone_of(session, "G01").id, zone_of(session, "G02").id
-    at_a, at_b = zone_center(admin, g01), zone_center(admin, g02)
-    start = clock() + timedelta(minutes=20)
-    a = make_shift(admin, zone_id=g01, starts_at=start, hours=2)
-    b = make_shift(admin, zone_id=g02, starts_at=start + timedelta(hours=2, minutes=10), hours=2)
-    v = login("volunteer-001")
-    for shift in (a, b):
-        assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
-    clock.current = start + timedelta(hours=1, minutes=40)
-    assert post_check(v, b["id"], "check-in", at_b, key="b-in").status_code == 201
-    b_in = clock()
+    s = early_at_b
+    a, b, at_a, at_b, start, b_in, v = s["a"], s["b"], s["at_a"], s["at_b"], s["start"], s["b_in"], s["client"]
     clock.current = start + timedelta(hours=2, minutes=30)
     assert post_check(v, b["id"], "check-out", at_b, key="b-out").status_code == 201
     [queued] = v.post("/api/v1/me/check-events", json={"events": [
