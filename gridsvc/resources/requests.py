@@ -284,7 +284,14 @@ class DispatchBatch(MethodView):
             auth.require(mine is not None, "Only admins and liaisons of this community may run a batch.")
         result = batch_dispatch(session, community.id, now=clock.now(), policy=policy())
         session.commit()
+        # The plan uses every distance; the answer tells the caller only those of volunteers they may locate (as
+        # /dispatch/candidates does): a liaison files requests where they choose, and the distances of a few
+        # batches would locate anyone. The totals add up distances, so they come only with all of them.
+        located = service.volunteers_located_by(session, actor(), result.considered)
+        every_distance = located >= result.considered
         return {"requests": result.requests, "offered": result.offered, "unassigned": result.unassigned,
-                "total_distance_m": result.total_distance_m, "greedy_total_distance_m": result.greedy_total_distance_m,
+                "total_distance_m": result.total_distance_m if every_distance else None,
+                "greedy_total_distance_m": result.greedy_total_distance_m if every_distance else None,
                 "greedy_offered": result.greedy_offered,
-                "pairs": [{"request_id": r, "volunteer_id": v, "distance_m": round(d, 1)} for r, v, d in result.pairs]}
+                "pairs": [{"request_id": r, "volunteer_id": v, "distance_m": round(d, 1) if v in located else None}
+                          for r, v, d in result.pairs]}

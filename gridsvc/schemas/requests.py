@@ -202,14 +202,17 @@ class BatchQuery(Schema):
 class PairOut(Schema):
     request_id = Int()
     volunteer_id = Int()
-    distance_m = fields.Float()
+    distance_m = fields.Float(allow_none=True, metadata={"description": "null for a volunteer you may not locate "
+                                                                        "(a liaison: one who works in none of your zones)"})
 
 
 class BatchOut(Schema):
     requests = Int(metadata={"description": "open unassigned requests considered"})
     offered = Int()
     unassigned = fields.List(Int(), metadata={"description": "no eligible volunteer: with the liaison"})
-    total_distance_m = fields.Float(metadata={"description": "the optimal assignment's total"})
-    greedy_total_distance_m = fields.Float(metadata={"description": "nearest-first, for comparison"})
+    total_distance_m = fields.Float(allow_none=True, metadata={
+        "description": "the optimal assignment's total; null unless you may locate every volunteer considered"})
+    greedy_total_distance_m = fields.Float(allow_none=True, metadata={
+        "description": "nearest-first, for comparison; null as total_distance_m"})
     greedy_offered = Int()
     pairs = fields.List(fields.Nested(PairOut))

@@ -33,6 +33,7 @@ class BatchResult:
     greedy_total_distance_m: float
     greedy_offered: int
     pairs: list[tuple[int, int, float]]  # request, volunteer, distance
+    considered: frozenset[int]  # every volunteer either assignment could use
 
 
 def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy: dispatch.DispatchPolicy,
@@ -92,7 +93,8 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
     return BatchResult(requests=len(open_requests), offered=len(pairs),
                        unassigned=[r.id for r in open_requests if r.id not in by_request],
                        total_distance_m=round(sum(d for _, _, d in pairs), 1),
-                       greedy_total_distance_m=round(greedy_total, 1), greedy_offered=greedy_offered, pairs=pairs)
+                       greedy_total_distance_m=round(greedy_total, 1), greedy_offered=greedy_offered, pairs=pairs,
+                       considered=frozenset(volunteers))
 
 
 def _greedy(open_requests, options, room: dict[int, int]) -> tuple[float, int]:

@@ -552,6 +552,28 @@ def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, sessi
     assert_problem(login("volunteer-031").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}"), 403)
 
 
+def test_batch_tells_a_liaison_no_distance_of_a_volunteer_they_may_not_locate(login, session, clock):
+    """README, Who sees what: a volunteer's positions are for the volunteer, the liaison of a zone they work in
+    and admins; /dispatch/candidates ranks for a liaison only their zones' volunteers. The batch answered any
+    liaison of the community with the distance from each open request, one they filed where they chose, to a
+    volunteer of another zone (and sums of such distances)."""
+    g10 = zone_of(session, "G10")
+    there = zone_center(login("admin"), g10.id)
+    stranger = put_on_duty(session, "volunteer-010", *there, open_shift(session, g10.id, clock()))  # works in G10
+    session.commit()
+    spy = login("liaison-g01")
+    probe = offset(*there, 250, 0)
+    assert file(spy, probe).get_json()["offer"]["distance_m"] is None  # the single dispatch hides it too
+    result = spy.post(f"/api/v1/dispatch/batch?community_id={g10.community_id}").get_json()
+    [pair] = [p for p in result["pairs"] if p["volunteer_id"] == stranger]
+    assert pair["distance_m"] is None
+    assert result["total_distance_m"] is None and result["greedy_total_distance_m"] is None
+    # G10's liaison, and an admin, get every figure
+    again = login("liaison-g10").post(f"/api/v1/dispatch/batch?community_id={g10.community_id}").get_json()
+    [pair] = [p for p in again["pairs"] if p["volunteer_id"] == stranger]
+    assert pair["distance_m"] == pytest.approx(250, abs=2) and again["total_distance_m"] == pytest.approx(250, abs=2)
+
+
 def test_batch_leaves_the_liaison_what_ran_out_of_refusals_and_never_offers_a_need_back(login, g03, session, clock):
     """Batch dispatch re-plans the open requests, but a request that reached the liaison after its three
     refusals stays theirs, and a worker who volunteers is never offered their own need (found in review)."""
