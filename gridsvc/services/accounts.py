@@ -234,9 +234,7 @@ def _volunteer_again(session: Session, user_id: int) -> None:
     it waits for, passed over while it could not: each such shift's waitlist runs again, in order."""
     volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
     if volunteer_id is not None:
-        lock_where_waiting(session, volunteer_id, now=clock.now())  # the volunteer's lock, first
-        # Read again under it: a withdrawal that was freeing a place they wait for (it held that lock, and
-        # passed them over as they could not volunteer then) has committed; the place is theirs now.
+        # (a withdrawal in flight that passed them over is seen: lock_where_waiting reads under their lock)
         run_waitlists(session, lock_where_waiting(session, volunteer_id, now=clock.now()))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
@@ -624,12 +624,28 @@ def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) ->
     confirmed = aliased(Signup)
     taken = (select(func.count()).where(confirmed.shift_id == Shift.id, confirmed.status == "confirmed")
              .scalar_subquery())
-    shift_ids = session.scalars(select(Signup.shift_id).join(Shift, Shift.id == Signup.shift_id)
-                                .where(Signup.volunteer_id == volunteer_id, Signup.status == "waitlisted",
-                                       Shift.status == "scheduled", Shift.starts_at > now,
-                                       taken < Shift.capacity)).all()
-    waiting = _volunteers_of(session, shift_ids, "waitlisted")
-    return list(_lock_volunteers_then_shifts(session, [volunteer_id, *waiting], shift_ids).values())
+    _, shifts = _locked_with_volunteer(session, volunteer_id, lambda: list(session.scalars(
+        select(Signup.shift_id).join(Shift, Shift.id == Signup.shift_id)
+        .where(Signup.volunteer_id == volunteer_id, Signup.status == "waitlisted", Shift.status == "scheduled",
+               Shift.starts_at > now, taken < Shift.capacity))))
+    return [shifts[shift_id] for shift_id in sorted(shifts)]
+
+
+def _locked_with_volunteer(session: Session, volunteer_id: int,
+                           shift_ids_of: Callable[[], list[int]]) -> tuple[list[int], dict[int, Shift]]:
+    """The shifts a change of this volunteer's places touches (``shift_ids_of()``), locked in the module's order
+    with the volunteer and everyone waiting there, and read again once the volunteer is locked: a sign-up,
+    promotion, withdrawal or check-in of theirs that was in flight (it held that lock) has committed, and a
+    shift it brought in is locked too (only in that race are its waiting volunteers locked after this one, out
+    of the module's order). Returns (the ids as read under the lock, every shift locked)."""
+    shift_ids = shift_ids_of()  # read without a lock: the rows to lock
+    shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
+                                          shift_ids)
+    again = shift_ids_of()
+    late = [shift_id for shift_id in again if shift_id not in shifts]
+    if late:
+        shifts |= _lock_volunteers_then_shifts(session, _volunteers_of(session, late, "waitlisted"), late)
+    return again, shifts
 
 
 def run_waitlists(session: Session, shifts: list[Shift]) -> None:
@@ -721,16 +737,10 @@ def release_places(session: Session, volunteer_id: int, *, now: datetime) -> lis
     time, passed over as anyone who may not volunteer is (``_promote``): an account enabled again takes
     the free places it waits for (``accounts._volunteer_again``). A place already checked in to (check-in opens before the start) stays: it
     is part of their record. Returns the sign-ups moved to the waitlist."""
-    shift_ids = _releasable(session, volunteer_id, now=now)  # read without a lock: the rows to lock
-    shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
-                                          shift_ids)
-    # Read again now that the volunteer is locked: a sign-up, promotion or check-in of theirs that was in
-    # flight (it held that lock) has committed. A place it confirmed is released too (only in that race are
-    # its shift's waiting volunteers locked after this one, out of the module's order); one checked in to stays.
-    releasable = _releasable(session, volunteer_id, now=now)
-    late = [shift_id for shift_id in releasable if shift_id not in shifts]
-    if late:
-        shifts |= _lock_volunteers_then_shifts(session, _volunteers_of(session, late, "waitlisted"), late)
+    # as read under the volunteer's lock: a place a sign-up in flight confirmed is released too, one a check-in
+    # in flight took stays
+    releasable, shifts = _locked_with_volunteer(session, volunteer_id,
+                                                lambda: _releasable(session, volunteer_id, now=now))
     released = list(session.scalars(select(Signup).where(Signup.volunteer_id == volunteer_id,
                                                          Signup.shift_id.in_(releasable),
                                                          Signup.status == "confirmed")))
