@@ -337,6 +337,31 @@ def test_a_stale_offline_check_in_neither_puts_the_volunteer_on_duty_nor_runs_in
     assert (entry.ended_at, float(entry.hours), entry.flag_reason) == (b_in, 1.67, "missing_check_out")
 
 
+def test_an_offline_check_in_uploaded_after_the_shift_and_its_grace_is_closed_at_once(one_shift, admin, session, clock):
+    """The phone queued a check-in 10 minutes into the shift and nothing more; it reached the server the next
+    morning. It put the volunteer on duty at a shift long over (on the liaison's map, in `on_duty=true`) until
+    the next `gridsvc tick`. Now the stint is closed at the shift's end on arrival, flagged as a missing
+    check-out, as tick would have closed it; its own check-out, uploaded after it, still completes it."""
+    shift, v, at = one_shift
+    start = datetime.fromisoformat(shift["starts_at"])
+    clock.current = start + timedelta(hours=14)
+    [queued] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", shift["id"], start + timedelta(minutes=10), at, "late-in")]}).get_json()["results"]
+    assert queued["status"] == 201 and queued["result"]["on_duty"] is False, queued
+    vid = volunteer_id(session, "volunteer-001")
+    assert session.get(Volunteer, vid).on_duty_shift_id is None
+    [entry] = hours_of_shift(session, shift["id"])
+    assert (entry.ended_at, float(entry.hours), entry.status, entry.flag_reason) == (
+        start + timedelta(hours=2), 1.83, "pending", "missing_check_out")
+    on_duty = admin.get("/api/v1/volunteers", query_string={"on_duty": "true", "limit": 500}).get_json()["items"]
+    assert vid not in [item["id"] for item in on_duty]
+    [out] = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_out", shift["id"], start + timedelta(minutes=100), at, "late-out")]}).get_json()["results"]
+    assert out["status"] == 201, out
+    [entry] = hours_of_shift(session, shift["id"])
+    assert (float(entry.hours), entry.status, entry.flag_reason) == (1.5, "approved", None)
+
+
 # ------------------------------------------------------------------ the calendar after a shift moves or is cancelled
 
 
