@@ -725,7 +725,10 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     session.flush()
     if not was_confirmed:
         return signup, []
-    promoted = _promote(session, shift)
+    # Once the shift has started its sign-ups are closed, promotions too: the first in line would be confirmed
+    # for a shift already running without knowing it, and the place would look filled. The liaison who wants
+    # them raises the capacity (``update_shift``), a decision taken knowingly.
+    promoted = _promote(session, shift) if shift.starts_at > now else []
     _promote_where_freed(session, [volunteer_id], shift.starts_at, shift.ends_at, now=now)
     return signup, promoted
 
