@@ -56,6 +56,19 @@ class AvailabilityWindow(Schema):
             raise ValidationError("end must be after start", "end")
 
 
+def _windows_apart(windows: list[dict]) -> None:
+    """Windows of one weekday that overlap (or repeat) are a 422: the client meant something else, and the
+    profile would show one hour twice. Touching windows (08:00-10:00, 10:00-12:00) are fine."""
+    ordered = sorted(windows, key=lambda w: (w["weekday"], w["start"]))
+    for before, after in zip(ordered, ordered[1:]):
+        if before["weekday"] == after["weekday"] and after["start"] < before["end"]:
+            raise ValidationError(f"windows overlap on weekday {before['weekday']}: {before['start']}-{before['end']} "
+                                  f"and {after['start']}-{after['end']}")
+
+
+AVAILABILITY = [validate.Length(max=50), _windows_apart]
+
+
 class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
     real_name = Trimmed(required=True, validate=validate.Length(1, 100))
@@ -66,8 +79,7 @@ class VolunteerCreate(Schema):
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
-    availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list,
-                               validate=validate.Length(max=50))
+    availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list, validate=AVAILABILITY)
 
 
 class VolunteerUpdate(Schema):
@@ -77,7 +89,7 @@ class VolunteerUpdate(Schema):
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
-    availability = fields.List(fields.Nested(AvailabilityWindow), validate=validate.Length(max=50))
+    availability = fields.List(fields.Nested(AvailabilityWindow), validate=AVAILABILITY)
 
 
 class LastPositionOut(Schema):

@@ -34,6 +34,11 @@ def test_worker_registers_as_volunteer_and_gets_the_role(login, session):
     ({"real_name": "x", "phone": "13912345678", "home_zone_id": 987654}, "home_zone_id"),
     ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 8, "start": "08:00", "end": "09:00"}]}, "availability"),
     ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 1, "start": "10:00", "end": "09:00"}]}, "availability"),
+    ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 1, "start": "08:00", "end": "10:00"},
+                                                                  {"weekday": 1, "start": "09:30", "end": "11:00"}]},
+     "availability"),
+    ({"real_name": "x", "phone": "13912345678", "availability": [{"weekday": 3, "start": "18:00", "end": "21:00"}] * 2},
+     "availability"),
     ({"phone": "13912345678"}, "real_name"),
 ])
 def test_bad_registration_is_422_and_changes_nothing(login, session, body, field):
@@ -322,3 +327,17 @@ def _unregister(engine, user_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(Volunteer.__table__.delete().where(Volunteer.user_id == user_id))
         conn.execute(UserRole.__table__.delete().where(UserRole.user_id == user_id, UserRole.role == "volunteer"))
+
+
+def test_availability_windows_may_touch_but_not_overlap(login, session):
+    """Saturday 08:00-12:00 twice, or 08:00-10:00 with 09:30-11:00, was stored as sent: the profile showed the
+    same hours twice. Windows that only touch are two windows."""
+    volunteer = login("volunteer-001")
+    url = f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}"
+    touching = [{"weekday": 6, "start": "10:00", "end": "12:00"}, {"weekday": 6, "start": "08:00", "end": "10:00"},
+                {"weekday": 7, "start": "09:00", "end": "11:00"}]
+    assert volunteer.patch(url, json={"availability": touching}).get_json()["availability"] == touching
+    overlapping = [*touching, {"weekday": 6, "start": "11:30", "end": "13:00"}]
+    problem = assert_problem(volunteer.patch(url, json={"availability": overlapping}), 422)
+    assert "weekday 6: 10:00-12:00 and 11:30-13:00" in str(problem["errors"]["availability"])
+    assert volunteer.get(url).get_json()["availability"] == touching
