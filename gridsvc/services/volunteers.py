@@ -75,7 +75,11 @@ def skills_by_code(session: Session, codes: Iterable[str], *, field: str = "skil
     """The Skill rows for ``codes``; an unknown code is a 422 naming it, and so is a retired one not already
     ``held`` (a profile or shift sent back whole keeps its retired skills; nobody takes one up anew)."""
     codes = list(dict.fromkeys(codes))
-    found = {s.code: s for s in session.scalars(select(Skill).where(Skill.code.in_(codes)))}
+    # FOR SHARE, in code order: a retirement (or removal) in flight is waited for and then seen, and one that
+    # comes later waits for this change (a holder keeps a retired skill; nobody takes one up anew)
+    found = {s.code: s for s in session.scalars(select(Skill).where(Skill.code.in_(codes)).order_by(Skill.code)
+                                                .with_for_update(read=True)
+                                                .execution_options(populate_existing=True))}
     unknown = [c for c in codes if c not in found]
     if unknown:
         raise ValidationFailed(f"Unknown skill(s): {', '.join(unknown)}; see /api/v1/skills.",

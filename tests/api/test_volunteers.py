@@ -341,3 +341,29 @@ def test_availability_windows_may_touch_but_not_overlap(login, session):
     problem = assert_problem(volunteer.patch(url, json={"availability": overlapping}), 422)
     assert "weekday 6: 10:00-12:00 and 11:30-13:00" in str(problem["errors"]["availability"])
     assert volunteer.get(url).get_json()["availability"] == touching
+
+
+def test_a_skill_retired_while_a_volunteer_takes_it_up_is_not_taken_up(committed_app, engine, clock):
+    """An admin retires sign_language while volunteer-009 adds it to their profile: the profile read the skill
+    before the retirement committed, and the volunteer took up a skill nobody may take up any more. Now the
+    profile waits for the retirement and is refused (422), as it would be a moment later."""
+    from gridsvc.models import Skill, VolunteerSkill
+    from gridsvc.services.volunteers import update_skill
+
+    with engine.begin() as conn:
+        conn.execute(Skill.__table__.insert().values(code="sign_language", name_zh="手语", name_en="Sign language"))
+        vid = conn.execute(select(Volunteer.id).join(Volunteer.user).where(Volunteer.user.has(username="volunteer-009"))
+                           ).scalar()
+    volunteer = client_as(committed_app, "volunteer-009")
+    url = f"/api/v1/volunteers/{vid}"
+    held = volunteer.get(url).get_json()["skills"]
+    try:
+        answer = while_uncommitted(engine, lambda own: update_skill(own, "sign_language", {"retired": True}, now=clock()),
+                                   lambda: volunteer.patch(url, json={"skills": [*held, "sign_language"]}))
+        problem = assert_problem(answer, 422)
+        assert "retired skill: sign_language" in problem["errors"]["skills"]
+        assert volunteer.get(url).get_json()["skills"] == held
+    finally:
+        with engine.begin() as conn:
+            conn.execute(VolunteerSkill.__table__.delete().where(VolunteerSkill.skill_code == "sign_language"))
+            conn.execute(Skill.__table__.delete().where(Skill.code == "sign_language"))
