@@ -252,9 +252,10 @@ def _check_params(user_id: int, request: CheckRequest, now: datetime, policy: Ch
     # phone's clock is fast): counted in the future, it opened no window for an online check-out made at
     # once, and pinned the last known position ahead of every fix until then.
     at = min(request.client_time, now) if request.offline and request.client_time else now
-    allowed = min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m)
+    # to a tenth of a metre, as the answer gives it and the database judges it (with the distance so rounded)
+    allowed = round(min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m), 1)
     # What the answer says about the request itself, written as Python writes it.
-    facts = {"kind": request.kind, "at": at.isoformat(), "allowed_m": round(allowed, 1),
+    facts = {"kind": request.kind, "at": at.isoformat(), "allowed_m": allowed,
              "point": _point(request.lon, request.lat),
              "input": {"lon": request.input_lon, "lat": request.input_lat, "crs": request.input_crs}}
     return {"event": json.dumps({
