@@ -217,7 +217,11 @@ def occurrences(*, weekdays: Iterable[int], start_time: time, end_time: time, fr
     """The (start, end) of each occurrence, in the community's time zone.
 
     ``weekdays`` are ISO numbers (1 = Monday). An end time at or before the
-    start time means the shift runs past midnight. Given ``ending_after``,
+    start time means the shift runs past midnight. On a clock with daylight
+    saving, a wall time the spring change skips is read as RFC 5545 reads it
+    (with the offset before the change: 02:30 is 03:30); should that leave
+    the night's occurrence empty (02:30-03:30), it keeps its length on the
+    wall clock (03:30-04:30) rather than fail the whole series. Given ``ending_after``,
     only the occurrences that end after it; given ``at_most``, no more than
     that many: the days before and after are not walked (a range of three
     centuries cost a second of CPU before it was refused).
@@ -229,9 +233,13 @@ def occurrences(*, weekdays: Iterable[int], start_time: time, end_time: time, fr
         day = max(day, ending_after.astimezone(tz).date() - timedelta(days=1))
     while day <= until_date and (at_most is None or len(result) < at_most):
         if day.isoweekday() in days:
-            start = datetime.combine(day, start_time, tz)
             end_day = day if end_time > start_time else day + timedelta(days=1)
-            end = datetime.combine(end_day, end_time, tz)
+            # compared in UTC: two times of one tzinfo compare on the wall clock
+            start, end = (datetime.combine(d, t, tz).astimezone(timezone.utc)
+                          for d, t in ((day, start_time), (end_day, end_time)))
+            if end <= start:  # both ends in (or across) the skipped hour
+                end = start + (datetime.combine(end_day, end_time) - datetime.combine(day, start_time))
+            start, end = start.astimezone(tz), end.astimezone(tz)
             if ending_after is None or end > ending_after:
                 result.append((start, end))
         day += timedelta(days=1)
@@ -287,7 +295,7 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     sent = [key for key in ("starts_at", "ends_at") if key in changes]
     changes.update(zip(sent, on_community_clock(session, shift.community_id, *(changes[key] for key in sent))))
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
-    old_times = (shift.starts_at, shift.ends_at)
+    old_times, old_capacity = (shift.starts_at, shift.ends_at), shift.capacity
     moved_volunteers = []
     # Only a new end: a shift already over still takes a new title or notes, its times sent back unchanged or not.
     if "ends_at" in moves:
@@ -308,8 +316,10 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     _check_times(shift.starts_at, shift.ends_at)
     session.flush()
     # More places, new times clear of a waiting volunteer's other shift, or a skill no longer required: the
-    # waitlist is run again. Not for a shift that is over: its sign-ups are history (nobody can serve it now).
-    if may_promote and shift.ends_at > now:
+    # waitlist is run again. Once the shift has started, sign-ups are closed, and only more places (the
+    # liaison's deliberate call for the next in line) promote anyone; an edit sending the rest back unchanged
+    # does not. Never for a shift that is over: its sign-ups are history (nobody can serve it now).
+    if may_promote and shift.ends_at > now and (shift.starts_at > now or shift.capacity > old_capacity):
         _promote(session, shift)
     if moves:  # its volunteers are free at the old times now
         _promote_where_freed(session, moved_volunteers, *old_times, now=now)
