@@ -9,7 +9,12 @@ Every export here is opened in Excel or WPS by a liaison or a planner, so:
   the spreadsheet shows as plain text. Names and titles come from users (a
   volunteer chooses their own ``real_name``); written as they are,
   ``=HYPERLINK(...)`` would run on the reader's machine ("CSV injection",
-  OWASP). Numbers are written as numbers: only text is changed.
+  OWASP). Numbers are written as numbers: only text is changed;
+- text of digits that a spreadsheet would read as a number and change (12
+  digits or more: shown as 3.30206E+17, kept to 15 digits; or a leading
+  zero, dropped), such as an ID-card-like national volunteer ID, is written
+  after a tab, as Chinese exports commonly do: the cell stays text with
+  every digit, and the tab does not show.
 """
 from __future__ import annotations
 
@@ -23,9 +28,12 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def inert(value: Any) -> Any:
-    """A cell's value, with text that a spreadsheet would run as a formula made plain text."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
+    """A cell's value, with text that a spreadsheet would run as a formula, or change as a number, kept text."""
+    if isinstance(value, str):
+        if value.startswith(_FORMULA_STARTS):
+            return "'" + value
+        if value.isascii() and value.isdigit() and (len(value) >= 12 or (len(value) > 1 and value[0] == "0")):
+            return "\t" + value
     return value
 
 

@@ -325,7 +325,9 @@ class VolunteerHoursCsv(MethodView):
         organisations = dict(session.execute(select(Community.id, Community.name).where(
             Community.id.in_({entry.shift.community_id for entry in entries}))).all())
         rows = []
-        for entry in entries:
+        # the national record lists service: a stint that missed the shift (checked out by mistake before its
+        # start) is in the JSON record with its 0.00 hours, not here
+        for entry in (entry for entry in entries if entry.hours > 0):
             # on the clock of the park where it was served: the times its shift was posted at
             tz = clocks[entry.shift.community_id]
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)

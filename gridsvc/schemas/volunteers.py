@@ -274,7 +274,8 @@ class VolunteerTotalOut(Schema):
     volunteer_name = fields.Str()
     team = fields.Str(allow_none=True)
     hours = fields.Float()
-    entries = Int(metadata={"description": "hours entries (stints) counted"})
+    entries = Int(metadata={"description": "hours entries (stints) counted; a stint that missed the shift "
+                                           "(checked out before its start) is none"})
     last_served_at = fields.DateTime(metadata={"description": "the end of the latest stint counted"})
 
 
