@@ -1,4 +1,4 @@
-"""Review of service hours (session 6): defects found, each test fails until its fix."""
+"""A review of service hours and their exports: each test failed before its fix."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,7 @@
-"""Check-in / check-out geometry and answers: found in review (each test fails until its fix)."""
+"""Check-in and check-out answers found in review: the verdict as the figures show it, and what a key names.
+
+Each test failed before its fix; its docstring says what the volunteer saw and sees now.
+"""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,6 +1,6 @@
-"""Review (session 6) of shifts: editing a running shift, and recurring series on a clock with daylight saving.
+"""A review of shifts: editing a running shift, and recurring series on a clock with daylight saving.
 
-Each test fails today because of a defect; its docstring says what the user sees and what they should see.
+Each test failed before its fix; its docstring says what the user saw and should see.
 """
 from __future__ import annotations
 
