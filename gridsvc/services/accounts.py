@@ -150,7 +150,11 @@ def check_password_policy(username: str, password: str) -> None:
 
 
 def get_user(session: Session, user_id: int, *, for_update: bool = False) -> User:
-    user = session.get(User, user_id, with_for_update=for_update or None, populate_existing=for_update)
+    # FOR NO KEY UPDATE: a volunteer's own write in flight (a check-in, a position) refers to the account (its
+    # foreign key takes KEY SHARE) after locking the volunteer's row, which a change of the account locks next:
+    # FOR UPDATE here made the two wait for each other (a deadlock, one of them undone)
+    user = session.get(User, user_id, with_for_update={"key_share": True} if for_update else None,
+                       populate_existing=for_update)
     if user is None:
         raise NotFound(f"User {user_id} does not exist.")
     return user
