@@ -240,7 +240,9 @@ class MyLocation(MethodView):
 
 @blp.route("/me/locations")
 class MyLocations(MethodView):
-    @auth.access(auth.roles("volunteer"))
+    # any signed-in account with a profile: one whose volunteer role was taken away still has its positions
+    # kept (until purged), and still may see them
+    @auth.access(auth.SIGNED_IN)
     @blp.arguments(PageQuery, location="query")
     @blp.response(200, PositionPageOut)
     @blp.alt_response(404, description=NO_PROFILE_YET)

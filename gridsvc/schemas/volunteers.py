@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -56,6 +57,15 @@ class AvailabilityWindow(Schema):
             raise ValidationError("end must be after start", "end")
 
 
+class NationalVolunteerId(Trimmed):
+    """A national volunteer ID as people type it, kept in ASCII: a Chinese IME in full-width mode types
+    "ＺＪ－ＮＢ－９", which is the ID "ZJ-NB-9" (NFKC), as phone numbers are folded (``Phone``). Kept as typed, it
+    registered a second holder of one ID and went on the record in a form the national system does not know."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs)).strip()
+
+
 def _windows_apart(windows: list[dict]) -> None:
     """Windows of one weekday that overlap (or repeat) are a 422: the client meant something else, and the
     profile would show one hour twice. Touching windows (08:00-10:00, 10:00-12:00) are fine."""
@@ -73,7 +83,7 @@ class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
     real_name = Trimmed(required=True, validate=validate.Length(1, 100))
     phone = Phone(required=True, validate=PHONE)
-    national_volunteer_id = Trimmed(allow_none=True, validate=validate.Length(1, 64),
+    national_volunteer_id = NationalVolunteerId(allow_none=True, validate=validate.Length(1, 64),
                                     metadata={"description": "ID in the national volunteer service system, if any; "
                                                              "one volunteer's only (409 if another has it)"})
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
@@ -85,7 +95,7 @@ class VolunteerCreate(Schema):
 class VolunteerUpdate(Schema):
     real_name = Trimmed(validate=validate.Length(1, 100))
     phone = Phone(validate=PHONE)
-    national_volunteer_id = Trimmed(allow_none=True, validate=validate.Length(1, 64))
+    national_volunteer_id = NationalVolunteerId(allow_none=True, validate=validate.Length(1, 64))
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))

@@ -57,7 +57,7 @@ MATRIX = {
     ("GET", "/api/v1/volunteers/{volunteer_id}/shifts.ics"): "calendar",
     ("GET", "/api/v1/me/volunteer"): "signed-in",
     ("POST", "/api/v1/me/location"): "volunteer-role",
-    ("GET", "/api/v1/me/locations"): "volunteer-role",
+    ("GET", "/api/v1/me/locations"): "signed-in",  # (404 without a profile; kept positions outlive the role)
     ("POST", "/api/v1/me/check-events"): "volunteer-role",
     ("GET", "/api/v1/shifts"): "signed-in",
     ("POST", "/api/v1/shifts"): "shift-managers",
