@@ -26,7 +26,7 @@ from werkzeug.routing import IntegerConverter
 
 from gridsvc import errors
 from gridsvc.fields import GeoJSONGeometry
-from gridsvc.schemas.common import INT_MAX, Problem
+from gridsvc.schemas.common import INT_MAX, LOADING_JSON_BODY, Problem
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,14 @@ class StrictJsonParser(FlaskParser):
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, exc=error, messages={"json": [f"Malformed JSON: {error}"]})
+
+    def _process_location_data(self, location_data, schema, req, location, *args, **kwargs):
+        # a JSON body's numbers are JSON numbers (schemas.common.Int, Float); a query's are text
+        token = LOADING_JSON_BODY.set(location == "json")
+        try:
+            return super()._process_location_data(location_data, schema, req, location, *args, **kwargs)
+        finally:
+            LOADING_JSON_BODY.reset(token)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -228,14 +228,15 @@ def _acting_volunteer(volunteer_id: int | None, shift_id: int, *, signing_up: bo
 
 
 def valid_key(key: str | None) -> bool:
-    return key is None or 1 <= len(key) <= MAX_KEY
+    # NUL: PostgreSQL text cannot hold it (as every other write's key, idempotency.answer_once)
+    return key is None or (1 <= len(key) <= MAX_KEY and "\x00" not in key)
 
 
 def _check(shift_id: int, kind: str, data: dict):
     key = request.headers.get("Idempotency-Key")
     if not valid_key(key):
-        raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters.",
-                               errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters"]})
+        raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters, without NUL.",
+                               errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters, without NUL"]})
     user_id, token_version, role = auth.account_claims()
     session = current_session()
     # (a client time is rare online, and never on check-in's fast path: only such a body pays for the lookup)

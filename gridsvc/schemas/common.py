@@ -2,6 +2,7 @@
 times, paging and point input."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -56,19 +57,40 @@ class JsonBool(fields.Boolean):
         return value
 
 
+# True while a JSON body is loaded (set by the API's argument parser): a number there is a JSON number. A query
+# string or a form is text, whose numbers a schema reads from their digits.
+LOADING_JSON_BODY: ContextVar[bool] = ContextVar("LOADING_JSON_BODY", default=False)
+
+
+def _text_for_a_number(value: Any) -> bool:
+    """Text sent where a JSON body has a number: refused as the document's ``integer``/``number`` refuses it
+    (marshmallow read "5", and full-width "１２３", as numbers: a capacity of "１２３" made a 123-place shift)."""
+    return isinstance(value, str) and LOADING_JSON_BODY.get()
+
+
 class Int(fields.Integer):
     """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647).
 
     A JSON number with a fraction is refused: marshmallow's Integer would
     truncate it (an id of 2.5 became 2, a capacity of 10.7 became 10).
-    2.0 is an integer, as JSON Schema counts it."""
+    2.0 is an integer, as JSON Schema counts it. In a JSON body, text is not
+    a number."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validators.insert(0, validate.Range(INT_MIN, INT_MAX))
 
     def _validated(self, value: Any) -> int:
-        if isinstance(value, float) and not value.is_integer():
+        if (isinstance(value, float) and not value.is_integer()) or _text_for_a_number(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class Float(fields.Float):
+    """A number; in a JSON body, text is not one (``"lon": "121.77"`` is a 422, as the document says)."""
+
+    def _validated(self, value: Any) -> float:
+        if _text_for_a_number(value):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
 
@@ -150,8 +172,8 @@ class GeoPoint:
 class PointIn(Schema):
     """``{lon, lat, crs}``: GCJ-02 (AMap, Tencent, WeChat) and BD-09 (Baidu) are converted to WGS-84."""
 
-    lon = fields.Float(required=True, allow_nan=False, validate=validate.Range(-180, 180))
-    lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
+    lon = Float(required=True, allow_nan=False, validate=validate.Range(-180, 180))
+    lat = Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
                      metadata={"description": "coordinate system the point was measured in"})
 
@@ -175,6 +197,6 @@ class PositionIn(PointIn):
 
 
 class PointOut(Schema):
-    lon = fields.Float()
-    lat = fields.Float()
+    lon = Float()
+    lat = Float()
     crs = fields.Str()

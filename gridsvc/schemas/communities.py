@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
-from gridsvc.schemas.common import Int, PageOut, PageQuery, Trimmed
+from gridsvc.schemas.common import Float, Int, PageOut, PageQuery, Trimmed
 
 
 def _valid_timezone(name: str) -> None:
@@ -38,7 +38,7 @@ class CommunityCreate(Schema):
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(load_default="Asia/Shanghai", validate=_valid_timezone)
-    car_commuter_share = fields.Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
+    car_commuter_share = Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class CommunityUpdate(Schema):
@@ -48,7 +48,7 @@ class CommunityUpdate(Schema):
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(validate=_valid_timezone)
-    car_commuter_share = fields.Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
+    car_commuter_share = Float(allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class UserRefOut(Schema):
@@ -66,7 +66,7 @@ class CommunityOut(Schema):
     enterprise_count = Int(allow_none=True)
     worker_count = Int(allow_none=True)
     timezone = fields.Str()
-    car_commuter_share = fields.Float()
+    car_commuter_share = Float()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     created_by = fields.Pluck(UserRefOut, "username", allow_none=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from gridsvc.fields import as_shape
-from gridsvc.schemas.common import Int, PageOut, PageQuery, PointIn, Trimmed
+from gridsvc.schemas.common import Float, Int, PageOut, PageQuery, PointIn, Trimmed
 from gridsvc.schemas.communities import NAME, UserRefOut
 
 WORKERS = validate.Range(min=0, max=1_000_000)
@@ -19,7 +19,7 @@ class EnterpriseCreate(Schema):
     location = fields.Nested(PointIn, required=True)
     workers = Int(load_default=0, validate=WORKERS)
     parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)
-    car_commuter_share = fields.Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
+    car_commuter_share = Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class EnterpriseUpdate(Schema):
@@ -27,7 +27,7 @@ class EnterpriseUpdate(Schema):
     location = fields.Nested(PointIn)
     workers = Int(validate=WORKERS)
     parking_demand = Int(allow_none=True, validate=DEMAND, metadata=DEMAND_HELP)
-    car_commuter_share = fields.Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
+    car_commuter_share = Float(allow_none=True, allow_nan=False, validate=SHARE, metadata=SHARE_HELP)
 
 
 class ZoneRefOut(Schema):
@@ -42,7 +42,7 @@ class EnterpriseOut(Schema):
     name = fields.Str()
     workers = Int()
     parking_demand = Int(allow_none=True)
-    car_commuter_share = fields.Float(allow_none=True)
+    car_commuter_share = Float(allow_none=True)
     location = fields.Method("_location", metadata={"description": "WGS-84 {lon, lat}"})
     zone = fields.Nested(ZoneRefOut, allow_none=True, metadata={"description": "the zone holding the location"})
     created_at = fields.DateTime()

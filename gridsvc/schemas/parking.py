@@ -12,7 +12,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.crs import geodesic_area_m2, geodesic_distance_m
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
-from gridsvc.schemas.common import AwareDateTime, Date, Int, PageQuery
+from gridsvc.schemas.common import AwareDateTime, Date, Float, Int, PageQuery
 
 COUNT = validate.Range(min=0, max=100_000)
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
@@ -295,9 +295,9 @@ class SeriesQuery(Schema):
 class BucketOut(Schema):
     start = fields.DateTime()
     peak = Int()
-    mean = fields.Float()
+    mean = Float()
     samples = Int()
-    peak_utilisation_pct = fields.Float()
+    peak_utilisation_pct = Float()
 
 
 class SeriesOut(Schema):
@@ -313,10 +313,10 @@ class CapacityQuery(Schema):
     community_id = Int()
     zone_id = Int()
     bbox = BBox()
-    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
-    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90))
+    lon = Float(allow_nan=False, validate=validate.Range(-180, 180))
+    lat = Float(allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
-    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000))
+    radius_m = Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000))
     as_of = Date()
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))
 
@@ -576,7 +576,7 @@ class NearestLotOut(Schema):
     name = fields.Str()
     zone_id = fields.Int(allow_none=True)
     access = fields.Str()
-    distance_m = fields.Float(metadata={"description": "metres to the lot's nearest edge, on the spheroid"})
+    distance_m = Float(metadata={"description": "metres to the lot's nearest edge, on the spheroid"})
     capacity = fields.Dict(keys=fields.Str(), values=fields.Int())
 
 
@@ -592,7 +592,7 @@ class CapacityReportOut(Schema):
     out_of_service = fields.Int(allow_none=True)
     unknown = fields.Int(allow_none=True, metadata={"description": "supply of lots with no count of the last day "
                                                                    "and no marked spaces"})
-    utilisation_pct = fields.Float(allow_none=True, metadata={"description": "occupied / known supply, in %"})
+    utilisation_pct = Float(allow_none=True, metadata={"description": "occupied / known supply, in %"})
     nearest_lots = fields.List(fields.Nested(NearestLotOut), metadata={"description": "with a radius only"})
 
 
@@ -621,6 +621,6 @@ class GapTotalOut(Schema):
 class GapReportOut(Schema):
     community_id = fields.Int()
     as_of = fields.Str()
-    car_commuter_share = fields.Float()
+    car_commuter_share = Float()
     zones = fields.List(fields.Nested(GapZoneOut))
     total = fields.Nested(GapTotalOut)

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from geo.crs import SUPPORTED_CRS
 
 from gridsvc.schemas.accounts import PHONE, Phone
-from gridsvc.schemas.common import AwareDateTime, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
+from gridsvc.schemas.common import AwareDateTime, Float, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
 from gridsvc.schemas.parking import BBox
 
 
@@ -68,7 +68,7 @@ class RequestCreate(PositionIn):
 
 class OfferOut(Schema):
     volunteer_id = Int()
-    distance_m = fields.Float(allow_none=True, metadata={
+    distance_m = Float(allow_none=True, metadata={
         "description": "how far the volunteer is from the request: for those who may see the volunteer's position "
                        "(the volunteer, the liaisons of the zones they work in, admins); null for others"})
     offered_at = fields.DateTime()
@@ -124,8 +124,8 @@ class ActionIn(Schema):
 
     note = fields.Str(allow_none=True, validate=validate.Length(max=2000))
     volunteer_id = Int(metadata={"description": "reassign: the volunteer to give it to"})
-    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where: with lat"})
-    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90), metadata={"description": "where: with lon"})
+    lon = Float(allow_nan=False, validate=validate.Range(-180, 180), metadata={"description": "where: with lat"})
+    lat = Float(allow_nan=False, validate=validate.Range(-90, 90), metadata={"description": "where: with lon"})
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(SUPPORTED_CRS),
                      metadata={"description": "coordinate system the point was measured in (a phone's GCJ-02 ...)"})
 
@@ -162,8 +162,8 @@ class EventOut(Schema):
 
 
 class CandidatesQuery(Schema):
-    lon = fields.Float(required=True, allow_nan=False, validate=validate.Range(-180, 180))
-    lat = fields.Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
+    lon = Float(required=True, allow_nan=False, validate=validate.Range(-180, 180))
+    lat = Float(required=True, allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
     skill = fields.Str()
     limit = Int(load_default=10, validate=validate.Range(1, 100))
@@ -171,7 +171,7 @@ class CandidatesQuery(Schema):
 
 class CandidateOut(Schema):
     volunteer_id = Int()
-    distance_m = fields.Float()
+    distance_m = Float()
 
 
 class StatsQuery(Schema):
@@ -188,10 +188,10 @@ class StatsOut(Schema):
     by_status = fields.Dict(keys=fields.Str(), values=Int())
     by_service = fields.Dict(keys=fields.Str(), values=Int())
     by_zone = fields.Dict(keys=fields.Str(), values=Int())
-    median_first_response_min = fields.Float(allow_none=True)
-    median_resolution_min = fields.Float(allow_none=True)
-    within_sla_share = fields.Float(allow_none=True, metadata={"description": "first responses within the SLA, 0..1"})
-    mean_rating = fields.Float(allow_none=True)
+    median_first_response_min = Float(allow_none=True)
+    median_resolution_min = Float(allow_none=True)
+    within_sla_share = Float(allow_none=True, metadata={"description": "first responses within the SLA, 0..1"})
+    mean_rating = Float(allow_none=True)
     ratings = Int()
 
 
@@ -202,7 +202,7 @@ class BatchQuery(Schema):
 class PairOut(Schema):
     request_id = Int()
     volunteer_id = Int()
-    distance_m = fields.Float(allow_none=True, metadata={"description": "null for a volunteer you may not locate "
+    distance_m = Float(allow_none=True, metadata={"description": "null for a volunteer you may not locate "
                                                                         "(a liaison: one who works in none of your zones)"})
 
 
@@ -210,9 +210,9 @@ class BatchOut(Schema):
     requests = Int(metadata={"description": "open unassigned requests considered"})
     offered = Int()
     unassigned = fields.List(Int(), metadata={"description": "no eligible volunteer: with the liaison"})
-    total_distance_m = fields.Float(allow_none=True, metadata={
+    total_distance_m = Float(allow_none=True, metadata={
         "description": "the optimal assignment's total; null unless you may locate every volunteer considered"})
-    greedy_total_distance_m = fields.Float(allow_none=True, metadata={
+    greedy_total_distance_m = Float(allow_none=True, metadata={
         "description": "nearest-first, for comparison; null as total_distance_m"})
     greedy_offered = Int()
     pairs = fields.List(fields.Nested(PairOut))

@@ -5,8 +5,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed, WholeText,
-                                    _TakenTime)
+from gridsvc.schemas.common import (Date, Float, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed,
+                                    WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
@@ -36,7 +36,7 @@ class ShiftTime(_TakenTime, fields.DateTime):
 class ShiftPlace(Schema):
     zone_id = Int(metadata={"description": "the zone polygon is the geofence"})
     location = fields.Nested(PointIn, metadata={"description": "a point geofence (with radius_m), e.g. a gate"})
-    radius_m = fields.Float(allow_nan=False, validate=validate.Range(min=5, max=MAX_SHIFT_RADIUS_M))
+    radius_m = Float(allow_nan=False, validate=validate.Range(min=5, max=MAX_SHIFT_RADIUS_M))
 
     @validates_schema
     def _place(self, data, partial=False, **_kwargs) -> None:
@@ -114,11 +114,11 @@ class ShiftOut(Schema):
     places_left = Int()
     required_skills = fields.List(fields.Str(), attribute="shift.required_skill_codes")
     location = fields.Method("_location", allow_none=True)
-    radius_m = fields.Float(attribute="shift.radius_m", allow_none=True)
+    radius_m = Float(attribute="shift.radius_m", allow_none=True)
     status = fields.Str(attribute="shift.status")
     series_id = fields.Str(attribute="shift.series_id", allow_none=True)
     notes = fields.Str(attribute="shift.notes", allow_none=True)
-    distance_m = fields.Float(allow_none=True, metadata={"description": "with near=: metres to the shift's area"})
+    distance_m = Float(allow_none=True, metadata={"description": "with near=: metres to the shift's area"})
 
     def _location(self, view) -> dict | None:
         from gridsvc.fields import as_shape
@@ -152,7 +152,19 @@ class SeriesCancelOut(Schema):
         "description": "begun (started, or volunteers checked in) and not over: left as they are"})
 
 
-class ShiftQuery(PageQuery):
+class _FromBeforeTo(Schema):
+    """``to`` before ``from`` is a 422, as the hours' queries answer it (it listed nothing, as if there were no
+    shifts). Two times on a clock each (without offsets) or two instants are compared; a mix is left to the
+    search, which reads the former on the right community's clock."""
+
+    @validates_schema
+    def _ordered(self, data, **_kwargs) -> None:
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
+            raise ValidationError("'to' is before 'from'", "to")
+
+
+class ShiftQuery(_FromBeforeTo, PageQuery):
     series_id = fields.Str(validate=validate.Length(1, 64), metadata={"description": "the shifts of one recurring series"})
     zone_id = Int()
     community_id = Int()
@@ -166,7 +178,7 @@ class ShiftQuery(PageQuery):
     include_cancelled = fields.Bool(load_default=False)
     near = fields.Str(metadata={"description": "lon,lat (in `crs`): shifts within radius_m, nearest first"})
     crs = near_crs()  # a volunteer's phone gives GCJ-02 (AMap) or BD-09 (Baidu)
-    radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=3000)
+    radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=3000)
 
     @post_load
     def _near(self, data, **_kwargs) -> dict:
@@ -190,7 +202,7 @@ class SignupListOut(PageOut):
     items = fields.List(fields.Nested(SignupOut))
 
 
-class VolunteerSignupQuery(PageQuery):
+class VolunteerSignupQuery(_FromBeforeTo, PageQuery):
     start = ShiftTime(data_key="from", metadata={"description": "shifts still running at or after this time "
                                                                 "(without from and to: the shifts not yet over); "
                                                                 + ON_EACH_SHIFTS_CLOCK})
@@ -231,8 +243,8 @@ class ShiftEventOut(Schema):
                         metadata={"description": "why it was refused: outside_geofence, outside_window"})
     flagged = fields.Bool(attribute="event.flagged")
     inside = fields.Bool(attribute="event.inside")
-    distance_m = fields.Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
-    accuracy_m = fields.Float(attribute="event.accuracy_m", allow_none=True)
+    distance_m = Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
+    accuracy_m = Float(attribute="event.accuracy_m", allow_none=True)
     point = fields.Method("_point", metadata={"description": "the position judged (WGS-84)"})
     input = fields.Method("_input", metadata={"description": "the position as the phone sent it"})
 
@@ -253,7 +265,7 @@ class CancelOut(Schema):
 
 
 class CheckIn(PositionIn):
-    accuracy_m = fields.Float(allow_nan=False, allow_none=True, validate=validate.Range(min=0, max=100_000))
+    accuracy_m = Float(allow_nan=False, allow_none=True, validate=validate.Range(min=0, max=100_000))
     client_time = ShiftTime(allow_none=True, metadata={"description": "the phone's clock when the event happened; "
                                                                       + ON_THE_SHIFTS_CLOCK})
 
@@ -266,8 +278,8 @@ class CheckOut(Schema):
     at = fields.DateTime(metadata={"description": "when the event counts: the server's time, or an offline event's "
                                                   "client time"})
     inside = fields.Bool()
-    distance_m = fields.Float(metadata={"description": "metres to the geofence; 0 inside"})
-    allowed_m = fields.Float(metadata={"description": "the slack granted for the reported accuracy"})
+    distance_m = Float(metadata={"description": "metres to the geofence; 0 inside"})
+    allowed_m = Float(metadata={"description": "the slack granted for the reported accuracy"})
     point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
     input = fields.Nested(PointOut)
     on_duty = fields.Bool(metadata={"description": "checked in to this shift after this event (an earlier stint's "

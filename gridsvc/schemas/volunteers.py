@@ -8,8 +8,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (Date, Int, PageOut, PageQuery, PointOut, PositionIn, Trimmed, WholeText,
-                                    _TakenTime)
+from gridsvc.schemas.common import (Date, Float, Int, JsonBool, PageOut, PageQuery, PointOut, PositionIn, Trimmed,
+                                    WholeText, _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
@@ -40,7 +40,7 @@ class SkillUpdate(Schema):
 
     name_zh = Trimmed(validate=validate.Length(1, 100))
     name_en = Trimmed(validate=validate.Length(1, 100))
-    retired = fields.Bool(metadata={"description": "true retires it (off the list; volunteers and shifts holding it "
+    retired = JsonBool(metadata={"description": "true retires it (off the list; volunteers and shifts holding it "
                                                    "keep it, nobody takes it up anew), false brings it back"})
 
 
@@ -63,7 +63,11 @@ class NationalVolunteerId(Trimmed):
     registered a second holder of one ID and went on the record in a form the national system does not know."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs)).strip()
+        folded = unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs))
+        # and without what prints as nothing (a zero-width space, a BOM, a direction mark: category Cf), with any
+        # dash a hyphen (U+2010, U+2011, U+2013... as IMEs and word processors type them): one ID, one spelling
+        return "".join("-" if unicodedata.category(c) == "Pd" else c for c in folded
+                       if unicodedata.category(c) != "Cf").strip()
 
 
 def _windows_apart(windows: list[dict]) -> None:
@@ -103,10 +107,10 @@ class VolunteerUpdate(Schema):
 
 
 class LastPositionOut(Schema):
-    lon = fields.Float()
-    lat = fields.Float()
+    lon = Float()
+    lat = Float()
     crs = fields.Str()
-    accuracy_m = fields.Float(allow_none=True)
+    accuracy_m = Float(allow_none=True)
     at = fields.DateTime()
 
 
@@ -126,7 +130,7 @@ class VolunteerOut(Schema):
     on_duty = fields.Bool()
     on_duty_shift_id = Int(allow_none=True)
     last_position = fields.Nested(LastPositionOut, allow_none=True)
-    distance_m = fields.Float(allow_none=True, metadata={"description": "with near=: metres from that point"})
+    distance_m = Float(allow_none=True, metadata={"description": "with near=: metres from that point"})
     calendar_url = fields.Str(allow_none=True, metadata={"description": "your shifts as iCalendar (only to you)"})
     created_at = fields.DateTime()
 
@@ -154,7 +158,7 @@ class VolunteerQuery(PageQuery):
     on_duty = fields.Bool()
     near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first"})
     crs = near_crs()
-    radius_m = fields.Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
+    radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
 
     @post_load
     def _near(self, data, **_kwargs) -> dict:
@@ -181,7 +185,7 @@ class FixTime(_TakenTime, fields.DateTime):
 
 
 class LocationIn(PositionIn):
-    accuracy_m = fields.Float(allow_nan=False, validate=validate.Range(min=0, max=100_000), allow_none=True,
+    accuracy_m = Float(allow_nan=False, validate=validate.Range(min=0, max=100_000), allow_none=True,
                               metadata={"description": "the phone's reported accuracy radius in metres"})
     client_time = FixTime(allow_none=True, metadata={
         "description": "when the phone took the fix (default: now); without an offset, on the clock of the park the "
@@ -192,7 +196,7 @@ class LocationIn(PositionIn):
 class LocationOut(Schema):
     point = fields.Nested(PointOut)
     input = fields.Nested(PointOut)
-    accuracy_m = fields.Float(allow_none=True)
+    accuracy_m = Float(allow_none=True)
     recorded_at = fields.DateTime()
     in_history = fields.Bool(metadata={"description": "whether the fix joined the position history; false when "
                                                       "the history holds one as near in place and time"})
@@ -201,12 +205,12 @@ class LocationOut(Schema):
 class PositionOut(Schema):
     point = fields.Nested(PointOut, metadata={"description": "where the phone was, in WGS-84"})
     input_crs = fields.Str(metadata={"description": "the coordinate system the phone reported it in"})
-    accuracy_m = fields.Float(allow_none=True)
+    accuracy_m = Float(allow_none=True)
     recorded_at = fields.DateTime(metadata={"description": "when the phone took the fix"})
 
 
 class PositionPageOut(PageOut):
-    retention_days = fields.Float(metadata={"description": "how long a position is kept (GRIDSVC_POSITION_RETENTION_DAYS): "
+    retention_days = Float(metadata={"description": "how long a position is kept (GRIDSVC_POSITION_RETENTION_DAYS): "
                                                            "`gridsvc purge` deletes older ones"})
     items = fields.List(fields.Nested(PositionOut), metadata={"description": "newest first"})
 
@@ -218,7 +222,7 @@ class HoursOut(Schema):
     activity = fields.Str()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
-    hours = fields.Float()
+    hours = Float()
     status = fields.Str(metadata={"description": "pending | approved | declined"})
     auto_approved = fields.Bool()
     flagged = fields.Bool()
@@ -230,17 +234,17 @@ class HoursOut(Schema):
 class HoursTotalOut(Schema):
     key = fields.Str(metadata={"description": "month (YYYY-MM, on the clock of each entry's shift's community) or "
                                               "activity"})
-    approved = fields.Float()
-    pending = fields.Float()
-    declined = fields.Float()
+    approved = Float()
+    pending = Float()
+    declined = Float()
 
 
 class HoursReportOut(Schema):
     volunteer_id = Int()
     entries = fields.List(fields.Nested(HoursOut))
-    approved = fields.Float()
-    pending = fields.Float()
-    declined = fields.Float()
+    approved = Float()
+    pending = Float()
+    declined = Float()
     by_month = fields.List(fields.Nested(HoursTotalOut))
     by_activity = fields.List(fields.Nested(HoursTotalOut))
 
@@ -283,14 +287,14 @@ class VolunteerTotalOut(Schema):
     volunteer_id = Int()
     volunteer_name = fields.Str()
     team = fields.Str(allow_none=True)
-    hours = fields.Float()
+    hours = Float()
     entries = Int(metadata={"description": "hours entries (stints) counted; a stint that missed the shift "
                                            "(checked out before its start) is none"})
     last_served_at = fields.DateTime(metadata={"description": "the end of the latest stint counted"})
 
 
 class HoursTotalsPageOut(PageOut):
-    total_hours = fields.Float(metadata={"description": "of every volunteer matched (total counts them), not only "
+    total_hours = Float(metadata={"description": "of every volunteer matched (total counts them), not only "
                                                         "this page's"})
     items = fields.List(fields.Nested(VolunteerTotalOut), metadata={"description": "most hours first"})
 
@@ -298,7 +302,7 @@ class HoursTotalsPageOut(PageOut):
 class CheckSeenOut(Schema):
     at = fields.DateTime(attribute="effective_at")
     inside = fields.Bool(metadata={"description": "inside the shift's geofence"})
-    distance_m = fields.Float(metadata={"description": "metres to the geofence (0 inside)"})
+    distance_m = Float(metadata={"description": "metres to the geofence (0 inside)"})
     offline = fields.Bool(metadata={"description": "recorded offline, sent later"})
 
 

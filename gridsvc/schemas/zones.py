@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
 from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
-from gridsvc.schemas.common import Int, JsonBool, PointOut, Trimmed, WholeText
+from gridsvc.schemas.common import Float, Int, JsonBool, PointOut, Trimmed, WholeText
 from gridsvc.schemas.communities import NAME
 
 CODE = WholeText(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$", error="Use a short code such as G01 (letters, digits, - and _).")
@@ -95,7 +95,7 @@ class SplitIn(Schema):
 class ProposalPropertiesOut(Schema):
     code = fields.Str()
     name = fields.Str()
-    area_m2 = fields.Float()
+    area_m2 = Float()
 
 
 class ProposalFeatureOut(Schema):
@@ -108,7 +108,7 @@ class SplitOut(Schema):
     type = fields.Constant("FeatureCollection")
     committed = fields.Bool()
     count = Int()
-    area_ratio = fields.Float(metadata={"description": "largest / smallest zone area"})
+    area_ratio = Float(metadata={"description": "largest / smallest zone area"})
     features = fields.List(fields.Nested(ProposalFeatureOut))
 
 
@@ -120,16 +120,16 @@ class CoverageZoneRef(Schema):
 
 class OverlapOut(Schema):
     zones = fields.List(fields.Nested(CoverageZoneRef))
-    area_m2 = fields.Float()
+    area_m2 = Float()
 
 
 class OutsideOut(Schema):
     zone = fields.Nested(CoverageZoneRef)
-    area_m2 = fields.Float()
+    area_m2 = Float()
 
 
 class GapPropertiesOut(Schema):
-    area_m2 = fields.Float()
+    area_m2 = Float()
 
 
 class GapFeatureOut(Schema):
@@ -146,10 +146,10 @@ class GapCollectionOut(Schema):
 class CoverageOut(Schema):
     community_id = Int()
     zone_count = Int()
-    community_area_m2 = fields.Float()
-    covered_area_m2 = fields.Float()
-    covered_share = fields.Float(metadata={"description": "0..1, share of the community inside some zone"})
-    gap_area_m2 = fields.Float()
+    community_area_m2 = Float()
+    covered_area_m2 = Float()
+    covered_share = Float(metadata={"description": "0..1, share of the community inside some zone"})
+    gap_area_m2 = Float()
     gaps = fields.Nested(GapCollectionOut)
     overlaps = fields.List(fields.Nested(OverlapOut))
     outside = fields.List(fields.Nested(OutsideOut), metadata={"description": "zones sticking out of the community"})
@@ -161,7 +161,7 @@ class LocatedZoneOut(Schema):
     code = fields.Str(attribute="zone_code")
     name = fields.Str(attribute="zone_name")
     liaison = fields.Str(attribute="liaison_name", allow_none=True, metadata={"description": "the liaison's name"})
-    area_m2 = fields.Float(attribute="zone_area_m2")
+    area_m2 = Float(attribute="zone_area_m2")
 
 
 class LocatedCommunityOut(Schema):

@@ -458,10 +458,13 @@ def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: s
     conditions = _hours_conditions(status, zone_ids, first_day, last_day,
                                    ((Shift.community_id, community_id), (Shift.zone_id, zone_id)))
     per_volunteer = select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
-                           func.count().filter(ServiceHours.hours > 0).label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
+                           func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
     if zone_ids is not None or community_id is not None or zone_id is not None:  # (an admin's whole record needs no join)
         per_volunteer = per_volunteer.join(ServiceHours.shift)
-    per_volunteer = per_volunteer.where(*conditions).group_by(ServiceHours.volunteer_id).subquery()
+    # A stint that missed its shift (checked out by mistake before the start: 0 hours, ending at the start) is
+    # no service: not a stint counted, not the last served (it would read the coming start), nobody's total.
+    per_volunteer = (per_volunteer.where(*conditions, ServiceHours.hours > 0).group_by(ServiceHours.volunteer_id)
+                     .subquery())
     # the page, and the count and sum over everyone, from one aggregation
     rows = session.execute(
         select(per_volunteer.c.volunteer_id, Volunteer.real_name, Volunteer.team, per_volunteer.c.hours,

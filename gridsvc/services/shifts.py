@@ -159,6 +159,23 @@ def on_clock(tz: ZoneInfo, *moments: datetime | None) -> list[datetime | None]:
     return [moment.replace(tzinfo=tz) if is_naive(moment) else moment for moment in moments]
 
 
+def shift_times_on_clock(session: Session, community_id: int, times: dict[str, datetime]) -> dict[str, datetime]:
+    """A shift's times (by field) on its community's clock, as ``on_community_clock`` reads them; a wall-clock
+    time the spring change skips (02:30 on a night Berlin's clocks go from 02:00 to 03:00) is a 422 naming the
+    field. Read as RFC 5545 reads it (03:30), a 02:30-03:30 shift was told it "must end after it starts"; a
+    single shift's times are the caller's to choose (a series keeps its nights, ``occurrences``)."""
+    if not any(is_naive(moment) for moment in times.values()):
+        return dict(times)
+    tz = community_timezone(session, community_id)
+    for field, moment in times.items():
+        if is_naive(moment) and moment.replace(tzinfo=tz).astimezone(timezone.utc).astimezone(tz).replace(
+                tzinfo=None) != moment:
+            raise ValidationFailed(f"{moment.isoformat()} does not exist on the community's clock ({tz.key}): the "
+                                   "clocks go forward then; give a time that does, or one with its UTC offset.",
+                                   errors={field: ["skipped by the clock change"]})
+    return dict(zip(times, on_clock(tz, *times.values())))
+
+
 def _on_each_shifts_clock(moment: datetime) -> Any:
     """A time to compare with a shift's own, in SQL: one without an offset read on the clock of that shift's
     community, shift by shift (``Shift`` must be in the query's FROM)."""
@@ -198,7 +215,8 @@ def create_shift(session: Session, *, title: str, activity: str, starts_at: date
         raise ValidationFailed("A point shift needs both location and radius_m.",
                                errors={"radius_m": ["give location and radius_m together"]})
     community_id, zone_id = place(session, zone_id, location)
-    starts_at, ends_at = on_community_clock(session, community_id, starts_at, ends_at)
+    times = shift_times_on_clock(session, community_id, {"starts_at": starts_at, "ends_at": ends_at})
+    starts_at, ends_at = times["starts_at"], times["ends_at"]
     _check_times(starts_at, ends_at)
     if now is not None:
         _check_not_over(ends_at, now, moved=False)
@@ -292,8 +310,8 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled.")
     changes = dict(changes)  # (the caller's own is left as sent)
-    sent = [key for key in ("starts_at", "ends_at") if key in changes]
-    changes.update(zip(sent, on_community_clock(session, shift.community_id, *(changes[key] for key in sent))))
+    changes.update(shift_times_on_clock(session, shift.community_id,
+                                        {key: changes[key] for key in ("starts_at", "ends_at") if key in changes}))
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
     old_times, old_capacity = (shift.starts_at, shift.ends_at), shift.capacity
     moved_volunteers = []
