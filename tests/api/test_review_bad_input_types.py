@@ -1,6 +1,6 @@
-"""Review round 3: bad input to the volunteer, shift, check-in and hours endpoints.
+"""A review of bad input to the volunteer, shift, check-in and hours endpoints.
 
-Each test here is a defect found by a systematic round of malformed, mistyped,
+Each test failed before its fix, a defect found by a systematic round of malformed, mistyped,
 out-of-range and odd-unicode input: what the caller sends, what they get, and
 what they should get (a clear 4xx problem that changes nothing)."""
 from __future__ import annotations

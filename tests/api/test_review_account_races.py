@@ -1,5 +1,5 @@
-"""Races found in a second review of shifts, check-ins and hours (each test fails because of the defect its
-docstring names). Every test commits for real (two connections race) and cleans up after itself.
+"""Races between a change of account and its volunteer's check-in, found in review (each test failed before
+its fix). Every test commits for real (two connections race) and cleans up after itself.
 """
 from __future__ import annotations
 
