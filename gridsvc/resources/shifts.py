@@ -196,7 +196,7 @@ class ShiftSignupItem(MethodView):
     @auth.access(auth.SIGNED_IN)
     @blp.response(200, CancelOut)
     def delete(self, shift_id, volunteer_id):
-        """Cancel a sign-up; the first on the waitlist moves up (not once the shift has started)"""
+        """Cancel a sign-up; the first on the waitlist moves up (a confirmed place stays once the shift has started)"""
         session = current_session()
         _acting_volunteer(volunteer_id, shift_id)
         cancelled, promoted = service.cancel_signup(session, shift_id, volunteer_id, now=clock.now())

@@ -748,15 +748,20 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
         # the sign-up they served under is part of that record.
         raise Conflict("The volunteer has checked in to this shift; the sign-up is part of their service record now.",
                        reason="checked_in")
+    if shift.starts_at <= now and signup.status == "confirmed":
+        # A confirmed place is the shift's record from its start, as sign-ups close then. A no-show is one
+        # without a check-in; removed as one, a volunteer who was there with no signal lost the stint their
+        # phone uploaded later (not signed up). And the place freed would go to the first in line for a shift
+        # already running, unawares (the liaison who wants them raises the capacity). Leaving the waitlist
+        # stays open.
+        raise Conflict(f"Shift {shift_id} started at {shift.starts_at.isoformat()}; its confirmed places are its "
+                       "record now (one without a check-in is a no-show).", reason="started")
     was_confirmed = signup.status == "confirmed"
     signup.status = "cancelled"
     session.flush()
     if not was_confirmed:
         return signup, []
-    # Once the shift has started its sign-ups are closed, promotions too: the first in line would be confirmed
-    # for a shift already running without knowing it, and the place would look filled. The liaison who wants
-    # them raises the capacity (``update_shift``), a decision taken knowingly.
-    promoted = _promote(session, shift) if shift.starts_at > now else []
+    promoted = _promote(session, shift)
     _promote_where_freed(session, [volunteer_id], shift.starts_at, shift.ends_at, now=now)
     return signup, promoted
 

@@ -76,3 +76,21 @@ def test_a_double_tapped_check_in_uploaded_after_the_grace_period_is_the_same_40
     assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "tap-2")) == 0
     [entry] = hours_of_shift(session, s["shift"]["id"])
     assert (float(entry.hours), entry.status) == (1.97, "approved")
+
+
+def test_a_volunteer_at_work_without_signal_cannot_be_removed_as_a_no_show(shift_a, session, clock, login):
+    """The volunteer checked in and out offline; 20 minutes into the shift the liaison, seeing no check-in, removed
+    them as a no-show, and the upload after the shift got 409 not_signed_up for both events: 1.97 h of work lost,
+    nothing recorded. A confirmed place is the shift's record from its start (a no-show is one without a
+    check-in): the removal is refused, and the upload keeps the stint."""
+    s, v = shift_a, shift_a["client"]
+    clock.current = s["start"] + timedelta(minutes=20)
+    removal = login("liaison-g01").delete(f"/api/v1/shifts/{s['shift']['id']}/signups/{s['id']}")
+    assert (removal.status_code, removal.get_json()["reason"]) == (409, "started"), removal.get_json()
+    clock.current = s["end"] + timedelta(minutes=10)
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", s["shift"]["id"], s["start"] + timedelta(minutes=2), s["at"], "in"),
+        offline("check_out", s["shift"]["id"], s["end"] - timedelta(minutes=1), s["at"], "out")]}).get_json()["results"]
+    assert [r["status"] for r in results] == [201, 201], results
+    [entry] = hours_of_shift(session, s["shift"]["id"])
+    assert (float(entry.hours), entry.status) == (1.95, "approved")

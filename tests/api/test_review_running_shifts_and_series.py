@@ -28,20 +28,27 @@ def _same_times(shift: dict) -> dict:
     pytest.param(lambda s: {"title": "北门交通疏导（改）", **_same_times(s)}, id="times-unchanged"),
 ])
 def test_editing_the_title_of_a_running_shift_confirms_nobody_from_the_waitlist(login, admin, session, clock, edit):
-    """volunteer-001 calls off ten minutes into a one-place shift; volunteer-002 waits first in line. Withdrawing
-    after the start promotes nobody (sign-ups are closed; README: "the liaison may raise the capacity"). The liaison
-    then fixes a typo in the title from an edit form that sends the other fields back unchanged (the same capacity,
-    the same required skills, or the same times): volunteer-002 was confirmed, unawares, for a shift already
-    running, and the roster shows the place filled. Only raising the capacity should confirm someone now; a PATCH
-    that changes nothing but the title should leave the roster as it was (0 confirmed, 1 waiting)."""
+    """A one-place shift came to require translation, and volunteer-001 withdrew before the start: volunteer-002,
+    first in line, was passed over (no translation), and the place stayed free. Ten minutes into the shift
+    volunteer-002 adds translation to their profile (which promotes nobody once a shift has started: sign-ups are
+    closed). The liaison then fixes a typo in the title from an edit form that sends the other fields back
+    unchanged (the same capacity, the same required skills, or the same times): volunteer-002 was confirmed,
+    unawares, for a shift already running, and the roster showed the place filled. Only raising the capacity
+    should confirm someone now (README); a PATCH that changes nothing but the title leaves the roster as it was
+    (0 confirmed, 1 waiting)."""
     shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=1, starts_at=clock() + timedelta(hours=3))
     url = f"/api/v1/shifts/{shift['id']}"
     first, second = login("volunteer-001"), login("volunteer-002")
     assert first.post(f"{url}/signups", json={}).get_json()["status"] == "confirmed"
     assert second.post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
-    clock.current = datetime.fromisoformat(shift["starts_at"]) + timedelta(minutes=10)
+    shift = admin.patch(url, json={"required_skills": ["translation"]}).get_json()
     withdrawn = first.delete(f"{url}/signups/{volunteer_id(session, 'volunteer-001')}")
     assert withdrawn.status_code == 200 and withdrawn.get_json()["promoted"] == []
+    clock.current = datetime.fromisoformat(shift["starts_at"]) + timedelta(minutes=10)
+    profile = f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-002')}"
+    skills = second.get(profile).get_json()["skills"]
+    assert second.patch(profile, json={"skills": [*skills, "translation"]}).status_code == 200
+    assert admin.get(url).get_json()["confirmed"] == 0
 
     edited = login("liaison-g01").patch(url, json=edit(shift))
     assert edited.status_code == 200, edited.get_json()

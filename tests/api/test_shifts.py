@@ -479,23 +479,28 @@ def test_has_space_never_lists_a_cancelled_shift(admin, login, session, clock):
     assert [s["id"] for s in volunteer.get(query + "false").get_json()["items"]] == [shift["id"]]
 
 
-def test_withdrawing_after_the_start_promotes_nobody_until_the_liaison_raises_the_capacity(login, admin, session,
-                                                                                            clock):
-    """volunteer-001 calls off 10 minutes into the shift: volunteer-002, first in line, was confirmed for a shift
-    already running without being told, and the place looked filled. Sign-ups close at the start, and so do
-    promotions; the liaison who wants the next in line raises the capacity."""
+def test_a_confirmed_place_is_the_shifts_record_from_its_start(login, admin, session, clock):
+    """volunteer-001 calls off 10 minutes into the shift, or the liaison removes them as a no-show: either
+    freed a place that went to the first in line for a shift already running, unawares, and a volunteer who was
+    there with no signal lost the stint their phone uploaded later ("not signed up"). From the start a
+    confirmed place stays (409, reason started: a no-show is a sign-up without a check-in); leaving the
+    waitlist stays open, and the liaison who wants the next in line raises the capacity."""
     shift = make_shift(admin, zone_id=zone_of(session, "G01").id, capacity=1, starts_at=clock() + timedelta(hours=3))
     url = f"/api/v1/shifts/{shift['id']}"
-    first, second = login("volunteer-001"), login("volunteer-002")
+    first, second, third = login("volunteer-001"), login("volunteer-002"), login("volunteer-003")
     assert first.post(f"{url}/signups", json={}).get_json()["status"] == "confirmed"
     assert second.post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
+    assert third.post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
     clock.current = datetime.fromisoformat(shift["starts_at"]) + timedelta(minutes=10)
-    withdrawn = first.delete(f"{url}/signups/{volunteer_id(session, 'volunteer-001')}")
-    assert withdrawn.status_code == 200 and withdrawn.get_json()["promoted"] == [], withdrawn.get_json()
+    for caller in (first, login("liaison-g01")):
+        refused = assert_problem(caller.delete(f"{url}/signups/{volunteer_id(session, 'volunteer-001')}"), 409)
+        assert refused["reason"] == "started", refused
+    assert third.delete(f"{url}/signups/{volunteer_id(session, 'volunteer-003')}").status_code == 200
     roster = login("liaison-g01").get(f"{url}/signups").get_json()["items"]
     assert [(s["volunteer_id"], s["status"], s["waitlist_position"]) for s in roster] == [
+        (volunteer_id(session, "volunteer-001"), "confirmed", None),
         (volunteer_id(session, "volunteer-002"), "waitlisted", 1)]
-    assert login("liaison-g01").patch(url, json={"capacity": 2}).get_json()["confirmed"] == 1
+    assert login("liaison-g01").patch(url, json={"capacity": 2}).get_json()["confirmed"] == 2
 
 
 def test_promotion_from_the_waitlist_skips_a_volunteer_without_a_newly_required_skill(admin, login, session, clock):
