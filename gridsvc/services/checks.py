@@ -301,6 +301,10 @@ def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcEr
     if outcome == "not_checked_in":
         return CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
                                   reason="not_checked_in")
+    if outcome == "hours_reviewed":
+        return CheckStateConflict(f"The stint this check-out ends was closed without one, and the liaison has "
+                                  f"{body} its hours since; the decision stands.", reason="hours_reviewed",
+                                  hours_status=body)
     raise AssertionError(f"unknown check outcome {outcome!r}")
 
 
