@@ -618,6 +618,13 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
                             "volunteer role.", reason="may_not_volunteer")
     if shift.status == "cancelled":
         raise ShiftConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
+    # A sign-up sent again (a second tap, a retry without a key) hears that it stands, before any rule that only
+    # a new one must meet: a skill required since would read as "you are not on this shift".
+    existing = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
+                                                   Signup.status != "cancelled"))
+    if existing is not None:
+        raise ShiftConflict(f"The volunteer is already {existing.status} for shift {shift_id}.", reason="already_signed_up",
+                            signup_status=existing.status)
     if shift.starts_at <= now:
         raise ShiftConflict(f"Shift {shift_id} started at {shift.starts_at.isoformat()}; sign-ups are closed.",
                             reason="started")
@@ -625,11 +632,6 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     if missing:
         raise ShiftConflict(f"This shift needs the skill(s) {', '.join(missing)}, which the volunteer does not have.",
                             reason="missing_skill", missing_skills=missing)
-    existing = session.scalar(select(Signup).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
-                                                   Signup.status != "cancelled"))
-    if existing is not None:
-        raise ShiftConflict(f"The volunteer is already {existing.status} for shift {shift_id}.", reason="already_signed_up",
-                            signup_status=existing.status)
     clash = _overlapping_confirmed(session, volunteer_id, shift)
     if clash is not None:
         raise ShiftConflict(f"The volunteer is already confirmed for shift {clash.id} ({clash.title}), which overlaps.",
@@ -735,7 +737,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     if signup is None:
         raise NotFound(f"Volunteer {volunteer_id} has no sign-up for shift {shift_id}.")
     if shift.ends_at <= now:
-        raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.")
+        raise Conflict(f"Shift {shift_id} is over; its sign-ups are history now.", reason="over")
     if shift.status == "cancelled":
         # who was confirmed and who waited is the cancelled shift's record (``_cancel``); a withdrawal now
         # would rewrite it as the volunteer's own choice, and frees no place anyone could take
