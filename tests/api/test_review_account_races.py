@@ -23,6 +23,16 @@ def _volunteer(engine, username: str) -> tuple[int, int, int]:
                                   .join(User, User.id == Volunteer.user_id).where(User.username == username)).one())
 
 
+def _shift_soon(committed_app, engine, clock, username: str):
+    """A G06 shift starting in 5 minutes (committed; the caller deletes it), and the volunteer's client, ids and
+    token version, and where to check in."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G06").id
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=5), capacity=3)
+    return client_as(committed_app, username), _volunteer(engine, username), zone_center(admin, zone_id), shift
+
+
 def _restore_account(engine, user_id: int, token_version: int) -> None:
     with engine.begin() as conn:
         conn.execute(User.__table__.update().where(User.id == user_id).values(disabled=False,
@@ -35,13 +45,7 @@ def test_a_check_in_sent_while_the_admin_disables_the_account_does_not_put_it_on
     then judges the account as it read it before the wait (enabled, the old token): it is accepted, and the
     disabled account is on duty (on the liaison's map, its hours counting) until the shift ends. The check-in
     must be refused (401: the account is disabled), or at least leave V off duty."""
-    admin = client_as(committed_app, "admin")
-    v_id, user_id, token_version = _volunteer(engine, "volunteer-031")
-    with Session(engine) as s:
-        zone_id = zone_of(s, "G06").id
-    here = zone_center(admin, zone_id)
-    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=5), capacity=3)
-    v = client_as(committed_app, "volunteer-031")
+    v, (v_id, user_id, token_version), here, shift = _shift_soon(committed_app, engine, clock, "volunteer-031")
     try:
         with duty_restored(engine, v_id):
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
@@ -78,12 +82,7 @@ def test_disabling_an_account_while_its_volunteer_checks_in_is_not_a_deadlock(co
     from gridsvc.schemas.common import geopoint
 
     admin = client_as(committed_app, "admin")
-    v_id, user_id, token_version = _volunteer(engine, "volunteer-032")
-    with Session(engine) as s:
-        zone_id = zone_of(s, "G06").id
-    here = zone_center(admin, zone_id)
-    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=5), capacity=3)
-    v = client_as(committed_app, "volunteer-032")
+    v, (v_id, user_id, token_version), here, shift = _shift_soon(committed_app, engine, clock, "volunteer-032")
     failures, updated_by = [], None
     try:
         with duty_restored(engine, v_id):
