@@ -453,7 +453,9 @@ def require_json_body() -> None:
     """415 for a request body that is not JSON, before any view parses it."""
     if request.method not in BODY_METHODS or not request.path.startswith("/api/"):
         return
-    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
+    # a coding list ending in chunked, in any case (RFC 9112 6.1; gunicorn takes "Chunked" and "gzip, chunked")
+    codings = [coding.strip().lower() for coding in request.headers.get("Transfer-Encoding", "").split(",")]
+    has_body = (request.content_length or 0) > 0 or "chunked" in codings
     if has_body and not is_json_request(request):
         raise errors.UnsupportedMediaType(
             f"Send the request body as application/json (got {request.mimetype or 'no Content-Type'})."
