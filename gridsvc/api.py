@@ -254,7 +254,9 @@ class ProblemResponses(BasePlugin):
     - 404 where the path names a resource (an unknown id);
     - 409 on every write: a conflict with the resource's state, or with a
       change made at the same moment (``concurrent-update``: send it again);
-    - 415 where a body is read: it must be JSON.
+    - 400 and 415 where a body is read: it must be JSON, and well-formed;
+    - 422 everywhere: bad input, and a NUL in any query parameter (refused
+      before the view runs).
 
     A view's own declaration of the same status is kept. A public operation
     documents 401 as well: it reads a token when one is sent, and refuses a
@@ -288,7 +290,9 @@ class ProblemResponses(BasePlugin):
             if method in ("post", "put", "patch", "delete"):
                 add(http.HTTPStatus.CONFLICT)
             if "requestBody" in operation:
+                add(http.HTTPStatus.BAD_REQUEST)
                 add(http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            add(http.HTTPStatus.UNPROCESSABLE_ENTITY)
             keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
                         for p in operation.get("parameters", []) if isinstance(p, dict))
             for code, response in list(responses.items()):

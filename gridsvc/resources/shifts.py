@@ -12,10 +12,10 @@ from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
 from gridsvc.schemas.common import PageQuery
-from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, OfflineBatchIn, OfflineBatchOut, SeriesCancelOut,
-                                    SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery, ShiftOut,
-                                    ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate, SignupIn,
-                                    SignupListOut, SignupOut)
+from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, CheckRefusedProblem, OfflineBatchIn, OfflineBatchOut,
+                                    SeriesCancelOut, SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery,
+                                    ShiftOut, ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate,
+                                    SignupIn, SignupListOut, SignupOut)
 from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, HoursTotalsPageOut, HoursTotalsQuery,
                                         ReviewIn, ReviewQueuePageOut, ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
@@ -289,7 +289,8 @@ class ShiftCheckIn(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
-    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance")
+    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance",
+                      schema=CheckRefusedProblem, content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
@@ -301,7 +302,8 @@ class ShiftCheckOut(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckIn)
     @blp.response(201, CheckOut)
-    @blp.alt_response(422, description="Refused (outside the time window): recorded")
+    @blp.alt_response(422, description="Refused (outside the time window): recorded", schema=CheckRefusedProblem,
+                      content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check out; your hours are recorded (approved at once when both ends were inside the area)"""

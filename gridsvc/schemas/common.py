@@ -124,6 +124,13 @@ class Date(_TakenTime, fields.Date):
     """An ISO 8601 date in the years the API takes."""
 
 
+# Every ``reason`` a problem of this API carries (tests/api/test_review_contract_reasons.py keeps it whole).
+PROBLEM_REASONS = (
+    "already_checked_in", "already_signed_up", "cancelled", "checked_in", "client_time_out_of_range",
+    "hours_reviewed", "last_admin", "may_not_volunteer", "missing_skill", "not_checked_in", "not_signed_up",
+    "outside_geofence", "outside_window", "over", "overlap", "started")
+
+
 class Problem(Schema):
     """An error: RFC 9457 problem details, sent as ``application/problem+json``.
     Some problems add members of their own (``distance_m``, ``overlaps`` ...)."""
@@ -138,6 +145,9 @@ class Problem(Schema):
     detail = fields.Str(metadata={"description": "what went wrong this time, written for people"})
     errors = fields.Raw(metadata={
         "description": "the messages per field of a validation failure (per item of a list where one is sent)"})
+    reason = fields.Str(metadata={
+        "description": "what the conflict or refusal is, where one problem type has several; clients branch on "
+                       "it. One of: " + ", ".join(f"`{r}`" for r in PROBLEM_REASONS) + " (more may be added)"})
 
 
 class PageQuery(Schema):

@@ -5,8 +5,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import (Date, Float, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Trimmed,
-                                    WholeText, _TakenTime)
+from gridsvc.schemas.common import (Date, Float, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Problem,
+                                    Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
@@ -287,6 +287,24 @@ class CheckOut(Schema):
     hours = fields.Dict(allow_none=True)
 
 
+class CheckRefusedProblem(Problem):
+    """A check event refused and recorded (``/problems/check-refused``, 422): the problem, with the answer's
+    figures, so the app can say how far out the volunteer was or when the window opens."""
+
+    reason = fields.Str(validate=validate.OneOf(("outside_geofence", "outside_window")), metadata={
+        "description": "outside the shift's area (check-in) or outside the time window"})
+    accepted = fields.Bool(metadata={"description": "false"})
+    event_id = Int(metadata={"description": "the refused event, as recorded (the liaison sees it)"})
+    shift_id = Int()
+    kind = fields.Str()
+    at = fields.DateTime()
+    inside = fields.Bool()
+    distance_m = Float(metadata={"description": "metres to the geofence, judged against allowed_m as shown"})
+    allowed_m = Float(metadata={"description": "the slack granted for the reported accuracy"})
+    point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
+    input = fields.Nested(PointOut)
+
+
 class OfflineEvent(CheckIn):
     shift_id = Int(required=True)
     kind = fields.Str(required=True, validate=validate.OneOf(("check_in", "check_out")))
@@ -304,7 +322,11 @@ class OfflineResultOut(Schema):
     idempotency_key = fields.Str()
     status = Int()
     replayed = fields.Bool()
-    result = fields.Dict()
+    result = fields.Dict(metadata={
+        "description": "the event's answer, as check-in or check-out gives it (201, or 422 with the problem of "
+                       "/problems/check-refused), or the problem of a refusal that recorded nothing (4xx, with "
+                       "`reason`: client_time_out_of_range, not_signed_up, already_checked_in, not_checked_in, "
+                       "hours_reviewed, cancelled, ...; see Problem)"})
 
 
 class OfflineBatchOut(Schema):

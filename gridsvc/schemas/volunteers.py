@@ -81,6 +81,8 @@ def _windows_apart(windows: list[dict]) -> None:
 
 
 AVAILABILITY = [validate.Length(max=50), _windows_apart]
+AVAILABILITY_RULES = ("weekly windows (at most 50); each ends after it starts, and windows of one weekday may touch "
+                      "but not overlap (a 422 naming both)")
 
 
 class VolunteerCreate(Schema):
@@ -93,7 +95,8 @@ class VolunteerCreate(Schema):
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
-    availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list, validate=AVAILABILITY)
+    availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list, validate=AVAILABILITY,
+                               metadata={"description": AVAILABILITY_RULES})
 
 
 class VolunteerUpdate(Schema):
@@ -103,7 +106,8 @@ class VolunteerUpdate(Schema):
     team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
-    availability = fields.List(fields.Nested(AvailabilityWindow), validate=AVAILABILITY)
+    availability = fields.List(fields.Nested(AvailabilityWindow), validate=AVAILABILITY,
+                               metadata={"description": AVAILABILITY_RULES})
 
 
 class LastPositionOut(Schema):
