@@ -172,6 +172,10 @@ class IdConverter(IntegerConverter):
     is one, so a larger number is an unknown id (404), not an overflow in
     the database (500). Installed as the app's ``int`` converter."""
 
+    # ASCII digits: Python's \d also matches full-width and Arabic-Indic digits, which int() reads, so
+    # /shifts/２０１ was shift 201 under another name
+    regex = r"[0-9]+"
+
     def __init__(self, map, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's name)
         kwargs.setdefault("max", INT_MAX)
         super().__init__(map, *args, **kwargs)
@@ -407,6 +411,8 @@ class Api(flask_smorest.Api):
                 f', error="{error.bearer_error}"' if error.bearer_error else "")
         if getattr(error, "retry_after", None) is not None:  # too many attempts, a request in progress
             headers["Retry-After"] = str(error.retry_after)
+        if getattr(error, "accept_encoding", None) is not None:  # a content coding not taken (RFC 9110 15.5.16)
+            headers["Accept-Encoding"] = error.accept_encoding
         return problem_response(error.to_problem(), headers)
 
     def handle_database_down(self, error: OperationalError):
@@ -464,3 +470,11 @@ def require_json_body() -> None:
         raise errors.UnsupportedMediaType(
             f"Send the request body as application/json (got {request.mimetype or 'no Content-Type'})."
         )
+    # A compressed body is not decoded here (nor by gunicorn): a gzipped one read as "malformed JSON", and a
+    # plain one labelled gzip was taken as sent. RFC 9110 15.5.16: 415, naming the codings taken.
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if has_body and coding not in ("", "identity"):
+        refused = errors.UnsupportedMediaType(f"Send the request body uncompressed (Content-Encoding {coding} is "
+                                              "not supported).")
+        refused.accept_encoding = "identity"
+        raise refused

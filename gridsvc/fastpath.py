@@ -22,7 +22,7 @@ else:
 Any request it cannot answer exactly as the view would goes to Flask as it
 came: no token or a bad one, a body the schema would refuse or that has
 more than the plain fields, an unusual Idempotency-Key or Content-Type, a
-query string, and
+Content-Encoding or Transfer-Encoding, a query string, and
 every event the database did not record (a refusal such as "not signed up",
 the account's own refusal, the database unreachable). Those recorded
 nothing of the event (the statement is its own transaction, and a refusal
@@ -80,7 +80,9 @@ class CheckInFastPath:
         route = (_ROUTE.fullmatch(environ.get("PATH_INFO", ""))
                  if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING") else None)
         length = environ.get("CONTENT_LENGTH") if route else None
-        if not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY or "HTTP_TRANSFER_ENCODING" in environ:
+        if (not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY
+                or "HTTP_TRANSFER_ENCODING" in environ
+                or environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() not in ("", "identity")):
             return self.flask_wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         outcome = self._record(environ, int(route[1]), "check_" + route[2], body)

@@ -54,3 +54,30 @@ def test_a_chunked_body_that_is_not_json_is_415_whatever_the_case_of_transfer_en
     assert headers["Content-Type"] == "application/problem+json"
     assert status == 415, answer
     assert session.scalar(select(func.count()).select_from(CheckEvent)) == 0
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_a_compressed_body_is_a_415_that_names_the_codings_taken(app, duty, session, compressed):
+    """Content-Encoding: gzip is decoded by nobody (Werkzeug, gunicorn): a gzipped check-in was answered 400
+    "Malformed JSON: 'utf-8' codec can't decode byte 0x8b", and a plain body labelled gzip was taken as sent.
+    RFC 9110 15.5.16: a content coding the server does not take is a 415 with Accept-Encoding; nothing recorded."""
+    import gzip
+
+    center, shift_id = duty["center"], duty["shift"]["id"]
+    body = json.dumps({"lon": center[0], "lat": center[1]}).encode()
+    answer = duty["client"].post(f"/api/v1/shifts/{shift_id}/check-in", data=gzip.compress(body) if compressed else body,
+                                 content_type="application/json",
+                                 headers={"Content-Encoding": "gzip", "Idempotency-Key": "gz"})
+    assert (answer.status_code, answer.mimetype) == (415, "application/problem+json"), answer.get_data(as_text=True)
+    assert answer.headers["Accept-Encoding"] == "identity" and "uncompressed" in answer.get_json()["detail"]
+    assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "gz")) == 0
+
+
+def test_an_id_in_the_path_is_ascii_digits(duty):
+    """/api/v1/shifts/２０１ (full-width, percent-encoded by the phone) and Arabic-Indic digits reached shift 201:
+    Werkzeug's int converter matches Python's \\d. An id is ASCII digits; anything else names no resource (404)."""
+    shift_id = duty["shift"]["id"]
+    assert duty["client"].get(f"/api/v1/shifts/{shift_id}").status_code == 200
+    for other in ("".join(chr(0xFF10 + int(d)) for d in str(shift_id)), "".join(chr(0x0660 + int(d)) for d in str(shift_id))):
+        answer = duty["client"].get(f"/api/v1/shifts/{other}")
+        assert (answer.status_code, answer.mimetype) == (404, "application/problem+json"), other
