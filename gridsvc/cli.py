@@ -325,11 +325,12 @@ def purge(days: float | None) -> None:
     database = _database()
     try:
         with database.sessionmaker() as session:
-            removed = purge_positions(session, retention_days=retention, now=clock.now())
+            history, last_known = purge_positions(session, retention_days=retention, now=clock.now())
             answers = idempotency.purge(session, now=clock.now(), hours=answers_kept)
             session.commit()
-            _echo(f"deleted {removed} position(s) older than {retention:g} days and {answers} stored answer(s) to "
-                  f"retried writes older than {answers_kept:g} hours")
+            _echo(f"deleted {history} position(s) of the history and {last_known} last known position(s) older than "
+                  f"{retention:g} days, and {answers} stored answer(s) to retried writes older than "
+                  f"{answers_kept:g} hours")
     finally:
         database.dispose()
 

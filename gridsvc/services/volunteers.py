@@ -397,14 +397,15 @@ def position_history(session: Session, volunteer_id: int, *, limit: int, offset:
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 
-def purge_positions(session: Session, *, retention_days: float, now: datetime | None = None) -> int:
-    """Delete position history older than the retention period (PIPL: keep no more than needed)."""
+def purge_positions(session: Session, *, retention_days: float, now: datetime | None = None) -> tuple[int, int]:
+    """Delete position history older than the retention period (PIPL: keep no more than needed). Returns the
+    history rows deleted and the last known positions cleared."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
-    result = session.execute(delete(VolunteerPosition).where(VolunteerPosition.recorded_at < cutoff))
+    history = session.execute(delete(VolunteerPosition).where(VolunteerPosition.recorded_at < cutoff))
     # The last known position is history too once it is that old. One UPDATE, not a read then a write:
     # PostgreSQL checks its condition again on a row another request had locked, so a position reported
     # while the purge runs (newer than the cutoff) stays.
-    session.execute(update_rows(Volunteer).where(Volunteer.last_position_at < cutoff)
-                    .values(last_position=None, last_position_at=None, last_accuracy_m=None))
-    return result.rowcount or 0
+    last_known = session.execute(update_rows(Volunteer).where(Volunteer.last_position_at < cutoff)
+                                 .values(last_position=None, last_position_at=None, last_accuracy_m=None))
+    return history.rowcount or 0, last_known.rowcount or 0
 
