@@ -8,14 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from gridsvc.models import CheckEvent
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, post_check, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem
-
-
-def post_check(client, shift_id, kind, point, accuracy=10, key=None):
-    headers = {"Idempotency-Key": key} if key else {}
-    return client.post(f"/api/v1/shifts/{shift_id}/{kind}",
-                       json={"lon": point[0], "lat": point[1], "crs": "wgs84", "accuracy_m": accuracy}, headers=headers)
 
 
 @pytest.fixture()

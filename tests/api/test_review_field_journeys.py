@@ -16,29 +16,14 @@ from sqlalchemy.orm import Session
 
 from gridsvc.ical import shifts_calendar
 from gridsvc.models import CheckEvent, ServiceHours, Signup, Volunteer
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import (hours_of_shift, make_shift, offline, post_check, volunteer_id, zone_center,
+                                        zone_of)
 from tests.helpers import client_as, delete_shifts, duty_restored
 
 
 @pytest.fixture()
 def admin(login):
     return login("admin")
-
-
-def post_check(client, shift_id, kind, point, accuracy=10, key=None):
-    headers = {"Idempotency-Key": key} if key else {}
-    return client.post(f"/api/v1/shifts/{shift_id}/{kind}", json={"lon": point[0], "lat": point[1], "accuracy_m": accuracy},
-                       headers=headers)
-
-
-def offline(kind, shift_id, at, point, key):
-    return {"shift_id": shift_id, "kind": kind, "client_time": at.isoformat(), "lon": point[0], "lat": point[1],
-            "crs": "wgs84", "accuracy_m": 10, "idempotency_key": key}
-
-
-def hours_of_shift(session, shift_id) -> list[ServiceHours]:
-    session.expire_all()
-    return list(session.scalars(select(ServiceHours).where(ServiceHours.shift_id == shift_id)))
 
 
 # ------------------------------------------------------------------ an offline stint behind an online check-in

@@ -6,23 +6,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from gridsvc.models import CheckEvent, ServiceHours
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from gridsvc.models import CheckEvent
+from tests.api.volunteer_helpers import hours_of_shift, make_shift, offline, volunteer_id, zone_center, zone_of
 
 
 @pytest.fixture()
 def admin(login):
     return login("admin")
-
-
-def offline(kind, shift_id, at, point, key, accuracy=10):
-    return {"shift_id": shift_id, "kind": kind, "client_time": at.isoformat(), "lon": point[0], "lat": point[1],
-            "crs": "wgs84", "accuracy_m": accuracy, "idempotency_key": key}
-
-
-def hours_of_shift(session, shift_id):
-    session.expire_all()
-    return list(session.scalars(select(ServiceHours).where(ServiceHours.shift_id == shift_id)))
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from shapely.geometry import shape
 from sqlalchemy import select
 
-from gridsvc.models import User, Volunteer, Zone
+from gridsvc.models import ServiceHours, User, Volunteer, Zone
 from tests.helpers import offset
 
 
@@ -42,3 +42,21 @@ def make_shift(admin, *, zone_id: int | None = None, starts_at: datetime, hours:
 
 def north_of(point: tuple[float, float], metres: float) -> tuple[float, float]:
     return offset(point[0], point[1], 0, metres)
+
+
+def post_check(client, shift_id, kind, point, accuracy=10, key=None):
+    """An online check-in or check-out (``kind``: check-in | check-out) at ``point`` (WGS-84)."""
+    headers = {"Idempotency-Key": key} if key else {}
+    return client.post(f"/api/v1/shifts/{shift_id}/{kind}", json={"lon": point[0], "lat": point[1], "accuracy_m": accuracy},
+                       headers=headers)
+
+
+def offline(kind, shift_id, at, point, key, accuracy=10):
+    """One event of an offline upload (``kind``: check_in | check_out) recorded at ``at``."""
+    return {"shift_id": shift_id, "kind": kind, "client_time": at.isoformat(), "lon": point[0], "lat": point[1],
+            "crs": "wgs84", "accuracy_m": accuracy, "idempotency_key": key}
+
+
+def hours_of_shift(session, shift_id) -> list[ServiceHours]:
+    session.expire_all()
+    return list(session.scalars(select(ServiceHours).where(ServiceHours.shift_id == shift_id)))
