@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
 
@@ -148,6 +148,19 @@ class Problem(Schema):
     reason = fields.Str(metadata={
         "description": "what the conflict or refusal is, where one problem type has several; clients branch on "
                        "it. One of: " + ", ".join(f"`{r}`" for r in PROBLEM_REASONS) + " (more may be added)"})
+
+
+class FromBeforeTo(Schema):
+    """A query whose ``to`` (``end``) is before its ``from`` (``start``) is a 422: it would list nothing, as if
+    there were nothing. Two dates, two times on a clock each (without offsets) or two instants are compared; a
+    time and an instant are left to the search, which reads the former on the right community's clock."""
+
+    @validates_schema
+    def _ordered(self, data, **_kwargs) -> None:
+        start, end = data.get("start"), data.get("end")
+        if (start is not None and end is not None
+                and (getattr(start, "tzinfo", None) is None) == (getattr(end, "tzinfo", None) is None) and end < start):
+            raise ValidationError("'to' is before 'from'", "to")
 
 
 class PageQuery(Schema):

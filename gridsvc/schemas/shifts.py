@@ -5,8 +5,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import (Date, Float, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn, Problem,
-                                    Trimmed, WholeText, _TakenTime)
+from gridsvc.schemas.common import (Date, Float, FromBeforeTo, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn,
+                                    Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
@@ -152,19 +152,7 @@ class SeriesCancelOut(Schema):
         "description": "begun (started, or volunteers checked in) and not over: left as they are"})
 
 
-class _FromBeforeTo(Schema):
-    """``to`` before ``from`` is a 422, as the hours' queries answer it (it listed nothing, as if there were no
-    shifts). Two times on a clock each (without offsets) or two instants are compared; a mix is left to the
-    search, which reads the former on the right community's clock."""
-
-    @validates_schema
-    def _ordered(self, data, **_kwargs) -> None:
-        start, end = data.get("start"), data.get("end")
-        if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
-            raise ValidationError("'to' is before 'from'", "to")
-
-
-class ShiftQuery(_FromBeforeTo, PageQuery):
+class ShiftQuery(FromBeforeTo, PageQuery):
     series_id = fields.Str(validate=validate.Length(1, 64), metadata={"description": "the shifts of one recurring series"})
     zone_id = Int()
     community_id = Int()
@@ -202,7 +190,7 @@ class SignupListOut(PageOut):
     items = fields.List(fields.Nested(SignupOut))
 
 
-class VolunteerSignupQuery(_FromBeforeTo, PageQuery):
+class VolunteerSignupQuery(FromBeforeTo, PageQuery):
     start = ShiftTime(data_key="from", metadata={"description": "shifts still running at or after this time "
                                                                 "(without from and to: the shifts not yet over); "
                                                                 + ON_EACH_SHIFTS_CLOCK})

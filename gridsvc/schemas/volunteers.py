@@ -8,8 +8,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (Date, Float, Int, JsonBool, PageOut, PageQuery, PointOut, PositionIn, Trimmed,
-                                    WholeText, _TakenTime)
+from gridsvc.schemas.common import (Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut, PositionIn,
+                                    Trimmed, WholeText, _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
@@ -257,14 +257,9 @@ class HoursReportOut(Schema):
 ON_ENTRY_CLOCK = "each entry's day on the clock of its shift's community (its `timezone`)"
 
 
-class HoursQuery(Schema):
+class HoursQuery(FromBeforeTo):
     start = Date(data_key="from", metadata={"description": "first day, inclusive: " + ON_ENTRY_CLOCK})
     end = Date(data_key="to", metadata={"description": "last day, inclusive: " + ON_ENTRY_CLOCK})
-
-    @validates_schema
-    def _ordered(self, data, **_kwargs) -> None:
-        if "start" in data and "end" in data and data["end"] < data["start"]:
-            raise ValidationError("'to' is before 'from'", "to")
 
 
 class ReviewIn(Schema):
