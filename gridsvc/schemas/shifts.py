@@ -258,39 +258,35 @@ class CheckIn(PositionIn):
                                                                       + ON_THE_SHIFTS_CLOCK})
 
 
-class CheckOut(Schema):
+class CheckFacts(Schema):
+    """What a check-in or check-out answer says of its event, accepted or refused."""
+
     accepted = fields.Bool()
-    event_id = Int()
+    event_id = Int(metadata={"description": "the event as recorded (a refused one too: the liaison sees it)"})
     shift_id = Int()
     kind = fields.Str()
     at = fields.DateTime(metadata={"description": "when the event counts: the server's time, or an offline event's "
                                                   "client time"})
     inside = fields.Bool()
-    distance_m = Float(metadata={"description": "metres to the geofence; 0 inside"})
+    distance_m = Float(metadata={"description": "metres to the geofence (0 inside), judged against allowed_m as "
+                                                "shown"})
     allowed_m = Float(metadata={"description": "the slack granted for the reported accuracy"})
     point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
     input = fields.Nested(PointOut)
+
+
+class CheckOut(CheckFacts):
     on_duty = fields.Bool(metadata={"description": "checked in to this shift after this event (an earlier stint's "
                                                    "offline events leave a duty in progress as it is)"})
     hours = fields.Dict(allow_none=True)
 
 
-class CheckRefusedProblem(Problem):
+class CheckRefusedProblem(Problem, CheckFacts):
     """A check event refused and recorded (``/problems/check-refused``, 422): the problem, with the answer's
     figures, so the app can say how far out the volunteer was or when the window opens."""
 
     reason = fields.Str(validate=validate.OneOf(("outside_geofence", "outside_window")), metadata={
         "description": "outside the shift's area (check-in) or outside the time window"})
-    accepted = fields.Bool(metadata={"description": "false"})
-    event_id = Int(metadata={"description": "the refused event, as recorded (the liaison sees it)"})
-    shift_id = Int()
-    kind = fields.Str()
-    at = fields.DateTime()
-    inside = fields.Bool()
-    distance_m = Float(metadata={"description": "metres to the geofence, judged against allowed_m as shown"})
-    allowed_m = Float(metadata={"description": "the slack granted for the reported accuracy"})
-    point = fields.Nested(PointOut, metadata={"description": "the WGS-84 point used"})
-    input = fields.Nested(PointOut)
 
 
 class OfflineEvent(CheckIn):
