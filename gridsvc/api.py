@@ -411,7 +411,7 @@ class Api(flask_smorest.Api):
                 f', error="{error.bearer_error}"' if error.bearer_error else "")
         if getattr(error, "retry_after", None) is not None:  # too many attempts, a request in progress
             headers["Retry-After"] = str(error.retry_after)
-        if getattr(error, "accept_encoding", None) is not None:  # a content coding not taken (RFC 9110 15.5.16)
+        if isinstance(error, errors.CodedBody):
             headers["Accept-Encoding"] = error.accept_encoding
         return problem_response(error.to_problem(), headers)
 
@@ -471,10 +471,13 @@ def require_json_body() -> None:
             f"Send the request body as application/json (got {request.mimetype or 'no Content-Type'})."
         )
     # A compressed body is not decoded here (nor by gunicorn): a gzipped one read as "malformed JSON", and a
-    # plain one labelled gzip was taken as sent. RFC 9110 15.5.16: 415, naming the codings taken.
-    coding = request.headers.get("Content-Encoding", "").strip().lower()
-    if has_body and coding not in ("", "identity"):
-        refused = errors.UnsupportedMediaType(f"Send the request body uncompressed (Content-Encoding {coding} is "
-                                              "not supported).")
-        refused.accept_encoding = "identity"
-        raise refused
+    # plain one labelled gzip was taken as sent.
+    coding = request.headers.get("Content-Encoding", "")
+    if has_body and is_coded(coding):
+        raise errors.CodedBody(f"Send the request body uncompressed (Content-Encoding {coding.strip()} is not "
+                               "supported).")
+
+
+def is_coded(content_encoding: str) -> bool:
+    """Whether a Content-Encoding header names a coding (none, or identity: the body as sent)."""
+    return content_encoding.strip().lower() not in ("", "identity")

@@ -89,6 +89,12 @@ class UnsupportedMediaType(GridsvcError):
     status, type, title = 415, _problem("unsupported-media-type"), "Unsupported Media Type"
 
 
+class CodedBody(UnsupportedMediaType):
+    """A compressed request body, which nothing here decodes (RFC 9110 15.5.16: 415, naming the codings taken)."""
+
+    accept_encoding = "identity"
+
+
 class ValidationFailed(GridsvcError):
     status, type, title = 422, _problem("validation"), "Validation Failed"
 

@@ -44,7 +44,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.crs import SUPPORTED_CRS
 from gridsvc import auth, clock
-from gridsvc.api import is_json_number, strict_json_loads
+from gridsvc.api import is_coded, is_json_number, strict_json_loads
 from gridsvc.errors import GridsvcError
 from gridsvc.resources.shifts import CHECKING_VOLUNTEER, check_answer, check_request, valid_key
 from gridsvc.schemas.common import geopoint
@@ -82,7 +82,7 @@ class CheckInFastPath:
         length = environ.get("CONTENT_LENGTH") if route else None
         if (not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY
                 or "HTTP_TRANSFER_ENCODING" in environ
-                or environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() not in ("", "identity")):
+                or is_coded(environ.get("HTTP_CONTENT_ENCODING", ""))):
             return self.flask_wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         outcome = self._record(environ, int(route[1]), "check_" + route[2], body)
