@@ -86,13 +86,22 @@ def applies(user_id: int | None) -> bool:
     return user_id is not None and HEADER in request.headers
 
 
+def valid_key(key: str) -> bool:
+    # NUL: PostgreSQL text cannot hold it (a server that passes it through would make it a 500)
+    return 1 <= len(key) <= MAX_KEY and "\x00" not in key
+
+
+def refuse_invalid_key(key: str) -> None:
+    """A 422 naming the header for a key no write takes (check-in's and check-out's included)."""
+    if not valid_key(key):
+        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY} characters, without NUL.",
+                               errors={HEADER: [f"1 to {MAX_KEY} characters, without NUL"]})
+
+
 def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
     """``view()``'s answer, or the stored first answer to this key (see the module docstring)."""
     key = request.headers[HEADER]
-    # NUL: PostgreSQL text cannot hold it (a server that passes it through would make this a 500)
-    if not 1 <= len(key) <= MAX_KEY or "\x00" in key:
-        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY} characters, without NUL.",
-                               errors={HEADER: [f"1 to {MAX_KEY} characters, without NUL"]})
+    refuse_invalid_key(key)
     path = request.path + ("?" + request.query_string.decode("latin-1") if request.query_string else "")
     body = request.get_data(cache=True)  # cached: the view reads it again
     # keyed with the app's secret: a body may hold a password, and a bare hash of it could be guessed offline

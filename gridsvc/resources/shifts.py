@@ -6,7 +6,7 @@ from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from shapely.geometry import Point
 
-from gridsvc import auth, clock
+from gridsvc import auth, clock, idempotency
 from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
@@ -23,7 +23,6 @@ from gridsvc.services import checks, shifts as service, volunteers as volunteer_
 blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, check-in/out and service hours")
 
 SHIFT_MANAGERS = auth.roles("admin", "liaison", name="shift-managers")
-MAX_KEY = 100
 
 
 def policy() -> checks.CheckPolicy:
@@ -228,15 +227,13 @@ def _acting_volunteer(volunteer_id: int | None, shift_id: int, *, signing_up: bo
 
 
 def valid_key(key: str | None) -> bool:
-    # NUL: PostgreSQL text cannot hold it (as every other write's key, idempotency.answer_once)
-    return key is None or (1 <= len(key) <= MAX_KEY and "\x00" not in key)
+    return key is None or idempotency.valid_key(key)
 
 
 def _check(shift_id: int, kind: str, data: dict):
-    key = request.headers.get("Idempotency-Key")
-    if not valid_key(key):
-        raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_KEY} characters, without NUL.",
-                               errors={"Idempotency-Key": [f"1 to {MAX_KEY} characters, without NUL"]})
+    key = request.headers.get(idempotency.HEADER)
+    if key is not None:
+        idempotency.refuse_invalid_key(key)
     user_id, token_version, role = auth.account_claims()
     session = current_session()
     # (a client time is rare online, and never on check-in's fast path: only such a body pays for the lookup)
@@ -277,7 +274,7 @@ _REPLAYED = {"Idempotent-Replayed": {"description": "true when this is the first
                                      "schema": {"type": "string", "enum": ["true"]}}}
 IDEMPOTENT_CHECK = {
     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY},
                     "description": "One key per event (a UUID, say): a retry with the same key gets the first answer "
                                    "and records nothing new."}],
     "responses": {"201": {"headers": _REPLAYED}, "422": {"headers": _REPLAYED}},
