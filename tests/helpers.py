@@ -1,6 +1,8 @@
 """Small builders shared by the tests."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 import threading
 import time
@@ -51,6 +53,12 @@ def assert_problem(response, status: int, type_suffix: str | None = None) -> dic
     if type_suffix:
         assert body["type"].endswith(type_suffix), body
     return body
+
+
+def csv_rows(response) -> list[list[str]]:
+    """A CSV download's rows (the header first), read as a spreadsheet would: the byte-order mark dropped."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
 
 
 def token_for(app, username: str) -> str:

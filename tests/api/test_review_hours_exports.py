@@ -1,17 +1,11 @@
 """A review of service hours and their exports: each test failed before its fix."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 
 from tests.api.test_checkins import admin, post_check  # noqa: F401  (fixture)
 from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
-
-
-def _csv_rows(answer) -> list[list[str]]:
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    return list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+from tests.helpers import csv_rows
 
 
 def test_a_check_out_before_the_shift_starts_is_no_stint_of_service(admin, login, session, clock):
@@ -36,7 +30,7 @@ def test_a_check_out_before_the_shift_starts_is_no_stint_of_service(admin, login
     [mine] = [item for item in admin.get(f"/api/v1/hours/totals?zone_id={g01}").get_json()["items"]
               if item["volunteer_id"] == vid]
     assert (mine["hours"], mine["entries"]) == (0.58, 1)
-    rows = _csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
+    rows = csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
     assert [row[6] for row in rows[1:]] == ["0.58"]
 
 
@@ -55,7 +49,7 @@ def test_a_long_numeric_national_volunteer_id_survives_excel_in_the_csv(admin, l
     assert post_check(me, shift["id"], "check-in", *center).status_code == 201
     clock.advance(minutes=30)
     assert post_check(me, shift["id"], "check-out", *center).status_code == 201
-    [header, row] = _csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
+    [header, row] = csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
     cell = row[header.index("volunteer_id")]
     assert "330206199001011234" in cell
     assert not cell.isdigit(), f"{cell!r} opens in Excel as a 15-digit number"

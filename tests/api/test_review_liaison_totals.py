@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, post_check, zone_center, zone_of
 
 
 def check(client, shift_id, kind, point, key):
-    answer = client.post(f"/api/v1/shifts/{shift_id}/{kind}", json={"lon": point[0], "lat": point[1], "accuracy_m": 10},
-                         headers={"Idempotency-Key": key})
+    answer = post_check(client, shift_id, kind, point, key=key)
     assert answer.status_code == 201, answer.get_json()
     return answer.get_json()
 

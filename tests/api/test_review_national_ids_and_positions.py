@@ -1,19 +1,11 @@
 """A second review of the volunteer registry and positions: each test failed before its fix."""
 from __future__ import annotations
 
-from pyproj import Geod
 from sqlalchemy import select
 
 from gridsvc.models import User, Volunteer
 from tests.api.volunteer_helpers import volunteer_id
 from tests.helpers import count
-
-GEOD = Geod(ellps="WGS84")
-
-
-def metres(a, b) -> float:
-    return GEOD.inv(a[0], a[1], b[0], b[1])[2]
-
 
 def report(client, point, **extra) -> dict:
     answer = client.post("/api/v1/me/location", json={"lon": point[0], "lat": point[1], **extra})

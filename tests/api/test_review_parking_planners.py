@@ -3,20 +3,13 @@ hand from the lots, spaces and counts it creates. Defects found are written firs
 the sound areas checked keep a guard test where none covered them."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.api.test_parking import ORIGIN, _enterprise, admin, lot, market, point, space  # noqa: F401
-from tests.helpers import assert_problem, community_body, offset, rect, zone_feature
-
-
-def _csv(response) -> list[list[str]]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+from tests.helpers import assert_problem, community_body, csv_rows, offset, rect, zone_feature
 
 
 def _capacity(admin, **query) -> dict:
@@ -98,7 +91,7 @@ def test_a_lot_across_two_drawn_areas_is_counted_in_one_as_zones_count_it(admin,
     assert (drawn_west["supply"]["total"], drawn_east["supply"]["total"]) == (0, 40)
     assert drawn_west["supply"] == _capacity(admin, zone_id=market["W"])["supply"]
     assert (_capacity(admin, bbox=_bbox(west))["lots"], _capacity(admin, bbox=_bbox(east))["lots"]) == (0, 1)
-    west_table = _csv(admin.get("/api/v1/parking/capacity", query_string={"bbox": _bbox(west), "format": "csv"}))
+    west_table = csv_rows(admin.get("/api/v1/parking/capacity", query_string={"bbox": _bbox(west), "format": "csv"}))
     assert [row[0] for row in west_table[1:]] == ["TOTAL"] and west_table[-1][-1] == "0"  # no lot, nothing in all
     # a lot wholly inside, a point lot and a lone stall on the line's west side stay in the west
     lot(admin, rect(*offset(*ORIGIN, 100, 300), 40, 40), capacity={"car": 7})
@@ -165,7 +158,7 @@ def test_the_gap_csv_rows_add_up_to_its_total_when_some_supply_is_in_no_zone(adm
     _enterprise(admin, market["community"], "East Works", 800, workers=300)
     assert admin.delete(f"/api/v1/zones/{market['W']}").status_code == 204
     report = admin.get(f"/api/v1/parking/gap?community_id={market['community']}").get_json()
-    rows = _csv(admin.get(f"/api/v1/parking/gap?community_id={market['community']}&format=csv"))
+    rows = csv_rows(admin.get(f"/api/v1/parking/gap?community_id={market['community']}&format=csv"))
     header, body, total = rows[0], rows[1:-1], rows[-1]
     assert header == ["zone", "name", "supply", "demand", "gap", "status", "peak_occupancy"]
     assert total[:5] == ["TOTAL", "", "71", "80", "9"]
@@ -178,7 +171,7 @@ def test_the_gap_csv_rows_add_up_to_its_total_when_some_supply_is_in_no_zone(adm
     # a zone drawn over the west again takes them: no such row
     again = admin.post(f"/api/v1/communities/{market['community']}/zones", json=zone_feature("W2", rect(*ORIGIN, 500, 1000)))
     assert again.status_code == 201, again.get_json()
-    assert [r[0] for r in _csv(admin.get(f"/api/v1/parking/gap?community_id={market['community']}&format=csv"))] == \
+    assert [r[0] for r in csv_rows(admin.get(f"/api/v1/parking/gap?community_id={market['community']}&format=csv"))] == \
         ["zone", "E", "W2", "TOTAL"]
 
 
@@ -191,7 +184,7 @@ def test_the_capacity_csv_adds_up_to_the_supply_the_json_gives(admin, market):
     space(admin, point(300, 300))
     space(admin, point(320, 300), space_type="accessible")
     answer = _capacity(admin, zone_id=market["W"])
-    rows = _csv(admin.get("/api/v1/parking/capacity", query_string={"zone_id": market["W"], "format": "csv"}))
+    rows = csv_rows(admin.get("/api/v1/parking/capacity", query_string={"zone_id": market["W"], "format": "csv"}))
     assert rows[-1][0] == "TOTAL" and int(rows[-1][-1]) == answer["supply"]["total"] == 42
     assert sum(int(r[-1]) for r in rows[1:-1]) == 42
 
