@@ -21,9 +21,14 @@ IETF draft "The Idempotency-Key HTTP Header Field":
 
 The key is claimed in a transaction of its own before the view runs, so two
 copies sent at once cannot both run; the answer is stored after the view
-committed. A worker dying in between leaves the claim unanswered: after
-``ABANDONED_AFTER`` a retry takes it over and runs the write again, whose
-own rules then apply (a second sign-up is refused as before).
+committed. While it runs, the request holds the key's advisory lock (a
+session lock on the connection that claimed it, which PostgreSQL releases
+when that connection ends). A worker dying in between leaves the claim
+unanswered and its lock free: after ``ABANDONED_AFTER`` a retry takes it
+over and runs the write again, whose own rules then apply (a second sign-up
+is refused as before). A request still running, however long it waits (on a
+lock, under a gthread worker that no timeout ends), holds the lock: its
+copies are told to wait, and it is never run twice.
 
 Check-in and check-out keep their keys with the check event itself (one
 statement: ``gridsvc_check``); sign-in and token refresh are never stored
@@ -50,9 +55,15 @@ log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 MAX_KEY = 100
 KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# A first request unanswered this long is taken as lost (its worker died):
-# no write of this API takes more than a few seconds.
+# A first request unanswered this long, whose lock no one holds, is taken as
+# lost (its worker died). Why wait at all once the lock is free: the lock also
+# goes when only the claiming connection is lost (a database restart) while
+# the view goes on and commits on its own; a minute lets it store its answer.
 ABANDONED_AFTER = timedelta(seconds=60)
+# The advisory-lock space of Idempotency-Keys (two-int form; the second int
+# hashes the account and the key: two keys in flight that hash alike only make
+# the second wait, 409 with Retry-After).
+KEY_LOCKS = 0x494B  # "IK"
 # Written afresh for every answer (by Werkzeug, gunicorn or the app's hooks).
 _NOT_STORED = frozenset({"content-length", "date", "server", "set-cookie"})
 
@@ -65,6 +76,10 @@ ON CONFLICT (user_id, key) DO UPDATE
     WHERE r.created_at < %(expired_before)s
        OR (r.status_code IS NULL AND r.created_at < %(abandoned_before)s AND r.fingerprint = excluded.fingerprint)
 RETURNING r.created_at"""
+
+_HOLD = "SELECT pg_try_advisory_lock(%(lock_space)s, %(lock)s)"
+
+_LET_GO = "SELECT pg_advisory_unlock(%(lock_space)s, %(lock)s)"
 
 _FIRST = """
 SELECT fingerprint, method, path, status_code, headers, body FROM idempotent_request
@@ -111,6 +126,16 @@ def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
               "path": path, "now": clock.now()}
     params["expired_before"] = params["now"] - timedelta(hours=kept_hours(current_app.config))
     params["abandoned_before"] = params["now"] - ABANDONED_AFTER
+    params["lock_space"], params["lock"] = KEY_LOCKS, _lock_of(user_id, key)
+    if not _run(_HOLD, params)[0]:  # a request with this key is being answered right now
+        return _first_answer(params)
+    try:
+        return _answer_holding_the_lock(params, view)
+    finally:
+        _settle(_LET_GO, params)
+
+
+def _answer_holding_the_lock(params: dict[str, Any], view: Callable[[], Any]) -> Response:
     claimed = _run(_CLAIM, params)
     if claimed is None:
         return _first_answer(params)
@@ -133,8 +158,15 @@ def answer_once(user_id: int, view: Callable[[], Any]) -> Response:
     return response
 
 
+def _lock_of(user_id: int, key: str) -> int:
+    """The key's lock in KEY_LOCKS: a signed 32-bit hash of the account and the key."""
+    digest = hashlib.blake2b(f"{user_id}\n{key}".encode("utf-8", "surrogateescape"), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def _settle(sql: str, params: dict[str, Any]) -> None:
-    """Store the answer or release the claim; the view's own answer stands if the database is lost meanwhile.
+    """Store the answer, release the claim or let go of its lock; the view's own answer stands if the database is
+    lost meanwhile (and with the connection, its lock).
 
     Why: the view has committed (or failed) already. A 503 instead of its 201 would tell the client that
     nothing was done, and the retry it then sends, once the claim counts as abandoned, would do it again.
@@ -147,8 +179,8 @@ def _settle(sql: str, params: dict[str, Any]) -> None:
 
 def _first_answer(params: dict[str, Any]) -> Response:
     first = _run(_FIRST, params)
-    if first is None:  # released a moment ago: the first request failed, and this one may run
-        raise RequestInProgress(f"A request with this {HEADER} was just answered; send it again.")
+    if first is None:  # not claimed yet (a copy sent at once), or released a moment ago (the first failed)
+        raise RequestInProgress(f"A request with this {HEADER} is being answered; send it again in a moment.")
     fingerprint, method, path, status, headers, body = first
     if fingerprint != params["fingerprint"]:
         raise ValidationFailed(f"This {HEADER} was already used for a different request ({method} {path}); "

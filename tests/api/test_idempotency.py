@@ -201,3 +201,63 @@ def test_a_copy_sent_while_the_first_is_answered_waits_its_turn(committed_app, e
         delete_shifts(engine, shift["id"])
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM idempotent_request WHERE key = 'race-1'"))
+
+
+def test_a_first_request_still_running_after_a_minute_is_not_run_again(committed_app, engine, clock):
+    """The sign-up waits over a minute for a lock (a gthread worker has no request timeout); its copy, sent then,
+    must not take the claim over as abandoned: it ran the sign-up again (409 already_signed_up), the first
+    answer was never stored, and every later retry got that 409."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id, vid = zone_of(s, "G02").id, volunteer_id(s, "volunteer-056")
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=2), capacity=3)
+    url, key = f"/api/v1/shifts/{shift['id']}/signups", {"Idempotency-Key": "slow-1"}
+    volunteer = client_as(committed_app, "volunteer-056")
+    copies = []
+    try:
+        def lock_shift(own):
+            own.execute(text("SELECT 1 FROM shift WHERE id = :id FOR UPDATE"), {"id": shift["id"]})
+
+        def copy_a_minute_later(_own):
+            clock.advance(seconds=61)
+            copy = threading.Thread(target=lambda: copies.append(volunteer.post(url, json={}, headers=key)))
+            copy.start()
+            copy.join(5)
+            assert copies, "the copy ran the sign-up a second time (it waited for the shift's lock)"
+
+        first = while_uncommitted(engine, lock_shift, lambda: volunteer.post(url, json={}, headers=key),
+                                  then=copy_a_minute_later)
+        assert first.status_code == 201 and first.get_json()["status"] == "confirmed"
+        assert_problem(copies[0], 409, "request-in-progress")
+        retry = volunteer.post(url, json={}, headers=key)
+        assert (retry.status_code, retry.get_json()) == (201, first.get_json())
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        with Session(engine) as s:
+            assert s.scalar(select(func.count()).where(Signup.shift_id == shift["id"], Signup.volunteer_id == vid)) == 1
+    finally:
+        delete_shifts(engine, shift["id"])
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM idempotent_request WHERE key = 'slow-1'"))
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over_after_a_minute(login, session, clock):
+    """The worker died after claiming the key, before its sign-up committed: the claim stays unanswered, and
+    no connection holds its lock. A retry within the minute waits; one after it signs up."""
+    shift = _shift(login, session, clock)
+    url, key = f"/api/v1/shifts/{shift['id']}/signups", {"Idempotency-Key": "dead-1"}
+    volunteer = login("volunteer-001")
+    first = volunteer.post(url, json={}, headers=key)
+    assert first.status_code == 201
+    # as the dead worker left it: claimed, unanswered, its sign-up never committed
+    session.execute(text("UPDATE idempotent_request SET status_code = NULL, headers = NULL, body = NULL "
+                         "WHERE key = 'dead-1'"))
+    session.execute(text("DELETE FROM signup WHERE shift_id = :id"), {"id": shift["id"]})
+    clock.advance(seconds=30)
+    assert_problem(volunteer.post(url, json={}, headers=key), 409, "request-in-progress")
+    assert _signups(session, shift["id"]) == []
+    clock.advance(seconds=31)
+    again = volunteer.post(url, json={}, headers=key)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert _signups(session, shift["id"]) == [(volunteer_id(session, "volunteer-001"), "confirmed")]
+    replay = volunteer.post(url, json={}, headers=key)
+    assert (replay.headers["Idempotent-Replayed"], replay.get_json()) == ("true", again.get_json())
