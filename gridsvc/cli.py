@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import click
 
 from gridsvc import localdb
-from gridsvc.config import BadDatabaseUrl, database_url
+from gridsvc.config import MAX_RETENTION_DAYS, BadDatabaseUrl, database_url
 
 
 def _echo(message: str) -> None:
@@ -307,18 +307,19 @@ def import_parking_file(path: str, dry_run: bool) -> None:
 
 
 @main.command(short_help="Delete position history and stored answers past retention.")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="retention in days, more than 0 (default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=MAX_RETENTION_DAYS), default=None,
+              help=f"retention in days, more than 0 and at most {MAX_RETENTION_DAYS} "
+                   "(default GRIDSVC_POSITION_RETENTION_DAYS, 7)")
 def purge(days: float | None) -> None:
     """Delete volunteer positions older than the retention period, and stored answers to retried writes older
     than GRIDSVC_IDEMPOTENCY_HOURS (PIPL: keep no more than needed)."""
     from gridsvc import clock, idempotency
-    from gridsvc.config import load_config
+    from gridsvc.config import load_config, retention_days
     from gridsvc.services.volunteers import purge_positions
 
     config = load_config()
-    retention = days if days is not None else _retention_days(config["GRIDSVC_POSITION_RETENTION_DAYS"])
     try:
+        retention = days if days is not None else retention_days(config)
         answers_kept = idempotency.kept_hours(config)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -333,18 +334,6 @@ def purge(days: float | None) -> None:
                   f"{answers_kept:g} hours")
     finally:
         database.dispose()
-
-
-def _retention_days(configured: object) -> float:
-    """GRIDSVC_POSITION_RETENTION_DAYS as a number of days above 0: 0 or less would delete every
-    volunteer's last known position, and dispatch would find nobody."""
-    try:
-        days = float(configured)
-    except (TypeError, ValueError):
-        days = float("nan")
-    if not days > 0:
-        raise click.UsageError(f"GRIDSVC_POSITION_RETENTION_DAYS must be a number of days above 0, not {configured!r}.")
-    return days
 
 
 @main.command(short_help="Enforce deadlines now (run it every minute from cron).")

@@ -12,6 +12,7 @@ Environment:
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -88,16 +89,39 @@ NUMERIC_SETTINGS: dict[str, type] = {
 }
 
 
+# Positions kept at most a century: a cut-off further back than that (a million days) is before year 1, where
+# Python's dates end, and "for ever" is no retention under PIPL.
+MAX_RETENTION_DAYS = 36_500
+
+
 def check_numeric_settings(config: Mapping[str, Any]) -> None:
-    """A ValueError naming the first numeric setting that is not a number. Why: checked when the app starts
-    (and by ``gridsvc tick``), a typo in the environment stops the start with its name, rather than turning
-    every check-in or offer into a 500 saying "could not convert string to float"."""
+    """A ValueError naming the first numeric setting that is not a finite number, or the retention out of its
+    range. Why: checked when the app starts (and by ``gridsvc tick``), a typo in the environment stops the start
+    with its name, rather than turning every check-in or offer into a 500 saying "could not convert string to
+    float"; and "inf" is a float to Python but no JSON number, and no span of time."""
     for key, kind in NUMERIC_SETTINGS.items():
         try:
-            kind(config[key])
+            value = kind(config[key])
         except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
             raise ValueError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
                              f"not {config[key]!r}.") from None
+    retention_days(config)
+
+
+def retention_days(config: Mapping[str, Any]) -> float:
+    """GRIDSVC_POSITION_RETENTION_DAYS, above 0 (0 or less would delete every volunteer's last known position, and
+    dispatch would find nobody) and at most MAX_RETENTION_DAYS; else a ValueError naming it."""
+    configured = config["GRIDSVC_POSITION_RETENTION_DAYS"]
+    try:
+        days = float(configured)
+    except (TypeError, ValueError):
+        days = math.nan
+    if not 0 < days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"GRIDSVC_POSITION_RETENTION_DAYS must be a number of days above 0 and at most "
+                         f"{MAX_RETENTION_DAYS}, not {configured!r}.")
+    return days
 
 
 class BadDatabaseUrl(ValueError):
