@@ -364,7 +364,7 @@ class VolunteerCalendar(MethodView):
         else:
             require_private(volunteer)
         events = []
-        signups = shift_service.signups_of_volunteer(session, volunteer.id)
+        signups = shift_service.calendar_signups(session, volunteer.id, now=clock.now())
         # each shift at its park's clock: one in a park on Xinjiang time is not written as Shanghai's
         clocks = community_timezones(session, (signup.shift.community_id for signup in signups))
         for signup in signups:
@@ -372,7 +372,8 @@ class VolunteerCalendar(MethodView):
             events.append({"uid": f"shift-{shift.id}-volunteer-{volunteer.id}@gridsvc", "title": shift.title,
                            "starts_at": shift.starts_at, "ends_at": shift.ends_at,
                            "tzid": clocks[shift.community_id].key,
-                           "status": "CANCELLED" if shift.status == "cancelled" else
+                           # the shift cancelled, or the place given up
+                           "status": "CANCELLED" if "cancelled" in (shift.status, signup.status) else
                            ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
                            "location": shift.zone.name if shift.zone else None,
                            "description": f"{shift.activity}; {signup.status}",

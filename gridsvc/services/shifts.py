@@ -834,15 +834,33 @@ def signups_of_shift(session: Session, shift_id: int, *, limit: int = 100,
     return Page(items=[(signup, position) for signup, position in rows], total=total, limit=limit, offset=offset)
 
 
-def signups_of_volunteer(session: Session, volunteer_id: int, *, include_past: bool = True,
-                         now: datetime | None = None) -> list[Signup]:
+def signups_of_volunteer(session: Session, volunteer_id: int) -> list[Signup]:
+    """A volunteer's live sign-ups (confirmed or waitlisted), past ones included."""
     query = select(Signup).join(Shift, Shift.id == Signup.shift_id).where(Signup.volunteer_id == volunteer_id,
                                                                           Signup.status != "cancelled")
-    if not include_past and now is not None:
-        query = query.where(Shift.ends_at > now)
     # the shifts and their zones with the sign-ups, not one query per sign-up (a calendar lists them all)
     return list(session.scalars(query.options(contains_eager(Signup.shift).selectinload(Shift.zone))
                                 .order_by(Shift.starts_at)))
+
+
+def calendar_signups(session: Session, volunteer_id: int, *, now: datetime) -> list[Signup]:
+    """What a volunteer's calendar lists: their live sign-ups, and each place they no longer hold (withdrawn, or
+    removed by the liaison) in a shift not yet over, its last sign-up, earliest shift first.
+
+    Why the places given up: a calendar app that imported the feed never notices an event gone from it, and
+    keeps showing a shift the volunteer will not work; the same UID with STATUS:CANCELLED tells it. Once the
+    shift is over, it no longer matters (and years of them would only grow the feed)."""
+    live = signups_of_volunteer(session, volunteer_id)
+    given_up = session.scalars(
+        select(Signup).join(Shift, Shift.id == Signup.shift_id)
+        .where(Signup.volunteer_id == volunteer_id, Signup.status == "cancelled", Shift.ends_at > now,
+               Signup.shift_id.not_in({signup.shift_id for signup in live}))
+        .options(contains_eager(Signup.shift).selectinload(Shift.zone))
+        .order_by(Signup.shift_id, Signup.updated_at.desc(), Signup.id.desc()))
+    last_given_up: dict[int, Signup] = {}
+    for signup in given_up:
+        last_given_up.setdefault(signup.shift_id, signup)
+    return sorted([*live, *last_given_up.values()], key=lambda signup: (signup.shift.starts_at, signup.shift_id))
 
 
 @dataclass(frozen=True)
