@@ -916,7 +916,10 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     for (signup, waitlist_place, checked_in_at, checked_out_at), shift_view in zip(rows, shift_views):
         items.append(VolunteerSignup(
             signup=signup, shift=shift_view,
-            waitlist_position=waitlist_place, on_duty=volunteer.on_duty_shift_id == signup.shift_id,
+            # checked in to a shift that has not ended, as on_duty_among and the search say (a check-in left
+            # open past the end is no duty, while the grace for its check-out runs)
+            waitlist_position=waitlist_place,
+            on_duty=volunteer.on_duty_shift_id == signup.shift_id and signup.shift.ends_at > now,
             checked_in_at=checked_in_at,
             # a check-out before the last check-in closed an earlier stint, not this one
             checked_out_at=checked_out_at if checked_in_at and checked_out_at and checked_out_at >= checked_in_at else None))
