@@ -283,7 +283,8 @@ def hours_entry(entry) -> dict:
     return {"id": entry.id, "shift_id": entry.shift_id, "shift_title": entry.shift.title, "activity": entry.shift.activity,
             "started_at": entry.started_at, "ended_at": entry.ended_at, "hours": float(entry.hours),
             "status": entry.status, "auto_approved": entry.auto_approved, "flagged": entry.flagged,
-            "flag_reason": entry.flag_reason, "review_note": entry.review_note, "reviewed_at": entry.reviewed_at}
+            "flag_reason": entry.flag_reason, "review_note": entry.review_note, "reviewed_at": entry.reviewed_at,
+            "reviewed_by_id": entry.reviewed_by_id}
 
 
 @blp.route("/volunteers/<int:volunteer_id>/signups")

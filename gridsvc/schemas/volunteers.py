@@ -233,6 +233,8 @@ class HoursOut(Schema):
     flag_reason = fields.Str(allow_none=True)
     review_note = fields.Str(allow_none=True)
     reviewed_at = fields.DateTime(allow_none=True)
+    reviewed_by_id = Int(allow_none=True, metadata={
+        "description": "the account that approved or declined the entry (none for one approved automatically)"})
 
 
 class HoursTotalOut(Schema):
@@ -327,7 +329,8 @@ class BulkReviewIn(Schema):
 class BulkReviewResultOut(Schema):
     id = Int()
     status = Int()
-    hours_status = fields.Str(allow_none=True)
+    hours_status = fields.Str(allow_none=True, metadata={
+        "description": "the entry's status after the call: the decision made, or the one it already had (409)"})
     detail = fields.Str(allow_none=True)
 
 

@@ -308,7 +308,7 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
         first += _volunteers_of(session, [shift_id], "waitlisted")
     shift = _lock_volunteers_then_shifts(session, first, [shift_id, *elsewhere])[shift_id]
     if shift.status == "cancelled":
-        raise Conflict(f"Shift {shift_id} is cancelled.")
+        raise Conflict(f"Shift {shift_id} is cancelled; it can no longer be edited.", reason="cancelled")
     changes = dict(changes)  # (the caller's own is left as sent)
     changes.update(shift_times_on_clock(session, shift.community_id,
                                         {key: changes[key] for key in ("starts_at", "ends_at") if key in changes}))

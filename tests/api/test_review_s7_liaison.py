@@ -66,8 +66,9 @@ def test_a_bulk_review_with_a_mixed_list_decides_only_the_liaisons_pending_entri
     answer = liaison.post("/api/v1/hours/review", json={"ids": [pending, decided, other, 2_000_000_000, pending],
                                                          "action": "approve", "note": "核实在岗"})
     assert answer.status_code == 200, answer.get_json()
+    # the one already decided says how (as the single review's 409 does, status_now): the liaison sees why
     assert [(r["id"], r["status"], r.get("hours_status")) for r in answer.get_json()["results"]] == [
-        (pending, 200, "approved"), (decided, 409, None), (other, 403, None), (2_000_000_000, 404, None)]
+        (pending, 200, "approved"), (decided, 409, "approved"), (other, 403, None), (2_000_000_000, 404, None)]
     session.expire_all()
     rows = {e.id: (e.status, e.review_note, e.reviewed_by_id, e.auto_approved) for e in session.scalars(
         select(ServiceHours).where(ServiceHours.id.in_([pending, decided, other])))}
@@ -78,6 +79,29 @@ def test_a_bulk_review_with_a_mixed_list_decides_only_the_liaisons_pending_entri
     assert (totals["total"], totals["total_hours"]) == (2, 1.0)
     # and the G02 liaison still finds theirs waiting
     assert [e["id"] for e in login("liaison-g02").get("/api/v1/hours").get_json()["items"]] == [other]
+    # an admin checking the liaison's decisions sees who made each (nobody for the automatic approval)
+    record = {e["id"]: e for e in admin.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}/hours")
+              .get_json()["entries"]}
+    assert record[pending]["reviewed_by_id"] == rows[pending][2] == _user_id(session, "liaison-g01")
+    decided_entry = admin.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-002')}/hours").get_json()
+    assert [e["reviewed_by_id"] for e in decided_entry["entries"] if e["id"] == decided] == [None]
+
+
+def _user_id(session, username: str) -> int:
+    from gridsvc.models import User
+
+    return session.scalar(select(User.id).where(User.username == username))
+
+
+def test_an_edit_of_a_cancelled_shift_says_why_it_is_refused(admin, login, session, clock):
+    """The liaison opens a shift an admin has just cancelled and saves a new title: the 409 carries
+    reason "cancelled", as a sign-up to it does, so the app can say "this shift was cancelled" rather than a
+    generic conflict; nothing changes."""
+    shift = make_shift(admin, zone_id=zone_of(session, "G01").id, starts_at=clock() + timedelta(days=1))
+    assert admin.delete(f"/api/v1/shifts/{shift['id']}").status_code in (200, 204)
+    problem = assert_problem(login("liaison-g01").patch(f"/api/v1/shifts/{shift['id']}", json={"title": "改名"}), 409)
+    assert problem["reason"] == "cancelled" and "cancelled" in problem["detail"]
+    assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["title"] == shift["title"]
 
 
 def test_editing_a_running_shift_leaves_its_volunteers_on_duty_and_their_hours_as_served(admin, login, session, clock):
