@@ -455,8 +455,8 @@ class HoursBulkReview(MethodView):
                     entry = _review(hours_id, data["action"] == "approve", data.get("note"))
                 results[hours_id] = {"id": hours_id, "status": 200, "hours_status": entry.status}
             except GridsvcError as exc:
-                # an entry already decided: its decision, as the single review's 409 gives it (status_now)
-                results[hours_id] = {"id": hours_id, "status": exc.status, "detail": exc.detail,
-                                     "hours_status": exc.extra.get("status_now")}
+                results[hours_id] = {"id": hours_id, "status": exc.status, "detail": exc.detail}
+                if "status_now" in exc.extra:  # an entry already decided: its decision, as the single review's 409
+                    results[hours_id]["hours_status"] = exc.extra["status_now"]
         session.commit()
         return {"results": [results[hours_id] for hours_id in dict.fromkeys(data["ids"])]}
