@@ -17,6 +17,7 @@ import flask_smorest
 from apispec import BasePlugin
 from flask import Flask, Response, request
 from flask_smorest.utils import prepare_response
+from marshmallow import RAISE
 from psycopg2.errors import TransactionRollbackError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from webargs import core
@@ -182,7 +183,14 @@ class IdConverter(IntegerConverter):
 
 
 class StrictJsonParser(FlaskParser):
-    """webargs parser that refuses NaN/Infinity and says where JSON broke."""
+    """webargs parser that refuses NaN/Infinity, says where JSON broke, and refuses a query parameter the
+    operation does not take (422 naming it).
+
+    Why the last: webargs ignores them by default, so a typo was answered as if it had not been sent:
+    ``radius=200`` for ``radius_m`` searched the default 1,000 m, ``community=2`` listed every community's
+    volunteers, with nothing to tell the planner why."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE, "querystring": RAISE}
 
     def _raw_load_json(self, req):
         if not is_json_request(req):
@@ -226,14 +234,21 @@ class Blueprint(flask_smorest.Blueprint):
         return super().alt_response(status_code, response, **kwargs)
 
 
+_UNKNOWN_PARAMETER = "not a query parameter of this operation"
+
+
 def _flatten_messages(messages: Any) -> tuple[Any, list[str]]:
     """webargs nests messages by location; clients want field -> messages."""
     if not isinstance(messages, dict):
         return messages, []
     fields: dict[str, Any] = {}
     general: list[str] = []
-    for value in messages.values():
-        if isinstance(value, dict):
+    for location, value in messages.items():
+        if isinstance(value, dict) and location == "query":
+            # marshmallow's "Unknown field." says little about a URL
+            fields.update({name: [_UNKNOWN_PARAMETER if text == "Unknown field." else text for text in texts]
+                           if isinstance(texts, list) else texts for name, texts in value.items()})
+        elif isinstance(value, dict):
             fields.update(value)
         elif isinstance(value, list):
             general.extend(str(v) for v in value)

@@ -120,3 +120,18 @@ def test_my_shifts_says_on_duty_after_the_shift_ended_while_the_search_says_off_
     mine = me.get(f"/api/v1/volunteers/{vid}/signups?{window}").get_json()
     item = next(i for i in mine["items"] if i["shift"]["id"] == shift["id"])
     assert item["on_duty"] is False
+
+
+def test_a_query_parameter_the_search_does_not_take_is_a_422_naming_it(login, session):
+    """A planner types radius=200 for radius_m=200: the search ran with the default 1,000 m and listed volunteers
+    up to a kilometre away, with nothing to say the radius was not read; community=... on /volunteers listed
+    every community's. A parameter the operation does not take is now a 422 naming it."""
+    liaison = login("liaison-g01")
+    g01 = zone_of(session, "G01").id
+    problem = assert_problem(liaison.get("/api/v1/volunteers?near=121.78,29.87&radius=200"), 422)
+    assert problem["errors"] == {"radius": ["not a query parameter of this operation"]}
+    assert problem["detail"] == "Invalid input: radius: not a query parameter of this operation"
+    problem = assert_problem(liaison.get(f"/api/v1/shifts?zone={g01}"), 422)
+    assert list(problem["errors"]) == ["zone"]
+    # the parameters it takes are read as before
+    assert liaison.get(f"/api/v1/shifts?zone_id={g01}&limit=5").status_code == 200
