@@ -118,8 +118,9 @@ def view(session: Session, shift: Shift, distance_m: float | None = None) -> Shi
 def views(session: Session, shifts: list[tuple[Shift, float | None]]) -> list[ShiftView]:
     """Shifts with their places taken, counted in one query (and each one's distance, if any)."""
     counts = _counts(session, [s.id for s, _ in shifts])
+    # distances to a tenth of a metre, as the volunteer search and check-in give them
     return [ShiftView(shift=s, confirmed=counts.get(s.id, (0, 0))[0], waitlisted=counts.get(s.id, (0, 0))[1],
-                      distance_m=d) for s, d in shifts]
+                      distance_m=None if d is None else round(d, 1)) for s, d in shifts]
 
 
 # ---------------------------------------------------------------- create / update

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from pyproj import Geod
 
-from tests.api.volunteer_helpers import make_shift, post_check, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, north_of, post_check, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, offset
 
 GEOD = Geod(ellps="WGS84")
@@ -135,3 +135,15 @@ def test_a_query_parameter_the_search_does_not_take_is_a_422_naming_it(login, se
     assert list(problem["errors"]) == ["zone"]
     # the parameters it takes are read as before
     assert liaison.get(f"/api/v1/shifts?zone_id={g01}&limit=5").status_code == 200
+
+
+def test_a_shift_search_gives_distances_to_a_tenth_of_a_metre_as_the_other_searches(login, session, clock):
+    """The shift search answered distance_m as 1234.56789012, where the volunteer search and check-in give
+    1234.6: the app showed the same kind of figure two ways."""
+    admin = login("admin")
+    g01 = zone_of(session, "G01").id
+    make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(days=1))
+    far = north_of(zone_center(admin, g01), 1500)
+    items = admin.get(f"/api/v1/shifts?near={far[0]},{far[1]}&radius_m=50000&zone_id={g01}").get_json()["items"]
+    assert items and all(item["distance_m"] == round(item["distance_m"], 1) for item in items)
+    assert any(item["distance_m"] > 0 for item in items)
