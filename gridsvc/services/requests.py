@@ -55,7 +55,7 @@ from geo import sql as gsql
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
-                            User, UserRole, Volunteer, Zone)
+                            Shift, User, UserRole, Volunteer, Zone)
 from gridsvc.services import Page
 from gridsvc.services.volunteers import may_volunteer, works_in, works_in_community
 
@@ -645,6 +645,16 @@ def _lonlat(session: Session, request: ServiceRequest) -> tuple[float, float]:
                                  .where(ServiceRequest.id == request.id)).one())
 
 
+def _off_duty(volunteer_id: Any, now: datetime) -> Any:
+    """Whether the volunteer is off duty, as a scalar subquery probed by primary key: no check-in open, or one left
+    open past its shift's end. Why the end: the duty ends there at the latest (the check-out that never came is
+    closed at the end), as the candidates, the volunteer search and the zone map count it; an offer made a
+    minute before the end stayed theirs to accept after it."""
+    return (select(func.coalesce(Shift.ends_at <= now, True)).select_from(Volunteer)
+            .outerjoin(Shift, Shift.id == Volunteer.on_duty_shift_id).where(Volunteer.id == volunteer_id)
+            .scalar_subquery())
+
+
 def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, request_ids: Iterable[int] | None = None,
                   volunteer_id: int | None = None) -> int:
     """Offers past their deadline become refusals, offers to volunteers no longer on duty are withdrawn, and
@@ -652,9 +662,8 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
     # Check-out (the gridsvc_check function, before Flask) ends the duty but not the offers: they end here.
     # A scalar subquery, probed by primary key for each of the few pending offers: an EXISTS under the OR was
     # planned as a hash of every volunteer off duty (nearly all of them), on every read of requests.
-    off_duty = (select(Volunteer.on_duty_shift_id.is_(None)).where(Volunteer.id == RequestOffer.volunteer_id)
-                .scalar_subquery())
-    query = select(RequestOffer).where(RequestOffer.outcome == "pending", or_(RequestOffer.deadline < now, off_duty))
+    query = select(RequestOffer).where(RequestOffer.outcome == "pending",
+                                       or_(RequestOffer.deadline < now, _off_duty(RequestOffer.volunteer_id, now)))
     if request_ids is not None:
         query = query.where(RequestOffer.request_id.in_(list(request_ids)))
     if volunteer_id is not None:
@@ -768,9 +777,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
         # then): it is not theirs to take. Declining it is harmless.
         if (action == "accept" and mine is not None and mine.outcome in ("pending", "withdrawn")
-                and session.scalar(select(Volunteer.on_duty_shift_id).where(Volunteer.id == actor.volunteer_id)) is None):
-            raise StateConflict("You are off duty: an offer is withdrawn when you check out. Check in to a shift to "
-                                "take requests.", action=action, state="withdrawn")
+                and session.scalar(select(_off_duty(actor.volunteer_id, now)))):
+            raise StateConflict("You are off duty: an offer is withdrawn when you check out or your shift ends. "
+                                "Check in to a shift to take requests.", action=action, state="withdrawn")
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",

@@ -1,12 +1,12 @@
 """Dispatch, the request lifecycle and Open311: what a review found (each test failed before its fix)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from gridsvc.models import Signup, Skill, User, Volunteer
+from gridsvc.models import Shift, Signup, Skill, User, Volunteer
 from gridsvc.open311 import new_api_key
 from tests.api.test_requests import account_id, file, g03, open_shift, put_on_duty  # noqa: F401  (g03: three on duty)
 from tests.api.volunteer_helpers import zone_center, zone_of
@@ -108,6 +108,27 @@ def test_a_volunteer_who_checked_out_cannot_accept_the_offer(login, checked_in):
     seen = login("liaison-g03").get(f"/api/v1/requests/{request_id}").get_json()
     assert seen["status"] == "offered" and seen["volunteer_id"] is None
     assert seen["offer"]["volunteer_id"] == checked_in["next_id"]
+
+
+def test_an_offer_is_not_taken_after_the_shift_has_ended(login, session, clock, checked_in):
+    """The offer came two minutes before the shift's end; the volunteer, who forgot to check out, accepted it a
+    minute after the end, inside the offer's five minutes: the request was assigned to someone off duty (the
+    candidates, the volunteer search and the zone map all count the duty as over at the end). Now the accept
+    is a 409, and the request, with nobody else on duty at that shift, goes to the zone's liaison."""
+    request_id = checked_in["request"]["id"]
+    session.expire_all()  # checked in over HTTP
+    shift = session.get(Shift, session.get(Volunteer, checked_in["volunteer_id"]).on_duty_shift_id)
+    shift.ends_at = clock() + timedelta(minutes=2)
+    session.commit()
+    clock.advance(minutes=3)
+    late = assert_problem(checked_in["volunteer"].post(f"/api/v1/requests/{request_id}/accept", json={}), 409,
+                          "request-state")
+    assert "shift ends" in late["detail"] and late["state"] == "withdrawn"
+    seen = login("liaison-g03").get(f"/api/v1/requests/{request_id}").get_json()
+    assert (seen["status"], seen["volunteer_id"], seen["refusals"]) == ("with_liaison", None, 0)
+    trail = _events(login("admin"), request_id)
+    assert [e["action"] for e in trail][-2:] == ["withdraw", "to_liaison"]
+    assert "off duty" in trail[-2]["note"]
 
 
 def test_with_nobody_else_on_duty_the_withdrawn_request_goes_to_the_liaison(login, session, checked_in):
