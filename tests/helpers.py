@@ -154,3 +154,19 @@ def delete_shifts(engine, *shift_ids: int) -> None:
 
     with engine.begin() as conn:
         conn.execute(Shift.__table__.delete().where(Shift.id.in_(list(shift_ids))))
+
+
+def calendar_events(feed: str) -> dict[str, dict[str, str]]:
+    """An iCalendar feed's events by UID: each property's value (lines unfolded, parameters dropped)."""
+    assert "\n" not in feed.replace("\r\n", ""), "a bare LF in the feed"
+    events, current = {}, None
+    for line in feed.replace("\r\n ", "").split("\r\n"):
+        if line == "BEGIN:VEVENT":
+            current = {}
+        elif line == "END:VEVENT":
+            events[current["UID"]] = current
+            current = None
+        elif current is not None:
+            name, _, value = line.partition(":")
+            current[name.split(";")[0]] = value
+    return events

@@ -165,79 +165,69 @@ def test_the_document_offers_the_key_on_writes_but_not_on_sign_in(client):
 # ------------------------------------------------------------------ two copies at once (real connections)
 
 
-def test_a_copy_sent_while_the_first_is_answered_waits_its_turn(committed_app, engine):
-    """The first sign-up waits for a lock (a liaison editing the shift); its copy, sent meanwhile with the same
-    key, must not sign up a second time: it is told to retry (409 request-in-progress, Retry-After), and the
-    retry after the first finished gets the first answer."""
+def _a_copy_while_the_first_waits(committed_app, engine, *, zone_code: str, username: str, key: str, starts_at,
+                                  before_the_copy=lambda: None) -> dict:
+    """A sign-up with ``key`` waits for the shift's lock (a liaison editing the shift); meanwhile, after
+    ``before_the_copy()``, a copy with the same key is sent; then the lock goes, and a retry follows. The three
+    answers, and how many places the volunteer holds in the end."""
     admin = client_as(committed_app, "admin")
     with Session(engine) as s:
-        zone_id = zone_of(s, "G02").id
-        vid = volunteer_id(s, "volunteer-057")
-    shift = make_shift(admin, zone_id=zone_id, starts_at=datetime.now().astimezone() + timedelta(days=2), capacity=3)
-    url, key = f"/api/v1/shifts/{shift['id']}/signups", {"Idempotency-Key": "race-1"}
-    volunteer = client_as(committed_app, "volunteer-057")
+        zone_id, vid = zone_of(s, zone_code).id, volunteer_id(s, username)
+    shift = make_shift(admin, zone_id=zone_id, starts_at=starts_at, capacity=3)
+    url, headers = f"/api/v1/shifts/{shift['id']}/signups", {"Idempotency-Key": key}
+    volunteer = client_as(committed_app, username)
     copies = []
     try:
         def lock_shift(own):
             own.execute(text("SELECT 1 FROM shift WHERE id = :id FOR UPDATE"), {"id": shift["id"]})
 
         def copy_meanwhile(_own):
+            before_the_copy()
             # in a thread: a copy that waited for the lock as well (a second run) must fail the test, not hang it
-            copy = threading.Thread(target=lambda: copies.append(volunteer.post(url, json={}, headers=key)))
+            copy = threading.Thread(target=lambda: copies.append(volunteer.post(url, json={}, headers=headers)))
             copy.start()
             copy.join(5)
             assert copies, "the copy ran the sign-up a second time (it waited for the shift's lock)"
 
-        first = while_uncommitted(engine, lock_shift, lambda: volunteer.post(url, json={}, headers=key),
+        first = while_uncommitted(engine, lock_shift, lambda: volunteer.post(url, json={}, headers=headers),
                                   then=copy_meanwhile)
-        assert first.status_code == 201 and first.get_json()["status"] == "confirmed"
-        problem = assert_problem(copies[0], 409, "request-in-progress")
-        assert copies[0].headers["Retry-After"] == "1" and "Idempotency-Key" in problem["detail"]
-        retry = volunteer.post(url, json={}, headers=key)
-        assert (retry.status_code, retry.get_json()) == (201, first.get_json())
+        retry = volunteer.post(url, json={}, headers=headers)
         with Session(engine) as s:
-            assert s.scalar(select(func.count()).where(Signup.shift_id == shift["id"], Signup.volunteer_id == vid)) == 1
+            places = s.scalar(select(func.count()).where(Signup.shift_id == shift["id"], Signup.volunteer_id == vid))
+        return {"first": first, "copy": copies[0], "retry": retry, "places": places}
     finally:
         delete_shifts(engine, shift["id"])
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM idempotent_request WHERE key = 'race-1'"))
+            conn.execute(text("DELETE FROM idempotent_request WHERE key = :key"), {"key": key})
+
+
+def test_a_copy_sent_while_the_first_is_answered_waits_its_turn(committed_app, engine):
+    """The first sign-up waits for a lock (a liaison editing the shift); its copy, sent meanwhile with the same
+    key, must not sign up a second time: it is told to retry (409 request-in-progress, Retry-After), and the
+    retry after the first finished gets the first answer."""
+    race = _a_copy_while_the_first_waits(committed_app, engine, zone_code="G02", username="volunteer-057",
+                                         key="race-1", starts_at=datetime.now().astimezone() + timedelta(days=2))
+    first = race["first"]
+    assert first.status_code == 201 and first.get_json()["status"] == "confirmed"
+    problem = assert_problem(race["copy"], 409, "request-in-progress")
+    assert race["copy"].headers["Retry-After"] == "1" and "Idempotency-Key" in problem["detail"]
+    assert (race["retry"].status_code, race["retry"].get_json()) == (201, first.get_json())
+    assert race["places"] == 1
 
 
 def test_a_first_request_still_running_after_a_minute_is_not_run_again(committed_app, engine, clock):
     """The sign-up waits over a minute for a lock (a gthread worker has no request timeout); its copy, sent then,
     must not take the claim over as abandoned: it ran the sign-up again (409 already_signed_up), the first
     answer was never stored, and every later retry got that 409."""
-    admin = client_as(committed_app, "admin")
-    with Session(engine) as s:
-        zone_id, vid = zone_of(s, "G02").id, volunteer_id(s, "volunteer-056")
-    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=2), capacity=3)
-    url, key = f"/api/v1/shifts/{shift['id']}/signups", {"Idempotency-Key": "slow-1"}
-    volunteer = client_as(committed_app, "volunteer-056")
-    copies = []
-    try:
-        def lock_shift(own):
-            own.execute(text("SELECT 1 FROM shift WHERE id = :id FOR UPDATE"), {"id": shift["id"]})
-
-        def copy_a_minute_later(_own):
-            clock.advance(seconds=61)
-            copy = threading.Thread(target=lambda: copies.append(volunteer.post(url, json={}, headers=key)))
-            copy.start()
-            copy.join(5)
-            assert copies, "the copy ran the sign-up a second time (it waited for the shift's lock)"
-
-        first = while_uncommitted(engine, lock_shift, lambda: volunteer.post(url, json={}, headers=key),
-                                  then=copy_a_minute_later)
-        assert first.status_code == 201 and first.get_json()["status"] == "confirmed"
-        assert_problem(copies[0], 409, "request-in-progress")
-        retry = volunteer.post(url, json={}, headers=key)
-        assert (retry.status_code, retry.get_json()) == (201, first.get_json())
-        assert retry.headers["Idempotent-Replayed"] == "true"
-        with Session(engine) as s:
-            assert s.scalar(select(func.count()).where(Signup.shift_id == shift["id"], Signup.volunteer_id == vid)) == 1
-    finally:
-        delete_shifts(engine, shift["id"])
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM idempotent_request WHERE key = 'slow-1'"))
+    race = _a_copy_while_the_first_waits(committed_app, engine, zone_code="G02", username="volunteer-056",
+                                         key="slow-1", starts_at=clock() + timedelta(days=2),
+                                         before_the_copy=lambda: clock.advance(seconds=61))
+    first = race["first"]
+    assert first.status_code == 201 and first.get_json()["status"] == "confirmed"
+    assert_problem(race["copy"], 409, "request-in-progress")
+    assert (race["retry"].status_code, race["retry"].get_json()) == (201, first.get_json())
+    assert race["retry"].headers["Idempotent-Replayed"] == "true"
+    assert race["places"] == 1
 
 
 def test_a_claim_left_by_a_dead_worker_is_taken_over_after_a_minute(login, session, clock):

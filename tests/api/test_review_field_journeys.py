@@ -18,7 +18,7 @@ from gridsvc.ical import shifts_calendar
 from gridsvc.models import CheckEvent, ServiceHours, Signup, Volunteer
 from tests.api.volunteer_helpers import (hours_of_shift, make_shift, offline, post_check, volunteer_id, zone_center,
                                         zone_of)
-from tests.helpers import client_as, delete_shifts, duty_restored
+from tests.helpers import calendar_events, client_as, delete_shifts, duty_restored
 
 
 @pytest.fixture()
@@ -352,22 +352,6 @@ def test_an_offline_check_in_uploaded_after_the_shift_and_its_grace_is_closed_at
 # ------------------------------------------------------------------ the calendar after a shift moves or is cancelled
 
 
-def _vevents(feed: str) -> dict[str, dict[str, str]]:
-    """The feed's events by UID, each a dict of its properties (lines unfolded, parameters kept in the name)."""
-    unfolded = feed.replace("\r\n ", "")
-    events, current = {}, None
-    for line in unfolded.split("\r\n"):
-        if line == "BEGIN:VEVENT":
-            current = {}
-        elif line == "END:VEVENT":
-            events[current["UID"]] = current
-            current = None
-        elif current is not None:
-            name, _, value = line.partition(":")
-            current[name] = value
-    return events
-
-
 def test_the_calendar_folds_long_chinese_titles_at_75_octets_between_characters():
     title = "北门早高峰交通疏导与文明城市创建志愿服务（灵动志愿者服务队，请穿红马甲）" * 3
     start = datetime(2026, 3, 4, 0, 0, tzinfo=ZoneInfo("UTC"))
@@ -379,7 +363,7 @@ def test_the_calendar_folds_long_chinese_titles_at_75_octets_between_characters(
     for line in raw.split(b"\r\n"):
         assert len(line) <= 75
         line.decode("utf-8")  # each physical line whole UTF-8: no character cut in two
-    [event] = _vevents(feed).values()
+    [event] = calendar_events(feed).values()
     assert event["SUMMARY"] == title.replace(",", "\\,")
     assert event["LAST-MODIFIED"] == "20260301T080000Z"
     assert int(event["SEQUENCE"]) == int((datetime(2026, 3, 1, 8, 0, tzinfo=ZoneInfo("UTC"))
@@ -402,13 +386,13 @@ def test_a_moved_or_cancelled_shift_raises_its_calendar_sequence(committed_app, 
     try:
         for shift in (moved, cancelled):
             assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
-        before = _vevents(v.get(f"/api/v1/volunteers/{vid}/shifts.ics").get_data(as_text=True))
+        before = calendar_events(v.get(f"/api/v1/volunteers/{vid}/shifts.ics").get_data(as_text=True))
         time.sleep(1.1)  # the changes come at least a second later, as a liaison's would
         assert admin.patch(f"/api/v1/shifts/{moved['id']}", json={
             "starts_at": (start + timedelta(hours=1)).isoformat(),
             "ends_at": (start + timedelta(hours=3)).isoformat()}).status_code == 200
         assert admin.delete(f"/api/v1/shifts/{cancelled['id']}").status_code == 200
-        after = _vevents(v.get(f"/api/v1/volunteers/{vid}/shifts.ics").get_data(as_text=True))
+        after = calendar_events(v.get(f"/api/v1/volunteers/{vid}/shifts.ics").get_data(as_text=True))
         for shift in (moved, cancelled):
             uid = f"shift-{shift['id']}-volunteer-{vid}@gridsvc"
             assert int(after[uid].get("SEQUENCE", 0)) > int(before[uid].get("SEQUENCE", 0)), (before[uid], after[uid])

@@ -14,7 +14,7 @@ from gridsvc.app import create_app
 from gridsvc.cli import main
 from tests.api.volunteer_helpers import make_shift, post_check, volunteer_id, zone_center, zone_of
 from tests.conftest import TEST_CONFIG
-from tests.helpers import client_as, csv_rows
+from tests.helpers import calendar_events, client_as, csv_rows
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -24,26 +24,10 @@ def admin(login):
     return login("admin")
 
 
-def vevents(text: str) -> dict[str, dict[str, str]]:
-    """The feed's events by UID: each property's value (lines unfolded, parameters dropped)."""
-    assert "\n" not in text.replace("\r\n", ""), "a bare LF in the feed"
-    events, current = {}, None
-    for line in text.replace("\r\n ", "").split("\r\n"):
-        if line == "BEGIN:VEVENT":
-            current = {}
-        elif line == "END:VEVENT":
-            events[current["UID"]] = current
-            current = None
-        elif current is not None:
-            name, _, value = line.partition(":")
-            current[name.split(";")[0]] = value
-    return events
-
-
 def feed_of(client, vid: int) -> dict[str, dict[str, str]]:
     answer = client.get(f"/api/v1/volunteers/{vid}/shifts.ics")
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    return vevents(answer.get_data(as_text=True))
+    return calendar_events(answer.get_data(as_text=True))
 
 
 @pytest.fixture()
