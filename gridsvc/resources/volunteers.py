@@ -125,6 +125,7 @@ class Volunteers(MethodView):
         A search by position (`near`) is for those who may see volunteers' positions: an admin finds anyone, a
         liaison the volunteers of their zones (home zone, sign-ups or hours there); other roles are refused (403).
         Otherwise the distances, or the radius itself, would locate a volunteer whose position is private.
+        Without `near`, a liaison lists the volunteers of their communities (home zone there) and of their zones.
         """
         session = current_session()
         principal = auth.current_principal()
@@ -133,6 +134,12 @@ class Volunteers(MethodView):
                          "Searching volunteers by position needs the right to see their positions (admins; "
                          "liaisons, for their zones' volunteers).")
             query["visible_in_zones"] = principal.liaison_zone_ids
+            query["or_user_id"] = principal.user_id
+        elif not principal.has_any(("admin", "planner", "department")):
+            # A liaison lists their communities' volunteers (home zone there) and those who work in their zones:
+            # another park's people, their names, skills and hours of availability, are not theirs to browse
+            # (PIPL: no more than the work needs).
+            query["of_communities_of"] = principal.liaison_zone_ids
             query["or_user_id"] = principal.user_id
         page = service.search(session, now=clock.now(), **query)
         items = []
@@ -325,8 +332,7 @@ class VolunteerHoursCsv(MethodView):
         volunteer, entries, clocks = _hours_context(volunteer_id, query)
         session = current_session()
         # the recording organisation of each entry: its shift's community (one query for them all)
-        organisations = dict(session.execute(select(Community.id, Community.name).where(
-            Community.id.in_({entry.shift.community_id for entry in entries}))).all())
+        organisations = _community_names(session, {entry.shift.community_id for entry in entries})
         rows = []
         # the national record lists service: a stint that missed the shift (checked out by mistake before its
         # start) is in the JSON record with its 0.00 hours, not here
@@ -368,6 +374,8 @@ class VolunteerCalendar(MethodView):
         signups = shift_service.calendar_signups(session, volunteer.id, now=clock.now())
         # each shift at its park's clock: one in a park on Xinjiang time is not written as Shanghai's
         clocks = community_timezones(session, (signup.shift.community_id for signup in signups))
+        # where: the zone and its park (a volunteer may serve in two parks, each with a "G01")
+        parks = _community_names(session, {signup.shift.community_id for signup in signups})
         for signup in signups:
             shift = signup.shift
             events.append({"uid": f"shift-{shift.id}-volunteer-{volunteer.id}@gridsvc", "title": shift.title,
@@ -376,12 +384,17 @@ class VolunteerCalendar(MethodView):
                            # the shift cancelled, or the place given up
                            "status": "CANCELLED" if "cancelled" in (shift.status, signup.status) else
                            ("CONFIRMED" if signup.status == "confirmed" else "TENTATIVE"),
-                           "location": shift.zone.name if shift.zone else None,
+                           "location": ", ".join(filter(None, [shift.zone.name if shift.zone else None,
+                                                               parks[shift.community_id]])),
                            "description": f"{shift.activity}; {signup.status}",
                            # a moved or cancelled shift, or a place confirmed from the waitlist: a newer SEQUENCE
                            "last_modified": max(shift.updated_at, signup.updated_at)})
         body = shifts_calendar(events, name=f"{volunteer.real_name} 志愿服务班次")
         return Response(body, mimetype="text/calendar", headers={"Cache-Control": "private, max-age=300"})
+
+
+def _community_names(session, community_ids: set[int]) -> dict[int, str]:
+    return dict(session.execute(select(Community.id, Community.name).where(Community.id.in_(community_ids))).all())
 
 
 def _same(a: str, b: str) -> bool:

@@ -241,18 +241,25 @@ class Found:
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
            team: str | None = None, on_duty: bool | None = None, near: tuple[float, float] | None = None,
            radius_m: float | None = None, visible_in_zones: frozenset[int] | None = None, or_user_id: int | None = None,
-           limit: int = 100, offset: int = 0) -> Page[Found]:
+           of_communities_of: frozenset[int] | None = None, limit: int = 100, offset: int = 0) -> Page[Found]:
     """Volunteers by home zone, skill, team and duty; ``near`` sorts nearest first.
 
     On duty means checked in to a shift that has not ended yet (a check-in
     left open past the shift's end no longer counts). ``visible_in_zones``
     keeps only the volunteers who work in those zones (``zones_worked_in``),
     and the account ``or_user_id``: whose positions a liaison may see.
+    ``of_communities_of`` keeps those whose home zone is in a community of
+    those zones, or who work in them, and ``or_user_id``: whom a liaison
+    lists.
     """
     query = select(Volunteer)
     distance = None
     if visible_in_zones is not None:
         query = query.where(works_in(visible_in_zones) | (Volunteer.user_id == or_user_id))
+    if of_communities_of is not None:
+        communities = select(Zone.community_id).where(Zone.id.in_(list(of_communities_of)))
+        query = query.where(Volunteer.home_zone_id.in_(select(Zone.id).where(Zone.community_id.in_(communities)))
+                            | works_in(of_communities_of) | (Volunteer.user_id == or_user_id))
     if zone_id is not None:
         query = query.where(Volunteer.home_zone_id == zone_id)
     if skill:
