@@ -234,9 +234,11 @@ class MyLocation(MethodView):
         volunteer = service.require_volunteer_of_user(session, auth.current_principal().user_id, for_update=True)
         point = data["point"]
         policy = checks.CheckPolicy.of_app(current_app)
-        at = service.fix_time(data.get("client_time"), now=clock.now(), max_age=policy.offline_max_age,
+        now = clock.now()
+        at = service.fix_time(data.get("client_time"), now=now, max_age=policy.offline_max_age,
                               skew=policy.clock_skew,
-                              default_tz=service.volunteer_clock(session, volunteer, default_tz=clock.default_timezone()))
+                              default_tz=service.volunteer_clock(session, volunteer, now=now,
+                                                                 default_tz=clock.default_timezone()))
         in_history = service.record_position(session, volunteer, lon=point.lon, lat=point.lat, crs=point.input_crs,
                                              accuracy_m=data.get("accuracy_m"), at=at,
                                              thinning=service.HistoryThinning.of_config(current_app.config))

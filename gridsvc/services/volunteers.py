@@ -322,10 +322,12 @@ def fix_time(client_time: datetime | None, *, now: datetime, max_age: timedelta,
     return min(client_time, now)
 
 
-def volunteer_clock(session: Session, volunteer: Volunteer, *, default_tz: tzinfo) -> tzinfo:
-    """The clock the volunteer's phone shows: that of the park they are on duty in, else of their home zone's
-    park, else ``default_tz``. A time their app sends without an offset is read on it."""
-    community_id = session.scalar(select(Shift.community_id).where(Shift.id == volunteer.on_duty_shift_id)) \
+def volunteer_clock(session: Session, volunteer: Volunteer, *, now: datetime, default_tz: tzinfo) -> tzinfo:
+    """The clock the volunteer's phone shows: that of the park they are on duty in (a shift not over: a check-in
+    left open past the end is no duty, whether or not it has been closed yet), else of their home zone's park,
+    else ``default_tz``. A time their app sends without an offset is read on it."""
+    community_id = session.scalar(select(Shift.community_id).where(Shift.id == volunteer.on_duty_shift_id,
+                                                                   Shift.ends_at > now)) \
         if volunteer.on_duty_shift_id is not None else None
     if community_id is None and volunteer.home_zone_id is not None:
         community_id = session.scalar(select(Zone.community_id).where(Zone.id == volunteer.home_zone_id))
