@@ -148,6 +148,27 @@ class Problem(Schema):
     reason = fields.Str(metadata={
         "description": "what the conflict or refusal is, where one problem type has several; clients branch on "
                        "it. One of: " + ", ".join(f"`{r}`" for r in PROBLEM_REASONS) + " (more may be added)"})
+    # Members some problems add, for the client to act on (named here so a generated model has a field for each).
+    missing_skills = fields.List(fields.Str(), metadata={
+        "description": "a sign-up refused for missing_skill: the skills to add to the profile"})
+    overlapping_shift_id = Int(metadata={"description": "a sign-up refused for overlap: the shift it clashes with"})
+    signup_status = fields.Str(metadata={
+        "description": "a sign-up sent again (already_signed_up): the place held, confirmed or waitlisted"})
+    on_duty_shift_id = Int(metadata={"description": "a check-in refused as already_checked_in: where to check out"})
+    hours_status = fields.Str(metadata={
+        "description": "a check-out refused as hours_reviewed: the liaison's decision on the stint"})
+    status_now = fields.Str(metadata={"description": "a review of hours already decided: their decision"})
+    confirmed = Int(metadata={"description": "a capacity below the confirmed places: how many are confirmed"})
+    clashes = fields.List(fields.Dict(), metadata={
+        "description": "a shift's new times refused: [{volunteer_id, overlapping_shift_id}] of the volunteers "
+                       "they would double-book"})
+    overlaps = fields.List(fields.Dict(), metadata={
+        "description": "a zone refused for overlapping others: [{zone_id, code, area_m2}]"})
+    user_id = Int(metadata={"description": "a second volunteer profile for an account: the account"})
+    username = fields.Str(metadata={"description": "a username taken: the name"})
+    code = fields.Str(metadata={"description": "a skill code taken: the code"})
+    state = fields.Str(metadata={"description": "a request action refused in its state: the request's state"})
+    action = fields.Str(metadata={"description": "a request action refused: the action"})
 
 
 class FromBeforeTo(Schema):

@@ -113,7 +113,9 @@ class ShiftOut(Schema):
     waitlisted = Int()
     places_left = Int()
     required_skills = fields.List(fields.Str(), attribute="shift.required_skill_codes")
-    location = fields.Method("_location", allow_none=True)
+    location = fields.Method("_location", allow_none=True, metadata={
+        "description": "a point shift's point (WGS-84), with radius_m; null for a shift at a zone",
+        "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
     radius_m = Float(attribute="shift.radius_m", allow_none=True)
     status = fields.Str(attribute="shift.status")
     series_id = fields.Str(attribute="shift.series_id", allow_none=True)
@@ -233,8 +235,10 @@ class ShiftEventOut(Schema):
     inside = fields.Bool(attribute="event.inside")
     distance_m = Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
     accuracy_m = Float(attribute="event.accuracy_m", allow_none=True)
-    point = fields.Method("_point", metadata={"description": "the position judged (WGS-84)"})
-    input = fields.Method("_input", metadata={"description": "the position as the phone sent it"})
+    point = fields.Method("_point", metadata={"description": "the position judged (WGS-84)",
+                                              "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
+    input = fields.Method("_input", metadata={"description": "the position as the phone sent it",
+                                              "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
 
     def _point(self, seen) -> dict:
         return {"lon": seen.lon, "lat": seen.lat, "crs": "wgs84"}
@@ -275,10 +279,20 @@ class CheckFacts(Schema):
     input = fields.Nested(PointOut)
 
 
+class CheckHoursOut(Schema):
+    """The hours a check-out recorded: the stint's overlap with the shift, and its review status."""
+
+    id = Int(metadata={"description": "the hours entry (to approve or decline)"})
+    hours = Float()
+    status = fields.Str(metadata={"description": "approved (both ends inside the geofence) or pending"})
+    started_at = fields.DateTime()
+    ended_at = fields.DateTime()
+
+
 class CheckOut(CheckFacts):
     on_duty = fields.Bool(metadata={"description": "checked in to this shift after this event (an earlier stint's "
                                                    "offline events leave a duty in progress as it is)"})
-    hours = fields.Dict(allow_none=True)
+    hours = fields.Nested(CheckHoursOut, allow_none=True, metadata={"description": "a check-out's hours"})
 
 
 class CheckRefusedProblem(Problem, CheckFacts):
