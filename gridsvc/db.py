@@ -16,7 +16,7 @@ import psycopg2
 from flask import current_app, g
 from sqlalchemy import DateTime, ForeignKey, MetaData, create_engine, event, func
 from sqlalchemy.dialects.postgresql import psycopg2 as psycopg2_dialect
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, relationship, sessionmaker
 
@@ -95,6 +95,13 @@ def _locked_rows_are_read_fresh(state: Any) -> None:
         state.update_execution_options(populate_existing=True)
 
 
+def _with_url_options(url: str, ours: str) -> str:
+    """libpq ``options`` of the URL (``?options=-c%20statement_timeout%3D5s``), then ours."""
+    given = make_url(url).query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    return f"{given} {ours}" if given else ours
+
+
 class Database:
     """The engine and session factory of one app."""
 
@@ -111,8 +118,12 @@ class Database:
             # JIT off: our statements are short, and once a prepared statement
             # goes to a generic plan its cost estimate can cross jit_above_cost,
             # making PostgreSQL spend ~300 ms compiling a query that runs in 2 ms.
+            # Time zone UTC: a time read back is written +00:00 whatever the
+            # server's own setting (often Asia/Shanghai in China); no day boundary
+            # depends on it (each comes from its community's timezone).
+            # After any options the URL gives (connect_args would replace them).
             connect_args={"connect_timeout": int(connect_timeout), "application_name": application_name,
-                          "options": "-c jit=off"},
+                          "options": _with_url_options(url, "-c jit=off -c timezone=UTC")},
         )
         self.engine: Engine = create_engine(url, **options)
         # For reads answered by one statement (see without_transaction): its

@@ -78,14 +78,14 @@ LAYER_SQL = {
         SELECT e.id, e.name, e.workers, e.zone_id, {_geom('e.location')}
         FROM enterprise e, env WHERE e.location && env.query"""),
     "requests": lambda all_zones: _mvt("requests", f"""
-        SELECT r.id, r.service_code, r.status, r.zone_id, to_char(r.created_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS created_at,
+        SELECT r.id, r.service_code, r.status, r.zone_id, gridsvc_isoformat(r.created_at) AS created_at,
                {_geom('r.location')}
         FROM service_request r, env
         WHERE r.location && env.query AND r.status IN {OPEN_STATUSES!r}
           AND ({_zone_scope('r.zone_id', all_zones)} OR r.liaison_id = %(liaison_id)s)"""),
     "volunteers": lambda all_zones: _mvt("volunteers", f"""
         SELECT vol.id, vol.real_name AS name, s.id AS shift_id, s.zone_id,
-               to_char(vol.last_position_at, 'YYYY-MM-DD"T"HH24:MI:SSOF') AS position_at, {_geom('vol.last_position')}
+               gridsvc_isoformat(vol.last_position_at) AS position_at, {_geom('vol.last_position')}
         FROM volunteer vol JOIN shift s ON s.id = vol.on_duty_shift_id, env
         WHERE vol.on_duty_shift_id IS NOT NULL AND vol.last_position && env.query AND s.ends_at > %(now)s
           AND {_zone_scope('s.zone_id', all_zones)}"""),

@@ -146,3 +146,20 @@ def test_each_thread_keeps_its_autocommit_connection_and_a_lost_one_is_replaced(
         asks.put(None)
         thread.join()
         database.dispose()
+
+
+def test_the_apps_connections_are_on_utc_and_keep_the_urls_own_options(database_url):
+    """A server set to Asia/Shanghai (common in China) wrote the times the API reads back as +08:00, and an
+    `options` given in DATABASE_URL (say a statement_timeout) was silently replaced by the app's own. The app's
+    connections are on UTC, with the URL's options kept beside jit=off."""
+    separator = "&" if "?" in database_url else "?"
+    database = Database(database_url + separator + "options=-c%20statement_timeout%3D4567%20-c%20timezone%3DAsia/Shanghai")
+    try:
+        for engine in (database.engine, database.autocommit_engine):
+            with engine.connect() as conn:
+                settings = [conn.exec_driver_sql(f"SHOW {name}").scalar() for name in ("timezone", "jit", "statement_timeout")]
+                assert settings == ["UTC", "off", "4567ms"]
+                assert conn.exec_driver_sql("SELECT '2026-03-01 08:00:00+08'::timestamptz::text").scalar() \
+                    == "2026-03-01 00:00:00+00"
+    finally:
+        database.dispose()
