@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,7 @@ from sqlalchemy import select
 from gridsvc.models import CheckEvent, Community, ServiceHours, Shift
 from gridsvc.seed import load_demo_shifts
 from gridsvc.services import communities, zones
-from gridsvc.services.shifts import create_shift
-from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import approved_hours, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, community_body, rect, zone_feature
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -231,21 +230,7 @@ def test_the_check_in_documents_whose_clock_a_naive_client_time_is_on(client):
 
 
 def _hours(session, zone_id: int, starts: datetime, hours: float = 1.0) -> ServiceHours:
-    """An approved hours entry of volunteer-001 for a shift at ``zone_id`` over [starts, starts + hours]."""
-    ends = starts + timedelta(hours=hours)
-    shift = create_shift(session, zone_id=zone_id, title="夜市巡查", activity=ACTIVITY, capacity=2, starts_at=starts,
-                         ends_at=ends)
-    vid = volunteer_id(session, "volunteer-001")
-    check_in = CheckEvent(shift_id=shift.id, volunteer_id=vid, kind="check_in", effective_at=starts,
-                          position="SRID=4326;POINT(87.601 43.801)", input_lon=87.601, input_lat=43.801,
-                          input_crs="wgs84", inside=True, distance_m=0, accepted=True, status_code=201, response={})
-    session.add(check_in)
-    session.flush()
-    entry = ServiceHours(volunteer_id=vid, shift_id=shift.id, check_in_id=check_in.id, started_at=starts,
-                         ended_at=ends, hours=hours, status="approved")
-    session.add(entry)
-    session.flush()
-    return entry
+    return approved_hours(session, zone_id, starts, hours, activity=ACTIVITY, title="夜市巡查", at=(87.601, 43.801))
 
 
 @pytest.fixture()

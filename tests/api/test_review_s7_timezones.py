@@ -19,15 +19,14 @@ import csv
 import io
 import os
 import time as walltime
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from gridsvc.models import CheckEvent, OccupancyObservation, ParkingLot, ServiceHours
-from gridsvc.services.shifts import create_shift
-from tests.api.volunteer_helpers import volunteer_id, zone_of
+from gridsvc.models import OccupancyObservation, ParkingLot, ServiceHours
+from tests.api.volunteer_helpers import approved_hours, volunteer_id, zone_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ACTIVITY = "tz_review_patrol"  # only these tests' shifts have it
@@ -63,21 +62,7 @@ def admin(login):
 
 
 def _stint(session, zone_id: int, starts: datetime, hours: float = 1.0) -> ServiceHours:
-    """An approved hours entry of volunteer-001 for a shift at ``zone_id`` over [starts, starts + hours]."""
-    ends = starts + timedelta(hours=hours)
-    shift = create_shift(session, zone_id=zone_id, title="夜间巡查", activity=ACTIVITY, capacity=2,
-                         starts_at=starts, ends_at=ends)
-    vid = volunteer_id(session, "volunteer-001")
-    check_in = CheckEvent(shift_id=shift.id, volunteer_id=vid, kind="check_in", effective_at=starts,
-                          position="SRID=4326;POINT(121.78 29.87)", input_lon=121.78, input_lat=29.87,
-                          input_crs="wgs84", inside=True, distance_m=0, accepted=True, status_code=201, response={})
-    session.add(check_in)
-    session.flush()
-    entry = ServiceHours(volunteer_id=vid, shift_id=shift.id, check_in_id=check_in.id, started_at=starts,
-                         ended_at=ends, hours=hours, status="approved")
-    session.add(entry)
-    session.flush()
-    return entry
+    return approved_hours(session, zone_id, starts, hours, activity=ACTIVITY, title="夜间巡查", at=(121.78, 29.87))
 
 
 def test_hours_fall_on_the_parks_day_and_month_whatever_the_zone_around(deployed, admin, login, session):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from shapely.geometry import shape
 from sqlalchemy import select
 
-from gridsvc.models import ServiceHours, User, Volunteer, Zone
+from gridsvc.models import CheckEvent, ServiceHours, User, Volunteer, Zone
 from tests.helpers import offset
 
 
@@ -60,3 +60,25 @@ def offline(kind, shift_id, at, point, key, accuracy=10):
 def hours_of_shift(session, shift_id) -> list[ServiceHours]:
     session.expire_all()
     return list(session.scalars(select(ServiceHours).where(ServiceHours.shift_id == shift_id)))
+
+
+def approved_hours(session, zone_id: int, starts: datetime, hours: float = 1.0, *, activity: str, title: str,
+                   at: tuple[float, float]) -> ServiceHours:
+    """An approved hours entry of volunteer-001 for a shift at ``zone_id`` over [starts, starts + hours], checked in
+    at ``at`` (written directly: the tests of days and months need stints at chosen times)."""
+    from gridsvc.services.shifts import create_shift
+
+    ends = starts + timedelta(hours=hours)
+    shift = create_shift(session, zone_id=zone_id, title=title, activity=activity, capacity=2, starts_at=starts,
+                         ends_at=ends)
+    vid = volunteer_id(session, "volunteer-001")
+    check_in = CheckEvent(shift_id=shift.id, volunteer_id=vid, kind="check_in", effective_at=starts,
+                          position=f"SRID=4326;POINT({at[0]} {at[1]})", input_lon=at[0], input_lat=at[1],
+                          input_crs="wgs84", inside=True, distance_m=0, accepted=True, status_code=201, response={})
+    session.add(check_in)
+    session.flush()
+    entry = ServiceHours(volunteer_id=vid, shift_id=shift.id, check_in_id=check_in.id, started_at=starts,
+                         ended_at=ends, hours=hours, status="approved")
+    session.add(entry)
+    session.flush()
+    return entry
