@@ -113,15 +113,21 @@ def check_numeric_settings(config: Mapping[str, Any]) -> None:
 def retention_days(config: Mapping[str, Any]) -> float:
     """GRIDSVC_POSITION_RETENTION_DAYS, above 0 (0 or less would delete every volunteer's last known position, and
     dispatch would find nobody) and at most MAX_RETENTION_DAYS; else a ValueError naming it."""
-    configured = config["GRIDSVC_POSITION_RETENTION_DAYS"]
+    return span_setting(config, "GRIDSVC_POSITION_RETENTION_DAYS", "days", at_most=MAX_RETENTION_DAYS)
+
+
+def span_setting(config: Mapping[str, Any], key: str, unit: str, *, at_most: float = math.inf) -> float:
+    """A setting that is a span of time: a finite number of ``unit`` above 0 (and at most ``at_most``), else a
+    ValueError naming it."""
+    configured = config[key]
     try:
-        days = float(configured)
+        value = float(configured)
     except (TypeError, ValueError):
-        days = math.nan
-    if not 0 < days <= MAX_RETENTION_DAYS:
-        raise ValueError(f"GRIDSVC_POSITION_RETENTION_DAYS must be a number of days above 0 and at most "
-                         f"{MAX_RETENTION_DAYS}, not {configured!r}.")
-    return days
+        value = math.nan
+    if not (0 < value < math.inf and value <= at_most):
+        bound = "" if at_most == math.inf else f" and at most {at_most}"
+        raise ValueError(f"{key} must be a number of {unit} above 0{bound}, not {configured!r}.")
+    return value
 
 
 class BadDatabaseUrl(ValueError):

@@ -47,6 +47,7 @@ from flask import Response, current_app, make_response, request
 from sqlalchemy.exc import OperationalError
 
 from gridsvc import clock
+from gridsvc.config import span_setting
 from gridsvc.db import close_session, execute_prepared, get_database
 from gridsvc.errors import RequestInProgress, ValidationFailed
 
@@ -200,14 +201,7 @@ def _run(sql: str, params: dict[str, Any]) -> tuple | None:
 
 def kept_hours(config: Any) -> float:
     """GRIDSVC_IDEMPOTENCY_HOURS as a number of hours above 0 (checked when the app starts)."""
-    configured = config["GRIDSVC_IDEMPOTENCY_HOURS"]
-    try:
-        hours = float(configured)
-    except (TypeError, ValueError):
-        hours = float("nan")
-    if not 0 < hours < float("inf"):
-        raise ValueError(f"GRIDSVC_IDEMPOTENCY_HOURS must be a number of hours above 0, not {configured!r}.")
-    return hours
+    return span_setting(config, "GRIDSVC_IDEMPOTENCY_HOURS", "hours")
 
 
 def openapi_parameter() -> dict[str, Any]:
