@@ -195,7 +195,12 @@ class ShiftSignupItem(MethodView):
     @auth.access(auth.SIGNED_IN)
     @blp.response(200, CancelOut)
     def delete(self, shift_id, volunteer_id):
-        """Cancel a sign-up; the first on the waitlist moves up (a confirmed place stays once the shift has started)"""
+        """Cancel a sign-up; the first on the waitlist moves up (a confirmed place stays once the shift has started)
+
+        `promoted` lists every sign-up the withdrawal confirmed, each with its `shift_id`: those waiting for this
+        shift, and those waiting for an overlapping shift where a place was skipped for the volunteer while they
+        served this one (their own waitlisted sign-up there among them).
+        """
         session = current_session()
         _acting_volunteer(volunteer_id, shift_id)
         cancelled, promoted = service.cancel_signup(session, shift_id, volunteer_id, now=clock.now())
@@ -318,9 +323,9 @@ class MyCheckEvents(MethodView):
 
         At most GRIDSVC_OFFLINE_MAX_EVENTS events per upload (200 unless configured); a longer list is refused
         whole (422) and nothing is recorded: send the rest in another upload. Each event is judged in the order
-        of the client times; a client time over GRIDSVC_OFFLINE_MAX_AGE_H old (24) or more than
-        GRIDSVC_CLOCK_SKEW_MIN ahead (5) is refused for that event only. An event whose idempotency_key was
-        recorded before replays its first answer (`replayed: true`).
+        of the client times (at the same instant, a check-out before a check-in); a client time over
+        GRIDSVC_OFFLINE_MAX_AGE_H old (24) or more than GRIDSVC_CLOCK_SKEW_MIN ahead (5) is refused for that event
+        only. An event whose idempotency_key was recorded before replays its first answer (`replayed: true`).
         """
         limit = policy().offline_max_events
         if len(data["events"]) > limit:

@@ -253,7 +253,10 @@ class ShiftEventPageOut(PageOut):
 
 class CancelOut(Schema):
     cancelled = fields.Nested(SignupOut)
-    promoted = fields.List(fields.Nested(SignupOut), metadata={"description": "waitlisted volunteers now confirmed"})
+    promoted = fields.List(fields.Nested(SignupOut), metadata={
+        "description": "every waitlisted sign-up the withdrawal confirmed, each with its shift_id: in this shift, and "
+                       "in overlapping shifts where the withdrawing volunteer waited (a place skipped for them while "
+                       "they served this one)"})
 
 
 class CheckIn(PositionIn):

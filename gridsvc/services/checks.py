@@ -251,7 +251,9 @@ def _check_params(user_id: int, request: CheckRequest, now: datetime, policy: Ch
     # An offline event counts at its client time; one up to the clock skew ahead of ours happened now (the
     # phone's clock is fast): counted in the future, it opened no window for an online check-out made at
     # once, and pinned the last known position ahead of every fix until then.
-    at = min(request.client_time, now) if request.offline and request.client_time else now
+    # In UTC, as every GET writes an instant (and the database writes the window in a refusal's detail, which
+    # quotes this): the phone's own offset ("+08:00") in the answer was the same instant written another way.
+    at = (min(request.client_time, now) if request.offline and request.client_time else now).astimezone(timezone.utc)
     # to a tenth of a metre, as the answer gives it and the database judges it (with the distance so rounded)
     allowed = round(min(max(request.accuracy_m or 0.0, 0.0), policy.geofence_cap_m), 1)
     # What the answer says about the request itself, written as Python writes it.
@@ -320,10 +322,11 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
     # A retry replays its first answer whenever it comes: an event accepted
     # at 23 h 50 min whose answer was lost is not refused as too old later.
     seen = _keys_seen(session, user_id, [request.idempotency_key for _, request in events])
-    for index, request in sorted(events, key=lambda item: (item[1].client_time, item[0])):
+    for index, request in sorted(events, key=_as_it_happened):
         base = {"index": index, "idempotency_key": request.idempotency_key}
-        refused = None if request.idempotency_key in seen else outside_window(
-            request.client_time, now=now, max_age=policy.offline_max_age, skew=policy.clock_skew)
+        refused = None if request.idempotency_key in seen else outside_window(  # (its time in UTC, as the range)
+            request.client_time.astimezone(timezone.utc), now=now, max_age=policy.offline_max_age,
+            skew=policy.clock_skew)
         if refused:
             results[index] = {**base, "status": 422,
                               "result": ValidationFailed(refused, reason="client_time_out_of_range").to_problem()}
@@ -335,6 +338,14 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
         except GridsvcError as exc:
             results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
     return [results[i] for i in sorted(results)]
+
+
+def _as_it_happened(item: tuple[int, CheckRequest]) -> tuple[datetime, int, int]:
+    """The order an upload's events are judged in: their client times; at the same instant a check-out before a
+    check-in (leaving one shift as the next begins: its check-in, judged first, was "already checked in" to the
+    one being left, whatever order the phone listed them in); then as listed."""
+    index, request = item
+    return request.client_time, 0 if request.kind == "check_out" else 1, index
 
 
 def _keys_seen(session: Session, user_id: int, keys: list[str]) -> set[str]:

@@ -177,6 +177,13 @@ def shift_times_on_clock(session: Session, community_id: int, times: dict[str, d
     return dict(zip(times, on_clock(tz, *times.values())))
 
 
+def _in_utc(times: dict[str, datetime]) -> dict[str, datetime]:
+    """Times (placed on a clock) as the instants in UTC the database gives back. Why: the shift keeps the object
+    it was given, and the answer to the POST or PATCH wrote it with the offset sent ("08:00+08:00") where every
+    GET of the shift writes "00:00+00:00"."""
+    return {field: moment.astimezone(timezone.utc) for field, moment in times.items()}
+
+
 def _on_each_shifts_clock(moment: datetime) -> Any:
     """A time to compare with a shift's own, in SQL: one without an offset read on the clock of that shift's
     community, shift by shift (``Shift`` must be in the query's FROM)."""
@@ -216,7 +223,7 @@ def create_shift(session: Session, *, title: str, activity: str, starts_at: date
         raise ValidationFailed("A point shift needs both location and radius_m.",
                                errors={"radius_m": ["give location and radius_m together"]})
     community_id, zone_id = place(session, zone_id, location)
-    times = shift_times_on_clock(session, community_id, {"starts_at": starts_at, "ends_at": ends_at})
+    times = _in_utc(shift_times_on_clock(session, community_id, {"starts_at": starts_at, "ends_at": ends_at}))
     starts_at, ends_at = times["starts_at"], times["ends_at"]
     _check_times(starts_at, ends_at)
     if now is not None:
@@ -311,8 +318,8 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     if shift.status == "cancelled":
         raise Conflict(f"Shift {shift_id} is cancelled; it can no longer be edited.", reason="cancelled")
     changes = dict(changes)  # (the caller's own is left as sent)
-    changes.update(shift_times_on_clock(session, shift.community_id,
-                                        {key: changes[key] for key in ("starts_at", "ends_at") if key in changes}))
+    times = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes}
+    changes.update(_in_utc(shift_times_on_clock(session, shift.community_id, times)))
     moves = {key: changes[key] for key in ("starts_at", "ends_at") if key in changes and changes[key] != getattr(shift, key)}
     old_times, old_capacity = (shift.starts_at, shift.ends_at), shift.capacity
     moved_volunteers = []
@@ -338,10 +345,12 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     # waitlist is run again. Once the shift has started, sign-ups are closed, and only more places (the
     # liaison's deliberate call for the next in line) promote anyone; an edit sending the rest back unchanged
     # does not. Never for a shift that is over: its sign-ups are history (nobody can serve it now).
-    if may_promote and shift.ends_at > now and (shift.starts_at > now or shift.capacity > old_capacity):
-        _promote(session, shift)
-    if moves:  # its volunteers are free at the old times now
-        _promote_where_freed(session, moved_volunteers, *old_times, now=now)
+    # New times also free its volunteers at the old ones, where they may wait; all the waitlists run as one line.
+    runs_own = may_promote and shift.ends_at > now and (shift.starts_at > now or shift.capacity > old_capacity)
+    to_run = [shift] if runs_own else []
+    if moves:
+        to_run += _waiting_where_freed(session, moved_volunteers, *old_times, now=now, lock=True)
+    _promote_in(session, to_run)
     return shift
 
 
@@ -412,7 +421,7 @@ def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     confirmed = _lock_confirmed_volunteers(session, shift)
     _check_not_begun(session, shift, now, "it cannot be cancelled")
     _cancel(session, shift)
-    _promote_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now)
+    _promote_in(session, _waiting_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now, lock=True))
     return shift
 
 
@@ -457,15 +466,16 @@ def cancel_series(session: Session, series_id: str, *, now: datetime,
     shift_ids = session.scalars(query.with_only_columns(Shift.id)).all()
     first, elsewhere = _first_to_lock(session, shift_ids, now=now)
     _lock_volunteers_then_shifts(session, first, [*shift_ids, *elsewhere])
-    cancelled, kept = [], []
+    cancelled, kept, freed = [], [], []
     for shift in session.scalars(query.order_by(Shift.id).with_for_update(key_share=True)).all():
         confirmed = _lock_confirmed_volunteers(session, shift)
         if _has_begun(session, shift, now):
             kept.append(shift)
         else:
             _cancel(session, shift)
-            _promote_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now)
+            freed += _waiting_where_freed(session, confirmed, shift.starts_at, shift.ends_at, now=now, lock=True)
             cancelled.append(shift)
+    _promote_in(session, freed)  # where the volunteers freed wait, as one line
     return SeriesCancellation(cancelled=cancelled, kept=kept)
 
 
@@ -680,9 +690,8 @@ def _locked_with_volunteer(session: Session, volunteer_id: int,
 
 
 def run_waitlists(session: Session, shifts: list[Shift]) -> None:
-    """Each shift's free places filled from its waitlist, in order (see ``_promote``)."""
-    for shift in shifts:
-        _promote(session, shift)
+    """The shifts' free places filled from their waitlists, as one line (see ``_promote_in``)."""
+    _promote_in(session, shifts)
 
 
 def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
@@ -695,35 +704,55 @@ def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
 
 
 def _promote(session: Session, shift: Shift) -> list[Signup]:
-    """Fill free places from the waitlist, first come first served, skipping
-    anyone who could not sign up now: confirmed elsewhere at the same time,
-    without a skill the shift has come to require, or whose account may no
-    longer volunteer (``may_volunteer``). The skipped keep their place in line."""
-    promoted = []
-    free = shift.capacity - view(session, shift).confirmed
-    if free <= 0:
-        return promoted
-    waiting = session.scalars(select(Signup).where(Signup.shift_id == shift.id, Signup.status == "waitlisted")
+    """Fill the shift's free places from its waitlist (``_promote_in``)."""
+    return _promote_in(session, [shift])
+
+
+def _promote_in(session: Session, shifts: Iterable[Shift]) -> list[Signup]:
+    """Fill the shifts' free places from their waitlists, first come first
+    served, skipping anyone who could not sign up now: confirmed elsewhere
+    at the same time, without a skill the shift has come to require, or
+    whose account may no longer volunteer (``may_volunteer``). The skipped
+    keep their place in line. Returns the sign-ups confirmed, in that order.
+
+    The waitlists are run as one line, in the order the sign-ups were made:
+    each shift keeps its own order, and a volunteer waiting for overlapping
+    shifts that free up together moves up where they signed up first (the
+    others then skip them for the overlap). Run shift by shift, they moved
+    up into the lowest shift id, and the place they would rather have had
+    stayed empty."""
+    # (a cancelled shift's sign-ups are its record: a series' shift cancelled after it was found waiting)
+    by_id = {shift.id: shift for shift in shifts if shift.status == "scheduled"}
+    counts = _counts(session, list(by_id))
+    free = {shift_id: shift.capacity - counts.get(shift_id, (0, 0))[0] for shift_id, shift in by_id.items()}
+    free = {shift_id: places for shift_id, places in free.items() if places > 0}
+    if not free:
+        return []
+    waiting = session.scalars(select(Signup).where(Signup.shift_id.in_(list(free)), Signup.status == "waitlisted")
                               .order_by(Signup.created_at, Signup.id)).all()
-    required = set(shift.required_skill_codes)
+    promoted = []
     for signup in waiting:
-        if free <= 0:
+        if not any(places > 0 for places in free.values()):
             break
+        shift = by_id[signup.shift_id]
+        if free[shift.id] <= 0:
+            continue
         # Lock the volunteer as their own sign-ups do: otherwise a sign-up
         # of theirs for an overlapping shift, not yet committed, is not seen
         # here, and both commit (confirmed twice at the same time).
         volunteer = get_volunteer(session, signup.volunteer_id, for_update=True)
-        if (may_volunteer(volunteer) and required <= set(volunteer.skill_codes)
+        if (may_volunteer(volunteer) and set(shift.required_skill_codes) <= set(volunteer.skill_codes)
                 and _overlapping_confirmed(session, signup.volunteer_id, shift) is None):
             signup.status = "confirmed"
+            session.flush()  # seen by the overlap check of their later sign-ups in this line
             promoted.append(signup)
-            free -= 1
-    session.flush()
+            free[shift.id] -= 1
     return promoted
 
 
 def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> tuple[Signup, list[Signup]]:
-    """Cancel a sign-up; returns it and the waitlisted sign-ups promoted in its place."""
+    """Cancel a sign-up; returns it and every waitlisted sign-up the withdrawal promoted: in its place, and in the
+    overlapping shifts where the volunteer waits (a place skipped for them, for the overlap, may be theirs now)."""
     # a confirmed place freed: those who may be promoted, here and where the volunteer waits at the same
     # time, are locked before the shifts
     volunteers, shifts = [volunteer_id], [shift_id]
@@ -764,9 +793,9 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
     session.flush()
     if not was_confirmed:
         return signup, []
-    promoted = _promote(session, shift)
-    _promote_where_freed(session, [volunteer_id], shift.starts_at, shift.ends_at, now=now)
-    return signup, promoted
+    # this shift's waitlist and those where the volunteer is now free, as one line (``_promote_in``)
+    return signup, _promote_in(session, [shift, *_waiting_where_freed(session, [volunteer_id], shift.starts_at,
+                                                                      shift.ends_at, now=now, lock=True)])
 
 
 def release_places(session: Session, volunteer_id: int, *, now: datetime) -> list[Signup]:
@@ -799,20 +828,13 @@ def _releasable(session: Session, volunteer_id: int, *, now: datetime) -> list[i
                                             CheckEvent.volunteer_id == volunteer_id, CheckEvent.accepted).exists())))
 
 
-def _promote_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,
-                         now: datetime) -> None:
-    """These volunteers are no longer confirmed for [starts_at, ends_at):
-    where they wait for an overlapping shift that has not started, a place
-    that was skipped for them (the overlap) may now be theirs. Each such
-    shift's waitlist is run again in order, so nobody ahead of them loses
-    their turn."""
-    for shift in _waiting_where_freed(session, volunteer_ids, starts_at, ends_at, now=now, lock=True):
-        _promote(session, shift)
-
-
 def _waiting_where_freed(session: Session, volunteer_ids: list[int], starts_at: datetime, ends_at: datetime, *,
                          now: datetime, lock: bool = False) -> list[Shift]:
-    """The scheduled shifts, not started, overlapping [starts_at, ends_at), for which these volunteers wait."""
+    """The scheduled shifts, not started, overlapping [starts_at, ends_at), for which these volunteers wait.
+
+    Why: volunteers no longer confirmed for [starts_at, ends_at) may now take a
+    place skipped for them there (the overlap). Each such shift's waitlist is
+    run again in order (``_promote_in``), so nobody ahead of them loses their turn."""
     if not volunteer_ids:
         return []
     waiting = (select(Signup.shift_id).where(Signup.volunteer_id.in_(volunteer_ids), Signup.status == "waitlisted")
