@@ -273,7 +273,8 @@ class ProblemResponses(BasePlugin):
     - 404 where the path names a resource (an unknown id);
     - 409 on every write: a conflict with the resource's state, or with a
       change made at the same moment (``concurrent-update``: send it again);
-    - 400 and 415 where a body is read: it must be JSON, and well-formed;
+    - 400, 413 and 415 where a body is read: it must be JSON, well-formed, and no larger than
+      MAX_CONTENT_LENGTH (Werkzeug refuses a larger one before the view runs);
     - 422 everywhere: bad input, and a NUL in any query parameter (refused
       before the view runs).
 
@@ -310,6 +311,7 @@ class ProblemResponses(BasePlugin):
                 add(http.HTTPStatus.CONFLICT)
             if "requestBody" in operation:
                 add(http.HTTPStatus.BAD_REQUEST)
+                add(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
                 add(http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
             add(http.HTTPStatus.UNPROCESSABLE_ENTITY)
             keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
@@ -322,6 +324,101 @@ class ProblemResponses(BasePlugin):
                     response.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER_HEADER)
                 if keyed and 200 <= status < 300:
                     response.setdefault("headers", {}).setdefault("Idempotent-Replayed", REPLAYED_HEADER)
+
+
+# operationIds are camelCase verb + noun (listShifts, createShift, checkIn): the style of the OpenAPI
+# Specification's own examples and of the mobile clients' languages (Kotlin, Swift, TypeScript); generators for
+# snake_case languages (Python) re-case it. Without them, generators name methods from the path and method
+# (apiV1ShiftsShiftIdCheckInPost), names that also change whenever a path does.
+OPERATION_VERBS = {"get": "get", "post": "create", "put": "set", "patch": "update", "delete": "delete"}
+
+# The operations whose view's name (plus the rule in operation_id) does not say what they do: an action on a
+# resource (check-in, approve), a DELETE that cancels and keeps the record, a POST that computes. Keyed by the
+# Flask endpoint (blueprint.View) and method; tests/test_review_s8_contract.py fails on an entry no route uses.
+OPERATION_NAMES = {
+    ("health.Live", "get"): "getLiveness",
+    ("accounts.Token", "post"): "signIn",
+    ("accounts.Refresh", "post"): "refreshToken",
+    ("accounts.Logout", "post"): "signOut",
+    ("zones.CommunitySplit", "post"): "splitCommunity",
+    ("zones.ZoneLocate", "get"): "locateZone",
+    ("volunteers.MyLocation", "post"): "reportMyLocation",
+    ("volunteers.VolunteerHours", "get"): "getVolunteerHours",
+    ("shifts.ShiftSeries", "post"): "createShiftSeries",
+    ("shifts.ShiftSeriesItem", "delete"): "cancelShiftSeries",
+    ("shifts.ShiftItem", "delete"): "cancelShift",
+    ("shifts.ShiftSignups", "post"): "signUp",
+    ("shifts.ShiftSignupItem", "delete"): "cancelSignup",
+    ("shifts.ShiftCheckIn", "post"): "checkIn",
+    ("shifts.ShiftCheckOut", "post"): "checkOut",
+    ("shifts.MyCheckEvents", "post"): "uploadCheckEvents",
+    ("shifts.HoursQueue", "get"): "listHoursToReview",
+    ("shifts.HoursApprove", "post"): "approveHours",
+    ("shifts.HoursDecline", "post"): "declineHours",
+    ("shifts.HoursBulkReview", "post"): "reviewHours",
+    ("parking.SpacesStatus", "post"): "setSpaceStatuses",
+    ("parking.Import", "post"): "importParking",
+    ("parking.Capacity", "post"): "getCapacityOfArea",
+    ("requests.RequestStats", "get"): "getRequestStats",
+    ("requests.RequestRate", "post"): "rateRequest",
+    ("requests.DispatchBatch", "post"): "dispatchOpenRequests",
+}
+
+
+def operation_id(endpoint: str, method: str) -> str:
+    """The operationId of ``method`` on a Flask endpoint ("shifts.ShiftItem"), read from the view's name.
+
+    Why from the view: it is named once, in code, and changes only with the code, so a client's method
+    names stay put. The rule, for the views the API's resources are made of:
+
+    - ``<Thing>Item``: one thing by id: getShift, updateShift, deleteZone, setSpaceStatus (PUT);
+    - a plural name, a collection: GET lists it (listShifts), POST adds one to it (createShift);
+    - ``<Resource>Action_<action>``, the generated request actions: acceptRequest, handBackRequest;
+    - anything else: the method's verb and the view's name (getZoneMap, createLotOccupancy);
+
+    and ``OPERATION_NAMES`` for the views those would misname.
+    """
+    named = OPERATION_NAMES.get((endpoint, method))
+    if named:
+        return named
+    view = endpoint.rpartition(".")[2]
+    resource, _, action = view.partition("Action_")
+    if action:
+        first, *rest = action.split("_")
+        return first + "".join(word.capitalize() for word in rest) + resource
+    if view.endswith("Item"):
+        return OPERATION_VERBS[method] + view.removesuffix("Item")
+    if view.endswith("s") and method in ("get", "post"):
+        return "list" + view if method == "get" else "create" + _singular(view)
+    return OPERATION_VERBS[method] + view
+
+
+def _singular(plural: str) -> str:
+    return plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")  # Communities, Shifts
+
+
+class OperationIds(BasePlugin):
+    """Gives every operation its ``operationId`` (``operation_id``), unless a view names its own, and refuses
+    (at start-up, as a route without an access rule is refused) a document where two operations share one: a
+    generated client cannot have two methods of one name, and generators rename the second silently."""
+
+    def init_spec(self, spec: Any) -> None:
+        super().init_spec(spec)
+        self._taken: dict[str, str] = {}  # operationId -> "METHOD path", per document
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        rule = kwargs.get("rule")
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            if rule is not None:
+                operation.setdefault("operationId", operation_id(rule.endpoint, method))
+            name, where = operation.get("operationId"), f"{method.upper()} {path}"
+            if name is None:
+                continue
+            if self._taken.setdefault(name, where) != where:
+                raise RuntimeError(f"operationId {name!r} names both {self._taken[name]} and {where}: rename a "
+                                   "view, or add it to gridsvc.api.OPERATION_NAMES")
 
 
 # Answers that carry Retry-After (seconds): 409 (a request in progress, a concurrent update), 429 (sign-in
@@ -361,15 +458,17 @@ class Api(flask_smorest.Api):
     ERROR_SCHEMA = Problem
 
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("spec_kwargs", {}).setdefault("extra_plugins", []).append(ProblemResponses())
+        plugins = kwargs.setdefault("spec_kwargs", {}).setdefault("extra_plugins", [])
+        plugins.extend((ProblemResponses(), OperationIds()))
         super().__init__(app, **kwargs)
 
     def _register_responses(self) -> None:
         """The error responses the OpenAPI document refers to, as the API sends
         them: problem details in ``application/problem+json``. (flask-smorest's
         own are its error shape in ``application/json``.)"""
+        descriptions = {http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE: self._too_large_description()}
         for status in http.HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
+            response: dict[str, Any] = {"description": descriptions.get(status, status.phrase)}
             if status >= 400:
                 response["schema"] = Problem
             if status in RETRY_AFTER_STATUSES:
@@ -379,6 +478,12 @@ class Api(flask_smorest.Api):
         response = {"description": "Default error response", "schema": Problem}
         prepare_response(response, self.spec, PROBLEM_JSON)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _too_large_description(self) -> str:
+        """413's description, with the limit the app was started with: a client can check a body before it sends it."""
+        limit = self._app.config.get("MAX_CONTENT_LENGTH") if self._app is not None else None
+        said = f"{limit:,} bytes" if isinstance(limit, int) and limit > 0 else "the server's limit"
+        return f"The request body is larger than {said} (MAX_CONTENT_LENGTH): nothing was read or changed."
 
     def init_app(self, app: Flask, *args: Any, **kwargs: Any) -> None:
         super().init_app(app, *args, **kwargs)

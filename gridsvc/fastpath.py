@@ -80,7 +80,9 @@ class CheckInFastPath:
         route = (_ROUTE.fullmatch(environ.get("PATH_INFO", ""))
                  if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING") else None)
         length = environ.get("CONTENT_LENGTH") if route else None
-        if (not length or not (length.isascii() and length.isdigit()) or int(length) > _MAX_BODY
+        # a body past MAX_CONTENT_LENGTH too (read per request, as Flask reads it) goes to Flask, which answers 413
+        limit = min(_MAX_BODY, self.app.config.get("MAX_CONTENT_LENGTH") or _MAX_BODY)
+        if (not length or not (length.isascii() and length.isdigit()) or int(length) > limit
                 or "HTTP_TRANSFER_ENCODING" in environ
                 or is_coded(environ.get("HTTP_CONTENT_ENCODING", ""))):
             return self.flask_wsgi_app(environ, start_response)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
+from gridsvc.models.shift import HOURS_STATUSES, SIGNUP_STATUSES
 
 MAX_PAGE = 1000
 
@@ -45,6 +46,26 @@ class Trimmed(fields.Str):
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
+
+
+class Choice(fields.Str):
+    """Text an answer carries from a closed set, which the OpenAPI document lists (``enum``) so that a generated
+    client gets a type for it (a Kotlin or TypeScript enum) rather than a bare string.
+
+    For answers only: the set is documentation (metadata), nothing is checked on the way out, so an answer is
+    never refused for it. A field a request sets takes ``validate.OneOf``, which the document shows the same way.
+    """
+
+    def __init__(self, choices: Iterable[str], **kwargs: Any) -> None:
+        metadata = kwargs.pop("metadata", {})
+        # null listed too where the field may be null: OpenAPI 3.0's `nullable` does not widen an `enum` (apispec
+        # writes a nullable OneOf's set the same way)
+        enum = [*choices, *([None] if kwargs.get("allow_none") else [])]
+        super().__init__(metadata={**metadata, "enum": enum}, **kwargs)
+
+
+# A sign-up that holds a place, confirmed or waiting for one (not withdrawn): what a volunteer's list of shifts shows.
+LIVE_SIGNUP_STATUSES = tuple(status for status in SIGNUP_STATUSES if status != "cancelled")
 
 
 class JsonBool(fields.Boolean):
@@ -152,12 +173,12 @@ class Problem(Schema):
     missing_skills = fields.List(fields.Str(), metadata={
         "description": "a sign-up refused for missing_skill: the skills to add to the profile"})
     overlapping_shift_id = Int(metadata={"description": "a sign-up refused for overlap: the shift it clashes with"})
-    signup_status = fields.Str(metadata={
+    signup_status = Choice(LIVE_SIGNUP_STATUSES, metadata={
         "description": "a sign-up sent again (already_signed_up): the place held, confirmed or waitlisted"})
     on_duty_shift_id = Int(metadata={"description": "a check-in refused as already_checked_in: where to check out"})
-    hours_status = fields.Str(metadata={
+    hours_status = Choice(HOURS_STATUSES, metadata={
         "description": "a check-out refused as hours_reviewed: the liaison's decision on the stint"})
-    status_now = fields.Str(metadata={"description": "a review of hours already decided: their decision"})
+    status_now = Choice(HOURS_STATUSES, metadata={"description": "a review of hours already decided: their decision"})
     confirmed = Int(metadata={"description": "a capacity below the confirmed places: how many are confirmed"})
     clashes = fields.List(fields.Dict(), metadata={
         "description": "a shift's new times refused: [{volunteer_id, overlapping_shift_id}] of the volunteers "
@@ -243,4 +264,4 @@ class PositionIn(PointIn):
 class PointOut(Schema):
     lon = Float()
     lat = Float()
-    crs = fields.Str()
+    crs = Choice(SUPPORTED_CRS)

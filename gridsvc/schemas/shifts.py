@@ -5,8 +5,9 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.schemas.common import (Date, Float, FromBeforeTo, Int, PageOut, PageQuery, PointIn, PointOut, PositionIn,
-                                    Problem, Trimmed, WholeText, _TakenTime)
+from gridsvc.models.shift import CHECK_KINDS, HOURS_STATUSES, SHIFT_STATUSES, SIGNUP_STATUSES
+from gridsvc.schemas.common import (LIVE_SIGNUP_STATUSES, Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
+                                    PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
@@ -17,6 +18,11 @@ ON_SEARCH_CLOCK = ("without an offset: a wall-clock time on the community's cloc
                    "GRIDSVC_DEFAULT_TIMEZONE's (Asia/Shanghai unless configured)")
 ON_EACH_SHIFTS_CLOCK = "without an offset: a wall-clock time on the clock of each shift's community (its `timezone`)"
 ON_THE_SHIFTS_CLOCK = "without an offset: a wall-clock time on the clock of the shift's community (its `timezone`)"
+
+# Why a check-in or check-out was refused and recorded (CheckEvent.reason, the 422 /problems/check-refused): the
+# only values the database's gridsvc_check writes (migration 0014 on; tests/test_review_s8_contract.py reads them
+# there). Every other refusal records nothing and is a problem with a reason of its own (common.PROBLEM_REASONS).
+CHECK_REFUSALS = ("outside_geofence", "outside_window")
 
 
 class ShiftTime(_TakenTime, fields.DateTime):
@@ -117,7 +123,8 @@ class ShiftOut(Schema):
         "description": "a point shift's point (WGS-84), with radius_m; null for a shift at a zone",
         "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
     radius_m = Float(attribute="shift.radius_m", allow_none=True)
-    status = fields.Str(attribute="shift.status")
+    status = Choice(SHIFT_STATUSES, attribute="shift.status",
+                    metadata={"description": "a cancelled shift stays on record, with its sign-ups"})
     series_id = fields.Str(attribute="shift.series_id", allow_none=True)
     notes = fields.Str(attribute="shift.notes", allow_none=True)
     distance_m = Float(allow_none=True, metadata={"description": "with near=: metres to the shift's area"})
@@ -183,7 +190,8 @@ class SignupOut(Schema):
     id = Int()
     shift_id = Int()
     volunteer_id = Int()
-    status = fields.Str(metadata={"description": "confirmed | waitlisted; cancelled in the answer to a withdrawal"})
+    status = Choice(SIGNUP_STATUSES, metadata={"description": "confirmed | waitlisted; cancelled in the answer to a "
+                                                               "withdrawal"})
     waitlist_position = Int(allow_none=True)
     created_at = fields.DateTime()
 
@@ -197,12 +205,12 @@ class VolunteerSignupQuery(FromBeforeTo, PageQuery):
                                                                 "(without from and to: the shifts not yet over); "
                                                                 + ON_EACH_SHIFTS_CLOCK})
     end = ShiftTime(data_key="to", metadata={"description": "shifts starting before this time; " + ON_EACH_SHIFTS_CLOCK})
-    status = fields.Str(validate=validate.OneOf(("confirmed", "waitlisted")))
+    status = fields.Str(validate=validate.OneOf(LIVE_SIGNUP_STATUSES))
 
 
 class VolunteerSignupOut(Schema):
     id = Int(attribute="signup.id")
-    status = fields.Str(attribute="signup.status", metadata={"description": "confirmed | waitlisted"})
+    status = Choice(LIVE_SIGNUP_STATUSES, attribute="signup.status", metadata={"description": "confirmed | waitlisted"})
     waitlist_position = Int(allow_none=True, metadata={"description": "1 = next to move up"})
     signed_up_at = fields.DateTime(attribute="signup.created_at")
     shift = fields.Nested(ShiftOut)
@@ -224,13 +232,13 @@ class ShiftEventOut(Schema):
     id = Int(attribute="event.id")
     volunteer_id = Int(attribute="event.volunteer_id")
     volunteer_name = fields.Str()
-    kind = fields.Str(attribute="event.kind", metadata={"description": "check_in | check_out"})
+    kind = Choice(CHECK_KINDS, attribute="event.kind", metadata={"description": "check_in | check_out"})
     at = fields.DateTime(attribute="event.effective_at", metadata={"description": "the moment judged"})
     received_at = fields.DateTime(attribute="event.received_at")
     offline = fields.Bool(attribute="event.offline")
     accepted = fields.Bool(attribute="event.accepted")
-    reason = fields.Str(attribute="event.reason", allow_none=True,
-                        metadata={"description": "why it was refused: outside_geofence, outside_window"})
+    reason = Choice(CHECK_REFUSALS, attribute="event.reason", allow_none=True,
+                    metadata={"description": "why it was refused (null: accepted)"})
     flagged = fields.Bool(attribute="event.flagged")
     inside = fields.Bool(attribute="event.inside")
     distance_m = Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
@@ -271,7 +279,7 @@ class CheckFacts(Schema):
     accepted = fields.Bool()
     event_id = Int(metadata={"description": "the event as recorded (a refused one too: the liaison sees it)"})
     shift_id = Int()
-    kind = fields.Str()
+    kind = Choice(CHECK_KINDS)
     at = fields.DateTime(metadata={"description": "when the event counts: the server's time, or an offline event's "
                                                   "client time"})
     inside = fields.Bool()
@@ -287,7 +295,7 @@ class CheckHoursOut(Schema):
 
     id = Int(metadata={"description": "the hours entry (to approve or decline)"})
     hours = Float()
-    status = fields.Str(metadata={"description": "approved (both ends inside the geofence) or pending"})
+    status = Choice(HOURS_STATUSES, metadata={"description": "approved (both ends inside the geofence) or pending"})
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
 
@@ -302,13 +310,13 @@ class CheckRefusedProblem(Problem, CheckFacts):
     """A check event refused and recorded (``/problems/check-refused``, 422): the problem, with the answer's
     figures, so the app can say how far out the volunteer was or when the window opens."""
 
-    reason = fields.Str(validate=validate.OneOf(("outside_geofence", "outside_window")), metadata={
+    reason = fields.Str(validate=validate.OneOf(CHECK_REFUSALS), metadata={
         "description": "outside the shift's area (check-in) or outside the time window"})
 
 
 class OfflineEvent(CheckIn):
     shift_id = Int(required=True)
-    kind = fields.Str(required=True, validate=validate.OneOf(("check_in", "check_out")))
+    kind = fields.Str(required=True, validate=validate.OneOf(CHECK_KINDS))
     client_time = ShiftTime(required=True, metadata={"description": "the phone's clock when the event happened; "
                                                                     + ON_THE_SHIFTS_CLOCK})
     idempotency_key = fields.Str(required=True, validate=validate.Length(1, 100))

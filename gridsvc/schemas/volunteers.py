@@ -6,14 +6,22 @@ import unicodedata
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from gridsvc.models.shift import HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut, PositionIn,
-                                    Trimmed, WholeText, _TakenTime)
+from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut,
+                                    PositionIn, Trimmed, WholeText, _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+# Why an hours entry waits flagged for the liaison (ServiceHours.flag_reason), every value the code writes:
+# missing_check_out, a stint closed at its shift's end for want of a check-out (the database's functions,
+# migrations 0014 to 0036: gridsvc_close_overdue, gridsvc_check); may_not_volunteer, the stint of an account that
+# may no longer volunteer, ended then (services.accounts through checks.end_duty). tests/test_review_s8_contract.py
+# produces both, and reads the database's functions for any other.
+HOURS_FLAG_REASONS = ("missing_check_out", "may_not_volunteer")
 
 
 class SkillOut(Schema):
@@ -113,7 +121,7 @@ class VolunteerUpdate(Schema):
 class LastPositionOut(Schema):
     lon = Float()
     lat = Float()
-    crs = fields.Str()
+    crs = Choice(SUPPORTED_CRS)
     accuracy_m = Float(allow_none=True)
     at = fields.DateTime()
 
@@ -208,7 +216,7 @@ class LocationOut(Schema):
 
 class PositionOut(Schema):
     point = fields.Nested(PointOut, metadata={"description": "where the phone was, in WGS-84"})
-    input_crs = fields.Str(metadata={"description": "the coordinate system the phone reported it in"})
+    input_crs = Choice(SUPPORTED_CRS, metadata={"description": "the coordinate system the phone reported it in"})
     accuracy_m = Float(allow_none=True)
     recorded_at = fields.DateTime(metadata={"description": "when the phone took the fix"})
 
@@ -227,10 +235,10 @@ class HoursOut(Schema):
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
     hours = Float()
-    status = fields.Str(metadata={"description": "pending | approved | declined"})
+    status = Choice(HOURS_STATUSES, metadata={"description": "pending | approved | declined"})
     auto_approved = fields.Bool()
     flagged = fields.Bool()
-    flag_reason = fields.Str(allow_none=True)
+    flag_reason = Choice(HOURS_FLAG_REASONS, allow_none=True, metadata={"description": "why it is flagged (null: not)"})
     review_note = fields.Str(allow_none=True)
     reviewed_at = fields.DateTime(allow_none=True)
     reviewed_by_id = Int(allow_none=True, metadata={
@@ -269,7 +277,7 @@ class ReviewIn(Schema):
 
 
 class ReviewQueueQuery(HoursQuery, PageQuery):
-    status = fields.Str(load_default="pending", validate=validate.OneOf(("pending", "approved", "declined")),
+    status = fields.Str(load_default="pending", validate=validate.OneOf(HOURS_STATUSES),
                         metadata={"description": "default pending: what waits for a decision"})
     zone_id = Int()
     shift_id = Int()
@@ -278,7 +286,7 @@ class ReviewQueueQuery(HoursQuery, PageQuery):
 
 
 class HoursTotalsQuery(HoursQuery, PageQuery):
-    status = fields.Str(load_default="approved", validate=validate.OneOf(("pending", "approved", "declined")),
+    status = fields.Str(load_default="approved", validate=validate.OneOf(HOURS_STATUSES),
                         metadata={"description": "default approved: the hours that count"})
     community_id = Int()
     zone_id = Int()
@@ -329,7 +337,7 @@ class BulkReviewIn(Schema):
 class BulkReviewResultOut(Schema):
     id = Int()
     status = Int()
-    hours_status = fields.Str(allow_none=True, metadata={
+    hours_status = Choice(HOURS_STATUSES, allow_none=True, metadata={
         "description": "the entry's status after the call: the decision made, or the one it already had (409)"})
     detail = fields.Str(allow_none=True)
 
