@@ -21,6 +21,12 @@ SHIFT_STATUSES = ("scheduled", "cancelled")
 SIGNUP_STATUSES = ("confirmed", "waitlisted", "cancelled")
 CHECK_KINDS = ("check_in", "check_out")
 HOURS_STATUSES = ("pending", "approved", "declined")
+# Why an hours entry waits flagged for the liaison (ServiceHours.flag_reason), every value the code writes:
+# missing_check_out, a stint closed at its shift's end for want of a check-out (the database's functions,
+# migrations 0014 to 0036: gridsvc_close_overdue, gridsvc_check); may_not_volunteer, the stint of an account that
+# may no longer volunteer, ended then (services.accounts through checks.end_duty). tests/test_review_s8_contract.py
+# produces both, and reads the database's functions for any other.
+HOURS_FLAG_REASONS = ("missing_check_out", "may_not_volunteer")
 # A point shift's geofence radius at most (a gate, a market hall, a block):
 # the shift search relies on it to find point shifts through their index.
 MAX_SHIFT_RADIUS_M = 5000

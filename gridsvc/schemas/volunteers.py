@@ -6,7 +6,7 @@ import unicodedata
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from gridsvc.models.shift import HOURS_STATUSES
+from gridsvc.models.shift import HOURS_FLAG_REASONS, HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
 from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut,
@@ -15,13 +15,6 @@ from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, Json
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-# Why an hours entry waits flagged for the liaison (ServiceHours.flag_reason), every value the code writes:
-# missing_check_out, a stint closed at its shift's end for want of a check-out (the database's functions,
-# migrations 0014 to 0036: gridsvc_close_overdue, gridsvc_check); may_not_volunteer, the stint of an account that
-# may no longer volunteer, ended then (services.accounts through checks.end_duty). tests/test_review_s8_contract.py
-# produces both, and reads the database's functions for any other.
-HOURS_FLAG_REASONS = ("missing_check_out", "may_not_volunteer")
 
 
 class SkillOut(Schema):
