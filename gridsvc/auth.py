@@ -196,7 +196,8 @@ ADMIN = roles("admin")
 ADMIN_OR_PLANNER = roles("admin", "planner")
 # A calendar feed: a bearer token, or the feed's own key (checked by the view).
 CALENDAR = Rule("calendar", public=True,
-                note="A bearer token of the volunteer, their zone's liaison or an admin; or the feed's ?key=.")
+                note="A bearer token of the volunteer, their home zone's liaison (another zone's liaison: its shifts) "
+                     "or an admin; or the feed's ?key=.")
 # Anyone; a token adds what its holder may see (the zone map's volunteer positions and open requests). Its note gives the operation a security of "bearer, or none", so an SDK sends the
 # token it has.
 PUBLIC_MORE_WITH_TOKEN = Rule("public-more-with-token", public=True,
@@ -429,13 +430,30 @@ def init_auth(app: Flask) -> None:
 
 
 def may_see_volunteer(principal: Principal, volunteer_user_id: int, zones_worked: set[int]) -> bool:
-    """A volunteer's phone, positions, check-ins and hours: the volunteer,
-    the liaison of a zone they work in, and admins."""
+    """A volunteer's personal data (phone, positions, duty): the volunteer, admins, and the liaison of a zone
+    they work in now (``zones_worked``: services.volunteers.zones_worked_in, home zone, a place held in a shift
+    not over, hours waiting for review there). Their record is ``volunteer_record_zones``'."""
     if principal.user_id is None:
         return False
     if principal.user_id == volunteer_user_id or "admin" in principal.roles:
         return True
     return "liaison" in principal.roles and bool(principal.liaison_zone_ids & zones_worked)
+
+
+def volunteer_record_zones(principal: Principal, volunteer_user_id: int,
+                           home_zone_id: int | None) -> frozenset[int] | None:
+    """Whose entries of a volunteer's record (sign-ups, hours, calendar) the caller reads: None, all of them (the
+    volunteer, admins, the liaison of their home zone); else those of shifts in the returned zones (another
+    zone's liaison: their zones' shifts are theirs to keep a record of, another park's are not); empty: none."""
+    if principal.user_id is None:
+        return frozenset()
+    if principal.user_id == volunteer_user_id or "admin" in principal.roles:
+        return None
+    if "liaison" not in principal.roles:
+        return frozenset()
+    if home_zone_id is not None and principal.is_liaison_of(home_zone_id):
+        return None
+    return principal.liaison_zone_ids
 
 
 def may_manage_zone(principal: Principal, zone_id: int) -> bool:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 SHIFT_STATUSES = ("scheduled", "cancelled")
 SIGNUP_STATUSES = ("confirmed", "waitlisted", "cancelled")
+# a sign-up that holds a place, confirmed or waiting for one (a withdrawn or removed one is "cancelled")
+LIVE_SIGNUP_STATUSES = ("confirmed", "waitlisted")
 CHECK_KINDS = ("check_in", "check_out")
 HOURS_STATUSES = ("pending", "approved", "declined")
 # Why an hours entry waits flagged for the liaison (ServiceHours.flag_reason), every value the code writes:

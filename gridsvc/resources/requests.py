@@ -50,7 +50,8 @@ def request_view(request, offer=_LOOK_UP, located: set[int] | None = None) -> di
     if offer is _LOOK_UP:
         offer = service.pending_offer(session, request.id)
     if located is None:
-        located = service.volunteers_located_by(session, actor(), [offer.volunteer_id] if offer else [])
+        located = service.volunteers_located_by(session, actor(), [offer.volunteer_id] if offer else [],
+                                                now=clock.now())
     return {
         "id": request.id, "community_id": request.community_id, "zone_id": request.zone_id, "zone_note": request.zone_note,
         "service_code": request.service_code, "description": request.description, "location": _point(request.location),
@@ -72,7 +73,8 @@ def _views(requests: list) -> list[dict]:
     """``request_view`` of each, with the page's pending offers (and whom the caller may locate) read at once."""
     session = current_session()
     offers = service.pending_offers(session, [r.id for r in requests])
-    located = service.volunteers_located_by(session, actor(), {o.volunteer_id for o in offers.values()})
+    located = service.volunteers_located_by(session, actor(), {o.volunteer_id for o in offers.values()},
+                                            now=clock.now())
     return [request_view(r, offers.get(r.id), located) for r in requests]
 
 
@@ -167,7 +169,7 @@ class RequestEvents(MethodView):
         return [{"id": e.id, "action": e.action, "actor_id": e.actor_id, "system": e.system,
                  "from_status": e.from_status, "to_status": e.to_status, "note": note,
                  "where": _point(e.position) if shown else None, "at": e.at}
-                for e, note, shown in service.trail_seen_by(session, request, me)]
+                for e, note, shown in service.trail_seen_by(session, request, me, now=clock.now())]
 
 
 def _action_view(action: str):
@@ -255,7 +257,8 @@ class DispatchCandidates(MethodView):
 
         A ranking with distances from a point of your choosing locates whoever is in it, so it ranks whom you may
         locate, as the volunteer search by position does: an admin everyone, a liaison the volunteers who work in
-        their zones (home zone, sign-ups or hours there).
+        their zones now (home zone, a place in a shift not over, hours waiting for review there): one on duty in
+        their zone holds a place in its shift.
         """
         point = geopoint(query["lon"], query["lat"], query["crs"])
         found = service.candidates(current_session(), lon=point.lon, lat=point.lat, skill=query.get("skill"),
@@ -287,7 +290,7 @@ class DispatchBatch(MethodView):
         # The plan uses every distance; the answer tells the caller only those of volunteers they may locate (as
         # /dispatch/candidates does): a liaison files requests where they choose, and the distances of a few
         # batches would locate anyone. The totals add up distances, so they come only with all of them.
-        located = service.volunteers_located_by(session, actor(), result.considered)
+        located = service.volunteers_located_by(session, actor(), result.considered, now=clock.now())
         every_distance = located >= result.considered
         return {"requests": result.requests, "offered": result.offered, "unassigned": result.unassigned,
                 "total_distance_m": result.total_distance_m if every_distance else None,

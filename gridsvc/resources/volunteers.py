@@ -1,6 +1,7 @@
 """Volunteers: registration, profiles and search, positions, hours and their exports."""
 from __future__ import annotations
 
+import functools
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
@@ -10,7 +11,7 @@ from gridsvc import auth, clock
 from gridsvc.api import Blueprint
 from gridsvc.csvexport import csv_response
 from gridsvc.db import current_session
-from gridsvc.errors import Unauthorized
+from gridsvc.errors import Forbidden, Unauthorized
 from gridsvc.fields import as_shape
 from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, User, Volunteer
@@ -19,23 +20,69 @@ from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
                                         SkillOut, SkillQuery, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
                                         VolunteerQuery, VolunteerUpdate)
-from gridsvc.services import checks, shifts as shift_service, volunteers as service
+from gridsvc.services import Page, checks, shifts as shift_service, volunteers as service
 from gridsvc.services.communities import community_timezones
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
 
-SEARCHERS = auth.roles("admin", "planner", "liaison", "department", name="volunteer-searchers")
+SEARCHER_ROLES = ("admin", "department", "liaison", "planner")
+POSITION_SEARCHER_ROLES = ("admin", "liaison")
+# The token is checked by the rule, the roles by _searchers_only: a search by position is for fewer roles than the
+# others, and a volunteer asking for one is told who may (not the list of roles that may search otherwise).
+SEARCHERS = auth.Rule("volunteer-searchers",
+                      note="Roles: admin, department, liaison, planner; a search by position (near): admins, and "
+                           "liaisons for the volunteers of their zones.")
+POSITION_SEARCH_REFUSED = ("Only admins, and liaisons for the volunteers who work in their zones, may search "
+                           "volunteers by position (near): the distances would locate them.")
 NO_PROFILE_YET = "You have no volunteer profile yet: register with POST /api/v1/volunteers."
+RECORD_REFUSED = ("Only the volunteer, an admin, the liaison of their home zone, or the liaison of a zone where they "
+                  "signed up or served (that zone's entries) may see this.")
+
+
+def _searchers_only(view):
+    """The volunteer search's role check, before the query is parsed (as a rule's would be): any of
+    ``SEARCHER_ROLES``, and for a search by position one of ``POSITION_SEARCHER_ROLES``."""
+
+    @functools.wraps(view)
+    def gated(*args, **kwargs):
+        principal = auth.current_principal()
+        if "near" in request.args:
+            allowed, detail = POSITION_SEARCHER_ROLES, POSITION_SEARCH_REFUSED
+        else:
+            allowed = SEARCHER_ROLES
+            detail = (f"Searching volunteers needs one of the roles {', '.join(SEARCHER_ROLES)}; "
+                      f"you have {', '.join(sorted(principal.roles)) or 'none'}.")
+        if not principal.has_any(allowed):
+            raise Forbidden(detail, required_roles=sorted(allowed))
+        return view(*args, **kwargs)
+
+    return gated
 
 
 def _private(volunteer: Volunteer, zones: set[int] | None = None) -> bool:
+    """Whether the caller sees the volunteer's personal data (phone, position, duty): ``auth.may_see_volunteer``,
+    with the zones the volunteer works in now unless given."""
+    principal = auth.current_principal()
+    if zones is None and principal.user_id != volunteer.user_id and "admin" not in principal.roles:
+        zones = service.zones_worked_in(current_session(), volunteer, now=clock.now())
+    return auth.may_see_volunteer(principal, volunteer.user_id, zones or set())
+
+
+def record_zones(volunteer: Volunteer) -> frozenset[int] | None:
+    """The zones whose entries of the volunteer's record (sign-ups, hours, calendar) the caller reads; None: all.
+    A liaison other than the home zone's reads their zones' entries once the volunteer has signed up or served
+    there, even after they moved on (those entries are the zone's record too), and nothing of other zones'
+    shifts; anyone else who is not the volunteer or an admin is refused (403)."""
+    zones = auth.volunteer_record_zones(auth.current_principal(), volunteer.user_id, volunteer.home_zone_id)
     if zones is None:
-        zones = service.zones_worked_in(current_session(), volunteer)
-    return auth.may_see_volunteer(auth.current_principal(), volunteer.user_id, zones)
+        return None
+    auth.require(bool(zones) and service.served_in(current_session(), volunteer.id, zones), RECORD_REFUSED)
+    return zones
 
 
-def require_private(volunteer: Volunteer) -> None:
-    auth.require(_private(volunteer), "Only the volunteer, a liaison of a zone they work in, or an admin may see this.")
+def _in_zones(items, zones: frozenset[int] | None, shift_of):
+    """The items (sign-ups, hours entries) whose shift is in ``zones``; all of them when ``zones`` is None."""
+    return list(items) if zones is None else [item for item in items if shift_of(item).zone_id in zones]
 
 
 def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | None = None,
@@ -117,22 +164,21 @@ class SkillItem(MethodView):
 @blp.route("/volunteers")
 class Volunteers(MethodView):
     @auth.access(SEARCHERS)
+    @_searchers_only
     @blp.arguments(VolunteerQuery, location="query")
     @blp.response(200, VolunteerPageOut)
     def get(self, query):
         """Find volunteers by home zone, skill, team, on duty, or near a point (nearest first)
 
         A search by position (`near`) is for those who may see volunteers' positions: an admin finds anyone, a
-        liaison the volunteers of their zones (home zone, sign-ups or hours there); other roles are refused (403).
-        Otherwise the distances, or the radius itself, would locate a volunteer whose position is private.
-        Without `near`, a liaison lists the volunteers of their communities (home zone there) and of their zones.
+        liaison the volunteers who work in their zones now (home zone, a place in a shift not over, hours waiting
+        for review there); other roles are refused (403). Otherwise the distances, or the radius itself, would
+        locate a volunteer whose position is private. Without `near`, a liaison lists the volunteers of their
+        communities (home zone there) and those who work in their zones now.
         """
         session = current_session()
         principal = auth.current_principal()
-        if "near" in query and "admin" not in principal.roles:
-            auth.require("liaison" in principal.roles,
-                         "Searching volunteers by position needs the right to see their positions (admins; "
-                         "liaisons, for their zones' volunteers).")
+        if "near" in query and "admin" not in principal.roles:  # a liaison (_searchers_only refused the others)
             query["visible_in_zones"] = principal.liaison_zone_ids
             query["or_user_id"] = principal.user_id
         elif not principal.has_any(("admin", "planner", "department")):
@@ -267,24 +313,26 @@ class MyLocations(MethodView):
                 "retention_days": float(current_app.config["GRIDSVC_POSITION_RETENTION_DAYS"])}
 
 
-def _volunteer_record(volunteer_id: int) -> Volunteer:
-    """The volunteer whose shifts or hours the caller reads (if they may), with a
-    check-in left open past its shift closed first, so the record is complete."""
+def _volunteer_record(volunteer_id: int) -> tuple[Volunteer, frozenset[int] | None]:
+    """The volunteer whose shifts or hours the caller reads (if they may) and the zones whose entries they read
+    (``record_zones``), with a check-in left open past its shift closed first, so the record is complete."""
     session = current_session()
     volunteer = service.get_volunteer(session, volunteer_id)
-    require_private(volunteer)
+    zones = record_zones(volunteer)
     checks.close_overdue(session, now=clock.now(), policy=checks.CheckPolicy.of_app(current_app),
                          volunteer_id=volunteer.id)
     session.commit()
-    return volunteer
+    return volunteer, zones
 
 
 def _hours_context(volunteer_id: int, query: dict):
-    """The volunteer, their entries started on the days asked, and each entry's community's clock: an entry's
-    day, month and times are those of the park where it was served (see ``checks.hours_of``)."""
+    """The volunteer, their entries started on the days asked (of the caller's zones' shifts, for a liaison
+    other than the home zone's), and each entry's community's clock: an entry's day, month and times are those
+    of the park where it was served (see ``checks.hours_of``)."""
     session = current_session()
-    volunteer = _volunteer_record(volunteer_id)
-    entries = checks.hours_of(session, volunteer_id, first_day=query.get("start"), last_day=query.get("end"))
+    volunteer, zones = _volunteer_record(volunteer_id)
+    entries = _in_zones(checks.hours_of(session, volunteer_id, first_day=query.get("start"), last_day=query.get("end")),
+                        zones, lambda entry: entry.shift)
     return volunteer, entries, checks.entry_clocks(session, entries)
 
 
@@ -303,9 +351,17 @@ class VolunteerSignups(MethodView):
     @blp.response(200, VolunteerSignupPageOut)
     def get(self, query, volunteer_id):
         """A volunteer's shifts ("my shifts"): confirmed or waitlisted with the place in line, and checked in or not
-        (the volunteer, their zones' liaisons, admins)"""
-        volunteer = _volunteer_record(volunteer_id)
-        return shift_service.volunteer_signups(current_session(), volunteer.id, now=clock.now(), **query)
+        (the volunteer, the liaison of their home zone, admins; another zone's liaison, its shifts only)"""
+        volunteer, zones = _volunteer_record(volunteer_id)
+        session = current_session()
+        if zones is None:
+            return shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), **query)
+        # Only the caller's zones' shifts, counted and paged after that choice. A volunteer's sign-ups are few:
+        # all of them are read (limit None: no LIMIT) and chosen here.
+        limit, offset = query.pop("limit"), query.pop("offset")
+        every = shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), limit=None, offset=0, **query)
+        mine = _in_zones(every.items, zones, lambda item: item.signup.shift)
+        return Page(items=mine[offset:offset + limit], total=len(mine), limit=limit, offset=offset)
 
 
 @blp.route("/volunteers/<int:volunteer_id>/hours")
@@ -314,7 +370,8 @@ class VolunteerHours(MethodView):
     @blp.arguments(HoursQuery, location="query")
     @blp.response(200, HoursReportOut)
     def get(self, query, volunteer_id):
-        """Service hours: entries and totals by month and activity (the volunteer, their zones' liaisons, admins)"""
+        """Service hours: entries and totals by month and activity (the volunteer, the liaison of their home zone,
+        admins; another zone's liaison, the entries of its shifts, and their totals)"""
         volunteer, entries, clocks = _hours_context(volunteer_id, query)
         return {"volunteer_id": volunteer.id, "entries": [hours_entry(e) for e in entries],
                 **checks.summarise(entries, clocks)}
@@ -330,7 +387,8 @@ class VolunteerHoursCsv(MethodView):
     @blp.response(200, content_type="text/csv")
     @blp.doc(responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, query, volunteer_id):
-        """The volunteer's service record as CSV, with the national volunteer record's fields"""
+        """The volunteer's service record as CSV, with the national volunteer record's fields (whose entries: as
+        for the hours)"""
         volunteer, entries, clocks = _hours_context(volunteer_id, query)
         session = current_session()
         # the recording organisation of each entry: its shift's community (one query for them all)
@@ -364,6 +422,7 @@ class VolunteerCalendar(MethodView):
         volunteer = service.get_volunteer(session, volunteer_id)
         principal = auth.current_principal()
         key = request.args.get("key")
+        zones = None  # the volunteer's own feed: all of it
         if key is not None:
             expected = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)
             if not _same(key, expected):
@@ -371,9 +430,10 @@ class VolunteerCalendar(MethodView):
         elif principal.user_id is None:
             raise Unauthorized("This calendar needs a token or its key (see calendar_url in /me/volunteer).")
         else:
-            require_private(volunteer)
+            zones = record_zones(volunteer)
         events = []
-        signups = shift_service.calendar_signups(session, volunteer.id, now=clock.now())
+        signups = _in_zones(shift_service.calendar_signups(session, volunteer.id, now=clock.now()), zones,
+                            lambda signup: signup.shift)
         # each shift at its park's clock: one in a park on Xinjiang time is not written as Shanghai's
         clocks = community_timezones(session, (signup.shift.community_id for signup in signups))
         # where: the zone and its park (a volunteer may serve in two parks, each with a "G01")

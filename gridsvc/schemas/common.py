@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.models.shift import HOURS_STATUSES, SIGNUP_STATUSES
+from gridsvc.models.shift import HOURS_STATUSES, LIVE_SIGNUP_STATUSES
 
 MAX_PAGE = 1000
 
@@ -62,10 +62,6 @@ class Choice(fields.Str):
         # writes a nullable OneOf's set the same way)
         enum = [*choices, *([None] if kwargs.get("allow_none") else [])]
         super().__init__(metadata={**metadata, "enum": enum}, **kwargs)
-
-
-# A sign-up that holds a place, confirmed or waiting for one (not withdrawn): what a volunteer's list of shifts shows.
-LIVE_SIGNUP_STATUSES = tuple(status for status in SIGNUP_STATUSES if status != "cancelled")
 
 
 class JsonBool(fields.Boolean):

@@ -5,8 +5,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.models.shift import CHECK_KINDS, HOURS_STATUSES, SHIFT_STATUSES, SIGNUP_STATUSES
-from gridsvc.schemas.common import (LIVE_SIGNUP_STATUSES, Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
+from gridsvc.models.shift import CHECK_KINDS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_STATUSES, SIGNUP_STATUSES
+from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
 

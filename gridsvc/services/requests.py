@@ -432,7 +432,7 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
     the nearest of all. Only when fewer than ``limit`` are sure is more read.
     (Reading 10 rows instead of 40 at 1M volunteers saves 2 ms a filing.)
     """
-    among = None if located_by is None else _on_duty_located_by(session, located_by)
+    among = None if located_by is None else _on_duty_located_by(session, located_by, now)
     if among is not None and not among:
         return []
     statement = _CANDIDATE_STATEMENTS[(bool(skill), among is not None)]
@@ -453,32 +453,33 @@ def candidates(session: Session, *, lon: float, lat: float, skill: str | None, n
         params["few"] = few * 4
 
 
-def _locates(actor: Actor):
+def _locates(actor: Actor, now: datetime):
     """SQL: the volunteers whose position ``actor`` may see, as the volunteer
     search by position has it (README): the volunteer themself, the liaisons
-    of the zones they work in; None: everyone (admins)."""
+    of the zones they work in now (``works_in``: one on duty in a zone holds
+    a place in its shift); None: everyone (admins)."""
     if actor.is_admin:
         return None
     zones = actor.liaison_zone_ids if "liaison" in actor.roles else frozenset()
-    return or_(Volunteer.user_id == actor.user_id, works_in(zones))
+    return or_(Volunteer.user_id == actor.user_id, works_in(zones, now=now))
 
 
-def volunteers_located_by(session: Session, actor: Actor, volunteer_ids: Iterable[int]) -> set[int]:
-    """Those of ``volunteer_ids`` whose position ``actor`` may see: only they
-    are told how far a volunteer is from a request (the requester chooses
-    where it is, and a few filings would locate the volunteer)."""
+def volunteers_located_by(session: Session, actor: Actor, volunteer_ids: Iterable[int], *, now: datetime) -> set[int]:
+    """Those of ``volunteer_ids`` whose position ``actor`` may see now: only
+    they are told how far a volunteer is from a request (the requester
+    chooses where it is, and a few filings would locate the volunteer)."""
     wanted = set(volunteer_ids)
     if actor.is_admin:
         return wanted
     own = {actor.volunteer_id} & wanted
     if "liaison" not in actor.roles or not actor.liaison_zone_ids or not wanted - own:
         return own  # nothing to ask the database (a worker filing: the hot path)
-    return own | set(session.scalars(select(Volunteer.id).where(Volunteer.id.in_(wanted - own), _locates(actor))))
+    return own | set(session.scalars(select(Volunteer.id).where(Volunteer.id.in_(wanted - own), _locates(actor, now))))
 
 
-def _on_duty_located_by(session: Session, actor: Actor) -> set[int] | None:
+def _on_duty_located_by(session: Session, actor: Actor, now: datetime) -> set[int] | None:
     """The volunteers on duty whose position ``actor`` may see; None: all of them."""
-    locates = _locates(actor)
+    locates = _locates(actor, now)
     if locates is None:
         return None
     return set(session.scalars(select(Volunteer.id).where(Volunteer.on_duty_shift_id.is_not(None), locates)))
@@ -871,10 +872,10 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             # as dispatch: a worker who volunteers does not serve their own need
             raise ValidationFailed(f"Volunteer {volunteer_id} raised this request.",
                                    errors={"volunteer_id": ["raised this request"]})
-        if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id):
+        if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id, now=now):
             # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
-            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community (no home zone, "
-                                   "sign-up or hours there).",
+            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (no home "
+                                   "zone, place in a shift not over or hours waiting for review there).",
                                    errors={"volunteer_id": ["does not work in this request's community"]})
         if not may_volunteer(chosen):
             # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
@@ -1061,7 +1062,8 @@ def events_of(session: Session, request_id: int) -> list[RequestEvent]:
 _DISTANCE_IN_NOTE = re.compile(r"(offered to volunteer (\d+)), \d+ m away")
 
 
-def trail_seen_by(session: Session, request: ServiceRequest, actor: Actor) -> list[tuple[RequestEvent, str | None, bool]]:
+def trail_seen_by(session: Session, request: ServiceRequest, actor: Actor, *,
+                  now: datetime) -> list[tuple[RequestEvent, str | None, bool]]:
     """The request's events as ``actor`` may read them: (event, note, whether its position is shown).
 
     A volunteer's distance in a note is left out for whoever may not see
@@ -1072,7 +1074,7 @@ def trail_seen_by(session: Session, request: ServiceRequest, actor: Actor) -> li
     """
     events = events_of(session, request.id)
     named = {int(m.group(2)) for e in events if e.system and e.note for m in _DISTANCE_IN_NOTE.finditer(e.note)}
-    located = volunteers_located_by(session, actor, named) if named else set()
+    located = volunteers_located_by(session, actor, named, now=now) if named else set()
 
     def note(event: RequestEvent) -> str | None:
         if not (event.system and event.note):

@@ -10,10 +10,12 @@ from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
+from gridsvc import clock
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
                             VolunteerPosition, VolunteerSkill, Zone)
+from gridsvc.models.shift import LIVE_SIGNUP_STATUSES
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
 
@@ -178,37 +180,76 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
     return volunteer
 
 
-def zones_worked_in(session: Session, volunteer: Volunteer) -> set[int]:
-    """The home zone, the zones of shifts the volunteer signed up for, and
-    those of shifts they have hours in: the liaisons of these zones may see
-    the volunteer's personal data."""
-    return zones_worked_by(session, [volunteer])[volunteer.id]
+# ---------------------------------------------------------------- who works where now
+#
+# A volunteer works in a zone NOW when it is their home zone, when they hold a place (confirmed or waitlisted) in a
+# shift of the zone that is neither cancelled nor over, or when hours of theirs there still wait for review (its
+# liaison must be able to reach them about those). The liaisons of those zones see the volunteer's personal data:
+# phone, positions, duty (auth.may_see_volunteer). Service past and decided grants nothing: the liaison of a zone
+# served in once, years ago, would otherwise keep the phone and the live position for good (PIPL art. 6, no more
+# than the work needs). ``_current_work`` is the one definition; ``zones_worked_by`` reads it for given
+# volunteers in Python, ``works_in`` asks it in SQL.
+
+def _current_work(now: datetime):
+    """(volunteer_id, zone_id) selects, one per reason besides the home zone that a volunteer works in a zone now:
+    a place held in a shift there neither cancelled nor over, and hours there waiting for review."""
+    holds_a_place = (select(Signup.volunteer_id, Shift.zone_id).join(Shift, Shift.id == Signup.shift_id)
+                     .where(Signup.status.in_(LIVE_SIGNUP_STATUSES), Shift.status != "cancelled", Shift.ends_at > now))
+    # hours wait in the zone's review queue whatever became of the shift or the sign-up
+    under_review = (select(ServiceHours.volunteer_id, Shift.zone_id).join(Shift, Shift.id == ServiceHours.shift_id)
+                    .where(ServiceHours.status == "pending"))
+    return holds_a_place, under_review
 
 
-def zones_worked_by(session: Session, volunteers: list[Volunteer]) -> dict[int, set[int]]:
+def zones_worked_in(session: Session, volunteer: Volunteer, *, now: datetime) -> set[int]:
+    """The zones the volunteer works in now (see ``_current_work``): their liaisons may see the volunteer's
+    personal data."""
+    return zones_worked_by(session, [volunteer], now=now)[volunteer.id]
+
+
+def zones_worked_by(session: Session, volunteers: list[Volunteer], *, now: datetime) -> dict[int, set[int]]:
     """``zones_worked_in`` of several volunteers, in one query."""
     zones: dict[int, set[int]] = {v.id: {v.home_zone_id} if v.home_zone_id is not None else set() for v in volunteers}
     if volunteers:
-        signed_up = (select(Signup.volunteer_id, Shift.zone_id).join(Signup, Signup.shift_id == Shift.id)
-                     .where(Signup.volunteer_id.in_(list(zones)), Signup.status != "cancelled"))
-        # hours stay in their zone's liaison's review queue whatever became of the sign-up
-        worked = (select(ServiceHours.volunteer_id, Shift.zone_id).join(ServiceHours, ServiceHours.shift_id == Shift.id)
-                  .where(ServiceHours.volunteer_id.in_(list(zones))))
-        for volunteer_id, zone_id in session.execute(union(signed_up, worked)):
-            if zone_id is not None:
-                zones[volunteer_id].add(zone_id)
+        ids = list(zones)
+        work = union(*(reason.where(reason.selected_columns.volunteer_id.in_(ids)) for reason in _current_work(now)))
+        for volunteer_id, zone_id in session.execute(work):
+            zones[volunteer_id].add(zone_id)
     return zones
 
 
-def works_in(zone_ids: frozenset[int]):
-    """``zones_worked_in`` meets ``zone_ids``, as SQL."""
+def works_in(zone_ids: frozenset[int], *, now: datetime):
+    """SQL: the volunteer (``Volunteer``) works in one of ``zone_ids`` now (``zones_worked_in`` meets them). Each
+    reason is an EXISTS on the volunteer's own rows (sign-ups and hours by volunteer id are indexed), not a scan."""
     zones = list(zone_ids)
     return or_(Volunteer.home_zone_id.in_(zones),
-               select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
-               .where(Signup.volunteer_id == Volunteer.id, Signup.status != "cancelled", Shift.zone_id.in_(zones))
-               .exists(),
-               select(ServiceHours.id).join(Shift, Shift.id == ServiceHours.shift_id)
-               .where(ServiceHours.volunteer_id == Volunteer.id, Shift.zone_id.in_(zones)).exists())
+               *(reason.where(reason.selected_columns.volunteer_id == Volunteer.id,
+                              reason.selected_columns.zone_id.in_(zones)).exists()
+                 for reason in _current_work(now)))
+
+
+def served_in(session: Session, volunteer_id: int, zone_ids: frozenset[int]) -> bool:
+    """Whether the volunteer holds or held a place (not withdrawn) or has hours, at any time, in a shift of these
+    zones: the entries of a volunteer's record that the zones' liaison keeps (they posted the shift, reviewed the
+    hours), long after the volunteer moved on. It grants the record of those zones' shifts only, never the
+    person's data (``works_in``)."""
+    zones = list(zone_ids)
+    placed = (select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
+              .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled", Shift.zone_id.in_(zones)))
+    worked = (select(ServiceHours.id).join(Shift, Shift.id == ServiceHours.shift_id)
+              .where(ServiceHours.volunteer_id == volunteer_id, Shift.zone_id.in_(zones)))
+    return bool(session.scalar(select(or_(placed.exists(), worked.exists()))))
+
+
+def works_in_community(session: Session, volunteer_id: int, community_id: int, *, now: datetime | None = None) -> bool:
+    """Whether the volunteer works in one of the community's zones now (``works_in``): a liaison hands work, and
+    with it people's contacts, only to such volunteers, and signs up only such volunteers (a sign-up would make
+    them the zone's, their phone its liaison's). Someone who served there once, long ago, is no longer the
+    park's to hand work to: they sign up themselves, or an admin does. ``now``: the service's clock unless given."""
+    now = clock.now() if now is None else now
+    zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
+    return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id,
+                                                     works_in(zone_ids, now=now))) is not None
 
 
 def may_volunteer(volunteer: Volunteer) -> bool:
@@ -221,13 +262,6 @@ def account_may_volunteer(user: User) -> bool:
     would hold a place or a task nobody fills (dispatch's SQL asks the same of its candidates:
     ``requests._MAY_VOLUNTEER``)."""
     return not user.disabled and VOLUNTEER_ROLE in user.roles
-
-
-def works_in_community(session: Session, volunteer_id: int, community_id: int) -> bool:
-    """Whether the volunteer works in the community: a home zone, a live sign-up or hours there (``works_in``).
-    A liaison hands work, and with it people's contacts, only to such volunteers."""
-    zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
-    return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id, works_in(zone_ids))) is not None
 
 
 @dataclass(frozen=True)
@@ -246,20 +280,21 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
 
     On duty means checked in to a shift that has not ended yet (a check-in
     left open past the shift's end no longer counts). ``visible_in_zones``
-    keeps only the volunteers who work in those zones (``zones_worked_in``),
+    keeps only the volunteers who work in those zones now (``works_in``),
     and the account ``or_user_id``: whose positions a liaison may see.
     ``of_communities_of`` keeps those whose home zone is in a community of
-    those zones, or who work in them, and ``or_user_id``: whom a liaison
-    lists.
+    those zones, or who work in them now, and ``or_user_id``: whom a liaison
+    lists (someone who served there once and moved on is another park's).
+    Each item's ``zones_worked`` are the zones the volunteer works in now.
     """
     query = select(Volunteer)
     distance = None
     if visible_in_zones is not None:
-        query = query.where(works_in(visible_in_zones) | (Volunteer.user_id == or_user_id))
+        query = query.where(works_in(visible_in_zones, now=now) | (Volunteer.user_id == or_user_id))
     if of_communities_of is not None:
         communities = select(Zone.community_id).where(Zone.id.in_(list(of_communities_of)))
         query = query.where(Volunteer.home_zone_id.in_(select(Zone.id).where(Zone.community_id.in_(communities)))
-                            | works_in(of_communities_of) | (Volunteer.user_id == or_user_id))
+                            | works_in(of_communities_of, now=now) | (Volunteer.user_id == or_user_id))
     if zone_id is not None:
         query = query.where(Volunteer.home_zone_id == zone_id)
     if skill:
@@ -286,7 +321,7 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
         rows = [(v, None) for v in session.scalars(query.order_by(Volunteer.id).limit(limit).offset(offset))]
     volunteers = [v for v, _ in rows]
     on_duty = on_duty_among(session, volunteers, now)
-    zones = zones_worked_by(session, volunteers)
+    zones = zones_worked_by(session, volunteers, now=now)
     items = [Found(volunteer=v, distance_m=d, on_duty=v.id in on_duty, zones_worked=zones[v.id]) for v, d in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
 
