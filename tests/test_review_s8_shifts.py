@@ -78,6 +78,21 @@ def test_a_series_answers_its_shifts_times_in_utc_as_their_gets(admin, g01, cloc
         assert (got["starts_at"], got["ends_at"]) == (item["starts_at"], item["ends_at"])
 
 
+def test_a_position_sent_with_the_phones_offset_is_answered_in_utc_as_the_profile(login, clock):
+    """POST /me/location with client_time "…+08:00" answered recorded_at "…+08:00", where /me/volunteer gives the
+    same fix's time as "…+00:00"."""
+    v = login("volunteer-001")
+    taken = (clock() - timedelta(minutes=3)).astimezone(CST).replace(microsecond=0)
+    sent = v.post("/api/v1/me/location", json={"lon": 121.781, "lat": 29.871, "accuracy_m": 12,
+                                                "client_time": taken.isoformat()})
+    assert sent.status_code == 201, sent.get_json()
+    assert sent.get_json()["recorded_at"] == utc(taken)
+    assert v.get("/api/v1/me/volunteer").get_json()["last_position"]["at"] == utc(taken)
+    too_old = (clock() - timedelta(days=3)).astimezone(CST).replace(microsecond=0)
+    refused = v.post("/api/v1/me/location", json={"lon": 121.781, "lat": 29.871, "client_time": too_old.isoformat()})
+    assert refused.status_code == 422 and utc(too_old) in refused.get_json()["detail"]
+
+
 @pytest.fixture()
 def on_shift(admin, login, session, g01, clock):
     """volunteer-001 confirmed for a 2-hour shift in G01 that started an hour ago."""

@@ -351,6 +351,8 @@ def fix_time(client_time: datetime | None, *, now: datetime, max_age: timedelta,
         return now
     if is_naive(client_time):
         client_time = client_time.replace(tzinfo=default_tz)
+    # in UTC, as every answer writes an instant (the phone's "+08:00" was the same instant written another way)
+    client_time = client_time.astimezone(timezone.utc)
     refused = outside_window(client_time, now=now, max_age=max_age, skew=skew)
     if refused:
         raise ValidationFailed(refused, errors={"client_time": ["too old, or too far ahead of the server's clock"]})
