@@ -268,3 +268,28 @@ def test_a_search_by_position_refused_says_who_may_search_so(login):
     # without near, the volunteer is told the roles that may search at all
     problem = assert_problem(login("volunteer-001").get("/api/v1/volunteers?skill=first_aid"), 403)
     assert problem["required_roles"] == ["admin", "department", "liaison", "planner"]
+
+
+def test_a_stint_left_open_past_the_shifts_end_keeps_the_volunteer_the_zones_until_closed(admin, login, session,
+                                                                                          clock):
+    """volunteer-002 (home G02) forgot to check out of a G03 shift. Between the shift's end and the stint's
+    closing (the grace for a late check-out, before gridsvc tick or a read of hours closes it), no place in a
+    shift not over and no hours yet: G03's liaison, who must call them about the check-out, lost the phone for
+    those two hours, and had it back once the stint was closed pending review."""
+    vid = volunteer_id(session, "volunteer-002")
+    me, g03_liaison = login("volunteer-002"), login("liaison-g03")
+    g03 = zone_of(session, "G03").id
+    here = zone_center(admin, g03)
+    shift = make_shift(admin, zone_id=g03, starts_at=clock() + timedelta(minutes=10), hours=1, title="G03 南门")
+    assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    assert post_check(me, shift["id"], "check-in", here, key="in-open").status_code == 201
+    clock.advance(minutes=90)  # the shift ended 20 minutes ago; no check-out
+    assert personal(g03_liaison, vid)[0]
+    assert session.get(Volunteer, vid).on_duty_shift_id == shift["id"]  # (still open: not yet closed)
+    # and only them: a volunteer with nothing in G03 stays masked, and out of G03's liaison's search by position
+    other = volunteer_id(session, "volunteer-004")
+    assert login("volunteer-004").post("/api/v1/me/location", json={"lon": here[0], "lat": here[1],
+                                                                    "accuracy_m": 10}).status_code == 201
+    assert personal(g03_liaison, other) == (False, False, None)
+    found = [v["id"] for v in g03_liaison.get(near(here, 50_000)).get_json()["items"]]
+    assert vid in found and other not in found
