@@ -24,10 +24,10 @@ from gridsvc.models import CheckEvent
 from gridsvc.api import OPERATION_NAMES, Api, Blueprint
 from tests.api.test_checkins import admin, duty  # noqa: F401  (volunteer-001 on a shift started 5 min ago)
 from tests.api.test_contract import Spec
+from tests.api.test_review_openapi import operations
 from tests.helpers import count
 from tests.api.volunteer_helpers import make_shift, north_of, volunteer_id, zone_of
 
-METHODS = ("get", "post", "put", "patch", "delete")
 CHECK_IN, CHECK_OUT = "/api/v1/shifts/{shift_id}/check-in", "/api/v1/shifts/{shift_id}/check-out"
 HOURS = "/api/v1/volunteers/{volunteer_id}/hours"
 EVENTS = "/api/v1/shifts/{shift_id}/check-events"
@@ -36,13 +36,6 @@ EVENTS = "/api/v1/shifts/{shift_id}/check-events"
 @pytest.fixture()
 def spec(client):
     return Spec(client.get("/api/openapi.json").get_json())
-
-
-def operations(spec):
-    for path, item in spec.doc["paths"].items():
-        for method, operation in item.items():
-            if method in METHODS:
-                yield method.upper(), path, operation
 
 
 def enum(spec, schema, field):

@@ -182,12 +182,9 @@ def test_a_withdrawal_lists_every_sign_up_it_promoted_with_its_shift(three_at_on
     assert statuses(v1, id1) == {b: "confirmed"}
 
 
-def test_a_volunteer_freed_moves_up_where_they_signed_up_first_not_the_lowest_shift_id(three_at_once, login,
-                                                                                       session):
-    """volunteer-001 waits for C (signed up first) and B, both full, then takes A at the same time; places free
-    in B and C while they serve A. Withdrawing from A, they were confirmed in B, the lower id, and C's place
-    stayed empty: their first sign-up is the fair choice (first come, first served), and B's place is left for
-    whoever waits next."""
+def waiting_in_c_then_b_while_serving_a(three_at_once, login, session):
+    """volunteer-001 waits for C (signed up first) and B, both full (volunteer-002 holds B, volunteer-003 C), and
+    serves A at the same time. Returns the shift ids, the three volunteers' clients and their volunteer ids."""
     a, b, c = three_at_once
     v1, v2, v3 = (login(f"volunteer-00{n}") for n in (1, 2, 3))
     id1, id2, id3 = (volunteer_id(session, f"volunteer-00{n}") for n in (1, 2, 3))
@@ -196,6 +193,16 @@ def test_a_volunteer_freed_moves_up_where_they_signed_up_first_not_the_lowest_sh
     assert sign_up(v1, c) == "waitlisted"
     assert sign_up(v1, b) == "waitlisted"
     assert sign_up(v1, a) == "confirmed"
+    return (a, b, c), (v1, v2, v3), (id1, id2, id3)
+
+
+def test_a_volunteer_freed_moves_up_where_they_signed_up_first_not_the_lowest_shift_id(three_at_once, login,
+                                                                                       session):
+    """volunteer-001 waits for C (signed up first) and B, both full, then takes A at the same time; places free
+    in B and C while they serve A. Withdrawing from A, they were confirmed in B, the lower id, and C's place
+    stayed empty: their first sign-up is the fair choice (first come, first served), and B's place is left for
+    whoever waits next."""
+    (a, b, c), (v1, v2, v3), (id1, id2, id3) = waiting_in_c_then_b_while_serving_a(three_at_once, login, session)
     assert leave(v2, b, id2)["promoted"] == []
     assert leave(v3, c, id3)["promoted"] == []
 
@@ -208,14 +215,7 @@ def test_a_volunteer_skipped_for_their_first_sign_up_still_moves_up_where_they_w
                                                                                         session, admin):
     """The rule keeps its exceptions: a shift whose skill the volunteer lacks is passed over, and they move up
     into the other one."""
-    a, b, c = three_at_once
-    v1, v2, v3 = (login(f"volunteer-00{n}") for n in (1, 2, 3))
-    id1, id2, id3 = (volunteer_id(session, f"volunteer-00{n}") for n in (1, 2, 3))
-    assert sign_up(v2, b) == "confirmed"
-    assert sign_up(v3, c) == "confirmed"
-    assert sign_up(v1, c) == "waitlisted"
-    assert sign_up(v1, b) == "waitlisted"
-    assert sign_up(v1, a) == "confirmed"
+    (a, b, c), (v1, v2, v3), (id1, id2, id3) = waiting_in_c_then_b_while_serving_a(three_at_once, login, session)
     leave(v2, b, id2), leave(v3, c, id3)
     held = set(admin.get(f"/api/v1/volunteers/{id1}").get_json()["skills"])
     lacking = next(code for code in ("traffic_parking", "garbage_sorting", "epidemic_prevention", "civilized_city",
