@@ -42,7 +42,12 @@ class ShiftSkill(Base):
 
 
 class Shift(Audited, Base):
-    """A window of volunteer duty at a zone, or at a point with a radius."""
+    """A window of volunteer duty at a zone, or at a point with a radius.
+
+    Never deleted by the API (``DELETE`` cancels it). Its zone's or community's ON DELETE CASCADE is refused by
+    the trigger ``shift_records_kept`` (migration 0038) while it has check events or hours, or sign-ups once
+    started: the volunteers' service record; the services refuse such deletes first, with a 409 that says so.
+    """
 
     __tablename__ = "shift"
     __table_args__ = (
@@ -91,7 +96,7 @@ class Signup(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shift_id: Mapped[int] = mapped_column(ForeignKey("shift.id", ondelete="CASCADE"), index=True)
-    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="RESTRICT"))  # kept (0038)
     status: Mapped[str] = mapped_column(String(12))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp(),
@@ -118,7 +123,7 @@ class CheckEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shift_id: Mapped[int] = mapped_column(ForeignKey("shift.id", ondelete="CASCADE"))
-    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="RESTRICT"))  # kept (0038)
     kind: Mapped[str] = mapped_column(String(10))
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     client_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -153,10 +158,10 @@ class ServiceHours(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="RESTRICT"))  # kept (0038)
     shift_id: Mapped[int] = mapped_column(ForeignKey("shift.id", ondelete="CASCADE"), index=True)
-    check_in_id: Mapped[int] = mapped_column(ForeignKey("check_event.id", ondelete="CASCADE"), unique=True)
-    check_out_id: Mapped[int | None] = mapped_column(ForeignKey("check_event.id", ondelete="SET NULL"))
+    check_in_id: Mapped[int] = mapped_column(ForeignKey("check_event.id", ondelete="RESTRICT"), unique=True)
+    check_out_id: Mapped[int | None] = mapped_column(ForeignKey("check_event.id", ondelete="RESTRICT"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     hours: Mapped[Decimal] = mapped_column(Numeric(6, 2))

@@ -253,12 +253,16 @@ def propose_split(session: Session, community_id: int, count: int) -> list[ZoneP
 
 
 def commit_split(session: Session, community_id: int, count: int) -> list[ZoneProposal]:
-    """Save a split; only for a community without zones (else 409)."""
+    """Save a split; only for a community without zones (else 409). A split replaces no zone: zones with shifts
+    or service requests hold people's records and are never deleted (``delete_zone``), so the answer points to
+    redrawing them, not to deleting them."""
     get_community(session, community_id, for_update=True)
     existing = session.scalar(select(func.count()).where(Zone.community_id == community_id))
     if existing:
-        raise Conflict(f"Community {community_id} already has {existing} zone(s); delete them before splitting.",
-                       zone_count=existing)
+        raise Conflict(f"Community {community_id} already has {existing} zone(s); a split is only for a community "
+                       "without zones. Redraw its zones instead (PATCH /api/v1/zones/{id} with a new geometry): "
+                       "zones with shifts or service requests hold volunteers' hours and needs raised, and are "
+                       "never deleted; a zone without them may be deleted first.", zone_count=existing)
     proposals = propose_split(session, community_id, count)
     session.add_all(Zone(community_id=community_id, code=p.code, name=p.name, geom=gsql.literal_geometry(p.geometry))
                     for p in proposals)
