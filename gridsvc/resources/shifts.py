@@ -138,7 +138,18 @@ class ShiftItem(MethodView):
         """
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
-        shift = service.update_shift(session, shift_id, data, now=clock.now())
+        try:
+            shift = service.update_shift(session, shift_id, data, now=clock.now())
+        except service.ShiftChangeRefused as refused:
+            if "clashes" not in refused.extra:
+                raise
+            # whom the new times would double-book is the liaison's to know (they hold a place here); which other
+            # shift, only if that entry of their record is the caller's to read
+            clashes = [{**clash, "overlapping_shift_id": clash["overlapping_shift_id"]
+                        if _reads_entry(clash["volunteer_id"], clash["overlapping_shift_id"]) else None}
+                       for clash in refused.extra["clashes"]]
+            raise service.ShiftChangeRefused(refused.detail, errors=refused.errors,
+                                             **{**refused.extra, "clashes": clashes}) from None
         session.commit()
         return service.view(session, shift)
 
@@ -173,7 +184,14 @@ class ShiftSignups(MethodView):
         """Sign up: confirmed while places remain, else waitlisted with a position"""
         session = current_session()
         volunteer_id = _acting_volunteer(data.get("volunteer_id"), shift_id, signing_up=True)
-        result = service.sign_up(session, shift_id, volunteer_id, now=clock.now())
+        try:
+            result = service.sign_up(session, shift_id, volunteer_id, now=clock.now())
+        except service.ShiftConflict as refused:
+            clash = refused.extra.get("overlapping_shift_id")
+            if clash is not None and not _reads_entry(volunteer_id, clash):
+                raise service.ShiftConflict("The volunteer is already confirmed for another shift at that time, "
+                                            "which overlaps.", reason="overlap") from None
+            raise
         session.commit()
         return signup_view(result.signup, result.waitlist_position)
 
@@ -206,6 +224,17 @@ class ShiftSignupItem(MethodView):
         cancelled, promoted = service.cancel_signup(session, shift_id, volunteer_id, now=clock.now())
         session.commit()
         return {"cancelled": signup_view(cancelled, None), "promoted": [signup_view(p, None) for p in promoted]}
+
+
+def _reads_entry(volunteer_id: int, shift_id: int) -> bool:
+    """Whether the caller reads the volunteer's entry (sign-up) in that shift: the volunteer, admins and their home
+    zone's liaison read all their record, another zone's liaison their zones' shifts only
+    (``auth.volunteer_record_zones``). A refusal for an overlap names the other shift to them only: to anyone else
+    it is another zone's entry of the volunteer's record (and where they will be)."""
+    session = current_session()
+    volunteer = volunteer_service.get_volunteer(session, volunteer_id)
+    zones = auth.volunteer_record_zones(auth.current_principal(), volunteer.user_id, volunteer.home_zone_id)
+    return zones is None or service.get_shift(session, shift_id).zone_id in zones
 
 
 def _acting_volunteer(volunteer_id: int | None, shift_id: int, *, signing_up: bool = False) -> int:

@@ -388,11 +388,14 @@ class VolunteerHoursCsv(MethodView):
     @blp.doc(responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, query, volunteer_id):
         """The volunteer's service record as CSV, with the national volunteer record's fields (whose entries: as
-        for the hours)"""
+        for the hours; the national volunteer ID only for those who see it in the profile, else empty)"""
         volunteer, entries, clocks = _hours_context(volunteer_id, query)
         session = current_session()
         # the recording organisation of each entry: its shift's community (one query for them all)
         organisations = _community_names(session, {entry.shift.community_id for entry in entries})
+        # the national volunteer ID is the person's, not the record's: written for whoever sees their personal data
+        # (as GET /volunteers/{id} shows it), left empty for a liaison reading their zones' entries only
+        national_id = (volunteer.national_volunteer_id or "") if _private(volunteer) else ""
         rows = []
         # the national record lists service: a stint that missed the shift (checked out by mistake before its
         # start) is in the JSON record with its 0.00 hours, not here
@@ -402,7 +405,7 @@ class VolunteerHoursCsv(MethodView):
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
             # an overnight stint's end carries its own date: "01:00" beside the start's date read as that morning
             end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M")
-            rows.append([volunteer.real_name, volunteer.national_volunteer_id or "", entry.shift.activity,
+            rows.append([volunteer.real_name, national_id, entry.shift.activity,
                          start.date().isoformat(), start.strftime("%H:%M"), end_text,
                          f"{entry.hours:.2f}", organisations[entry.shift.community_id], entry.status])
         return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True)

@@ -168,7 +168,9 @@ class Problem(Schema):
     # Members some problems add, for the client to act on (named here so a generated model has a field for each).
     missing_skills = fields.List(fields.Str(), metadata={
         "description": "a sign-up refused for missing_skill: the skills to add to the profile"})
-    overlapping_shift_id = Int(metadata={"description": "a sign-up refused for overlap: the shift it clashes with"})
+    overlapping_shift_id = Int(metadata={"description": "a sign-up refused for overlap: the shift it clashes with "
+                                                        "(left out for a liaison who does not read that shift's zone's "
+                                                        "entries of the volunteer's record)"})
     signup_status = Choice(LIVE_SIGNUP_STATUSES, metadata={
         "description": "a sign-up sent again (already_signed_up): the place held, confirmed or waitlisted"})
     on_duty_shift_id = Int(metadata={"description": "a check-in refused as already_checked_in: where to check out"})
@@ -178,7 +180,8 @@ class Problem(Schema):
     confirmed = Int(metadata={"description": "a capacity below the confirmed places: how many are confirmed"})
     clashes = fields.List(fields.Dict(), metadata={
         "description": "a shift's new times refused: [{volunteer_id, overlapping_shift_id}] of the volunteers "
-                       "they would double-book"})
+                       "they would double-book (overlapping_shift_id null where the caller does not read that "
+                       "shift's zone's entries of the volunteer's record)"})
     overlaps = fields.List(fields.Dict(), metadata={
         "description": "a zone refused for overlapping others: [{zone_id, code, area_m2}]"})
     user_id = Int(metadata={"description": "a second volunteer profile for an account: the account"})
