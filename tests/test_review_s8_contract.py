@@ -216,7 +216,7 @@ def test_shift_and_sign_up_statuses_are_in_the_enums(admin, login, session, spec
         ("waitlisted", "scheduled")]
 
     first_id = volunteer_id(session, "volunteer-001")
-    withdrawn = answered(spec, first, "DELETE", "/api/v1/shifts/{shift_id}/signups/{volunteer_id}",
+    withdrawn = answered(spec, admin, "DELETE", "/api/v1/shifts/{shift_id}/signups/{volunteer_id}",
                          f"/api/v1/shifts/{sid}/signups/{first_id}", 200)
     assert (withdrawn["cancelled"]["status"], [p["status"] for p in withdrawn["promoted"]]) == (
         "cancelled", ["confirmed"])

@@ -215,15 +215,17 @@ class ShiftSignupItem(MethodView):
     def delete(self, shift_id, volunteer_id):
         """Cancel a sign-up; the first on the waitlist moves up (a confirmed place stays once the shift has started)
 
-        `promoted` lists every sign-up the withdrawal confirmed, each with its `shift_id`: those waiting for this
+        `promoted` lists the sign-ups the withdrawal confirmed, each with its `shift_id`: those waiting for this
         shift, and those waiting for an overlapping shift where a place was skipped for the volunteer while they
-        served this one (their own waitlisted sign-up there among them).
+        served this one (their own waitlisted sign-up there among them). Each is listed to who reads that entry of
+        its volunteer's record: a volunteer withdrawing sees their own, not who took their place.
         """
         session = current_session()
         _acting_volunteer(volunteer_id, shift_id)
         cancelled, promoted = service.cancel_signup(session, shift_id, volunteer_id, now=clock.now())
         session.commit()
-        return {"cancelled": signup_view(cancelled, None), "promoted": [signup_view(p, None) for p in promoted]}
+        return {"cancelled": signup_view(cancelled, None),
+                "promoted": [signup_view(p, None) for p in promoted if _reads_entry(p.volunteer_id, p.shift_id)]}
 
 
 def _reads_entry(volunteer_id: int, shift_id: int) -> bool:

@@ -264,7 +264,8 @@ class CancelOut(Schema):
     promoted = fields.List(fields.Nested(SignupOut), metadata={
         "description": "every waitlisted sign-up the withdrawal confirmed, each with its shift_id: in this shift, and "
                        "in overlapping shifts where the withdrawing volunteer waited (a place skipped for them while "
-                       "they served this one)"})
+                       "they served this one); each to who reads that volunteer's record (a volunteer withdrawing "
+                       "sees their own)"})
 
 
 class CheckIn(PositionIn):

@@ -131,7 +131,7 @@ def test_signups_confirm_then_waitlist_and_cancel_promotes(login, admin, session
     assert admin.get(f"/api/v1/shifts/{shift['id']}").get_json()["places_left"] == 0
     cancelled = login("volunteer-001").delete(f"{url}/{answers[0]['volunteer_id']}").get_json()
     assert cancelled["cancelled"]["status"] == "cancelled"
-    assert [p["volunteer_id"] for p in cancelled["promoted"]] == [answers[2]["volunteer_id"]]
+    assert cancelled["promoted"] == []  # who took the place is volunteer-003's record (the roster shows the liaison)
     roster = login("liaison-g01").get(url).get_json()["items"]
     assert [(s["volunteer_id"], s["status"], s["waitlist_position"]) for s in roster] == [
         (answers[1]["volunteer_id"], "confirmed", None), (answers[2]["volunteer_id"], "confirmed", None),
