@@ -293,3 +293,26 @@ def test_a_stint_left_open_past_the_shifts_end_keeps_the_volunteer_the_zones_unt
     assert personal(g03_liaison, other) == (False, False, None)
     found = [v["id"] for v in g03_liaison.get(near(here, 50_000)).get_json()["items"]]
     assert vid in found and other not in found
+
+
+def test_a_request_the_volunteer_holds_in_a_zone_lets_its_liaison_reach_them_until_it_is_done(admin, login,
+                                                                                             session):
+    """volunteer-004 (home G04, nothing in G03) is given a worker's parking request in G03. G03's liaison handed
+    it over (or sees it assigned) and must be able to call the volunteer about it, but saw a masked phone: holding
+    a request of a zone is work there, as much as a place in its shift. Done (resolved), it grants nothing more."""
+    from tests.api.test_requests import file
+
+    vid = volunteer_id(session, "volunteer-004")
+    g03_liaison, volunteer = login("liaison-g03"), login("volunteer-004")
+    here = zone_center(admin, zone_of(session, "G03").id)
+    filed = file(login("worker-001"), here)
+    assert filed.status_code == 201, filed.get_json()
+    request_id = filed.get_json()["id"]
+    assert not personal(g03_liaison, vid)[0]
+    moved = admin.post(f"/api/v1/requests/{request_id}/reassign", json={"volunteer_id": vid})
+    assert moved.status_code == 200 and moved.get_json()["status"] == "assigned", moved.get_json()
+    assert personal(g03_liaison, vid)[0]
+    assert volunteer.post(f"/api/v1/requests/{request_id}/start", json={}).status_code == 200
+    assert personal(g03_liaison, vid)[0]
+    assert volunteer.post(f"/api/v1/requests/{request_id}/resolve", json={"note": "已引导"}).status_code == 200
+    assert not personal(g03_liaison, vid)[0]

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 REQUEST_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress", "resolved", "closed",
                     "withdrawn")  # withdrawn: no longer needed (its requester, or the zone: a duplicate); migration 0027
 OPEN_STATUSES = ("offered", "assigned", "with_liaison", "escalated", "claimed", "in_progress")
+# a volunteer holds the request (their volunteer_id on it): accepted or given to them, and being worked on
+HELD_BY_A_VOLUNTEER = ("assigned", "in_progress")
 OFFER_OUTCOMES = ("pending", "accepted", "declined", "expired", "withdrawn", "returned")  # returned (handed back): migration 0028
 
 

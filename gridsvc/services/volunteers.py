@@ -13,8 +13,9 @@ from geo import sql as gsql
 from gridsvc import clock
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
-from gridsvc.models import (ServiceHours, ServiceType, Shift, ShiftSkill, Signup, Skill, User, Volunteer,
-                            VolunteerPosition, VolunteerSkill, Zone)
+from gridsvc.models import (ServiceHours, ServiceRequest, ServiceType, Shift, ShiftSkill, Signup, Skill, User,
+                            Volunteer, VolunteerPosition, VolunteerSkill, Zone)
+from gridsvc.models.request import HELD_BY_A_VOLUNTEER
 from gridsvc.models.shift import LIVE_SIGNUP_STATUSES
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
@@ -192,8 +193,8 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
 
 def _current_work(now: datetime):
     """(volunteer_id, zone_id) selects, one per reason besides the home zone that a volunteer works in a zone now:
-    a place held in a shift there neither cancelled nor over, a stint there still open, and hours there waiting
-    for review."""
+    a place held in a shift there neither cancelled nor over, a stint there still open, a request of the zone
+    they hold (assigned to them, or in progress), and hours there waiting for review."""
     holds_a_place = (select(Signup.volunteer_id, Shift.zone_id).join(Shift, Shift.id == Signup.shift_id)
                      .where(Signup.status.in_(LIVE_SIGNUP_STATUSES), Shift.status != "cancelled", Shift.ends_at > now))
     # a check-out forgotten: from the shift's end until the stint is closed (pending review, below) there is no
@@ -201,10 +202,13 @@ def _current_work(now: datetime):
     # (the volunteer in WHERE, not joined: works_in's EXISTS must correlate it with the volunteer asked about)
     still_on_duty = (select(Volunteer.id.label("volunteer_id"), Shift.zone_id)
                      .where(Shift.id == Volunteer.on_duty_shift_id))
+    # the zone's liaison, who hands requests on and answers for them, must be able to reach whoever holds one
+    holds_a_request = (select(ServiceRequest.volunteer_id, ServiceRequest.zone_id)
+                       .where(ServiceRequest.status.in_(HELD_BY_A_VOLUNTEER)))
     # hours wait in the zone's review queue whatever became of the shift or the sign-up
     under_review = (select(ServiceHours.volunteer_id, Shift.zone_id).join(Shift, Shift.id == ServiceHours.shift_id)
                     .where(ServiceHours.status == "pending"))
-    return holds_a_place, still_on_duty, under_review
+    return holds_a_place, still_on_duty, holds_a_request, under_review
 
 
 def zones_worked_in(session: Session, volunteer: Volunteer, *, now: datetime) -> set[int]:
