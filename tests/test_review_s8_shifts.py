@@ -257,3 +257,26 @@ def test_a_check_out_and_a_check_in_elsewhere_at_the_same_second_are_judged_out_
     assert results[1]["result"]["on_duty"] is True
     profile = v.get(f"/api/v1/volunteers/{volunteer_id(session, 'volunteer-001')}").get_json()
     assert (profile["on_duty"], profile["on_duty_shift_id"]) == (True, b["id"])
+
+
+# ---------------------------------------------------------------- 5. a shift's activity is part of the record
+
+
+def test_a_begun_shift_keeps_its_activity_the_hours_are_recorded_under(admin, login, g01, clock):
+    """The national record's "activity" of every hours entry is its shift's: a PATCH of a shift that was over
+    turned last month's traffic guidance into garbage sorting in every volunteer's record and CSV. Begun (started,
+    or anyone checked in), the activity is fixed (409 started); a title still changes, and a shift to come takes a
+    new activity."""
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=20), hours=1)
+    v = login("volunteer-001")
+    assert sign_up(v, shift["id"]) == "confirmed"
+    url = f"/api/v1/shifts/{shift['id']}"
+    changed = admin.patch(url, json={"activity": "garbage_sorting"})
+    assert changed.status_code == 200 and changed.get_json()["activity"] == "garbage_sorting"
+    here = zone_center(admin, g01)
+    assert v.post(f"{url}/check-in", json={"lon": here[0], "lat": here[1]}).status_code == 201
+    refused = admin.patch(url, json={"activity": "traffic_guidance"})
+    assert refused.status_code == 409 and refused.get_json()["reason"] == "started", refused.get_json()
+    assert admin.get(url).get_json()["activity"] == "garbage_sorting"
+    same = admin.patch(url, json={"activity": "garbage_sorting", "title": "北门垃圾分类"})
+    assert same.status_code == 200 and same.get_json()["title"] == "北门垃圾分类"

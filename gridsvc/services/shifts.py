@@ -329,6 +329,10 @@ def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, no
     if moves:
         moved_volunteers = _check_reschedule(session, shift, moves.get("starts_at", shift.starts_at),
                                              moves.get("ends_at", shift.ends_at), now=now)
+    if changes.get("activity", shift.activity) != shift.activity:
+        # the activity is a field of each volunteer's service record (the national record's "activity"): begun,
+        # the hours are of the activity it had (a title or notes may still be corrected)
+        _check_not_begun(session, shift, now, "its activity is fixed, as the service records of it say")
     if "required_skills" in changes:
         shift.required_skills = skills_by_code(session, changes.pop("required_skills"), field="required_skills",
                                                held=shift.required_skill_codes)
