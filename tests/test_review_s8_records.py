@@ -244,3 +244,21 @@ def test_seeding_the_demo_again_keeps_the_record(database_url, engine, committed
     with Session(engine) as own:
         for shift_id, status in zip(committed_record, STATUSES):
             assert _kept(own, shift_id) == (1, 2, 1, [status])
+
+
+def test_deleting_a_zone_some_volunteers_call_home_is_a_409_until_they_have_another(login, session):
+    """Deleting a zone set its volunteers' home zone to none without a word: they belonged to no liaison (nobody
+    reached them or saw their whole record). Refused while anyone calls it home; once they moved, it goes."""
+    admin = login("admin")
+    _, zone_id = _fresh_zone(admin)
+    vid = volunteer_id(session, "volunteer-004")  # (a community and a zone of their own: no shift, no request)
+    home = admin.get(f"/api/v1/volunteers/{vid}").get_json()["home_zone_id"]
+    assert admin.patch(f"/api/v1/volunteers/{vid}", json={"home_zone_id": zone_id}).status_code == 200
+    problem = assert_problem(admin.delete(f"/api/v1/zones/{zone_id}"), 409, "has-dependents")
+    assert problem["volunteers"] == 1 and "home zone" in problem["detail"]
+    assert admin.get(f"/api/v1/volunteers/{vid}").get_json()["home_zone_id"] == zone_id
+    community_id = session.get(Zone, zone_id).community_id
+    problem = assert_problem(admin.delete(f"/api/v1/communities/{community_id}?cascade=true"), 409, "has-dependents")
+    assert problem["volunteers"] == 1
+    assert admin.patch(f"/api/v1/volunteers/{vid}", json={"home_zone_id": home}).status_code == 200
+    assert admin.delete(f"/api/v1/zones/{zone_id}").status_code == 204

@@ -184,6 +184,9 @@ class Problem(Schema):
                        "shift's zone's entries of the volunteer's record)"})
     overlaps = fields.List(fields.Dict(), metadata={
         "description": "a zone refused for overlapping others: [{zone_id, code, area_m2}]"})
+    shifts = Int(metadata={"description": "a zone or community that keeps its records (has-dependents): its shifts"})
+    service_requests = Int(metadata={"description": "a zone that keeps its records (has-dependents): its requests"})
+    volunteers = Int(metadata={"description": "a zone some volunteers call home (has-dependents): how many"})
     user_id = Int(metadata={"description": "a second volunteer profile for an account: the account"})
     username = fields.Str(metadata={"description": "a username taken: the name"})
     code = fields.Str(metadata={"description": "a skill code taken: the code"})

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.errors import Conflict, HasDependents, NotFound
-from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, Zone
+from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, Volunteer, Zone
 from gridsvc.services import Page
 
 # A zone or enterprise may stick out of its community by this much: boundaries
@@ -111,5 +111,12 @@ def delete_community(session: Session, community_id: int, *, cascade: bool = Fal
             f"Community {community_id} has {shifts} shift(s) and {requests} service request(s), the record of "
             "volunteers' hours and of needs raised; it cannot be deleted, not even with cascade=true.",
             zones=zones, enterprises=enterprises, shifts=shifts, service_requests=requests)
+    # as for a zone (zones.delete_zone): volunteers whose home zone it holds would belong to no liaison
+    at_home = session.scalar(select(func.count()).select_from(Volunteer).join(Zone, Zone.id == Volunteer.home_zone_id)
+                             .where(Zone.community_id == community_id))
+    if at_home:
+        raise HasDependents(
+            f"Community {community_id} holds the home zone of {at_home} volunteer(s), whose liaison is that zone's; "
+            "give them another home zone first (PATCH /api/v1/volunteers/{id}).", zones=zones, volunteers=at_home)
     session.delete(community)  # zones, enterprises and parking go by ON DELETE CASCADE
     session.flush()

@@ -15,7 +15,7 @@ from geo.grid import Coverage, coverage, split_equal_area
 from gridsvc.errors import (Conflict, DuplicateCode, HasDependents, NotFound, OutsideCommunity, ValidationFailed,
                             ZoneOverlap)
 from gridsvc.fields import as_shape
-from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, User, Zone
+from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, User, Volunteer, Zone
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 from gridsvc.services.parking import assign_parking
 
@@ -113,6 +113,13 @@ def delete_zone(session: Session, zone_id: int) -> None:
         raise HasDependents(f"Zone {zone.code} has {shifts} shift(s) and {requests} service request(s), the record "
                             "of volunteers' hours and of needs raised; it cannot be deleted. Change its geometry or "
                             "name instead.", shifts=shifts, service_requests=requests)
+    # A volunteer's home zone says whose liaison they are (who reaches them, sees their whole record): deleted, it
+    # was set to none without a word, and they belonged to no liaison.
+    at_home = session.scalar(select(func.count()).where(Volunteer.home_zone_id == zone_id))
+    if at_home:
+        raise HasDependents(f"Zone {zone.code} is the home zone of {at_home} volunteer(s), whose liaison is its "
+                            "liaison; give them another home zone first (PATCH /api/v1/volunteers/{id}), or change "
+                            "this zone's geometry or name instead.", volunteers=at_home)
     session.delete(zone)
     session.flush()
     assign_enterprises(session, community_id)
