@@ -142,7 +142,8 @@ def test_a_day_at_the_north_gate(app, login, session, clock):
     early = assert_problem(v["volunteer-013"].post(f"/api/v1/shifts/{gate['id']}/check-in", json={
         "lon": gcj[0], "lat": gcj[1], "crs": "gcj02", "accuracy_m": 10}, headers={"Idempotency-Key": key()}), 422)
     assert early["reason"] == "outside_window" and utc_text(early["at"]) == at(day, 6, 25)
-    assert "+00:00" in early["detail"]
+    assert "06:30 to 09:00, Asia/Shanghai time; it was 06:25:00" in early["detail"]  # the park's clock
+    assert early["opens_at"] == at(day, 6, 30).isoformat()
     # 06:52: volunteer-013 checks in from AMap; the answer is lost, the app retries with the same key
     clock.current = at(day, 6, 52)
     tap = key()

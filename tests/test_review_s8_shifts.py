@@ -117,16 +117,17 @@ def test_an_offline_events_at_is_answered_in_utc_as_the_liaison_reads_it(on_shif
     assert seen["at"] == result["result"]["at"]
 
 
-def test_a_refused_offline_event_says_when_it_was_in_utc_as_its_window(on_shift):
+def test_a_refused_offline_event_says_when_it_was_on_the_clock_of_its_window(on_shift):
     """A check-in recorded an hour before the window opened: "accepted from 01:30+00:00 to 04:00+00:00; it was
-    09:00+08:00" mixed two offsets in one sentence, and `at` echoed the phone's."""
+    09:00+08:00" mixed two offsets in one sentence, and `at` echoed the phone's. The sentence is on the park's
+    clock now (migration 0039), the fields in UTC."""
     s, v = on_shift, on_shift["client"]
     at = (s["start"] - timedelta(hours=1)).astimezone(CST)
     [result] = v.post("/api/v1/me/check-events", json={"events": [
         offline("check_in", s["shift"]["id"], at, s["at"], "early")]}).get_json()["results"]
     assert (result["status"], result["result"]["reason"]) == (422, "outside_window"), result
     assert result["result"]["at"] == utc(at)
-    assert result["result"]["detail"].endswith(f"; it was {utc(at)}."), result["result"]["detail"]
+    assert result["result"]["detail"].endswith(f"Asia/Shanghai time; it was {at:%H:%M:%S}."), result["result"]["detail"]
 
 
 def test_an_offline_event_out_of_range_says_its_time_in_utc_as_the_range(on_shift, clock):
@@ -280,3 +281,25 @@ def test_a_begun_shift_keeps_its_activity_the_hours_are_recorded_under(admin, lo
     assert admin.get(url).get_json()["activity"] == "garbage_sorting"
     same = admin.patch(url, json={"activity": "garbage_sorting", "title": "北门垃圾分类"})
     assert same.status_code == 200 and same.get_json()["title"] == "北门垃圾分类"
+
+
+# ---------------------------------------------------------------- 6. a refusal's window on the park's clock
+
+
+def test_a_check_in_too_early_says_the_window_on_the_parks_clock_and_gives_it_as_fields(admin, login, g01, clock):
+    """At 06:25 in Ningbo, for a shift at 07:00-09:00, the refusal said "accepted from 2026-…T22:30:00+00:00 to
+    …T01:00:00+00:00" (a volunteer read 22:30), and gave the window in no field the app could read, though the
+    schema promised the app could say when it opens."""
+    day = (clock() + timedelta(days=2)).astimezone(CST).date()
+    starts = datetime(day.year, day.month, day.day, 7, 0, tzinfo=CST)
+    shift = make_shift(admin, zone_id=g01, starts_at=starts.astimezone(timezone.utc), hours=2)
+    v = login("volunteer-001")
+    assert sign_up(v, shift["id"]) == "confirmed"
+    clock.current = starts - timedelta(minutes=35)
+    here = zone_center(admin, g01)
+    refused = v.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": here[0], "lat": here[1]})
+    problem = refused.get_json()
+    assert refused.status_code == 422 and problem["reason"] == "outside_window", problem
+    assert f"from {day.isoformat()} 06:30 to 09:00, Asia/Shanghai time; it was 06:25:00" in problem["detail"]
+    assert (problem["opens_at"], problem["closes_at"]) == (utc(starts - timedelta(minutes=30)),
+                                                           utc(starts + timedelta(hours=2)))

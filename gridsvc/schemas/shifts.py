@@ -313,6 +313,9 @@ class CheckRefusedProblem(Problem, CheckFacts):
 
     reason = fields.Str(validate=validate.OneOf(CHECK_REFUSALS), metadata={
         "description": "outside the shift's area (check-in) or outside the time window"})
+    opens_at = fields.DateTime(metadata={"description": "outside_window: when the window for this event opens"})
+    closes_at = fields.DateTime(metadata={"description": "outside_window: when it closes (a check-in: until then, "
+                                                         "not at it)"})
 
 
 class OfflineEvent(CheckIn):

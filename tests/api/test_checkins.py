@@ -105,10 +105,13 @@ def test_check_in_window_opens_30_minutes_before_start(admin, login, session, cl
     center = zone_center(admin, zone_of(session, "G01").id)
     early = assert_problem(post_check(volunteer, shift["id"], "check-in", *center), 422)
     assert early["reason"] == "outside_window"
-    # the window in the words Python's isoformat() uses, though the database wrote them
+    # the window as the API writes instants (the fields), and on the park's clock in the detail (migration 0039)
     opens = datetime.fromisoformat(shift["starts_at"]).astimezone(timezone.utc) - timedelta(minutes=30)
     ends = datetime.fromisoformat(shift["ends_at"]).astimezone(timezone.utc)
-    assert f"accepted from {opens.isoformat()} to {ends.isoformat()}; it was {clock().isoformat()}." in early["detail"]
+    assert (early["opens_at"], early["closes_at"]) == (opens.isoformat(), ends.isoformat())
+    park = ZoneInfo("Asia/Shanghai")
+    assert f"accepted from {opens.astimezone(park):%Y-%m-%d %H:%M} to " in early["detail"]
+    assert f"Asia/Shanghai time; it was {clock().astimezone(park):%H:%M:%S}." in early["detail"]
     clock.advance(hours=1, minutes=31)
     assert post_check(volunteer, shift["id"], "check-in", *center).status_code == 201
 
