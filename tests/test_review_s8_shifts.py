@@ -303,3 +303,36 @@ def test_a_check_in_too_early_says_the_window_on_the_parks_clock_and_gives_it_as
     assert f"from {day.isoformat()} 06:30 to 09:00, Asia/Shanghai time; it was 06:25:00" in problem["detail"]
     assert (problem["opens_at"], problem["closes_at"]) == (utc(starts - timedelta(minutes=30)),
                                                            utc(starts + timedelta(hours=2)))
+
+
+# ---------------------------------------------------------------- 7. "my shifts" after a forgotten check-out
+
+
+def test_my_shifts_says_a_stint_left_open_was_closed_at_the_shifts_end(admin, login, g01, clock, session):
+    """volunteer-001 checked in and forgot to check out; gridsvc tick closed the stint at the shift's end. "My
+    shifts" still showed checked in, never out (checked_out_at null), with nothing saying the stint was closed
+    and waits for the liaison: only GET /hours did. Each sign-up carries its last stint's hours entry now."""
+    from gridsvc.services.checks import CheckPolicy, close_overdue
+
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=1)
+    v = login("volunteer-001")
+    vid = volunteer_id(session, "volunteer-001")
+    assert sign_up(v, shift["id"]) == "confirmed"
+    here = zone_center(admin, g01)
+    clock.advance(minutes=15)
+    assert v.post(f"/api/v1/shifts/{shift['id']}/check-in", json={"lon": here[0], "lat": here[1]}).status_code == 201
+
+    def mine() -> dict:
+        page = v.get(f"/api/v1/volunteers/{vid}/signups?from={shift['starts_at'].replace('+', '%2B')}").get_json()
+        [item] = [item for item in page["items"] if item["shift"]["id"] == shift["id"]]
+        return item
+
+    assert mine()["hours"] is None  # on duty: no entry yet
+    clock.advance(hours=4)  # past the end and the check-out's grace: tick closes the stint
+    assert close_overdue(session, now=clock(), policy=CheckPolicy.of_app(admin.application)) == 1
+    session.commit()
+    item = mine()
+    assert item["checked_out_at"] is None and not item["on_duty"]
+    assert (item["hours"]["status"], item["hours"]["flag_reason"], item["hours"]["ended_at"]) == (
+        "pending", "missing_check_out", shift["ends_at"])
+    assert item["hours"]["hours"] == 0.92  # 07:05 to 08:00 of a shift 07:00-08:00 (55 minutes)

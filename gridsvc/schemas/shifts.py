@@ -5,7 +5,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.models.shift import CHECK_KINDS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_STATUSES, SIGNUP_STATUSES
+from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_STATUSES,
+                                  SIGNUP_STATUSES)
 from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
@@ -217,6 +218,9 @@ class VolunteerSignupOut(Schema):
     on_duty = fields.Bool(metadata={"description": "checked in to this shift now"})
     checked_in_at = fields.DateTime(allow_none=True, metadata={"description": "the last accepted check-in"})
     checked_out_at = fields.DateTime(allow_none=True, metadata={"description": "the accepted check-out after it"})
+    hours = fields.Nested("StintHoursOut", allow_none=True, metadata={
+        "description": "the last stint's hours entry (null until it has one): a check-out forgotten shows none above, "
+                       "and this says the stint was closed at the shift's end (flag_reason missing_check_out)"})
 
 
 class VolunteerSignupPageOut(PageOut):
@@ -299,6 +303,12 @@ class CheckHoursOut(Schema):
     status = Choice(HOURS_STATUSES, metadata={"description": "approved (both ends inside the geofence) or pending"})
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
+
+
+class StintHoursOut(CheckHoursOut):
+    """A stint's hours entry as "my shifts" shows it: with why it waits for review."""
+
+    flag_reason = Choice(HOURS_FLAG_REASONS, allow_none=True, metadata={"description": "why it is flagged (null: not)"})
 
 
 class CheckOut(CheckFacts):

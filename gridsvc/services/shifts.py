@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 from geo import sql as gsql
 from gridsvc.clock import is_naive
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
-from gridsvc.models import MAX_SHIFT_RADIUS_M, CheckEvent, Community, Shift, Signup, Skill, Volunteer, Zone
+from gridsvc.models import (MAX_SHIFT_RADIUS_M, CheckEvent, Community, ServiceHours, Shift, Signup, Skill, Volunteer,
+                            Zone)
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
 from gridsvc.services.volunteers import get_volunteer, may_volunteer, skills_by_code
@@ -899,6 +900,7 @@ class VolunteerSignup:
     on_duty: bool
     checked_in_at: datetime | None
     checked_out_at: datetime | None
+    hours: ServiceHours | None = None  # the last stint's hours entry, once it has one
 
 
 def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, start: datetime | None = None,
@@ -939,6 +941,12 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
                            .options(contains_eager(Signup.shift).selectinload(Shift.required_skills))
                            .order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
     shift_views = views(session, [(signup.shift, None) for signup, *_ in rows])
+    # The last stint's entry: a check-out forgotten shows no check-out, and only the entry says the stint was
+    # closed at the shift's end (flag missing_check_out) and waits for review.
+    last_entry = {entry.shift_id: entry for entry in session.scalars(
+        select(ServiceHours).where(ServiceHours.volunteer_id == volunteer_id,
+                                   ServiceHours.shift_id.in_([signup.shift_id for signup, *_ in rows]))
+        .order_by(ServiceHours.started_at, ServiceHours.id))}
     items = []
     for (signup, waitlist_place, checked_in_at, checked_out_at), shift_view in zip(rows, shift_views):
         items.append(VolunteerSignup(
@@ -949,5 +957,6 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
             on_duty=volunteer.on_duty_shift_id == signup.shift_id and signup.shift.ends_at > now,
             checked_in_at=checked_in_at,
             # a check-out before the last check-in closed an earlier stint, not this one
-            checked_out_at=checked_out_at if checked_in_at and checked_out_at and checked_out_at >= checked_in_at else None))
+            checked_out_at=checked_out_at if checked_in_at and checked_out_at and checked_out_at >= checked_in_at else None,
+            hours=last_entry.get(signup.shift_id)))
     return Page(items=items, total=total, limit=limit, offset=offset)
