@@ -20,7 +20,7 @@ from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
                                         SkillOut, SkillQuery, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
                                         VolunteerQuery, VolunteerUpdate)
-from gridsvc.services import Page, checks, shifts as shift_service, volunteers as service
+from gridsvc.services import checks, shifts as shift_service, volunteers as service
 from gridsvc.services.communities import community_timezones
 
 blp = Blueprint("volunteers", __name__, description="Volunteers (志愿者), skills, positions and service hours")
@@ -353,15 +353,8 @@ class VolunteerSignups(MethodView):
         """A volunteer's shifts ("my shifts"): confirmed or waitlisted with the place in line, and checked in or not
         (the volunteer, the liaison of their home zone, admins; another zone's liaison, its shifts only)"""
         volunteer, zones = _volunteer_record(volunteer_id)
-        session = current_session()
-        if zones is None:
-            return shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), **query)
-        # Only the caller's zones' shifts, counted and paged after that choice. A volunteer's sign-ups are few:
-        # all of them are read (limit None: no LIMIT) and chosen here.
-        limit, offset = query.pop("limit"), query.pop("offset")
-        every = shift_service.volunteer_signups(session, volunteer.id, now=clock.now(), limit=None, offset=0, **query)
-        mine = _in_zones(every.items, zones, lambda item: item.signup.shift)
-        return Page(items=mine[offset:offset + limit], total=len(mine), limit=limit, offset=offset)
+        return shift_service.volunteer_signups(current_session(), volunteer.id, now=clock.now(), zone_ids=zones,
+                                               **query)
 
 
 @blp.route("/volunteers/<int:volunteer_id>/hours")

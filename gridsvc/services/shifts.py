@@ -904,8 +904,8 @@ class VolunteerSignup:
 
 
 def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, start: datetime | None = None,
-                      end: datetime | None = None, status: str | None = None, limit: int = 100,
-                      offset: int = 0) -> Page[VolunteerSignup]:
+                      end: datetime | None = None, status: str | None = None, zone_ids: frozenset[int] | None = None,
+                      limit: int = 100, offset: int = 0) -> Page[VolunteerSignup]:
     """A volunteer's live sign-ups (confirmed or waitlisted), earliest shift
     first, with their place on the waitlist and where they are with checking
     in. Without ``start`` and ``end``: the shifts not yet over. A cancelled
@@ -916,7 +916,10 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     (their home zone's): a home zone is optional, and a volunteer may serve
     in parks on other clocks; "from 07:00" then means 07:00 where each shift
     is, the time its liaison posted it at. (A volunteer's sign-ups are few:
-    reading the clock row by row costs little, unlike a search's.)"""
+    reading the clock row by row costs little, unlike a search's.)
+
+    ``zone_ids``: only the shifts of these zones (another zone's liaison reads
+    those entries of the record, counted and paged as such); None: all."""
     volunteer = get_volunteer(session, volunteer_id)
     query = (select(Signup).join(Shift, Shift.id == Signup.shift_id)
              .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled"))
@@ -928,6 +931,8 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
         query = query.where(Shift.starts_at < _on_each_shifts_clock(end))
     if status is not None:
         query = query.where(Signup.status == status)
+    if zone_ids is not None:
+        query = query.where(Shift.zone_id.in_(list(zone_ids)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     position = case((Signup.status == "waitlisted",
                      1 + _waitlisted_ahead(Signup.shift_id, Signup.created_at, Signup.id).scalar_subquery()))

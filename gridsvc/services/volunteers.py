@@ -10,7 +10,6 @@ from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, selectinload
 
 from geo import sql as gsql
-from gridsvc import clock
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceRequest, ServiceType, Shift, ShiftSkill, Signup, Skill, User,
@@ -251,12 +250,11 @@ def served_in(session: Session, volunteer_id: int, zone_ids: frozenset[int]) -> 
     return bool(session.scalar(select(or_(placed.exists(), worked.exists()))))
 
 
-def works_in_community(session: Session, volunteer_id: int, community_id: int, *, now: datetime | None = None) -> bool:
+def works_in_community(session: Session, volunteer_id: int, community_id: int, *, now: datetime) -> bool:
     """Whether the volunteer works in one of the community's zones now (``works_in``): a liaison hands work, and
     with it people's contacts, only to such volunteers, and signs up only such volunteers (a sign-up would make
     them the zone's, their phone its liaison's). Someone who served there once, long ago, is no longer the
-    park's to hand work to: they sign up themselves, or an admin does. ``now``: the service's clock unless given."""
-    now = clock.now() if now is None else now
+    park's to hand work to: they sign up themselves, or an admin does."""
     zone_ids = frozenset(session.scalars(select(Zone.id).where(Zone.community_id == community_id)))
     return session.scalar(select(Volunteer.id).where(Volunteer.id == volunteer_id,
                                                      works_in(zone_ids, now=now))) is not None
