@@ -256,9 +256,9 @@ def _acting_volunteer(volunteer_id: int | None, shift_id: int, *, signing_up: bo
     _require_zone_manager(shift.zone_id)
     if (signing_up and "admin" not in principal.roles
             and not volunteer_service.works_in_community(session, volunteer_id, shift.community_id, now=clock.now())):
-        raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this shift's community now (no home zone, "
-                               "place in a shift not over, or hours waiting for review there); they may sign up "
-                               "themselves, or an admin may sign them up.",
+        raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this shift's community now (none of "
+                               f"{volunteer_service.WORKS_IN_NOW} there); they may sign up themselves, or an admin "
+                               "may sign them up.",
                                errors={"volunteer_id": ["does not work in this shift's community"]})
     return volunteer_id
 

@@ -57,7 +57,7 @@ from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Shift, User, UserRole, Volunteer, Zone)
 from gridsvc.services import Page
-from gridsvc.services.volunteers import may_volunteer, works_in, works_in_community
+from gridsvc.services.volunteers import WORKS_IN_NOW, may_volunteer, works_in, works_in_community
 
 
 @dataclass(frozen=True)
@@ -874,8 +874,8 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
                                    errors={"volunteer_id": ["raised this request"]})
         if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id, now=now):
             # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
-            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (no home "
-                                   "zone, place in a shift not over or hours waiting for review there).",
+            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (none of "
+                                   f"{WORKS_IN_NOW} there).",
                                    errors={"volunteer_id": ["does not work in this request's community"]})
         if not may_volunteer(chosen):
             # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled

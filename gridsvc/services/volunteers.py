@@ -190,6 +190,11 @@ def update(session: Session, volunteer_id: int, changes: dict[str, Any]) -> Volu
 # than the work needs). ``_current_work`` is the one definition; ``zones_worked_by`` reads it for given
 # volunteers in Python, ``works_in`` asks it in SQL.
 
+# ``_current_work``'s reasons as a refusal names them
+WORKS_IN_NOW = ("a home zone, a place in a shift not over, a stint left open, a request held, or hours waiting for "
+                "review")
+
+
 def _current_work(now: datetime):
     """(volunteer_id, zone_id) selects, one per reason besides the home zone that a volunteer works in a zone now:
     a place held in a shift there neither cancelled nor over, a stint there still open, a request of the zone
