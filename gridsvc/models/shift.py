@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from gridsvc.models.volunteer import Skill, Volunteer
 
 SHIFT_STATUSES = ("scheduled", "cancelled")
+# Where a shift stands in time (ShiftOut.phase), worked out on read: as a volunteer app shows an activity (未开始,
+# 进行中, 已结束). The status says only whether it was cancelled: a shift over yesterday is still "scheduled".
+SHIFT_PHASES = ("upcoming", "in_progress", "ended")
 SIGNUP_STATUSES = ("confirmed", "waitlisted", "cancelled")
 # a sign-up that holds a place, confirmed or waiting for one (a withdrawn or removed one is "cancelled")
 LIVE_SIGNUP_STATUSES = ("confirmed", "waitlisted")
@@ -73,6 +76,12 @@ class Shift(Audited, Base):
     location: Mapped[WKBElement | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     radius_m: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(12), server_default="scheduled")
+
+    def phase(self, now: datetime) -> str:
+        """upcoming until it starts, in_progress until it ends, then ended (SHIFT_PHASES)."""
+        if now < self.starts_at:
+            return "upcoming"
+        return "in_progress" if now < self.ends_at else "ended"
     series_id: Mapped[str | None] = mapped_column(String(36), index=True)  # shifts made by one recurring template
     notes: Mapped[str | None] = mapped_column(Text)
 

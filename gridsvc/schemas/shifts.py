@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from gridsvc import clock
 from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
-from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_STATUSES,
-                                  SIGNUP_STATUSES)
+from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
+                                  SHIFT_STATUSES, SIGNUP_STATUSES)
 from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
@@ -118,7 +119,8 @@ class ShiftOut(Schema):
     capacity = Int(attribute="shift.capacity")
     confirmed = Int()
     waitlisted = Int()
-    places_left = Int()
+    places_left = Int(metadata={"description": "capacity minus the confirmed volunteers (the staffing gap); a sign-up "
+                                               "is taken only while the shift is upcoming"})
     required_skills = fields.List(fields.Str(), attribute="shift.required_skill_codes")
     location = fields.Method("_location", allow_none=True, metadata={
         "description": "a point shift's point (WGS-84), with radius_m; null for a shift at a zone",
@@ -126,9 +128,16 @@ class ShiftOut(Schema):
     radius_m = Float(attribute="shift.radius_m", allow_none=True)
     status = Choice(SHIFT_STATUSES, attribute="shift.status",
                     metadata={"description": "a cancelled shift stays on record, with its sign-ups"})
+    phase = fields.Method("_phase", metadata={
+        "type": "string", "enum": list(SHIFT_PHASES),
+        "description": "where the shift stands now: upcoming (not started: sign-ups taken), in_progress, ended; "
+                       "a cancelled shift keeps its phase, its status says cancelled"})
     series_id = fields.Str(attribute="shift.series_id", allow_none=True)
     notes = fields.Str(attribute="shift.notes", allow_none=True)
     distance_m = Float(allow_none=True, metadata={"description": "with near=: metres to the shift's area"})
+
+    def _phase(self, view) -> str:
+        return view.shift.phase(clock.now())
 
     def _location(self, view) -> dict | None:
         from gridsvc.fields import as_shape
