@@ -11,10 +11,10 @@ from gridsvc import auth, clock
 from gridsvc.api import Blueprint
 from gridsvc.csvexport import csv_response
 from gridsvc.db import current_session
-from gridsvc.errors import Forbidden, Unauthorized
+from gridsvc.errors import Forbidden, Unauthorized, ValidationFailed
 from gridsvc.fields import as_shape
 from gridsvc.ical import shifts_calendar
-from gridsvc.models import Community, User, Volunteer
+from gridsvc.models import Community, Shift, User, Volunteer
 from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.schemas.common import PageQuery
 from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
@@ -57,6 +57,16 @@ def _searchers_only(view):
         return view(*args, **kwargs)
 
     return gated
+
+
+def _shift_to_staff(session, shift_id: int, *, now) -> Shift:
+    """The shift of a ``free_for`` search: one that takes sign-ups (else a 422 on the parameter)."""
+    shift = session.get(Shift, shift_id)
+    why = ("does not exist" if shift is None else "is cancelled" if shift.status == "cancelled"
+           else "has started: it takes no sign-ups" if shift.starts_at <= now else None)
+    if why:
+        raise ValidationFailed(f"Shift {shift_id} {why}.", errors={"free_for": [f"shift {shift_id} {why}"]})
+    return shift
 
 
 def _private(volunteer: Volunteer, zones: set[int] | None = None) -> bool:
@@ -187,7 +197,10 @@ class Volunteers(MethodView):
             # (PIPL: no more than the work needs).
             query["of_communities_of"] = principal.liaison_zone_ids
             query["or_user_id"] = principal.user_id
-        page = service.search(session, now=clock.now(), **query)
+        now = clock.now()
+        if "free_for" in query:
+            query["free_for_shift"] = _shift_to_staff(session, query.pop("free_for"), now=now)
+        page = service.search(session, now=now, **query)
         items = []
         for found in page.items:
             private = auth.may_see_volunteer(principal, found.volunteer.user_id, found.zones_worked)

@@ -161,6 +161,11 @@ class VolunteerQuery(PageQuery):
     skill = fields.Str(validate=SKILL_CODE)
     team = Trimmed()
     on_duty = fields.Bool()
+    free_for = Int(metadata={"description": (
+        "a shift id: the volunteers who could take a place in that shift, to staff it: their weekly availability "
+        "covers its time on its community's clock (a window ending 23:59 runs to midnight; someone who gave no "
+        "windows is not listed), they have its required skills, hold no place in it and no confirmed place in a "
+        "shift overlapping it, and may volunteer. A shift that does not exist, is cancelled or has started is a 422")})
     near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first"})
     crs = near_crs()
     radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=1000)

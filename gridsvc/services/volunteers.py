@@ -13,11 +13,13 @@ from geo import sql as gsql
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceRequest, ServiceType, Shift, ShiftSkill, Signup, Skill, User,
-                            Volunteer, VolunteerPosition, VolunteerSkill, Zone)
+                            UserRole, Volunteer, VolunteerPosition, VolunteerSkill, Zone)
 from gridsvc.models.request import HELD_BY_A_VOLUNTEER
 from gridsvc.models.shift import LIVE_SIGNUP_STATUSES
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezone
+
+MINUTES_A_DAY = 24 * 60
 
 # Registered volunteers hold this role: it is what the access rules check.
 VOLUNTEER_ROLE = "volunteer"
@@ -285,11 +287,67 @@ class Found:
     zones_worked: set[int]
 
 
+def shift_days(shift: Shift, tz: tzinfo) -> list[tuple[int, int, int]]:
+    """The shift's time on its community's clock, day by day: (ISO weekday, first minute, end minute) with the end
+    minute 1440 where it runs on past midnight (a seconds' part widens it to the whole minute)."""
+    days = []
+    moment, ends = shift.starts_at.astimezone(tz), shift.ends_at.astimezone(tz)
+    while moment < ends:
+        midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        piece_end = min(ends, midnight)
+        end_minute = (MINUTES_A_DAY if piece_end == midnight
+                      else piece_end.hour * 60 + piece_end.minute + (piece_end.second > 0 or piece_end.microsecond > 0))
+        days.append((moment.isoweekday(), moment.hour * 60 + moment.minute, end_minute))
+        moment = piece_end
+    return days
+
+
+# A volunteer's weekly windows of one weekday (:weekday), in minutes of the day. An "HH:MM" cannot say 24:00: a
+# window ending 23:59 runs to midnight (22:00-23:59 and 00:00-06:00 cover a night shift).
+_WINDOWS_OF_THE_DAY = """
+    SELECT split_part(w ->> 'start', ':', 1)::int * 60 + split_part(w ->> 'start', ':', 2)::int AS s,
+           CASE WHEN w ->> 'end' = '23:59' THEN 1440
+                ELSE split_part(w ->> 'end', ':', 1)::int * 60 + split_part(w ->> 'end', ':', 2)::int END AS e
+    FROM jsonb_array_elements(volunteer.availability) w WHERE (w ->> 'weekday')::int = :weekday{n}"""
+# [:first, :end) is covered by the day's windows, touching ones together (08:00-10:00 and 10:00-12:00 cover
+# 09:00-11:00): no minute left out, and a minute left out would be :first or the end of a window inside the span.
+_COVERED = """NOT EXISTS (
+    WITH windows AS ({windows})
+    SELECT FROM (SELECT :first{n} AS m UNION ALL SELECT e FROM windows WHERE e > :first{n} AND e < :end{n}) edge
+    WHERE NOT EXISTS (SELECT FROM windows WHERE windows.s <= edge.m AND windows.e > edge.m))"""
+
+
+def free_for(shift: Shift, days: list[tuple[int, int, int]]):
+    """SQL: the volunteer (``Volunteer``, unaliased) could take a place in ``shift``, as a liaison staffing it asks:
+    their weekly availability covers its time (``days``, from ``shift_days``; a volunteer who gave no windows has
+    not said they are free), they have the skills it requires, hold no place in it yet and no confirmed place in a
+    shift overlapping it, and their account may volunteer. What ``shifts.sign_up`` would then decide: confirmed
+    or waitlisted, by the places left."""
+    covered = [text(_COVERED.format(windows=_WINDOWS_OF_THE_DAY.format(n=n), n=n))
+               .bindparams(**{f"weekday{n}": weekday, f"first{n}": first, f"end{n}": end})
+               for n, (weekday, first, end) in enumerate(days)]
+    missing_skill = select(ShiftSkill.skill_code).where(
+        ShiftSkill.shift_id == shift.id,
+        ~select(VolunteerSkill.skill_code).where(VolunteerSkill.volunteer_id == Volunteer.id,
+                                                 VolunteerSkill.skill_code == ShiftSkill.skill_code)
+        .correlate(Volunteer, ShiftSkill).exists())  # two levels down: named, else SQLAlchemy adds a FROM volunteer
+    holds_a_place = select(Signup.id).where(Signup.shift_id == shift.id, Signup.volunteer_id == Volunteer.id,
+                                            Signup.status.in_(LIVE_SIGNUP_STATUSES))
+    busy = (select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
+            .where(Signup.volunteer_id == Volunteer.id, Signup.status == "confirmed", Shift.status == "scheduled",
+                   Shift.id != shift.id, Shift.starts_at < shift.ends_at, Shift.ends_at > shift.starts_at))
+    may_serve = (select(User.id).join(UserRole, UserRole.user_id == User.id)
+                 .where(User.id == Volunteer.user_id, User.disabled.is_(False), UserRole.role == VOLUNTEER_ROLE))
+    return and_(*covered, ~missing_skill.exists(), ~holds_a_place.exists(), ~busy.exists(), may_serve.exists())
+
+
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
            team: str | None = None, on_duty: bool | None = None, near: tuple[float, float] | None = None,
            radius_m: float | None = None, visible_in_zones: frozenset[int] | None = None, or_user_id: int | None = None,
-           of_communities_of: frozenset[int] | None = None, limit: int = 100, offset: int = 0) -> Page[Found]:
-    """Volunteers by home zone, skill, team and duty; ``near`` sorts nearest first.
+           of_communities_of: frozenset[int] | None = None, free_for_shift: Shift | None = None, limit: int = 100,
+           offset: int = 0) -> Page[Found]:
+    """Volunteers by home zone, skill, team and duty; ``near`` sorts nearest first; ``free_for_shift``: those who
+    could take a place in that shift (``free_for``).
 
     On duty means checked in to a shift that has not ended yet (a check-in
     left open past the shift's end no longer counts). ``visible_in_zones``
@@ -314,6 +372,9 @@ def search(session: Session, *, now: datetime, zone_id: int | None = None, skill
         query = query.where(Volunteer.skills.any(Skill.code == skill))
     if team:
         query = query.where(Volunteer.team == team)
+    if free_for_shift is not None:
+        days = shift_days(free_for_shift, community_timezone(session, free_for_shift.community_id))
+        query = query.where(free_for(free_for_shift, days))
     duty = and_(Volunteer.on_duty_shift_id.is_not(None),
                 select(Shift.id).where(Shift.id == Volunteer.on_duty_shift_id, Shift.ends_at > now).exists())
     if on_duty is True:
