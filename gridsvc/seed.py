@@ -131,9 +131,14 @@ def load_demo_volunteers(session: Session, community: Community) -> int:
             skills.add("first_aid")
         evening = {"weekday": rng.randint(1, 5), "start": "18:00", "end": "21:00"}
         weekend = {"weekday": rng.choice((6, 7)), "start": "08:00", "end": "12:00"}
+        # who guides the morning-peak traffic (the demo's shifts) is free two weekday mornings: a liaison's
+        # free_for search finds them (drawn without the random sequence, which the other fields keep)
+        mornings = ([{"weekday": day, "start": "07:00", "end": "09:30"} for day in sorted({i % 5 + 1, (i + 2) % 5 + 1})]
+                    if "traffic_parking" in skills else [])
         volunteers.register(session, user_id=user.id, real_name=user.display_name, phone=user.phone,
                             team="灵动", home_zone_id=zone_ids[(i - 1) % len(zone_ids)], skills=sorted(skills),
-                            national_volunteer_id=f"ZJ-NB-{330206_000 + i}", availability=[evening, weekend])
+                            national_volunteer_id=f"ZJ-NB-{330206_000 + i}",
+                            availability=[*mornings, evening, weekend])
         created += 1
     return created
 

@@ -95,3 +95,14 @@ def test_a_shift_that_takes_no_sign_ups_is_a_422_naming_free_for(login, session,
         clock.advance(hours=1)
     problem = assert_problem(admin.get(f"/api/v1/volunteers?free_for={shift_id}"), 422)
     assert "free_for" in problem["errors"] and str(shift_id) in problem["detail"]
+
+
+def test_the_demo_parks_morning_shifts_have_volunteers_free_for_them(login, session, clock):
+    """The demo's traffic volunteers gave two weekday mornings: each morning-peak shift has people to ask."""
+    admin = login("admin")
+    shifts = admin.get("/api/v1/shifts", query_string={"from": (clock() + timedelta(days=1)).isoformat(), "limit": 100}).get_json()["items"]
+    morning = [s for s in shifts if "早高峰" in s["title"]]
+    assert morning
+    for shift in morning[:5]:
+        free = admin.get(f"/api/v1/volunteers?free_for={shift['id']}&limit=100").get_json()["items"]
+        assert free and all("traffic_parking" in v["skills"] for v in free)
