@@ -323,14 +323,16 @@ def free_for(shift: Shift, days: list[tuple[int, int, int]]):
     not said they are free), they have the skills it requires, hold no place in it yet and no confirmed place in a
     shift overlapping it, and their account may volunteer. What ``shifts.sign_up`` would then decide: confirmed
     or waitlisted, by the places left."""
+    # a window that weekday at all (a cheap containment test) before the windows are read for the coverage
+    some_window = [Volunteer.availability.contains([{"weekday": weekday}]) for weekday in sorted({d for d, _, _ in days})]
     covered = [text(_COVERED.format(windows=_WINDOWS_OF_THE_DAY.format(n=n), n=n))
                .bindparams(**{f"weekday{n}": weekday, f"first{n}": first, f"end{n}": end})
                for n, (weekday, first, end) in enumerate(days)]
-    missing_skill = select(ShiftSkill.skill_code).where(
-        ShiftSkill.shift_id == shift.id,
-        ~select(VolunteerSkill.skill_code).where(VolunteerSkill.volunteer_id == Volunteer.id,
-                                                 VolunteerSkill.skill_code == ShiftSkill.skill_code)
-        .correlate(Volunteer, ShiftSkill).exists())  # two levels down: named, else SQLAlchemy adds a FROM volunteer
+    required = sorted(set(shift.required_skill_codes))
+    # those holding every skill it requires, found by skill (indexed), not by reading each volunteer's
+    skilled = ([Volunteer.id.in_(select(VolunteerSkill.volunteer_id).where(VolunteerSkill.skill_code.in_(required))
+                                 .group_by(VolunteerSkill.volunteer_id).having(func.count() == len(required)))]
+               if required else [])
     holds_a_place = select(Signup.id).where(Signup.shift_id == shift.id, Signup.volunteer_id == Volunteer.id,
                                             Signup.status.in_(LIVE_SIGNUP_STATUSES))
     busy = (select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
@@ -338,7 +340,7 @@ def free_for(shift: Shift, days: list[tuple[int, int, int]]):
                    Shift.id != shift.id, Shift.starts_at < shift.ends_at, Shift.ends_at > shift.starts_at))
     may_serve = (select(User.id).join(UserRole, UserRole.user_id == User.id)
                  .where(User.id == Volunteer.user_id, User.disabled.is_(False), UserRole.role == VOLUNTEER_ROLE))
-    return and_(*covered, ~missing_skill.exists(), ~holds_a_place.exists(), ~busy.exists(), may_serve.exists())
+    return and_(*skilled, *some_window, *covered, ~holds_a_place.exists(), ~busy.exists(), may_serve.exists())
 
 
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,

@@ -106,3 +106,14 @@ def test_the_demo_parks_morning_shifts_have_volunteers_free_for_them(login, sess
     for shift in morning[:5]:
         free = admin.get(f"/api/v1/volunteers?free_for={shift['id']}&limit=100").get_json()["items"]
         assert free and all("traffic_parking" in v["skills"] for v in free)
+
+
+def test_a_shift_needing_two_skills_lists_only_who_holds_both(login, session, clock):
+    admin = login("admin")
+    starts = _next(2, clock(), 5)  # Tuesday 05:00-06:00
+    shift = make_shift(admin, zone_id=zone_of(session, "G04").id, starts_at=starts, hours=1,
+                       skills=("first_aid", "traffic_parking"))
+    both = _volunteer(admin, session, 14, [(2, "05:00", "06:00")], skills=("first_aid", "traffic_parking", "translation"))
+    one = _volunteer(admin, session, 15, [(2, "05:00", "06:00")], skills=("first_aid", "translation"))
+    listed = _free_for(admin, shift["id"])
+    assert both in listed and one not in listed
