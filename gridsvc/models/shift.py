@@ -60,6 +60,8 @@ class Shift(Audited, Base):
         CheckConstraint(f"radius_m IS NULL OR (radius_m > 0 AND radius_m <= {MAX_SHIFT_RADIUS_M})", name="radius"),
         CheckConstraint(f"status IN {SHIFT_STATUSES!r}", name="status"),
         Index("ix_shift_zone_id_starts_at", "zone_id", "starts_at"),
+        # a zone's shifts not over yet: whom its liaison sees as working there now (volunteers.works_in, 0040)
+        Index("ix_shift_zone_id_ends_at", "zone_id", "ends_at"),
         Index("ix_shift_location", "location", postgresql_using="gist"),
     )
 
@@ -101,6 +103,8 @@ class Signup(Base):
         # One live sign-up per volunteer and shift; cancelled ones stay as history.
         Index("uq_signup_live", "shift_id", "volunteer_id", unique=True, postgresql_where=text("status <> 'cancelled'")),
         Index("ix_signup_volunteer_id_status", "volunteer_id", "status"),
+        # the places taken in a shift, counted by every list that says how many are left (0040)
+        Index("ix_signup_shift_id_confirmed", "shift_id", postgresql_where=text("status = 'confirmed'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
