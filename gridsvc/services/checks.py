@@ -367,10 +367,29 @@ _ENTRY_CLOCK = (select(Community.timezone).join(_ENTRY_SHIFT, _ENTRY_SHIFT.commu
 _OFFSET_SLACK = timedelta(hours=14)
 
 
-def _started_on_days(first_day: date | None, last_day: date | None) -> list[Any]:
+def _shared_clock(session: Session) -> ZoneInfo | None:
+    """The time zone of every community, when they all keep one (a server of parks in China: Asia/Shanghai);
+    None when they differ."""
+    zones = session.scalars(select(Community.timezone).distinct().limit(2)).all()
+    return ZoneInfo(zones[0]) if len(zones) == 1 else None
+
+
+def _started_on_days(session: Session, first_day: date | None, last_day: date | None) -> list[Any]:
     """The conditions for entries started on ``first_day`` .. ``last_day`` (inclusive; None: no bound), each on its
-    own community's clock. Each bound also comes as an instant widened by the largest offset, which the indexes on
-    ``started_at`` can answer; the exact day is then read row by row."""
+    own community's clock.
+
+    When every community keeps one clock, the days are the instants of their local midnights, which the indexes
+    on ``started_at`` answer exactly. Otherwise each bound comes as an instant widened by the largest offset,
+    which the indexes can answer, and the exact day is then read row by row (the shift's community's clock, looked
+    up per entry: a month of a zone's approved entries took 500 ms after a year of a park's shifts)."""
+    if first_day is None and last_day is None:
+        return []
+    clock = _shared_clock(session)
+    if clock is not None:
+        def midnight(day: date) -> datetime:
+            return datetime.combine(day, time.min, clock).astimezone(timezone.utc)  # (a DST gap: its next instant)
+        return ([ServiceHours.started_at >= midnight(first_day)] if first_day is not None else []) + \
+               ([ServiceHours.started_at < midnight(last_day + timedelta(days=1))] if last_day is not None else [])
     conditions: list[Any] = []
     local_start = func.timezone(_ENTRY_CLOCK, ServiceHours.started_at)  # (the wall-clock time there, no offset)
     if first_day is not None:
@@ -393,14 +412,14 @@ def hours_of(session: Session, volunteer_id: int, *, first_day: date | None = No
              last_day: date | None = None) -> list[ServiceHours]:
     """The volunteer's entries started on these days (inclusive), each day on its shift's community's clock."""
     query = select(ServiceHours).where(ServiceHours.volunteer_id == volunteer_id,
-                                       *_started_on_days(first_day, last_day))
+                                       *_started_on_days(session, first_day, last_day))
     # the entries' shifts (title, activity) in one query, not one per shift
     return list(session.scalars(query.options(selectinload(ServiceHours.shift))
                                 .order_by(ServiceHours.started_at, ServiceHours.id)))
 
 
-def _hours_conditions(status: str, zone_ids: frozenset[int] | None, first_day: date | None, last_day: date | None,
-                      equal: tuple[tuple[Any, Any], ...]) -> list[Any]:
+def _hours_conditions(session: Session, status: str, zone_ids: frozenset[int] | None, first_day: date | None,
+                      last_day: date | None, equal: tuple[tuple[Any, Any], ...]) -> list[Any]:
     """The WHERE of the reviewers' reads of hours (the queue and the totals):
     the status, the caller's zones (None: every zone), entries started on
     ``first_day`` .. ``last_day`` (each on its community's clock), and each
@@ -410,7 +429,7 @@ def _hours_conditions(status: str, zone_ids: frozenset[int] | None, first_day: d
     if zone_ids is not None:
         conditions.append(Shift.zone_id.in_(list(zone_ids)))
     conditions.extend(column == value for column, value in equal if value is not None)
-    conditions.extend(_started_on_days(first_day, last_day))
+    conditions.extend(_started_on_days(session, first_day, last_day))
     return conditions
 
 
@@ -428,7 +447,7 @@ def hours_for_review(session: Session, *, zone_ids: frozenset[int] | None, statu
                      limit: int = 100, offset: int = 0) -> Page[HoursUnderReview]:
     """Hours entries of shifts in ``zone_ids`` (None: every zone), oldest
     first: the liaison's review queue (``status`` pending) and its record."""
-    conditions = _hours_conditions(status, zone_ids, first_day, last_day,
+    conditions = _hours_conditions(session, status, zone_ids, first_day, last_day,
                                    ((Shift.zone_id, zone_id), (ServiceHours.shift_id, shift_id),
                                     (ServiceHours.volunteer_id, volunteer_id), (ServiceHours.flagged, flagged)))
     # counted without the joins only the page needs (every entry has its volunteer and check-in)
@@ -470,7 +489,7 @@ def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: s
     """Hours per volunteer, most first, over the entries of shifts in
     ``zone_ids`` (None: every zone) that started on ``first_day`` ..
     ``last_day`` (inclusive, each on its community's clock)."""
-    conditions = _hours_conditions(status, zone_ids, first_day, last_day,
+    conditions = _hours_conditions(session, status, zone_ids, first_day, last_day,
                                    ((Shift.community_id, community_id), (Shift.zone_id, zone_id)))
     per_volunteer = select(ServiceHours.volunteer_id, func.sum(ServiceHours.hours).label("hours"),
                            func.count().label("entries"), func.max(ServiceHours.ended_at).label("last_served_at"))
