@@ -482,18 +482,16 @@ class HoursBulkReview(MethodView):
     def post(self, data):
         """Approve or decline many entries at once; a result per entry"""
         session = current_session()
-        results = {}
-        # Entries are locked in id order, whatever the order asked: two
-        # reviewers sending overlapping lists in opposite orders would
-        # otherwise deadlock (and one of them get a 409 for nothing).
-        for hours_id in sorted(set(data["ids"])):
-            try:
-                with session.begin_nested():
-                    entry = _review(hours_id, data["action"] == "approve", data.get("note"))
-                results[hours_id] = {"id": hours_id, "status": 200, "hours_status": entry.status}
-            except GridsvcError as exc:
-                results[hours_id] = {"id": hours_id, "status": exc.status, "detail": exc.detail}
-                if "status_now" in exc.extra:  # an entry already decided: its decision, as the single review's 409
-                    results[hours_id]["hours_status"] = exc.extra["status_now"]
+        decided = checks.review_many(session, data["ids"], approve=data["action"] == "approve", note=data.get("note"),
+                                     reviewer_id=auth.current_principal().user_id, now=clock.now(),
+                                     may_review=lambda entry: _require_zone_manager(entry.shift.zone_id))
         session.commit()
+        results = {}
+        for hours_id, outcome in decided.items():
+            if isinstance(outcome, GridsvcError):
+                results[hours_id] = {"id": hours_id, "status": outcome.status, "detail": outcome.detail}
+                if "status_now" in outcome.extra:  # an entry already decided: its decision, as the single review's 409
+                    results[hours_id]["hours_status"] = outcome.extra["status_now"]
+            else:
+                results[hours_id] = {"id": hours_id, "status": 200, "hours_status": outcome.status}
         return {"results": [results[hours_id] for hours_id in dict.fromkeys(data["ids"])]}

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -541,8 +541,12 @@ def events_of_shift(session: Session, shift_id: int, *, volunteer_id: int | None
 def get_hours(session: Session, hours_id: int, *, for_update: bool = False) -> ServiceHours:
     entry = session.get(ServiceHours, hours_id, with_for_update=for_update or None)
     if entry is None:
-        raise NotFound(f"Hours entry {hours_id} does not exist.")
+        raise _no_hours(hours_id)
     return entry
+
+
+def _no_hours(hours_id: int) -> NotFound:
+    return NotFound(f"Hours entry {hours_id} does not exist.")
 
 
 def review(session: Session, hours_id: int, *, approve: bool, note: str | None, reviewer_id: int | None,
@@ -552,16 +556,61 @@ def review(session: Session, hours_id: int, *, approve: bool, note: str | None, 
     Nobody reviews their own hours, admins included: "verified" means by
     someone else (a liaison may volunteer too)."""
     entry = get_hours(session, hours_id, for_update=True)
-    if reviewer_id is not None and session.get(Volunteer, entry.volunteer_id).user_id == reviewer_id:
+    _decide(entry, approve=approve, note=note, reviewer_id=reviewer_id, now=now,
+            owner_user_id=session.get(Volunteer, entry.volunteer_id).user_id)
+    session.flush()
+    return entry
+
+
+def review_many(session: Session, hours_ids: Iterable[int], *, approve: bool, note: str | None,
+                reviewer_id: int | None, now: datetime,
+                may_review: Callable[[ServiceHours], None]) -> dict[int, ServiceHours | GridsvcError]:
+    """``review`` of many entries, each decided on its own (a result per id: the entry, or the problem that
+    refused it and left it as it was), with the reviewer's right to each checked by ``may_review`` (raises).
+
+    Read, locked and written in a few statements for all of them, not several per entry: a liaison's 500 took
+    2.3 s. The entries are locked in id order, whatever the order asked (one statement: its rows are locked as
+    sorted), so two reviewers sending overlapping lists in opposite orders do not deadlock, and read afresh once
+    locked: a decision made meanwhile is seen."""
+    ids = sorted(set(hours_ids))
+    found = {entry.id: entry for entry in session.scalars(
+        select(ServiceHours).where(ServiceHours.id.in_(ids)).options(selectinload(ServiceHours.shift)))}
+    results: dict[int, ServiceHours | GridsvcError] = {}
+    allowed = []
+    for hours_id in ids:
+        try:
+            if hours_id not in found:
+                raise _no_hours(hours_id)
+            may_review(found[hours_id])
+            allowed.append(hours_id)
+        except GridsvcError as refused:
+            results[hours_id] = refused
+    locked = session.scalars(select(ServiceHours).where(ServiceHours.id.in_(allowed)).order_by(ServiceHours.id)
+                             .with_for_update(of=ServiceHours).execution_options(populate_existing=True)).all()
+    owners = dict(session.execute(select(Volunteer.id, Volunteer.user_id)
+                                  .where(Volunteer.id.in_({entry.volunteer_id for entry in locked}))).all())
+    for entry in locked:
+        try:
+            _decide(entry, approve=approve, note=note, reviewer_id=reviewer_id, now=now,
+                    owner_user_id=owners[entry.volunteer_id])
+            results[entry.id] = entry
+        except GridsvcError as refused:
+            results[entry.id] = refused
+    session.flush()  # the decisions, as one batch
+    return results
+
+
+def _decide(entry: ServiceHours, *, approve: bool, note: str | None, reviewer_id: int | None, now: datetime,
+            owner_user_id: int) -> None:
+    """The decision on a locked entry, or the problem that refuses it (nothing changed)."""
+    if reviewer_id is not None and owner_user_id == reviewer_id:
         raise Forbidden("You may not review your own hours; another liaison of the zone or an admin decides.")
     if entry.status != "pending":
-        raise Conflict(f"Hours entry {hours_id} is already {entry.status}.", status_now=entry.status)
+        raise Conflict(f"Hours entry {entry.id} is already {entry.status}.", status_now=entry.status)
     entry.status = "approved" if approve else "declined"
     entry.review_note = note
     entry.reviewed_by_id = reviewer_id
     entry.reviewed_at = now
-    session.flush()
-    return entry
 
 
 def summarise(entries: list[ServiceHours], clocks: Mapping[int, ZoneInfo]) -> dict[str, Any]:
