@@ -8,11 +8,15 @@ from geoalchemy2.shape import to_shape
 from marshmallow import ValidationError, fields
 from shapely.geometry.base import BaseGeometry
 
+from geo.crs import geodesic_area_m2
 from geo.io import geometry_from_geojson, geometry_to_geojson
 from geo.validate import GeometryError, validate_point, validate_polygonal
 
 POLYGONAL = "polygonal"
 POINT = "point"
+# The least a community or zone drawn on a map may enclose: a ring of a few billionths of a degree passes every
+# validity test, and a split of it into zones cannot be made.
+MIN_DRAWN_AREA_M2 = 1.0
 
 
 def as_shape(value: Any) -> BaseGeometry:
@@ -27,13 +31,14 @@ class GeoJSONGeometry(fields.Field):
     a Point. Invalid geometries fail with the GEOS reason and where it is.
     """
 
-    def __init__(self, *, kind: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, kind: str | None = None, min_area_m2: float | None = None, **kwargs: Any) -> None:
         metadata = kwargs.pop("metadata", {})
         metadata.setdefault("description", "GeoJSON geometry (RFC 7946), lon/lat WGS-84")
         if kind == POLYGONAL:
             metadata.setdefault("example", {"type": "Polygon", "coordinates": [[[121.77, 29.86], [121.79, 29.86], [121.79, 29.88], [121.77, 29.86]]]})
         super().__init__(metadata=metadata, **kwargs)
         self.kind = kind
+        self.min_area_m2 = min_area_m2
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         if value is None:
@@ -45,6 +50,9 @@ class GeoJSONGeometry(fields.Field):
             geom = geometry_from_geojson(value)
             if self.kind == POLYGONAL:
                 validate_polygonal(geom)
+                if self.min_area_m2 is not None and geodesic_area_m2(geom) < self.min_area_m2:
+                    raise GeometryError(f"it encloses {geodesic_area_m2(geom):.3g} m², less than "
+                                        f"{self.min_area_m2:g} m²: a slip of the pen, not an area")
             elif self.kind == POINT:
                 validate_point(geom)
         except GeometryError as exc:

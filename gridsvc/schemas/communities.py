@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import Schema, ValidationError, fields, validate
 
 from geo.crs import geodesic_area_m2
-from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
+from gridsvc.fields import MIN_DRAWN_AREA_M2, POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
 from gridsvc.schemas.common import Float, Int, PageOut, PageQuery, Trimmed
 
@@ -34,7 +34,7 @@ SHARE_HELP = {"description": "share of workers who drive to work, 0..1, where an
 class CommunityCreate(Schema):
     name = Trimmed(required=True, validate=NAME, metadata={"example": "灵峰工业社区 Lingfeng Industrial Community"})
     kind = fields.Str(required=True, validate=validate.OneOf(COMMUNITY_KINDS))
-    boundary = GeoJSONGeometry(required=True, kind=POLYGONAL)
+    boundary = GeoJSONGeometry(required=True, kind=POLYGONAL, min_area_m2=MIN_DRAWN_AREA_M2)
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(load_default="Asia/Shanghai", validate=_valid_timezone)
@@ -44,7 +44,7 @@ class CommunityCreate(Schema):
 class CommunityUpdate(Schema):
     name = Trimmed(validate=NAME)
     kind = fields.Str(validate=validate.OneOf(COMMUNITY_KINDS))
-    boundary = GeoJSONGeometry(kind=POLYGONAL)
+    boundary = GeoJSONGeometry(kind=POLYGONAL, min_area_m2=MIN_DRAWN_AREA_M2)
     enterprise_count = Int(allow_none=True, validate=COUNT)
     worker_count = Int(allow_none=True, validate=COUNT)
     timezone = fields.Str(validate=_valid_timezone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
-from gridsvc.fields import POLYGONAL, GeoJSONGeometry, as_shape
+from gridsvc.fields import MIN_DRAWN_AREA_M2, POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.schemas.common import Float, Int, JsonBool, PointOut, Trimmed, WholeText
 from gridsvc.schemas.communities import NAME
 
@@ -30,7 +30,7 @@ class ZoneCreate(Schema):
     """A GeoJSON Feature: a Polygon or MultiPolygon and the zone's properties."""
 
     type = fields.Str(required=True, validate=FEATURE)
-    geometry = GeoJSONGeometry(required=True, kind=POLYGONAL)
+    geometry = GeoJSONGeometry(required=True, kind=POLYGONAL, min_area_m2=MIN_DRAWN_AREA_M2)
     properties = fields.Nested(ZonePropertiesCreate, required=True)
 
 
@@ -38,7 +38,7 @@ class ZoneUpdate(Schema):
     """Part of a GeoJSON Feature: a new geometry, new properties, or both."""
 
     type = fields.Str(validate=FEATURE)
-    geometry = GeoJSONGeometry(kind=POLYGONAL)
+    geometry = GeoJSONGeometry(kind=POLYGONAL, min_area_m2=MIN_DRAWN_AREA_M2)
     properties = fields.Nested(ZonePropertiesUpdate)
 
 

@@ -14,7 +14,7 @@ from geo.crs import geodesic_area_m2
 from geo.grid import Coverage, coverage, split_equal_area
 from gridsvc.errors import (Conflict, DuplicateCode, HasDependents, NotFound, OutsideCommunity, ValidationFailed,
                             ZoneOverlap)
-from gridsvc.fields import as_shape
+from gridsvc.fields import MIN_DRAWN_AREA_M2, as_shape
 from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, User, Volunteer, Zone
 from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, get_community
 from gridsvc.services.parking import assign_parking
@@ -251,7 +251,15 @@ def zone_code(index: int, count: int) -> str:
 
 def propose_split(session: Session, community_id: int, count: int) -> list[ZoneProposal]:
     community = get_community(session, community_id)
-    pieces = split_equal_area(as_shape(community.boundary), count)
+    boundary = as_shape(community.boundary)
+    # zones of at least what a drawn zone must enclose (a boundary stored before that floor may be a sliver: its
+    # bisection made empty pieces, a 500)
+    area = geodesic_area_m2(boundary)
+    if area / count < MIN_DRAWN_AREA_M2:
+        raise ValidationFailed(f"Community {community_id} encloses {area:.3g} m²: too small for {count} zones of at "
+                               f"least {MIN_DRAWN_AREA_M2:g} m² each.",
+                               errors={"count": [f"at most {int(area // MIN_DRAWN_AREA_M2)} zones for this boundary"]})
+    pieces = split_equal_area(boundary, count)
     proposals = []
     for index, piece in enumerate(pieces, start=1):
         code = zone_code(index, count)
