@@ -587,6 +587,8 @@ def review_many(session: Session, hours_ids: Iterable[int], *, approve: bool, no
             results[hours_id] = refused
     locked = session.scalars(select(ServiceHours).where(ServiceHours.id.in_(allowed)).order_by(ServiceHours.id)
                              .with_for_update(of=ServiceHours).execution_options(populate_existing=True)).all()
+    for gone in set(allowed) - {entry.id for entry in locked}:  # deleted since it was read
+        results[gone] = _no_hours(gone)
     owners = dict(session.execute(select(Volunteer.id, Volunteer.user_id)
                                   .where(Volunteer.id.in_({entry.volunteer_id for entry in locked}))).all())
     for entry in locked:

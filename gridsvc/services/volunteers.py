@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, func, or_, select, text, true, union
@@ -292,17 +292,34 @@ class Found:
 
 def shift_days(shift: Shift, tz: tzinfo) -> list[tuple[int, int, int]]:
     """The shift's time on its community's clock, day by day: (ISO weekday, first minute, end minute) with the end
-    minute 1440 where it runs on past midnight (a seconds' part widens it to the whole minute)."""
+    minute 1440 where it runs on past midnight (a seconds' part widens it to the whole minute).
+
+    Walked in instants, read on the clock: two times of one zone compare as clock times in Python, and a shift
+    from 01:30 EDT to 01:15 EST (the night clocks go back) had no time at all. A day whose clock changes within
+    the shift asks for every clock time the shift passes through, from the earliest to the latest."""
     days = []
-    moment, ends = shift.starts_at.astimezone(tz), shift.ends_at.astimezone(tz)
-    while moment < ends:
-        midnight = datetime.combine(moment.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-        piece_end = min(ends, midnight)
-        end_minute = (MINUTES_A_DAY if piece_end == midnight
-                      else piece_end.hour * 60 + piece_end.minute + (piece_end.second > 0 or piece_end.microsecond > 0))
-        days.append((moment.isoweekday(), moment.hour * 60 + moment.minute, end_minute))
+    moment = shift.starts_at
+    while moment < shift.ends_at:
+        local = moment.astimezone(tz)
+        midnight = datetime.combine(local.date() + timedelta(days=1), time.min, tzinfo=tz).astimezone(timezone.utc)
+        piece_end = min(shift.ends_at, midnight)
+        local_end = piece_end.astimezone(tz)
+        if local.utcoffset() == local_end.utcoffset():  # the clock runs straight through the piece
+            first, last = local.hour * 60 + local.minute, _minute_ending(local_end)
+        else:
+            # each minute it passes, as the clock reads it (a shift is hours long: a few hundred readings)
+            passed = [(moment + timedelta(minutes=m)).astimezone(tz)
+                      for m in range(max(1, int((piece_end - moment).total_seconds() // 60)))]
+            clock_minutes = [t.hour * 60 + t.minute for t in passed]
+            first, last = min(clock_minutes), max(max(clock_minutes) + 1, _minute_ending(local_end))
+        days.append((local.isoweekday(), first, MINUTES_A_DAY if piece_end == midnight else last))
         moment = piece_end
     return days
+
+
+def _minute_ending(local: datetime) -> int:
+    """The end minute of a time on the clock: 07:30:00 ends at minute 450, 07:30:20 at 451."""
+    return local.hour * 60 + local.minute + (local.second > 0 or local.microsecond > 0)
 
 
 # A volunteer's weekly windows of one weekday (:weekday), in minutes of the day. An "HH:MM" cannot say 24:00: a
