@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from gridsvc.models import User, Volunteer, Zone
-from tests.api.volunteer_helpers import zone_of
+from gridsvc.models import Zone
+from tests.api.volunteer_helpers import with_availability, zone_of
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -19,15 +19,6 @@ def _fall_back_day(after: datetime) -> date:
         if sunday > after.date() + timedelta(days=2):
             return sunday
         year += 1
-
-
-def _volunteer(admin, session, number: int, windows, skills=("first_aid",)) -> int:
-    user_id = session.query(User.id).filter(User.username == f"volunteer-{number:03d}").scalar()
-    volunteer = session.query(Volunteer.id).filter(Volunteer.user_id == user_id).scalar()
-    answer = admin.patch(f"/api/v1/volunteers/{volunteer}", json={
-        "skills": list(skills), "availability": [{"weekday": d, "start": s, "end": e} for d, s, e in windows]})
-    assert answer.status_code == 200, answer.get_json()
-    return volunteer
 
 
 def test_free_for_a_shift_in_the_repeated_hour_of_a_dst_fall_back_ignores_availability(login, session, clock):
@@ -47,9 +38,9 @@ def test_free_for_a_shift_in_the_repeated_hour_of_a_dst_fall_back_ignores_availa
         "starts_at": starts.astimezone(timezone.utc).isoformat(), "ends_at": ends.isoformat(),
         "required_skills": ["first_aid"]})
     assert created.status_code == 201, created.get_json()
-    free = _volunteer(admin, session, 21, [(7, "01:00", "02:00")])
-    no_windows = _volunteer(admin, session, 22, [])
-    tuesdays = _volunteer(admin, session, 23, [(2, "08:00", "09:00")])
+    free = with_availability(admin, session, 21, [(7, "01:00", "02:00")])
+    no_windows = with_availability(admin, session, 22, [])
+    tuesdays = with_availability(admin, session, 23, [(2, "08:00", "09:00")])
 
     answer = admin.get(f"/api/v1/volunteers?free_for={created.get_json()['id']}&limit=500")
     assert answer.status_code == 200, answer.get_json()

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gridsvc.models import User, Volunteer
-from tests.api.volunteer_helpers import make_shift, zone_of
+from gridsvc.models import User
+from tests.api.volunteer_helpers import make_shift, with_availability, zone_of
 from tests.helpers import assert_problem
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -19,15 +19,6 @@ def _next(weekday: int, now: datetime, hour: int, minute: int = 0) -> datetime:
     day = now.astimezone(SHANGHAI).date() + timedelta(days=2)
     day += timedelta(days=(weekday - day.isoweekday()) % 7)
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
-
-
-def _volunteer(admin, session, number: int, windows: list[tuple[int, str, str]], skills=("first_aid",)) -> int:
-    user_id = session.query(User.id).filter(User.username == f"volunteer-{number:03d}").scalar()
-    volunteer = session.query(Volunteer.id).filter(Volunteer.user_id == user_id).scalar()
-    answer = admin.patch(f"/api/v1/volunteers/{volunteer}", json={
-        "skills": list(skills), "availability": [{"weekday": d, "start": s, "end": e} for d, s, e in windows]})
-    assert answer.status_code == 200, answer.get_json()
-    return volunteer
 
 
 def _free_for(client, shift_id: int) -> set[int]:
@@ -43,16 +34,16 @@ def test_who_could_take_a_place_in_a_wednesday_morning_shift(login, session, clo
     g01 = zone_of(session, "G01")
     starts = _next(3, clock(), 6, 30)  # Wednesday 06:30-08:30: no demo volunteer is free in the morning
     shift = make_shift(admin, zone_id=g01.id, starts_at=starts, hours=2, capacity=1, skills=("first_aid",))
-    free = _volunteer(admin, session, 1, [(3, "06:00", "09:00")])
-    touching = _volunteer(admin, session, 2, [(3, "06:00", "07:30"), (3, "07:30", "09:00")])
-    ends_too_soon = _volunteer(admin, session, 3, [(3, "06:00", "08:00")])
-    gap_between = _volunteer(admin, session, 4, [(3, "06:00", "07:00"), (3, "07:10", "09:00")])
-    other_day = _volunteer(admin, session, 5, [(4, "06:00", "09:00")])
-    no_skill = _volunteer(admin, session, 6, [(3, "06:00", "09:00")], skills=("traffic_parking",))
-    busy = _volunteer(admin, session, 7, [(3, "05:00", "10:00")])
-    signed_up = _volunteer(admin, session, 8, [(3, "06:00", "09:00")])
-    disabled = _volunteer(admin, session, 9, [(3, "06:00", "09:00")])
-    no_windows = _volunteer(admin, session, 10, [])
+    free = with_availability(admin, session, 1, [(3, "06:00", "09:00")])
+    touching = with_availability(admin, session, 2, [(3, "06:00", "07:30"), (3, "07:30", "09:00")])
+    ends_too_soon = with_availability(admin, session, 3, [(3, "06:00", "08:00")])
+    gap_between = with_availability(admin, session, 4, [(3, "06:00", "07:00"), (3, "07:10", "09:00")])
+    other_day = with_availability(admin, session, 5, [(4, "06:00", "09:00")])
+    no_skill = with_availability(admin, session, 6, [(3, "06:00", "09:00")], skills=("traffic_parking",))
+    busy = with_availability(admin, session, 7, [(3, "05:00", "10:00")])
+    signed_up = with_availability(admin, session, 8, [(3, "06:00", "09:00")])
+    disabled = with_availability(admin, session, 9, [(3, "06:00", "09:00")])
+    no_windows = with_availability(admin, session, 10, [])
     # volunteer-007 holds a confirmed place 08:00-09:00 that day; volunteer-008 already holds one here
     elsewhere = make_shift(admin, zone_id=zone_of(session, "G02").id, starts_at=starts + timedelta(minutes=90), hours=1)
     assert admin.post(f"/api/v1/shifts/{elsewhere['id']}/signups", json={"volunteer_id": busy}).status_code == 201
@@ -75,9 +66,9 @@ def test_a_night_shift_needs_both_evenings_windows_and_one_ending_2359_runs_to_m
     admin = login("admin")
     starts = _next(5, clock(), 22)  # Friday 22:00 to Saturday 06:00
     shift = make_shift(admin, zone_id=zone_of(session, "G03").id, starts_at=starts, hours=8, skills=("first_aid",))
-    both_nights = _volunteer(admin, session, 11, [(5, "22:00", "23:59"), (6, "00:00", "06:00")])
-    friday_only = _volunteer(admin, session, 12, [(5, "20:00", "23:59")])
-    till_2330 = _volunteer(admin, session, 13, [(5, "22:00", "23:30"), (6, "00:00", "06:00")])
+    both_nights = with_availability(admin, session, 11, [(5, "22:00", "23:59"), (6, "00:00", "06:00")])
+    friday_only = with_availability(admin, session, 12, [(5, "20:00", "23:59")])
+    till_2330 = with_availability(admin, session, 13, [(5, "22:00", "23:30"), (6, "00:00", "06:00")])
     listed = _free_for(admin, shift["id"])
     assert both_nights in listed and not listed & {friday_only, till_2330}
 
@@ -113,7 +104,7 @@ def test_a_shift_needing_two_skills_lists_only_who_holds_both(login, session, cl
     starts = _next(2, clock(), 5)  # Tuesday 05:00-06:00
     shift = make_shift(admin, zone_id=zone_of(session, "G04").id, starts_at=starts, hours=1,
                        skills=("first_aid", "traffic_parking"))
-    both = _volunteer(admin, session, 14, [(2, "05:00", "06:00")], skills=("first_aid", "traffic_parking", "translation"))
-    one = _volunteer(admin, session, 15, [(2, "05:00", "06:00")], skills=("first_aid", "translation"))
+    both = with_availability(admin, session, 14, [(2, "05:00", "06:00")], skills=("first_aid", "traffic_parking", "translation"))
+    one = with_availability(admin, session, 15, [(2, "05:00", "06:00")], skills=("first_aid", "translation"))
     listed = _free_for(admin, shift["id"])
     assert both in listed and one not in listed

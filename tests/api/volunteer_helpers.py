@@ -82,3 +82,13 @@ def approved_hours(session, zone_id: int, starts: datetime, hours: float = 1.0, 
     session.add(entry)
     session.flush()
     return entry
+
+
+def with_availability(admin, session, number: int, windows: list[tuple[int, str, str]], skills=("first_aid",)) -> int:
+    """volunteer-<number>'s id, their weekly availability and skills set as given (through the API, as an admin)."""
+    user_id = session.scalar(select(User.id).where(User.username == f"volunteer-{number:03d}"))
+    volunteer = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
+    answer = admin.patch(f"/api/v1/volunteers/{volunteer}", json={
+        "skills": list(skills), "availability": [{"weekday": d, "start": s, "end": e} for d, s, e in windows]})
+    assert answer.status_code == 200, answer.get_json()
+    return volunteer
