@@ -50,9 +50,11 @@ class GeoJSONGeometry(fields.Field):
             geom = geometry_from_geojson(value)
             if self.kind == POLYGONAL:
                 validate_polygonal(geom)
-                if self.min_area_m2 is not None and geodesic_area_m2(geom) < self.min_area_m2:
-                    raise GeometryError(f"it encloses {geodesic_area_m2(geom):.3g} m², less than "
-                                        f"{self.min_area_m2:g} m²: a slip of the pen, not an area")
+                if self.min_area_m2 is not None:
+                    area = geodesic_area_m2(geom)
+                    if area < self.min_area_m2:
+                        raise GeometryError(f"it encloses {area:.3g} m², less than {self.min_area_m2:g} m²: a slip "
+                                            "of the pen, not an area")
             elif self.kind == POINT:
                 validate_point(geom)
         except GeometryError as exc:

@@ -78,12 +78,6 @@ class Shift(Audited, Base):
     location: Mapped[WKBElement | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     radius_m: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(12), server_default="scheduled")
-
-    def phase(self, now: datetime) -> str:
-        """upcoming until it starts, in_progress until it ends, then ended (SHIFT_PHASES)."""
-        if now < self.starts_at:
-            return "upcoming"
-        return "in_progress" if now < self.ends_at else "ended"
     series_id: Mapped[str | None] = mapped_column(String(36), index=True)  # shifts made by one recurring template
     notes: Mapped[str | None] = mapped_column(Text)
 
@@ -94,6 +88,12 @@ class Shift(Audited, Base):
     @property
     def required_skill_codes(self) -> list[str]:
         return [s.code for s in self.required_skills]
+
+    def phase(self, now: datetime) -> str:
+        """upcoming until it starts, in_progress until it ends, then ended (SHIFT_PHASES)."""
+        if now < self.starts_at:
+            return "upcoming"
+        return "in_progress" if now < self.ends_at else "ended"
 
 
 class Signup(Base):

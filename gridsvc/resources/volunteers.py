@@ -63,7 +63,7 @@ def _shift_to_staff(session, shift_id: int, *, now) -> Shift:
     """The shift of a ``free_for`` search: one that takes sign-ups (else a 422 on the parameter)."""
     shift = session.get(Shift, shift_id)
     why = ("does not exist" if shift is None else "is cancelled" if shift.status == "cancelled"
-           else "has started: it takes no sign-ups" if shift.starts_at <= now else None)
+           else "has started: it takes no sign-ups" if shift.phase(now) != "upcoming" else None)
     if why:
         raise ValidationFailed(f"Shift {shift_id} {why}.", errors={"free_for": [f"shift {shift_id} {why}"]})
     return shift
