@@ -17,11 +17,12 @@ import flask_smorest
 from apispec import BasePlugin
 from flask import Flask, Response, request
 from flask_smorest.utils import prepare_response
-from marshmallow import RAISE
+from marshmallow import RAISE, ValidationError
 from psycopg2.errors import TransactionRollbackError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -145,6 +146,18 @@ def parameters_with_nul(*sources: Any) -> list[str]:
                    if "\x00" in name or "\x00" in value})
 
 
+def repeated_parameters(args: Any, multiple: Iterable[str] = ()) -> list[str]:
+    """The names given more than once in a multidict such as ``request.args``
+    (but those in ``multiple``, which take a list), sorted.
+
+    Why: each reader takes the first value, so ``?zone_id=1&zone_id=2`` was
+    answered for zone 1 alone, with nothing to say the second was dropped."""
+    return sorted(name for name in args if name not in multiple and len(args.getlist(name)) > 1)
+
+
+GIVEN_MORE_THAN_ONCE = "given more than once; give it once (a list is comma-separated where one is taken)"
+
+
 def _nul_problem(problem: type[errors.GridsvcError], places: list[str]) -> errors.GridsvcError:
     return problem(f"{NUL_MESSAGE} Found in: {', '.join(places[:5])}.", errors={where: [NUL_MESSAGE] for where in places[:20]})
 
@@ -203,6 +216,13 @@ class StrictJsonParser(FlaskParser):
         abort(400, exc=error, messages={"json": [f"Malformed JSON: {error}"]})
 
     def _process_location_data(self, location_data, schema, req, location, *args, **kwargs):
+        if isinstance(location_data, MultiDictProxy) and hasattr(location_data.data, "getlist"):
+            # a parameter of the operation given twice (an unknown one is refused as unknown)
+            known = {field.data_key or name for name, field in schema.fields.items()}
+            repeated = [name for name in repeated_parameters(location_data.data, location_data.multiple_keys)
+                        if name in known]
+            if repeated:
+                raise ValidationError({name: [GIVEN_MORE_THAN_ONCE] for name in repeated})
         # a JSON body's numbers are JSON numbers (schemas.common.Int, Float); a query's are text
         token = LOADING_JSON_BODY.set(location == "json")
         try:
@@ -572,11 +592,17 @@ class Api(flask_smorest.Api):
 
 def reject_unknown_parameters(allowed: Iterable[str]) -> None:
     """400 naming any query parameter the resource does not declare (OGC's
-    /req/core/query-param-unknown; the tiles follow the same rule)."""
+    /req/core/query-param-unknown; the tiles follow the same rule), or one
+    given more than once."""
     unknown = sorted(set(request.args) - set(allowed))
     if unknown:
         raise errors.BadRequest(f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}.",
                                 errors={name: ["not a parameter of this resource"] for name in unknown})
+    repeated = repeated_parameters(request.args)
+    if repeated:
+        raise errors.BadRequest(f"The parameter{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} "
+                                f"{'are' if len(repeated) > 1 else 'is'} given more than once.",
+                                errors={name: [GIVEN_MORE_THAN_ONCE] for name in repeated})
 
 
 def require_json_body() -> None:

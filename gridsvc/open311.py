@@ -25,7 +25,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
-from gridsvc.api import is_json_number, parameters_with_nul, refuse_unstorable_text, strict_json_loads
+from gridsvc.api import is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters, strict_json_loads
 from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
@@ -281,6 +281,11 @@ def _refuse_nul() -> None:
     # PostgreSQL's text cannot hold NUL; said in this API's own error shape
     if "\x00" in request.path or parameters_with_nul(request.args, request.form):
         raise Open311Error(400, "parameters may not contain the NUL character (U+0000)")
+    # a value each reader would take the first of, silently (a multivaluelist attribute repeats by design)
+    repeated = [name for source in (request.args, request.form) for name in repeated_parameters(source)
+                if not name.startswith("attribute[")]
+    if repeated:
+        raise Open311Error(400, f"{', '.join(sorted(set(repeated)))} given more than once; give each once")
 
 
 @blp.get("/requests.<fmt>")
