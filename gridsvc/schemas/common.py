@@ -74,6 +74,14 @@ class JsonBool(fields.Boolean):
         return value
 
 
+# The forms of a position and a box in a query string, for the OpenAPI document (generated clients and their
+# users read them there). The server reads them by the same patterns, and checks the ranges, which a pattern
+# cannot. (Spaces around a number are taken; Python's float() also took "1_21.5" and "infinity".)
+_DECIMAL = r" *[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)? *"
+LONLAT_PATTERN = rf"^{_DECIMAL},{_DECIMAL}$"
+BBOX_PATTERN = rf"^{_DECIMAL},{_DECIMAL},{_DECIMAL},{_DECIMAL}$"
+
+
 # True while a JSON body is loaded (set by the API's argument parser): a number there is a JSON number. A query
 # string or a form is text, whose numbers a schema reads from their digits.
 LOADING_JSON_BODY: ContextVar[bool] = ContextVar("LOADING_JSON_BODY", default=False)

@@ -12,7 +12,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.crs import geodesic_area_m2, geodesic_distance_m
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
-from gridsvc.schemas.common import AwareDateTime, Date, Float, Int, PageQuery
+from gridsvc.schemas.common import BBOX_PATTERN, AwareDateTime, Date, Float, Int, PageQuery
 
 COUNT = validate.Range(min=0, max=100_000)
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
@@ -147,10 +147,9 @@ def collection(page) -> dict:
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        minx, miny, maxx, maxy = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ValidationError("use minLon,minLat,maxLon,maxLat") from None
+    if not re.fullmatch(BBOX_PATTERN, text):
+        raise ValidationError("use minLon,minLat,maxLon,maxLat, e.g. 121.77,29.86,121.80,29.88")
+    minx, miny, maxx, maxy = (float(v) for v in text.split(","))
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
         raise ValidationError("lon must be within [-180, 180] and lat within [-90, 90]")
     if minx > maxx or miny > maxy:
@@ -159,6 +158,13 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 
 
 class BBox(fields.Str):
+    """minLon,minLat,maxLon,maxLat in WGS-84 degrees."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"description": "minLon,minLat,maxLon,maxLat (WGS-84 degrees)", "pattern": BBOX_PATTERN,
+                    "example": "121.77,29.86,121.80,29.88", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         return parse_bbox(super()._deserialize(value, attr, data, **kwargs))
 
@@ -169,7 +175,7 @@ class LotQuery(PageQuery):
     enterprise_id = Int()
     access = fields.Str(validate=validate.OneOf(PARKING_ACCESS))
     kind = fields.Str(validate=validate.OneOf(PARKING_KINDS))
-    bbox = BBox(metadata={"description": "minLon,minLat,maxLon,maxLat"})
+    bbox = BBox()
 
 
 class SpaceProperties(Schema):

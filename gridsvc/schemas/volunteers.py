@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc.models.shift import HOURS_FLAG_REASONS, HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut,
+from gridsvc.schemas.common import (LONLAT_PATTERN, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut,
                                     PositionIn, Trimmed, WholeText, _TakenTime)
 
 
@@ -166,7 +166,8 @@ class VolunteerQuery(PageQuery):
         "covers its time on its community's clock (a window ending 23:59 runs to midnight; someone who gave no "
         "windows is not listed), they have its required skills, hold no place in it and no confirmed place in a "
         "shift overlapping it, and may volunteer. A shift that does not exist, is cancelled or has started is a 422")})
-    near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first"})
+    near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first", "pattern": LONLAT_PATTERN,
+                                 "example": "121.78,29.87"})
     crs = near_crs()
     radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
 
@@ -176,10 +177,9 @@ class VolunteerQuery(PageQuery):
 
 
 def parse_lonlat(text: str, field: str) -> tuple[float, float]:
-    try:
-        lon, lat = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ValidationError("use lon,lat, e.g. 121.78,29.87", field) from None
+    if not re.fullmatch(LONLAT_PATTERN, text):
+        raise ValidationError("use lon,lat, e.g. 121.78,29.87", field)
+    lon, lat = (float(part) for part in text.split(","))
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise ValidationError("lon must be within [-180, 180] and lat within [-90, 90]", field)
     return lon, lat
