@@ -226,10 +226,13 @@ class VolunteerSignupOut(Schema):
     signed_up_at = fields.DateTime(attribute="signup.created_at")
     shift = fields.Nested(ShiftOut)
     on_duty = fields.Bool(metadata={"description": "checked in to this shift now"})
-    checked_in_at = fields.DateTime(allow_none=True, metadata={"description": "the last accepted check-in"})
-    checked_out_at = fields.DateTime(allow_none=True, metadata={"description": "the accepted check-out after it"})
+    checked_in_at = fields.DateTime(allow_none=True, metadata={
+        "description": "the last accepted check-in (by when it happened): it began the last stint"})
+    checked_out_at = fields.DateTime(allow_none=True, metadata={
+        "description": "the accepted check-out that ended that stint (null while it is open, or when it was closed "
+                       "without one)"})
     hours = fields.Nested("StintHoursOut", allow_none=True, metadata={
-        "description": "the last stint's hours entry (null until it has one): a check-out forgotten shows none above, "
+        "description": "that stint's hours entry (null while it is open): a check-out forgotten shows none above, "
                        "and this says the stint was closed at the shift's end (flag_reason missing_check_out)"})
 
 

@@ -906,6 +906,23 @@ class VolunteerSignup:
     hours: ServiceHours | None = None  # the last stint's hours entry, once it has one
 
 
+def _stints(session: Session, check_in_ids: list[int]) -> dict[int, tuple[datetime, datetime | None,
+                                                                         ServiceHours | None]]:
+    """For each check-in: when it happened, when its stint's check-out happened, and the stint's hours entry
+    (None while the stint is open; an entry without a check-out was closed at the shift's end, flagged
+    missing_check_out)."""
+    if not check_in_ids:
+        return {}
+    check_out = aliased(CheckEvent)
+    rows = session.execute(
+        select(CheckEvent.id, CheckEvent.effective_at, check_out.effective_at, ServiceHours)
+        .outerjoin(ServiceHours, ServiceHours.check_in_id == CheckEvent.id)
+        .outerjoin(check_out, check_out.id == ServiceHours.check_out_id)
+        .where(CheckEvent.id.in_(check_in_ids))).all()
+    return {check_in_id: (checked_in_at, checked_out_at, entry)
+            for check_in_id, checked_in_at, checked_out_at, entry in rows}
+
+
 def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, start: datetime | None = None,
                       end: datetime | None = None, status: str | None = None, zone_ids: frozenset[int] | None = None,
                       limit: int = 100, offset: int = 0) -> Page[VolunteerSignup]:
@@ -940,31 +957,26 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     position = case((Signup.status == "waitlisted",
                      1 + _waitlisted_ahead(Signup.shift_id, Signup.created_at, Signup.id).scalar_subquery()))
 
-    def last_accepted(kind: str):
-        return (select(func.max(CheckEvent.effective_at))
-                .where(CheckEvent.shift_id == Signup.shift_id, CheckEvent.volunteer_id == Signup.volunteer_id,
-                       CheckEvent.kind == kind, CheckEvent.accepted).scalar_subquery())
-
-    rows = session.execute(query.add_columns(position, last_accepted("check_in"), last_accepted("check_out"))
+    # The last stint is the last accepted check-in's (by when it happened, as recorded offline); its check-out
+    # and hours are those of its own entry, linked to that check-in. Why not the last check-out: an earlier
+    # stint's check-out or entry showed beside a stint just begun, even one checked out at the same instant.
+    last_check_in = (select(CheckEvent.id)
+                     .where(CheckEvent.shift_id == Signup.shift_id, CheckEvent.volunteer_id == Signup.volunteer_id,
+                            CheckEvent.kind == "check_in", CheckEvent.accepted)
+                     .order_by(CheckEvent.effective_at.desc(), CheckEvent.id.desc()).limit(1).scalar_subquery())
+    rows = session.execute(query.add_columns(position, last_check_in)
                            .options(contains_eager(Signup.shift).selectinload(Shift.required_skills))
                            .order_by(Shift.starts_at, Shift.id).limit(limit).offset(offset)).all()
     shift_views = views(session, [(signup.shift, None) for signup, *_ in rows])
-    # The last stint's entry: a check-out forgotten shows no check-out, and only the entry says the stint was
-    # closed at the shift's end (flag missing_check_out) and waits for review.
-    last_entry = {entry.shift_id: entry for entry in session.scalars(
-        select(ServiceHours).where(ServiceHours.volunteer_id == volunteer_id,
-                                   ServiceHours.shift_id.in_([signup.shift_id for signup, *_ in rows]))
-        .order_by(ServiceHours.started_at, ServiceHours.id))}
+    stints = _stints(session, [check_in_id for *_, check_in_id in rows if check_in_id is not None])
     items = []
-    for (signup, waitlist_place, checked_in_at, checked_out_at), shift_view in zip(rows, shift_views):
+    for (signup, waitlist_place, check_in_id), shift_view in zip(rows, shift_views):
+        checked_in_at, checked_out_at, entry = stints.get(check_in_id, (None, None, None))
         items.append(VolunteerSignup(
             signup=signup, shift=shift_view,
             # checked in to a shift that has not ended, as on_duty_among and the search say (a check-in left
             # open past the end is no duty, while the grace for its check-out runs)
             waitlist_position=waitlist_place,
             on_duty=volunteer.on_duty_shift_id == signup.shift_id and signup.shift.ends_at > now,
-            checked_in_at=checked_in_at,
-            # a check-out before the last check-in closed an earlier stint, not this one
-            checked_out_at=checked_out_at if checked_in_at and checked_out_at and checked_out_at >= checked_in_at else None,
-            hours=last_entry.get(signup.shift_id)))
+            checked_in_at=checked_in_at, checked_out_at=checked_out_at, hours=entry))
     return Page(items=items, total=total, limit=limit, offset=offset)

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.api.volunteer_helpers import make_shift, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, offline, volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem
 
 
@@ -124,3 +124,43 @@ def test_who_may_see_a_volunteers_shifts(admin, login, session, clock):
     assert "status" in problem["errors"]
     problem = assert_problem(admin.get(f"/api/v1/volunteers/{me}/signups?from=yesterday"), 422)
     assert "from" in problem["errors"]
+
+
+def test_a_second_stint_shows_its_own_check_out_and_hours_not_the_first_ones(admin, login, session, clock):
+    shift, volunteer, me, (lon, lat) = signed_up_in_g01(admin, login, session, clock() + timedelta(minutes=10), hours=2)
+    body = {"lon": lon, "lat": lat, "accuracy_m": 10}
+    url = f"/api/v1/shifts/{shift['id']}"
+    clock.advance(minutes=15)
+    assert volunteer.post(f"{url}/check-in", json=body, headers={"Idempotency-Key": "s1-in"}).status_code == 201
+    first_out = clock.advance(minutes=30)
+    assert volunteer.post(f"{url}/check-out", json=body, headers={"Idempotency-Key": "s1-out"}).status_code == 201
+    first = item_for(my_shifts(volunteer, me), shift)
+    assert datetime.fromisoformat(first["checked_out_at"]) == first_out
+    assert first["hours"]["hours"] == 0.5 and first["hours"]["status"] == "approved"
+
+    back_at = clock.advance(minutes=10)  # back after a break: a new stint, open
+    assert volunteer.post(f"{url}/check-in", json=body, headers={"Idempotency-Key": "s2-in"}).status_code == 201
+    second = item_for(my_shifts(volunteer, me), shift)
+    assert second["on_duty"] and datetime.fromisoformat(second["checked_in_at"]) == back_at
+    # the first stint's check-out and approved half hour are not this one's
+    assert second["checked_out_at"] is None and second["hours"] is None
+
+    clock.advance(minutes=20)
+    assert volunteer.post(f"{url}/check-out", json=body, headers={"Idempotency-Key": "s2-out"}).status_code == 201
+    done = item_for(my_shifts(volunteer, me), shift)
+    assert not done["on_duty"] and done["hours"]["hours"] == round(20 / 60, 2)
+
+
+def test_a_check_out_and_a_check_in_at_the_same_instant_leave_the_new_stint_open(admin, login, session, clock):
+    shift, volunteer, me, point = signed_up_in_g01(admin, login, session, clock() + timedelta(minutes=10), hours=2)
+    start = clock() + timedelta(minutes=15)
+    handover = start + timedelta(minutes=30)
+    clock.advance(hours=1)
+    events = [offline("check_in", shift["id"], start, point, "o-1"),
+              offline("check_out", shift["id"], handover, point, "o-2"),
+              offline("check_in", shift["id"], handover, point, "o-3")]
+    answer = volunteer.post("/api/v1/me/check-events", json={"events": events})
+    assert answer.status_code == 200 and [r["status"] for r in answer.get_json()["results"]] == [201, 201, 201]
+    item = item_for(my_shifts(volunteer, me), shift)
+    assert item["on_duty"] and datetime.fromisoformat(item["checked_in_at"]) == handover
+    assert item["checked_out_at"] is None and item["hours"] is None
