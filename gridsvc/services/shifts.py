@@ -761,12 +761,14 @@ def _promote_in(session: Session, shifts: Iterable[Shift]) -> list[Signup]:
 def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> tuple[Signup, list[Signup]]:
     """Cancel a sign-up; returns it and every waitlisted sign-up the withdrawal promoted: in its place, and in the
     overlapping shifts where the volunteer waits (a place skipped for them, for the overlap, may be theirs now)."""
-    # a confirmed place freed: those who may be promoted, here and where the volunteer waits at the same
-    # time, are locked before the shifts
+    # A confirmed place freed: those who may be promoted, here and where the volunteer waits at the same
+    # time, are locked before the shifts. Locked whether the place reads confirmed now or waitlisted: one
+    # promoted meanwhile (by a withdrawal or a capacity raise in flight, which this waits for) is confirmed
+    # once locked, and its promotion then locked those waiting after the shift, while one of them, withdrawing
+    # too, held their own row and waited for the shift: a deadlock, one of the two answered 409 for nothing.
     volunteers, shifts = [volunteer_id], [shift_id]
-    if session.scalar(select(Signup.id).where(Signup.shift_id == shift_id, Signup.volunteer_id == volunteer_id,
-                                              Signup.status == "confirmed")):
-        freed = session.get(Shift, shift_id)
+    freed = session.get(Shift, shift_id)
+    if freed is not None:  # (else a 404, once the lock is asked for)
         shifts += [s.id for s in _waiting_where_freed(session, [volunteer_id], freed.starts_at, freed.ends_at, now=now)]
         volunteers += _volunteers_of(session, shifts, "waitlisted")
     shift = _lock_volunteers_then_shifts(session, volunteers, shifts)[shift_id]

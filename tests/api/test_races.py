@@ -5,6 +5,8 @@ Every test here commits for real (two connections race), so each cleans up after
 """
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
@@ -270,3 +272,71 @@ def test_moving_a_shift_and_changing_its_capacity_in_one_patch(login, session, c
         "starts_at": later.isoformat(), "ends_at": (later + timedelta(hours=2)).isoformat(), "capacity": 4})
     assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
     assert answer.get_json()["capacity"] == 4 and answer.get_json()["confirmed"] == 1
+
+
+# ------------------------------------------------------------------ sign-ups: withdrawals during a promotion
+
+
+def _lock_waits(engine) -> int:
+    with engine.connect() as probe:  # waits in this database (the cluster may serve other runs)
+        return probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'")).scalar()
+
+
+def _queued_behind_the_shift(engine, shift_id: int, requests: list) -> list:
+    """Each of ``requests`` started in turn, each once the one before waits for a lock, while the shift's row is
+    held; then the shift let go. Their answers, in order."""
+    answers: list = [None] * len(requests)
+
+    def run(i, request):
+        answers[i] = request()
+
+    with engine.connect() as holder:
+        holder.execute(text("SELECT id FROM shift WHERE id = :id FOR NO KEY UPDATE"), {"id": shift_id})
+        threads = []
+        for i, request in enumerate(requests):
+            threads.append(threading.Thread(target=run, args=(i, request)))
+            threads[-1].start()
+            deadline = time.monotonic() + 10
+            while _lock_waits(engine) < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        holder.commit()
+    for thread in threads:
+        thread.join(20)
+    return answers
+
+
+def test_two_waiting_volunteers_leaving_while_a_capacity_raise_promotes_one_both_leave(committed_app, engine, clock):
+    """A shift of one place held by C; W1 and W2 wait. The liaison raises the capacity to 2 (W1 moves up) while
+    W1 and W2 both withdraw. W1's withdrawal read its place as waitlisted, found it confirmed once locked, and
+    then locked W2 to promote them, after the shift, while W2's own withdrawal held W2 and waited for the
+    shift: a deadlock, and one withdrawal was answered 409 "send it again" (in 7 of 10 trials). Both must
+    simply succeed: nobody is left holding a place they gave up."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G04").id
+    names = ("volunteer-040", "volunteer-041", "volunteer-042")  # C, W1, W2
+    ids = {name: _volunteer(engine, name)[0] for name in names}
+    shift_ids = []
+    try:
+        for trial in range(5):  # which withdrawal gets the shift first varies: the deadlock needed W1's first
+            shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=30 + trial), capacity=1)
+            shift_ids.append(shift["id"])
+            url = f"/api/v1/shifts/{shift['id']}"
+            clients = {name: client_as(committed_app, name) for name in names}
+            for name in names:
+                clients[name].post(f"{url}/signups", json={})
+            liaison = client_as(committed_app, "liaison-g04")
+            raise_, leave_1, leave_2 = _queued_behind_the_shift(engine, shift["id"], [
+                lambda: liaison.patch(url, json={"capacity": 2}),
+                lambda: clients["volunteer-041"].delete(f"{url}/signups/{ids['volunteer-041']}"),
+                lambda: clients["volunteer-042"].delete(f"{url}/signups/{ids['volunteer-042']}")])
+            assert raise_.status_code == 200, raise_.get_json()
+            assert (leave_1.status_code, leave_2.status_code) == (200, 200), (leave_1.get_json(), leave_2.get_json())
+            with engine.connect() as conn:
+                statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
+                                             .where(Signup.shift_id == shift["id"])).all())
+            assert statuses == {ids["volunteer-040"]: "confirmed", ids["volunteer-041"]: "cancelled",
+                                ids["volunteer-042"]: "cancelled"}
+    finally:
+        delete_shifts(engine, *shift_ids)
