@@ -11,9 +11,18 @@ confirmations; the volunteer lock makes the overlap check atomic across two
 shifts. Rows are locked FOR NO KEY UPDATE: a check-in or sign-up inserting a
 row that refers to a locked shift or volunteer (its foreign-key check takes a
 KEY SHARE lock) need not wait for the change.
+
+The volunteers a change locks first are read before any lock is held; a
+promotion may then find someone on a waitlist who was not among them (they
+signed up meanwhile). Waiting for their row then, after the shift's, could
+deadlock with a request that holds it and waits for the shift; so a change
+asks for it without waiting, and when another request holds it, starts
+again from a savepoint with them locked first, in order
+(``_in_lock_order``).
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -22,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from shapely.geometry import Point
 from sqlalchemy import DateTime, and_, case, func, literal, not_, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from geo import sql as gsql
@@ -69,11 +79,77 @@ def get_shift(session: Session, shift_id: int, *, for_update: bool = False) -> S
     return shift
 
 
+# session.info: while a change of this module runs (``_in_lock_order``), the volunteers it locks first besides
+# its own (found on a waitlist, held by another request, on an earlier try)
+_LOCK_FIRST = "gridsvc.shifts.lock_first"
+_TRIES_BEFORE_WAITING = 3
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+class _LateLock(Exception):
+    """A volunteer to lock after the shifts, not locked first, is held by another request (``_lock_after_shifts``)."""
+
+    def __init__(self, volunteer_id: int) -> None:
+        super().__init__(volunteer_id)
+        self.volunteer_id = volunteer_id
+
+
+def _in_lock_order(change: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a change that locks in the module's order (see the module's docstring) in a savepoint; when it must
+    lock a volunteer after the shifts and another request holds them, roll back to it and run the change again
+    with that volunteer locked first. After a few tries it waits for the row, as it did before (a deadlock is
+    then still answered 409). A change called by another runs in its caller's tries."""
+
+    @functools.wraps(change)
+    def run(session: Session, *args: Any, **kwargs: Any) -> Any:
+        if _LOCK_FIRST in session.info:
+            return change(session, *args, **kwargs)
+        session.info[_LOCK_FIRST] = set()
+        try:
+            for _ in range(_TRIES_BEFORE_WAITING):
+                savepoint = session.begin_nested()
+                try:
+                    result = change(session, *args, **kwargs)
+                except _LateLock as late:
+                    savepoint.rollback()  # (the locks taken in it go too)
+                    session.info[_LOCK_FIRST].add(late.volunteer_id)
+                    continue
+                except BaseException:
+                    if savepoint.is_active:
+                        savepoint.rollback()
+                    raise
+                savepoint.commit()
+                return result
+            session.info[_LOCK_FIRST] = frozenset(session.info[_LOCK_FIRST])  # the last try waits
+            return change(session, *args, **kwargs)
+        finally:
+            del session.info[_LOCK_FIRST]
+
+    return run
+
+
+def _lock_after_shifts(session: Session, volunteer_id: int) -> Volunteer:
+    """A volunteer's row locked after the shifts' (one to promote, or confirmed since the rows to lock were
+    read): at once (it is ours already, or free), or ``_LateLock`` when another request holds it and the
+    change can start again (``_in_lock_order``); waited for otherwise."""
+    if not isinstance(session.info.get(_LOCK_FIRST), set):
+        return get_volunteer(session, volunteer_id, for_update=True)
+    try:
+        volunteer = session.get(Volunteer, volunteer_id, with_for_update={"key_share": True, "nowait": True})
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) == _LOCK_NOT_AVAILABLE:
+            raise _LateLock(volunteer_id) from None
+        raise
+    if volunteer is None:
+        raise NotFound(f"Volunteer {volunteer_id} does not exist.")
+    return volunteer
+
+
 def _lock_volunteers_then_shifts(session: Session, volunteer_ids: Iterable[int],
                                  shift_ids: Iterable[int]) -> dict[int, Shift]:
     """The module's one lock order (see its docstring): volunteers by id, then shifts by id. Returns the shifts,
     locked and read afresh (the locked volunteers are in the session too: ``get_volunteer`` finds them there)."""
-    for volunteer_id in sorted(set(volunteer_ids)):
+    for volunteer_id in sorted({*volunteer_ids, *(session.info.get(_LOCK_FIRST) or ())}):
         get_volunteer(session, volunteer_id, for_update=True)
     return {shift_id: get_shift(session, shift_id, for_update=True) for shift_id in sorted(set(shift_ids))}
 
@@ -307,6 +383,7 @@ def create_series(session: Session, *, weekdays: list[int], start_time: time, en
 PROMOTING_CHANGES = frozenset({"capacity", "starts_at", "ends_at", "required_skills"})
 
 
+@_in_lock_order
 def update_shift(session: Session, shift_id: int, changes: dict[str, Any], *, now: datetime) -> Shift:
     # a move locks the confirmed volunteers (and those waiting where they are freed); a change that may let
     # someone waiting take a free place locks the waitlist
@@ -399,8 +476,8 @@ def _lock_confirmed_volunteers(session: Session, shift: Shift) -> list[int]:
     volunteer_ids = session.scalars(select(Signup.volunteer_id).where(Signup.shift_id == shift.id,
                                                                       Signup.status == "confirmed")
                                     .order_by(Signup.volunteer_id)).all()
-    for volunteer_id in volunteer_ids:
-        get_volunteer(session, volunteer_id, for_update=True)
+    for volunteer_id in volunteer_ids:  # (those confirmed since the rows to lock were read come late)
+        _lock_after_shifts(session, volunteer_id)
     return volunteer_ids
 
 
@@ -418,6 +495,7 @@ def _has_begun(session: Session, shift: Shift, now: datetime) -> bool:
         select(func.count()).where(CheckEvent.shift_id == shift.id, CheckEvent.accepted)))
 
 
+@_in_lock_order
 def cancel_shift(session: Session, shift_id: int, *, now: datetime) -> Shift:
     first, elsewhere = _first_to_lock(session, [shift_id], now=now)
     shift = _lock_volunteers_then_shifts(session, first, [shift_id, *elsewhere])[shift_id]
@@ -454,6 +532,7 @@ class SeriesCancellation:
     kept: list[Shift]  # begun (started or checked in) and not over: left as they are
 
 
+@_in_lock_order
 def cancel_series(session: Session, series_id: str, *, now: datetime,
                   starting_from: datetime | None = None) -> SeriesCancellation:
     """Cancel the shifts of a recurring series that have not begun (those
@@ -627,6 +706,7 @@ def _overlapping_confirmed(session: Session, volunteer_id: int, shift: Shift, *,
         .limit(1))
 
 
+@_in_lock_order
 def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> SignupResult:
     # those waiting may be promoted first (a place left free for someone skipped): locked before the shift
     shift = _lock_volunteers_then_shifts(session, [volunteer_id, *_waiting_for_a_free_place(session, shift_id)],
@@ -748,7 +828,7 @@ def _promote_in(session: Session, shifts: Iterable[Shift]) -> list[Signup]:
         # Lock the volunteer as their own sign-ups do: otherwise a sign-up
         # of theirs for an overlapping shift, not yet committed, is not seen
         # here, and both commit (confirmed twice at the same time).
-        volunteer = get_volunteer(session, signup.volunteer_id, for_update=True)
+        volunteer = _lock_after_shifts(session, signup.volunteer_id)
         if (may_volunteer(volunteer) and set(shift.required_skill_codes) <= set(volunteer.skill_codes)
                 and _overlapping_confirmed(session, signup.volunteer_id, shift) is None):
             signup.status = "confirmed"
@@ -758,6 +838,7 @@ def _promote_in(session: Session, shifts: Iterable[Shift]) -> list[Signup]:
     return promoted
 
 
+@_in_lock_order
 def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: datetime) -> tuple[Signup, list[Signup]]:
     """Cancel a sign-up; returns it and every waitlisted sign-up the withdrawal promoted: in its place, and in the
     overlapping shifts where the volunteer waits (a place skipped for them, for the overlap, may be theirs now)."""
@@ -808,6 +889,7 @@ def cancel_signup(session: Session, shift_id: int, volunteer_id: int, *, now: da
                                                                       shift.ends_at, now=now, lock=True)])
 
 
+@_in_lock_order
 def release_places(session: Session, volunteer_id: int, *, now: datetime) -> list[Signup]:
     """The confirmed places of a volunteer who may no longer volunteer (the account disabled, or the
     volunteer role taken away) in shifts not started yet, given to the first on each waitlist who can take

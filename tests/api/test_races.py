@@ -340,3 +340,53 @@ def test_two_waiting_volunteers_leaving_while_a_capacity_raise_promotes_one_both
                                 ids["volunteer-042"]: "cancelled"}
     finally:
         delete_shifts(engine, *shift_ids)
+
+
+def test_a_capacity_raise_promoting_someone_who_signed_up_after_it_read_the_waitlist_does_not_deadlock(
+        committed_app, engine, clock):
+    """A capacity raise reads who waits (W1), locks them, then the shift, and promotes in order. W2 joined the
+    line after that read and is withdrawing: their withdrawal holds W2 and waits for the shift the raise holds.
+    The raise then locked W2 to promote them, after the shift: a deadlock, one of the two answered 409. Now
+    the raise asks for W2 without waiting, starts again with W2 locked first, and both succeed."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G04").id
+    c, w2, w1 = "volunteer-044", "volunteer-045", "volunteer-046"  # W2's id below W1's: W2 locks itself first
+    ids = {name: _volunteer(engine, name)[0] for name in (c, w1, w2)}
+    assert ids[w2] < ids[w1]
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=40), capacity=1)
+    url = f"/api/v1/shifts/{shift['id']}"
+    clients = {name: client_as(committed_app, name) for name in (c, w1, w2)}
+    liaison = client_as(committed_app, "liaison-g04")
+    answers = {}
+    try:
+        for name in (c, w1):
+            clients[name].post(f"{url}/signups", json={})
+        with engine.connect() as holder:  # W1 busy (as their own request would be): the raise waits for them
+            holder.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[w1]})
+            threads = [threading.Thread(target=lambda: answers.update(raise_=liaison.patch(url, json={"capacity": 3})))]
+            threads[-1].start()
+            _wait_for_lock_waits(engine, 1)
+            # W2 joins the line after the raise read it, and withdraws at once (locking W2, then W1: waits)
+            assert clients[w2].post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
+            threads.append(threading.Thread(target=lambda: answers.update(
+                leave=clients[w2].delete(f"{url}/signups/{ids[w2]}"))))
+            threads[-1].start()
+            _wait_for_lock_waits(engine, 2)
+            holder.commit()
+        for thread in threads:
+            thread.join(20)
+        assert answers["raise_"].status_code == 200, answers["raise_"].get_json()
+        assert answers["leave"].status_code == 200, answers["leave"].get_json()
+        with engine.connect() as conn:
+            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
+                                         .where(Signup.shift_id == shift["id"])).all())
+        assert statuses == {ids[c]: "confirmed", ids[w1]: "confirmed", ids[w2]: "cancelled"}
+    finally:
+        delete_shifts(engine, shift["id"])
+
+
+def _wait_for_lock_waits(engine, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while _lock_waits(engine) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
