@@ -326,7 +326,10 @@ def token_claims(header: str, rule: Rule, config: Mapping[str, Any]) -> dict[str
         if rule.public:
             return None
         reason = "no Authorization header" if not header else "the header is not 'Bearer <token>'"
-        raise TokenMissing(f"This action needs a token: send 'Authorization: Bearer <token>' ({reason}).")
+        missing = TokenMissing(f"This action needs a token: send 'Authorization: Bearer <token>' ({reason}).")
+        if not header:  # a request that sent no credentials gets a challenge without an error code (RFC 6750 3.1)
+            missing.bearer_error = None
+        raise missing
     try:
         claims = _plain_hs256_claims(token, config["JWT_SECRET_KEY"]) if config["JWT_ALGORITHM"] == "HS256" else None
         if claims is None:

@@ -17,9 +17,9 @@ from gridsvc.ical import shifts_calendar
 from gridsvc.models import Community, Shift, User, Volunteer
 from gridsvc.schemas.shifts import VolunteerSignupPageOut, VolunteerSignupQuery
 from gridsvc.schemas.common import PageQuery
-from gridsvc.schemas.volunteers import (HoursQuery, HoursReportOut, LocationIn, LocationOut, PositionPageOut, SkillCreate,
-                                        SkillOut, SkillQuery, SkillUpdate, VolunteerCreate, VolunteerOut, VolunteerPageOut,
-                                        VolunteerQuery, VolunteerUpdate)
+from gridsvc.schemas.volunteers import (CalendarQuery, HoursQuery, HoursReportOut, LocationIn, LocationOut,
+                                        PositionPageOut, SkillCreate, SkillOut, SkillQuery, SkillUpdate, VolunteerCreate,
+                                        VolunteerOut, VolunteerPageOut, VolunteerQuery, VolunteerUpdate)
 from gridsvc.services import checks, shifts as shift_service, volunteers as service
 from gridsvc.services.communities import community_timezones
 
@@ -367,6 +367,7 @@ class VolunteerSignups(MethodView):
         (the volunteer, the liaison of their home zone, admins; another zone's liaison, its shifts only)"""
         volunteer, zones = _volunteer_record(volunteer_id)
         return shift_service.volunteer_signups(current_session(), volunteer.id, now=clock.now(), zone_ids=zones,
+                                               checkout_grace=checks.CheckPolicy.of_app(current_app).checkout_grace,
                                                **query)
 
 
@@ -403,8 +404,8 @@ class VolunteerHoursCsv(MethodView):
         # (as GET /volunteers/{id} shows it), left empty for a liaison reading their zones' entries only
         national_id = (volunteer.national_volunteer_id or "") if _private(volunteer) else ""
         rows = []
-        # the national record lists service: a stint that missed the shift (checked out by mistake before its
-        # start) is in the JSON record with its 0.00 hours, not here
+        # the national record lists service: a stint that counts 0.00 hours (it missed the shift, checked out by
+        # mistake before its start, or lasted under 18 s, a tap in and out) is in the JSON record, not here
         for entry in (entry for entry in entries if entry.hours > 0):
             # on the clock of the park where it was served: the times its shift was posted at
             tz = clocks[entry.shift.community_id]
@@ -420,17 +421,14 @@ class VolunteerHoursCsv(MethodView):
 @blp.route("/volunteers/<int:volunteer_id>/shifts.ics")
 class VolunteerCalendar(MethodView):
     @auth.access(auth.CALENDAR)
+    @blp.arguments(CalendarQuery, location="query", as_kwargs=True)  # (another parameter, or key twice: a 422)
     @blp.response(200, content_type="text/calendar")
-    @blp.doc(responses={"200": {"content": {"text/calendar": {"schema": {"type": "string"}}}}},
-             parameters=[{"name": "key", "in": "query", "required": False, "schema": {"type": "string"},
-                          "description": "the feed's key, from calendar_url in /api/v1/me/volunteer (instead of a "
-                                         "token, for a phone's calendar app)"}])
-    def get(self, volunteer_id):
+    @blp.doc(responses={"200": {"content": {"text/calendar": {"schema": {"type": "string"}}}}})
+    def get(self, volunteer_id, key=None):
         """Your shifts as an iCalendar feed (each on its park's clock, TZID Asia/Shanghai for the demo park): a bearer token, or the key from your calendar_url"""
         session = current_session()
         volunteer = service.get_volunteer(session, volunteer_id)
         principal = auth.current_principal()
-        key = request.args.get("key")
         zones = None  # the volunteer's own feed: all of it
         if key is not None:
             expected = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)

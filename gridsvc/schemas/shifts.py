@@ -231,6 +231,10 @@ class VolunteerSignupOut(Schema):
     checked_out_at = fields.DateTime(allow_none=True, metadata={
         "description": "the accepted check-out that ended that stint (null while it is open, or when it was closed "
                        "without one)"})
+    check_out_by = fields.DateTime(allow_none=True, metadata={
+        "description": "while that stint is open: the last moment its check-out is accepted (the shift's end plus "
+                       "the grace period, 2 h by default); after the shift's end on_duty is false, and the shift "
+                       "stays in the default list until then. Null otherwise"})
     hours = fields.Nested("StintHoursOut", allow_none=True, metadata={
         "description": "that stint's hours entry (null while it is open): a check-out forgotten shows none above, "
                        "and this says the stint was closed at the shift's end (flag_reason missing_check_out)"})
@@ -357,12 +361,15 @@ class OfflineResultOut(Schema):
     index = Int()
     idempotency_key = fields.Str()
     status = Int()
-    replayed = fields.Bool()
+    replayed = fields.Bool(required=True, metadata={
+        "description": "true when the event was recorded before (its key seen) and this is its first answer "
+                       "again; false otherwise, refusals that recorded nothing included"})
     result = fields.Dict(metadata={
         "description": "the event's answer, as check-in or check-out gives it (201, or 422 with the problem of "
                        "/problems/check-refused), or the problem of a refusal that recorded nothing (4xx, with "
-                       "`reason`: client_time_out_of_range, not_signed_up, already_checked_in, not_checked_in, "
-                       "hours_reviewed, cancelled, ...; see Problem)"})
+                       "`reason`: client_time_out_of_range (with `errors` naming client_time), no_shift, "
+                       "key_reused, not_signed_up, already_checked_in, not_checked_in, hours_reviewed, cancelled, "
+                       "...; see Problem)"})
 
 
 class OfflineBatchOut(Schema):

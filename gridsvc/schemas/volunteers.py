@@ -156,6 +156,11 @@ def near_in_wgs84(data: dict) -> dict:
     return data
 
 
+class CalendarQuery(Schema):
+    key = fields.Str(metadata={"description": "the feed's key, from calendar_url in /api/v1/me/volunteer (instead of "
+                                              "a token, for a phone's calendar app)"})
+
+
 class VolunteerQuery(PageQuery):
     zone_id = Int(metadata={"description": "home zone"})
     skill = fields.Str(validate=SKILL_CODE)

@@ -288,9 +288,9 @@ def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcEr
         # online the key is a header; offline, each event's idempotency_key field
         field = "idempotency_key" if request.offline else "Idempotency-Key"
         return ValidationFailed(f"This {field} was already used for a different request.",
-                                errors={field: ["already used for another request"]})
+                                errors={field: ["already used for another request"]}, reason="key_reused")
     if outcome == "no_shift":
-        return NotFound(f"Shift {shift_id} does not exist.")
+        return NotFound(f"Shift {shift_id} does not exist.", reason="no_shift")
     if outcome == "shift_cancelled":
         return CheckStateConflict(f"Shift {shift_id} is cancelled.", reason="cancelled")
     if outcome == "not_signed_up":
@@ -328,15 +328,16 @@ def check_batch(session: Session, user_id: int, events: list[tuple[int, CheckReq
             request.client_time.astimezone(timezone.utc), now=now, max_age=policy.offline_max_age,
             skew=policy.clock_skew)
         if refused:
-            results[index] = {**base, "status": 422,
-                              "result": ValidationFailed(refused, reason="client_time_out_of_range").to_problem()}
+            results[index] = {**base, "status": 422, "replayed": False,
+                              "result": ValidationFailed(refused, reason="client_time_out_of_range",
+                                                         errors={"client_time": [refused]}).to_problem()}
             continue
         try:
             with session.begin_nested():
                 outcome = check(session, user_id, request, now=now, policy=policy)
             results[index] = {**base, "status": outcome.status, "replayed": outcome.replayed, "result": outcome.body}
-        except GridsvcError as exc:
-            results[index] = {**base, "status": exc.status, "result": exc.to_problem()}
+        except GridsvcError as exc:  # recorded nothing: not a replay of anything
+            results[index] = {**base, "status": exc.status, "replayed": False, "result": exc.to_problem()}
     return [results[i] for i in sorted(results)]
 
 

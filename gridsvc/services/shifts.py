@@ -988,6 +988,7 @@ class VolunteerSignup:
     checked_in_at: datetime | None
     checked_out_at: datetime | None
     hours: ServiceHours | None = None  # the last stint's hours entry, once it has one
+    check_out_by: datetime | None = None  # the stint open: the last moment its check-out is accepted
 
 
 def _stints(session: Session, check_in_ids: list[int]) -> dict[int, tuple[datetime, datetime | None,
@@ -1007,12 +1008,15 @@ def _stints(session: Session, check_in_ids: list[int]) -> dict[int, tuple[dateti
             for check_in_id, checked_in_at, checked_out_at, entry in rows}
 
 
-def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, start: datetime | None = None,
-                      end: datetime | None = None, status: str | None = None, zone_ids: frozenset[int] | None = None,
-                      limit: int = 100, offset: int = 0) -> Page[VolunteerSignup]:
+def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, checkout_grace: timedelta,
+                      start: datetime | None = None, end: datetime | None = None, status: str | None = None,
+                      zone_ids: frozenset[int] | None = None, limit: int = 100,
+                      offset: int = 0) -> Page[VolunteerSignup]:
     """A volunteer's live sign-ups (confirmed or waitlisted), earliest shift
     first, with their place on the waitlist and where they are with checking
-    in. Without ``start`` and ``end``: the shifts not yet over. A cancelled
+    in. Without ``start`` and ``end``: the shifts not yet over, and the one the volunteer is still checked in to
+    (its check-out is taken for ``checkout_grace`` after its end; one left open longer is closed before this
+    is read, by the caller, as a missing check-out). A cancelled
     shift stays listed (its status says so); a withdrawn sign-up does not.
 
     ``start``/``end`` without an offset are wall-clock times on each shift's
@@ -1028,8 +1032,9 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
     query = (select(Signup).join(Shift, Shift.id == Signup.shift_id)
              .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled"))
     if start is None and end is None:
-        start = now
-    if start is not None:
+        # over, but still checked in to: the app's last chance to check out (on_duty says false after the end)
+        query = query.where(or_(Shift.ends_at > now, Shift.id == volunteer.on_duty_shift_id))
+    elif start is not None:
         query = query.where(Shift.ends_at > _on_each_shifts_clock(start))
     if end is not None:
         query = query.where(Shift.starts_at < _on_each_shifts_clock(end))
@@ -1062,5 +1067,7 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, sta
             # open past the end is no duty, while the grace for its check-out runs)
             waitlist_position=waitlist_place,
             on_duty=volunteer.on_duty_shift_id == signup.shift_id and signup.shift.ends_at > now,
-            checked_in_at=checked_in_at, checked_out_at=checked_out_at, hours=entry))
+            checked_in_at=checked_in_at, checked_out_at=checked_out_at, hours=entry,
+            check_out_by=(signup.shift.ends_at + checkout_grace if checked_in_at is not None and entry is None
+                          and volunteer.on_duty_shift_id == signup.shift_id else None)))
     return Page(items=items, total=total, limit=limit, offset=offset)

@@ -78,8 +78,13 @@ def test_unsigned_and_foreign_tokens_are_refused_with_an_rfc6750_challenge(clien
         answer = client.get("/api/v1/me", headers=bearer(token))
         assert "malformed or invalid" in assert_problem(answer, 401)["detail"]
         assert answer.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc", error="invalid_token"'
+    # no credentials at all: a challenge without an error code (RFC 6750 3.1), as the calendar's; a header
+    # that is not a bearer token: invalid_request
     missing = client.get("/api/v1/me")
-    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc", error="invalid_request"'
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc"'
+    assert client.get("/api/v1/volunteers/1/shifts.ics").headers["WWW-Authenticate"] == 'Bearer realm="gridsvc"'
+    not_bearer = client.get("/api/v1/me", headers={"Authorization": "Basic dm9sdW50ZWVyOnB3"})
+    assert not_bearer.headers["WWW-Authenticate"] == 'Bearer realm="gridsvc", error="invalid_request"'
 
 
 def test_expired_token_is_401_saying_expired(client, app, session):
