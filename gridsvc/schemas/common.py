@@ -152,8 +152,8 @@ class Date(_TakenTime, fields.Date):
 # Every ``reason`` a problem of this API carries (tests/api/test_review_contract_reasons.py keeps it whole).
 PROBLEM_REASONS = (
     "already_checked_in", "already_signed_up", "cancelled", "checked_in", "client_time_out_of_range",
-    "hours_reviewed", "last_admin", "may_not_volunteer", "missing_skill", "not_checked_in", "not_signed_up",
-    "outside_geofence", "outside_window", "over", "overlap", "started")
+    "hours_reviewed", "key_reused", "last_admin", "may_not_volunteer", "missing_skill", "no_shift", "not_checked_in",
+    "not_signed_up", "outside_geofence", "outside_window", "over", "overlap", "started")
 
 
 class Problem(Schema):
