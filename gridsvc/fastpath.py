@@ -12,7 +12,7 @@ else:
 
 - the token: ``auth.token_claims`` under the view's rule, whose account the
   statement checks (``auth.statement_account``);
-- the body: the plain form of the ``CheckIn`` body (numbers in the
+- the body: the plain form of the ``CheckEventIn`` body (numbers in the
   schema's own ranges, a crs it knows), converted to WGS-84 as the schema
   does (``geopoint``); any other form is the schema's to load;
 - the statement and the answer: ``checks.check_alone`` (the view's
@@ -48,7 +48,7 @@ from gridsvc.api import is_coded, is_json_number, strict_json_loads
 from gridsvc.errors import GridsvcError
 from gridsvc.resources.shifts import CHECKING_VOLUNTEER, check_answer, check_request, valid_key
 from gridsvc.schemas.common import geopoint
-from gridsvc.schemas.shifts import CheckIn
+from gridsvc.schemas.shifts import CheckEventIn
 from gridsvc.services.checks import AccountCheck, CheckOutcome, CheckPolicy, check_alone
 
 # the view's routes (shift ids as Flask's int converter takes them)
@@ -69,7 +69,7 @@ class CheckInFastPath:
     def __init__(self, app: Flask, flask_wsgi_app: WSGIApp) -> None:
         self.app = app
         self.flask_wsgi_app = flask_wsgi_app
-        fields = CheckIn().fields
+        fields = CheckEventIn().fields
         self.crs_default = fields["crs"].load_default
         self.lon_range, self.lat_range, self.accuracy_range = (
             _inclusive_range(fields[name]) for name in ("lon", "lat", "accuracy_m"))
@@ -119,7 +119,7 @@ class CheckInFastPath:
             return None
 
     def load(self, data: Any) -> dict[str, Any] | None:
-        """``CheckIn().load(data)`` for a plain body, or None to leave the body
+        """``CheckEventIn().load(data)`` for a plain body, or None to leave the body
         to the schema (in Flask, which then also words any error).
 
         A strict subset of what the schema accepts, loaded to the same

@@ -12,10 +12,10 @@ from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
 from gridsvc.schemas.common import PageQuery
-from gridsvc.schemas.shifts import (CancelOut, CheckIn, CheckOut, CheckRefusedProblem, OfflineBatchIn, OfflineBatchOut,
-                                    SeriesCancelOut, SeriesCancelQuery, ShiftCreate, ShiftEventPageOut, ShiftEventQuery,
-                                    ShiftOut, ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut, ShiftUpdate,
-                                    SignupIn, SignupListOut, SignupOut)
+from gridsvc.schemas.shifts import (CancelOut, CheckEventIn, CheckEventOut, CheckRefusedProblem, OfflineBatchIn,
+                                    OfflineBatchOut, SeriesCancelOut, SeriesCancelQuery, ShiftCreate, ShiftEventPageOut,
+                                    ShiftEventQuery, ShiftOut, ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut,
+                                    ShiftUpdate, SignupIn, SignupListOut, SignupOut)
 from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, HoursTotalsPageOut, HoursTotalsQuery,
                                         ReviewIn, ReviewQueuePageOut, ReviewQueueQuery)
 from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
@@ -283,7 +283,7 @@ def _check(shift_id: int, kind: str, data: dict):
 
 
 def check_request(shift_id: int, kind: str, data: dict, key: str | None) -> checks.CheckRequest:
-    """An online check event: ``data`` as the CheckIn schema loads it (also
+    """An online check event: ``data`` as the CheckEventIn schema loads it (also
     used by ``gridsvc.fastpath``, which sends the same statement)."""
     point = data["point"]
     return checks.CheckRequest(
@@ -321,8 +321,8 @@ IDEMPOTENT_CHECK = {
 @blp.route("/shifts/<int:shift_id>/check-in")
 class ShiftCheckIn(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
-    @blp.arguments(CheckIn)
-    @blp.response(201, CheckOut)
+    @blp.arguments(CheckEventIn)
+    @blp.response(201, CheckEventOut)
     @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance",
                       schema=CheckRefusedProblem, content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)
@@ -334,8 +334,8 @@ class ShiftCheckIn(MethodView):
 @blp.route("/shifts/<int:shift_id>/check-out")
 class ShiftCheckOut(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
-    @blp.arguments(CheckIn)
-    @blp.response(201, CheckOut)
+    @blp.arguments(CheckEventIn)
+    @blp.response(201, CheckEventOut)
     @blp.alt_response(422, description="Refused (outside the time window): recorded", schema=CheckRefusedProblem,
                       content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)

@@ -289,7 +289,7 @@ class CancelOut(Schema):
                        "sees their own)"})
 
 
-class CheckIn(PositionIn):
+class CheckEventIn(PositionIn):
     accuracy_m = Float(allow_nan=False, allow_none=True, validate=validate.Range(min=0, max=100_000))
     client_time = ShiftTime(allow_none=True, metadata={"description": "the phone's clock when the event happened; "
                                                                       + ON_THE_SHIFTS_CLOCK})
@@ -328,7 +328,7 @@ class StintHoursOut(CheckHoursOut):
     flag_reason = Choice(HOURS_FLAG_REASONS, allow_none=True, metadata={"description": "why it is flagged (null: not)"})
 
 
-class CheckOut(CheckFacts):
+class CheckEventOut(CheckFacts):
     on_duty = fields.Bool(metadata={"description": "checked in to this shift after this event (an earlier stint's "
                                                    "offline events leave a duty in progress as it is)"})
     hours = fields.Nested(CheckHoursOut, allow_none=True, metadata={"description": "a check-out's hours"})
@@ -345,7 +345,7 @@ class CheckRefusedProblem(Problem, CheckFacts):
                                                          "not at it)"})
 
 
-class OfflineEvent(CheckIn):
+class OfflineEvent(CheckEventIn):
     shift_id = Int(required=True)
     kind = fields.Str(required=True, validate=validate.OneOf(CHECK_KINDS))
     client_time = ShiftTime(required=True, metadata={"description": "the phone's clock when the event happened; "

@@ -474,10 +474,10 @@ def test_the_fast_path_loads_a_plain_body_as_the_schema_does_and_leaves_it_any_o
     to the schema, which also words the errors."""
     from marshmallow import ValidationError
 
-    from gridsvc.schemas.shifts import CheckIn
+    from gridsvc.schemas.shifts import CheckEventIn
 
     try:
-        expected = CheckIn().load(body)
+        expected = CheckEventIn().load(body)
     except ValidationError:
         expected = None
     loaded = app.wsgi_app.load(body)

@@ -149,7 +149,7 @@ def test_the_offline_upload_limit_is_documented(spec, app):
 def test_check_answer_at_is_documented_as_a_date_time(spec):
     """Every other time in the API is `format: date-time`; the check-in/out
     answer's `at` is a bare string, so an SDK hands it out untyped."""
-    at = spec.doc["components"]["schemas"]["CheckOut"]["properties"]["at"]
+    at = spec.doc["components"]["schemas"]["CheckEventOut"]["properties"]["at"]
     assert at.get("format") == "date-time", at
 
 

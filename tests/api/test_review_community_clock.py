@@ -222,7 +222,7 @@ def test_a_position_with_a_naive_client_time_is_on_the_clock_of_the_park_the_vol
 def test_the_check_in_documents_whose_clock_a_naive_client_time_is_on(client):
     spec = client.get("/api/openapi.json").get_json()
     schemas = spec["components"]["schemas"]
-    for name in ("CheckIn", "OfflineEvent"):
+    for name in ("CheckEventIn", "OfflineEvent"):
         assert "shift's community" in schemas[name]["properties"]["client_time"]["description"], name
 
 

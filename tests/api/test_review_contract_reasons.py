@@ -131,7 +131,7 @@ def test_a_refused_check_in_documents_the_distance_it_answers_with(duty, spec):
 
 def test_the_offline_uploads_results_document_what_each_event_got(duty, spec, clock):
     """The document: each of POST /me/check-events' results has `result`, an object of anything
-    (additionalProperties: {}). The API: `result` is either the check-in/check-out answer (CheckOut) or a problem
+    (additionalProperties: {}). The API: `result` is either the check-in/check-out answer (CheckEventOut) or a problem
     whose `reason` (client_time_out_of_range, not_checked_in, hours_reviewed, already_checked_in, outside_geofence
     ...) says why that event was refused. A generated client gets a bare map and cannot read why an offline
     check-out was refused (say hours_reviewed: the liaison decided meanwhile), which the results exist to say."""

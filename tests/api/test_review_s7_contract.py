@@ -317,7 +317,7 @@ def test_objects_in_the_answers_have_a_documented_shape(doc, login, session, clo
     - ShiftOut.location (POST/GET/PATCH/DELETE /shifts..., every list of shifts): `{readOnly, nullable}`, no type,
       while a point shift sends {lon, lat, crs};
     - ShiftEventOut.point and .input (GET /shifts/{id}/check-events): no type, while each is {lon, lat, crs};
-    - CheckOut.hours (POST .../check-out 201, and each offline check-out's result): `type: object,
+    - CheckEventOut.hours (POST .../check-out 201, and each offline check-out's result): `type: object,
       additionalProperties: {}`, while it is always {id, hours, status, started_at, ended_at}.
     openapi-generator makes these AnyType / Map<String, Any> (Kotlin `Any?`, Swift `AnyCodable`): the answer still
     parses, but the app cannot read `location.lon` or the hours just recorded without casting by hand. Fix in
