@@ -93,6 +93,20 @@ class FrozenClock:
         return self.current
 
 
+def lock_waits(engine) -> int:
+    """How many requests wait for a lock in this database (the cluster may serve other runs at the same time)."""
+    with engine.connect() as probe:
+        return probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'")).scalar()
+
+
+def wait_for_lock_waits(engine, count: int, unless=lambda: False) -> None:
+    """Until ``count`` requests wait for a lock (or ``unless()``, or 10 s)."""
+    deadline = time.monotonic() + 10
+    while not unless() and lock_waits(engine) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def while_uncommitted(engine, change, request, then=None):
     """A race made deterministic: ``request()`` runs in another thread while
     ``change(session)`` is made but not committed; when the request waits
@@ -111,14 +125,7 @@ def while_uncommitted(engine, change, request, then=None):
         own.flush()
         other = threading.Thread(target=run)
         other.start()
-        deadline = time.monotonic() + 10
-        while other.is_alive() and time.monotonic() < deadline:
-            with engine.connect() as probe:
-                # a wait in this database (the cluster may serve other runs at the same time)
-                if probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                      "AND wait_event_type = 'Lock'")).scalar():
-                    break
-            time.sleep(0.02)
+        wait_for_lock_waits(engine, 1, unless=lambda: not other.is_alive())
         if then is not None:
             then(own)
         own.commit()

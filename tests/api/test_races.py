@@ -6,7 +6,6 @@ Every test here commits for real (two connections race), so each cleans up after
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text
@@ -17,7 +16,7 @@ from gridsvc.services import checks
 from gridsvc.services import shifts as shift_service
 from gridsvc.services import volunteers as volunteer_service
 from tests.api.volunteer_helpers import make_shift, zone_center, zone_of
-from tests.helpers import client_as, delete_shifts, duty_restored, offset, while_uncommitted
+from tests.helpers import client_as, delete_shifts, duty_restored, offset, wait_for_lock_waits, while_uncommitted
 
 EVERY_FIX = volunteer_service.HistoryThinning(seconds=0, metres=0)  # these races are about locks, not thinning
 
@@ -277,12 +276,6 @@ def test_moving_a_shift_and_changing_its_capacity_in_one_patch(login, session, c
 # ------------------------------------------------------------------ sign-ups: withdrawals during a promotion
 
 
-def _lock_waits(engine) -> int:
-    with engine.connect() as probe:  # waits in this database (the cluster may serve other runs)
-        return probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                  "AND wait_event_type = 'Lock'")).scalar()
-
-
 def _queued_behind_the_shift(engine, shift_id: int, requests: list) -> list:
     """Each of ``requests`` started in turn, each once the one before waits for a lock, while the shift's row is
     held; then the shift let go. Their answers, in order."""
@@ -297,9 +290,7 @@ def _queued_behind_the_shift(engine, shift_id: int, requests: list) -> list:
         for i, request in enumerate(requests):
             threads.append(threading.Thread(target=run, args=(i, request)))
             threads[-1].start()
-            deadline = time.monotonic() + 10
-            while _lock_waits(engine) < i + 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for_lock_waits(engine, i + 1)
         holder.commit()
     for thread in threads:
         thread.join(20)
@@ -366,13 +357,13 @@ def test_a_capacity_raise_promoting_someone_who_signed_up_after_it_read_the_wait
             holder.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[w1]})
             threads = [threading.Thread(target=lambda: answers.update(raise_=liaison.patch(url, json={"capacity": 3})))]
             threads[-1].start()
-            _wait_for_lock_waits(engine, 1)
+            wait_for_lock_waits(engine, 1)
             # W2 joins the line after the raise read it, and withdraws at once (locking W2, then W1: waits)
             assert clients[w2].post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
             threads.append(threading.Thread(target=lambda: answers.update(
                 leave=clients[w2].delete(f"{url}/signups/{ids[w2]}"))))
             threads[-1].start()
-            _wait_for_lock_waits(engine, 2)
+            wait_for_lock_waits(engine, 2)
             holder.commit()
         for thread in threads:
             thread.join(20)
@@ -385,8 +376,3 @@ def test_a_capacity_raise_promoting_someone_who_signed_up_after_it_read_the_wait
     finally:
         delete_shifts(engine, shift["id"])
 
-
-def _wait_for_lock_waits(engine, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while _lock_waits(engine) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
