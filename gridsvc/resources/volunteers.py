@@ -256,10 +256,11 @@ class VolunteerItem(MethodView):
             if "home_zone_id" in data:
                 auth.require(data["home_zone_id"] is not None and principal.is_liaison_of(data["home_zone_id"]),
                              "A liaison moves a volunteer only to another zone they manage.")
-        # a skill added may be what a shift they wait for requires: its place, skipped for them, is theirs now
-        waiting = shift_service.lock_where_waiting(session, volunteer_id, now=clock.now()) if "skills" in data else []
-        volunteer = service.update(session, volunteer_id, data)
-        shift_service.run_waitlists(session, waiting)
+        if "skills" in data:  # a skill added may be what a shift they wait for requires: its place is theirs now
+            volunteer = shift_service.with_waitlists_run_again(
+                session, volunteer_id, lambda: service.update(session, volunteer_id, data), now=clock.now())
+        else:
+            volunteer = service.update(session, volunteer_id, data)
         session.commit()
         return volunteer_view(volunteer, private=True)
 

@@ -20,7 +20,7 @@ from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, Us
 from gridsvc.services import Page
 from gridsvc.services.checks import CheckPolicy, end_duty
 from gridsvc.services.requests import DispatchPolicy, give_back_tasks
-from gridsvc.services.shifts import lock_where_waiting, release_places, run_waitlists
+from gridsvc.services.shifts import release_places, with_waitlists_run_again
 from gridsvc.services.volunteers import account_may_volunteer
 
 # Per username: five failures within a minute lock the name until the oldest of them is a minute old.
@@ -238,8 +238,8 @@ def _volunteer_again(session: Session, user_id: int) -> None:
     it waits for, passed over while it could not: each such shift's waitlist runs again, in order."""
     volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
     if volunteer_id is not None:
-        # (a withdrawal in flight that passed them over is seen: lock_where_waiting reads under their lock)
-        run_waitlists(session, lock_where_waiting(session, volunteer_id, now=clock.now()))
+        # (a withdrawal in flight that passed them over is seen: the waitlists are read under their lock)
+        with_waitlists_run_again(session, volunteer_id, lambda: None, now=clock.now())
 
 
 def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy,

@@ -746,10 +746,21 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
     return SignupResult(signup=signup, waitlist_position=waitlist_position(session, signup))
 
 
-def lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:
-    """Before a change that may let a volunteer take a place skipped for them (a skill added to their profile),
-    or after one to their account (enabled again): the shifts not started, with a free place, where they wait,
-    locked in the module's order with everyone waiting there, for ``run_waitlists``."""
+@_in_lock_order
+def with_waitlists_run_again(session: Session, volunteer_id: int, change: Callable[[], Any], *, now: datetime) -> Any:
+    """``change()``, one that may let a volunteer take places skipped for them (a skill added to their profile, their
+    account enabled again), then the waitlists they wait in, with a free place, run again in order. The volunteer
+    and everyone waiting there are locked first, in the module's order; returns what ``change`` returned (it may
+    run again, from the savepoint, when a promotion meets a volunteer held elsewhere)."""
+    waiting = _lock_where_waiting(session, volunteer_id, now=now)
+    result = change()
+    _promote_in(session, waiting)
+    return result
+
+
+def _lock_where_waiting(session: Session, volunteer_id: int, *, now: datetime) -> list[Shift]:
+    """The shifts not started, with a free place, where the volunteer waits, locked in the module's order with
+    everyone waiting there."""
     confirmed = aliased(Signup)
     taken = (select(func.count()).where(confirmed.shift_id == Shift.id, confirmed.status == "confirmed")
              .scalar_subquery())
@@ -775,11 +786,6 @@ def _locked_with_volunteer(session: Session, volunteer_id: int,
     if late:
         shifts |= _lock_volunteers_then_shifts(session, _volunteers_of(session, late, "waitlisted"), late)
     return again, shifts
-
-
-def run_waitlists(session: Session, shifts: list[Shift]) -> None:
-    """The shifts' free places filled from their waitlists, as one line (see ``_promote_in``)."""
-    _promote_in(session, shifts)
 
 
 def _waiting_for_a_free_place(session: Session, shift_id: int) -> list[int]:
@@ -907,7 +913,7 @@ def release_places(session: Session, volunteer_id: int, *, now: datetime) -> lis
     for signup in released:
         signup.status = "waitlisted"
     session.flush()
-    run_waitlists(session, [shifts[shift_id] for shift_id in sorted(shifts)])  # (locked, in id order)
+    _promote_in(session, [shifts[shift_id] for shift_id in sorted(shifts)])  # (locked, in id order)
     return released
 
 
