@@ -376,3 +376,48 @@ def test_a_capacity_raise_promoting_someone_who_signed_up_after_it_read_the_wait
     finally:
         delete_shifts(engine, shift["id"])
 
+
+
+def test_a_shift_cancelled_while_someone_confirmed_after_its_read_withdraws_does_not_deadlock(
+        committed_app, engine, clock):
+    """A cancellation reads the shift's confirmed volunteers (C), locks them, then the shift, and then locks the
+    confirmed again, as read under the shift's lock: N, confirmed after its first read, came last, after the
+    shift, while N's withdrawal held N and waited for the shift (a deadlock, one answered 409). Now the
+    cancellation asks for N without waiting, starts again with N locked first, and both succeed."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G04").id
+    c, n = "volunteer-047", "volunteer-048"
+    ids = {name: _volunteer(engine, name)[0] for name in (c, n)}
+    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=50), capacity=5)
+    url = f"/api/v1/shifts/{shift['id']}"
+    clients = {name: client_as(committed_app, name) for name in (c, n)}
+    liaison = client_as(committed_app, "liaison-g04")
+    answers = {}
+    try:
+        clients[c].post(f"{url}/signups", json={})
+        with engine.connect() as holds_c, engine.connect() as holds_shift:
+            holds_c.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[c]})
+            threads = [threading.Thread(target=lambda: answers.update(cancel=liaison.delete(url)))]
+            threads[-1].start()
+            wait_for_lock_waits(engine, 1)  # the cancellation read C as the confirmed, and waits for C
+            assert clients[n].post(f"{url}/signups", json={}).get_json()["status"] == "confirmed"
+            holds_shift.execute(text("SELECT id FROM shift WHERE id = :id FOR NO KEY UPDATE"), {"id": shift["id"]})
+            holds_c.commit()  # the cancellation takes C, and waits for the shift
+            wait_for_lock_waits(engine, 1)
+            threads.append(threading.Thread(target=lambda: answers.update(
+                leave=clients[n].delete(f"{url}/signups/{ids[n]}"))))
+            threads[-1].start()
+            wait_for_lock_waits(engine, 2)  # N's withdrawal holds N, and waits for the shift behind it
+            holds_shift.commit()
+        for thread in threads:
+            thread.join(20)
+        assert answers["cancel"].status_code == 200, answers["cancel"].get_json()
+        assert answers["leave"].status_code == 200, answers["leave"].get_json()
+        with engine.connect() as conn:
+            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
+                                         .where(Signup.shift_id == shift["id"])).all())
+            status = conn.execute(select(Shift.status).where(Shift.id == shift["id"])).scalar()
+        assert status == "cancelled" and statuses == {ids[c]: "confirmed", ids[n]: "cancelled"}
+    finally:
+        delete_shifts(engine, shift["id"])
