@@ -276,6 +276,18 @@ def test_moving_a_shift_and_changing_its_capacity_in_one_patch(login, session, c
 # ------------------------------------------------------------------ sign-ups: withdrawals during a promotion
 
 
+def _started(answers: dict, name: str, call) -> threading.Thread:
+    """``call()`` in a thread of its own, its answer kept as ``answers[name]``."""
+    thread = threading.Thread(target=lambda: answers.update({name: call()}))
+    thread.start()
+    return thread
+
+
+def _sign_up_statuses(engine, shift_id: int) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Signup.volunteer_id, Signup.status).where(Signup.shift_id == shift_id)).all())
+
+
 def _queued_behind_the_shift(engine, shift_id: int, requests: list) -> list:
     """Each of ``requests`` started in turn, each once the one before waits for a lock, while the shift's row is
     held; then the shift let go. Their answers, in order."""
@@ -324,11 +336,8 @@ def test_two_waiting_volunteers_leaving_while_a_capacity_raise_promotes_one_both
                 lambda: clients["volunteer-042"].delete(f"{url}/signups/{ids['volunteer-042']}")])
             assert raise_.status_code == 200, raise_.get_json()
             assert (leave_1.status_code, leave_2.status_code) == (200, 200), (leave_1.get_json(), leave_2.get_json())
-            with engine.connect() as conn:
-                statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
-                                             .where(Signup.shift_id == shift["id"])).all())
-            assert statuses == {ids["volunteer-040"]: "confirmed", ids["volunteer-041"]: "cancelled",
-                                ids["volunteer-042"]: "cancelled"}
+            assert _sign_up_statuses(engine, shift["id"]) == {
+                ids["volunteer-040"]: "confirmed", ids["volunteer-041"]: "cancelled", ids["volunteer-042"]: "cancelled"}
     finally:
         delete_shifts(engine, *shift_ids)
 
@@ -355,24 +364,19 @@ def test_a_capacity_raise_promoting_someone_who_signed_up_after_it_read_the_wait
             clients[name].post(f"{url}/signups", json={})
         with engine.connect() as holder:  # W1 busy (as their own request would be): the raise waits for them
             holder.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[w1]})
-            threads = [threading.Thread(target=lambda: answers.update(raise_=liaison.patch(url, json={"capacity": 3})))]
-            threads[-1].start()
+            threads = [_started(answers, "raise", lambda: liaison.patch(url, json={"capacity": 3}))]
             wait_for_lock_waits(engine, 1)
             # W2 joins the line after the raise read it, and withdraws at once (locking W2, then W1: waits)
             assert clients[w2].post(f"{url}/signups", json={}).get_json()["status"] == "waitlisted"
-            threads.append(threading.Thread(target=lambda: answers.update(
-                leave=clients[w2].delete(f"{url}/signups/{ids[w2]}"))))
-            threads[-1].start()
+            threads.append(_started(answers, "leave", lambda: clients[w2].delete(f"{url}/signups/{ids[w2]}")))
             wait_for_lock_waits(engine, 2)
             holder.commit()
         for thread in threads:
             thread.join(20)
-        assert answers["raise_"].status_code == 200, answers["raise_"].get_json()
+        assert answers["raise"].status_code == 200, answers["raise"].get_json()
         assert answers["leave"].status_code == 200, answers["leave"].get_json()
-        with engine.connect() as conn:
-            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
-                                         .where(Signup.shift_id == shift["id"])).all())
-        assert statuses == {ids[c]: "confirmed", ids[w1]: "confirmed", ids[w2]: "cancelled"}
+        assert _sign_up_statuses(engine, shift["id"]) == {ids[c]: "confirmed", ids[w1]: "confirmed",
+                                                          ids[w2]: "cancelled"}
     finally:
         delete_shifts(engine, shift["id"])
 
@@ -398,16 +402,13 @@ def test_a_shift_cancelled_while_someone_confirmed_after_its_read_withdraws_does
         clients[c].post(f"{url}/signups", json={})
         with engine.connect() as holds_c, engine.connect() as holds_shift:
             holds_c.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": ids[c]})
-            threads = [threading.Thread(target=lambda: answers.update(cancel=liaison.delete(url)))]
-            threads[-1].start()
+            threads = [_started(answers, "cancel", lambda: liaison.delete(url))]
             wait_for_lock_waits(engine, 1)  # the cancellation read C as the confirmed, and waits for C
             assert clients[n].post(f"{url}/signups", json={}).get_json()["status"] == "confirmed"
             holds_shift.execute(text("SELECT id FROM shift WHERE id = :id FOR NO KEY UPDATE"), {"id": shift["id"]})
             holds_c.commit()  # the cancellation takes C, and waits for the shift
             wait_for_lock_waits(engine, 1)
-            threads.append(threading.Thread(target=lambda: answers.update(
-                leave=clients[n].delete(f"{url}/signups/{ids[n]}"))))
-            threads[-1].start()
+            threads.append(_started(answers, "leave", lambda: clients[n].delete(f"{url}/signups/{ids[n]}")))
             wait_for_lock_waits(engine, 2)  # N's withdrawal holds N, and waits for the shift behind it
             holds_shift.commit()
         for thread in threads:
@@ -415,9 +416,7 @@ def test_a_shift_cancelled_while_someone_confirmed_after_its_read_withdraws_does
         assert answers["cancel"].status_code == 200, answers["cancel"].get_json()
         assert answers["leave"].status_code == 200, answers["leave"].get_json()
         with engine.connect() as conn:
-            statuses = dict(conn.execute(select(Signup.volunteer_id, Signup.status)
-                                         .where(Signup.shift_id == shift["id"])).all())
-            status = conn.execute(select(Shift.status).where(Shift.id == shift["id"])).scalar()
-        assert status == "cancelled" and statuses == {ids[c]: "confirmed", ids[n]: "cancelled"}
+            assert conn.execute(select(Shift.status).where(Shift.id == shift["id"])).scalar() == "cancelled"
+        assert _sign_up_statuses(engine, shift["id"]) == {ids[c]: "confirmed", ids[n]: "cancelled"}
     finally:
         delete_shifts(engine, shift["id"])
