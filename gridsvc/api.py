@@ -10,6 +10,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import re
 import sys
 from typing import Any, Iterable
 
@@ -66,9 +67,25 @@ def json_response(text: str, status: int, headers: dict[str, str] | None = None,
     return response
 
 
+class _NotJsonConstant(ValueError):
+    """NaN or Infinity met by the parser, which does not say where (see ``strict_json_loads``)."""
+
+
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not.
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+    raise _NotJsonConstant(name)
+
+
+# a JSON string (skipped), or one of the constants Python's json reads
+_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|-?Infinity)')
+
+
+def _constant_position(text: str, name: str) -> int:
+    """Where the first ``name`` outside a string is: the error then points at it, not at the start."""
+    for match in _STRING_OR_CONSTANT.finditer(text):
+        if match.group(1) is not None and match.group(1).lstrip("-") == name.lstrip("-"):
+            return match.start(1)
+    return 0
 
 
 def strict_json_loads(data: bytes | str):
@@ -83,6 +100,9 @@ def strict_json_loads(data: bytes | str):
         return json.loads(data, parse_constant=_reject_constant)
     except json.JSONDecodeError:
         raise
+    except _NotJsonConstant as exc:
+        name = str(exc)
+        raise json.JSONDecodeError(f"{name} is not valid JSON", data, _constant_position(data, name)) from None
     except RecursionError:
         raise json.JSONDecodeError("arrays or objects nested too deeply", data, 0) from None
     except ValueError:  # int("1" * 4301): Python's guard against quadratic conversions

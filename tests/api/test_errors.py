@@ -40,6 +40,10 @@ def test_nan_and_infinity_are_not_json(client, session):
         raw = '{"name": "x", "kind": "market", "worker_count": %s}' % token
         body = assert_problem(client.post("/api/v1/communities", data=raw, content_type="application/json"), 400)
         assert token.lstrip("-") in body["detail"]
+    # the detail points at the constant (it said "line 1 column 1" wherever it was), not at one inside a string
+    raw = '{"name": "NaN at the gate",\n "kind": "market",\n "worker_count": NaN}'
+    body = assert_problem(client.post("/api/v1/communities", data=raw, content_type="application/json"), 400)
+    assert "line 3 column 18" in body["detail"], body["detail"]
     assert count(session, Community) == before
 
 
