@@ -8,9 +8,9 @@ from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
                                   SHIFT_STATUSES, SIGNUP_STATUSES)
-from gridsvc.schemas.common import (LONLAT_PATTERN, Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
+from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
-from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84
+from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84, near_lonlat
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
 ON_COMMUNITY_CLOCK = "without an offset: a wall-clock time in the community's time zone (its `timezone`)"
@@ -183,8 +183,7 @@ class ShiftQuery(FromBeforeTo, PageQuery):
     has_space = fields.Bool(metadata={"description": "true: shifts a sign-up made now would be confirmed for (a free "
                                                      "place, not started); false: full or started"})
     include_cancelled = fields.Bool(load_default=False)
-    near = fields.Str(metadata={"description": "lon,lat (in `crs`): shifts within radius_m, nearest first", "pattern": LONLAT_PATTERN,
-                                 "example": "121.78,29.87"})
+    near = near_lonlat("shifts within radius_m, nearest first")
     crs = near_crs()  # a volunteer's phone gives GCJ-02 (AMap) or BD-09 (Baidu)
     radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=3000)
 

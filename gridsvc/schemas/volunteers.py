@@ -9,8 +9,8 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc.models.shift import HOURS_FLAG_REASONS, HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (LONLAT_PATTERN, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut, PageQuery, PointOut,
-                                    PositionIn, Trimmed, WholeText, _TakenTime)
+from gridsvc.schemas.common import (LONLAT_PATTERN, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut,
+                                    PageQuery, PointOut, PositionIn, Trimmed, WholeText, _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
@@ -148,6 +148,13 @@ def near_crs() -> fields.Str:
                                                "(Baidu), converted"})
 
 
+def near_lonlat(what: str) -> fields.Str:
+    """A search's ``near=``: "lon,lat" in its ``crs``, with its form in the OpenAPI document (``parse_lonlat`` reads
+    it by that form)."""
+    return fields.Str(metadata={"description": f"lon,lat (in `crs`): {what}", "pattern": LONLAT_PATTERN,
+                                "example": "121.78,29.87"})
+
+
 def near_in_wgs84(data: dict) -> dict:
     """A search's loaded query with ``near`` as a WGS-84 (lon, lat), read in its ``crs`` (which is dropped)."""
     crs = data.pop("crs")
@@ -171,8 +178,7 @@ class VolunteerQuery(PageQuery):
         "covers its time on its community's clock (a window ending 23:59 runs to midnight; someone who gave no "
         "windows is not listed), they have its required skills, hold no place in it and no confirmed place in a "
         "shift overlapping it, and may volunteer. A shift that does not exist, is cancelled or has started is a 422")})
-    near = fields.Str(metadata={"description": "lon,lat (in `crs`): only volunteers within radius_m, nearest first", "pattern": LONLAT_PATTERN,
-                                 "example": "121.78,29.87"})
+    near = near_lonlat("only volunteers within radius_m, nearest first")
     crs = near_crs()
     radius_m = Float(validate=validate.Range(min=1, max=50_000), load_default=1000)
 
