@@ -184,7 +184,7 @@ def _nul_problem(problem: type[errors.GridsvcError], places: list[str]) -> error
 
 def refuse_nul_in_url() -> None:
     """The same for the query string and the path (before any view reads
-    them). Open311 says it in its own error shape (``open311._refuse_nul``)."""
+    them). Open311 says it in its own error shape (``open311._refuse_unreadable_parameters``)."""
     if request.blueprint == "open311":
         return
     if "\x00" in request.path:

@@ -25,7 +25,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
-from gridsvc.api import is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters, strict_json_loads
+from gridsvc.api import (is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters,
+                         strict_json_loads)
 from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
@@ -277,7 +278,7 @@ def _flat(messages: Any) -> list[Any]:
 
 
 @blp.before_request
-def _refuse_nul() -> None:
+def _refuse_unreadable_parameters() -> None:
     # PostgreSQL's text cannot hold NUL; said in this API's own error shape
     if "\x00" in request.path or parameters_with_nul(request.args, request.form):
         raise Open311Error(400, "parameters may not contain the NUL character (U+0000)")

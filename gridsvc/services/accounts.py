@@ -239,7 +239,7 @@ def _volunteer_again(session: Session, user_id: int) -> None:
     volunteer_id = session.scalar(select(Volunteer.id).where(Volunteer.user_id == user_id))
     if volunteer_id is not None:
         # (a withdrawal in flight that passed them over is seen: the waitlists are read under their lock)
-        with_waitlists_run_again(session, volunteer_id, lambda: None, now=clock.now())
+        with_waitlists_run_again(session, volunteer_id, now=clock.now())
 
 
 def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy,

@@ -747,13 +747,15 @@ def sign_up(session: Session, shift_id: int, volunteer_id: int, *, now: datetime
 
 
 @_in_lock_order
-def with_waitlists_run_again(session: Session, volunteer_id: int, change: Callable[[], Any], *, now: datetime) -> Any:
-    """``change()``, one that may let a volunteer take places skipped for them (a skill added to their profile, their
-    account enabled again), then the waitlists they wait in, with a free place, run again in order. The volunteer
-    and everyone waiting there are locked first, in the module's order; returns what ``change`` returned (it may
-    run again, from the savepoint, when a promotion meets a volunteer held elsewhere)."""
+def with_waitlists_run_again(session: Session, volunteer_id: int, change: Callable[[], Any] | None = None, *,
+                             now: datetime) -> Any:
+    """``change()``, one that may let a volunteer take places skipped for them (a skill added to their profile), or
+    none (their account was enabled again), then the waitlists they wait in, with a free place, run again in
+    order. The volunteer and everyone waiting there are locked first, in the module's order; returns what
+    ``change`` returned (it may run again, from the savepoint, when a promotion meets a volunteer held
+    elsewhere)."""
     waiting = _lock_where_waiting(session, volunteer_id, now=now)
-    result = change()
+    result = change() if change is not None else None
     _promote_in(session, waiting)
     return result
 
