@@ -18,7 +18,8 @@ signed up meanwhile). Waiting for their row then, after the shift's, could
 deadlock with a request that holds it and waits for the shift; so a change
 asks for it without waiting, and when another request holds it, starts
 again from a savepoint with them locked first, in order
-(``_in_lock_order``).
+(``_in_lock_order``). So does a change of one volunteer's places that finds,
+once it holds them, a shift their request in flight brought in.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ _LOCK_NOT_AVAILABLE = "55P03"
 
 
 class _LateLock(Exception):
-    """A volunteer to lock after the shifts, not locked first, is held by another request (``_lock_after_shifts``)."""
+    """A volunteer to lock after the shifts, not locked first, is held by another request (``_lock_after_shifts``),
+    or the rows to lock changed while the change waited for its volunteer (``_locked_with_volunteer``)."""
 
     def __init__(self, volunteer_id: int) -> None:
         super().__init__(volunteer_id)
@@ -777,14 +779,17 @@ def _locked_with_volunteer(session: Session, volunteer_id: int,
                            shift_ids_of: Callable[[], list[int]]) -> tuple[list[int], dict[int, Shift]]:
     """The shifts a change of this volunteer's places touches (``shift_ids_of()``), locked in the module's order
     with the volunteer and everyone waiting there, and read again once the volunteer is locked: a sign-up,
-    promotion, withdrawal or check-in of theirs that was in flight (it held that lock) has committed, and a
-    shift it brought in is locked too (only in that race are its waiting volunteers locked after this one, out
-    of the module's order). Returns (the ids as read under the lock, every shift locked)."""
+    promotion, withdrawal or check-in of theirs that was in flight (it held that lock) has committed. When it
+    brought in a shift, the change starts again (``_in_lock_order``), now reading it before the first lock:
+    locking it and those waiting there after the shifts held deadlocked with a request of theirs. On the last
+    try they are locked after, as before. Returns (the ids as read under the lock, every shift locked)."""
     shift_ids = shift_ids_of()  # read without a lock: the rows to lock
     shifts = _lock_volunteers_then_shifts(session, [volunteer_id, *_volunteers_of(session, shift_ids, "waitlisted")],
                                           shift_ids)
     again = shift_ids_of()
     late = [shift_id for shift_id in again if shift_id not in shifts]
+    if late and isinstance(session.info.get(_LOCK_FIRST), set):
+        raise _LateLock(volunteer_id)  # (locked first already: the try after reads the new shifts first)
     if late:
         shifts |= _lock_volunteers_then_shifts(session, _volunteers_of(session, late, "waitlisted"), late)
     return again, shifts

@@ -420,3 +420,49 @@ def test_a_shift_cancelled_while_someone_confirmed_after_its_read_withdraws_does
         assert _sign_up_statuses(engine, shift["id"]) == {ids[c]: "confirmed", ids[n]: "cancelled"}
     finally:
         delete_shifts(engine, shift["id"])
+
+
+def test_an_account_disabled_while_its_sign_up_commits_does_not_deadlock_with_someone_waiting_there(
+        committed_app, engine, clock):
+    """The admin disables V's account while V's sign-up to S is in flight (it holds V). Releasing V's places read
+    them (S0) and waited for V; once V's sign-up committed, it found S too, and locked W, who waits in S, after
+    S0, which it held. W's own request held W and asked for S0: a deadlock, one of the two 409 "send it again".
+    Now the release starts again from its savepoint when the places it read changed under V's lock, locking
+    them in the module's order, and both succeed."""
+    admin = client_as(committed_app, "admin")
+    with Session(engine) as s:
+        zone_id = zone_of(s, "G05").id
+    v, c, w = "volunteer-050", "volunteer-051", "volunteer-052"
+    (v_id, v_user), (c_id, _), (w_id, _) = (_volunteer(engine, name) for name in (v, c, w))
+    s0 = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=60), capacity=3)
+    s = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(days=61), capacity=1)
+    answers = {}
+    try:
+        assert client_as(committed_app, v).post(f"/api/v1/shifts/{s0['id']}/signups", json={}).status_code == 201
+        assert client_as(committed_app, c).post(f"/api/v1/shifts/{s['id']}/signups", json={}).status_code == 201
+        waiting = client_as(committed_app, w).post(f"/api/v1/shifts/{s['id']}/signups", json={}).get_json()
+        assert waiting["status"] == "waitlisted"
+        with engine.connect() as signing_up, engine.connect() as w_request:
+            # V's sign-up to S in flight: it holds V, its place written, not committed
+            signing_up.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": v_id})
+            signing_up.execute(text("INSERT INTO signup (shift_id, volunteer_id, status) VALUES (:s, :v, 'confirmed')"),
+                               {"s": s["id"], "v": v_id})
+            threads = [_started(answers, "disable", lambda: admin.patch(f"/api/v1/users/{v_user}",
+                                                                        json={"disabled": True}))]
+            wait_for_lock_waits(engine, 1)  # the release read S0, and waits for V
+            w_request.execute(text("SET lock_timeout = '10s'"))
+            w_request.execute(text("SELECT id FROM volunteer WHERE id = :id FOR NO KEY UPDATE"), {"id": w_id})
+            signing_up.commit()  # the release takes V, finds S, and waits for W
+            wait_for_lock_waits(engine, 1)
+            # W's request goes on to S0 (it waited behind the release, which held S0: the deadlock)
+            w_request.execute(text("SELECT id FROM shift WHERE id = :id FOR NO KEY UPDATE"), {"id": s0["id"]})
+            w_request.commit()
+        for thread in threads:
+            thread.join(20)
+        assert answers["disable"].status_code == 200, answers["disable"].get_json()
+        # both of V's places released, S's waitlist run: its one place is C's, W still waits
+        assert _sign_up_statuses(engine, s0["id"]) == {v_id: "waitlisted"}
+        assert _sign_up_statuses(engine, s["id"]) == {c_id: "confirmed", w_id: "waitlisted", v_id: "waitlisted"}
+    finally:
+        admin.patch(f"/api/v1/users/{v_user}", json={"disabled": False})
+        delete_shifts(engine, s0["id"], s["id"])
