@@ -27,64 +27,6 @@ down_revision = "0040"
 branch_labels = None
 depends_on = None
 
-# Travel is not service time: the entry runs from the later of the check-in and the shift's start to the earlier
-# of the end given and the shift's end; a stint that ended before the start (no overlap) is the instant it ended.
-RECORD_HOURS = """
-CREATE OR REPLACE FUNCTION gridsvc_record_hours(p_check_in_id integer, p_check_out_id integer,
-                                                p_ended_at timestamptz, p_check_out_inside boolean,
-                                                p_flag_reason text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    entry service_hours;
-BEGIN
-    INSERT INTO service_hours (volunteer_id, shift_id, check_in_id, check_out_id, started_at, ended_at, hours,
-                               status, auto_approved, flagged, flag_reason)
-    SELECT e.volunteer_id, e.shift_id, e.id, p_check_out_id, span.started, span.ended,
-           round(extract(epoch FROM span.ended - span.started) / 3600, 2),
-           CASE WHEN span.auto THEN 'approved' ELSE 'pending' END, span.auto,
-           p_flag_reason IS NOT NULL, p_flag_reason
-    FROM check_event e
-    JOIN shift s ON s.id = e.shift_id
-    CROSS JOIN LATERAL (SELECT least(greatest(e.effective_at, s.starts_at), p_ended_at) AS started) starts
-    CROSS JOIN LATERAL (
-        SELECT starts.started,
-               greatest(starts.started, least(p_ended_at, s.ends_at)) AS ended,
-               coalesce(p_check_out_inside, false) AND e.inside AND p_flag_reason IS NULL AS auto) span
-    WHERE e.id = p_check_in_id
-    RETURNING * INTO entry;
-    RETURN jsonb_build_object('id', entry.id, 'hours', entry.hours, 'status', entry.status,
-                              'started_at', gridsvc_isoformat(entry.started_at),
-                              'ended_at', gridsvc_isoformat(entry.ended_at));
-END $$"""
-
-# As gridsvc_record_hours above would have written the entry with this check-out.
-COMPLETE_HOURS = """
-CREATE OR REPLACE FUNCTION gridsvc_complete_hours(p_entry_id integer, p_check_out_id integer,
-                                                  p_ended_at timestamptz, p_check_out_inside boolean) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    entry service_hours;
-    new_start timestamptz;
-    new_end timestamptz;
-    approve boolean;
-BEGIN
-    SELECT least(sh.started_at, p_ended_at), least(p_ended_at, s.ends_at),
-           coalesce(p_check_out_inside, false) AND e.inside
-    INTO new_start, new_end, approve
-    FROM service_hours sh JOIN check_event e ON e.id = sh.check_in_id JOIN shift s ON s.id = sh.shift_id
-    WHERE sh.id = p_entry_id;
-    new_end := greatest(new_start, new_end);
-    UPDATE service_hours SET check_out_id = p_check_out_id, started_at = new_start, ended_at = new_end,
-                             hours = round(extract(epoch FROM new_end - new_start) / 3600, 2),
-                             status = CASE WHEN approve THEN 'approved' ELSE 'pending' END, auto_approved = approve,
-                             flagged = false, flag_reason = NULL
-    WHERE id = p_entry_id
-    RETURNING * INTO entry;
-    RETURN jsonb_build_object('id', entry.id, 'hours', entry.hours, 'status', entry.status,
-                              'started_at', gridsvc_isoformat(entry.started_at),
-                              'ended_at', gridsvc_isoformat(entry.ended_at));
-END $$"""
-
 
 def _revision(filename: str):
     spec = importlib.util.spec_from_file_location(filename[:-3], Path(__file__).with_name(filename))
@@ -93,13 +35,57 @@ def _revision(filename: str):
     return module
 
 
+def _replaced(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def _record_hours_0014() -> str:
+    return _replaced(_revision("0014_check_event_function.py").RECORD_HOURS, "CREATE FUNCTION",
+                     "CREATE OR REPLACE FUNCTION")
+
+
+def _complete_hours_0018() -> str:
+    return _replaced(_revision("0018_late_offline_check_out.py").COMPLETE_HOURS, "CREATE FUNCTION",
+                     "CREATE OR REPLACE FUNCTION")
+
+
+def record_hours() -> str:
+    """The entry runs from the later of the check-in and the shift's start to the earlier of the end given and the
+    shift's end; a stint that ended before the start (no overlap) is the instant it ended."""
+    return _replaced(_record_hours_0014(), "SELECT greatest(e.effective_at, s.starts_at) AS started",
+                     "SELECT least(greatest(e.effective_at, s.starts_at), p_ended_at) AS started")
+
+
+def complete_hours() -> str:
+    """As ``record_hours`` would have written the entry with this check-out (its start moves to the check-out
+    when that came before the shift's start)."""
+    text = _replaced(_complete_hours_0018(), """    new_end timestamptz;
+""", """    new_start timestamptz;
+    new_end timestamptz;
+""")
+    text = _replaced(text, """    SELECT greatest(sh.started_at, least(p_ended_at, s.ends_at)), coalesce(p_check_out_inside, false) AND e.inside
+    INTO new_end, approve
+    FROM service_hours sh JOIN check_event e ON e.id = sh.check_in_id JOIN shift s ON s.id = sh.shift_id
+    WHERE sh.id = p_entry_id;
+""", """    SELECT least(sh.started_at, p_ended_at), least(p_ended_at, s.ends_at),
+           coalesce(p_check_out_inside, false) AND e.inside
+    INTO new_start, new_end, approve
+    FROM service_hours sh JOIN check_event e ON e.id = sh.check_in_id JOIN shift s ON s.id = sh.shift_id
+    WHERE sh.id = p_entry_id;
+    new_end := greatest(new_start, new_end);
+""")
+    return _replaced(text, """    UPDATE service_hours SET check_out_id = p_check_out_id, ended_at = new_end,
+                             hours = round(extract(epoch FROM new_end - started_at) / 3600, 2),""",
+                     """    UPDATE service_hours SET check_out_id = p_check_out_id, started_at = new_start, ended_at = new_end,
+                             hours = round(extract(epoch FROM new_end - new_start) / 3600, 2),""")
+
+
 def upgrade() -> None:
-    op.execute(RECORD_HOURS)
-    op.execute(COMPLETE_HOURS)
+    op.execute(record_hours())
+    op.execute(complete_hours())
 
 
 def downgrade() -> None:
-    op.execute(_revision("0014_check_event_function.py").RECORD_HOURS.replace(
-        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
-    op.execute(_revision("0018_late_offline_check_out.py").COMPLETE_HOURS.replace(
-        "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+    op.execute(_record_hours_0014())
+    op.execute(_complete_hours_0018())

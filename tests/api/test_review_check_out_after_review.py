@@ -3,26 +3,19 @@
 Each test failed before its fix and asserts what the volunteer or the liaison should see."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from gridsvc.models import CheckEvent
-from tests.api.volunteer_helpers import make_shift, post_check, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import g01_shift_of_volunteer_001, post_check
 from tests.helpers import assert_problem
 
 
 @pytest.fixture()
 def one(login, session, clock):
     """A two-hour shift in G01, starting in an hour, that volunteer-001 is confirmed for."""
-    admin = login("admin")
-    g01 = zone_of(session, "G01").id
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(hours=1), hours=2)
-    v = login("volunteer-001")
-    assert v.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
-    return {"id": shift["id"], "client": v, "center": zone_center(admin, g01),
-            "start": datetime.fromisoformat(shift["starts_at"]), "end": datetime.fromisoformat(shift["ends_at"]),
-            "vid": volunteer_id(session, "volunteer-001")}
+    return g01_shift_of_volunteer_001(login, session, clock() + timedelta(hours=1))
 
 
 @pytest.mark.parametrize("decision", ["approve", "decline"])

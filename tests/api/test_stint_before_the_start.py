@@ -10,23 +10,17 @@ from datetime import datetime, timedelta
 import pytest
 
 from gridsvc.models import ServiceHours
-from tests.api.volunteer_helpers import hours_of_shift, make_shift, offline, post_check, volunteer_id, zone_center, zone_of
+from tests.api.volunteer_helpers import g01_shift_of_volunteer_001, hours_of_shift, offline, post_check
 
 
 @pytest.fixture()
 def early(login, session, clock):
     """volunteer-001 holds a place in a G01 shift starting in 25 minutes (its check-in window is open)."""
-    admin = login("admin")
-    zone_id = zone_of(session, "G01").id
-    shift = make_shift(admin, zone_id=zone_id, starts_at=clock() + timedelta(minutes=25), hours=2)
-    volunteer = login("volunteer-001")
-    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
-    return {"admin": admin, "client": volunteer, "shift": shift, "center": zone_center(admin, zone_id),
-            "id": volunteer_id(session, "volunteer-001"), "starts": datetime.fromisoformat(shift["starts_at"])}
+    return g01_shift_of_volunteer_001(login, session, clock() + timedelta(minutes=25))
 
 
 def test_a_check_out_before_the_start_is_an_entry_of_no_time_at_the_check_out(early, session, clock):
-    shift_id, center = early["shift"]["id"], early["center"]
+    shift_id, center = early["id"], early["center"]
     assert post_check(early["client"], shift_id, "check-in", center, key="in").status_code == 201
     clock.advance(minutes=15)  # 10 minutes before the start: they leave
     left_at = clock()
@@ -37,27 +31,27 @@ def test_a_check_out_before_the_start_is_an_entry_of_no_time_at_the_check_out(ea
     # when they left, not the start still 10 minutes away
     assert datetime.fromisoformat(hours["started_at"]) == datetime.fromisoformat(hours["ended_at"]) == left_at
     [entry] = hours_of_shift(session, shift_id)
-    assert entry.started_at == entry.ended_at == left_at < early["starts"]
-    [listed] = [e for e in early["client"].get(f"/api/v1/volunteers/{early['id']}/hours").get_json()["entries"]
+    assert entry.started_at == entry.ended_at == left_at < early["start"]
+    [listed] = [e for e in early["client"].get(f"/api/v1/volunteers/{early['vid']}/hours").get_json()["entries"]
                 if e["shift_id"] == shift_id]
     assert datetime.fromisoformat(listed["ended_at"]) == left_at
 
 
 def test_a_check_out_after_the_start_still_counts_from_the_start(early, session, clock):
-    shift_id, center = early["shift"]["id"], early["center"]
+    shift_id, center = early["id"], early["center"]
     assert post_check(early["client"], shift_id, "check-in", center, key="in").status_code == 201
     clock.advance(minutes=55)  # half an hour into the shift
     hours = post_check(early["client"], shift_id, "check-out", center, key="out").get_json()["hours"]
     assert hours["hours"] == 0.5
-    assert datetime.fromisoformat(hours["started_at"]) == early["starts"]  # travel before the start is not service
+    assert datetime.fromisoformat(hours["started_at"]) == early["start"]  # travel before the start is not service
 
 
 def test_an_account_disabled_before_the_start_ends_the_stint_then(early, session, clock):
-    shift_id, center = early["shift"]["id"], early["center"]
+    shift_id, center = early["id"], early["center"]
     assert post_check(early["client"], shift_id, "check-in", center, key="in").status_code == 201
     clock.advance(minutes=5)
     disabled_at = clock()
-    user_id = early["admin"].get(f"/api/v1/volunteers/{early['id']}").get_json()["user_id"]
+    user_id = early["admin"].get(f"/api/v1/volunteers/{early['vid']}").get_json()["user_id"]
     assert early["admin"].patch(f"/api/v1/users/{user_id}", json={"disabled": True}).status_code == 200
     [entry] = hours_of_shift(session, shift_id)
     assert (entry.started_at, entry.ended_at, float(entry.hours), entry.flag_reason) == (
@@ -67,13 +61,13 @@ def test_an_account_disabled_before_the_start_ends_the_stint_then(early, session
 def test_a_late_check_out_from_before_the_start_completes_the_closed_entry_at_its_time(early, session, clock):
     """Checked in early, out again offline 5 minutes before the start; the upload came after the shift and its
     grace, when the stint had been closed at the shift's end as a missing check-out (2 h, pending)."""
-    shift_id, center = early["shift"]["id"], early["center"]
+    shift_id, center = early["id"], early["center"]
     assert post_check(early["client"], shift_id, "check-in", center, key="in").status_code == 201
-    clock.current = datetime.fromisoformat(early["shift"]["ends_at"]) + timedelta(hours=3)
-    [closed] = [e for e in early["client"].get(f"/api/v1/volunteers/{early['id']}/hours").get_json()["entries"]
+    clock.current = early["end"] + timedelta(hours=3)
+    [closed] = [e for e in early["client"].get(f"/api/v1/volunteers/{early['vid']}/hours").get_json()["entries"]
                 if e["shift_id"] == shift_id]
     assert (closed["hours"], closed["flag_reason"]) == (2.0, "missing_check_out")
-    left_at = early["starts"] - timedelta(minutes=5)
+    left_at = early["start"] - timedelta(minutes=5)
     upload = {"events": [offline("check_out", shift_id, left_at, center, "late-out")]}
     [result] = early["client"].post("/api/v1/me/check-events", json=upload).get_json()["results"]
     assert result["status"] == 201, result

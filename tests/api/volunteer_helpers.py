@@ -40,6 +40,19 @@ def make_shift(admin, *, zone_id: int | None = None, starts_at: datetime, hours:
     return response.get_json()
 
 
+def g01_shift_of_volunteer_001(login, session, starts_at: datetime, hours: float = 2) -> dict:
+    """A G01 shift over [starts_at, + hours] that volunteer-001 is confirmed for: ``id``, ``start`` and ``end``
+    (datetimes), the volunteer's ``client`` and ``vid``, the zone's ``center`` (WGS-84) and the ``admin``."""
+    admin = login("admin")
+    g01 = zone_of(session, "G01").id
+    shift = make_shift(admin, zone_id=g01, starts_at=starts_at, hours=hours)
+    volunteer = login("volunteer-001")
+    assert volunteer.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).get_json()["status"] == "confirmed"
+    return {"id": shift["id"], "start": datetime.fromisoformat(shift["starts_at"]),
+            "end": datetime.fromisoformat(shift["ends_at"]), "client": volunteer,
+            "vid": volunteer_id(session, "volunteer-001"), "center": zone_center(admin, g01), "admin": admin}
+
+
 def north_of(point: tuple[float, float], metres: float) -> tuple[float, float]:
     return offset(point[0], point[1], 0, metres)
 
