@@ -12,10 +12,23 @@ from gridsvc.config import check_numeric_settings, load_config, proxy_hops
 from gridsvc.db import Database, close_session
 
 
+class GridsvcFlask(Flask):
+    def make_default_options_response(self) -> Any:
+        """OPTIONS: 204 with the Allow header and no body, so no Content-Type (Flask answers an empty 200 it calls
+        text/html)."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; ``config`` overrides defaults and the environment."""
-    app = Flask(__name__)
-    app.url_map.converters["int"] = IdConverter  # before any route is added
+    app = GridsvcFlask(__name__)
+    # before any route is added: ids as the API writes them, and a path with "//" is not one of ours (a 404 problem,
+    # as a trailing slash is, not a redirect written as an HTML page)
+    app.url_map.converters["int"] = IdConverter
+    app.url_map.merge_slashes = False
     app.config.update(load_config(config))
     logging.basicConfig(level=app.config["GRIDSVC_LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.json.ensure_ascii = False  # Chinese names stay readable

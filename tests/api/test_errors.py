@@ -26,6 +26,25 @@ def test_wrong_method_is_405_with_allow_header(client):
     assert "POST" in response.headers["Allow"] and "GET" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize("path", ["/api/v1//shifts", "//api/v1/shifts", "/api/v1/shifts/", "/ogc//collections"])
+def test_a_path_with_an_empty_segment_is_a_404_problem_not_an_html_redirect(client, path):
+    """A trailing slash was a 404 problem, but "//" inside a path was a 308 redirect written as an HTML page."""
+    response = client.get(path)
+    assert response.status_code == 404 and response.mimetype == "application/problem+json"
+    assert "Location" not in response.headers
+
+
+@pytest.mark.parametrize("path, allowed", [("/api/v1/shifts", {"GET", "HEAD", "POST", "OPTIONS"}),
+                                           ("/api/v1/shifts/1/check-in", {"POST", "OPTIONS"}),
+                                           ("/ogc/collections", {"GET", "HEAD", "OPTIONS"})])
+def test_options_says_what_is_allowed_with_no_content(client, path, allowed):
+    """OPTIONS was an empty 200 labelled text/html."""
+    response = client.options(path)
+    assert response.status_code == 204 and response.get_data() == b""
+    assert "Content-Type" not in response.headers
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == allowed
+
+
 def test_malformed_json_is_400_saying_where(client, session):
     before = count(session, Community)
     response = client.post("/api/v1/communities", data='{"name": "x",', content_type="application/json")
