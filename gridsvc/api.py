@@ -207,8 +207,9 @@ class IdConverter(IntegerConverter):
     the database (500). Installed as the app's ``int`` converter."""
 
     # ASCII digits: Python's \d also matches full-width and Arabic-Indic digits, which int() reads, so
-    # /shifts/２０１ was shift 201 under another name
-    regex = r"[0-9]+"
+    # /shifts/２０１ was shift 201 under another name; and no leading zero, so /shifts/007 is not shift 7's
+    # second address (the check-in fast path reads ids so too)
+    regex = r"0|[1-9][0-9]*"
 
     def __init__(self, map, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's name)
         kwargs.setdefault("max", INT_MAX)

@@ -78,6 +78,7 @@ def test_an_id_in_the_path_is_ascii_digits(duty):
     Werkzeug's int converter matches Python's \\d. An id is ASCII digits; anything else names no resource (404)."""
     shift_id = duty["shift"]["id"]
     assert duty["client"].get(f"/api/v1/shifts/{shift_id}").status_code == 200
-    for other in ("".join(chr(0xFF10 + int(d)) for d in str(shift_id)), "".join(chr(0x0660 + int(d)) for d in str(shift_id))):
+    for other in ("".join(chr(0xFF10 + int(d)) for d in str(shift_id)), "".join(chr(0x0660 + int(d)) for d in str(shift_id)),
+                  f"0{shift_id}", f"00{shift_id}"):  # nor is it written with a leading zero: one address per shift
         answer = duty["client"].get(f"/api/v1/shifts/{other}")
         assert (answer.status_code, answer.mimetype) == (404, "application/problem+json"), other
