@@ -11,7 +11,7 @@ from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.resources.volunteers import hours_entry
-from gridsvc.schemas.common import PageQuery
+from gridsvc.schemas.common import PageQuery, Problem
 from gridsvc.schemas.shifts import (CancelOut, CheckEventIn, CheckEventOut, CheckRefusedProblem, OfflineBatchIn,
                                     OfflineBatchOut, SeriesCancelOut, SeriesCancelQuery, ShiftCreate, ShiftEventPageOut,
                                     ShiftEventQuery, ShiftOut, ShiftPageOut, ShiftQuery, ShiftSeriesCreate, ShiftSeriesOut,
@@ -318,13 +318,21 @@ IDEMPOTENT_CHECK = {
 }
 
 
+# A check event's 422 is its recorded refusal (/problems/check-refused), or a request not judged at all
+# (/problems/validation: a body out of range, an Idempotency-Key used for another request, reason key_reused), which
+# records nothing. Documented as the refusal alone, its reason enum broke a client reading key_reused.
+_NOT_JUDGED = ("Or the request was not judged and nothing was recorded (/problems/validation, with `errors`): a body "
+               "the schema refuses, or an Idempotency-Key already used for another request (reason `key_reused`).")
+_CHECK_422 = {"anyOf": [CheckRefusedProblem, Problem]}
+
+
 @blp.route("/shifts/<int:shift_id>/check-in")
 class ShiftCheckIn(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckEventIn)
     @blp.response(201, CheckEventOut)
-    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance",
-                      schema=CheckRefusedProblem, content_type=PROBLEM_JSON)
+    @blp.alt_response(422, description="Refused (outside the area or the time window): recorded, with the distance. "
+                      + _NOT_JUDGED, schema=_CHECK_422, content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check in with the phone's position (Idempotency-Key header makes retries safe)"""
@@ -336,8 +344,8 @@ class ShiftCheckOut(MethodView):
     @auth.access(CHECKING_VOLUNTEER)
     @blp.arguments(CheckEventIn)
     @blp.response(201, CheckEventOut)
-    @blp.alt_response(422, description="Refused (outside the time window): recorded", schema=CheckRefusedProblem,
-                      content_type=PROBLEM_JSON)
+    @blp.alt_response(422, description="Refused (outside the time window): recorded. " + _NOT_JUDGED,
+                      schema=_CHECK_422, content_type=PROBLEM_JSON)
     @blp.doc(**IDEMPOTENT_CHECK)
     def post(self, data, shift_id):
         """Check out; your hours are recorded (approved at once when both ends were inside the area)"""

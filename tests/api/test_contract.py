@@ -123,6 +123,24 @@ def test_statuses_the_volunteer_endpoints_send_are_documented(duty, spec, admin,
     assert undocumented == [], undocumented
 
 
+@pytest.mark.parametrize("kind", ["check-in", "check-out"])
+def test_every_422_of_check_in_and_out_matches_the_document(duty, spec, kind):
+    """The check-in's 422 was documented as the recorded refusal alone, its reason an enum of outside_geofence and
+    outside_window: a reused Idempotency-Key (422, reason key_reused) or a body out of range broke a client that
+    checks the enum."""
+    v, sid = duty["client"], duty["shift"]["id"]
+    lon, lat = duty["center"]
+    path, url = f"/api/v1/shifts/{{shift_id}}/{kind}", f"/api/v1/shifts/{sid}/{kind}"
+    if kind == "check-out":
+        assert v.post(f"/api/v1/shifts/{sid}/check-in", json={"lon": lon, "lat": lat}).status_code == 201
+    first = v.post(url, json={"lon": lon, "lat": lat}, headers={"Idempotency-Key": "k-422"})
+    assert first.status_code == 201, first.get_json()
+    answers = [v.post(url, json={"lon": lon, "lat": lat + 0.001}, headers={"Idempotency-Key": "k-422"}),
+               v.post(url, json={"lon": 181, "lat": lat})]
+    assert [(a.status_code, a.get_json().get("reason")) for a in answers] == [(422, "key_reused"), (422, None)]
+    assert [spec.check("POST", path, answer) for answer in answers] == [[], []]
+
+
 def test_idempotency_headers_are_in_the_openapi_document(spec):
     """README: send an Idempotency-Key header; a retry is answered with
     Idempotent-Replayed: true. Neither header appears in the document, so an
