@@ -300,6 +300,9 @@ def _refusal(outcome: str, body: str | None, request: CheckRequest) -> GridsvcEr
         on_duty_shift_id = int(body)
         return CheckStateConflict(f"You are already checked in to shift {on_duty_shift_id}; check out first.",
                                   reason="already_checked_in", on_duty_shift_id=on_duty_shift_id)
+    if outcome == "inside_a_stint":  # offline, timed inside a stint on record: as a second tap, but that stint is
+        # over or at another shift than a duty now, so there is nothing to check out from (the detail says which)
+        return CheckStateConflict(body, reason="already_checked_in")
     if outcome == "not_checked_in":
         return CheckStateConflict(f"You have no open check-in to shift {shift_id} to check out from.",
                                   reason="not_checked_in")

@@ -75,6 +75,24 @@ def test_an_offline_stint_uploaded_after_an_online_check_in_elsewhere_keeps_its_
     assert report["approved"] == pytest.approx(2.83, abs=0.01)
 
 
+def test_a_second_offline_check_in_inside_that_stint_names_it_and_not_the_duty_at_b(two_shifts, session):
+    """A's stint uploaded after B's online check-in, and with it a second tap at A an hour in: refused as a second
+    tap (409 already_checked_in, nothing recorded). Its answer said "already checked in to shift A; check out
+    first" with on_duty_shift_id A, while A's stint was over and the duty was at B."""
+    s, v = two_shifts, two_shifts["client"]
+    results = v.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", s["a"]["id"], s["a_start"], s["at_a"], "a-in"),
+        offline("check_in", s["a"]["id"], s["a_start"] + timedelta(hours=1), s["at_a"], "a-in-again"),
+        offline("check_out", s["a"]["id"], s["a_start"] + timedelta(hours=2), s["at_a"], "a-out")]}).get_json()["results"]
+    assert [(r["status"], r["result"].get("reason")) for r in results] == [
+        (201, None), (409, "already_checked_in"), (201, None)], results
+    refused = results[1]["result"]
+    assert "on_duty_shift_id" not in refused and "check out first" not in refused["detail"]
+    assert f"inside a stint of yours at shift {s['a']['id']} already on record" in refused["detail"]
+    assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "a-in-again")) == 0
+    assert session.get(Volunteer, s["id"]).on_duty_shift_id == s["b"]["id"]
+
+
 def test_an_offline_stint_without_its_check_out_waits_closed_where_the_next_duty_began(two_shifts, session):
     """Only A's check-in in the queue (the check-out was never pressed): the stint is closed at A's end, flagged
     for the liaison, as a forgotten check-out always is; the volunteer stays on duty at B."""
@@ -218,6 +236,15 @@ def test_checked_out_by_mistake_before_the_start_and_in_again_offline_keeps_the_
         offline("check_in", shift["id"], start + timedelta(minutes=30), at, "inside-in")]}).get_json()["results"]
     assert (late[0]["status"], late[0]["result"]["reason"]) == (409, "already_checked_in"), late
     assert session.scalar(select(func.count()).where(CheckEvent.idempotency_key == "inside-in")) == 0
+    # which stint, on the park's clock; not "check out first" with a duty to check out from: that stint is over
+    park = ZoneInfo("Asia/Shanghai")
+    assert late[0]["result"]["detail"] == (
+        f"This check-in, at {(start + timedelta(minutes=30)).astimezone(park):%Y-%m-%d %H:%M:%S}, falls inside a "
+        f"stint of yours at shift {shift['id']} already on record, from "
+        f"{(start - timedelta(minutes=14)).astimezone(park):%Y-%m-%d %H:%M:%S} to "
+        f"{(end - timedelta(minutes=5)).astimezone(park):%Y-%m-%d %H:%M:%S}, Asia/Shanghai time: you were checked "
+        f"in then. It was not recorded.")
+    assert "on_duty_shift_id" not in late[0]["result"]
 
 
 def test_a_queued_stint_at_the_same_shift_uploaded_after_the_online_stint_ended_keeps_its_hours(one_shift, session,
