@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -108,6 +109,18 @@ def check_numeric_settings(config: Mapping[str, Any]) -> None:
             raise ValueError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
                              f"not {config[key]!r}.") from None
     retention_days(config)
+
+
+def check_default_timezone(config: Mapping[str, Any]) -> None:
+    """A ValueError naming GRIDSVC_DEFAULT_TIMEZONE when it is no IANA time zone. Why: a typo (Asia/Shangai)
+    started the app, and every request that reads a time on that clock (a phone's fix, a search without a
+    community) was a 500."""
+    name = config["GRIDSVC_DEFAULT_TIMEZONE"]
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"GRIDSVC_DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Shanghai, "
+                         f"not {name!r}.") from None
 
 
 def retention_days(config: Mapping[str, Any]) -> float:

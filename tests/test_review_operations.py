@@ -267,6 +267,16 @@ def test_a_setting_that_is_not_a_number_stops_the_app_naming_it(database_url, ke
         create_app({"DATABASE_URL": database_url, **TEST_CONFIG, key: value})
 
 
+@pytest.mark.parametrize("value", ["Asia/Shangai", "UTC+8", "", "../../etc/passwd"])
+def test_a_default_timezone_that_is_no_time_zone_stops_the_app_naming_it(database_url, value):
+    """GRIDSVC_DEFAULT_TIMEZONE=Asia/Shangai started the app; every request reading a time on that clock was a 500."""
+    from gridsvc.app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    with pytest.raises(ValueError, match="GRIDSVC_DEFAULT_TIMEZONE must be an IANA time zone"):
+        create_app({"DATABASE_URL": database_url, **TEST_CONFIG, "GRIDSVC_DEFAULT_TIMEZONE": value})
+
+
 def test_db_status_exits_3_when_the_cluster_does_not_run(tmp_path, monkeypatch):
     """`db status` said "not created" or "stopped" with exit status 0, so `gridsvc db status || gridsvc db start`
     in a script never started it; it now exits 3 then, as `pg_ctl status` does, and 0 while it runs."""
