@@ -8,7 +8,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gridsvc.api import Api, IdConverter
-from gridsvc.config import check_default_timezone, check_numeric_settings, load_config, proxy_hops
+from gridsvc.config import check_settings, load_config, proxy_hops
 from gridsvc.db import Database, close_session
 
 
@@ -30,15 +30,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["int"] = IdConverter
     app.url_map.merge_slashes = False
     app.config.update(load_config(config))
-    logging.basicConfig(level=app.config["GRIDSVC_LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check_settings(app.config)  # a typo in a setting stops the start, naming it, not every request
+    logging.basicConfig(level=str(app.config["GRIDSVC_LOG_LEVEL"]).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.json.ensure_ascii = False  # Chinese names stay readable
     app.json.sort_keys = False
 
-    from gridsvc.idempotency import kept_hours
-
-    check_numeric_settings(app.config)  # a typo in a setting stops the start, naming it, not every request
-    check_default_timezone(app.config)
-    kept_hours(app.config)  # a bad GRIDSVC_IDEMPOTENCY_HOURS stops the start, not every write
     hops = proxy_hops(app.config)
     url = app.config["DATABASE_URL"]
     if not url:

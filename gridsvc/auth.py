@@ -423,8 +423,8 @@ def init_auth(app: Flask) -> None:
     from gridsvc.config import secret_key
 
     app.config["JWT_SECRET_KEY"] = app.config.get("GRIDSVC_SECRET_KEY") or secret_key()
-    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=int(app.config["GRIDSVC_ACCESS_TOKEN_MINUTES"]))
-    app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=int(app.config["GRIDSVC_REFRESH_TOKEN_DAYS"]))
+    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=float(app.config["GRIDSVC_ACCESS_TOKEN_MINUTES"]))
+    app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=float(app.config["GRIDSVC_REFRESH_TOKEN_DAYS"]))
     app.config["JWT_TOKEN_LOCATION"] = ["headers"]
     JWTManager(app)  # makes the tokens (issue_tokens); _bearer_claims checks them
 

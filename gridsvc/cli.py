@@ -178,8 +178,6 @@ def user_add(username: str, display_name: str, roles: tuple[str, ...], phone: st
     from gridsvc.errors import GridsvcError
     from gridsvc.services.accounts import create_user
 
-    if len(password) < 8:
-        raise click.ClickException("the password needs at least 8 characters")
     database = _database()
     try:
         with database.sessionmaker() as session:
@@ -341,14 +339,14 @@ def tick() -> None:
     """Enforce deadlines now: expired offers, and offers to volunteers gone off duty, move on; forgotten check-outs
     close (run it every minute from cron)."""
     from gridsvc import clock
-    from gridsvc.config import check_numeric_settings, load_config
+    from gridsvc.config import check_settings, load_config
     from gridsvc.services.checks import CheckPolicy
     from gridsvc.services.deadlines import enforce_deadlines
     from gridsvc.services.requests import DispatchPolicy
 
     config = load_config()
     try:
-        check_numeric_settings(config)  # the policies would fail on one without saying which
+        check_settings(config)  # the policies would fail on one without saying which
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     database = _database()
@@ -376,7 +374,13 @@ def tick() -> None:
                    "with slow clients), 1 runs sync workers (faster on 2 cores: see bench maps)")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API with gunicorn (Ctrl-C stops it)."""
+    from gridsvc.config import check_settings, load_config
+
     _require_url()
+    try:  # here, before gunicorn: in its workers a bad setting is a traceback per worker and "Worker failed to boot"
+        check_settings(load_config())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     _echo(f"serving the API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/api/docs, "
           f"map: http://{host}:{port}/map, OGC API: http://{host}:{port}/ogc)")
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),

@@ -12,9 +12,11 @@ Environment:
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,38 +79,88 @@ DEFAULTS: dict[str, Any] = {
 
 DEFAULT_DATABASE = "gridsvc"
 
-# The settings that are numbers (from the environment they arrive as text), and which must be whole.
-NUMERIC_SETTINGS: dict[str, type] = {
-    "GRIDSVC_DB_CONNECT_TIMEOUT": int, "GRIDSVC_DB_POOL_SIZE": int, "GRIDSVC_ACCESS_TOKEN_MINUTES": float,
-    "GRIDSVC_REFRESH_TOKEN_DAYS": float, "GRIDSVC_SIGNIN_ADDRESS_FAILURES": int,
-    "GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN": int, "GRIDSVC_CHECKIN_OPENS_MIN": float, "GRIDSVC_GEOFENCE_CAP_M": float,
-    "GRIDSVC_CHECKOUT_GRACE_MIN": float, "GRIDSVC_POSITION_RETENTION_DAYS": float, "GRIDSVC_OFFLINE_MAX_AGE_H": float,
-    "GRIDSVC_POSITION_HISTORY_SECONDS": float, "GRIDSVC_POSITION_HISTORY_METRES": float,
-    "GRIDSVC_CLOCK_SKEW_MIN": float, "GRIDSVC_OFFLINE_MAX_EVENTS": int, "GRIDSVC_IDEMPOTENCY_HOURS": float,
-    "GRIDSVC_DISPATCH_MAX_DISTANCE_M": float, "GRIDSVC_DISPATCH_ACCEPT_MIN": float, "GRIDSVC_DISPATCH_TASK_CAP": int,
-    "GRIDSVC_DISPATCH_MAX_REFUSALS": int, "GRIDSVC_TILE_CACHE_SECONDS": float, "GRIDSVC_TILE_CACHE_MB": float,
-}
-
-
 # Positions kept at most a century: a cut-off further back than that (a million days) is before year 1, where
 # Python's dates end, and "for ever" is no retention under PIPL.
 MAX_RETENTION_DAYS = 36_500
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What a numeric setting may be: a whole number or any, from ``least`` (or above it) to ``most``.
+
+    Why the bounds: out of them a setting breaks requests, not the start. No failed sign-in allowed made every
+    sign-in a 500; a window or age of centuries runs a date past year 9999 or before year 1 (a 500 per request
+    that reads it); a negative token lifetime issues tokens already expired."""
+
+    whole: bool = False
+    least: float = 0
+    above: bool = False  # the value must exceed ``least``
+    most: float = math.inf
+
+    def admits(self, value: float) -> bool:
+        return (value > self.least if self.above else value >= self.least) and value <= self.most
+
+    def __str__(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        low = f"above {self.least:g}" if self.above else f"from {self.least:g}"
+        return f"{kind} {low}" + ("" if self.most == math.inf else f", at most {self.most:g}")
+
+
+_POSITIVE = Bounds(above=True)
+_COUNT = Bounds(whole=True, least=1)
+
+# The settings that are numbers (from the environment they arrive as text), and what each may be.
+NUMERIC_SETTINGS: dict[str, Bounds] = {
+    "GRIDSVC_DB_CONNECT_TIMEOUT": _COUNT,  # (0 would wait for ever)
+    "GRIDSVC_DB_POOL_SIZE": _COUNT,
+    "GRIDSVC_ACCESS_TOKEN_MINUTES": Bounds(above=True, most=525_600),  # a year
+    "GRIDSVC_REFRESH_TOKEN_DAYS": Bounds(above=True, most=3_650),
+    "GRIDSVC_SIGNIN_ADDRESS_FAILURES": _COUNT,
+    # (failures older than a day are deleted: a longer window would quietly be a day)
+    "GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN": Bounds(whole=True, least=1, most=1_440),
+    "GRIDSVC_CHECKIN_OPENS_MIN": Bounds(most=10_080),  # a week
+    "GRIDSVC_GEOFENCE_CAP_M": Bounds(),
+    "GRIDSVC_CHECKOUT_GRACE_MIN": Bounds(most=10_080),
+    "GRIDSVC_POSITION_RETENTION_DAYS": Bounds(above=True, most=MAX_RETENTION_DAYS),
+    "GRIDSVC_OFFLINE_MAX_AGE_H": Bounds(above=True, most=8_760),  # a year
+    "GRIDSVC_POSITION_HISTORY_SECONDS": Bounds(most=86_400),  # (0: every fix joins the history)
+    "GRIDSVC_POSITION_HISTORY_METRES": Bounds(),
+    "GRIDSVC_CLOCK_SKEW_MIN": Bounds(most=1_440),
+    "GRIDSVC_OFFLINE_MAX_EVENTS": _COUNT,
+    "GRIDSVC_IDEMPOTENCY_HOURS": Bounds(above=True, most=8_760),
+    "GRIDSVC_DISPATCH_MAX_DISTANCE_M": _POSITIVE,
+    "GRIDSVC_DISPATCH_ACCEPT_MIN": Bounds(above=True, most=1_440),
+    "GRIDSVC_DISPATCH_TASK_CAP": _COUNT,
+    "GRIDSVC_DISPATCH_MAX_REFUSALS": Bounds(whole=True),  # (0: straight to the liaison)
+    "GRIDSVC_TILE_CACHE_SECONDS": Bounds(most=86_400),  # (0: off; also the max-age tiles are sent with)
+    "GRIDSVC_TILE_CACHE_MB": Bounds(),
+}
+
+
+def check_settings(config: Mapping[str, Any]) -> None:
+    """Every setting the app reads, checked before it serves: a ValueError naming the first that is wrong, and
+    what it may be. Why: a typo in the environment then stops the start (``create_app``, and ``gridsvc serve``
+    before gunicorn starts its workers) with the setting's name, rather than turning every check-in or offer into
+    a 500 saying "could not convert string to float"."""
+    check_numeric_settings(config)
+    check_default_timezone(config)
+    proxy_hops(config)
+    level = config["GRIDSVC_LOG_LEVEL"]
+    if not isinstance(logging.getLevelName(str(level).upper()), int):
+        raise ValueError(f"GRIDSVC_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {level!r}.")
+
+
 def check_numeric_settings(config: Mapping[str, Any]) -> None:
-    """A ValueError naming the first numeric setting that is not a finite number, or the retention out of its
-    range. Why: checked when the app starts (and by ``gridsvc tick``), a typo in the environment stops the start
-    with its name, rather than turning every check-in or offer into a 500 saying "could not convert string to
-    float"; and "inf" is a float to Python but no JSON number, and no span of time."""
-    for key, kind in NUMERIC_SETTINGS.items():
+    """A ValueError naming the first numeric setting that is not a finite number within its ``Bounds`` ("inf" is
+    a float to Python but no JSON number, and no span of time). Also run by ``gridsvc tick``."""
+    for key, bounds in NUMERIC_SETTINGS.items():
+        configured = config[key]
         try:
-            value = kind(config[key])
+            value = int(str(configured).strip()) if bounds.whole else float(configured)
         except (TypeError, ValueError):
             value = math.nan
-        if not math.isfinite(value):
-            raise ValueError(f"{key} must be a{'n integer' if kind is int else ' number'}, "
-                             f"not {config[key]!r}.") from None
-    retention_days(config)
+        if isinstance(configured, bool) or not (math.isfinite(value) and bounds.admits(value)):
+            raise ValueError(f"{key} must be {bounds}, not {configured!r}.")
 
 
 def check_default_timezone(config: Mapping[str, Any]) -> None:

@@ -35,6 +35,21 @@ def test_user_add_and_disable(database_url, engine):
             conn.execute(User.__table__.delete().where(User.username == "li.qiang"))
 
 
+@pytest.mark.parametrize("password", ["short7!", "长" * 257])
+def test_user_add_refuses_a_password_the_api_would_not_take(database_url, engine, password):
+    """`user add` checked only the shortest length: a 280-character password created an account that could never
+    sign in (the token endpoint takes at most 256)."""
+    try:
+        added = run(database_url, "user", "add", "zhou.long", "--name", "周龙", "--role", "worker",
+                    env={"GRIDSVC_NEW_PASSWORD": password})
+        assert added.exit_code == 1 and "must have 8 to 256 characters" in added.output, added.output
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(User).where(User.username == "zhou.long")).scalar() == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(User.__table__.delete().where(User.username == "zhou.long"))
+
+
 def test_user_disable_of_a_volunteer_frees_their_place(database_url, engine):
     """`gridsvc user disable` of a volunteer gives their confirmed place in a shift to come to the waitlist, as the
     API's PATCH does (the command has no app: the check-in policy comes from the settings)."""

@@ -183,6 +183,47 @@ def test_serve_with_a_port_or_workers_that_are_not_numbers_is_a_usage_error(data
     assert result.exit_code == 2, result.output
 
 
+@pytest.mark.parametrize("setting, value", [
+    ("GRIDSVC_DEFAULT_TIMEZONE", "Asia/Shangai"), ("GRIDSVC_GEOFENCE_CAP_M", "abc"), ("GRIDSVC_PROXY_HOPS", "x"),
+    ("GRIDSVC_SIGNIN_ADDRESS_FAILURES", "0"), ("GRIDSVC_LOG_LEVEL", "loud")])
+def test_serve_with_a_bad_setting_is_a_usage_error_before_gunicorn_starts(database_url, monkeypatch, setting, value):
+    """Checked only in gunicorn's workers, a bad setting printed a traceback per worker and "Worker failed to boot",
+    and `serve` exited 1 or 3; the README promises 2 and a short reason naming it."""
+    monkeypatch.setattr("os.execv", lambda *a: pytest.fail("gunicorn was started"))
+    result = run("serve", database_url=database_url, env={setting: value})
+    assert result.exit_code == 2 and setting in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("GRIDSVC_SIGNIN_ADDRESS_FAILURES", "0", "a whole number from 1"),
+    ("GRIDSVC_SIGNIN_ADDRESS_WINDOW_MIN", "100000", "a whole number from 1, at most 1440"),
+    ("GRIDSVC_ACCESS_TOKEN_MINUTES", "-5", "a number above 0, at most 525600"),
+    ("GRIDSVC_OFFLINE_MAX_AGE_H", "1e9", "a number above 0, at most 8760"),
+    ("GRIDSVC_DISPATCH_TASK_CAP", "1.5", "a whole number from 1")])
+def test_a_setting_out_of_its_range_stops_the_app_saying_what_it_may_be(database_url, setting, value, says):
+    """No failed sign-in allowed made every counted sign-in a 500 (IndexError); a window of 100,000 minutes quietly
+    acted as a day; a negative token lifetime issued tokens already expired; an offline age of a billion hours ran
+    a date before year 1 on every upload."""
+    from gridsvc.app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    with pytest.raises(ValueError, match=f"{setting} must be {says}, not '{value}'"):
+        create_app({"DATABASE_URL": database_url, **TEST_CONFIG, setting: value})
+
+
+def test_token_lifetimes_may_be_fractions(database_url):
+    """GRIDSVC_ACCESS_TOKEN_MINUTES=1.5 passed the start's check and then failed it with "invalid literal for int()",
+    naming no setting."""
+    from gridsvc.app import create_app
+    from tests.conftest import TEST_CONFIG
+
+    app = create_app({"DATABASE_URL": database_url, **TEST_CONFIG, "GRIDSVC_ACCESS_TOKEN_MINUTES": "1.5",
+                      "GRIDSVC_REFRESH_TOKEN_DAYS": "0.5"})
+    assert app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 90
+    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds() == 43_200
+    app.extensions["gridsvc.db"].dispose()
+
+
 # ------------------------------------------------------------------ the embedded cluster
 
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from gridsvc.db import Base, Timestamped
 
 ROLES = ("admin", "planner", "liaison", "volunteer", "department", "worker")
+# A new password's length in characters (the API's schema and the service, which the CLI calls, both hold to it).
+PASSWORD_LENGTH = (8, 256)
 
 
 class User(Timestamped, Base):

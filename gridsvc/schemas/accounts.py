@@ -5,11 +5,11 @@ import unicodedata
 
 from marshmallow import Schema, fields, validate
 
-from gridsvc.models import ROLES
+from gridsvc.models import PASSWORD_LENGTH, ROLES
 from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery, WholeText
 
 USERNAME = WholeText(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
-PASSWORD = validate.Length(min=8, max=256)
+PASSWORD = validate.Length(*PASSWORD_LENGTH)
 PHONE = WholeText(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
 
 

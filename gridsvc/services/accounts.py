@@ -16,7 +16,7 @@ from gridsvc import clock
 from gridsvc.auth import check_password, hash_password, verify_password
 from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFound, TokenRefused, TooManyAttempts,
                             ValidationFailed)
-from gridsvc.models import ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
+from gridsvc.models import PASSWORD_LENGTH, ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
 from gridsvc.services import Page
 from gridsvc.services.checks import CheckPolicy, end_duty
 from gridsvc.services.requests import DispatchPolicy, give_back_tasks
@@ -134,11 +134,15 @@ COMMON_PASSWORDS = frozenset({
 
 
 def check_password_policy(username: str, password: str) -> None:
-    """Refuse (422) a password that anyone knowing the account would try first: the username (in any case or
-    width, perhaps followed by digits), a very common one, or one of one or two characters repeated."""
+    """Refuse (422) a password of the wrong length (``PASSWORD_LENGTH``: one longer could never sign in), or that
+    anyone knowing the account would try first: the username (in any case or width, perhaps followed by digits),
+    a very common one, or one of one or two characters repeated."""
     typed = unicodedata.normalize("NFKC", password).casefold()
     name = unicodedata.normalize("NFKC", normalise_username(username)).casefold()
-    if re.fullmatch(re.escape(name) + "[0-9]*", typed):
+    shortest, longest = PASSWORD_LENGTH
+    if not shortest <= len(password) <= longest:
+        reason = f"must have {shortest} to {longest} characters"
+    elif re.fullmatch(re.escape(name) + "[0-9]*", typed):
         reason = "must not be the username"
     elif typed in COMMON_PASSWORDS:
         reason = "is one of the most common passwords"

@@ -108,9 +108,9 @@ def test_the_map_renews_an_expired_token_for_its_tiles(request, database_url):
     from tests.helpers import token_for
 
     sign_in_and_wait(page, "admin")
-    minting = create_app({"DATABASE_URL": database_url, "TESTING": True, "GRIDSVC_SECRET_KEY": SECRET,
-                          "GRIDSVC_ACCESS_TOKEN_MINUTES": -1})
-    expired = token_for(minting, "admin")  # signed by the server's key, an hour old
+    minting = create_app({"DATABASE_URL": database_url, "TESTING": True, "GRIDSVC_SECRET_KEY": SECRET})
+    minting.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=-1)  # (no setting may issue tokens expired)
+    expired = token_for(minting, "admin")  # signed by the server's key, expired a minute ago
     minting.extensions["gridsvc.db"].dispose()
     page.evaluate("""(token) => {
         const kept = JSON.parse(sessionStorage.getItem("gridsvc.map.tokens"));
