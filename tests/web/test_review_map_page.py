@@ -205,6 +205,8 @@ def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
 
     sign_in_and_wait(page, "liaison-g02")
     popup = _open_popup_of_request(page, request["id"])
+    page.wait_for_function("""(id) => window.gridMap.querySourceFeatures('park', {sourceLayer: 'requests'})
+        .some((f) => f.id === id)""", arg=request["id"], timeout=15_000)
     buttons = popup.locator(".request-actions button")
     expect(buttons).to_have_text(["开始处理 Start", "办结 Resolve", "上报 Escalate", "撤销 Withdraw", "留言 Comment"])
     popup.get_by_label("Note").fill("已到现场 on site")
@@ -222,6 +224,9 @@ def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
     assert liaison.get(f"{base_url}/api/v1/requests/{request['id']}", timeout=10).json()["status"] == "resolved"
     page.wait_for_function("""(id) => !window.gridMap.queryRenderedFeatures({layers: ['own-request']})
         .some((f) => f.properties.id === id)""", arg=request["id"], timeout=15_000)
+    # and from the park's tiles, which drew it too: the browser's copy of them (max-age 60) kept it there
+    page.wait_for_function("""(id) => !window.gridMap.querySourceFeatures('park', {sourceLayer: 'requests'})
+        .some((f) => f.id === id)""", arg=request["id"], timeout=15_000)
 
     # resolved meanwhile by someone else: the popup says what the API said, and offers what is left
     other = _file_request(base_url, g02.x, g02.y, "北门车位被占 (2)")
@@ -233,3 +238,27 @@ def test_a_liaison_starts_and_resolves_a_request_from_its_popup(page, base_url):
     expect(popup.locator('dd[data-key="status"]')).to_have_text("resolved")
     expect(popup.locator(".request-actions button")).to_have_text(["留言 Comment"])
     assert liaison.get(f"{base_url}/api/v1/requests/{other['id']}", timeout=10).json()["status"] == "resolved"
+
+
+def test_a_lots_new_count_shows_on_the_park_tiles_at_the_next_refresh(page, base_url):
+    """liaison-g02's map draws the lots beyond their zones from the park's tiles. After a lot's new count, the
+    refresh asked for the tiles again, but the browser answered from its own copy (max-age 60): the count did not
+    show at the next minute's refresh, nor the one after. The refresh now revalidates the tiles in view."""
+    sign_in_and_wait(page, "liaison-g02")
+    g02 = map_page.zone_feature(base_url, "G02")["properties"]["id"]
+    page.wait_for_function("window.gridMap.querySourceFeatures('park', {sourceLayer: 'parking'}).length > 0",
+                           timeout=15_000)
+    lots = page.evaluate("""(g02) => window.gridMap.querySourceFeatures('park', {sourceLayer: 'parking'})
+        .filter((f) => f.properties.zone_id !== g02 && f.properties.capacity > 2)
+        .map((f) => ({id: f.id, occupied: f.properties.occupied ?? null}))""", g02)
+    assert lots, "lots of other zones are in view"
+    lot = lots[0]
+    count = 1 if lot["occupied"] != 1 else 2
+    now = page.evaluate("new Date().toISOString()")
+    answer = _api(base_url, "admin").post(f"{base_url}/api/v1/parking/lots/{lot['id']}/occupancy", timeout=10,
+                                          json={"observed_at": now, "occupied": count})
+    assert answer.status_code == 201, answer.text
+    page.get_by_role("button", name="Refresh").click()
+    page.wait_for_function("""([id, count]) => window.gridMap.querySourceFeatures('park', {sourceLayer: 'parking'})
+        .some((f) => f.id === id && f.properties.occupied === count)""", arg=[lot["id"], count],
+                           timeout=15_000)

@@ -2,7 +2,7 @@
 //
 // Sign in with a gridsvc account, then draw the liaison's zone(s) over the
 // park: the community's zones (GeoJSON), the park's vector tiles, and the
-// liaison's own zone map, refreshed every minute with If-None-Match.
+// liaison's own zone map, both refreshed every minute with If-None-Match.
 // Everything comes from this origin: no CDN, no basemap, no glyphs, no
 // sprite, so the page works in a park without internet.
 import * as maplibregl from "../maplibre/maplibre-gl.mjs";
@@ -113,11 +113,21 @@ async function apiJson(path) {
 // session that has ended signs out, anything else shows in the status line.
 const TILE_PROTOCOL = "gridsvc-tiles";
 
+// While the park's tiles are asked again (the minute's refresh, a request
+// acted on), each is revalidated with the server (If-None-Match: a 304 when
+// nothing changed). The browser's own copy (max-age 60) answered them before,
+// so a resolved request, or a lot's new count, stayed drawn. Tiles asked for
+// by panning still come from the browser's copies.
+let revalidatingTiles = false;
+
 maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
   const url = `${location.origin}/tiles/${params.url.slice(TILE_PROTOCOL.length + 3)}`;
   const get = () => {
     const access = tokens.get()?.access_token;
-    return fetch(url, { headers: access ? { Authorization: `Bearer ${access}` } : {}, signal: abortController.signal });
+    return fetch(url, {
+      headers: access ? { Authorization: `Bearer ${access}` } : {}, signal: abortController.signal,
+      cache: revalidatingTiles ? "no-cache" : "default",
+    });
   };
   let response;
   try {
@@ -491,8 +501,16 @@ function requestActions(requestId, status, card) {
 // once (a resolved request leaves the map), not at the next minute's refresh.
 function requestChanged() {
   refreshZoneMap().catch(failed);
+}
+
+// The park's tiles in view, asked again of the server (see revalidatingTiles)
+// until the map has drawn them.
+function reloadParkTiles() {
   const park = view.map?.getSource("park");
-  if (park) park.setTiles([`${TILE_PROTOCOL}://{z}/{x}/{y}.pbf`]);
+  if (!park) return;
+  revalidatingTiles = true;
+  view.map.once("idle", () => { revalidatingTiles = false; });
+  park.setTiles([`${TILE_PROTOCOL}://{z}/{x}/{y}.pbf`]);
 }
 
 // ------------------------------------------------------------------ the page
@@ -597,6 +615,7 @@ function tileFailed(status, message) {
 
 async function refreshZoneMap() {
   if (!view.zoneMaps || !view.map) return;
+  reloadParkTiles();
   const changed = await view.zoneMaps.refresh();
   if (changed) view.map.getSource("zone-map")?.setData(view.zoneMaps.collection());
   const time = new Date().toLocaleTimeString();
