@@ -1,12 +1,32 @@
 """Run the Alembic migrations from code (``gridsvc migrate``, the tests)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def migration_beside(migration_file: str, filename: str) -> ModuleType:
+    """Another migration, by its file name in the same folder as ``migration_file`` (a migration's ``__file__``).
+    Why: a migration that changes a database function another created states the function's text as that
+    text changed (``replaced_once``), and its downgrade puts the earlier text back."""
+    path = Path(migration_file).with_name(filename)
+    spec = importlib.util.spec_from_file_location(f"revision_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def replaced_once(text: str, old: str, new: str) -> str:
+    """``text`` with ``old``, which it holds exactly once, replaced by ``new`` (else an AssertionError naming it:
+    the earlier text is not what the migration was written against)."""
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
 
 
 def alembic_config(url: str) -> Config:

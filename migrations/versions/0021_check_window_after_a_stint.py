@@ -17,10 +17,10 @@ Revision ID: 0021
 Revises: 0020
 Create Date: 2026-11-30
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0021"
 down_revision = "0020"
@@ -29,15 +29,7 @@ depends_on = None
 
 
 def _revision_0018():
-    spec = importlib.util.spec_from_file_location("revision_0018", Path(__file__).with_name("0018_late_offline_check_out.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0018_late_offline_check_out.py")
 
 
 def check_function() -> str:

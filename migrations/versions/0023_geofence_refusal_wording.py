@@ -10,10 +10,10 @@ Revision ID: 0023
 Revises: 0022
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside
 
 revision = "0023"
 down_revision = "0022"
@@ -22,10 +22,7 @@ depends_on = None
 
 
 def _revision_0021():
-    spec = importlib.util.spec_from_file_location("revision_0021", Path(__file__).with_name("0021_check_window_after_a_stint.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return migration_beside(__file__, "0021_check_window_after_a_stint.py")
 
 
 OLD = """'move closer and check in again.', round(shift_row.distance), round(p_allowed_m))"""

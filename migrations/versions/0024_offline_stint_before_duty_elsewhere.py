@@ -21,10 +21,10 @@ Revision ID: 0024
 Revises: 0023
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0024"
 down_revision = "0023"
@@ -33,15 +33,7 @@ depends_on = None
 
 
 def _revision_0023():
-    spec = importlib.util.spec_from_file_location("revision_0023", Path(__file__).with_name("0023_geofence_refusal_wording.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0023_geofence_refusal_wording.py")
 
 
 def check_function() -> str:

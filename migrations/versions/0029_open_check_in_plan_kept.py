@@ -15,10 +15,10 @@ Revision ID: 0029
 Revises: 0028
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0029"
 down_revision = "0028"
@@ -27,15 +27,7 @@ depends_on = None
 
 
 def _revision_0014():
-    spec = importlib.util.spec_from_file_location("revision_0014", Path(__file__).with_name("0014_check_event_function.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0014_check_event_function.py")
 
 
 def _as_it_was() -> str:

@@ -25,10 +25,10 @@ Revision ID: 0030
 Revises: 0029
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0030"
 down_revision = "0029"
@@ -37,16 +37,7 @@ depends_on = None
 
 
 def _revision_0024():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0024", Path(__file__).with_name("0024_offline_stint_before_duty_elsewhere.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0024_offline_stint_before_duty_elsewhere.py")
 
 
 def check_function() -> str:

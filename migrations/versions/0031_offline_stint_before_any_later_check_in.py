@@ -28,10 +28,10 @@ Revision ID: 0031
 Revises: 0030
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0031"
 down_revision = "0030"
@@ -40,16 +40,7 @@ depends_on = None
 
 
 def _revision_0030():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0030", Path(__file__).with_name("0030_offline_stints_in_the_same_shift.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0030_offline_stints_in_the_same_shift.py")
 
 
 def check_function() -> str:

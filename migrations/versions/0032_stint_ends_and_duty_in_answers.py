@@ -21,10 +21,10 @@ Revision ID: 0032
 Revises: 0031
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0032"
 down_revision = "0031"
@@ -33,16 +33,7 @@ depends_on = None
 
 
 def _revision_0031():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0031", Path(__file__).with_name("0031_offline_stint_before_any_later_check_in.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0031_offline_stint_before_any_later_check_in.py")
 
 
 def check_function() -> str:

@@ -20,10 +20,10 @@ Revision ID: 0035
 Revises: 0034
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0035"
 down_revision = "0034"
@@ -32,16 +32,7 @@ depends_on = None
 
 
 def _revision_0034():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0034", Path(__file__).with_name("0034_check_answers_judged_as_shown.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0034_check_answers_judged_as_shown.py")
 
 
 def check_function() -> str:

@@ -18,10 +18,10 @@ Revision ID: 0036
 Revises: 0035
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0036"
 down_revision = "0035"
@@ -30,16 +30,7 @@ depends_on = None
 
 
 def _revision_0035():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0035", Path(__file__).with_name("0035_account_read_under_the_lock.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0035_account_read_under_the_lock.py")
 
 
 def check_function() -> str:

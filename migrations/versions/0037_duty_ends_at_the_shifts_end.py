@@ -23,10 +23,10 @@ Revision ID: 0037
 Revises: 0036
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0037"
 down_revision = "0036"
@@ -35,16 +35,7 @@ depends_on = None
 
 
 def _revision_0036():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0036", Path(__file__).with_name("0036_late_check_out_after_review.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0036_late_check_out_after_review.py")
 
 
 def check_function() -> str:

@@ -14,10 +14,10 @@ Revision ID: 0039
 Revises: 0038
 Create Date: 2026-12-01
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0039"
 down_revision = "0038"
@@ -26,16 +26,7 @@ depends_on = None
 
 
 def _revision_0037():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0037", Path(__file__).with_name("0037_duty_ends_at_the_shifts_end.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0037_duty_ends_at_the_shifts_end.py")
 
 
 def check_function() -> str:

@@ -17,10 +17,10 @@ Revision ID: 0041
 Revises: 0040
 Create Date: 2026-12-02
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0041"
 down_revision = "0040"
@@ -28,25 +28,13 @@ branch_labels = None
 depends_on = None
 
 
-def _revision(filename: str):
-    spec = importlib.util.spec_from_file_location(filename[:-3], Path(__file__).with_name(filename))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
-
-
 def _record_hours_0014() -> str:
-    return _replaced(_revision("0014_check_event_function.py").RECORD_HOURS, "CREATE FUNCTION",
+    return _replaced(migration_beside(__file__, "0014_check_event_function.py").RECORD_HOURS, "CREATE FUNCTION",
                      "CREATE OR REPLACE FUNCTION")
 
 
 def _complete_hours_0018() -> str:
-    return _replaced(_revision("0018_late_offline_check_out.py").COMPLETE_HOURS, "CREATE FUNCTION",
+    return _replaced(migration_beside(__file__, "0018_late_offline_check_out.py").COMPLETE_HOURS, "CREATE FUNCTION",
                      "CREATE OR REPLACE FUNCTION")
 
 

@@ -13,10 +13,10 @@ Revision ID: 0042
 Revises: 0041
 Create Date: 2026-12-02
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from gridsvc.migrate import migration_beside, replaced_once as _replaced
 
 revision = "0042"
 down_revision = "0041"
@@ -25,16 +25,7 @@ depends_on = None
 
 
 def _revision_0039():
-    spec = importlib.util.spec_from_file_location(
-        "revision_0039", Path(__file__).with_name("0039_check_window_on_the_parks_clock.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _replaced(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
+    return migration_beside(__file__, "0039_check_window_on_the_parks_clock.py")
 
 
 def check_function() -> str:
