@@ -141,12 +141,21 @@ def migrate() -> None:
 
 @main.command()
 @click.argument("dataset", type=click.Choice(["lingfeng"]))
-def seed(dataset: str) -> None:
+@click.option("--force", is_flag=True, help="load it into a database with accounts of its own too")
+def seed(dataset: str, force: bool) -> None:
     """Load demo data (once: a second run loads nothing)."""
-    from gridsvc.seed import load_lingfeng
+    from gridsvc.seed import accounts_of_its_own, load_lingfeng
 
     database = _database()
     with database.sessionmaker() as session:
+        own = [] if force else accounts_of_its_own(session)
+        if own:
+            # (exit 0: `make run` on an existing server goes on to serve it, without the demo)
+            _echo(f"not loading the demo: this database has accounts of its own ({', '.join(own)} ...), and the "
+                  f"demo's, an admin among them, have a published password; `gridsvc seed lingfeng --force` "
+                  f"loads it anyway")
+            database.dispose()
+            return
         result = load_lingfeng(session)
         session.commit()
         if result.created:

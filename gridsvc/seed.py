@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from geo.io import geometry_from_geojson
 from gridsvc.auth import hash_password
-from gridsvc.models import Community, Department, Zone
+from gridsvc.models import Community, Department, User, Zone
 from gridsvc.services import accounts, communities, enterprises, shifts, volunteers, zones
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
@@ -261,6 +261,23 @@ def _link_liaisons(session: Session, community: Community) -> None:
         if user is not None:
             zone.liaison_id = user.id
     session.flush()
+
+
+def demo_usernames(directory: Path = FIXTURES_DIR / "lingfeng") -> set[str]:
+    zone_features = _read(directory / "zones.geojson")["features"]
+    return {spec["username"] for spec in demo_accounts({zf["properties"]["code"]: zf["properties"]["liaison"]
+                                                        for zf in zone_features})}
+
+
+def accounts_of_its_own(session: Session, directory: Path = FIXTURES_DIR / "lingfeng") -> list[str]:
+    """The usernames (a few) of accounts that are not the demo's, in a database the demo was never loaded into:
+    a real deployment's. Why: the demo adds an ``admin`` and 84 more accounts whose password is public (the
+    README's); ``make run`` on an existing server's ``DATABASE_URL`` would have added them to its people."""
+    props = _read(directory / "community.geojson")["properties"]
+    if session.scalar(select(Community.id).where(Community.name == props["name"])) is not None:
+        return []  # the demo's own database, perhaps with accounts added while trying it out
+    demo = demo_usernames(directory)
+    return [name for name in session.scalars(select(User.username).order_by(User.id)) if name not in demo][:3]
 
 
 def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng") -> SeedResult:

@@ -224,6 +224,35 @@ def test_token_lifetimes_may_be_fractions(database_url):
     app.extensions["gridsvc.db"].dispose()
 
 
+def test_the_demo_is_not_loaded_into_a_database_with_accounts_of_its_own(database_url):
+    """`DATABASE_URL=<an existing server> make run` loaded the demo into it: an `admin` and 84 more accounts whose
+    password the README publishes, beside the deployment's own people. The seed now says why it loads nothing
+    there (exit 0: `make run` goes on to serve); `--force` loads it anyway."""
+    from gridsvc.migrate import upgrade
+
+    url = _with(database_url, database=make_url(database_url).database + "_own_accounts")
+    localdb.ensure_database(url, recreate=True)
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO app_user (username, display_name, password_hash) "
+                              "VALUES ('wang.fang', '王芳', 'x')"))
+        refused = run("seed", "lingfeng", database_url=url)
+        assert refused.exit_code == 0 and "not loading the demo" in refused.output and "wang.fang" in refused.output
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM app_user")).scalar() == 1
+            assert conn.execute(text("SELECT count(*) FROM community")).scalar() == 0
+        forced = run("seed", "lingfeng", "--force", database_url=url)
+        assert forced.exit_code == 0 and "85 demo accounts" in forced.output, forced.output
+        again = run("seed", "lingfeng", database_url=url)  # the demo's database now: a second run is as ever
+        assert again.exit_code == 0 and "is already loaded" in again.output, again.output
+    finally:
+        engine.dispose()
+        with create_engine(database_url, isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)"))
+
+
 # ------------------------------------------------------------------ the embedded cluster
 
 
