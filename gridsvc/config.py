@@ -153,14 +153,20 @@ def check_settings(config: Mapping[str, Any]) -> None:
 def check_numeric_settings(config: Mapping[str, Any]) -> None:
     """A ValueError naming the first numeric setting that is not a finite number within its ``Bounds`` ("inf" is
     a float to Python but no JSON number, and no span of time). Also run by ``gridsvc tick``."""
-    for key, bounds in NUMERIC_SETTINGS.items():
-        configured = config[key]
-        try:
-            value = int(str(configured).strip()) if bounds.whole else float(configured)
-        except (TypeError, ValueError):
-            value = math.nan
-        if isinstance(configured, bool) or not (math.isfinite(value) and bounds.admits(value)):
-            raise ValueError(f"{key} must be {bounds}, not {configured!r}.")
+    for key in NUMERIC_SETTINGS:
+        numeric_setting(config, key)
+
+
+def numeric_setting(config: Mapping[str, Any], key: str) -> float:
+    """The setting ``key`` as a number within its ``Bounds``, else a ValueError naming it and what it may be."""
+    bounds, configured = NUMERIC_SETTINGS[key], config[key]
+    try:
+        value = int(str(configured).strip()) if bounds.whole else float(configured)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(configured, bool) or not (math.isfinite(value) and bounds.admits(value)):
+        raise ValueError(f"{key} must be {bounds}, not {configured!r}.")
+    return value
 
 
 def check_default_timezone(config: Mapping[str, Any]) -> None:
@@ -178,21 +184,7 @@ def check_default_timezone(config: Mapping[str, Any]) -> None:
 def retention_days(config: Mapping[str, Any]) -> float:
     """GRIDSVC_POSITION_RETENTION_DAYS, above 0 (0 or less would delete every volunteer's last known position, and
     dispatch would find nobody) and at most MAX_RETENTION_DAYS; else a ValueError naming it."""
-    return span_setting(config, "GRIDSVC_POSITION_RETENTION_DAYS", "days", at_most=MAX_RETENTION_DAYS)
-
-
-def span_setting(config: Mapping[str, Any], key: str, unit: str, *, at_most: float = math.inf) -> float:
-    """A setting that is a span of time: a finite number of ``unit`` above 0 (and at most ``at_most``), else a
-    ValueError naming it."""
-    configured = config[key]
-    try:
-        value = float(configured)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (0 < value < math.inf and value <= at_most):
-        bound = "" if at_most == math.inf else f" and at most {at_most}"
-        raise ValueError(f"{key} must be a number of {unit} above 0{bound}, not {configured!r}.")
-    return value
+    return numeric_setting(config, "GRIDSVC_POSITION_RETENTION_DAYS")
 
 
 class BadDatabaseUrl(ValueError):

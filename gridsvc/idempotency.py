@@ -47,7 +47,7 @@ from flask import Response, current_app, make_response, request
 from sqlalchemy.exc import OperationalError
 
 from gridsvc import clock
-from gridsvc.config import span_setting
+from gridsvc.config import numeric_setting
 from gridsvc.db import close_session, execute_prepared, get_database
 from gridsvc.errors import RequestInProgress, ValidationFailed
 
@@ -200,8 +200,8 @@ def _run(sql: str, params: dict[str, Any]) -> tuple | None:
 
 
 def kept_hours(config: Any) -> float:
-    """GRIDSVC_IDEMPOTENCY_HOURS as a number of hours above 0 (checked when the app starts)."""
-    return span_setting(config, "GRIDSVC_IDEMPOTENCY_HOURS", "hours")
+    """GRIDSVC_IDEMPOTENCY_HOURS as a number of hours within its bounds (checked when the app starts)."""
+    return numeric_setting(config, "GRIDSVC_IDEMPOTENCY_HOURS")
 
 
 def openapi_parameter() -> dict[str, Any]:
