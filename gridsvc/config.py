@@ -102,17 +102,22 @@ class Bounds:
 
     def __str__(self) -> str:
         kind = "a whole number" if self.whole else "a number"
-        low = f"above {self.least:g}" if self.above else f"from {self.least:g}"
-        return f"{kind} {low}" + ("" if self.most == math.inf else f", at most {self.most:g}")
+        low = f"above {_written(self.least)}" if self.above else f"from {_written(self.least)}"
+        return f"{kind} {low}" + ("" if self.most == math.inf else f", at most {_written(self.most)}")
+
+
+def _written(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 _POSITIVE = Bounds(above=True)
-_COUNT = Bounds(whole=True, least=1)
+# (whole numbers reach SQL as LIMITs and counts: beyond a bigint every such query would fail)
+_COUNT = Bounds(whole=True, least=1, most=1_000_000)
 
 # The settings that are numbers (from the environment they arrive as text), and what each may be.
 NUMERIC_SETTINGS: dict[str, Bounds] = {
-    "GRIDSVC_DB_CONNECT_TIMEOUT": _COUNT,  # (0 would wait for ever)
-    "GRIDSVC_DB_POOL_SIZE": _COUNT,
+    "GRIDSVC_DB_CONNECT_TIMEOUT": Bounds(whole=True, least=1, most=3_600),  # (0 would wait for ever)
+    "GRIDSVC_DB_POOL_SIZE": Bounds(whole=True, least=1, most=1_000),
     "GRIDSVC_ACCESS_TOKEN_MINUTES": Bounds(above=True, most=525_600),  # a year
     "GRIDSVC_REFRESH_TOKEN_DAYS": Bounds(above=True, most=3_650),
     "GRIDSVC_SIGNIN_ADDRESS_FAILURES": _COUNT,
@@ -131,7 +136,7 @@ NUMERIC_SETTINGS: dict[str, Bounds] = {
     "GRIDSVC_DISPATCH_MAX_DISTANCE_M": _POSITIVE,
     "GRIDSVC_DISPATCH_ACCEPT_MIN": Bounds(above=True, most=1_440),
     "GRIDSVC_DISPATCH_TASK_CAP": _COUNT,
-    "GRIDSVC_DISPATCH_MAX_REFUSALS": Bounds(whole=True),  # (0: straight to the liaison)
+    "GRIDSVC_DISPATCH_MAX_REFUSALS": Bounds(whole=True, most=1_000_000),  # (0: straight to the liaison)
     "GRIDSVC_TILE_CACHE_SECONDS": Bounds(most=86_400),  # (0: off; also the max-age tiles are sent with)
     "GRIDSVC_TILE_CACHE_MB": Bounds(),
 }
@@ -162,9 +167,10 @@ def numeric_setting(config: Mapping[str, Any], key: str) -> float:
     bounds, configured = NUMERIC_SETTINGS[key], config[key]
     try:
         value = int(str(configured).strip()) if bounds.whole else float(configured)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(configured, bool) or not (math.isfinite(value) and bounds.admits(value)):
+        admitted = not isinstance(configured, bool) and math.isfinite(value) and bounds.admits(value)
+    except (TypeError, ValueError, OverflowError):  # (an integer of 309 digits is no float)
+        admitted = False
+    if not admitted:
         raise ValueError(f"{key} must be {bounds}, not {configured!r}.")
     return value
 

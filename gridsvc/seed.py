@@ -263,21 +263,15 @@ def _link_liaisons(session: Session, community: Community) -> None:
     session.flush()
 
 
-def demo_usernames(directory: Path = FIXTURES_DIR / "lingfeng") -> set[str]:
-    zone_features = _read(directory / "zones.geojson")["features"]
-    return {spec["username"] for spec in demo_accounts({zf["properties"]["code"]: zf["properties"]["liaison"]
-                                                        for zf in zone_features})}
-
-
 def accounts_of_its_own(session: Session, directory: Path = FIXTURES_DIR / "lingfeng") -> list[str]:
-    """The usernames (a few) of accounts that are not the demo's, in a database the demo was never loaded into:
-    a real deployment's. Why: the demo adds an ``admin`` and 84 more accounts whose password is public (the
-    README's); ``make run`` on an existing server's ``DATABASE_URL`` would have added them to its people."""
+    """The usernames (a few) of the accounts of a database the demo was never loaded into: a real deployment's,
+    even one whose only account is its ``admin``. Why: the demo adds 85 accounts, an ``admin`` among them,
+    whose password is public (the README's); ``make run`` on an existing server's ``DATABASE_URL`` would have
+    added them to its people. A database with no account yet is a new install: the demo may go there."""
     props = _read(directory / "community.geojson")["properties"]
     if session.scalar(select(Community.id).where(Community.name == props["name"])) is not None:
         return []  # the demo's own database, perhaps with accounts added while trying it out
-    demo = demo_usernames(directory)
-    return [name for name in session.scalars(select(User.username).order_by(User.id)) if name not in demo][:3]
+    return list(session.scalars(select(User.username).order_by(User.id).limit(3)))
 
 
 def load_lingfeng(session: Session, directory: Path = FIXTURES_DIR / "lingfeng") -> SeedResult:

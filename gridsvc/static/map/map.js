@@ -113,12 +113,14 @@ async function apiJson(path) {
 // session that has ended signs out, anything else shows in the status line.
 const TILE_PROTOCOL = "gridsvc-tiles";
 
-// While the park's tiles are asked again (the minute's refresh, a request
+// When the park's tiles are asked again (the minute's refresh, a request
 // acted on), each is revalidated with the server (If-None-Match: a 304 when
 // nothing changed). The browser's own copy (max-age 60) answered them before,
-// so a resolved request, or a lot's new count, stayed drawn. Tiles asked for
-// by panning still come from the browser's copies.
-let revalidatingTiles = false;
+// so a resolved request, or a lot's new count, stayed drawn. Until the map has
+// drawn them (at most a few seconds: a map signed out meanwhile never does),
+// so that tiles asked for by panning later come from the browser's copies.
+const REVALIDATE_MS = 5_000;
+let revalidateTilesUntil = 0;
 
 maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
   const url = `${location.origin}/tiles/${params.url.slice(TILE_PROTOCOL.length + 3)}`;
@@ -126,7 +128,7 @@ maplibregl.addProtocol(TILE_PROTOCOL, async (params, abortController) => {
     const access = tokens.get()?.access_token;
     return fetch(url, {
       headers: access ? { Authorization: `Bearer ${access}` } : {}, signal: abortController.signal,
-      cache: revalidatingTiles ? "no-cache" : "default",
+      cache: Date.now() < revalidateTilesUntil ? "no-cache" : "default",
     });
   };
   let response;
@@ -503,13 +505,12 @@ function requestChanged() {
   refreshZoneMap().catch(failed);
 }
 
-// The park's tiles in view, asked again of the server (see revalidatingTiles)
-// until the map has drawn them.
+// The park's tiles in view, asked again of the server (see revalidateTilesUntil).
 function reloadParkTiles() {
   const park = view.map?.getSource("park");
   if (!park) return;
-  revalidatingTiles = true;
-  view.map.once("idle", () => { revalidatingTiles = false; });
+  revalidateTilesUntil = Date.now() + REVALIDATE_MS;
+  view.map.once("idle", () => { revalidateTilesUntil = 0; });
   park.setTiles([`${TILE_PROTOCOL}://{z}/{x}/{y}.pbf`]);
 }
 
