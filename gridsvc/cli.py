@@ -147,25 +147,26 @@ def seed(dataset: str, force: bool) -> None:
     from gridsvc.seed import accounts_of_its_own, load_lingfeng
 
     database = _database()
-    with database.sessionmaker() as session:
-        own = [] if force else accounts_of_its_own(session)
-        if own:
-            # (exit 0: `make run` on an existing server goes on to serve it, without the demo)
-            _echo(f"not loading the demo: this database has accounts of its own ({', '.join(own)} ...), and the "
-                  f"demo's, an admin among them, have a published password; `gridsvc seed lingfeng --force` "
-                  f"loads it anyway")
-            database.dispose()
-            return
-        result = load_lingfeng(session)
-        session.commit()
-        if result.created:
-            _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises, "
-                  f"{result.users} demo accounts")
-        else:
-            added = ("added " + ", ".join(f"{n} {what}" for what, n in result.added.items())) if result.added \
-                else "nothing to do"
-            _echo(f"{result.community.name} is already loaded (community {result.community.id}); {added}")
-    database.dispose()
+    try:
+        with database.sessionmaker() as session:
+            own = [] if force else accounts_of_its_own(session)
+            if own:
+                # (exit 0: `make run` on an existing server goes on to serve it, without the demo)
+                _echo(f"not loading the demo: this database has accounts of its own ({', '.join(own)} ...), and the "
+                      f"demo's, an admin among them, have a published password; `gridsvc seed lingfeng --force` "
+                      f"loads it anyway")
+                return
+            result = load_lingfeng(session)
+            session.commit()
+            if result.created:
+                _echo(f"loaded {result.community.name}: {result.zones} zones, {result.enterprises} enterprises, "
+                      f"{result.users} demo accounts")
+            else:
+                added = ("added " + ", ".join(f"{n} {what}" for what, n in result.added.items())) if result.added \
+                    else "nothing to do"
+                _echo(f"{result.community.name} is already loaded (community {result.community.id}); {added}")
+    finally:
+        database.dispose()
 
 
 @main.group(short_help="Accounts: add, disable, api-key, revoke-api-keys.")
