@@ -10,7 +10,10 @@ from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery, WholeText
 
 USERNAME = WholeText(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(*PASSWORD_LENGTH)
-PHONE = WholeText(r"^\+?[0-9 -]{5,20}$", error="Digits, spaces, '-' and a leading '+' only.")
+# at least 5 digits, beginning and ending with one: "     " or "-----" matched a pattern of the characters alone
+PHONE = WholeText(r"^(?=(?:[^0-9]*[0-9]){5})\+?[0-9][0-9 -]{3,18}[0-9]$",
+                  error="5-20 digits, spaces and '-' (at least 5 digits, beginning and ending with one), "
+                        "after an optional '+'.")
 
 
 class Phone(fields.Str):

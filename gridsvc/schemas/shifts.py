@@ -1,6 +1,7 @@
 """Shift, sign-up and check-in shapes."""
 from __future__ import annotations
 
+from flask import current_app
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridsvc import clock
@@ -8,7 +9,7 @@ from gridsvc.clock import is_naive
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
                                   SHIFT_STATUSES, SIGNUP_STATUSES)
-from gridsvc.schemas.common import (Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
+from gridsvc.schemas.common import (BoundedList, Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84, near_lonlat
 
@@ -96,6 +97,11 @@ class ShiftSeriesCreate(ShiftPlace):
             if name in data and data[name].tzinfo is not None:
                 raise ValidationError("a wall-clock time in the community's time zone, without an offset "
                                       "(e.g. 07:30)", name)
+        # An end_time before start_time ends the next morning (a night shift); the same time would be a shift of
+        # 24 hours, where a single shift with equal times is refused ("must be after starts_at").
+        if data.get("start_time") is not None and data.get("start_time") == data.get("end_time"):
+            raise ValidationError("must differ from start_time (an end_time before start_time ends the next day)",
+                                  "end_time")
 
 
 class ShiftUpdate(Schema):
@@ -352,8 +358,15 @@ class OfflineEvent(CheckEventIn):
     idempotency_key = fields.Str(required=True, validate=validate.Length(1, 100))
 
 
+def _offline_max_events() -> int:
+    """GRIDSVC_OFFLINE_MAX_EVENTS (the upload's view reads the list this schema loaded)."""
+    return int(current_app.config["GRIDSVC_OFFLINE_MAX_EVENTS"])
+
+
 class OfflineBatchIn(Schema):
-    events = fields.List(fields.Nested(OfflineEvent), required=True, validate=validate.Length(min=1))
+    events = BoundedList(fields.Nested(OfflineEvent), required=True, validate=validate.Length(min=1),
+                         max_items=_offline_max_events, what="events",
+                         advice=" per upload; send the rest in another upload (nothing was recorded)")
 
 
 class OfflineResultOut(Schema):

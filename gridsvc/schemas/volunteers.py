@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc.models.shift import HOURS_FLAG_REASONS, HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
-from gridsvc.schemas.common import (LONLAT_PATTERN, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut,
+from gridsvc.schemas.common import (LONLAT_PATTERN, BoundedList, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut,
                                     PageQuery, PointOut, PositionIn, Trimmed, WholeText, _TakenTime)
 
 
@@ -66,9 +66,16 @@ class NationalVolunteerId(Trimmed):
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         folded = unicodedata.normalize("NFKC", super()._deserialize(value, attr, data, **kwargs))
         # and without what prints as nothing (a zero-width space, a BOM, a direction mark: category Cf), with any
-        # dash a hyphen (U+2010, U+2011, U+2013... as IMEs and word processors type them): one ID, one spelling
-        return "".join("-" if unicodedata.category(c) == "Pd" else c for c in folded
+        # dash a hyphen (U+2010, U+2011, U+2013... as IMEs and word processors type them, and the signs that
+        # print as one: a minus, or an IME's "ー"): one ID, one spelling
+        return "".join("-" if unicodedata.category(c) == "Pd" or c in _DASH_SIGNS else c for c in folded
                        if unicodedata.category(c) != "Cf").strip()
+
+
+# Not dashes to Unicode (category Sm or Lm), printed as one: the minus sign (also what NFKC makes of a superscript
+# or subscript minus), the hyphen bullet, the heavy minus and the prolonged sound mark a Japanese or Chinese IME
+# types for "-" (and, half-width, NFKC's too)
+_DASH_SIGNS = frozenset("\u2212\u2043\u2796\u30fc")
 
 
 def _windows_apart(windows: list[dict]) -> None:
@@ -338,7 +345,8 @@ class ReviewQueuePageOut(PageOut):
 
 
 class BulkReviewIn(Schema):
-    ids = fields.List(Int(), required=True, validate=validate.Length(1, 500))
+    ids = BoundedList(Int(), required=True, validate=validate.Length(1, 500), max_items=500, what="ids",
+                      advice=" per request; send the rest in another")
     action = fields.Str(required=True, validate=validate.OneOf(("approve", "decline")))
     note = fields.Str(validate=validate.Length(max=500), allow_none=True)
 

@@ -47,7 +47,6 @@ class CheckPolicy:
     checkout_grace: timedelta = timedelta(minutes=120)
     offline_max_age: timedelta = timedelta(hours=24)
     clock_skew: timedelta = timedelta(minutes=5)
-    offline_max_events: int = 200
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CheckPolicy:
@@ -55,8 +54,7 @@ class CheckPolicy:
                    geofence_cap_m=float(config["GRIDSVC_GEOFENCE_CAP_M"]),
                    checkout_grace=timedelta(minutes=float(config["GRIDSVC_CHECKOUT_GRACE_MIN"])),
                    offline_max_age=timedelta(hours=float(config["GRIDSVC_OFFLINE_MAX_AGE_H"])),
-                   clock_skew=timedelta(minutes=float(config["GRIDSVC_CLOCK_SKEW_MIN"])),
-                   offline_max_events=int(config["GRIDSVC_OFFLINE_MAX_EVENTS"]))
+                   clock_skew=timedelta(minutes=float(config["GRIDSVC_CLOCK_SKEW_MIN"])))
 
     @classmethod
     def of_app(cls, app) -> CheckPolicy:
