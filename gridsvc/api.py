@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import urllib.parse
 from typing import Any, Iterable
 
 import flask_smorest
@@ -180,6 +181,34 @@ GIVEN_MORE_THAN_ONCE = "given more than once; give it once (a list is comma-sepa
 
 def _nul_problem(problem: type[errors.GridsvcError], places: list[str]) -> errors.GridsvcError:
     return problem(f"{NUL_MESSAGE} Found in: {', '.join(places[:5])}.", errors={where: [NUL_MESSAGE] for where in places[:20]})
+
+
+def undecodable_url_parts() -> list[str]:
+    """The parts of the request's URL whose bytes are not UTF-8 ("path", "query string"). Why: Werkzeug reads
+    them with errors replaced, so ``?team=%FF`` searched for a team named "\ufffd" (200, nobody) and
+    ``/shifts/series/%FF`` said "Series \ufffd does not exist", where a body with such bytes is a 400."""
+    raw_path = request.environ.get("PATH_INFO", "").encode("latin-1", "replace")  # (WSGI: bytes as latin-1)
+    raw_query = urllib.parse.unquote_to_bytes(request.query_string.replace(b"+", b" "))
+    return [part for part, raw in (("path", raw_path), ("query string", raw_query)) if not _is_utf8(raw)]
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def refuse_undecodable_url() -> None:
+    """400 for a URL whose path or query string is not UTF-8 once percent-decoded (``undecodable_url_parts``;
+    Open311 says it in its own error shape)."""
+    if request.blueprint == "open311":
+        return
+    parts = undecodable_url_parts()
+    if parts:
+        raise errors.BadRequest(f"The URL's {' and '.join(parts)} must be UTF-8 (percent-encoded): "
+                                "nothing was read or changed.")
 
 
 def refuse_nul_in_url() -> None:
@@ -532,6 +561,7 @@ class Api(flask_smorest.Api):
         app.register_error_handler(errors.GridsvcError, self.handle_gridsvc_error)
         app.register_error_handler(OperationalError, self.handle_database_down)
         app.register_error_handler(Exception, self.handle_unexpected)
+        app.before_request(refuse_undecodable_url)
         app.before_request(refuse_nul_in_url)
         app.before_request(require_json_body)
 

@@ -21,6 +21,14 @@ class GridsvcFlask(Flask):
         del response.headers["Content-Type"]
         return response
 
+    def process_response(self, response: Any) -> Any:
+        """A 204 (a DELETE done) carries no body, so no Content-Type: flask-smorest labelled the nothing it sends
+        application/json."""
+        response = super().process_response(response)
+        if response.status_code == 204:
+            del response.headers["Content-Type"]
+        return response
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app; ``config`` overrides defaults and the environment."""

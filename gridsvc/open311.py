@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
 from gridsvc.api import (is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters,
-                         strict_json_loads)
+                         strict_json_loads, undecodable_url_parts)
 from gridsvc.auth import load_account
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
@@ -279,6 +279,9 @@ def _flat(messages: Any) -> list[Any]:
 
 @blp.before_request
 def _refuse_unreadable_parameters() -> None:
+    unreadable = undecodable_url_parts()
+    if unreadable:
+        raise Open311Error(400, f"the URL's {' and '.join(unreadable)} must be UTF-8 (percent-encoded)")
     # PostgreSQL's text cannot hold NUL; said in this API's own error shape
     if "\x00" in request.path or parameters_with_nul(request.args, request.form):
         raise Open311Error(400, "parameters may not contain the NUL character (U+0000)")
