@@ -416,7 +416,8 @@ class VolunteerHoursCsv(MethodView):
             rows.append([volunteer.real_name, national_id, entry.shift.activity,
                          start.date().isoformat(), start.strftime("%H:%M"), end_text,
                          f"{entry.hours:.2f}", organisations[entry.shift.community_id], entry.status])
-        return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True)
+        return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True,
+                            text_columns={"volunteer_id"})
 
 
 @blp.route("/volunteers/<int:volunteer_id>/shifts.ics")

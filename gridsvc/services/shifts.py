@@ -272,6 +272,13 @@ def _on_each_shifts_clock(moment: datetime) -> Any:
     return func.timezone(shifts_clock, literal(moment, DateTime()))  # (a timestamp read in that zone: an instant)
 
 
+def _out_of_order(where: str) -> ValidationFailed:
+    """``to`` before ``from``, found once a time without an offset is on its clock (the query's schema answers a
+    pair it can compare alone, ``FromBeforeTo``): a 422, as the list would be empty, as if there were nothing."""
+    return ValidationFailed(f"'to' is before 'from'{where}: nothing could be listed.",
+                            errors={"to": [f"before 'from'{where}"]})
+
+
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
     # in UTC: Python compares and subtracts two times of one tzinfo on the wall clock, and across a clock
     # change (a community on Europe/Berlin's, say) 00:00 to 00:00 the next day can be 25 hours
@@ -599,6 +606,8 @@ def list_shifts(session: Session, *, now: datetime, default_tz: ZoneInfo, zone_i
         pinned = search_community(session, zone_id=zone_id, community_id=community_id, series_id=series_id)
         starts_from, starts_to = (on_clock(default_tz, starts_from, starts_to) if pinned is None
                                   else on_community_clock(session, pinned, starts_from, starts_to))
+        if starts_from is not None and starts_to is not None and starts_to < starts_from:
+            raise _out_of_order("")
     query = select(Shift)
     if series_id is not None:
         query = query.where(Shift.series_id == series_id)
@@ -1042,6 +1051,11 @@ def volunteer_signups(session: Session, volunteer_id: int, *, now: datetime, che
     ``zone_ids``: only the shifts of these zones (another zone's liaison reads
     those entries of the record, counted and paged as such); None: all."""
     volunteer = get_volunteer(session, volunteer_id)
+    if is_naive(start) != is_naive(end) and start is not None and end is not None:
+        # one time on each shift's clock, the other an instant: out of order on every park's clock, nothing listed
+        clocks = [ZoneInfo(key) for key in session.scalars(select(Community.timezone).distinct())]
+        if all(later < earlier for earlier, later in (on_clock(tz, start, end) for tz in clocks)):
+            raise _out_of_order(" on every park's clock")
     query = (select(Signup).join(Shift, Shift.id == Signup.shift_id)
              .where(Signup.volunteer_id == volunteer_id, Signup.status != "cancelled"))
     if start is None and end is None:
