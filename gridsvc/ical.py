@@ -79,7 +79,7 @@ def shifts_calendar(events: Iterable[dict], *, name: str, tzid: str = "Asia/Shan
     events = list(events)
     now = now or datetime.now(timezone.utc)
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
              f"X-WR-CALNAME:{_escape(name)}", f"X-WR-TIMEZONE:{tzid}"]
     # Each shift on its park's clock: the calendar's own first, then any other a shift is in.
     moments: dict[str, list[datetime]] = {tzid: [now]}

@@ -316,7 +316,7 @@ def test_a_day_at_the_north_gate(app, login, session, clock):
 
     # the export of a volunteer of another zone, who served at the gate
     rows = csv_rows(not_500(liaison.get(f"/api/v1/volunteers/{vids['volunteer-007']}/hours.csv")))
-    assert rows[1:] == [["魏艳浩", "", "traffic_guidance", day.isoformat(), "07:01", "08:40", "1.65",
+    assert rows[1:] == [["魏艳浩", "", "traffic_guidance", day.isoformat(), "07:01:00", "08:40:00", "1.65",
                          "灵峰工业社区 Lingfeng Industrial Community", "approved"]]
     # phones, now that the morning is over and decided
     assert "*" in phone_seen("volunteer-007")

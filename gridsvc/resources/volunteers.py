@@ -411,10 +411,12 @@ class VolunteerHoursCsv(MethodView):
             # on the clock of the park where it was served: the times its shift was posted at
             tz = clocks[entry.shift.community_id]
             start, end = entry.started_at.astimezone(tz), entry.ended_at.astimezone(tz)
-            # an overnight stint's end carries its own date: "01:00" beside the start's date read as that morning
-            end_text = end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M")
+            # an overnight stint's end carries its own date: "01:00:00" beside the start's date read as that
+            # morning; to the second, as the hours are counted: 13:00-15:44 read 2.73 h beside "2.74" for a stint
+            # to 15:44:14
+            end_text = end.strftime("%H:%M:%S") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M:%S")
             rows.append([volunteer.real_name, national_id, entry.shift.activity,
-                         start.date().isoformat(), start.strftime("%H:%M"), end_text,
+                         start.date().isoformat(), start.strftime("%H:%M:%S"), end_text,
                          f"{entry.hours:.2f}", organisations[entry.shift.community_id], entry.status])
         return csv_response(CSV_COLUMNS, rows, f"volunteer-{volunteer.id}-hours.csv", personal=True,
                             text_columns={"volunteer_id"})

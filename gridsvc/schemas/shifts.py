@@ -13,7 +13,8 @@ from gridsvc.schemas.common import (BoundedList, Choice, Date, Float, FromBefore
                                     PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84, near_lonlat
 
-ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$", error="lower-case letters, digits and _, e.g. traffic_guidance")
+ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$",
+                     error="2-60 lower-case letters, digits and _, beginning with a letter, e.g. traffic_guidance")
 ON_COMMUNITY_CLOCK = "without an offset: a wall-clock time in the community's time zone (its `timezone`)"
 # A search may keep to one community or span several: naive times are read on the one's clock, else on a default.
 ON_SEARCH_CLOCK = ("without an offset: a wall-clock time on the community's clock (its `timezone`) when the search "

@@ -13,7 +13,8 @@ from gridsvc.schemas.common import (LONLAT_PATTERN, BoundedList, Choice, Date, F
                                     PageQuery, PointOut, PositionIn, Trimmed, WholeText, _TakenTime)
 
 
-SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$", error="lower-case letters, digits and _, e.g. first_aid")
+SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$",
+                       error="2-40 lower-case letters, digits and _, beginning with a letter, e.g. first_aid")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 

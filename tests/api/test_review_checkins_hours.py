@@ -123,4 +123,4 @@ def test_an_overnight_stint_in_the_csv_ends_on_its_own_date(login, session):
     session.flush()
     answer = login("volunteer-001").get(f"/api/v1/volunteers/{vid}/hours.csv?from=2026-03-01&to=2026-03-31")
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[1][3:7] == ["2026-03-02", "22:00", "2026-03-03 01:00", "3.00"]
+    assert rows[1][3:7] == ["2026-03-02", "22:00:00", "2026-03-03 01:00:00", "3.00"]

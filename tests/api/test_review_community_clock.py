@@ -261,8 +261,8 @@ def test_the_hours_csv_writes_each_stint_on_its_own_communitys_clock(login, mont
     22:30-23:30 on 31 March there, the times its shift was posted at."""
     answer = login("volunteer-001").get(f"/api/v1/volunteers/{month_end['vid']}/hours.csv?from=2031-03-31&to=2031-04-01")
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
-    assert [row[3:7] for row in rows[1:]] == [["2031-03-31", "22:30", "23:30", "1.00"],
-                                              ["2031-04-01", "01:00", "02:00", "1.00"]]
+    assert [row[3:7] for row in rows[1:]] == [["2031-03-31", "22:30:00", "23:30:00", "1.00"],
+                                              ["2031-04-01", "01:00:00", "02:00:00", "1.00"]]
     assert "Urumqi" in rows[1][7] and "Lingfeng" in rows[2][7]
 
 

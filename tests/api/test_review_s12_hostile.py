@@ -1,10 +1,11 @@
-"""A hostile client's review of the volunteer, shift, check-in and hours endpoints (session 12).
+"""Two reviews of the volunteer, shift, check-in and hours endpoints (session 12): a hostile client's, and a
+liaison's and auditor's who checked every figure by hand.
 
 Each test failed before its fix: what the caller sent, what they got, and what they should get (a clear
 4xx problem that changes nothing, or the answer the README promises)."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -185,3 +186,46 @@ def test_a_delete_answered_204_has_no_content_type(login, session):
     assert answer.status_code == 204
     assert "Content-Type" not in answer.headers and answer.data == b""
     assert session.scalar(select(func.count()).select_from(Skill).where(Skill.code == "sign_language")) == 0
+
+
+def test_the_records_start_and_end_give_its_hours(admin, login, session, clock):  # noqa: F811
+    """An auditor reading hours.csv: a stint of 13:00:00 to 15:44:14.56 was written "13:00", "15:44", "2.74",
+    and 15:44 - 13:00 is 2.73 h. The times were cut to the minute, the hours counted to the second. Written to
+    the second, the row's own times give its hours."""
+    g01 = zone_of(session, "G01").id
+    center = zone_center(admin, g01)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=4)
+    me, vid = login("volunteer-001"), volunteer_id(session, "volunteer-001")
+    assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    clock.advance(minutes=10)
+    assert post_check(me, shift["id"], "check-in", *center).status_code == 201
+    clock.advance(hours=2, minutes=44, seconds=14.56)
+    assert post_check(me, shift["id"], "check-out", *center).get_json()["hours"]["hours"] == 2.74
+    [header, row] = csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
+    start, end = (datetime.strptime(row[header.index(name)], "%H:%M:%S") for name in ("start", "end"))
+    assert round((end - start).total_seconds() / 3600, 2) == float(row[header.index("hours")]) == 2.74
+
+
+def test_the_calendar_feed_declares_no_itip_method(login, session):
+    """The feed said METHOD:PUBLISH, which RFC 5546 gives only with an ORGANIZER in each event and RFC 5545
+    with ``method=PUBLISH`` in the Content-Type: strict importers flagged it. A subscribed feed needs no
+    method."""
+    me, vid = login("volunteer-001"), volunteer_id(session, "volunteer-001")
+    answer = me.get(f"/api/v1/volunteers/{vid}/shifts.ics")
+    assert answer.status_code == 200 and answer.mimetype == "text/calendar"
+    feed = answer.get_data(as_text=True)
+    assert feed.startswith("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n")
+    assert "\r\nMETHOD:" not in feed
+
+
+def test_an_activity_refused_is_told_the_whole_rule(login, session):
+    """``"activity": "x"`` was told "lower-case letters, digits and _", which "x" is: the rule is 2-60 of them,
+    beginning with a letter. Skill codes likewise (2-40)."""
+    body = {"title": "北门", "activity": "x", "zone_id": zone_of(session, "G01").id, "capacity": 3,
+            "starts_at": "2031-03-04T07:30:00", "ends_at": "2031-03-04T09:00:00"}
+    problem = assert_problem(login("liaison-g01").post("/api/v1/shifts", json=body), 422, "validation")
+    assert problem["errors"]["activity"] == [
+        "2-60 lower-case letters, digits and _, beginning with a letter, e.g. traffic_guidance"]
+    problem = assert_problem(login("admin").post("/api/v1/skills", json={"code": "x", "name_zh": "x", "name_en": "x"}),
+                             422, "validation")
+    assert problem["errors"]["code"][0].startswith("2-40 lower-case letters")

@@ -115,8 +115,8 @@ def test_hours_at_the_year_end_count_on_the_parks_date_everywhere(admin, login, 
     queue = liaison.get(f"/api/v1/hours?status=approved&to={eve}&volunteer_id={vid}").get_json()
     assert [i["hours"] for i in queue["items"]] == [1.0]
     rows = csv_rows(volunteer.get(f"/api/v1/volunteers/{vid}/hours.csv"))
-    assert [row[3:7] for row in rows[1:]] == [[eve.isoformat(), "22:00", "23:00", "1.00"],
-                                              [new_year.date().isoformat(), "00:30", "02:00", "1.50"]]
+    assert [row[3:7] for row in rows[1:]] == [[eve.isoformat(), "22:00:00", "23:00:00", "1.00"],
+                                              [new_year.date().isoformat(), "00:30:00", "02:00:00", "1.50"]]
 
 
 @pytest.mark.parametrize("args, env", [
