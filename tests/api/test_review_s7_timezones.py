@@ -84,8 +84,8 @@ def test_hours_fall_on_the_parks_day_and_month_whatever_the_zone_around(deployed
 
     answer = me.get(f"{url}.csv?from=2031-03-31&to=2031-04-01")
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
-    assert [row[3:7] for row in rows[1:]] == [["2031-03-31", "22:00", "23:00", "1.00"],
-                                              ["2031-04-01", "00:30", "01:30", "1.00"]]
+    assert [row[3:7] for row in rows[1:]] == [["2031-03-31", "22:00:00", "23:00:00", "1.00"],
+                                              ["2031-04-01", "00:30:00", "01:30:00", "1.00"]]
 
     queue = admin.get(f"/api/v1/hours?status=approved&volunteer_id={vid}&from=2031-03-31&to=2031-03-31").get_json()
     assert [e["id"] for e in queue["items"]] == [march.id]
