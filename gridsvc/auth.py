@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException
 from gridsvc import idempotency
 from gridsvc.api import is_json_number
 from gridsvc.db import current_session, fetch_prepared
-from gridsvc.errors import Forbidden, GridsvcError, TokenMissing, TokenRefused
+from gridsvc.errors import Forbidden, GridsvcError, TokenMissing, TokenRefused, ValidationFailed
 from gridsvc.models import User
 
 _hasher = PasswordHasher()
@@ -207,6 +207,25 @@ PUBLIC_MORE_WITH_TOKEN = Rule("public-more-with-token", public=True,
 ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
 
 
+def _takes_no_query(view: Callable) -> bool:
+    """Whether the view is an operation of the API's document (flask-smorest's) that declares no query parameter
+    (one that declares some refuses any other through its schema; the OGC API, the tiles and Open311 read their
+    own, by their own rules)."""
+    apidoc = getattr(view, "_apidoc", None)
+    if apidoc is None:
+        return False
+    return not any(parameter.get("in") == "query" for parameter in apidoc.get("arguments", {}).get("parameters", []))
+
+
+def _refuse_query(args: Any) -> None:
+    """A 422 naming the query parameters of an operation that takes none. Why: ``/zones/1/map?foo=1`` and
+    ``DELETE /zones/1?cascade=true`` were answered as if the parameter were not there, where an operation with
+    parameters refuses one it does not take."""
+    names = sorted(set(args))
+    raise ValidationFailed(f"This operation takes no query parameters: {', '.join(names)}.",
+                           errors={name: ["Unknown field."] for name in names})
+
+
 def access(rule: Rule) -> Callable:
     """Declare and enforce a view's rule; put it above the other decorators."""
 
@@ -215,10 +234,13 @@ def access(rule: Rule) -> Callable:
         # not sign-in or refresh (their answers are tokens) nor check-in (its key is kept with the event).
         keyed = (view.__name__.upper() in idempotency.KEYED_METHODS
                  and not (rule.public or rule.refresh or rule.account_in_statement))
+        takes_no_query = _takes_no_query(view)
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate(rule)
+            if takes_no_query and request.args:
+                _refuse_query(request.args)
             if keyed and idempotency.applies(principal.user_id):
                 return idempotency.answer_once(principal.user_id, lambda: view(*args, **kwargs))
             if not rule.account_in_statement:

@@ -1,10 +1,20 @@
 """The service's notion of now: one place, so tests can move time."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
+
+
+# The forms the API takes (RFC 3339's, with the offset optional: a wall-clock time on a community's clock, and
+# the seconds optional). Why: marshmallow 4 reads with Python's fromisoformat, which also takes a date alone as a
+# date-time ("2031-03-04": midnight), week dates ("2031-W10-2T07:30"), basic forms ("20310304T0730") and an hour
+# alone: a typo in a client became a shift at a time nobody meant.
+DATE_TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                             r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
+DATE_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def now() -> datetime:
@@ -36,3 +46,21 @@ def default_timezone() -> ZoneInfo:
     """The clock of times without an offset where no one community's applies (a search over several parks,
     a phone's fix, a capacity whose area may span communities): GRIDSVC_DEFAULT_TIMEZONE's."""
     return ZoneInfo(current_app.config["GRIDSVC_DEFAULT_TIMEZONE"])
+
+
+# Files of the zoneinfo directory that are no place's clock: "localtime" is the host's (whatever it is set to),
+# "posixrules" a default rule file, "Factory" a placeholder; posix/ and right/ are copies (right/ counts leap
+# seconds, which PostgreSQL does not).
+_NOT_A_PLACES_CLOCK = ("localtime", "posixrules", "Factory")
+
+
+def timezone_named(name: str) -> ZoneInfo:
+    """The IANA time zone of that name (Asia/Shanghai); a ValueError for any other: unknown, too long (a file name
+    too long for the system is an OSError, not ZoneInfoNotFoundError), or no place's clock."""
+    if (not isinstance(name, str) or len(name) > 64 or name in _NOT_A_PLACES_CLOCK
+            or name.startswith(("posix/", "right/"))):
+        raise ValueError(f"not an IANA time zone: {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"not an IANA time zone: {name!r}") from exc

@@ -19,10 +19,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from gridsvc.clock import timezone_named
 
 DEFAULTS: dict[str, Any] = {
     # A GeoJSON boundary of a whole town is a few MB at most; bigger is abuse.
@@ -181,8 +182,8 @@ def check_default_timezone(config: Mapping[str, Any]) -> None:
     community) was a 500."""
     name = config["GRIDSVC_DEFAULT_TIMEZONE"]
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        timezone_named(name)
+    except ValueError:
         raise ValueError(f"GRIDSVC_DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Shanghai, "
                          f"not {name!r}.") from None
 

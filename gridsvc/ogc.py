@@ -19,9 +19,10 @@ from flask import Blueprint, Response, request, url_for
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
+from gridsvc.clock import DATE_FORM, DATE_TIME_FORM
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import BadRequest, NotFound
-from gridsvc.schemas.common import INT_MAX, time_problem
+from gridsvc.schemas.common import INT_MAX, parse_decimal, time_problem
 from gridsvc.services import features as service
 from gridsvc.services.features import COLLECTIONS, Collection, ItemQuery
 
@@ -89,7 +90,7 @@ def _link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str
 
 def _bbox(raw: str) -> tuple[tuple[float, float, float, float], ...]:
     try:
-        numbers = [float(v) for v in raw.split(",")]
+        numbers = [parse_decimal(v) for v in raw.split(",")]
     except ValueError:
         numbers = []
     if len(numbers) == 6:  # with heights: ours are 2D, so the heights are ignored
@@ -112,8 +113,12 @@ def _instant(raw: str) -> date | None:
     if raw in ("", ".."):
         return None
     try:
-        instant = (date.fromisoformat(raw) if len(raw) == 10
-                   else datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00")))
+        if DATE_FORM.fullmatch(raw):
+            instant: date = date.fromisoformat(raw)
+        elif DATE_TIME_FORM.fullmatch(raw):
+            instant = datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
+        else:  # (fromisoformat also reads week dates and compact forms)
+            raise ValueError(raw)
     except ValueError:
         raise BadRequest(f"datetime {raw!r} is not an RFC 3339 date or date-time.",
                          errors={"datetime": ["a date, a date-time or an interval a/b with .. for an open end"]}) from None
@@ -143,6 +148,8 @@ def _datetime(raw: str) -> tuple[date | None, date | None, date | None]:
 
 def _integer(name: str, raw: str, minimum: int) -> int:
     try:
+        if not (raw.isascii() and raw.strip().lstrip("+-").isdigit()):  # int() also reads "1_0" and "１０"
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer.", errors={name: ["not an integer"]}) from None

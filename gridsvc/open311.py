@@ -28,11 +28,12 @@ from gridsvc import clock
 from gridsvc.api import (is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters,
                          strict_json_loads, undecodable_url_parts)
 from gridsvc.auth import load_account
+from gridsvc.clock import DATE_TIME_FORM
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
 from gridsvc.models import OPEN_STATUSES, ApiKey, Community, ServiceRequest, ServiceType, User
-from gridsvc.schemas.common import INT_MAX, time_problem
+from gridsvc.schemas.common import INT_MAX, parse_decimal, time_problem
 from gridsvc.schemas.requests import RequestCreate
 from gridsvc.services import requests as service
 from gridsvc.services.volunteers import volunteer_of_user
@@ -147,9 +148,23 @@ def _open311_error(error: Open311Error):
 @blp.errorhandler(GridsvcError)
 def _gridsvc_error(error: GridsvcError):
     description = error.detail or error.title
-    if error.errors:
-        description += " " + json.dumps(error.errors, ensure_ascii=False)
+    # each field's message in words, as GeoReport's one description per error has room for (a dump of the JSON
+    # API's errors object read '{"service_code": ["unknown service nope"]}'); what the detail says already, once
+    said = [part for part in _field_messages(error.errors or {}) if part.split(": ", 1)[-1] not in description]
+    if said:
+        description += " (" + "; ".join(said) + ")"
     return _open311_error(Open311Error(error.status, description))
+
+
+def _field_messages(errors: dict, prefix: str = "") -> list[str]:
+    """"field: message" for each message of a problem's ``errors`` (nested fields as "attributes.household")."""
+    parts = []
+    for name, value in errors.items():
+        if isinstance(value, dict):
+            parts += _field_messages(value, f"{prefix}{name}.")
+        else:
+            parts += [f"{prefix}{name}: {message}" for message in (value if isinstance(value, list) else [value])]
+    return parts
 
 
 @blp.errorhandler(HTTPException)
@@ -249,8 +264,10 @@ def _parse_time(name: str, *, end: bool = False) -> datetime | None:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
             day = date.fromisoformat(value)
             parsed = datetime.combine(day, time(0), clock.default_timezone())
-        else:
+        elif DATE_TIME_FORM.fullmatch(value):
             day, parsed = None, datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:  # (fromisoformat also reads week dates and compact forms)
+            raise ValueError(value)
     except ValueError:
         raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00, "
                                 "or a date, 2026-11-21") from None
@@ -302,12 +319,14 @@ def list_requests(fmt: str):
     wanted_ids = None
     if ids:
         try:
-            wanted_ids = [int(i) for i in _items(ids)]
+            # (ASCII digits: int() also reads "１２" and "1_2")
+            wanted_ids = [int(i) if i.isascii() and i.isdigit() else -1 for i in _items(ids)]
             if not wanted_ids or not all(0 < i <= INT_MAX for i in wanted_ids):
                 raise ValueError(ids)
             query = query.where(ServiceRequest.id.in_(wanted_ids))
         except ValueError:
-            raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
+            raise Open311Error(400, f"service_request_id must be a comma-separated list of ids, each from 1 to "
+                                    f"{INT_MAX}") from None
     else:
         if request.args.get("service_code"):
             query = query.where(ServiceRequest.service_code.in_(_items(request.args["service_code"])))
@@ -346,11 +365,19 @@ def one_request(raw_id: str, fmt: str):
     return _render(fmt, "service_requests", "request", [_request_view(found, _names(), _agencies([found]))])
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _post_arguments() -> MultiDict:
     """A POST's arguments: a form, as the spec has it, or a JSON object with the same names (many clients send
     one; its ``attribute`` may be an object of codes), over any given in the query string (an api_key, as GET
     takes it)."""
     arguments = MultiDict(request.args)
+    has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if has_body and not request.is_json and request.mimetype not in FORM_TYPES:
+        # (a body of another type is not read: its api_key was then "required", a 401 that hid the cause)
+        raise Open311Error(415, "send the arguments as a form (application/x-www-form-urlencoded) or as JSON, "
+                                f"not as {request.mimetype or 'a body without a Content-Type'}")
     if not request.is_json:
         for name in request.form:
             arguments.setlist(name, request.form.getlist(name))
@@ -391,7 +418,7 @@ def create_request(fmt: str):
         if not form.get(name):
             raise Open311Error(400, f"{name} is required (this jurisdiction needs lat and long)")
     try:
-        lat, lon = float(form["lat"]), float(form["long"])
+        lat, lon = parse_decimal(form["lat"]), parse_decimal(form["long"])
     except ValueError:
         raise Open311Error(400, "lat and long must be numbers") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or lat != lat or lon != lon:
@@ -411,7 +438,7 @@ def create_request(fmt: str):
     for code, value in list(attributes.items()):  # form values are text: numbers become numbers
         if definitions.get(code, {}).get("datatype") == "number":
             try:
-                attributes[code] = float(value)
+                attributes[code] = parse_decimal(value)
             except (TypeError, ValueError):
                 pass
     contact = {k: form[k] for k in ("email", "first_name", "last_name", "phone") if form.get(k)}

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from geo.crs import SUPPORTED_CRS, to_wgs84
+from gridsvc.clock import DATE_FORM, DATE_TIME_FORM
 from gridsvc.models.shift import HOURS_STATUSES, LIVE_SIGNUP_STATUSES
 
 MAX_PAGE = 1000
@@ -106,10 +107,25 @@ BBOX_PATTERN = rf"^{_DECIMAL},{_DECIMAL},{_DECIMAL},{_DECIMAL}$"
 LOADING_JSON_BODY: ContextVar[bool] = ContextVar("LOADING_JSON_BODY", default=False)
 
 
-def _text_for_a_number(value: Any) -> bool:
-    """Text sent where a JSON body has a number: refused as the document's ``integer``/``number`` refuses it
-    (marshmallow read "5", and full-width "１２３", as numbers: a capacity of "１２３" made a 123-place shift)."""
-    return isinstance(value, str) and LOADING_JSON_BODY.get()
+_WHOLE = r" *[-+]?[0-9]+ *"
+
+
+def _text_for_a_number(value: Any, *, whole: bool = False) -> bool:
+    """Text that is not a number where one is asked. In a JSON body, any text: refused as the document's
+    ``integer``/``number`` refuses it (marshmallow read "5", and full-width "１２３", as numbers: a capacity of
+    "１２３" made a 123-place shift). In a query string or a form, text not written as a decimal number
+    (``_DECIMAL``; ``whole``: digits alone): Python's float() read ``lon=1_2`` as 12 and full-width "１２１" as
+    121."""
+    if not isinstance(value, str):
+        return False
+    return LOADING_JSON_BODY.get() or re.fullmatch(_WHOLE if whole else _DECIMAL, value) is None
+
+
+def parse_decimal(text: str) -> float:
+    """A number in a query string or a form, written as ``_DECIMAL`` has it (ValueError otherwise)."""
+    if re.fullmatch(_DECIMAL, text) is None:
+        raise ValueError(text)
+    return float(text)
 
 
 class Int(fields.Integer):
@@ -122,10 +138,14 @@ class Int(fields.Integer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.validators.insert(0, validate.Range(INT_MIN, INT_MAX))
+        # (not beside a narrower range of the field's own: 2**31 for a count of 1..1000 was told the range of
+        # PostgreSQL's integer, not the field's)
+        if not any(isinstance(v, validate.Range) and v.min is not None and v.max is not None
+                   and INT_MIN <= v.min and v.max <= INT_MAX for v in self.validators):
+            self.validators.insert(0, validate.Range(INT_MIN, INT_MAX))
 
     def _validated(self, value: Any) -> int:
-        if (isinstance(value, float) and not value.is_integer()) or _text_for_a_number(value):
+        if (isinstance(value, float) and not value.is_integer()) or _text_for_a_number(value, whole=True):
             raise self.make_error("invalid", input=value)
         return super()._validated(value)
 
@@ -149,23 +169,16 @@ def time_problem(value: datetime | date) -> str | None:
     return None
 
 
-# The forms the API takes (RFC 3339's, with the offset optional: a wall-clock time on a community's clock, and
-# the seconds optional). Why: marshmallow 4 reads with Python's fromisoformat, which also takes a date alone as a
-# date-time ("2031-03-04": midnight), week dates ("2031-W10-2T07:30"), basic forms ("20310304T0730") and an hour
-# alone: a typo in a client became a shift at a time nobody meant.
-_DATE_TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-                             r"([Zz]|[+-][0-9]{2}:[0-9]{2})?")
-_DATE_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _TakenTime:
-    """Loads as the marshmallow field it precedes, in the forms the API takes (``_DATE_TIME_FORM``,
-    ``_DATE_FORM``), then refuses what ``time_problem`` names."""
+    """Loads as the marshmallow field it precedes, in the forms the API takes (``DATE_TIME_FORM``,
+    ``DATE_FORM``), then refuses what ``time_problem`` names."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        form = _DATE_FORM if isinstance(self, fields.Date) else _DATE_TIME_FORM
+        form = DATE_FORM if isinstance(self, fields.Date) else DATE_TIME_FORM
         if isinstance(value, str) and form.fullmatch(value) is None:
-            raise self.make_error("invalid", input=value, obj_type="date" if form is _DATE_FORM else "datetime")
+            raise self.make_error("invalid", input=value, obj_type="date" if form is DATE_FORM else "datetime")
         loaded = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = time_problem(loaded)
         if problem:

@@ -1,24 +1,20 @@
 """Community request and response shapes."""
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from marshmallow import Schema, ValidationError, fields, validate
 
 from geo.crs import geodesic_area_m2
+from gridsvc.clock import timezone_named
 from gridsvc.fields import MIN_DRAWN_AREA_M2, POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
 from gridsvc.schemas.common import Float, Int, PageOut, PageQuery, Trimmed
 
 
 def _valid_timezone(name: str) -> None:
-    # (a name longer than any zone's is refused before ZoneInfo looks for it as a
-    # file: too long a file name is an OSError, not a ZoneInfoNotFoundError)
+    # (timezone_named: "localtime", the host's clock whatever it is, was taken as a community's)
     try:
-        if len(name) > 64:
-            raise ValueError("too long")
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+        timezone_named(name)
+    except ValueError as exc:
         raise ValidationError(f"Unknown IANA time zone {name[:64]!r}, e.g. Asia/Shanghai.") from exc
 
 

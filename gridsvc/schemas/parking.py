@@ -322,7 +322,9 @@ class CapacityQuery(Schema):
     lon = Float(allow_nan=False, validate=validate.Range(-180, 180))
     lat = Float(allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
-    radius_m = Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000))
+    # (apispec writes the range's minimum, not that it is excluded: OpenAPI 3.0 says so with a flag)
+    radius_m = Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000),
+                     metadata={"exclusiveMinimum": True})
     as_of = Date()
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))
 

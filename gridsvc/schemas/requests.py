@@ -21,6 +21,10 @@ class AttributeOut(Schema):
     required = fields.Bool()
     description = fields.Str()
     values = fields.List(fields.Nested(AttributeValueOut))
+    # (beyond Open311's attribute definition, for a number: what a value must be, so a client can check it)
+    integer = fields.Bool(metadata={"description": "number: a whole number"})
+    minimum = fields.Float(metadata={"description": "number: the least value taken"})
+    maximum = fields.Float(metadata={"description": "number: the greatest value taken"})
 
 
 class ServiceOut(Schema):

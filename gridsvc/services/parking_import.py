@@ -122,6 +122,11 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
                 select(ParkingLot.id).where(ParkingLot.community_id == community_id, ParkingLot.id == item.lot_id)):
             errors.append({"index": item.index, "feature": item.label,
                            "errors": {"lot_id": [f"no lot {item.lot_id} in this community"]}})
+    # the file itself (not a FeatureCollection, say): said as such, not as a feature "#None"
+    whole_file = [message for e in errors if e["index"] is None for messages in e["errors"].values()
+                  for message in messages]
+    if whole_file:
+        raise ImportFailed(f"The file is wrong: {'; '.join(whole_file)}; nothing was imported.", errors=errors)
     if errors:
         errors.sort(key=lambda e: (e["index"] is None, e["index"] or 0))
         named = ", ".join(f"#{e['index']} {e.get('feature', '')}".strip() for e in errors[:5])

@@ -52,6 +52,7 @@ from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
+from gridsvc.clock import DATE_TIME_FORM
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
@@ -115,9 +116,27 @@ def list_services(session: Session) -> list[ServiceType]:
 MAX_ATTRIBUTE_TEXT = {"string": 200, "text": 4000}
 
 
+# Without bounds of its own, a number attribute is at most a quadrillion either way: 1e308 was stored, and
+# came back as an integer of 309 digits (a double is exact to 2**53).
+MAX_ATTRIBUTE_NUMBER = 1e15
+
+
+def _out_of_range(value: float, spec: Mapping[str, Any]) -> str | None:
+    """Why a number attribute's value does not fit its definition (``integer``, ``minimum``, ``maximum``), or
+    None: "people in the household" of -5 or 1.5 was stored."""
+    if spec.get("integer") and not float(value).is_integer():
+        return "must be a whole number"
+    low, high = spec.get("minimum", -MAX_ATTRIBUTE_NUMBER), spec.get("maximum", MAX_ATTRIBUTE_NUMBER)
+    if not low <= value <= high:
+        return f"must be between {low:g} and {high:g}"
+    return None
+
+
 def _is_iso_datetime(value: Any) -> bool:
+    """In the forms the API's times take (``DATE_TIME_FORM``; fromisoformat also reads week dates and compact
+    forms)."""
     try:
-        return isinstance(value, str) and bool(datetime.fromisoformat(value))
+        return isinstance(value, str) and bool(DATE_TIME_FORM.fullmatch(value)) and bool(datetime.fromisoformat(value))
     except ValueError:
         return False
 
@@ -146,6 +165,8 @@ def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, 
         elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                    or not math.isfinite(value)):
             errors[code] = ["must be a number"]
+        elif kind == "number" and _out_of_range(value, spec):
+            errors[code] = [_out_of_range(value, spec)]
         elif kind == "datetime" and not _is_iso_datetime(value):
             errors[code] = ["must be an ISO 8601 date-time"]
         elif kind == "singlevaluelist" and not (isinstance(value, str) and value in allowed):
@@ -899,6 +920,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
                 or (request.claimed_by_id is not None and actor.user_id == request.claimed_by_id))
         if not (_is_owner(request, actor) or held or staff or actor.user_id == request.requester_id):
             raise Forbidden("Only the people on this request may comment.")
+        if not (note or "").strip():  # (an empty comment was an event on the trail that said nothing)
+            raise ValidationFailed("A comment needs a note: the text to add to the trail.",
+                                   errors={"note": ["required for a comment"]})
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
