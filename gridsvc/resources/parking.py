@@ -318,7 +318,8 @@ class Gap(MethodView):
                 supply, demand, peak = unzoned
                 rows.append(["(no zone)", "in no zone", supply, demand, demand - supply,
                              service.gap_status(demand - supply, demand), "" if peak is None else peak])
-            rows.append(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"], t["peak_occupancy"]])
+            rows.append(["TOTAL", "", t["supply"], t["demand"], t["gap"], t["status"],
+                         "" if t["peak_occupancy"] is None else t["peak_occupancy"]])
             return csv_response(GAP_COLUMNS, rows, f"parking-gap-{report['as_of']}.csv")
         rows = report.pop("zones")
         if query["format"] == "geojson":

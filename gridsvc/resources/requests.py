@@ -180,6 +180,12 @@ def _action_view(action: str):
     def post(self, data, request_id):
         session = current_session()
         where = data.get("point")
+        if action in ("accept", "decline"):
+            # An offer past its deadline moves on in a transaction of its own: the 409 that tells its volunteer
+            # "it has gone to someone else" undid the move with the action, and the request waited, offered to
+            # them, for the next read.
+            service.expire_offers(session, now=clock.now(), policy=policy(), request_ids=[request_id])
+            session.commit()
         request = service.act(session, request_id, action, actor(), now=clock.now(), policy=policy(),
                               note=data.get("note"), volunteer_id=data.get("volunteer_id"),
                               lon=where.lon if where else None, lat=where.lat if where else None)

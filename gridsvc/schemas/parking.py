@@ -620,7 +620,7 @@ class GapTotalOut(Schema):
     demand = fields.Int()
     gap = fields.Int()
     status = fields.Str()
-    peak_occupancy = fields.Int()
+    peak_occupancy = fields.Int(allow_none=True, metadata={"description": "none where nothing was counted"})
     unzoned_supply = fields.Int(metadata={"description": "in no zone (its zone deleted); included above"})
     unzoned_demand = fields.Int()
     unzoned_peak_occupancy = fields.Int(allow_none=True)

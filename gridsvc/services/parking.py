@@ -476,8 +476,15 @@ def _area(model, kind: str) -> Any:
     area = envelope if kind == "bbox" else func.ST_SetSRID(func.ST_GeomFromWKB(bindparam("polygon")), gsql.SRID)
     # A drawn area (or box) counts a lot where its middle lies (a point on its surface), as a zone counts
     # the lots it holds most of: a lot across two areas drawn side by side was counted whole in both.
-    # "&&" on the column lets the GiST index pick the candidates.
-    return and_(model.geom.op("&&")(area), func.ST_Intersects(func.ST_PointOnSurface(model.geom), area))
+    # A middle on the shared edge itself was still in both (a closed box holds its edges): it is read a
+    # hair (1e-9 degrees, 0.1 mm) north-east, so it falls on one side of every edge, as a half-open box
+    # [min, max) would have it. "&&" on the column lets the GiST index pick the candidates.
+    middle = func.ST_Translate(func.ST_PointOnSurface(model.geom), EDGE_NUDGE_DEGREES, EDGE_NUDGE_DEGREES)
+    return and_(model.geom.op("&&")(area), func.ST_Intersects(middle, area))
+
+
+# How far north-east a lot's middle is read, against an area's edges (``_area``)
+EDGE_NUDGE_DEGREES = 1e-9
 
 
 def _in_use(model, as_of: date):
@@ -505,7 +512,8 @@ def _capacity_statement(kind: str, current: bool):
     built once per selector kind (by ``_capacity_sql``), then only bound. Columns, in order: lots;
     lot capacity per type; lone spaces per type; spaces in lots; lone spaces;
     then, for today, occupied in lots, occupied lone, out of service in lots,
-    out of service lone, capacity of the lots whose occupancy is unknown."""
+    out of service lone, capacity of the lots whose occupancy is unknown, and
+    what lots hold beyond their places (each lot's free places are at least 0)."""
     lot_columns = [ParkingLot.id, *[getattr(ParkingLot, f"capacity_{t}") for t in SPACE_TYPES]]
     if current:
         # What a lot holds now: its latest count of the last day, else its marked spaces (the lot's
@@ -519,6 +527,10 @@ def _capacity_statement(kind: str, current: bool):
                   .limit(1).scalar_subquery())
         marked = case((ParkingLot.spaces_on_record > 0, ParkingLot.spaces_occupied))
         lot_columns.append(func.coalesce(latest, marked).label("known"))
+        # its marked spaces out of service (none without marked spaces: no scan), for its own free places
+        out_here = (select(func.count()).where(ParkingSpace.lot_id == ParkingLot.id,
+                                               ParkingSpace.status == "out_of_service").scalar_subquery())
+        lot_columns.append(case((ParkingLot.spaces_on_record > 0, out_here), else_=0).label("out_here"))
     lots = select(*lot_columns).where(_area(ParkingLot, kind), _in_use(ParkingLot, bindparam("as_of"))).cte("lots")
     lone = select(ParkingSpace.space_type, ParkingSpace.status).where(
         ParkingSpace.lot_id.is_(None), _area(ParkingSpace, kind), _in_use(ParkingSpace, bindparam("as_of"))).cte("lone")
@@ -543,6 +555,10 @@ def _capacity_statement(kind: str, current: bool):
         lot_columns.append(func.coalesce(func.sum(lots.c.known), 0).label("occupied"))
         lot_capacity = sum(lots.c[f"capacity_{t}"] for t in SPACE_TYPES)
         lot_columns.append(func.coalesce(func.sum(lot_capacity).filter(lots.c.known.is_(None)), 0).label("unknown"))
+        # a lot counted fuller than its places (a count above a lowered capacity, say) has no free place, and
+        # takes none from the others: what it holds beyond them, added back to the area's free places
+        lot_columns.append(func.coalesce(func.sum(func.greatest(0, lots.c.known + lots.c.out_here - lot_capacity)),
+                                         0).label("overfull"))
         lone_columns += [tally(_occupying(lone.c.status)).label("occupied"),
                          tally(lone.c.status == "out_of_service").label("out")]
         inside_columns.append(tally(in_lots.c.status == "out_of_service").label("out"))
@@ -552,7 +568,8 @@ def _capacity_statement(kind: str, current: bool):
     columns = [lot_sums.c.n, *[lot_sums.c[t] for t in SPACE_TYPES], *[lone_sums.c[t] for t in SPACE_TYPES],
                inside.c.n, lone_sums.c.n]
     if current:
-        columns += [lot_sums.c.occupied, lone_sums.c.occupied, inside.c.out, lone_sums.c.out, lot_sums.c.unknown]
+        columns += [lot_sums.c.occupied, lone_sums.c.occupied, inside.c.out, lone_sums.c.out, lot_sums.c.unknown,
+                    lot_sums.c.overfull]
     return select(*columns).select_from(lot_sums).join(lone_sums, literal_column("TRUE")).join(inside, literal_column("TRUE"))
 
 
@@ -582,9 +599,10 @@ def capacity(session: Session, selector: Selector, *, as_of: date | None, now: d
     if current:
         # Spaces of lots with no count of the last day and no marked spaces are neither free nor
         # occupied: counted free, they made a zone look emptier the fewer of its lots were counted.
-        occupied, out, unknown = row[13] + row[14], row[15] + row[16], row[17]
+        occupied, out, unknown, overfull = row[13] + row[14], row[15] + row[16], row[17], row[18]
         known = total - unknown
-        answer.update(occupied=occupied, out_of_service=out, unknown=unknown, free=max(0, known - occupied - out),
+        answer.update(occupied=occupied, out_of_service=out, unknown=unknown,
+                      free=max(0, known - occupied - out + overfull),
                       utilisation_pct=round(100 * occupied / known, 1) if known else None)
     if selector.kind == "radius":
         sql, built_in = _nearest_sql()
@@ -716,5 +734,8 @@ def gap(session: Session, community_id: int, *, as_of: date | None, now: datetim
                       "status": gap_status(demand_total - supply_total, demand_total),
                       "unzoned_supply": unzoned_supply, "unzoned_demand": demand.get(None, 0),
                       "unzoned_peak_occupancy": int(peaks[None]) if peaks.get(None) is not None else None,
-                      "peak_occupancy": sum(r["peak_occupancy"] or 0 for r in rows) + int(peaks.get(None) or 0)}}
+                      # none where no zone (nor the unzoned) has a count: the columns add up to the total, and a
+                      # 0 read as an empty park
+                      "peak_occupancy": (None if all(p is None for p in peaks.values()) else
+                                         sum(r["peak_occupancy"] or 0 for r in rows) + int(peaks.get(None) or 0))}}
 

@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from shapely.geometry import Point
-from sqlalchemy import and_, func, literal_column, or_, select, update
+from sqlalchemy import and_, func, literal, literal_column, or_, select, update
 from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
@@ -56,7 +56,7 @@ from gridsvc.clock import DATE_TIME_FORM
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
-                            Shift, User, UserRole, Volunteer, Zone)
+                            Shift, User, UserRole, Volunteer, VolunteerSkill, Zone)
 from gridsvc.services import Page
 from gridsvc.services.volunteers import WORKS_IN_NOW, may_volunteer, works_in, works_in_community
 
@@ -508,12 +508,22 @@ def _on_duty_located_by(session: Session, actor: Actor, now: datetime) -> set[in
 
 def _offered_before(session: Session, request_id: int) -> list[int]:
     """Volunteers who declined this request, let the offer lapse or handed it back (a withdrawn offer does not
-    count), and the one it is offered to now; since it was last reopened (a volunteer busy then may be free now)."""
+    count), and the one it is offered to now; since it was last reopened (a volunteer busy then may be free now).
+
+    A volunteer given the request by ``reassign`` holds it without an offer: one who handed it back is found by
+    the trail's hand_back (its actor, the holder: a handing back by the service is for someone who may no longer
+    volunteer). Without it, the request went straight back to them when they stood nearest."""
     round_starts_after = (select(func.coalesce(ServiceRequest.last_offer_before_reopen_id, 0))
                           .where(ServiceRequest.id == request_id).scalar_subquery())
-    return list(session.scalars(select(RequestOffer.volunteer_id).where(
+    offered = select(RequestOffer.volunteer_id).where(
         RequestOffer.request_id == request_id, RequestOffer.id > round_starts_after,
-        RequestOffer.outcome.in_(("declined", "expired", "returned", "pending")))))
+        RequestOffer.outcome.in_(("declined", "expired", "returned", "pending")))
+    last_reopen = (select(func.coalesce(func.max(RequestEvent.id), 0))
+                   .where(RequestEvent.request_id == request_id, RequestEvent.action == "reopen").scalar_subquery())
+    handed_back = (select(Volunteer.id).join(RequestEvent, RequestEvent.actor_id == Volunteer.user_id)
+                   .where(RequestEvent.request_id == request_id, RequestEvent.action == "hand_back",
+                          RequestEvent.id > last_reopen))
+    return list(session.scalars(offered.union(handed_back)))
 
 
 def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy: DispatchPolicy,
@@ -530,7 +540,10 @@ def dispatch(session: Session, request: ServiceRequest, *, now: datetime, policy
         if offer is not None:
             session.expire(request)  # changed in SQL: read again when next used
             return
-    _to_liaison(session, request, from_status)
+        _to_liaison(session, request, from_status)
+        return
+    _to_liaison(session, request, from_status,
+                why=f"refused {request.refusals} times, the most before a liaison takes it")
 
 
 
@@ -637,9 +650,12 @@ def _may_act_as_liaison(user_id_column):
                 select(UserRole.user_id).where(UserRole.user_id == user_id_column, UserRole.role == "liaison").exists())
 
 
-def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> None:
+def _to_liaison(session: Session, request: ServiceRequest, from_status: str,
+                why: str = "no volunteer available") -> None:
     """Hand the request to its zone's liaison or, when the zone has none who
-    may act, to the liaison of the zone nearest the request that has one."""
+    may act, to the liaison of the zone nearest the request that has one.
+    ``why``: the trail's reason (after the last refusal allowed, volunteers may
+    still be free: "no volunteer available" was then untrue)."""
     zone = session.get(Zone, request.zone_id)
     liaison_id, note = None, None
     if zone.liaison_id is not None and session.scalar(select(_may_act_as_liaison(zone.liaison_id))):
@@ -653,13 +669,14 @@ def _to_liaison(session: Session, request: ServiceRequest, from_status: str) -> 
             _may_act_as_liaison(Zone.liaison_id))
             .order_by(gsql.distance_m(Zone.geom, here), Zone.id).limit(1)).first()
         if row is not None:
-            liaison_id, note = row[0], f"zone {zone.code} has no liaison; the liaison of {row[1]}, the nearest zone, has it"
+            liaison_id, note = row[0], (f"{why}; zone {zone.code} has no liaison; the liaison of {row[1]}, the nearest "
+                                        "zone, has it")
     request.status = "with_liaison"
     request.volunteer_id = None
     request.liaison_id = liaison_id
     session.flush()
     _event(session, request, None, "to_liaison", from_status, "with_liaison", system=True,
-           note=note or ("no volunteer available" if liaison_id else "no liaison in the community: admins, please act"))
+           note=note or (why if liaison_id else f"{why}; no liaison in the community: admins, please act"))
 
 
 def _lonlat(session: Session, request: ServiceRequest) -> tuple[float, float]:
@@ -794,7 +811,8 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
                                                          RequestOffer.volunteer_id == actor.volunteer_id)
                               .order_by(RequestOffer.offered_at.desc(), RequestOffer.id.desc()).limit(1))
         if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
-            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; it has gone to someone else.",
+            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; the request has moved on, to "
+                                "the next volunteer or the zone's liaison.",
                                 action=action, state="expired")
         # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
         # then): it is not theirs to take. Declining it is harmless.
@@ -902,7 +920,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
             raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
                                    "longer has the volunteer role.", errors={"volunteer_id": ["may not volunteer"]})
+        _refuse_unskilled(session, request, chosen)
         _withdraw_offers(session, request.id, now)
+        _refuse_at_cap(session, request, volunteer_id, now=now, policy=policy)
         # the volunteer holds it now: a department that claimed it no longer does
         request.status, request.volunteer_id = "assigned", volunteer_id
         request.claimed_by_id = request.department_id = None
@@ -926,6 +946,29 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
+
+
+def _refuse_unskilled(session: Session, request: ServiceRequest, chosen: Volunteer) -> None:
+    """As dispatch: a request whose service needs a skill goes to a volunteer who has it (a 422 naming it)."""
+    skill = session.scalar(select(ServiceType.required_skill).where(ServiceType.code == request.service_code))
+    if skill is not None and not session.scalar(select(VolunteerSkill.volunteer_id).where(
+            VolunteerSkill.volunteer_id == chosen.id, VolunteerSkill.skill_code == skill)):
+        raise ValidationFailed(f"Volunteer {chosen.id} lacks the skill {skill} this service needs.",
+                               errors={"volunteer_id": [f"lacks the skill {skill}"]})
+
+
+def _refuse_at_cap(session: Session, request: ServiceRequest, volunteer_id: int, *, now: datetime,
+                   policy: DispatchPolicy) -> None:
+    """As dispatch: a volunteer at their open-task cap is given nothing more (a 409). Under their offer lock,
+    waited for (dispatch tries it and skips them), so that two reassigns, or a reassign and an offer, at once
+    do not both give them a task: four concurrent reassigns gave one volunteer four requests."""
+    session.execute(select(func.pg_advisory_xact_lock(OFFER_LOCKS, volunteer_id)))
+    busy = session.scalar(select(_open_tasks(literal(volunteer_id), now)))
+    if request.volunteer_id == volunteer_id and request.status in ("assigned", "in_progress"):
+        busy -= 1  # (this request, given to whoever holds it already)
+    if busy >= policy.task_cap:
+        raise Conflict(f"Volunteer {volunteer_id} already has {busy} open task(s), their cap "
+                       f"({policy.task_cap}): free them first, or choose another volunteer.")
 
 
 def _hand_back(session: Session, request: ServiceRequest, actor_id: int | None, *, now: datetime,

@@ -292,7 +292,7 @@ def test_a_zone_without_liaison_falls_back_to_the_zone_nearest_the_request(login
     assert filed["zone_id"] == g07.id and filed["status"] == "with_liaison", filed
     assert filed["liaison_id"] == account_id(session, "liaison-g09")
     note = login("admin").get(f"/api/v1/requests/{filed['id']}/events").get_json()[-1]["note"]
-    assert note == "zone G07 has no liaison; the liaison of G09, the nearest zone, has it"
+    assert note == "no volunteer available; zone G07 has no liaison; the liaison of G09, the nearest zone, has it"
 
 
 @pytest.mark.parametrize("change", [{"disabled": True}, {"roles": ["worker"]}], ids=["disabled", "role-removed"])
