@@ -116,19 +116,27 @@ def test_a_url_that_is_not_utf8_is_a_400(login, app):
     assert "UTF-8" in open311.get_json()[0]["description"]
 
 
-def test_a_volunteer_id_in_the_national_record_stays_text_whatever_its_form(admin, login, session, clock):  # noqa: F811
-    """A national volunteer ID such as "1e5" (or "1-2") was written bare in hours.csv: a spreadsheet opens it
-    as 100000 (or 2 January). Only all-digit IDs were kept text. An identifier of digits and punctuation alone
-    goes after a tab too; an ID with letters is as typed."""
+def _a_stint_of_volunteer_001(admin, login, session, clock, served: timedelta, hours: float = 1):
+    """volunteer-001 signs up for a G01 shift of ``hours`` starting in 10 minutes, checks in at its start and out
+    ``served`` later, at the zone's middle: (their client, their volunteer id, the check-out's answer)."""
     g01 = zone_of(session, "G01").id
     center = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=1)
+    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=hours)
     me, vid = login("volunteer-001"), volunteer_id(session, "volunteer-001")
     assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
     clock.advance(minutes=10)
     assert post_check(me, shift["id"], "check-in", *center).status_code == 201
-    clock.advance(minutes=30)
-    assert post_check(me, shift["id"], "check-out", *center).status_code == 201
+    clock.advance(seconds=served.total_seconds())
+    checked_out = post_check(me, shift["id"], "check-out", *center)
+    assert checked_out.status_code == 201, checked_out.get_json()
+    return me, vid, checked_out.get_json()
+
+
+def test_a_volunteer_id_in_the_national_record_stays_text_whatever_its_form(admin, login, session, clock):  # noqa: F811
+    """A national volunteer ID such as "1e5" (or "1-2") was written bare in hours.csv: a spreadsheet opens it
+    as 100000 (or 2 January). Only all-digit IDs were kept text. An identifier of digits and punctuation alone
+    goes after a tab too; an ID with letters is as typed."""
+    me, vid, _ = _a_stint_of_volunteer_001(admin, login, session, clock, timedelta(minutes=30))
     for typed, written in (("1e5", "\t1e5"), ("3-4", "\t3-4"), ("ZJ-NB-1", "ZJ-NB-1")):
         assert me.patch(f"/api/v1/volunteers/{vid}", json={"national_volunteer_id": typed}).status_code == 200
         [header, row] = csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
@@ -192,15 +200,9 @@ def test_the_records_start_and_end_give_its_hours(admin, login, session, clock):
     """An auditor reading hours.csv: a stint of 13:00:00 to 15:44:14.56 was written "13:00", "15:44", "2.74",
     and 15:44 - 13:00 is 2.73 h. The times were cut to the minute, the hours counted to the second. Written to
     the second, the row's own times give its hours."""
-    g01 = zone_of(session, "G01").id
-    center = zone_center(admin, g01)
-    shift = make_shift(admin, zone_id=g01, starts_at=clock() + timedelta(minutes=10), hours=4)
-    me, vid = login("volunteer-001"), volunteer_id(session, "volunteer-001")
-    assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
-    clock.advance(minutes=10)
-    assert post_check(me, shift["id"], "check-in", *center).status_code == 201
-    clock.advance(hours=2, minutes=44, seconds=14.56)
-    assert post_check(me, shift["id"], "check-out", *center).get_json()["hours"]["hours"] == 2.74
+    me, vid, checked_out = _a_stint_of_volunteer_001(admin, login, session, clock,
+                                                     timedelta(hours=2, minutes=44, seconds=14.56), hours=4)
+    assert checked_out["hours"]["hours"] == 2.74
     [header, row] = csv_rows(me.get(f"/api/v1/volunteers/{vid}/hours.csv"))
     start, end = (datetime.strptime(row[header.index(name)], "%H:%M:%S") for name in ("start", "end"))
     assert round((end - start).total_seconds() / 3600, 2) == float(row[header.index("hours")]) == 2.74
