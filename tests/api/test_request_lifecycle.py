@@ -118,7 +118,7 @@ def test_a_liaison_cannot_hand_a_request_to_a_volunteer_of_another_park(login, g
     number, to a volunteer who serves only in another park. A liaison may now reassign only to volunteers who
     work in the request's community (home zone, sign-ups or hours there), as dispatch only offers to those on
     duty nearby; an admin still may."""
-    from gridsvc.models import ServiceHours, Signup, Volunteer, Zone
+    from gridsvc.models import ServiceHours, Signup, Skill, Volunteer, Zone
     from tests.helpers import community_body, rect, zone_feature
 
     admin = login("admin")
@@ -127,6 +127,8 @@ def test_a_liaison_cannot_hand_a_request_to_a_volunteer_of_another_park(login, g
     outsider = session.get(Volunteer, session.scalar(select(Volunteer.id).join(User, User.id == Volunteer.user_id)
                                                      .where(User.username == "volunteer-030")))
     outsider.home_zone_id = other_zone
+    if "traffic_parking" not in outsider.skill_codes:  # (a parking need asks for it)
+        outsider.skills = [*outsider.skills, session.get(Skill, "traffic_parking")]
     session.commit()
     for model in (Signup, ServiceHours):
         assert not session.scalar(select(model.id).where(model.volunteer_id == outsider.id).limit(1))

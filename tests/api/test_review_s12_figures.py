@@ -14,7 +14,7 @@ from gridsvc.models import RequestOffer, ServiceRequest, Volunteer
 from tests.api.test_parking import ORIGIN, admin, lot, market, point  # noqa: F401  (fixtures)
 from tests.api.test_requests import file, g03, open_shift, put_on_duty  # noqa: F401  (fixture)
 from tests.api.volunteer_helpers import zone_center, zone_of
-from tests.helpers import assert_problem, client_as, offset
+from tests.helpers import assert_problem, client_as, delete_shifts, offset
 
 
 def _offers(session, request_id):
@@ -67,8 +67,8 @@ def test_four_reassigns_at_once_to_one_volunteer_give_them_one(committed_app, en
     with Session(engine) as session:
         zone = zone_of(session, "G06")
         here = zone_center(client_as(committed_app, "admin"), zone.id)
-        chosen = session.scalar(select(Volunteer.id).where(Volunteer.id == put_on_duty(
-            session, "volunteer-044", *offset(*here, 5000, 0), open_shift(session, zone.id, clock()))))
+        shift_id = open_shift(session, zone.id, clock())
+        chosen = put_on_duty(session, "volunteer-044", *offset(*here, 5000, 0), shift_id)
         session.commit()
     created = [file(client_as(committed_app, f"worker-00{i + 1}"), offset(*here, 0, 10 * i),
                     service="commute", description=f"race {i}").get_json()["id"] for i in range(4)]
@@ -96,6 +96,7 @@ def test_four_reassigns_at_once_to_one_volunteer_give_them_one(committed_app, en
             conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id.in_(created)))
             conn.execute(Volunteer.__table__.update().where(Volunteer.id == chosen)
                          .values(on_duty_shift_id=None, last_position=None, last_position_at=None))
+        delete_shifts(engine, shift_id)  # (its sign-up with it: a community is then deleted whole elsewhere)
 
 
 def test_the_trail_says_why_a_request_went_to_the_liaison(login, g03):  # noqa: F811
