@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.db import fetch_prepared, statement_text
-from gridsvc.errors import NotFound, ValidationFailed
+from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.fields import as_shape
 from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
@@ -180,10 +180,35 @@ def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
     return {f"capacity_{t}": int((capacity or {}).get(t, 0)) for t in SPACE_TYPES}
 
 
+# "PI": the advisory-lock space of a community's parking inventory, one lock per community: an import, and a lot or
+# space posted, check that nothing is stored twice and hold that until their commit
+INVENTORY_LOCKS = 0x5049
+
+
+def refuse_stored_twice(session: Session, model, community_id: int, geometry: BaseGeometry,
+                        *, name: str | None = None, kind: str | None = None) -> None:
+    """A lot without a ref of the same name and kind on the same ground, or a space in the same place, stored
+    already: a 409 naming it. Why: a lot posted twice (a planner's double click, a retry without an
+    Idempotency-Key) doubled its supply, which an import refuses. Under the community's inventory lock."""
+    session.execute(select(func.pg_advisory_xact_lock(INVENTORY_LOCKS, community_id)))
+    same = [model.community_id == community_id, func.ST_Equals(model.geom, gsql.literal_geometry(geometry))]
+    if model is ParkingLot:
+        same += [ParkingLot.name == name, ParkingLot.kind == (kind or "surface")]
+    found = session.scalar(select(model.id).where(*same).limit(1))
+    if found is not None:
+        what = "lot" if model is ParkingLot else "space"
+        raise Conflict(f"The same {what} is stored already as {what} {found}: posted before? (Give it a ref of "
+                       f"its own if it is another.)")
+
+
 def create_lot(session: Session, *, geometry: BaseGeometry, name: str, capacity: dict[str, int] | None = None,
-               enterprise_id: int | None = None, **fields: Any) -> ParkingLot:
+               enterprise_id: int | None = None, checked_as_new: bool = False, **fields: Any) -> ParkingLot:
+    """A lot; ``checked_as_new``: the caller (an import, all its features at once) has checked it is not
+    stored already."""
     community_id, zone_id = place_of(session, geometry)
     _refuse_used_ref(session, ParkingLot, community_id, fields.get("ref"))
+    if fields.get("ref") is None and not checked_as_new:
+        refuse_stored_twice(session, ParkingLot, community_id, geometry, name=name, kind=fields.get("kind"))
     lot = ParkingLot(community_id=community_id, zone_id=zone_id, name=name, geom=gsql.literal_geometry(geometry),
                      enterprise_id=_enterprise_in(session, enterprise_id, community_id), **_capacity_columns(capacity),
                      **fields)
@@ -288,13 +313,16 @@ def _placed_space(session: Session, geometry: BaseGeometry, lot_id: int | None,
 
 
 def create_space(session: Session, *, geometry: BaseGeometry, lot_id: int | None = None, lot_ref: str | None = None,
-                 now: datetime, **fields: Any) -> ParkingSpace:
-    """A space; its lot by id or by ``lot_ref`` (as the import names it), not both."""
+                 now: datetime, checked_as_new: bool = False, **fields: Any) -> ParkingSpace:
+    """A space; its lot by id or by ``lot_ref`` (as the import names it), not both (``checked_as_new``: as
+    ``create_lot``)."""
     if lot_ref is not None and lot_id is not None:
         raise ValidationFailed("Give the space's lot by lot_ref or by lot_id, not both.",
                                errors={"lot_id": ["give lot_ref or lot_id, not both"]})
     community_id, zone_id, lot_id = _placed_space(session, geometry, lot_id, lot_ref)
     _refuse_used_ref(session, ParkingSpace, community_id, fields.get("ref"))
+    if fields.get("ref") is None and not checked_as_new:
+        refuse_stored_twice(session, ParkingSpace, community_id, geometry)
     space = ParkingSpace(community_id=community_id, zone_id=zone_id, lot_id=lot_id, geom=gsql.literal_geometry(geometry),
                          status_updated_at=now, **fields)
     session.add(space)

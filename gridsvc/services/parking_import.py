@@ -36,9 +36,6 @@ class ImportResult:
     by_zone: dict[str, int]
 
 
-IMPORT_LOCKS = 0x5049  # "PI": the advisory-lock space of parking imports, one lock per community
-
-
 def _stored_already(session: Session, placed: list[tuple[Any, int, int]]) -> list[dict[str, Any]]:
     """Features without a ref that are already stored: a lot of the same name
     and kind on the same ground, a space in the same place. Why: a file
@@ -90,7 +87,7 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
     # stored already) hold until the commit only if no other import writes in
     # between; the same file uploaded twice at once was written twice.
     for community_id in sorted({community_id for _, community_id, _ in placed}):
-        session.execute(select(func.pg_advisory_xact_lock(IMPORT_LOCKS, community_id)))
+        session.execute(select(func.pg_advisory_xact_lock(parking.INVENTORY_LOCKS, community_id)))
     errors.extend(_stored_already(session, placed))
     refs = Counter((community_id, item.feature_type, item.ref) for item, community_id, _ in placed if item.ref)
     for (community_id, feature_type, ref), n in refs.items():
@@ -141,7 +138,7 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
     created_lots: dict[tuple[int, str], int] = {}
     for item, community_id, _ in lots:
         lot = parking.create_lot(session, geometry=item.geometry, enterprise_id=enterprise_ids.get(item.index),
-                                 **item.fields)
+                                 checked_as_new=True, **item.fields)  # (_stored_already, above)
         if item.ref:
             created_lots[(community_id, item.ref)] = lot.id
         if progress:
@@ -151,7 +148,8 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
         if item.lot_ref:
             lot_id = (created_lots.get((community_id, item.lot_ref))
                       or parking.holder_of_ref(session, ParkingLot, community_id, item.lot_ref))
-        parking.create_space(session, geometry=item.geometry, lot_id=lot_id, now=now, **item.fields)
+        parking.create_space(session, geometry=item.geometry, lot_id=lot_id, now=now, checked_as_new=True,
+                             **item.fields)
         if progress:
             progress(1)
     return ImportResult(lots=len(lots), spaces=len(spaces), by_zone=dict(by_zone))

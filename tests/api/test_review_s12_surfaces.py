@@ -158,3 +158,27 @@ def test_the_default_timezone_setting_is_a_places_clock():
     with pytest.raises(ValueError, match="GRIDSVC_DEFAULT_TIMEZONE"):
         check_default_timezone({"GRIDSVC_DEFAULT_TIMEZONE": "localtime"})
     check_default_timezone({"GRIDSVC_DEFAULT_TIMEZONE": "Asia/Urumqi"})
+
+
+def test_a_lot_or_space_posted_twice_is_stored_once(login, session):
+    """``POST /parking/lots`` (and ``/parking/spaces``) took the same feature twice, doubling the supply, where an
+    import refuses it. Without a ref, the same lot (name, kind, ground) or space (place) is a 409."""
+    from gridsvc.models import ParkingLot, ParkingSpace
+    from tests.helpers import offset, rect
+
+    planner = login("planner")
+    here = zone_center(login("admin"), zone_of(session, "G05").id)
+    body = {"type": "Feature", "geometry": rect(*here, 30, 20), "properties": {"name": "西门临时停车场",
+                                                                              "capacity": {"car": 40}}}
+    assert planner.post("/api/v1/parking/lots", json=body).status_code == 201
+    lots = count(session, ParkingLot)
+    problem = assert_problem(planner.post("/api/v1/parking/lots", json=body), 409)
+    assert "stored already" in problem["detail"]
+    assert count(session, ParkingLot) == lots
+    # another lot on the same ground (another name) is another lot
+    assert planner.post("/api/v1/parking/lots", json={**body, "properties": {"name": "西门二层"}}).status_code == 201
+    spot = {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(offset(*here, 100, 0))}}
+    assert planner.post("/api/v1/parking/spaces", json=spot).status_code == 201
+    spaces = count(session, ParkingSpace)
+    assert_problem(planner.post("/api/v1/parking/spaces", json=spot), 409)
+    assert count(session, ParkingSpace) == spaces
