@@ -291,7 +291,8 @@ class DispatchBatch(MethodView):
             mine = session.scalar(select(Zone.id).where(Zone.community_id == community.id,
                                                         Zone.id.in_(list(principal.liaison_zone_ids))).limit(1))
             auth.require(mine is not None, "Only admins and liaisons of this community may run a batch.")
-        result = batch_dispatch(session, community.id, now=clock.now(), policy=policy())
+        result = batch_dispatch(session, community.id, now=clock.now(), policy=policy(),
+                                seen_by=None if "admin" in principal.roles else actor())
         session.commit()
         # The plan uses every distance; the answer tells the caller only those of volunteers they may locate (as
         # /dispatch/candidates does): a liaison files requests where they choose, and the distances of a few

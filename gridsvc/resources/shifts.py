@@ -10,6 +10,7 @@ from gridsvc import auth, clock, idempotency
 from gridsvc.api import PROBLEM_JSON, Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError, ValidationFailed
+from gridsvc.resources.actors import actor
 from gridsvc.resources.volunteers import hours_entry
 from gridsvc.schemas.common import PageQuery, Problem
 from gridsvc.schemas.shifts import (CancelOut, CheckEventIn, CheckEventOut, CheckRefusedProblem, OfflineBatchIn,
@@ -18,7 +19,7 @@ from gridsvc.schemas.shifts import (CancelOut, CheckEventIn, CheckEventOut, Chec
                                     ShiftUpdate, SignupIn, SignupListOut, SignupOut)
 from gridsvc.schemas.volunteers import (BulkReviewIn, BulkReviewOut, HoursOut, HoursTotalsPageOut, HoursTotalsQuery,
                                         ReviewIn, ReviewQueuePageOut, ReviewQueueQuery)
-from gridsvc.services import checks, shifts as service, volunteers as volunteer_service
+from gridsvc.services import checks, requests as request_service, shifts as service, volunteers as volunteer_service
 
 blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, check-in/out and service hours")
 
@@ -205,7 +206,14 @@ class ShiftCheckEvents(MethodView):
         """Who checked in and out, when and where, refused attempts included (admins, the zone's liaison)"""
         session = current_session()
         _require_zone_manager(service.get_shift(session, shift_id).zone_id)
-        return checks.events_of_shift(session, shift_id, **query)
+        page = checks.events_of_shift(session, shift_id, **query)
+        # Where a volunteer was is for who may locate them now (README, who sees what): once their service in
+        # the zone is over and decided, its liaison keeps each event's time, distance and outcome, not its point.
+        located = request_service.volunteers_located_by(session, actor(), {seen.event.volunteer_id
+                                                                           for seen in page.items}, now=clock.now())
+        for seen in page.items:
+            seen.located = seen.event.volunteer_id in located
+        return page
 
 
 @blp.route("/shifts/<int:shift_id>/signups/<int:volunteer_id>")

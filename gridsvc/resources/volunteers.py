@@ -103,9 +103,13 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
         point = as_shape(volunteer.last_position)
         position = {"lon": point.x, "lat": point.y, "crs": "wgs84", "accuracy_m": volunteer.last_accuracy_m,
                     "at": volunteer.last_position_at}
-    if on_duty is None:
+    principal = auth.current_principal()
+    own = principal.user_id == volunteer.user_id
+    # whether they are on duty is for whoever may search volunteers (for planning), themselves and those who see
+    # their position: a worker or another volunteer reading a profile learnt when someone checked in and out
+    sees_duty = private or own or principal.has_any(SEARCHER_ROLES)
+    if on_duty is None and sees_duty:
         on_duty = service.is_on_duty(session, volunteer, clock.now())
-    own = auth.current_principal().user_id == volunteer.user_id
     calendar = None
     if own:
         key = auth.calendar_key(volunteer.id, volunteer.user.token_version)
@@ -117,7 +121,7 @@ def volunteer_view(volunteer: Volunteer, *, private: bool, distance_m: float | N
         "national_volunteer_id": volunteer.national_volunteer_id if private else None,
         "team": volunteer.team, "home_zone_id": volunteer.home_zone_id, "skills": volunteer.skill_codes,
         "availability": volunteer.availability,
-        "on_duty": on_duty,
+        "on_duty": on_duty if sees_duty else None,
         # a check-in left open past its shift's end is not duty (nor its shift's id); where someone is on
         # duty (the shift's place) is theirs, their zones' liaisons' and admins', like their position
         "on_duty_shift_id": volunteer.on_duty_shift_id if on_duty and private else None,
@@ -431,16 +435,20 @@ class VolunteerCalendar(MethodView):
     def get(self, volunteer_id, key=None):
         """Your shifts as an iCalendar feed (each on its park's clock, TZID Asia/Shanghai for the demo park): a bearer token, or the key from your calendar_url"""
         session = current_session()
-        volunteer = service.get_volunteer(session, volunteer_id)
         principal = auth.current_principal()
         zones = None  # the volunteer's own feed: all of it
+        # Without a token, the same 401 for an id with no volunteer as for a wrong key: a 404 told anyone which
+        # volunteer ids exist (how many there are, when one registers).
         if key is not None:
-            expected = auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version)
-            if not _same(key, expected):
+            volunteer = session.get(Volunteer, volunteer_id)
+            expected = (None if volunteer is None else
+                        auth.calendar_key(volunteer.id, session.get(User, volunteer.user_id).token_version))
+            if expected is None or not _same(key, expected):
                 raise Unauthorized("The calendar key is wrong or has been retired; copy calendar_url again.")
         elif principal.user_id is None:
             raise Unauthorized("This calendar needs a token or its key (see calendar_url in /me/volunteer).")
         else:
+            volunteer = service.get_volunteer(session, volunteer_id)
             zones = record_zones(volunteer)
         events = []
         signups = _in_zones(shift_service.calendar_signups(session, volunteer.id, now=clock.now()), zones,

@@ -270,15 +270,20 @@ class ShiftEventOut(Schema):
     inside = fields.Bool(attribute="event.inside")
     distance_m = Float(attribute="event.distance_m", metadata={"description": "metres to the geofence"})
     accuracy_m = Float(attribute="event.accuracy_m", allow_none=True)
-    point = fields.Method("_point", metadata={"description": "the position judged (WGS-84)",
+    point = fields.Method("_point", metadata={"description": "the position judged (WGS-84); null for a volunteer "
+                                                             "who no longer works in the reader's zones",
+                                              "nullable": True,
                                               "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
-    input = fields.Method("_input", metadata={"description": "the position as the phone sent it",
+    input = fields.Method("_input", metadata={"description": "the position as the phone sent it; null as point",
+                                              "nullable": True,
                                               "allOf": [{"$ref": "#/components/schemas/PointOut"}]})
 
-    def _point(self, seen) -> dict:
-        return {"lon": seen.lon, "lat": seen.lat, "crs": "wgs84"}
+    def _point(self, seen) -> dict | None:
+        return {"lon": seen.lon, "lat": seen.lat, "crs": "wgs84"} if seen.located else None
 
-    def _input(self, seen) -> dict:
+    def _input(self, seen) -> dict | None:
+        if not seen.located:
+            return None
         return {"lon": seen.event.input_lon, "lat": seen.event.input_lat, "crs": seen.event.input_crs}
 
 

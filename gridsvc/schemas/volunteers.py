@@ -140,7 +140,8 @@ class VolunteerOut(Schema):
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str())
     availability = fields.List(fields.Nested(AvailabilityWindow))
-    on_duty = fields.Bool()
+    on_duty = fields.Bool(allow_none=True, metadata={
+        "description": "null for a reader who may not know it (a worker, another volunteer)"})
     on_duty_shift_id = Int(allow_none=True)
     last_position = fields.Nested(LastPositionOut, allow_none=True)
     distance_m = Float(allow_none=True, metadata={"description": "with near=: metres from that point"})

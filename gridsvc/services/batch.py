@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, Volunteer
@@ -37,14 +37,19 @@ class BatchResult:
 
 
 def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy: dispatch.DispatchPolicy,
-                   k: int = 10) -> BatchResult:
+                   k: int = 10, seen_by: dispatch.Actor | None = None) -> BatchResult:
+    """``seen_by``: only the requests this liaison handles (their zones', and those handed to them): a liaison's
+    batch listed, and re-offered, another zone's requests, each a 404 to them. None: all (an admin)."""
     # A request with the liaison after its refusals stays theirs (the dispatch policy's last step): re-offering
     # it would take it from them.
+    chosen = select(ServiceRequest).where(ServiceRequest.community_id == community_id,
+                                          ServiceRequest.status.in_(("offered", "with_liaison")),
+                                          ServiceRequest.refusals < policy.max_refusals)
+    if seen_by is not None:  # (as its staff reads a request: dispatch._is_zone_staff)
+        chosen = chosen.where(or_(ServiceRequest.zone_id.in_(list(seen_by.liaison_zone_ids)),
+                                  ServiceRequest.liaison_id == seen_by.user_id))
     open_requests = session.scalars(
-        select(ServiceRequest).where(ServiceRequest.community_id == community_id,
-                                     ServiceRequest.status.in_(("offered", "with_liaison")),
-                                     ServiceRequest.refusals < policy.max_refusals)
-        .order_by(ServiceRequest.created_at, ServiceRequest.id).with_for_update(skip_locked=True)).all()
+        chosen.order_by(ServiceRequest.created_at, ServiceRequest.id).with_for_update(skip_locked=True)).all()
     ids = [r.id for r in open_requests]
     if ids:
         session.execute(update(RequestOffer).where(RequestOffer.request_id.in_(ids), RequestOffer.outcome == "pending")

@@ -517,13 +517,15 @@ def hours_totals(session: Session, *, zone_ids: frozenset[int] | None, status: s
                                  offset=offset), total_hours=total_hours)
 
 
-@dataclass(frozen=True)
+@dataclass  # (not frozen: the view marks what its reader may locate)
 class SeenEvent:
-    """A check event of a shift, for its liaison: who, and the WGS-84 point judged."""
+    """A check event of a shift, for its liaison: who, and the WGS-84 point judged (``located``: whether the
+    reader may see where the volunteer was; without it, the event's time, distance and outcome, not its point)."""
     event: CheckEvent
     volunteer_name: str
     lon: float
     lat: float
+    located: bool = True
 
 
 def events_of_shift(session: Session, shift_id: int, *, volunteer_id: int | None = None, flagged: bool | None = None,

@@ -724,7 +724,10 @@ def expire_offers(session: Session, *, now: datetime, policy: DispatchPolicy, re
                    note=f"volunteer {offer.volunteer_id} did not answer by {offer.deadline.isoformat()}")
         else:
             _withdraw_offer(session, request, offer, now=now,
-                            note=f"volunteer {offer.volunteer_id} went off duty before answering")
+                            # (not "went off duty": the requester reads the trail, and a volunteer's duty is
+                            # for whoever may search volunteers)
+                            note=f"the offer to volunteer {offer.volunteer_id} was withdrawn: they can no longer "
+                                 "answer it")
         dispatch(session, request, now=now, policy=policy)
         expired += 1
     return expired
