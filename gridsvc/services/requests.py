@@ -817,6 +817,9 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
             raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; the request has moved on, to "
                                 "the next volunteer or the zone's liaison.",
                                 action=action, state="expired")
+        if mine is not None and mine.outcome == "declined":  # (a state, not a right: not the 403 of another's offer)
+            raise StateConflict(f"You declined this offer at {mine.answered_at.isoformat()}; the request has moved "
+                                "on.", action=action, state="declined")
         # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
         # then): it is not theirs to take. Declining it is harmless.
         if (action == "accept" and mine is not None and mine.outcome in ("pending", "withdrawn")
