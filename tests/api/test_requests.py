@@ -565,9 +565,8 @@ def test_batch_tells_a_liaison_no_distance_of_a_volunteer_they_may_not_locate(lo
     probe = offset(*there, 250, 0)
     assert file(spy, probe).get_json()["offer"]["distance_m"] is None  # the single dispatch hides it too
     result = spy.post(f"/api/v1/dispatch/batch?community_id={g10.community_id}").get_json()
-    [pair] = [p for p in result["pairs"] if p["volunteer_id"] == stranger]
-    assert pair["distance_m"] is None
-    assert result["total_distance_m"] is None and result["greedy_total_distance_m"] is None
+    # (since session 12, a liaison's batch plans their zones' requests only: their own filing in G10 is not one)
+    assert not [p for p in result["pairs"] if p["volunteer_id"] == stranger]
     # G10's liaison, and an admin, get every figure
     again = login("liaison-g10").post(f"/api/v1/dispatch/batch?community_id={g10.community_id}").get_json()
     [pair] = [p for p in again["pairs"] if p["volunteer_id"] == stranger]

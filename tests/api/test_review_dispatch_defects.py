@@ -91,7 +91,7 @@ def test_checking_out_withdraws_the_offer_and_the_request_goes_on(login, checked
     assert seen["refusals"] == 0
     trail = _events(login("liaison-g03"), request_id)
     assert [e["action"] for e in trail] == ["file", "offer", "withdraw", "offer"]
-    assert str(checked_in["volunteer_id"]) in trail[2]["note"] and "off duty" in trail[2]["note"]
+    assert str(checked_in["volunteer_id"]) in trail[2]["note"] and "withdrawn" in trail[2]["note"]
     late = assert_problem(checked_in["volunteer"].post(f"/api/v1/requests/{request_id}/accept", json={}), 409,
                           "request-state")
     assert "duty" in late["detail"]
@@ -128,7 +128,7 @@ def test_an_offer_is_not_taken_after_the_shift_has_ended(login, session, clock, 
     assert (seen["status"], seen["volunteer_id"], seen["refusals"]) == ("with_liaison", None, 0)
     trail = _events(login("admin"), request_id)
     assert [e["action"] for e in trail][-2:] == ["withdraw", "to_liaison"]
-    assert "off duty" in trail[-2]["note"]
+    assert "can no longer answer" in trail[-2]["note"]
 
 
 def test_with_nobody_else_on_duty_the_withdrawn_request_goes_to_the_liaison(login, session, checked_in):
