@@ -65,7 +65,7 @@ def csv_response(columns: list[str], rows: Iterable[Iterable[Any]], filename: st
     writer.writerow(columns)
     text = set(text_columns)
     writes = [as_text if column in text else inert for column in columns]
-    writer.writerows([write(value) for write, value in zip(writes, row)] for row in rows)
+    writer.writerows([write(value) for write, value in zip(writes, row, strict=True)] for row in rows)
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if personal:
         headers["Cache-Control"] = "private, no-store"

@@ -265,7 +265,7 @@ def _parse_time(name: str, *, end: bool = False) -> datetime | None:
             day = date.fromisoformat(value)
             parsed = datetime.combine(day, time(0), clock.default_timezone())
         elif DATE_TIME_FORM.fullmatch(value):
-            day, parsed = None, datetime.fromisoformat(value.replace("Z", "+00:00"))
+            day, parsed = None, datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         else:  # (fromisoformat also reads week dates and compact forms)
             raise ValueError(value)
     except ValueError:

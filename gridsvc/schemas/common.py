@@ -177,8 +177,10 @@ class _TakenTime:
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
         form = DATE_FORM if isinstance(self, fields.Date) else DATE_TIME_FORM
-        if isinstance(value, str) and form.fullmatch(value) is None:
-            raise self.make_error("invalid", input=value, obj_type="date" if form is DATE_FORM else "datetime")
+        if isinstance(value, str):
+            if form.fullmatch(value) is None:
+                raise self.make_error("invalid", input=value, obj_type="date" if form is DATE_FORM else "datetime")
+            value = value.upper()  # RFC 3339's "t" and "z", which fromisoformat does not read
         loaded = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = time_problem(loaded)
         if problem:

@@ -508,7 +508,8 @@ def _area(model, kind: str) -> Any:
     # hair (1e-9 degrees, 0.1 mm) north-east, so it falls on one side of every edge, as a half-open box
     # [min, max) would have it. "&&" on the column lets the GiST index pick the candidates.
     middle = func.ST_Translate(func.ST_PointOnSurface(model.geom), EDGE_NUDGE_DEGREES, EDGE_NUDGE_DEGREES)
-    return and_(model.geom.op("&&")(area), func.ST_Intersects(middle, area))
+    # (the index's box grown by the nudge: a lot a hair south-west of the area, nudged into it, is a candidate)
+    return and_(model.geom.op("&&")(func.ST_Expand(area, EDGE_NUDGE_DEGREES)), func.ST_Intersects(middle, area))
 
 
 # How far north-east a lot's middle is read, against an area's edges (``_area``)

@@ -120,8 +120,8 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
             errors.append({"index": item.index, "feature": item.label,
                            "errors": {"lot_id": [f"no lot {item.lot_id} in this community"]}})
     # the file itself (not a FeatureCollection, say): said as such, not as a feature "#None"
-    whole_file = [message for e in errors if e["index"] is None for messages in e["errors"].values()
-                  for message in messages]
+    whole_file = [str(message) for e in errors if e["index"] is None for messages in e["errors"].values()
+                  for message in (messages if isinstance(messages, list) else [messages])]
     if whole_file:
         raise ImportFailed(f"The file is wrong: {'; '.join(whole_file)}; nothing was imported.", errors=errors)
     if errors:

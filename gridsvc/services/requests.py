@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -54,7 +55,7 @@ from sqlalchemy.orm import Session
 from geo import sql as gsql
 from gridsvc.clock import DATE_TIME_FORM
 from gridsvc.db import fetch_prepared, statement_text
-from gridsvc.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from gridsvc.errors import ConcurrentUpdate, Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Shift, User, UserRole, Volunteer, VolunteerSkill, Zone)
 from gridsvc.services import Page
@@ -136,7 +137,8 @@ def _is_iso_datetime(value: Any) -> bool:
     """In the forms the API's times take (``DATE_TIME_FORM``; fromisoformat also reads week dates and compact
     forms)."""
     try:
-        return isinstance(value, str) and bool(DATE_TIME_FORM.fullmatch(value)) and bool(datetime.fromisoformat(value))
+        return (isinstance(value, str) and bool(DATE_TIME_FORM.fullmatch(value))
+                and bool(datetime.fromisoformat(value.upper())))
     except ValueError:
         return False
 
@@ -963,12 +965,35 @@ def _refuse_unskilled(session: Session, request: ServiceRequest, chosen: Volunte
                                errors={"volunteer_id": [f"lacks the skill {skill}"]})
 
 
+class VolunteerBeingOffered(ConcurrentUpdate):
+    """Another dispatch (or reassign) holds the volunteer's offer lock: nothing was saved; send it again."""
+
+    retry_after = 1
+
+
+# How long a reassign tries for a volunteer's offer lock (every 50 ms) before its 409
+OFFER_LOCK_TRIES = 40
+
+
+def _take_offer_lock(session: Session, volunteer_id: int) -> None:
+    """The volunteer's offer lock, tried (every 50 ms, for 2 s), never waited for. Why: a reassign holds its
+    request's row, and may hold another volunteer's offer lock (an expired offer re-dispatched on the way in);
+    waiting here deadlocked with a batch (it waits for offer locks in id order, holding request rows) and with
+    an account's tasks given back (it holds the offer lock it made, and waits for the next request's row)."""
+    for attempt in range(OFFER_LOCK_TRIES):
+        if session.scalar(select(func.pg_try_advisory_xact_lock(OFFER_LOCKS, volunteer_id))):
+            return
+        time.sleep(0.05)
+    raise VolunteerBeingOffered(f"Volunteer {volunteer_id} is being offered a request at this moment; nothing was "
+                                "saved. Send it again.")
+
+
 def _refuse_at_cap(session: Session, request: ServiceRequest, volunteer_id: int, *, now: datetime,
                    policy: DispatchPolicy) -> None:
-    """As dispatch: a volunteer at their open-task cap is given nothing more (a 409). Under their offer lock,
-    waited for (dispatch tries it and skips them), so that two reassigns, or a reassign and an offer, at once
+    """As dispatch: a volunteer at their open-task cap is given nothing more (a 409). Under their offer lock
+    (``_take_offer_lock``), as dispatch counts them, so that two reassigns, or a reassign and an offer, at once
     do not both give them a task: four concurrent reassigns gave one volunteer four requests."""
-    session.execute(select(func.pg_advisory_xact_lock(OFFER_LOCKS, volunteer_id)))
+    _take_offer_lock(session, volunteer_id)
     busy = session.scalar(select(_open_tasks(literal(volunteer_id), now)))
     if request.volunteer_id == volunteer_id and request.status in ("assigned", "in_progress"):
         busy -= 1  # (this request, given to whoever holds it already)

@@ -99,6 +99,42 @@ def test_four_reassigns_at_once_to_one_volunteer_give_them_one(committed_app, en
         delete_shifts(engine, shift_id)  # (its sign-up with it: a community is then deleted whole elsewhere)
 
 
+def test_a_reassign_does_not_wait_for_a_volunteer_being_offered_something(committed_app, engine, clock):
+    """(The session's code review.) Reassign waited for the volunteer's offer lock while holding the request's
+    row: a batch (waiting for offer locks, holding rows) or an account's tasks given back could deadlock with
+    it. It now tries the lock for 2 s and answers 409 concurrent-update with Retry-After, the request as it was;
+    without the lock at all, it gave the task beside an offer being made."""
+    from sqlalchemy import func, text
+
+    from gridsvc.services.requests import OFFER_LOCKS
+
+    with Session(engine) as session:
+        zone = zone_of(session, "G06")
+        here = zone_center(client_as(committed_app, "admin"), zone.id)
+        shift_id = open_shift(session, zone.id, clock())
+        chosen = put_on_duty(session, "volunteer-045", *offset(*here, 5000, 0), shift_id)
+        session.commit()
+    filed = file(client_as(committed_app, "worker-001"), here, service="commute", description="lock").get_json()
+    holder = engine.connect()
+    try:
+        with holder.begin():
+            holder.execute(select(func.pg_advisory_xact_lock(OFFER_LOCKS, chosen)))  # a dispatch offering them
+            answer = client_as(committed_app, "admin").post(f"/api/v1/requests/{filed['id']}/reassign",
+                                                            json={"volunteer_id": chosen})
+            assert answer.status_code == 409 and answer.headers["Retry-After"] == "1", answer.get_json()
+            assert answer.get_json()["type"].endswith("concurrent-update")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT volunteer_id FROM service_request WHERE id = :id"),
+                                {"id": filed["id"]}).scalar() is None
+    finally:
+        holder.close()
+        with engine.begin() as conn:
+            conn.execute(ServiceRequest.__table__.delete().where(ServiceRequest.id == filed["id"]))
+            conn.execute(Volunteer.__table__.update().where(Volunteer.id == chosen)
+                         .values(on_duty_shift_id=None, last_position=None, last_position_at=None))
+        delete_shifts(engine, shift_id)
+
+
 def test_the_trail_says_why_a_request_went_to_the_liaison(login, g03):  # noqa: F811
     """After three refusals the to_liaison event read "no volunteer available", with volunteers still free."""
     request = file(login("worker-001"), g03["here"]).get_json()

@@ -180,7 +180,8 @@ def test_a_time_in_a_form_the_api_does_not_take_is_refused(admin, session, clock
         problem = assert_problem(admin.post("/api/v1/shifts", json={**body, "starts_at": typed}), 422, "validation")
         assert "starts_at" in problem["errors"], typed
     assert count(session, Shift) == before
-    for typed in ("2031-03-04T07:30", "2031-03-04 07:30:00", "2031-03-04T07:30:00.5+08:00", "2031-03-03T23:30:00Z"):
+    for typed in ("2031-03-04T07:30", "2031-03-04 07:30:00", "2031-03-04T07:30:00.5+08:00", "2031-03-03T23:30:00Z",
+                  "2031-03-03t23:30:00z"):
         assert admin.post("/api/v1/shifts", json={**body, "starts_at": typed}).status_code == 201, typed
     assert_problem(admin.get("/api/v1/volunteers/1/hours", query_string={"from": "2031-W10-2"}), 422)
 
