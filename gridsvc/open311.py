@@ -376,9 +376,10 @@ def _post_arguments() -> MultiDict:
     has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if has_body and not request.is_json and request.mimetype not in FORM_TYPES:
         # (a body of another type is not read: its api_key was then "required", a 401 that hid the cause)
-        raise Open311Error(415, "send the arguments as a form (application/x-www-form-urlencoded) or as JSON, "
+        raise Open311Error(415, "send the arguments as a form (application/x-www-form-urlencoded or "
+                                "multipart/form-data) or as JSON, "
                                 f"not as {request.mimetype or 'a body without a Content-Type'}")
-    if not request.is_json:
+    if not request.is_json or not request.get_data(cache=True):  # (an empty JSON body is none, as in /api/v1)
         for name in request.form:
             arguments.setlist(name, request.form.getlist(name))
         return arguments

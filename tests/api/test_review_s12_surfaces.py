@@ -182,3 +182,12 @@ def test_a_lot_or_space_posted_twice_is_stored_once(login, session):
     spaces = count(session, ParkingSpace)
     assert_problem(planner.post("/api/v1/parking/spaces", json=spot), 409)
     assert count(session, ParkingSpace) == spaces
+
+
+def test_an_empty_json_body_to_open311_is_no_arguments(client, key_for):
+    """(The README check.) An empty body labelled JSON was "the body is not valid JSON" (400) in Open311, where
+    the README says an empty body counts as none: the arguments missing are named."""
+    answer = client.post(f"/open311/v2/requests.json?api_key={key_for('worker-010')}", data=b"",
+                         content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.get_json()[0]["description"].startswith("service_code is required")
