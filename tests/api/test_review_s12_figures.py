@@ -61,15 +61,22 @@ def test_reassign_keeps_to_the_task_cap_and_the_services_skill(login, g03, sessi
     assert admin.post(f"/api/v1/requests/{first['id']}/reassign", json={"volunteer_id": nearest}).status_code == 200
 
 
-def test_four_reassigns_at_once_to_one_volunteer_give_them_one(committed_app, engine, clock):
-    """Real concurrent connections: four admins' reassigns of four requests to one free volunteer gave them
-    all four. One wins; the others are 409 and their requests stay with the liaison."""
+def _on_duty_far_from_g06(committed_app, engine, clock, username):
+    """(G06's middle, a committed shift there, ``username`` on duty in it 5 km away: too far for dispatch, so
+    the requests filed there wait with the liaison for a reassign.)"""
     with Session(engine) as session:
         zone = zone_of(session, "G06")
         here = zone_center(client_as(committed_app, "admin"), zone.id)
         shift_id = open_shift(session, zone.id, clock())
-        chosen = put_on_duty(session, "volunteer-044", *offset(*here, 5000, 0), shift_id)
+        chosen = put_on_duty(session, username, *offset(*here, 5000, 0), shift_id)
         session.commit()
+    return here, shift_id, chosen
+
+
+def test_four_reassigns_at_once_to_one_volunteer_give_them_one(committed_app, engine, clock):
+    """Real concurrent connections: four admins' reassigns of four requests to one free volunteer gave them
+    all four. One wins; the others are 409 and their requests stay with the liaison."""
+    here, shift_id, chosen = _on_duty_far_from_g06(committed_app, engine, clock, "volunteer-044")
     created = [file(client_as(committed_app, f"worker-00{i + 1}"), offset(*here, 0, 10 * i),
                     service="commute", description=f"race {i}").get_json()["id"] for i in range(4)]
     answers: list[int] = []
@@ -108,12 +115,7 @@ def test_a_reassign_does_not_wait_for_a_volunteer_being_offered_something(commit
 
     from gridsvc.services.requests import OFFER_LOCKS
 
-    with Session(engine) as session:
-        zone = zone_of(session, "G06")
-        here = zone_center(client_as(committed_app, "admin"), zone.id)
-        shift_id = open_shift(session, zone.id, clock())
-        chosen = put_on_duty(session, "volunteer-045", *offset(*here, 5000, 0), shift_id)
-        session.commit()
+    here, shift_id, chosen = _on_duty_far_from_g06(committed_app, engine, clock, "volunteer-045")
     filed = file(client_as(committed_app, "worker-001"), here, service="commute", description="lock").get_json()
     holder = engine.connect()
     try:
