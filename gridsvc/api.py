@@ -656,13 +656,18 @@ def reject_unknown_parameters(allowed: Iterable[str]) -> None:
                                 errors={name: [GIVEN_MORE_THAN_ONCE] for name in repeated})
 
 
+def request_has_body() -> bool:
+    """Whether the request sends a body: a length above 0, or chunked."""
+    # a coding list ending in chunked, in any case (RFC 9112 6.1; gunicorn takes "Chunked" and "gzip, chunked")
+    codings = [coding.strip().lower() for coding in request.headers.get("Transfer-Encoding", "").split(",")]
+    return (request.content_length or 0) > 0 or "chunked" in codings
+
+
 def require_json_body() -> None:
     """415 for a request body that is not JSON, before any view parses it."""
     if request.method not in BODY_METHODS or not request.path.startswith("/api/"):
         return
-    # a coding list ending in chunked, in any case (RFC 9112 6.1; gunicorn takes "Chunked" and "gzip, chunked")
-    codings = [coding.strip().lower() for coding in request.headers.get("Transfer-Encoding", "").split(",")]
-    has_body = (request.content_length or 0) > 0 or "chunked" in codings
+    has_body = request_has_body()
     if has_body and not is_json_request(request):
         raise errors.UnsupportedMediaType(
             f"Send the request body as application/json (got {request.mimetype or 'no Content-Type'})."

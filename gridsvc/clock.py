@@ -17,6 +17,14 @@ DATE_TIME_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:
 DATE_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+def parse_date_time(text: str) -> datetime:
+    """A date-time in one of the forms the API takes (``DATE_TIME_FORM``), naive without an offset; a ValueError
+    for any other (fromisoformat alone also reads week dates and compact forms, and not RFC 3339's "z")."""
+    if DATE_TIME_FORM.fullmatch(text) is None:
+        raise ValueError(f"not an RFC 3339 date-time: {text!r}")
+    return datetime.fromisoformat(text.upper())
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 

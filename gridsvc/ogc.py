@@ -19,10 +19,10 @@ from flask import Blueprint, Response, request, url_for
 
 from gridsvc import auth, clock
 from gridsvc.api import reject_unknown_parameters
-from gridsvc.clock import DATE_FORM, DATE_TIME_FORM
+from gridsvc.clock import DATE_FORM, parse_date_time
 from gridsvc.db import current_session, without_transaction
 from gridsvc.errors import BadRequest, NotFound
-from gridsvc.schemas.common import INT_MAX, parse_decimal, time_problem
+from gridsvc.schemas.common import INT_MAX, parse_decimal, parse_whole, time_problem
 from gridsvc.services import features as service
 from gridsvc.services.features import COLLECTIONS, Collection, ItemQuery
 
@@ -113,12 +113,7 @@ def _instant(raw: str) -> date | None:
     if raw in ("", ".."):
         return None
     try:
-        if DATE_FORM.fullmatch(raw):
-            instant: date = date.fromisoformat(raw)
-        elif DATE_TIME_FORM.fullmatch(raw):
-            instant = datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
-        else:  # (fromisoformat also reads week dates and compact forms)
-            raise ValueError(raw)
+        instant: date = date.fromisoformat(raw) if DATE_FORM.fullmatch(raw) else parse_date_time(raw)
     except ValueError:
         raise BadRequest(f"datetime {raw!r} is not an RFC 3339 date or date-time.",
                          errors={"datetime": ["a date, a date-time or an interval a/b with .. for an open end"]}) from None
@@ -148,9 +143,7 @@ def _datetime(raw: str) -> tuple[date | None, date | None, date | None]:
 
 def _integer(name: str, raw: str, minimum: int) -> int:
     try:
-        if not (raw.isascii() and raw.strip().lstrip("+-").isdigit()):  # int() also reads "1_0" and "１０"
-            raise ValueError(raw)
-        value = int(raw)
+        value = parse_whole(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer.", errors={name: ["not an integer"]}) from None
     if value < minimum:

@@ -26,9 +26,9 @@ from werkzeug.exceptions import HTTPException
 
 from gridsvc import clock
 from gridsvc.api import (is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters,
-                         strict_json_loads, undecodable_url_parts)
+                         request_has_body, strict_json_loads, undecodable_url_parts)
 from gridsvc.auth import load_account
-from gridsvc.clock import DATE_TIME_FORM
+from gridsvc.clock import DATE_FORM, parse_date_time
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
@@ -261,13 +261,11 @@ def _parse_time(name: str, *, end: bool = False) -> datetime | None:
         return None
     value = _OFFSET_SENT_AS_SPACE.sub(r"\1+\2", value)
     try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", value):
+        if DATE_FORM.fullmatch(value):
             day = date.fromisoformat(value)
             parsed = datetime.combine(day, time(0), clock.default_timezone())
-        elif DATE_TIME_FORM.fullmatch(value):
-            day, parsed = None, datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        else:  # (fromisoformat also reads week dates and compact forms)
-            raise ValueError(value)
+        else:
+            day, parsed = None, parse_date_time(value)
     except ValueError:
         raise Open311Error(400, f"{name} must be a w3 date-time, e.g. 2026-11-21T08:00:00+08:00, "
                                 "or a date, 2026-11-21") from None
@@ -373,8 +371,7 @@ def _post_arguments() -> MultiDict:
     one; its ``attribute`` may be an object of codes), over any given in the query string (an api_key, as GET
     takes it)."""
     arguments = MultiDict(request.args)
-    has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if has_body and not request.is_json and request.mimetype not in FORM_TYPES:
+    if request_has_body() and not request.is_json and request.mimetype not in FORM_TYPES:
         # (a body of another type is not read: its api_key was then "required", a 401 that hid the cause)
         raise Open311Error(415, "send the arguments as a form (application/x-www-form-urlencoded or "
                                 "multipart/form-data) or as JSON, "

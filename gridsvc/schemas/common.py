@@ -128,6 +128,14 @@ def parse_decimal(text: str) -> float:
     return float(text)
 
 
+def parse_whole(text: str) -> int:
+    """A whole number in a query string, written as ``_WHOLE`` has it (ValueError otherwise: int() also reads
+    "1_0" and "１０")."""
+    if re.fullmatch(_WHOLE, text) is None:
+        raise ValueError(text)
+    return int(text)
+
+
 class Int(fields.Integer):
     """An integer that fits PostgreSQL's ``integer`` (-2,147,483,648 .. 2,147,483,647).
 
@@ -169,8 +177,6 @@ def time_problem(value: datetime | date) -> str | None:
     return None
 
 
-
-
 class _TakenTime:
     """Loads as the marshmallow field it precedes, in the forms the API takes (``DATE_TIME_FORM``,
     ``DATE_FORM``), then refuses what ``time_problem`` names."""
@@ -180,7 +186,7 @@ class _TakenTime:
         if isinstance(value, str):
             if form.fullmatch(value) is None:
                 raise self.make_error("invalid", input=value, obj_type="date" if form is DATE_FORM else "datetime")
-            value = value.upper()  # RFC 3339's "t" and "z", which fromisoformat does not read
+            value = value.upper()  # RFC 3339's "z", which fromisoformat does not read
         loaded = super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
         problem = time_problem(loaded)
         if problem:

@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridsvc import clock
 from gridsvc.clock import is_naive
+from gridsvc.config import numeric_setting
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
                                   SHIFT_STATUSES, SIGNUP_STATUSES)
@@ -366,7 +367,7 @@ class OfflineEvent(CheckEventIn):
 
 def _offline_max_events() -> int:
     """GRIDSVC_OFFLINE_MAX_EVENTS (the upload's view reads the list this schema loaded)."""
-    return int(current_app.config["GRIDSVC_OFFLINE_MAX_EVENTS"])
+    return int(numeric_setting(current_app.config, "GRIDSVC_OFFLINE_MAX_EVENTS"))
 
 
 class OfflineBatchIn(Schema):

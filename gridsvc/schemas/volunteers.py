@@ -346,9 +346,12 @@ class ReviewQueuePageOut(PageOut):
     items = fields.List(fields.Nested(HoursUnderReviewOut))
 
 
+MAX_REVIEW_IDS = 500
+
+
 class BulkReviewIn(Schema):
-    ids = BoundedList(Int(), required=True, validate=validate.Length(1, 500), max_items=500, what="ids",
-                      advice=" per request; send the rest in another")
+    ids = BoundedList(Int(), required=True, validate=validate.Length(1, MAX_REVIEW_IDS), max_items=MAX_REVIEW_IDS,
+                      what="ids", advice=" per request; send the rest in another")
     action = fields.Str(required=True, validate=validate.OneOf(("approve", "decline")))
     note = fields.Str(validate=validate.Length(max=500), allow_none=True)
 

@@ -185,16 +185,23 @@ def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
 INVENTORY_LOCKS = 0x5049
 
 
-def refuse_stored_twice(session: Session, model, community_id: int, geometry: BaseGeometry,
-                        *, name: str | None = None, kind: str | None = None) -> None:
-    """A lot without a ref of the same name and kind on the same ground, or a space in the same place, stored
-    already: a 409 naming it. Why: a lot posted twice (a planner's double click, a retry without an
-    Idempotency-Key) doubled its supply, which an import refuses. Under the community's inventory lock."""
-    session.execute(select(func.pg_advisory_xact_lock(INVENTORY_LOCKS, community_id)))
+def stored_as(session: Session, model, community_id: int, geometry: BaseGeometry, *, name: str | None = None,
+              kind: str | None = None) -> int | None:
+    """The id of the same feature stored already, if any: a lot (``model`` ParkingLot) of the same name and kind
+    on the same ground, or a space (ParkingSpace) in the same place."""
     same = [model.community_id == community_id, func.ST_Equals(model.geom, gsql.literal_geometry(geometry))]
     if model is ParkingLot:
         same += [ParkingLot.name == name, ParkingLot.kind == (kind or "surface")]
-    found = session.scalar(select(model.id).where(*same).limit(1))
+    return session.scalar(select(model.id).where(*same).limit(1))
+
+
+def refuse_stored_twice(session: Session, model, community_id: int, geometry: BaseGeometry,
+                        *, name: str | None = None, kind: str | None = None) -> None:
+    """A feature without a ref ``stored_as`` already: a 409 naming it. Why: a lot posted twice (a planner's
+    double click, a retry without an Idempotency-Key) doubled its supply, which an import refuses. Under the
+    community's inventory lock."""
+    session.execute(select(func.pg_advisory_xact_lock(INVENTORY_LOCKS, community_id)))
+    found = stored_as(session, model, community_id, geometry, name=name, kind=kind)
     if found is not None:
         what = "lot" if model is ParkingLot else "space"
         raise Conflict(f"The same {what} is stored already as {what} {found}: posted before? (Give it a ref of "

@@ -19,7 +19,6 @@ import shapely
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
 from gridsvc.errors import GridsvcError, ValidationFailed
 from gridsvc.models import Enterprise, ParkingLot, ParkingSpace, Zone
 from gridsvc.services import parking
@@ -45,14 +44,11 @@ def _stored_already(session: Session, placed: list[tuple[Any, int, int]]) -> lis
     for item, community_id, _ in placed:
         if item.ref is not None:
             continue
-        here = gsql.literal_geometry(item.geometry)
         if item.feature_type == "lot":
-            found = session.scalar(select(ParkingLot.id).where(
-                ParkingLot.community_id == community_id, ParkingLot.name == item.fields["name"],
-                ParkingLot.kind == item.fields["kind"], func.ST_Equals(ParkingLot.geom, here)).limit(1))
+            found = parking.stored_as(session, ParkingLot, community_id, item.geometry, name=item.fields["name"],
+                                      kind=item.fields["kind"])
         else:
-            found = session.scalar(select(ParkingSpace.id).where(
-                ParkingSpace.community_id == community_id, func.ST_Equals(ParkingSpace.geom, here)).limit(1))
+            found = parking.stored_as(session, ParkingSpace, community_id, item.geometry)
         if found is not None:
             errors.append({"index": item.index, "feature": item.label, "errors": {"_schema": [
                 f"the same {item.feature_type} is stored already as {item.feature_type} {found}: imported before?"]}})

@@ -53,7 +53,7 @@ from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
-from gridsvc.clock import DATE_TIME_FORM
+from gridsvc.clock import parse_date_time
 from gridsvc.db import fetch_prepared, statement_text
 from gridsvc.errors import ConcurrentUpdate, Conflict, Forbidden, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
@@ -134,11 +134,9 @@ def _out_of_range(value: float, spec: Mapping[str, Any]) -> str | None:
 
 
 def _is_iso_datetime(value: Any) -> bool:
-    """In the forms the API's times take (``DATE_TIME_FORM``; fromisoformat also reads week dates and compact
-    forms)."""
+    """In the forms the API's times take (``parse_date_time``)."""
     try:
-        return (isinstance(value, str) and bool(DATE_TIME_FORM.fullmatch(value))
-                and bool(datetime.fromisoformat(value.upper())))
+        return isinstance(value, str) and bool(parse_date_time(value))
     except ValueError:
         return False
 
@@ -167,8 +165,8 @@ def validate_attributes(definitions: list[dict[str, Any]], values: Mapping[str, 
         elif kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                    or not math.isfinite(value)):
             errors[code] = ["must be a number"]
-        elif kind == "number" and _out_of_range(value, spec):
-            errors[code] = [_out_of_range(value, spec)]
+        elif kind == "number" and (out_of_range := _out_of_range(value, spec)):
+            errors[code] = [out_of_range]
         elif kind == "datetime" and not _is_iso_datetime(value):
             errors[code] = ["must be an ISO 8601 date-time"]
         elif kind == "singlevaluelist" and not (isinstance(value, str) and value in allowed):
@@ -980,7 +978,7 @@ def _take_offer_lock(session: Session, volunteer_id: int) -> None:
     request's row, and may hold another volunteer's offer lock (an expired offer re-dispatched on the way in);
     waiting here deadlocked with a batch (it waits for offer locks in id order, holding request rows) and with
     an account's tasks given back (it holds the offer lock it made, and waits for the next request's row)."""
-    for attempt in range(OFFER_LOCK_TRIES):
+    for _ in range(OFFER_LOCK_TRIES):
         if session.scalar(select(func.pg_try_advisory_xact_lock(OFFER_LOCKS, volunteer_id))):
             return
         time.sleep(0.05)
