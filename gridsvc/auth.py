@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from gridsvc import idempotency
-from gridsvc.api import is_json_number
+from gridsvc.api import BODY_METHODS, is_json_number, request_has_body, strict_json_loads
 from gridsvc.db import current_session, fetch_prepared
-from gridsvc.errors import Forbidden, GridsvcError, TokenMissing, TokenRefused, ValidationFailed
+from gridsvc.errors import Forbidden, GridsvcError, MalformedJson, TokenMissing, TokenRefused, ValidationFailed
 from gridsvc.models import User
 
 _hasher = PasswordHasher()
@@ -217,6 +217,34 @@ def _takes_no_query(view: Callable) -> bool:
     return not any(parameter.get("in") == "query" for parameter in apidoc.get("arguments", {}).get("parameters", []))
 
 
+def _takes_no_body(view: Callable) -> bool:
+    """Whether the view is a POST, PUT or PATCH of the API's document that declares no request body (neither
+    arguments from the body nor a body it reads by hand, as the parking import does)."""
+    apidoc = getattr(view, "_apidoc", None)
+    if apidoc is None or view.__name__.upper() not in BODY_METHODS:
+        return False
+    in_body = any(parameter.get("in") in ("json", "form", "files")
+                  for parameter in apidoc.get("arguments", {}).get("parameters", []))
+    return not in_body and "requestBody" not in apidoc.get("manual_doc", {})
+
+
+def _refuse_body() -> None:
+    """A body sent to an operation that takes none: malformed JSON is a 400, and fields a 422 naming them, as
+    for every operation that takes a body; an empty object is no arguments. Why: ``POST /dispatch/batch`` ran
+    its batch with ``{"zone_id": 3}`` or a half-written body, as if nothing had been sent."""
+    try:
+        data = strict_json_loads(request.get_data(cache=True))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise MalformedJson(f"Malformed JSON: {exc}") from exc
+    if data == {}:
+        return
+    if type(data) is dict:
+        names = sorted(data)
+        raise ValidationFailed(f"This operation takes no request body: {', '.join(names)}.",
+                               errors={"json": {name: ["Unknown field."] for name in names}})
+    raise ValidationFailed("This operation takes no request body.", errors={"json": ["Send no body, or {}."]})
+
+
 def _refuse_query(args: Any) -> None:
     """A 422 naming the query parameters of an operation that takes none. Why: ``/zones/1/map?foo=1`` and
     ``DELETE /zones/1?cascade=true`` were answered as if the parameter were not there, where an operation with
@@ -235,12 +263,15 @@ def access(rule: Rule) -> Callable:
         keyed = (view.__name__.upper() in idempotency.KEYED_METHODS
                  and not (rule.public or rule.refresh or rule.account_in_statement))
         takes_no_query = _takes_no_query(view)
+        takes_no_body = _takes_no_body(view)
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             principal = authenticate(rule)
             if takes_no_query and request.args:
                 _refuse_query(request.args)
+            if takes_no_body and request_has_body():
+                _refuse_body()
             if keyed and idempotency.applies(principal.user_id):
                 return idempotency.answer_once(principal.user_id, lambda: view(*args, **kwargs))
             if not rule.account_in_statement:

@@ -1,0 +1,49 @@
+"""Defects from the noticed lists, fixed in session 13.
+
+Each test failed before its fix: what the caller sent, what they got, and what they should get."""
+from __future__ import annotations
+
+from gridsvc.models import RequestEvent, RequestOffer
+from tests.api.test_auth import bearer, sign_in
+from tests.api.test_requests import file, open_shift, put_on_duty
+from tests.api.volunteer_helpers import zone_center, zone_of
+from tests.helpers import assert_problem, count
+
+
+def test_an_operation_without_a_body_refuses_one_and_changes_nothing(login, session, clock):
+    """``POST /dispatch/batch`` ignored its body, even malformed JSON: ``{"zone_id": 3}`` (a liaison meaning one
+    zone) ran the community's whole batch. Malformed JSON is now a 400 and a field a 422 naming it, as for every
+    operation that takes a body; ``{}`` is no arguments."""
+    zone = zone_of(session, "G06")
+    here = zone_center(login("admin"), zone.id)
+    put_on_duty(session, "volunteer-031", *here, open_shift(session, zone.id, clock()))
+    session.commit()
+    file(login("worker-003"), here)
+    liaison = login("liaison-g06")
+    url = f"/api/v1/dispatch/batch?community_id={zone.community_id}"
+    offers, events = count(session, RequestOffer), count(session, RequestEvent)
+
+    problem = assert_problem(liaison.post(url, data=b'{"zone_id": ', content_type="application/json"), 400,
+                             "malformed-json")
+    assert "Malformed JSON" in problem["detail"]
+    problem = assert_problem(liaison.post(url, json={"zone_id": zone.id}), 422, "validation")
+    assert problem["detail"] == "This operation takes no request body: zone_id."
+    assert problem["errors"] == {"json": {"zone_id": ["Unknown field."]}}
+    assert_problem(liaison.post(url, json=[zone.id]), 422, "validation")
+    assert (count(session, RequestOffer), count(session, RequestEvent)) == (offers, events)
+
+    ran = liaison.post(url, json={})
+    assert ran.status_code == 200, ran.get_json()
+    assert ran.get_json()["requests"] == 1
+
+
+def test_a_refresh_with_a_body_is_refused_before_the_token_is_spent(client):
+    """A refresh token is exchanged once. A refresh sent with a body the operation does not take (a client
+    putting the token in the body too) is refused, and the token still works."""
+    tokens = sign_in(client, "volunteer-001").get_json()
+    headers = bearer(tokens["refresh_token"])
+    problem = assert_problem(client.post("/api/v1/auth/refresh", headers=headers,
+                                         json={"refresh_token": tokens["refresh_token"]}), 422, "validation")
+    assert problem["errors"] == {"json": {"refresh_token": ["Unknown field."]}}
+    renewed = client.post("/api/v1/auth/refresh", headers=headers)
+    assert renewed.status_code == 200, renewed.get_json()
