@@ -188,6 +188,14 @@ def _departments(session: Session, codes: Iterable[str]) -> list[Department]:
     return [found[c] for c in codes]
 
 
+def _check_member_of_a_department(user: User) -> None:
+    """The department role is membership of a department's pool: without a department, the account saw an empty
+    pool and claimed nothing, and nothing told the admin who made it so."""
+    if "department" in user.roles and not user.departments:
+        raise ValidationFailed("The department role needs at least one department.",
+                               errors={"departments": ["at least one, for the department role"]})
+
+
 def create_user(session: Session, *, username: str, password: str, display_name: str, roles: list[str],
                 phone: str | None = None, departments: list[str] | None = None, password_hash: str | None = None) -> User:
     """``password_hash`` lets the seed reuse one slow hash for many demo accounts."""
@@ -199,6 +207,7 @@ def create_user(session: Session, *, username: str, password: str, display_name:
                 password_hash=password_hash or hash_password(password))
     user.set_roles(roles)
     user.departments = _departments(session, departments or [])
+    _check_member_of_a_department(user)
     session.add(user)
     session.flush()
     return user
@@ -222,6 +231,7 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
         user.set_roles(changes.pop("roles"))
     if "departments" in changes:
         user.departments = _departments(session, changes.pop("departments"))
+    _check_member_of_a_department(user)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
         user.token_version += 1  # a new password signs out every device

@@ -3,7 +3,7 @@
 Each test failed before its fix: what the caller sent, what they got, and what they should get."""
 from __future__ import annotations
 
-from gridsvc.models import RequestEvent, RequestOffer
+from gridsvc.models import RequestEvent, RequestOffer, User
 from tests.api.test_auth import bearer, sign_in
 from tests.api.test_requests import file, open_shift, put_on_duty
 from tests.api.volunteer_helpers import zone_center, zone_of
@@ -47,3 +47,24 @@ def test_a_refresh_with_a_body_is_refused_before_the_token_is_spent(client):
     assert problem["errors"] == {"json": {"refresh_token": ["Unknown field."]}}
     renewed = client.post("/api/v1/auth/refresh", headers=headers)
     assert renewed.status_code == 200, renewed.get_json()
+
+
+def test_the_department_role_needs_a_department(login, session):
+    """An account with the department role and no department saw an empty pool and could claim nothing; the
+    admin who made it so was told nothing. It is a 422 naming ``departments``, on create and on change."""
+    admin = login("admin")
+    users = count(session, User)
+    problem = assert_problem(admin.post("/api/v1/users", json={
+        "username": "dept-new", "password": "Long-enough-77", "display_name": "新部门", "roles": ["department"]}),
+        422, "validation")
+    assert "departments" in problem["errors"] and count(session, User) == users
+    made = admin.post("/api/v1/users", json={"username": "dept-new", "password": "Long-enough-77",
+                                             "display_name": "新部门", "roles": ["department"],
+                                             "departments": ["traffic"]})
+    assert made.status_code == 201, made.get_json()
+    member = made.get_json()["id"]
+    assert_problem(admin.patch(f"/api/v1/users/{member}", json={"departments": []}), 422, "validation")
+    assert [d["code"] for d in admin.get(f"/api/v1/users/{member}").get_json()["departments"]] == ["traffic"]
+    # leaving the role and its department together is a change like any other
+    left = admin.patch(f"/api/v1/users/{member}", json={"roles": ["worker"], "departments": []})
+    assert left.status_code == 200 and left.get_json()["roles"] == ["worker"]
