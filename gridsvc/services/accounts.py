@@ -227,11 +227,13 @@ def update_user(session: Session, user_id: int, changes: dict[str, Any], *, chec
     if ("admin" in user.roles and not user.disabled
             and ("admin" not in changes.get("roles", ["admin"]) or changes.get("disabled"))):
         _keep_an_admin(session, user_id)
-    if "roles" in changes:
-        user.set_roles(changes.pop("roles"))
-    if "departments" in changes:
-        user.departments = _departments(session, changes.pop("departments"))
-    _check_member_of_a_department(user)
+    if "roles" in changes or "departments" in changes:
+        # (only then: an account stored before the rule can still be disabled or renamed)
+        if "roles" in changes:
+            user.set_roles(changes.pop("roles"))
+        if "departments" in changes:
+            user.departments = _departments(session, changes.pop("departments"))
+        _check_member_of_a_department(user)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
         user.token_version += 1  # a new password signs out every device
