@@ -241,8 +241,8 @@ def _refuse_body() -> None:
     if type(data) is dict:
         names = sorted(data)
         raise ValidationFailed(f"This operation takes no request body: {', '.join(names)}.",
-                               errors={"json": {name: ["Unknown field."] for name in names}})
-    raise ValidationFailed("This operation takes no request body.", errors={"json": ["Send no body, or {}."]})
+                               errors={name: ["Unknown field."] for name in names})
+    raise ValidationFailed("This operation takes no request body: send none, or {}.")
 
 
 def _refuse_query(args: Any) -> None:

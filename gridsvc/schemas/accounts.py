@@ -6,7 +6,7 @@ import unicodedata
 from marshmallow import Schema, fields, validate
 
 from gridsvc.models import PASSWORD_LENGTH, ROLES
-from gridsvc.schemas.common import Int, JsonBool, PageOut, PageQuery, WholeText
+from gridsvc.schemas.common import Int, JsonBool, NotBlank, PageOut, PageQuery, Trimmed, WholeText
 
 USERNAME = WholeText(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$", error="2-64 letters, digits, '.', '_' or '-'.")
 PASSWORD = validate.Length(*PASSWORD_LENGTH)
@@ -72,7 +72,7 @@ class MeOut(UserOut):
 class UserCreate(Schema):
     username = fields.Str(required=True, validate=USERNAME)
     password = fields.Str(required=True, validate=PASSWORD, load_only=True)
-    display_name = fields.Str(required=True, validate=validate.Length(1, 200))
+    display_name = Trimmed(required=True, validate=NotBlank(200))
     phone = Phone(allow_none=True, validate=PHONE)
     roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)), load_default=list)
     departments = fields.List(fields.Str(), load_default=list, metadata={"description": "department codes"})
@@ -80,7 +80,7 @@ class UserCreate(Schema):
 
 class UserUpdate(Schema):
     password = fields.Str(validate=PASSWORD, load_only=True)
-    display_name = fields.Str(validate=validate.Length(1, 200))
+    display_name = Trimmed(validate=NotBlank(200))
     phone = Phone(allow_none=True, validate=PHONE)
     roles = fields.List(fields.Str(validate=validate.OneOf(ROLES)))
     departments = fields.List(fields.Str())

@@ -68,6 +68,21 @@ class Trimmed(fields.Str):
 
 
 
+class NotBlank(validate.Length):
+    """Text of 1 to ``most`` characters, said as a person would. Why: a name of spaces, trimmed by ``Trimmed``, was
+    told "Length must be between 1 and 200", which reads as if it were too long."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__(1, most)
+
+    def __call__(self, value: str) -> str:
+        if not value:
+            raise ValidationError("Must not be blank.")
+        if len(value) > self.max:
+            raise ValidationError(f"At most {self.max} characters.")
+        return value
+
+
 class Choice(fields.Str):
     """Text an answer carries from a closed set, which the OpenAPI document lists (``enum``) so that a generated
     client gets a type for it (a Kotlin or TypeScript enum) rather than a bare string.

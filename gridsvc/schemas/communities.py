@@ -7,7 +7,7 @@ from geo.crs import geodesic_area_m2
 from gridsvc.clock import timezone_named
 from gridsvc.fields import MIN_DRAWN_AREA_M2, POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.models import COMMUNITY_KINDS
-from gridsvc.schemas.common import Float, Int, PageOut, PageQuery, Trimmed
+from gridsvc.schemas.common import Float, Int, NotBlank, PageOut, PageQuery, Trimmed
 
 
 def _valid_timezone(name: str) -> None:
@@ -20,7 +20,7 @@ def _valid_timezone(name: str) -> None:
 
 # Names are trimmed (schemas.common.Trimmed): " 宁波A\n" was stored as sent, so ?name=宁波A never found it, and a
 # name of spaces was taken.
-NAME = validate.Length(1, 200)
+NAME = NotBlank(200)
 COUNT = validate.Range(min=0, max=10_000_000)
 SHARE = validate.Range(min=0, max=1)
 SHARE_HELP = {"description": "share of workers who drive to work, 0..1, where an enterprise gives none of its own "

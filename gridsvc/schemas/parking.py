@@ -12,7 +12,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.crs import geodesic_area_m2, geodesic_distance_m
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
-from gridsvc.schemas.common import BBOX_PATTERN, AwareDateTime, Date, Float, Int, PageQuery
+from gridsvc.schemas.common import BBOX_PATTERN, AwareDateTime, Date, Float, Int, NotBlank, PageQuery, Trimmed
 
 COUNT = validate.Range(min=0, max=100_000)
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
@@ -58,7 +58,7 @@ class Capacity(Schema):
 
 
 class LotProperties(Schema):
-    name = fields.Str(required=True, validate=validate.Length(1, 200))
+    name = Trimmed(required=True, validate=NotBlank(200))
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
     enterprise_id = Int(allow_none=True)
@@ -71,7 +71,7 @@ class LotProperties(Schema):
 
 
 class LotPropertiesUpdate(Schema):
-    name = fields.Str(validate=validate.Length(1, 200))
+    name = Trimmed(validate=NotBlank(200))
     ref = fields.Str(allow_none=True, validate=validate.Length(1, 64))
     operator = fields.Str(allow_none=True, validate=validate.Length(max=200))
     enterprise_id = Int(allow_none=True)

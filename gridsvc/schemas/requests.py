@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from geo.crs import SUPPORTED_CRS
 
 from gridsvc.schemas.accounts import PHONE, Phone
-from gridsvc.schemas.common import AwareDateTime, Float, Int, PageOut, PageQuery, PointOut, PositionIn, geopoint
+from gridsvc.schemas.common import AwareDateTime, Float, Int, NotBlank, PageOut, PageQuery, PointOut, PositionIn, Trimmed, geopoint
 from gridsvc.schemas.parking import BBox
 
 
@@ -64,7 +64,7 @@ CONTACT_SEEN_BY = ("shown to whoever handles the request (the zone's liaison, th
 
 class RequestCreate(PositionIn):
     service_code = fields.Str(required=True, metadata={"example": "parking"})
-    description = fields.Str(required=True, validate=validate.Length(1, 4000))
+    description = Trimmed(required=True, validate=NotBlank(4000))
     attributes = fields.Dict(keys=fields.Str(), load_default=dict)
     media_urls = fields.List(fields.Url(schemes={"http", "https"}), load_default=list, validate=validate.Length(max=10))
     contact = fields.Nested(Contact, allow_none=True, metadata={"description": "how to reach you: " + CONTACT_SEEN_BY})

@@ -11,7 +11,7 @@ from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
                                   SHIFT_STATUSES, SIGNUP_STATUSES)
 from gridsvc.schemas.common import (BoundedList, Choice, Date, Float, FromBeforeTo, Int, PageOut, PageQuery,
-                                    PointIn, PointOut, PositionIn, Problem, Trimmed, WholeText, _TakenTime)
+                                    PointIn, PointOut, PositionIn, NotBlank, Problem, Trimmed, WholeText, _TakenTime)
 from gridsvc.schemas.volunteers import SKILL_CODE, near_crs, near_in_wgs84, near_lonlat
 
 ACTIVITY = WholeText(r"^[a-z][a-z0-9_]{1,59}$",
@@ -58,7 +58,7 @@ class ShiftPlace(Schema):
 
 
 class ShiftCreate(ShiftPlace):
-    title = Trimmed(required=True, validate=validate.Length(1, 200), metadata={"example": "北门早高峰交通疏导"})
+    title = Trimmed(required=True, validate=NotBlank(200), metadata={"example": "北门早高峰交通疏导"})
     activity = fields.Str(required=True, validate=ACTIVITY, metadata={"example": "traffic_guidance"})
     starts_at = ShiftTime(required=True)
     ends_at = ShiftTime(required=True)
@@ -78,7 +78,7 @@ class ShiftCreate(ShiftPlace):
 class ShiftSeriesCreate(ShiftPlace):
     """A recurring template: every chosen weekday between two dates, at the same local times."""
 
-    title = Trimmed(required=True, validate=validate.Length(1, 200))
+    title = Trimmed(required=True, validate=NotBlank(200))
     activity = fields.Str(required=True, validate=ACTIVITY)
     weekdays = fields.List(Int(validate=validate.Range(1, 7)), required=True, validate=validate.Length(1, 7),
                            metadata={"description": "ISO weekdays, 1 = Monday", "example": [1, 2, 3, 4, 5]})
@@ -107,7 +107,7 @@ class ShiftSeriesCreate(ShiftPlace):
 
 
 class ShiftUpdate(Schema):
-    title = Trimmed(validate=validate.Length(1, 200))
+    title = Trimmed(validate=NotBlank(200))
     activity = fields.Str(validate=ACTIVITY)
     starts_at = ShiftTime()
     ends_at = ShiftTime()

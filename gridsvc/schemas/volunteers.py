@@ -10,7 +10,7 @@ from gridsvc.models.shift import HOURS_FLAG_REASONS, HOURS_STATUSES
 from gridsvc.schemas.accounts import PHONE, Phone
 from geo.crs import SUPPORTED_CRS, to_wgs84
 from gridsvc.schemas.common import (LONLAT_PATTERN, BoundedList, Choice, Date, Float, FromBeforeTo, Int, JsonBool, PageOut,
-                                    PageQuery, PointOut, PositionIn, Trimmed, WholeText, _TakenTime)
+                                    NotBlank, PageQuery, PointOut, PositionIn, Trimmed, WholeText, _TakenTime)
 
 
 SKILL_CODE = WholeText(r"^[a-z][a-z0-9_]{1,39}$",
@@ -33,15 +33,15 @@ class SkillQuery(Schema):
 class SkillCreate(Schema):
     code = fields.Str(required=True, validate=SKILL_CODE, metadata={"example": "sign_language"})
     # trimmed as a change of names is: a name of blanks is no name
-    name_zh = Trimmed(required=True, validate=validate.Length(1, 100), metadata={"example": "手语"})
-    name_en = Trimmed(required=True, validate=validate.Length(1, 100), metadata={"example": "Sign language"})
+    name_zh = Trimmed(required=True, validate=NotBlank(100), metadata={"example": "手语"})
+    name_en = Trimmed(required=True, validate=NotBlank(100), metadata={"example": "Sign language"})
 
 
 class SkillUpdate(Schema):
     """A skill's names (the code stays: shifts, services, dispatch and searches go by it), or retire it."""
 
-    name_zh = Trimmed(validate=validate.Length(1, 100))
-    name_en = Trimmed(validate=validate.Length(1, 100))
+    name_zh = Trimmed(validate=NotBlank(100))
+    name_en = Trimmed(validate=NotBlank(100))
     retired = JsonBool(metadata={"description": "true retires it (off the list; volunteers and shifts holding it "
                                                    "keep it, nobody takes it up anew), false brings it back"})
 
@@ -96,12 +96,12 @@ AVAILABILITY_RULES = ("weekly windows (at most 50); each ends after it starts, a
 
 class VolunteerCreate(Schema):
     user_id = Int(metadata={"description": "the account to register; default: your own"})
-    real_name = Trimmed(required=True, validate=validate.Length(1, 100))
+    real_name = Trimmed(required=True, validate=NotBlank(100))
     phone = Phone(required=True, validate=PHONE)
     national_volunteer_id = NationalVolunteerId(allow_none=True, validate=validate.Length(1, 64),
                                     metadata={"description": "ID in the national volunteer service system, if any; "
                                                              "one volunteer's only (409 if another has it)"})
-    team = Trimmed(allow_none=True, validate=validate.Length(1, 100), metadata={"example": "灵动"})
+    team = Trimmed(allow_none=True, validate=NotBlank(100), metadata={"example": "灵动"})
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE), load_default=list)
     availability = fields.List(fields.Nested(AvailabilityWindow), load_default=list, validate=AVAILABILITY,
@@ -109,10 +109,10 @@ class VolunteerCreate(Schema):
 
 
 class VolunteerUpdate(Schema):
-    real_name = Trimmed(validate=validate.Length(1, 100))
+    real_name = Trimmed(validate=NotBlank(100))
     phone = Phone(validate=PHONE)
     national_volunteer_id = NationalVolunteerId(allow_none=True, validate=validate.Length(1, 64))
-    team = Trimmed(allow_none=True, validate=validate.Length(1, 100))
+    team = Trimmed(allow_none=True, validate=NotBlank(100))
     home_zone_id = Int(allow_none=True)
     skills = fields.List(fields.Str(validate=SKILL_CODE))
     availability = fields.List(fields.Nested(AvailabilityWindow), validate=AVAILABILITY,

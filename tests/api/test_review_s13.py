@@ -28,7 +28,7 @@ def test_an_operation_without_a_body_refuses_one_and_changes_nothing(login, sess
     assert "Malformed JSON" in problem["detail"]
     problem = assert_problem(liaison.post(url, json={"zone_id": zone.id}), 422, "validation")
     assert problem["detail"] == "This operation takes no request body: zone_id."
-    assert problem["errors"] == {"json": {"zone_id": ["Unknown field."]}}
+    assert problem["errors"] == {"zone_id": ["Unknown field."]}
     assert_problem(liaison.post(url, json=[zone.id]), 422, "validation")
     assert (count(session, RequestOffer), count(session, RequestEvent)) == (offers, events)
 
@@ -44,7 +44,7 @@ def test_a_refresh_with_a_body_is_refused_before_the_token_is_spent(client):
     headers = bearer(tokens["refresh_token"])
     problem = assert_problem(client.post("/api/v1/auth/refresh", headers=headers,
                                          json={"refresh_token": tokens["refresh_token"]}), 422, "validation")
-    assert problem["errors"] == {"json": {"refresh_token": ["Unknown field."]}}
+    assert problem["errors"] == {"refresh_token": ["Unknown field."]}
     renewed = client.post("/api/v1/auth/refresh", headers=headers)
     assert renewed.status_code == 200, renewed.get_json()
 
@@ -68,3 +68,26 @@ def test_the_department_role_needs_a_department(login, session):
     # leaving the role and its department together is a change like any other
     left = admin.patch(f"/api/v1/users/{member}", json={"roles": ["worker"], "departments": []})
     assert left.status_code == 200 and left.get_json()["roles"] == ["worker"]
+
+
+def test_a_blank_name_is_told_it_is_blank_and_an_account_name_is_trimmed(login, session):
+    """A community named "   " was told "Length must be between 1 and 200", which reads as too long; and an account's
+    display name, the name on a volunteer's national service record, was stored as "   " (it was not trimmed)."""
+    admin = login("admin")
+    users = count(session, User)
+    problem = assert_problem(admin.post("/api/v1/users", json={
+        "username": "blank.name", "password": "Long-enough-77", "display_name": "   ", "roles": ["worker"]}),
+        422, "validation")
+    assert problem["errors"]["display_name"] == ["Must not be blank."] and count(session, User) == users
+    made = admin.post("/api/v1/users", json={"username": "blank.name", "password": "Long-enough-77",
+                                             "display_name": " 王芳 ", "roles": ["worker"]}).get_json()
+    assert made["display_name"] == "王芳"
+    community = zone_of(session, "G02").community_id
+    before = admin.get(f"/api/v1/communities/{community}").get_json()["name"]
+    problem = assert_problem(admin.patch(f"/api/v1/communities/{community}", json={"name": " \u3000 "}), 422,
+                             "validation")
+    assert problem["errors"]["name"] == ["Must not be blank."]
+    problem = assert_problem(admin.patch(f"/api/v1/communities/{community}", json={"name": "长" * 201}), 422,
+                             "validation")
+    assert problem["errors"]["name"] == ["At most 200 characters."]
+    assert admin.get(f"/api/v1/communities/{community}").get_json()["name"] == before
