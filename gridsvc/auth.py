@@ -245,6 +245,13 @@ def _refuse_body() -> None:
     raise ValidationFailed("This operation takes no request body: send none, or {}.")
 
 
+def ignores_query(view: Callable) -> Callable:
+    """Mark a probe that answers whatever its query string says. Why: monitoring adds cache-busters
+    (``/health/live?_=1700000000``), and a probe answered 422 read as the service being down."""
+    view.ignores_query = True  # type: ignore[attr-defined]
+    return view
+
+
 def _refuse_query(args: Any) -> None:
     """A 422 naming the query parameters of an operation that takes none. Why: ``/zones/1/map?foo=1`` and
     ``DELETE /zones/1?cascade=true`` were answered as if the parameter were not there, where an operation with
@@ -262,7 +269,7 @@ def access(rule: Rule) -> Callable:
         # not sign-in or refresh (their answers are tokens) nor check-in (its key is kept with the event).
         keyed = (view.__name__.upper() in idempotency.KEYED_METHODS
                  and not (rule.public or rule.refresh or rule.account_in_statement))
-        takes_no_query = _takes_no_query(view)
+        takes_no_query = _takes_no_query(view) and not getattr(view, "ignores_query", False)
         takes_no_body = _takes_no_body(view)
 
         @functools.wraps(view)

@@ -25,6 +25,7 @@ class Health(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.response(200, HealthOut)
     @blp.alt_response(503, description="The database is unreachable")
+    @auth.ignores_query
     def get(self):
         """Report whether the API can reach the database and which PostGIS it has"""
         try:
@@ -42,6 +43,7 @@ class LiveOut(Schema):
 class Live(MethodView):
     @auth.access(auth.PUBLIC)
     @blp.response(200, LiveOut)
+    @auth.ignores_query
     def get(self):
         """Liveness: the process answers (no database round trip; for probes and as a benchmark baseline)"""
         return {"status": "ok"}

@@ -91,3 +91,12 @@ def test_a_blank_name_is_told_it_is_blank_and_an_account_name_is_trimmed(login, 
                              "validation")
     assert problem["errors"]["name"] == ["At most 200 characters."]
     assert admin.get(f"/api/v1/communities/{community}").get_json()["name"] == before
+
+
+def test_the_health_probes_answer_a_monitor_with_a_cache_buster(client):
+    """Monitoring adds a cache-buster to the URL it polls. ``/health/live?_=1`` was a 422 (an operation without
+    query parameters refuses one), which a probe reads as the service being down."""
+    live = client.get("/api/v1/health/live?_=1700000000")
+    assert live.status_code == 200 and live.get_json() == {"status": "ok"}
+    ready = client.get("/api/v1/health?_=1700000000&probe=k8s")
+    assert ready.status_code == 200 and ready.get_json()["database"] == "ok"
