@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, Iterator
@@ -330,3 +331,15 @@ def _prepared_call(connection: Any, cursor: Any, sql: str) -> str:
         prepared[sql] = entry
     name, names = entry
     return f"EXECUTE {name}" + ("(" + ", ".join(f"%({n})s" for n in names) + ")" if names else "")
+
+
+def try_advisory_xact_lock(session: Session, space: int, key: int, *, seconds: float) -> bool:
+    """Take the transaction's advisory lock (space, key), trying every 50 ms for up to ``seconds``; False if
+    another transaction held it all along. Why tried, not waited for: a wait while holding rows can deadlock,
+    and a wait behind a long writer (an import) kept a caller's request open for as long as it ran."""
+    deadline = time.monotonic() + seconds
+    while not session.scalar(func.pg_try_advisory_xact_lock(space, key).select()):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True

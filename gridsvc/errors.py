@@ -77,6 +77,13 @@ class ConcurrentUpdate(Conflict):
     type, title = _problem("concurrent-update"), "Another change got in the way"
 
 
+class LockHeldElsewhere(ConcurrentUpdate):
+    """Another request holds a lock this one tried for a while (``db.try_advisory_xact_lock``): nothing was saved,
+    and sending it again works."""
+
+    retry_after = 1
+
+
 class HasDependents(Conflict):
     type, title = _problem("has-dependents"), "Resource still has dependents"
 

@@ -42,8 +42,8 @@ from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select,
 from sqlalchemy.orm import Session
 
 from geo import sql as gsql
-from gridsvc.db import fetch_prepared, statement_text
-from gridsvc.errors import Conflict, NotFound, ValidationFailed
+from gridsvc.db import fetch_prepared, statement_text, try_advisory_xact_lock
+from gridsvc.errors import Conflict, LockHeldElsewhere, NotFound, ValidationFailed
 from gridsvc.fields import as_shape
 from gridsvc.models import (CAR_USABLE, SPACE_TYPES, Community, Enterprise, OccupancyObservation, ParkingLot,
                             ParkingSpace, Zone)
@@ -183,6 +183,8 @@ def _capacity_columns(capacity: dict[str, int] | None) -> dict[str, int]:
 # "PI": the advisory-lock space of a community's parking inventory, one lock per community: an import, and a lot or
 # space posted, check that nothing is stored twice and hold that until their commit
 INVENTORY_LOCKS = 0x5049
+# how long a lot or space posted waits for a running import of its community before its 409
+INVENTORY_LOCK_SECONDS = 5.0
 
 
 def stored_as(session: Session, model, community_id: int, geometry: BaseGeometry, *, name: str | None = None,
@@ -199,8 +201,11 @@ def refuse_stored_twice(session: Session, model, community_id: int, geometry: Ba
                         *, name: str | None = None, kind: str | None = None) -> None:
     """A feature without a ref ``stored_as`` already: a 409 naming it. Why: a lot posted twice (a planner's
     double click, a retry without an Idempotency-Key) doubled its supply, which an import refuses. Under the
-    community's inventory lock."""
-    session.execute(select(func.pg_advisory_xact_lock(INVENTORY_LOCKS, community_id)))
+    community's inventory lock, tried for ``INVENTORY_LOCK_SECONDS``: an import holds it while it writes, and
+    a request waiting for it stayed open as long as that ran (a 409 with Retry-After, nothing saved)."""
+    if not try_advisory_xact_lock(session, INVENTORY_LOCKS, community_id, seconds=INVENTORY_LOCK_SECONDS):
+        raise LockHeldElsewhere(f"Community {community_id}'s parking is being imported at this moment; nothing "
+                                "was saved. Send it again.")
     found = stored_as(session, model, community_id, geometry, name=name, kind=kind)
     if found is not None:
         what = "lot" if model is ParkingLot else "space"

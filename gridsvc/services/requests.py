@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
@@ -54,8 +53,8 @@ from sqlalchemy.orm import Session
 
 from geo import sql as gsql
 from gridsvc.clock import parse_date_time
-from gridsvc.db import fetch_prepared, statement_text
-from gridsvc.errors import ConcurrentUpdate, Conflict, Forbidden, NotFound, ValidationFailed
+from gridsvc.db import fetch_prepared, statement_text, try_advisory_xact_lock
+from gridsvc.errors import Conflict, Forbidden, LockHeldElsewhere, NotFound, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Shift, User, UserRole, Volunteer, VolunteerSkill, Zone)
 from gridsvc.services import Page
@@ -963,27 +962,18 @@ def _refuse_unskilled(session: Session, request: ServiceRequest, chosen: Volunte
                                errors={"volunteer_id": [f"lacks the skill {skill}"]})
 
 
-class VolunteerBeingOffered(ConcurrentUpdate):
-    """Another dispatch (or reassign) holds the volunteer's offer lock: nothing was saved; send it again."""
-
-    retry_after = 1
-
-
-# How long a reassign tries for a volunteer's offer lock (every 50 ms) before its 409
-OFFER_LOCK_TRIES = 40
+# How long a reassign tries for a volunteer's offer lock before its 409
+OFFER_LOCK_SECONDS = 2.0
 
 
 def _take_offer_lock(session: Session, volunteer_id: int) -> None:
-    """The volunteer's offer lock, tried (every 50 ms, for 2 s), never waited for. Why: a reassign holds its
-    request's row, and may hold another volunteer's offer lock (an expired offer re-dispatched on the way in);
-    waiting here deadlocked with a batch (it waits for offer locks in id order, holding request rows) and with
-    an account's tasks given back (it holds the offer lock it made, and waits for the next request's row)."""
-    for _ in range(OFFER_LOCK_TRIES):
-        if session.scalar(select(func.pg_try_advisory_xact_lock(OFFER_LOCKS, volunteer_id))):
-            return
-        time.sleep(0.05)
-    raise VolunteerBeingOffered(f"Volunteer {volunteer_id} is being offered a request at this moment; nothing was "
-                                "saved. Send it again.")
+    """The volunteer's offer lock, tried (for 2 s), never waited for. Why: a reassign holds its request's row,
+    and may hold another volunteer's offer lock (an expired offer re-dispatched on the way in); waiting here
+    deadlocked with a batch (it waits for offer locks in id order, holding request rows) and with an account's
+    tasks given back (it holds the offer lock it made, and waits for the next request's row)."""
+    if not try_advisory_xact_lock(session, OFFER_LOCKS, volunteer_id, seconds=OFFER_LOCK_SECONDS):
+        raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being offered a request at this moment; nothing "
+                                "was saved. Send it again.")
 
 
 def _refuse_at_cap(session: Session, request: ServiceRequest, volunteer_id: int, *, now: datetime,

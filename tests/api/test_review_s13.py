@@ -100,3 +100,30 @@ def test_the_health_probes_answer_a_monitor_with_a_cache_buster(client):
     assert live.status_code == 200 and live.get_json() == {"status": "ok"}
     ready = client.get("/api/v1/health?_=1700000000&probe=k8s")
     assert ready.status_code == 200 and ready.get_json()["database"] == "ok"
+
+
+def test_a_lot_posted_during_an_import_of_its_community_is_told_to_send_it_again(login, session, engine,
+                                                                                    monkeypatch):
+    """``POST /parking/lots`` waited for a running import of its community (the inventory lock) with no limit:
+    the planner's request stayed open for as long as the import wrote. It now tries the lock for a few seconds
+    and answers 409 concurrent-update with Retry-After, nothing stored."""
+    from sqlalchemy import func, select
+
+    from gridsvc.models import ParkingLot
+    from gridsvc.services import parking
+    from tests.helpers import rect
+
+    monkeypatch.setattr(parking, "INVENTORY_LOCK_SECONDS", 0.2)
+    zone = zone_of(session, "G05")
+    here = zone_center(login("admin"), zone.id)
+    body = {"type": "Feature", "geometry": rect(*here, 30, 20), "properties": {"name": "东门临时停车场",
+                                                                              "capacity": {"car": 25}}}
+    lots = count(session, ParkingLot)
+    with engine.connect() as importer, importer.begin():
+        importer.execute(select(func.pg_advisory_xact_lock(parking.INVENTORY_LOCKS, zone.community_id)))
+        answer = login("planner").post("/api/v1/parking/lots", json=body)
+        problem = assert_problem(answer, 409, "concurrent-update")
+        assert answer.headers["Retry-After"] == "1" and "being imported" in problem["detail"]
+    assert count(session, ParkingLot) == lots
+    stored = login("planner").post("/api/v1/parking/lots", json=body)
+    assert stored.status_code == 201 and stored.get_json()["properties"]["capacity"]["car"] == 25
