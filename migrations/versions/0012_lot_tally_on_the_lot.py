@@ -15,11 +15,10 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-21
 """
-import importlib.util
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
+
+from gridsvc.migrate import migration_beside
 
 revision = "0012"
 down_revision = "0011"
@@ -77,7 +76,5 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION lot_space_tally_{name}()")
     op.drop_column("parking_lot", "spaces_occupied")
     op.drop_column("parking_lot", "spaces_on_record")
-    spec = importlib.util.spec_from_file_location("revision_0010", Path(__file__).with_name("0010_lot_space_tally.py"))
-    revision_0010 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(revision_0010)
+    revision_0010 = migration_beside(__file__, "0010_lot_space_tally.py")
     revision_0010.upgrade()

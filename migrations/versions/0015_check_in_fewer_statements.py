@@ -20,10 +20,9 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-11-21
 """
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from gridsvc.migrate import migration_beside
 
 revision = "0015"
 down_revision = "0014"
@@ -219,8 +218,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    spec = importlib.util.spec_from_file_location("revision_0014", Path(__file__).with_name("0014_check_event_function.py"))
-    previous = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(previous)
+    previous = migration_beside(__file__, "0014_check_event_function.py")
     op.execute(previous.CLOSE_OVERDUE.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
     op.execute(previous.CHECK.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))

@@ -21,10 +21,9 @@ Revision ID: 0018
 Revises: 0017
 Create Date: 2026-11-30
 """
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from gridsvc.migrate import migration_beside
 
 revision = "0018"
 down_revision = "0017"
@@ -240,8 +239,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    spec = importlib.util.spec_from_file_location("revision_0015", Path(__file__).with_name("0015_check_in_fewer_statements.py"))
-    previous = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(previous)
+    previous = migration_beside(__file__, "0015_check_in_fewer_statements.py")
     op.execute(previous.CHECK)
     op.execute("DROP FUNCTION gridsvc_complete_hours(integer, integer, timestamptz, boolean)")
