@@ -238,3 +238,27 @@ def geodesic_area_m2(geom: BaseGeometry) -> float:
         elif isinstance(part, BaseMultipartGeometry):  # a multi-part inside a collection
             total += geodesic_area_m2(part)
     return total
+
+
+WORLD_BOX = (-180.0, -90.0, 180.0, 90.0)
+
+
+def degree_box(lon: float, lat: float, metres: float) -> tuple[float, float, float, float]:
+    """``(minx, miny, maxx, maxy)``: the lon/lat box around (lon, lat) that
+    holds every point within ``metres`` on the WGS-84 spheroid, with a 1 %
+    margin, for a GiST index on a 4326 geometry to find the candidates.
+    Near a pole or across the antimeridian, where no such box is simple,
+    the whole world: the index does not help there, but nothing is lost.
+
+    A degree of latitude is at least 110,574 m (at the equator); a degree of
+    longitude at least 111,319.49 m x cos(latitude), taken at the highest
+    latitude the circle reaches.
+    """
+    dlat = 1.01 * metres / 110_574.0
+    highest = abs(lat) + dlat
+    if highest >= 89.0:
+        return WORLD_BOX
+    dlon = 1.01 * metres / (111_319.49 * math.cos(math.radians(highest)))
+    if abs(lon) + dlon >= 180.0:
+        return WORLD_BOX
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat

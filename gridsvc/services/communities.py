@@ -8,7 +8,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.errors import Conflict, HasDependents, NotFound
 from gridsvc.models import Community, Enterprise, ServiceRequest, Shift, Volunteer, Zone
 from gridsvc.services import Page

@@ -7,7 +7,7 @@ from shapely.geometry import Point
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.errors import NotFound, OutsideCommunity, ValidationFailed
 from gridsvc.models import Community, Enterprise, Zone
 from gridsvc.services import Page

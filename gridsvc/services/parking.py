@@ -41,7 +41,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import and_, bindparam, case, func, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.db import fetch_prepared, statement_text, try_advisory_xact_lock
 from gridsvc.errors import Conflict, LockHeldElsewhere, NotFound, ValidationFailed
 from gridsvc.fields import as_shape

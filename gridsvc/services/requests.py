@@ -51,7 +51,7 @@ from sqlalchemy import and_, func, literal, literal_column, or_, select, update
 from psycopg2.extras import Json
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.clock import parse_date_time
 from gridsvc.db import fetch_prepared, statement_text, try_advisory_xact_lock
 from gridsvc.errors import Conflict, Forbidden, LockHeldElsewhere, NotFound, ValidationFailed

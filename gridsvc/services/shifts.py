@@ -35,7 +35,7 @@ from sqlalchemy import DateTime, and_, case, func, literal, not_, or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.clock import is_naive
 from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import (MAX_SHIFT_RADIUS_M, CheckEvent, Community, ServiceHours, Shift, Signup, Skill, Volunteer,

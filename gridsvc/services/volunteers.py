@@ -9,7 +9,7 @@ from sqlalchemy import and_, delete, func, or_, select, text, true, union
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, aliased, selectinload
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.errors import Conflict, HasDependents, NotFound, ValidationFailed
 from gridsvc.models import (ServiceHours, ServiceRequest, ServiceType, Shift, ShiftSkill, Signup, Skill, User,

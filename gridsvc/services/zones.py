@@ -9,9 +9,9 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from geo import sql as gsql
 from geo.crs import geodesic_area_m2
 from geo.grid import Coverage, coverage, split_equal_area
+from gridsvc import spatial as gsql
 from gridsvc.errors import (Conflict, DuplicateCode, HasDependents, NotFound, OutsideCommunity, ValidationFailed,
                             ZoneOverlap)
 from gridsvc.fields import MIN_DRAWN_AREA_M2, as_shape

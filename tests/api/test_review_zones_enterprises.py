@@ -7,7 +7,7 @@ from shapely.geometry import shape
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from geo import sql as gsql
+from gridsvc import spatial as gsql
 from gridsvc.app import create_app
 from gridsvc.models import Community, Enterprise, User, Zone
 from gridsvc.services import accounts as account_service

@@ -1,11 +1,11 @@
-"""PostGIS expression builders: they build SQLAlchemy expressions, never execute.
+"""PostGIS expression builders for the services: they build SQLAlchemy expressions, never execute (not
+in geo/, which knows nothing of the database).
 
 Everything is stored in EPSG:4326; metric answers go through ``geography``
 so that distances and areas are metres on the WGS-84 spheroid, never degrees.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from geoalchemy2 import Geography
@@ -13,6 +13,8 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import and_, cast, func
 from sqlalchemy.sql.elements import ColumnElement
+
+from geo.crs import WORLD_BOX, degree_box  # noqa: F401 (the services' index boxes, read as gsql.degree_box)
 
 SRID = 4326
 
@@ -50,30 +52,6 @@ def within_m(geom: Any, lon: float, lat: float, metres: float) -> ColumnElement:
     """
     box = func.ST_MakeEnvelope(*degree_box(lon, lat, metres), SRID)
     return and_(geom.op("&&")(box), func.ST_DWithin(geography(geom), geography(point(lon, lat)), metres))
-
-
-WORLD_BOX = (-180.0, -90.0, 180.0, 90.0)
-
-
-def degree_box(lon: float, lat: float, metres: float) -> tuple[float, float, float, float]:
-    """``(minx, miny, maxx, maxy)``: the lon/lat box around (lon, lat) that
-    holds every point within ``metres`` on the WGS-84 spheroid, with a 1 %
-    margin, for a GiST index on a 4326 geometry to find the candidates.
-    Near a pole or across the antimeridian, where no such box is simple,
-    the whole world: the index does not help there, but nothing is lost.
-
-    A degree of latitude is at least 110,574 m (at the equator); a degree of
-    longitude at least 111,319.49 m x cos(latitude), taken at the highest
-    latitude the circle reaches.
-    """
-    dlat = 1.01 * metres / 110_574.0
-    highest = abs(lat) + dlat
-    if highest >= 89.0:
-        return WORLD_BOX
-    dlon = 1.01 * metres / (111_319.49 * math.cos(math.radians(highest)))
-    if abs(lon) + dlon >= 180.0:
-        return WORLD_BOX
-    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
 
 
 def buffered_m(expr: Any, metres: float) -> ColumnElement:

@@ -6,7 +6,7 @@ import random
 import pytest
 from pyproj import Geod
 
-from geo.sql import WORLD_BOX, degree_box
+from geo.crs import WORLD_BOX, degree_box
 
 WGS84 = Geod(ellps="WGS84")
 
