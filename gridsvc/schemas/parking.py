@@ -560,7 +560,8 @@ def parse_import(collection: Any) -> ImportReport:
 class ImportResultOut(Schema):
     lots = Int()
     spaces = Int()
-    by_zone = fields.Dict(metadata={"description": "zone code -> features placed there"})
+    by_zone = fields.Dict(metadata={"description": "zone code -> features placed there (`?`: in no zone); for a "
+                                                   "file spanning several communities, `community_id:code`"})
 
 
 class ImportQuery(Schema):

@@ -125,8 +125,7 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
         named = ", ".join(f"#{e['index']} {e.get('feature', '')}".strip() for e in errors[:5])
         raise ImportFailed(f"{len(errors)} feature(s) are wrong ({named}); nothing was imported.", errors=errors)
 
-    zone_codes = dict(session.execute(select(Zone.id, Zone.code)).all())
-    by_zone: Counter[str] = Counter(zone_codes.get(zone_id, "?") for _, _, zone_id in placed)
+    by_zone = _count_by_zone(session, placed)
     lots = [p for p in placed if p[0].feature_type == "lot"]
     spaces = [p for p in placed if p[0].feature_type == "space"]
     if dry_run:
@@ -149,3 +148,13 @@ def import_parking(session: Session, items: list, *, parse_errors: list[dict[str
         if progress:
             progress(1)
     return ImportResult(lots=len(lots), spaces=len(spaces), by_zone=dict(by_zone))
+
+
+def _count_by_zone(session: Session, placed: list[tuple[Any, int, int | None]]) -> dict[str, int]:
+    """Features per zone code ("?": in no zone); for a file spanning several communities, whose codes repeat
+    (each park has its G01), per "community_id:code". Why: by code alone, two parks' G01 were added up."""
+    codes = dict(session.execute(select(Zone.id, Zone.code).where(
+        Zone.id.in_({zone_id for _, _, zone_id in placed if zone_id is not None}))).all())
+    several = len({community_id for _, community_id, _ in placed}) > 1
+    return dict(Counter(f"{community_id}:{codes.get(zone_id, '?')}" if several else codes.get(zone_id, "?")
+                        for _, community_id, zone_id in placed))

@@ -127,3 +127,30 @@ def test_a_lot_posted_during_an_import_of_its_community_is_told_to_send_it_again
     assert count(session, ParkingLot) == lots
     stored = login("planner").post("/api/v1/parking/lots", json=body)
     assert stored.status_code == 201 and stored.get_json()["properties"]["capacity"]["car"] == 25
+
+
+def test_an_import_spanning_two_parks_counts_each_parks_g01_apart(login, session):
+    """The import's ``by_zone`` counted features by zone code alone: a file with 2 lots in Lingfeng's G01 and 1 in
+    another park's G01 said ``{"G01": 3}``. For a file spanning several communities it is keyed
+    ``community_id:code``; within one community, by code as before."""
+    from tests.helpers import community_body, offset, rect, zone_feature
+
+    admin = login("admin")
+    origin = (120.30, 31.50)
+    market = admin.post("/api/v1/communities", json=community_body(boundary=rect(*origin, 1000, 1000))).get_json()["id"]
+    made = admin.post(f"/api/v1/communities/{market}/zones", json=zone_feature("G01", rect(*origin, 1000, 1000)))
+    assert made.status_code == 201, made.get_json()
+    g01 = zone_of(session, "G01")
+    here = zone_center(admin, g01.id)
+
+    def lot(centre, name):
+        return {"type": "Feature", "geometry": rect(*centre, 20, 20), "properties": {"name": name, "capacity_car": 5}}
+
+    collection = {"type": "FeatureCollection", "features": [
+        lot(offset(*here, -60, 0), "北一"), lot(offset(*here, 30, 0), "北二"), lot(offset(*origin, 100, 100), "市场")]}
+    answer = admin.post("/api/v1/parking/import?dry_run=true", json=collection)
+    assert answer.status_code == 201, answer.get_json()
+    assert answer.get_json()["by_zone"] == {f"{g01.community_id}:G01": 2, f"{market}:G01": 1}
+    one_park = admin.post("/api/v1/parking/import?dry_run=true",
+                          json={**collection, "features": collection["features"][:2]}).get_json()
+    assert one_park["by_zone"] == {"G01": 2}
