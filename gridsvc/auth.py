@@ -103,10 +103,6 @@ class Principal:
     liaison_zone_ids: frozenset[int] = frozenset()
     department_ids: frozenset[int] = field(default_factory=frozenset)
 
-    @property
-    def is_authenticated(self) -> bool:
-        return self.user_id is not None
-
     def has_any(self, roles: Iterable[str]) -> bool:
         return bool(self.roles & set(roles))
 

@@ -106,10 +106,6 @@ class ValidationFailed(GridsvcError):
     status, type, title = 422, _problem("validation"), "Validation Failed"
 
 
-class InvalidGeometry(ValidationFailed):
-    type, title = _problem("invalid-geometry"), "Invalid Geometry"
-
-
 class OutsideCommunity(ValidationFailed):
     type, title = _problem("outside-community"), "Outside the community"
 

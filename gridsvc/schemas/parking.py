@@ -15,6 +15,8 @@ from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_
 from gridsvc.schemas.common import BBOX_PATTERN, AwareDateTime, Date, Float, Int, NotBlank, PageQuery, Trimmed
 
 COUNT = validate.Range(min=0, max=100_000)
+# the largest radius a capacity query takes (50 km: a district, not a province)
+MAX_RADIUS_M = 50_000
 LOT_GEOMETRIES = ("Point", "Polygon", "MultiPolygon")
 SPACE_GEOMETRIES = ("Point", "Polygon")
 # How far across (corner to corner of its lon/lat box) a lot or a single space
@@ -323,7 +325,7 @@ class CapacityQuery(Schema):
     lat = Float(allow_nan=False, validate=validate.Range(-90, 90))
     crs = fields.Str(load_default="wgs84", validate=validate.OneOf(("wgs84", "gcj02", "bd09")))
     # (apispec writes the range's minimum, not that it is excluded: OpenAPI 3.0 says so with a flag)
-    radius_m = Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=50_000),
+    radius_m = Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=MAX_RADIUS_M),
                      metadata={"exclusiveMinimum": True})
     as_of = Date()
     format = fields.Str(load_default="json", validate=validate.OneOf(("json", "csv")))

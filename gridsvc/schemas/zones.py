@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from geo.crs import geodesic_area_m2
+from geo.grid import MAX_ZONES
 from gridsvc.fields import MIN_DRAWN_AREA_M2, POLYGONAL, GeoJSONGeometry, as_shape
 from gridsvc.schemas.common import Float, Int, JsonBool, PointOut, Trimmed, WholeText
 from gridsvc.schemas.communities import NAME
@@ -88,7 +89,7 @@ def zone_collection(zones) -> dict:
 
 
 class SplitIn(Schema):
-    count = Int(required=True, validate=validate.Range(1, 1000), metadata={"example": 10})
+    count = Int(required=True, validate=validate.Range(1, MAX_ZONES), metadata={"example": 10})
     commit = JsonBool(load_default=False, metadata={"description": "save the proposal as the community's zones"})
 
 

@@ -54,7 +54,6 @@ PRACTICAL_SHARE = 0.85
 OK_BAND = 0.05
 FRESH_OBSERVATION = timedelta(hours=24)
 PEAK_WINDOW_DAYS = 30
-MAX_RADIUS_M = 50_000
 BUCKETS = {"15min": "15 minutes", "1h": "1 hour", "1d": "1 day"}
 OCCUPYING = ("occupied", "reserved")
 

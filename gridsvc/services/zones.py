@@ -25,7 +25,6 @@ OVERLAP_TOLERANCE_M2 = 0.01
 # as published (edited in QGIS from the OGC feed, say) has its shared edges a centimetre off its neighbours':
 # its vertices within this many degrees of a neighbour's vertex or edge are put back on it before the checks.
 SNAP_TOLERANCE_DEG = 2e-7
-MAX_SPLIT = 1000
 
 
 def get_zone(session: Session, zone_id: int, *, for_update: bool = False) -> Zone:
