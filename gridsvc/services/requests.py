@@ -208,13 +208,13 @@ def _nearest_zone(session: Session, lon: float, lat: float, reach_m: float) -> t
 # First, in one read: the service, the zone holding the point, the possible
 # duplicates, the new request's id (so that the insert can be sent with the
 # first offer in one round trip), and the first candidates (see below).
-# Duplicates: a degree box that surely holds the circle lets the GiST index
-# answer first (1 degree of longitude is over 50 km up to 63 degrees north;
-# China ends near 53).
+# Duplicates: a degree box that surely holds the circle (``degree_box``, at
+# any latitude) lets the GiST index answer first.
 _INTAKE = """
 SELECT st.required_skill, st.sla_minutes, st.attributes::text AS attributes, z.id AS zone_id, z.community_id,
        ARRAY(SELECT r.id FROM (SELECT id, service_code, created_at, location FROM service_request
-                               WHERE location && ST_Expand(h.here, %(box)s) OFFSET 0) r
+                               WHERE location && ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 4326)
+                               OFFSET 0) r
              WHERE r.service_code = st.code AND r.created_at > %(since)s
                AND ST_DWithin(r.location::geography, h.here::geography, %(metres)s)
              ORDER BY r.id) AS duplicates,
@@ -285,8 +285,10 @@ def file_request(session: Session, *, requester_id: int | None, service_code: st
     request is what was written (not read back); without one it is the
     persistent row, with the liaison.
     """
+    minx, miny, maxx, maxy = gsql.degree_box(lon, lat, policy.duplicate_m)
     rows = fetch_prepared(session, _INTAKE_AND_CANDIDATES, {
-        "code": service_code, "box": policy.duplicate_m / 50_000.0, "since": now - policy.duplicate_window,
+        "code": service_code, "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy,
+        "since": now - policy.duplicate_window,
         "metres": float(policy.duplicate_m),
         **_candidate_params(lon, lat, now, policy, None, (), OFFER_BATCH, requester_id)}, many=True)
     if not rows:

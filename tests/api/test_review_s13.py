@@ -154,3 +154,21 @@ def test_an_import_spanning_two_parks_counts_each_parks_g01_apart(login, session
     one_park = admin.post("/api/v1/parking/import?dry_run=true",
                           json={**collection, "features": collection["features"][:2]}).get_json()
     assert one_park["by_zone"] == {"G01": 2}
+
+
+def test_a_duplicate_is_found_in_a_park_far_north(login):
+    """Possible duplicates were looked for in a box of duplicate_m / 50,000 degrees, which holds the 50 m circle
+    only below 63° north: at 69.6° (Tromsø) a request 45 m east of another was not named its possible
+    duplicate. The box is now the spheroid's (``degree_box``), at any latitude."""
+    from tests.helpers import community_body, offset, rect, zone_feature
+
+    admin = login("admin")
+    origin = (18.95, 69.65)
+    north = admin.post("/api/v1/communities", json=community_body(boundary=rect(*origin, 1000, 1000))).get_json()["id"]
+    zone = admin.post(f"/api/v1/communities/{north}/zones",
+                      json=zone_feature("N1", rect(*origin, 1000, 1000), liaison="liaison-g01"))
+    assert zone.status_code == 201, zone.get_json()
+    here = offset(*origin, 500, 500)
+    first = file(login("worker-003"), here, service="housing").get_json()
+    second = file(login("worker-003"), offset(*here, 45, 0), service="housing").get_json()
+    assert second["possible_duplicates"] == [first["id"]]
