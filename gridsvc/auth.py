@@ -201,6 +201,8 @@ PUBLIC_MORE_WITH_TOKEN = Rule("public-more-with-token", public=True,
                                    "zone's liaison and admins, the open requests they may see).")
 # Zone liaisons pass this gate; the view then narrows them to their own zones.
 ZONE_EDITORS = roles("admin", "planner", "liaison", name="zone-editors")
+# who may raise a service request, in the API and through Open311
+FILERS = roles("worker", "liaison", "admin", name="filers")
 
 
 def _takes_no_query(view: Callable) -> bool:

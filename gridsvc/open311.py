@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from gridsvc import clock
+from gridsvc import auth, clock
 from gridsvc.api import (is_json_number, parameters_with_nul, refuse_unstorable_text, repeated_parameters,
                          request_has_body, strict_json_loads, undecodable_url_parts)
 from gridsvc.auth import load_account
@@ -410,7 +410,7 @@ def create_request(fmt: str):
     _fmt(fmt)
     form = _post_arguments()
     actor, user_id = _actor_for_key(form.get("api_key"))
-    if not ({"worker", "liaison", "admin"} & set(actor.roles)):
+    if not (auth.FILERS.roles & set(actor.roles)):
         raise Open311Error(403, "this api_key's account may not file requests")
     for name in ("service_code", "lat", "long"):
         if not form.get(name):

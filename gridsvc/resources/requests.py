@@ -22,7 +22,6 @@ from gridsvc.services import requests as service
 
 blp = Blueprint("requests", __name__, description="Service requests (诉求), dispatch and claims (认领)")
 
-FILERS = auth.roles("worker", "liaison", "admin", name="filers")
 READERS = auth.roles("worker", "volunteer", "liaison", "department", "admin", name="request-readers")
 DISPATCHERS = auth.roles("liaison", "admin", name="dispatchers")
 
@@ -111,7 +110,7 @@ class Requests(MethodView):
         page = service.list_requests(session, actor(), **query)
         return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": _views(page.items)}
 
-    @auth.access(FILERS)
+    @auth.access(auth.FILERS)
     @blp.arguments(RequestCreate)
     @blp.response(201, RequestOut)
     def post(self, data):
