@@ -41,7 +41,7 @@ from gridsvc.errors import Conflict, NotFound, ValidationFailed
 from gridsvc.models import (MAX_SHIFT_RADIUS_M, CheckEvent, Community, ServiceHours, Shift, Signup, Skill, Volunteer,
                             Zone)
 from gridsvc.services import Page
-from gridsvc.services.communities import community_timezone
+from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, community_timezone
 from gridsvc.services.volunteers import get_volunteer, may_volunteer, skills_by_code
 
 MAX_SERIES = 366  # occurrences one recurring template may create
@@ -211,8 +211,10 @@ def place(session: Session, zone_id: int | None, location: Point | None) -> tupl
         zone = session.get(Zone, zone_id)
         if zone is None:
             raise ValidationFailed(f"Zone {zone_id} does not exist.", errors={"zone_id": [f"unknown zone {zone_id}"]})
+        # (the zone named: a point on its edge, a tolerance off after a phone's datum was converted, is in it)
         if location is not None and not session.scalar(
-                select(func.ST_Covers(gsql.buffered_m(Zone.geom, 1.0), gsql.literal_geometry(location))).where(Zone.id == zone_id)):
+                select(func.ST_Covers(gsql.buffered_m(Zone.geom, CONTAINMENT_TOLERANCE_M), gsql.literal_geometry(location)))
+                .where(Zone.id == zone_id)):
             raise ValidationFailed(f"The shift's point lies outside zone {zone.code}.",
                                    errors={"location": [f"outside zone {zone.code}"]})
         return zone.community_id, zone.id
