@@ -280,7 +280,8 @@ def import_parking_file(path: str, dry_run: bool) -> None:
 
     from gridsvc import clock
     from gridsvc.schemas.parking import parse_import
-    from gridsvc.services.parking_import import ImportFailed, import_parking
+    from gridsvc.errors import ImportFailed
+    from gridsvc.services.parking_import import import_parking
 
     try:
         # utf-8-sig: a file saved by Notepad or exported from Excel starts with a byte order mark

@@ -110,6 +110,36 @@ class OutsideCommunity(ValidationFailed):
     type, title = _problem("outside-community"), "Outside the community"
 
 
+# The services' own refusals (each a type of its own: RFC 9457 ties a title to its type)
+
+
+class ShiftConflict(Conflict):
+    type, title = _problem("shift-conflict"), "Sign-up refused"
+
+
+class ShiftChangeRefused(ShiftConflict):
+    """New times refused for a confirmed volunteer's sake (``reason``, ``clashes``). A type of its own: nobody
+    signed up, so "Sign-up refused" told the liaison the wrong story."""
+
+    type, title = _problem("shift-change-refused"), "Shift change refused"
+
+
+class CheckRefused(ValidationFailed):
+    type, title = _problem("check-refused"), "Check-in or check-out refused"
+
+
+class CheckStateConflict(Conflict):
+    type, title = _problem("check-state"), "Not possible in the current check-in state"
+
+
+class StateConflict(Conflict):
+    type, title = _problem("request-state"), "Not allowed in the request's current state"
+
+
+class ImportFailed(ValidationFailed):
+    type, title = _problem("import-failed"), "Import failed: nothing was imported"
+
+
 class ServiceUnavailable(GridsvcError):
     status, type, title = 503, _problem("service-unavailable"), "Service Unavailable"
 

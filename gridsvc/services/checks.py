@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from gridsvc.clock import is_naive, outside_window
 from gridsvc.db import execute_prepared, fetch_prepared, single_statement
-from gridsvc.errors import Conflict, Forbidden, GridsvcError, NotFound, TokenRefused, ValidationFailed
+from gridsvc.errors import (CheckRefused, CheckStateConflict, Conflict, Forbidden, GridsvcError, NotFound, TokenRefused,
+                            ValidationFailed)
 from gridsvc.models import CheckEvent, Community, ServiceHours, Shift, Volunteer
 from gridsvc.services import Page
 from gridsvc.services.communities import community_timezones
@@ -63,14 +64,6 @@ class CheckPolicy:
         if policy is None:
             policy = app.extensions["gridsvc.check_policy"] = cls.from_config(app.config)
         return policy
-
-
-class CheckRefused(ValidationFailed):
-    type, title = "/problems/check-refused", "Check-in or check-out refused"
-
-
-class CheckStateConflict(Conflict):
-    type, title = "/problems/check-state", "Not possible in the current check-in state"
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,9 @@ import shapely
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gridsvc.errors import GridsvcError, ValidationFailed
+from gridsvc.errors import GridsvcError, ImportFailed
 from gridsvc.models import Enterprise, ParkingLot, ParkingSpace, Zone
 from gridsvc.services import parking
-
-
-class ImportFailed(ValidationFailed):
-    type, title = "/problems/import-failed", "Import failed: nothing was imported"
 
 
 @dataclass(frozen=True)

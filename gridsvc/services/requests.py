@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from gridsvc import spatial as gsql
 from gridsvc.clock import parse_date_time
 from gridsvc.db import fetch_prepared, statement_text, try_advisory_xact_lock
-from gridsvc.errors import Conflict, Forbidden, LockHeldElsewhere, NotFound, ValidationFailed
+from gridsvc.errors import Conflict, Forbidden, LockHeldElsewhere, NotFound, StateConflict, ValidationFailed
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Shift, User, UserRole, Volunteer, VolunteerSkill, Zone)
 from gridsvc.services import Page
@@ -92,10 +92,6 @@ class Actor:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
-
-
-class StateConflict(Conflict):
-    type, title = "/problems/request-state", "Not allowed in the request's current state"
 
 
 # ---------------------------------------------------------------- the service list

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, aliased, contains_eager, selectinload
 
 from gridsvc import spatial as gsql
 from gridsvc.clock import is_naive
-from gridsvc.errors import Conflict, NotFound, ValidationFailed
+from gridsvc.errors import Conflict, NotFound, ShiftChangeRefused, ShiftConflict, ValidationFailed
 from gridsvc.models import (MAX_SHIFT_RADIUS_M, CheckEvent, Community, ServiceHours, Shift, Signup, Skill, Volunteer,
                             Zone)
 from gridsvc.services import Page
@@ -45,18 +45,6 @@ from gridsvc.services.communities import CONTAINMENT_TOLERANCE_M, community_time
 from gridsvc.services.volunteers import get_volunteer, may_volunteer, skills_by_code
 
 MAX_SERIES = 366  # occurrences one recurring template may create
-
-
-class ShiftConflict(Conflict):
-    type, title = "/problems/shift-conflict", "Sign-up refused"
-
-
-class ShiftChangeRefused(ShiftConflict):
-    """New times refused for a confirmed volunteer's sake (``reason``, ``clashes``). A type of its own, as
-    RFC 9457 ties a title to its type: nobody signed up, so "Sign-up refused" told the liaison the wrong
-    story."""
-
-    type, title = "/problems/shift-change-refused", "Shift change refused"
 
 
 @dataclass(frozen=True)
