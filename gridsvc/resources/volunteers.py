@@ -331,9 +331,10 @@ class MyLocations(MethodView):
                 "retention_days": float(current_app.config["GRIDSVC_POSITION_RETENTION_DAYS"])}
 
 
-def _volunteer_record(volunteer_id: int) -> tuple[Volunteer, frozenset[int] | None]:
+def _record_brought_up_to_date(volunteer_id: int) -> tuple[Volunteer, frozenset[int] | None]:
     """The volunteer whose shifts or hours the caller reads (if they may) and the zones whose entries they read
-    (``record_zones``), with a check-in left open past its shift closed first, so the record is complete."""
+    (``record_zones``). It writes, and commits: a check-in left open past its shift is closed first (as
+    ``gridsvc tick`` would close it), so that the record read is complete."""
     session = current_session()
     volunteer = service.get_volunteer(session, volunteer_id)
     zones = record_zones(volunteer)
@@ -348,7 +349,7 @@ def _hours_context(volunteer_id: int, query: dict):
     other than the home zone's), and each entry's community's clock: an entry's day, month and times are those
     of the park where it was served (see ``checks.hours_of``)."""
     session = current_session()
-    volunteer, zones = _volunteer_record(volunteer_id)
+    volunteer, zones = _record_brought_up_to_date(volunteer_id)
     entries = _in_zones(checks.hours_of(session, volunteer_id, first_day=query.get("start"), last_day=query.get("end")),
                         zones, lambda entry: entry.shift)
     return volunteer, entries, checks.entry_clocks(session, entries)
@@ -370,7 +371,7 @@ class VolunteerSignups(MethodView):
     def get(self, query, volunteer_id):
         """A volunteer's shifts ("my shifts"): confirmed or waitlisted with the place in line, and checked in or not
         (the volunteer, the liaison of their home zone, admins; another zone's liaison, its shifts only)"""
-        volunteer, zones = _volunteer_record(volunteer_id)
+        volunteer, zones = _record_brought_up_to_date(volunteer_id)
         return shift_service.volunteer_signups(current_session(), volunteer.id, now=clock.now(), zone_ids=zones,
                                                checkout_grace=checks.CheckPolicy.of_app(current_app).checkout_grace,
                                                **query)
