@@ -26,7 +26,7 @@ READERS = auth.roles("worker", "volunteer", "liaison", "department", "admin", na
 DISPATCHERS = auth.roles("liaison", "admin", name="dispatchers")
 
 
-def policy() -> service.DispatchPolicy:
+def dispatch_policy() -> service.DispatchPolicy:
     return service.DispatchPolicy.from_config(current_app.config)
 
 
@@ -103,7 +103,7 @@ class Requests(MethodView):
     def get(self, query):
         """Requests you may see, newest first (filters: status, service, zone, assignee, bbox, from, to)"""
         session = current_session()
-        service.expire_offers(session, now=clock.now(), policy=policy())
+        service.expire_offers(session, now=clock.now(), policy=dispatch_policy())
         session.commit()
         query["volunteer_id"] = query.pop("assignee", None)
         query["start"], query["end"] = query.pop("start", None), query.pop("end", None)
@@ -119,7 +119,7 @@ class Requests(MethodView):
         point = data.pop("point")
         request, offer = service.file_request(session, requester_id=auth.current_principal().user_id, lon=point.lon,
                                               lat=point.lat, input_crs=point.input_crs, now=clock.now(),
-                                              policy=policy(), **data)
+                                              policy=dispatch_policy(), **data)
         session.commit()
         return request_view(request, offer), {"Location": url_for("requests.RequestItem", request_id=request.id)}
 
@@ -146,7 +146,7 @@ class RequestItem(MethodView):
     def get(self, request_id):
         """One request (if you may see it)"""
         session = current_session()
-        service.expire_offers(session, now=clock.now(), policy=policy(), request_ids=[request_id])
+        service.expire_offers(session, now=clock.now(), policy=dispatch_policy(), request_ids=[request_id])
         session.commit()
         request = service.get_request(session, request_id)
         if not service.may_see(session, request, actor()):
@@ -183,9 +183,9 @@ def _action_view(action: str):
             # An offer past its deadline moves on in a transaction of its own: the 409 that tells its volunteer
             # "it has gone to someone else" undid the move with the action, and the request waited, offered to
             # them, for the next read.
-            service.expire_offers(session, now=clock.now(), policy=policy(), request_ids=[request_id])
+            service.expire_offers(session, now=clock.now(), policy=dispatch_policy(), request_ids=[request_id])
             session.commit()
-        request = service.act(session, request_id, action, actor(), now=clock.now(), policy=policy(),
+        request = service.act(session, request_id, action, actor(), now=clock.now(), policy=dispatch_policy(),
                               note=data.get("note"), volunteer_id=data.get("volunteer_id"),
                               lon=where.lon if where else None, lat=where.lat if where else None)
         session.commit()
@@ -234,7 +234,7 @@ class MyOffers(MethodView):
         """Requests offered to you now, soonest deadline first"""
         session = current_session()
         me = actor()
-        service.expire_offers(session, now=clock.now(), policy=policy(), volunteer_id=me.volunteer_id)
+        service.expire_offers(session, now=clock.now(), policy=dispatch_policy(), volunteer_id=me.volunteer_id)
         session.commit()
         return _views([r for _, r in service.offers_of(session, me.volunteer_id or -1)])
 
@@ -267,7 +267,7 @@ class DispatchCandidates(MethodView):
         """
         point = geopoint(query["lon"], query["lat"], query["crs"])
         found = service.candidates(current_session(), lon=point.lon, lat=point.lat, skill=query.get("skill"),
-                                   now=clock.now(), policy=policy(), limit=query["limit"], located_by=actor())
+                                   now=clock.now(), policy=dispatch_policy(), limit=query["limit"], located_by=actor())
         return [{"volunteer_id": c.volunteer_id, "distance_m": round(c.distance_m, 1)} for c in found]
 
 
@@ -290,7 +290,7 @@ class DispatchBatch(MethodView):
             mine = session.scalar(select(Zone.id).where(Zone.community_id == community.id,
                                                         Zone.id.in_(list(principal.liaison_zone_ids))).limit(1))
             auth.require(mine is not None, "Only admins and liaisons of this community may run a batch.")
-        result = batch_dispatch(session, community.id, now=clock.now(), policy=policy(),
+        result = batch_dispatch(session, community.id, now=clock.now(), policy=dispatch_policy(),
                                 seen_by=None if "admin" in principal.roles else actor())
         session.commit()
         # The plan uses every distance; the answer tells the caller only those of volunteers they may locate (as

@@ -26,7 +26,7 @@ blp = Blueprint("shifts", __name__, description="Shifts (班次), sign-ups, chec
 SHIFT_MANAGERS = auth.roles("admin", "liaison", name="shift-managers")
 
 
-def policy() -> checks.CheckPolicy:
+def check_policy() -> checks.CheckPolicy:
     return checks.CheckPolicy.of_app(current_app)
 
 
@@ -288,7 +288,7 @@ def _check(shift_id: int, kind: str, data: dict):
     # (a client time is rare online, and never on check-in's fast path: only such a body pays for the lookup)
     [event] = checks.on_shift_clock(session, [check_request(shift_id, kind, data, key)], default_tz=clock.default_timezone())
     outcome = checks.check(session, user_id, event, now=clock.now(),
-                           policy=policy(), account=checks.AccountCheck(role=role, token_version=token_version),
+                           policy=check_policy(), account=checks.AccountCheck(role=role, token_version=token_version),
                            own_transaction=True)
     status, headers, body = check_answer(outcome)
     return Response(body, status=status, headers=headers)
@@ -390,7 +390,7 @@ class MyCheckEvents(MethodView):
             client_time=e["client_time"], idempotency_key=e["idempotency_key"], offline=True)
             for e in data["events"]], default_tz=clock.default_timezone())
         requests = list(enumerate(events))
-        results = checks.check_batch(session, user_id, requests, now=clock.now(), policy=policy())
+        results = checks.check_batch(session, user_id, requests, now=clock.now(), policy=check_policy())
         session.commit()
         return {"results": results}
 
@@ -454,7 +454,7 @@ def _reviewers_zones(query: dict) -> frozenset[int] | None:
     principal = auth.current_principal()
     if query.get("zone_id") is not None:
         _require_zone_manager(query["zone_id"], which=f"zone {query['zone_id']}")
-    checks.close_overdue(session, now=clock.now(), policy=policy())
+    checks.close_overdue(session, now=clock.now(), policy=check_policy())
     session.commit()
     return None if "admin" in principal.roles else principal.liaison_zone_ids
 
