@@ -21,13 +21,10 @@ import hashlib
 import hmac
 import json
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Mapping
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 import jwt
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
@@ -40,45 +37,7 @@ from gridsvc.api import BODY_METHODS, is_json_number, request_has_body, strict_j
 from gridsvc.db import current_session, fetch_prepared
 from gridsvc.errors import Forbidden, GridsvcError, MalformedJson, TokenMissing, TokenRefused, ValidationFailed
 from gridsvc.models import User
-
-_hasher = PasswordHasher()
-# Verified against when the username does not exist, so that a miss costs
-# the same time as a wrong password and timing reveals no account names.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-def _normal(password: str) -> str:
-    """The password as it is hashed: NFKC, so that one password typed on another keyboard or IME (composed or
-    decomposed accents, full-width letters) is the same password (NIST SP 800-63B 5.1.1.2)."""
-    return unicodedata.normalize("NFKC", password)
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(_normal(password))
-
-
-def check_password(password_hash: str | None, password: str) -> tuple[bool, bool]:
-    """(whether ``password`` matches, whether its hash should be written again).
-
-    A hash made before passwords were normalised matches the password as it was typed: it is accepted once
-    more and should be replaced by the normal form's."""
-    if _verifies(password_hash, _normal(password)):
-        return password_hash is not None, password_hash is not None and _hasher.check_needs_rehash(password_hash)
-    if password_hash is not None and _normal(password) != password and _verifies(password_hash, password):
-        return True, True
-    return False, False
-
-
-def verify_password(password_hash: str | None, password: str) -> bool:
-    return check_password(password_hash, password)[0]
-
-
-def _verifies(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
+from gridsvc.passwords import check_password, hash_password, verify_password  # noqa: F401 (read from here too)
 
 def mask_phone(phone: str | None) -> str | None:
     """``13812341234`` -> ``138****1234``: enough to recognise, not to call."""

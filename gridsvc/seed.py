@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geo.io import geometry_from_geojson
-from gridsvc.auth import hash_password
+from gridsvc.passwords import hash_password
 from gridsvc.models import Community, Department, User, Zone
 from gridsvc.services import accounts, communities, enterprises, shifts, volunteers, zones
 

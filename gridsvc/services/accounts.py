@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
 from gridsvc import clock
-from gridsvc.auth import check_password, hash_password, verify_password
+from gridsvc.passwords import check_password, hash_password, verify_password
 from gridsvc.errors import (AccountDisabled, Conflict, InvalidCredentials, NotFound, TokenRefused, TooManyAttempts,
                             ValidationFailed)
 from gridsvc.models import PASSWORD_LENGTH, ApiKey, Department, LoginFailure, RefreshTokenUse, User, Volunteer
