@@ -5,20 +5,20 @@ from flask import current_app, url_for
 from flask.views import MethodView
 from geoalchemy2 import WKBElement
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
 
 from gridsvc import auth, clock
 from gridsvc.api import Blueprint
 from gridsvc.db import current_session
 from gridsvc.errors import NotFound
 from gridsvc.fields import as_shape
-from gridsvc.models import Community, Zone
 from gridsvc.resources.actors import actor
 from gridsvc.schemas.common import geopoint
 from gridsvc.schemas.requests import (ActionIn, CandidateOut, CandidatesQuery, EventOut, RateIn,
                                       RequestCreate, RequestOut, RequestPageOut, RequestQuery, ServiceOut, StatsOut,
                                       StatsQuery, BatchOut, BatchQuery)
 from gridsvc.services import requests as service
+from gridsvc.services.communities import get_community
+from gridsvc.services.zones import manages_a_zone_of
 
 blp = Blueprint("requests", __name__, description="Service requests (诉求), dispatch and claims (认领)")
 
@@ -133,8 +133,7 @@ class RequestStats(MethodView):
     def get(self, query):
         """Figures: counts by status, service and zone, median time to first response and to resolution, SLA share, rating"""
         session = current_session()
-        if session.get(Community, query["community_id"]) is None:
-            raise NotFound(f"Community {query['community_id']} does not exist.")
+        get_community(session, query["community_id"])
         return service.stats(session, community_id=query["community_id"], start=query.get("start"),
                              end=query.get("end"), now=clock.now())
 
@@ -279,17 +278,15 @@ class DispatchBatch(MethodView):
     @blp.alt_response(404, description="No such community")
     def post(self, query):
         """Offer all open unassigned requests at once with the least total distance (reports greedy beside it)"""
+        # (imported here: scipy's solver is loaded by the first batch, not by every worker as it starts)
         from gridsvc.services.batch import batch_dispatch
 
         session = current_session()
-        community = session.get(Community, query["community_id"])
-        if community is None:
-            raise NotFound(f"Community {query['community_id']} does not exist.")
+        community = get_community(session, query["community_id"])
         principal = auth.current_principal()
         if "admin" not in principal.roles:
-            mine = session.scalar(select(Zone.id).where(Zone.community_id == community.id,
-                                                        Zone.id.in_(list(principal.liaison_zone_ids))).limit(1))
-            auth.require(mine is not None, "Only admins and liaisons of this community may run a batch.")
+            auth.require(manages_a_zone_of(session, principal.liaison_zone_ids, community.id),
+                         "Only admins and liaisons of this community may run a batch.")
         result = batch_dispatch(session, community.id, now=clock.now(), policy=dispatch_policy(),
                                 seen_by=None if "admin" in principal.roles else actor())
         session.commit()

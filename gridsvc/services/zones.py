@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -52,6 +52,12 @@ def _liaison_id(session: Session, username: str | None) -> int | None:
         raise ValidationFailed(f"The liaison {username} {reason}.",
                                errors={"properties": {"liaison": [f"{username} {reason}"]}})
     return user.id
+
+
+def manages_a_zone_of(session: Session, liaison_zone_ids: Iterable[int], community_id: int) -> bool:
+    """Whether any of a liaison's zones is in the community."""
+    return session.scalar(select(Zone.id).where(Zone.community_id == community_id,
+                                                Zone.id.in_(list(liaison_zone_ids))).limit(1)) is not None
 
 
 def create_zone(session: Session, community_id: int, *, code: str, name: str, geometry: BaseGeometry,
