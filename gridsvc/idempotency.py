@@ -44,12 +44,14 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from flask import Response, current_app, make_response, request
+from sqlalchemy import delete
 from sqlalchemy.exc import OperationalError
 
 from gridsvc import clock
 from gridsvc.config import numeric_setting
 from gridsvc.db import close_session, execute_prepared, get_database
 from gridsvc.errors import RequestInProgress, ValidationFailed
+from gridsvc.models import IdempotentRequest
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +220,5 @@ def openapi_parameter() -> dict[str, Any]:
 
 def purge(session: Any, *, now: Any, hours: float) -> int:
     """Delete the stored answers older than ``hours`` (they may hold personal data)."""
-    from sqlalchemy import delete
-
-    from gridsvc.models import IdempotentRequest
-
     result = session.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < now - timedelta(hours=hours)))
     return result.rowcount

@@ -24,8 +24,11 @@ from sqlalchemy.orm import Session
 
 from geo.io import geometry_from_geojson
 from gridsvc.passwords import hash_password
-from gridsvc.models import Community, Department, User, Zone
+from gridsvc.models import (Community, Department, DepartmentService, OccupancyObservation, ParkingLot, ServiceType,
+                            Shift, User, Volunteer, Zone)
+from gridsvc.schemas.parking import parse_import
 from gridsvc.services import accounts, communities, enterprises, shifts, volunteers, zones
+from gridsvc.services.parking_import import import_parking
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 DEFAULT_DEMO_PASSWORD = "gridsvc-demo"
@@ -113,7 +116,6 @@ def load_demo_volunteers(session: Session, community: Community) -> int:
     Every tenth is certified in first aid; the first of each zone does
     traffic and parking guidance, so each zone has someone dispatch can send.
     """
-    from gridsvc.models import Volunteer
 
     zone_ids = list(session.scalars(select(Zone.id).where(Zone.community_id == community.id).order_by(Zone.code)))
     if not zone_ids:
@@ -147,7 +149,6 @@ def load_demo_shifts(session: Session, community: Community, now: datetime) -> i
     """Four weeks of weekday morning-peak traffic shifts at each zone, from today on the community's clock.
     Today's, when seeded after it is over, is left out: nobody could sign up for it, and it would sit in the
     lists as a shift that never ran."""
-    from gridsvc.models import Shift
 
     if session.scalar(select(Shift.id).where(Shift.community_id == community.id).limit(1)) is not None:
         return 0
@@ -165,9 +166,6 @@ def load_demo_shifts(session: Session, community: Community, now: datetime) -> i
 def load_demo_parking(session: Session, community: Community, directory: Path, now: datetime) -> int:
     """The parking inventory (fixtures/lingfeng/parking.geojson) through the importer,
     and two days of 15-minute occupancy counts for every lot."""
-    from gridsvc.models import ParkingLot
-    from gridsvc.schemas.parking import parse_import
-    from gridsvc.services.parking_import import import_parking
 
     path = directory / "parking.geojson"
     if not path.exists() or session.scalar(select(ParkingLot.id).where(ParkingLot.community_id == community.id).limit(1)):
@@ -181,7 +179,6 @@ def load_demo_parking(session: Session, community: Community, directory: Path, n
 def load_demo_occupancy(session: Session, community: Community, now: datetime) -> int:
     """Counts every 15 minutes from yesterday 00:00 until now: quiet nights, a
     morning peak as shifts start, full during working hours, light weekends."""
-    from gridsvc.models import OccupancyObservation, ParkingLot
 
     tz = ZoneInfo(community.timezone)
     start = datetime.combine(now.astimezone(tz).date() - timedelta(days=1), time.min, tz)
@@ -238,7 +235,6 @@ SERVICES = [
 
 
 def load_demo_services(session: Session) -> int:
-    from gridsvc.models import DepartmentService, ServiceType
 
     created = 0
     departments = {d.code: d.id for d in session.scalars(select(Department))}

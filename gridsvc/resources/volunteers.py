@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
@@ -480,7 +481,6 @@ def _community_names(session, community_ids: set[int]) -> dict[int, str]:
 
 
 def _same(a: str, b: str) -> bool:
-    import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
 

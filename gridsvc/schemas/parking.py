@@ -10,6 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import geodesic_area_m2, geodesic_distance_m
+from geo.validate import GeometryError, validate_point, validate_polygonal
 from gridsvc.fields import GeoJSONGeometry, as_shape
 from gridsvc.models import PARKING_ACCESS, PARKING_KINDS, SPACE_STATUSES, SPACE_TYPES
 from gridsvc.schemas.common import BBOX_PATTERN, AwareDateTime, Date, Float, Int, NotBlank, PageQuery, Trimmed
@@ -35,8 +36,6 @@ class LotGeometry(GeoJSONGeometry):
         self.max_extent_m = max_extent_m
 
     def _deserialize(self, value, attr, data, **kwargs) -> BaseGeometry:
-        from geo.validate import GeometryError, validate_point, validate_polygonal
-
         geom = super()._deserialize(value, attr, data, **kwargs)
         if geom.geom_type not in self.allowed:
             raise ValidationError(f"Invalid geometry: expected {' or '.join(self.allowed)}, got {geom.geom_type}")

@@ -7,6 +7,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from gridsvc import clock
 from gridsvc.clock import is_naive
 from gridsvc.config import numeric_setting
+from gridsvc.fields import as_shape
 from gridsvc.models import MAX_SHIFT_RADIUS_M
 from gridsvc.models.shift import (CHECK_KINDS, HOURS_FLAG_REASONS, HOURS_STATUSES, LIVE_SIGNUP_STATUSES, SHIFT_PHASES,
                                   SHIFT_STATUSES, SIGNUP_STATUSES)
@@ -148,8 +149,6 @@ class ShiftOut(Schema):
         return view.shift.phase(clock.now())
 
     def _location(self, view) -> dict | None:
-        from gridsvc.fields import as_shape
-
         if view.shift.location is None:
             return None
         point = as_shape(view.shift.location)
