@@ -805,24 +805,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     if not may_see(session, request, actor):
         raise NotFound(f"Request {request_id} does not exist.")  # say nothing about others' requests
     if action in ("accept", "decline") and actor.volunteer_id is not None:
-        # read under the request's lock: a deadline passed by a concurrent `gridsvc tick` that moved the
-        # request on while we waited is "your offer expired", not someone else's offer
-        mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
-                                                         RequestOffer.volunteer_id == actor.volunteer_id)
-                              .order_by(RequestOffer.offered_at.desc(), RequestOffer.id.desc()).limit(1))
-        if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
-            raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; the request has moved on, to "
-                                "the next volunteer or the zone's liaison.",
-                                action=action, state="expired")
-        if mine is not None and mine.outcome == "declined":  # (a state, not a right: not the 403 of another's offer)
-            raise StateConflict(f"You declined this offer at {mine.answered_at.isoformat()}; the request has moved "
-                                "on.", action=action, state="declined")
-        # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
-        # then): it is not theirs to take. Declining it is harmless.
-        if (action == "accept" and mine is not None and mine.outcome in ("pending", "withdrawn")
-                and session.scalar(select(_off_duty(actor.volunteer_id, now)))):
-            raise StateConflict("You are off duty: an offer is withdrawn when you check out or your shift ends. "
-                                "Check in to a shift to take requests.", action=action, state="withdrawn")
+        _refuse_stale_own_offer(session, request_id, action, actor, now)
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
@@ -865,20 +848,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
         if action == "close":
             request.status, request.closed_at = "closed", now
         else:
-            request.resolved_at = request.closed_at = None
-            # the rating judged the resolution now undone (the trail keeps it); the requester rates the next one
-            request.rating = request.feedback = None
-            request.refusals = 0
-            request.last_offer_before_reopen_id = session.scalar(
-                select(func.max(RequestOffer.id)).where(RequestOffer.request_id == request.id))
-            request.claimed_by_id = request.department_id = None
-            session.flush()
-            reopened = _event(session, request, actor.user_id, action, before, None, note=note, lon=lon, lat=lat)
-            _withdraw_offers(session, request.id, now)
-            dispatch(session, request, now=now, policy=policy)
-            # where dispatch took it (offered, or to a liaison) is known only now; the event is written before
-            # dispatch's own, so that the trail reads reopen, then offer
-            reopened.to_status = request.status
+            _reopen(session, request, actor, before, now=now, policy=policy, note=note, lon=lon, lat=lat)
             return request
     elif action == "escalate":
         if not staff:
@@ -891,46 +861,11 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     elif action == "claim":
         if not may_claim(session, actor, request.service_code):
             raise Forbidden("Only members of a department that handles this service may claim it.")
-        department = session.scalar(select(DepartmentService.department_id).where(
-            DepartmentService.department_id.in_(list(actor.department_ids)),
-            DepartmentService.service_code == request.service_code).order_by(DepartmentService.department_id).limit(1))
-        # conditional update: the first claim wins, a concurrent second finds the state changed
-        won = session.execute(update(ServiceRequest).where(ServiceRequest.id == request.id,
-                                                           ServiceRequest.status == "escalated")
-                              .values(status="claimed", claimed_by_id=actor.user_id, department_id=department)
-                              .execution_options(synchronize_session=False)).rowcount
-        if not won:
-            raise StateConflict("Someone else claimed it first.", action=action, state="claimed")
-        session.refresh(request)
+        _claim(session, request, actor)
     elif action == "reassign":
         if not staff:
             raise Forbidden("Only the zone's liaison or an admin may reassign.")
-        if volunteer_id is None:
-            raise ValidationFailed("Name the volunteer to assign it to.", errors={"volunteer_id": ["required"]})
-        chosen = session.get(Volunteer, volunteer_id)
-        if chosen is None:
-            raise ValidationFailed(f"Volunteer {volunteer_id} does not exist.", errors={"volunteer_id": ["unknown"]})
-        if request.requester_id is not None and chosen.user_id == request.requester_id:
-            # as dispatch: a worker who volunteers does not serve their own need
-            raise ValidationFailed(f"Volunteer {volunteer_id} raised this request.",
-                                   errors={"volunteer_id": ["raised this request"]})
-        if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id, now=now):
-            # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
-            raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (none of "
-                                   f"{WORKS_IN_NOW} there).",
-                                   errors={"volunteer_id": ["does not work in this request's community"]})
-        if not may_volunteer(chosen):
-            # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
-            raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
-                                   "longer has the volunteer role.", errors={"volunteer_id": ["may not volunteer"]})
-        _refuse_unskilled(session, request, chosen)
-        _withdraw_offers(session, request.id, now)
-        _refuse_at_cap(session, request, volunteer_id, now=now, policy=policy)
-        # the volunteer holds it now: a department that claimed it no longer does
-        request.status, request.volunteer_id = "assigned", volunteer_id
-        request.claimed_by_id = request.department_id = None
-        request.first_response_at = request.first_response_at or now  # someone acted on it: a response
-        note = f"reassigned to volunteer {volunteer_id}" + (f": {note}" if note else "")
+        note = _reassign(session, request, actor, volunteer_id, now=now, policy=policy, note=note)
     elif action == "withdraw":
         # no longer needed (the requester), or a duplicate (the zone): nobody is sent, whoever held it is free
         if not (actor.user_id == request.requester_id or staff):
@@ -949,6 +884,95 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     session.flush()
     _event(session, request, actor.user_id, action, before, request.status, note=note, lon=lon, lat=lat)
     return request
+
+
+def _refuse_stale_own_offer(session: Session, request_id: int, action: str, actor: Actor, now: datetime) -> None:
+    """A volunteer's accept or decline of their own offer that is no longer open: expired, declined already, or
+    withdrawn as they went off duty (a 409 saying which)."""
+    # read under the request's lock: a deadline passed by a concurrent `gridsvc tick` that moved the
+    # request on while we waited is "your offer expired", not someone else's offer
+    mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
+                                                     RequestOffer.volunteer_id == actor.volunteer_id)
+                          .order_by(RequestOffer.offered_at.desc(), RequestOffer.id.desc()).limit(1))
+    if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
+        raise StateConflict(f"Your offer expired at {mine.deadline.isoformat()}; the request has moved on, to "
+                            "the next volunteer or the zone's liaison.",
+                            action=action, state="expired")
+    if mine is not None and mine.outcome == "declined":  # (a state, not a right: not the 403 of another's offer)
+        raise StateConflict(f"You declined this offer at {mine.answered_at.isoformat()}; the request has moved "
+                            "on.", action=action, state="declined")
+    # Off duty, the offer was withdrawn above (or is, by the next read, when another action held the request
+    # then): it is not theirs to take. Declining it is harmless.
+    if (action == "accept" and mine is not None and mine.outcome in ("pending", "withdrawn")
+            and session.scalar(select(_off_duty(actor.volunteer_id, now)))):
+        raise StateConflict("You are off duty: an offer is withdrawn when you check out or your shift ends. "
+                            "Check in to a shift to take requests.", action=action, state="withdrawn")
+
+
+def _reopen(session: Session, request: ServiceRequest, actor: Actor, before: str, *, now: datetime,
+            policy: DispatchPolicy, note: str | None, lon: float | None, lat: float | None) -> None:
+    """A request resolved or closed, open again: a new round of dispatch, from a clean slate."""
+    request.resolved_at = request.closed_at = None
+    # the rating judged the resolution now undone (the trail keeps it); the requester rates the next one
+    request.rating = request.feedback = None
+    request.refusals = 0
+    request.last_offer_before_reopen_id = session.scalar(
+        select(func.max(RequestOffer.id)).where(RequestOffer.request_id == request.id))
+    request.claimed_by_id = request.department_id = None
+    session.flush()
+    reopened = _event(session, request, actor.user_id, "reopen", before, None, note=note, lon=lon, lat=lat)
+    _withdraw_offers(session, request.id, now)
+    dispatch(session, request, now=now, policy=policy)
+    # where dispatch took it (offered, or to a liaison) is known only now; the event is written before
+    # dispatch's own, so that the trail reads reopen, then offer
+    reopened.to_status = request.status
+
+
+def _claim(session: Session, request: ServiceRequest, actor: Actor) -> None:
+    """The department pool's request taken by a member: the first claim wins."""
+    department = session.scalar(select(DepartmentService.department_id).where(
+        DepartmentService.department_id.in_(list(actor.department_ids)),
+        DepartmentService.service_code == request.service_code).order_by(DepartmentService.department_id).limit(1))
+    # conditional update: the first claim wins, a concurrent second finds the state changed
+    won = session.execute(update(ServiceRequest).where(ServiceRequest.id == request.id,
+                                                       ServiceRequest.status == "escalated")
+                          .values(status="claimed", claimed_by_id=actor.user_id, department_id=department)
+                          .execution_options(synchronize_session=False)).rowcount
+    if not won:
+        raise StateConflict("Someone else claimed it first.", action="claim", state="claimed")
+    session.refresh(request)
+
+
+def _reassign(session: Session, request: ServiceRequest, actor: Actor, volunteer_id: int | None, *, now: datetime,
+              policy: DispatchPolicy, note: str | None) -> str:
+    """The request given to a volunteer the zone's staff chose, under dispatch's rules (community, skill, cap);
+    the trail's note."""
+    if volunteer_id is None:
+        raise ValidationFailed("Name the volunteer to assign it to.", errors={"volunteer_id": ["required"]})
+    chosen = session.get(Volunteer, volunteer_id)
+    if chosen is None:
+        raise ValidationFailed(f"Volunteer {volunteer_id} does not exist.", errors={"volunteer_id": ["unknown"]})
+    if request.requester_id is not None and chosen.user_id == request.requester_id:
+        # as dispatch: a worker who volunteers does not serve their own need
+        raise ValidationFailed(f"Volunteer {volunteer_id} raised this request.",
+                               errors={"volunteer_id": ["raised this request"]})
+    if not actor.is_admin and not works_in_community(session, volunteer_id, request.community_id, now=now):
+        # the holder sees the requester's contact: a liaison keeps it within the park (an admin may choose)
+        raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (none of "
+                               f"{WORKS_IN_NOW} there).",
+                               errors={"volunteer_id": ["does not work in this request's community"]})
+    if not may_volunteer(chosen):
+        # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
+        raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
+                               "longer has the volunteer role.", errors={"volunteer_id": ["may not volunteer"]})
+    _refuse_unskilled(session, request, chosen)
+    _withdraw_offers(session, request.id, now)
+    _refuse_at_cap(session, request, volunteer_id, now=now, policy=policy)
+    # the volunteer holds it now: a department that claimed it no longer does
+    request.status, request.volunteer_id = "assigned", volunteer_id
+    request.claimed_by_id = request.department_id = None
+    request.first_response_at = request.first_response_at or now  # someone acted on it: a response
+    return f"reassigned to volunteer {volunteer_id}" + (f": {note}" if note else "")
 
 
 def _refuse_unskilled(session: Session, request: ServiceRequest, chosen: Volunteer) -> None:

@@ -172,3 +172,51 @@ def test_a_duplicate_is_found_in_a_park_far_north(login):
     first = file(login("worker-003"), here, service="housing").get_json()
     second = file(login("worker-003"), offset(*here, 45, 0), service="housing").get_json()
     assert second["possible_duplicates"] == [first["id"]]
+
+
+def test_two_department_members_claiming_one_request_at_once_one_wins(committed_app, engine):
+    """(Written when the claim moved out of ``act``.) Two members of the traffic department claim the same
+    escalated request at the same moment: exactly one holds it, the other is told someone claimed it first."""
+    import threading
+
+    from sqlalchemy import delete, text
+
+    from gridsvc.models import ServiceRequest, User
+    from tests.helpers import client_as
+
+    admin = client_as(committed_app, "admin")
+    made = admin.post("/api/v1/users", json={"username": "dept-traffic-2", "password": "Long-enough-77",
+                                             "display_name": "交通二", "roles": ["department"],
+                                             "departments": ["traffic"]})
+    assert made.status_code == 201, made.get_json()
+    request_id = None
+    try:
+        with engine.connect() as conn:
+            g07 = conn.execute(text("SELECT id FROM zone WHERE code = 'G07'")).scalar()
+        here = zone_center(admin, g07)
+        request_id = file(client_as(committed_app, "worker-002"), here).get_json()["id"]
+        escalated = client_as(committed_app, "liaison-g07").post(f"/api/v1/requests/{request_id}/escalate", json={})
+        assert escalated.status_code == 200, escalated.get_json()
+        members = [client_as(committed_app, name) for name in ("dept-traffic", "dept-traffic-2")]
+        start, answers = threading.Barrier(2), [None, None]
+
+        def claim(i):
+            start.wait()
+            answers[i] = members[i].post(f"/api/v1/requests/{request_id}/claim", json={})
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.get_json() for a in answers]
+        winner = next(a for a in answers if a.status_code == 200).get_json()
+        with engine.connect() as conn:
+            held_by = conn.execute(text("SELECT claimed_by_id FROM service_request WHERE id = :id"),
+                                   {"id": request_id}).scalar()
+        assert winner["status"] == "claimed" and held_by == winner["claimed_by_id"]
+    finally:
+        with engine.begin() as conn:
+            if request_id is not None:
+                conn.execute(delete(ServiceRequest).where(ServiceRequest.id == request_id))
+            conn.execute(delete(User).where(User.username == "dept-traffic-2"))
