@@ -226,7 +226,7 @@ def _account(username: str):
 @click.option("--label", default="open311 client", show_default=True)
 def user_api_key(username: str, label: str) -> None:
     """Make an api_key for an account (Open311 clients); it is shown once."""
-    from gridsvc.open311 import new_api_key
+    from gridsvc.services.accounts import new_api_key
 
     with _account(username) as (session, found):
         key = new_api_key(session, found.id, label)

@@ -8,10 +8,8 @@ the service list are public; requests need an ``api_key`` (made with
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import secrets
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -32,11 +30,11 @@ from gridsvc.clock import DATE_FORM, parse_date_time
 from gridsvc.db import current_session
 from gridsvc.errors import GridsvcError
 from gridsvc.fields import as_shape
-from gridsvc.models import OPEN_STATUSES, ApiKey, Community, ServiceRequest, ServiceType, User
+from gridsvc.models import OPEN_STATUSES, Community, ServiceRequest, ServiceType
 from gridsvc.schemas.common import INT_MAX, parse_decimal, time_problem
 from gridsvc.schemas.requests import RequestCreate
 from gridsvc.services import requests as service
-from gridsvc.services.volunteers import volunteer_of_user
+from gridsvc.services.accounts import account_of_api_key
 
 blp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 
@@ -61,33 +59,15 @@ class Open311Error(Exception):
         self.code, self.description, self.headers = code, description, headers or {}
 
 
-def new_api_key(session: Session, user_id: int, label: str) -> str:
-    """Make a key for an account; only its hash is kept."""
-    key = secrets.token_urlsafe(32)
-    session.add(ApiKey(user_id=user_id, label=label, key_hash=_hash(key)))
-    session.flush()
-    return key
-
-
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _actor_for_key(key: str | None) -> tuple[service.Actor, int]:
     if not key:
         raise Open311Error(401, "api_key is required for requests")
     session = current_session()
-    row = session.execute(select(ApiKey, User).join(User, User.id == ApiKey.user_id)
-                          .where(ApiKey.key_hash == _hash(key))).first()
-    if row is None or row[0].revoked or row[1].disabled:
+    user_id = account_of_api_key(session, key)
+    if user_id is None:
         raise Open311Error(403, "api_key is invalid or revoked")
-    user = row[1]
-    principal = load_account(session, user.id).principal
-    volunteer = volunteer_of_user(session, user.id) if "volunteer" in principal.roles else None
-    session.info["actor_id"] = user.id
-    return service.Actor(user_id=user.id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,
-                         department_ids=principal.department_ids,
-                         volunteer_id=volunteer.id if volunteer else None), user.id
+    session.info["actor_id"] = user_id
+    return service.actor_of(session, load_account(session, user_id).principal), user_id
 
 
 # ---------------------------------------------------------------- rendering

@@ -1,9 +1,11 @@
 """Accounts: sign-in with throttling, and account administration."""
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
+import secrets
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -271,6 +273,25 @@ def _stop_volunteering(session: Session, user_id: int, check_policy: CheckPolicy
         end_duty(session, volunteer_id, now=now, policy=check_policy, reason="may_not_volunteer")
         give_back_tasks(session, volunteer_id, now=now, policy=dispatch_policy,
                         note="the volunteer may no longer volunteer (account disabled or role removed)")
+
+
+def new_api_key(session: Session, user_id: int, label: str) -> str:
+    """Make an Open311 api_key for an account; only its hash is kept."""
+    key = secrets.token_urlsafe(32)
+    session.add(ApiKey(user_id=user_id, label=label, key_hash=_api_key_hash(key)))
+    session.flush()
+    return key
+
+
+def account_of_api_key(session: Session, key: str) -> int | None:
+    """The id of the enabled account whose api_key this is, unless the key was revoked."""
+    row = session.execute(select(ApiKey.revoked, User.disabled, User.id).join(User, User.id == ApiKey.user_id)
+                          .where(ApiKey.key_hash == _api_key_hash(key))).first()
+    return None if row is None or row.revoked or row.disabled else row.id
+
+
+def _api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def revoke_api_keys(session: Session, user_id: int, *, label: str | None = None) -> int:

@@ -58,7 +58,7 @@ from gridsvc.errors import Conflict, Forbidden, LockHeldElsewhere, NotFound, Sta
 from gridsvc.models import (OPEN_STATUSES, DepartmentService, RequestEvent, RequestOffer, ServiceRequest, ServiceType,
                             Shift, User, UserRole, Volunteer, VolunteerSkill, Zone)
 from gridsvc.services import Page
-from gridsvc.services.volunteers import WORKS_IN_NOW, may_volunteer, works_in, works_in_community
+from gridsvc.services.volunteers import WORKS_IN_NOW, may_volunteer, volunteer_of_user, works_in, works_in_community
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,14 @@ class Actor:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+
+def actor_of(session: Session, principal: Any) -> Actor:
+    """The signed-in account (an ``auth.Principal``) as an Actor, its volunteer profile looked up when it has the
+    role: for the API and Open311 alike."""
+    volunteer = volunteer_of_user(session, principal.user_id) if "volunteer" in principal.roles else None
+    return Actor(user_id=principal.user_id, roles=principal.roles, liaison_zone_ids=principal.liaison_zone_ids,
+                 department_ids=principal.department_ids, volunteer_id=volunteer.id if volunteer else None)
 
 
 # ---------------------------------------------------------------- the service list

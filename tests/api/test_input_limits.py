@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import CheckEvent, Community, ServiceRequest, Shift, User, Volunteer, VolunteerPosition
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from tests.api.volunteer_helpers import volunteer_id, zone_center, zone_of
 from tests.helpers import assert_problem, count
 from tests.open311_client import GeoReportClient

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import User
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from tests.api.test_requests import file, open_shift, put_on_duty
 from tests.api.volunteer_helpers import zone_center, zone_of
 from tests.helpers import offset

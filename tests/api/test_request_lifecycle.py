@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import User
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 
 from tests.api.test_requests import account_id, file, g03  # noqa: F401  (g03: three traffic volunteers on duty)
 

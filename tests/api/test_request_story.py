@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from gridsvc.models import User
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from tests.api.test_requests import file, g03  # noqa: F401  (the fixture: three traffic volunteers on duty in G03)
 from tests.open311_client import GeoReportClient
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from gridsvc.models import Shift, Signup, Skill, User, Volunteer
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from tests.api.test_requests import account_id, file, g03, open_shift, put_on_duty  # noqa: F401  (g03: three on duty)
 from tests.api.volunteer_helpers import zone_center, zone_of
 from tests.helpers import assert_problem, offset

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gridsvc.models import RequestOffer, ServiceRequest, User
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from gridsvc.services import requests as service
 from gridsvc.services.accounts import update_user
 from gridsvc.services.checks import CheckPolicy

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gridsvc.models import RequestOffer, ServiceRequest, Shift, User, Volunteer, VolunteerPosition
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from gridsvc.services import requests as service
 from tests.api.test_requests import file, g03, open_shift, put_on_duty  # noqa: F401  (g03: three volunteers on duty)
 from tests.api.volunteer_helpers import zone_center, zone_of

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gridsvc.models import Community, RequestEvent, ServiceRequest, User
-from gridsvc.open311 import new_api_key
+from gridsvc.services.accounts import new_api_key
 from tests.api.volunteer_helpers import zone_center, zone_of
 from tests.helpers import assert_problem, count
 
