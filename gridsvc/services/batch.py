@@ -18,8 +18,9 @@ from scipy.optimize import linear_sum_assignment
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, Volunteer
+from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, User, UserRole, Volunteer
 from gridsvc.services import requests as dispatch
+from gridsvc.services.volunteers import VOLUNTEER_ROLE
 
 UNREACHABLE = 1e12
 
@@ -67,8 +68,13 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
     # cannot deadlock), so that their room counted below holds while the offers are made.
     for volunteer_id in volunteers:
         session.execute(select(func.pg_advisory_xact_lock(dispatch.OFFER_LOCKS, volunteer_id)))
+    # Read under the locks: an account disabled meanwhile gave its tasks back under its lock (give_back_tasks)
+    # and is read as disabled now; planned before, it was offered a request it could never take.
+    serving = set(session.scalars(select(Volunteer.id).join(User, User.id == Volunteer.user_id).where(
+        Volunteer.id.in_(volunteers), User.disabled.is_(False),
+        select(UserRole.user_id).where(UserRole.user_id == User.id, UserRole.role == VOLUNTEER_ROLE).exists())))
     room = {v: policy.task_cap - session.scalar(select(dispatch._open_tasks(Volunteer.id, now)).where(Volunteer.id == v))
-            for v in volunteers}
+            if v in serving else 0 for v in volunteers}
     slots = [v for v in volunteers for _ in range(max(0, room[v]))]
     cost = np.full((len(open_requests), max(1, len(slots))), UNREACHABLE)
     for i, request in enumerate(open_requests):

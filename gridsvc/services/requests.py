@@ -915,6 +915,12 @@ def _refuse_stale_own_offer(session: Session, request_id: int, action: str, acto
             and session.scalar(select(_off_duty(actor.volunteer_id, now)))):
         raise StateConflict("You are off duty: an offer is withdrawn when you check out or your shift ends. "
                             "Check in to a shift to take requests.", action=action, state="withdrawn")
+    if mine is not None and mine.outcome == "withdrawn":
+        # planned again by a batch, given to someone by the liaison, or withdrawn by its requester: a state of
+        # the request, not a right (it was a 403 "only the volunteer it is offered to")
+        when = f" at {mine.answered_at.isoformat()}" if mine.answered_at else ""
+        raise StateConflict(f"Your offer was withdrawn{when}; the request has moved on.", action=action,
+                            state="withdrawn")
 
 
 def _reopen(session: Session, request: ServiceRequest, actor: Actor, before: str, *, now: datetime,
@@ -969,6 +975,11 @@ def _reassign(session: Session, request: ServiceRequest, actor: Actor, volunteer
         raise ValidationFailed(f"Volunteer {volunteer_id} does not work in this request's community now (none of "
                                f"{WORKS_IN_NOW} there).",
                                errors={"volunteer_id": ["does not work in this request's community"]})
+    # Their offer lock before reading whether they may volunteer: an account disabled meanwhile gives its tasks
+    # back under the same lock (``give_back_tasks``), so one of the two sees the other. Read unlocked, both
+    # answered 200 and the request stayed with the disabled account.
+    _take_offer_lock(session, volunteer_id)
+    session.refresh(chosen.user)
     if not may_volunteer(chosen):
         # as dispatch: someone who cannot sign in, or no longer volunteers, would leave it looking handled
         raise ValidationFailed(f"Volunteer {volunteer_id} may not take requests: the account is disabled or no "
@@ -1056,7 +1067,19 @@ def give_back_tasks(session: Session, volunteer_id: int, *, now: datetime, polic
     act on it (an offer would wait for the next read of its request, or its deadline). Returns the held ones' ids.
 
     Offers first: an offer accepted while this waits for its request's lock is held by the time the held
-    requests are read, and handed back with them."""
+    requests are read, and handed back with them. Then both again under the volunteer's offer lock, which
+    dispatch and reassign hold while they give them something: one given while the first pass ran is seen now,
+    and none can be given after (they read the account as disabled once they have the lock). Tried, not waited
+    for (as reassign tries it): a batch waiting for offer locks holds the rows this has to lock.
+    """
+    held = _give_back(session, volunteer_id, now=now, policy=policy, note=note)
+    if not try_advisory_xact_lock(session, OFFER_LOCKS, volunteer_id, seconds=OFFER_LOCK_SECONDS):
+        raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being given a request at this moment; nothing was "
+                                "saved. Send it again.")
+    return held + _give_back(session, volunteer_id, now=now, policy=policy, note=note)
+
+
+def _give_back(session: Session, volunteer_id: int, *, now: datetime, policy: DispatchPolicy, note: str) -> list[int]:
     offered = list(session.scalars(select(RequestOffer.request_id).where(RequestOffer.volunteer_id == volunteer_id,
                                                                          RequestOffer.outcome == "pending")
                                    .order_by(RequestOffer.request_id)))

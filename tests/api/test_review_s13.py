@@ -7,7 +7,7 @@ from gridsvc.models import RequestEvent, RequestOffer, User
 from tests.api.test_auth import bearer, sign_in
 from tests.api.test_requests import file, open_shift, put_on_duty
 from tests.api.volunteer_helpers import zone_center, zone_of
-from tests.helpers import assert_problem, count
+from tests.helpers import assert_problem, count, offset
 
 
 def test_an_operation_without_a_body_refuses_one_and_changes_nothing(login, session, clock):
@@ -220,3 +220,61 @@ def test_two_department_members_claiming_one_request_at_once_one_wins(committed_
             if request_id is not None:
                 conn.execute(delete(ServiceRequest).where(ServiceRequest.id == request_id))
             conn.execute(delete(User).where(User.username == "dept-traffic-2"))
+
+
+def test_accepting_an_offer_a_batch_took_away_is_a_409_not_a_403(login, session, clock):
+    """(The soak.) The batch re-plans the open requests and withdraws their offers: the volunteer who lost one
+    and accepted it was told 403 "Only the volunteer it is offered to may accept or decline it", read by an app
+    as a rights problem. It is a 409 saying the offer was withdrawn, as for an expired or declined one."""
+    zone = zone_of(session, "G06")
+    here = zone_center(login("admin"), zone.id)
+    shift_id = open_shift(session, zone.id, clock())
+    near = put_on_duty(session, "volunteer-031", *offset(*here, 10, 0), shift_id)
+    far = put_on_duty(session, "volunteer-037", *offset(*here, -25, 0), shift_id)
+    session.commit()
+    worker = login("worker-003")
+    first = file(worker, here).get_json()
+    second = file(worker, offset(*here, 20, 0)).get_json()
+    assert first["offer"]["volunteer_id"] == near and second["offer"]["volunteer_id"] == far
+    login("liaison-g06").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}")  # first -> far
+    problem = assert_problem(login("volunteer-031").post(f"/api/v1/requests/{first['id']}/accept", json={}), 409)
+    assert problem["state"] == "withdrawn" and "withdrawn" in problem["detail"]
+    taken = login("volunteer-037").post(f"/api/v1/requests/{first['id']}/accept", json={})
+    assert taken.status_code == 200 and taken.get_json()["volunteer_id"] == far
+
+
+def test_an_offline_check_in_inside_a_finished_stint_at_another_shift_is_refused(login, session, clock):
+    """(The soak.) volunteer-002 checked in to shift X (10:10-10:40) at 10:20 and out at 10:50; the phone had
+    also recorded a check-in to shift Y (from 11:00, its window open from 10:30) at 10:35, uploaded later. It was
+    accepted, and the record showed two stints at once. Online it would have been refused: on duty at X then.
+    Offline it is now refused the same way (409 already_checked_in naming the stint at X), nothing recorded;
+    one timed after X's end (10:45) is taken, as online, where a check-in then closes X at its end."""
+    from datetime import timedelta
+
+    from gridsvc.models import CheckEvent
+    from tests.api.volunteer_helpers import make_shift, offline, post_check
+
+    admin = login("admin")
+    g01 = zone_of(session, "G01").id
+    center = zone_center(admin, g01)
+    start = clock()
+    x = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=10), hours=0.5)
+    y = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=60), hours=1)
+    me = login("volunteer-002")
+    for shift in (x, y):
+        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    clock.advance(minutes=20)
+    assert post_check(me, x["id"], "check-in", center).status_code == 201
+    clock.advance(minutes=30)
+    assert post_check(me, x["id"], "check-out", center).status_code == 201
+    events = count(session, CheckEvent)
+    clock.advance(minutes=5)
+    upload = me.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", y["id"], start + timedelta(minutes=35), center, "y-inside-x")]})
+    [result] = upload.get_json()["results"]
+    assert result["status"] == 409, result
+    assert f"a stint of yours at shift {x['id']}" in str(result), result
+    assert count(session, CheckEvent) == events
+    later = me.post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", y["id"], start + timedelta(minutes=45), center, "y-after-x")]})
+    assert later.get_json()["results"][0]["status"] == 201, later.get_json()
