@@ -187,13 +187,13 @@ def _takes_no_body(view: Callable) -> bool:
 
 def _refuse_body() -> None:
     """A body sent to an operation that takes none: malformed JSON is a 400, and fields a 422 naming them, as
-    for every operation that takes a body; an empty object is no arguments. Why: ``POST /dispatch/batch`` ran
+    for every operation that takes a body; an empty object (or null) is no arguments. Why: ``POST /dispatch/batch`` ran
     its batch with ``{"zone_id": 3}`` or a half-written body, as if nothing had been sent."""
     try:
         data = strict_json_loads(request.get_data(cache=True))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise MalformedJson(f"Malformed JSON: {exc}") from exc
-    if data == {}:
+    if data == {} or data is None:  # (null: what some clients send for "nothing")
         return
     if type(data) is dict:
         names = sorted(data)

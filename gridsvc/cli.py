@@ -367,7 +367,8 @@ def tick() -> None:
                                      dispatch=DispatchPolicy.from_config(config))
             session.commit()
             _echo(f"moved on {done.moved_offers} offer(s) expired or to volunteers gone off duty; "
-                  f"closed {done.closed_check_ins} check-in(s) left open past their shift")
+                  f"closed {done.closed_check_ins} check-in(s) left open past their shift; "
+                  f"handed back {done.handed_back} request(s) held by accounts that may no longer volunteer")
     finally:
         database.dispose()
 

@@ -63,11 +63,12 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
         options[request.id] = dispatch.candidates(session, lon=lon, lat=lat, skill=skill, now=now, policy=policy,
                                                   exclude=dispatch._offered_before(session, request.id), limit=k,
                                                   requester_id=request.requester_id)
-    volunteers = sorted({c.volunteer_id for cs in options.values() for c in cs})
-    # The volunteers' offer locks, as a single dispatch takes them (waited for here, in id order: two batches
-    # cannot deadlock), so that their room counted below holds while the offers are made.
-    for volunteer_id in volunteers:
-        session.execute(select(func.pg_advisory_xact_lock(dispatch.OFFER_LOCKS, volunteer_id)))
+    # The volunteers' offer locks, as a single dispatch takes them, so that their room counted below holds while
+    # the offers are made: tried, and a volunteer whose lock is held elsewhere (being offered something, given
+    # a request, or their account being disabled) has no room in this plan. Waited for, a batch holding these
+    # requests' rows deadlocked with a disabling or a reassign holding the lock and waiting for one of them.
+    volunteers = [v for v in sorted({c.volunteer_id for cs in options.values() for c in cs})
+                  if session.scalar(select(func.pg_try_advisory_xact_lock(dispatch.OFFER_LOCKS, v)))]
     # Read under the locks: an account disabled meanwhile gave its tasks back under its lock (give_back_tasks)
     # and is read as disabled now; planned before, it was offered a request it could never take.
     serving = set(session.scalars(select(Volunteer.id).join(User, User.id == Volunteer.user_id).where(

@@ -813,7 +813,7 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     if not may_see(session, request, actor):
         raise NotFound(f"Request {request_id} does not exist.")  # say nothing about others' requests
     if action in ("accept", "decline") and actor.volunteer_id is not None:
-        _refuse_stale_own_offer(session, request_id, action, actor, now)
+        _refuse_stale_own_offer(session, request, action, actor, now)
     before = request.status
     if before not in ALLOWED_FROM[action]:
         raise StateConflict(f"'{action}' is not possible while the request is '{before}'.",
@@ -894,12 +894,13 @@ def act(session: Session, request_id: int, action: str, actor: Actor, *, now: da
     return request
 
 
-def _refuse_stale_own_offer(session: Session, request_id: int, action: str, actor: Actor, now: datetime) -> None:
+def _refuse_stale_own_offer(session: Session, request: ServiceRequest, action: str, actor: Actor,
+                            now: datetime) -> None:
     """A volunteer's accept or decline of their own offer that is no longer open: expired, declined already, or
     withdrawn as they went off duty (a 409 saying which)."""
     # read under the request's lock: a deadline passed by a concurrent `gridsvc tick` that moved the
     # request on while we waited is "your offer expired", not someone else's offer
-    mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request_id,
+    mine = session.scalar(select(RequestOffer).where(RequestOffer.request_id == request.id,
                                                      RequestOffer.volunteer_id == actor.volunteer_id)
                           .order_by(RequestOffer.offered_at.desc(), RequestOffer.id.desc()).limit(1))
     if mine is not None and (mine.outcome == "expired" or (mine.outcome == "pending" and mine.deadline < now)):
@@ -915,9 +916,10 @@ def _refuse_stale_own_offer(session: Session, request_id: int, action: str, acto
             and session.scalar(select(_off_duty(actor.volunteer_id, now)))):
         raise StateConflict("You are off duty: an offer is withdrawn when you check out or your shift ends. "
                             "Check in to a shift to take requests.", action=action, state="withdrawn")
-    if mine is not None and mine.outcome == "withdrawn":
+    if mine is not None and mine.outcome == "withdrawn" and request.volunteer_id != actor.volunteer_id:
         # planned again by a batch, given to someone by the liaison, or withdrawn by its requester: a state of
-        # the request, not a right (it was a 403 "only the volunteer it is offered to")
+        # the request, not a right (it was a 403 "only the volunteer it is offered to"). Given to them by a
+        # reassign, it is theirs: the state check below says it is assigned already.
         when = f" at {mine.answered_at.isoformat()}" if mine.answered_at else ""
         raise StateConflict(f"Your offer was withdrawn{when}; the request has moved on.", action=action,
                             state="withdrawn")
@@ -1066,20 +1068,18 @@ def give_back_tasks(session: Session, volunteer_id: int, *, now: datetime, polic
     longer volunteer): each goes to the next volunteer or the liaison at once, not left with someone who cannot
     act on it (an offer would wait for the next read of its request, or its deadline). Returns the held ones' ids.
 
-    Offers first: an offer accepted while this waits for its request's lock is held by the time the held
-    requests are read, and handed back with them. Then both again under the volunteer's offer lock, which
-    dispatch and reassign hold while they give them something: one given while the first pass ran is seen now,
-    and none can be given after (they read the account as disabled once they have the lock). Tried, not waited
-    for (as reassign tries it): a batch waiting for offer locks holds the rows this has to lock.
+    First the volunteer's offer lock, which dispatch, the batch and reassign hold while they give them
+    something: one given before is committed, and so read below; none is given after (dispatch and the batch
+    skip a volunteer whose lock is held, and reassign reads the account as disabled once it has it). Without
+    it, a reassign or an offer crossing the disabling left the request with the disabled account. Tried for
+    2 s, not waited for, as everyone tries offer locks (nothing waits on one while holding rows).
+
+    Offers next: an offer accepted while this waits for its request's lock is held by the time the held
+    requests are read, and handed back with them.
     """
-    held = _give_back(session, volunteer_id, now=now, policy=policy, note=note)
     if not try_advisory_xact_lock(session, OFFER_LOCKS, volunteer_id, seconds=OFFER_LOCK_SECONDS):
         raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being given a request at this moment; nothing was "
                                 "saved. Send it again.")
-    return held + _give_back(session, volunteer_id, now=now, policy=policy, note=note)
-
-
-def _give_back(session: Session, volunteer_id: int, *, now: datetime, policy: DispatchPolicy, note: str) -> list[int]:
     offered = list(session.scalars(select(RequestOffer.request_id).where(RequestOffer.volunteer_id == volunteer_id,
                                                                          RequestOffer.outcome == "pending")
                                    .order_by(RequestOffer.request_id)))

@@ -3,6 +3,8 @@
 Each test failed before its fix: what the caller sent, what they got, and what they should get."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from gridsvc.models import RequestEvent, RequestOffer, User
 from tests.api.test_auth import bearer, sign_in
 from tests.api.test_requests import file, open_shift, put_on_duty
@@ -278,3 +280,28 @@ def test_an_offline_check_in_inside_a_finished_stint_at_another_shift_is_refused
     later = me.post("/api/v1/me/check-events", json={"events": [
         offline("check_in", y["id"], start + timedelta(minutes=45), center, "y-after-x")]})
     assert later.get_json()["results"][0]["status"] == 201, later.get_json()
+
+
+def test_tick_hands_back_a_request_left_with_a_disabled_account(login, session, clock):
+    """(The diff review.) A database that ran the code before the fix keeps the soak's requests held by
+    disabled accounts: nobody acts on them and nothing moved them. ``gridsvc tick`` now hands them back."""
+    from gridsvc.models import ServiceRequest, User, Volunteer
+    from gridsvc.services.checks import CheckPolicy
+    from gridsvc.services.deadlines import enforce_deadlines
+    from gridsvc.services.requests import DispatchPolicy
+
+    zone = zone_of(session, "G06")
+    here = zone_center(login("admin"), zone.id)
+    filed = file(login("worker-003"), here, service="commute", description="stuck").get_json()
+    stuck = session.get(ServiceRequest, filed["id"])
+    volunteer = session.scalar(select(Volunteer).join(User, User.id == Volunteer.user_id)
+                               .where(User.username == "volunteer-049"))
+    stuck.status, stuck.volunteer_id, stuck.liaison_id = "assigned", volunteer.id, None
+    volunteer.user.disabled = True  # as the crossing left it: disabled, the request still theirs
+    session.commit()
+    done = enforce_deadlines(session, now=clock(), checks=CheckPolicy(), dispatch=DispatchPolicy())
+    session.commit()
+    assert done.handed_back == 1
+    session.refresh(stuck)
+    assert stuck.volunteer_id != volunteer.id and stuck.status in ("offered", "with_liaison")
+    assert enforce_deadlines(session, now=clock(), checks=CheckPolicy(), dispatch=DispatchPolicy()).handed_back == 0

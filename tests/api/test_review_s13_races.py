@@ -130,3 +130,4 @@ def test_a_batch_does_not_offer_to_a_volunteer_disabled_while_it_waited_for_thei
             p["volunteer_id"] != chosen for p in answer.get_json()["pairs"])
     finally:
         _cleanup(committed_app, engine, [request_id], chosen, shift_id)
+
