@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from bench.common import CpuMeter, bench_database_url, database_on_own_core, print_table, run_wrk, served, settle_tables, time_wait_sockets
 from geo.crs import from_wgs84
 from gridsvc.app import create_app
-from gridsvc.auth import hash_password
+from gridsvc.passwords import hash_password
 from gridsvc.seed import load_lingfeng
 
 SECRET = "bench-secret-" + "x" * 32

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 
 from bench.common import LeanClient, bench_database_url, load_town, print_table, served, settle_tables, summary
 from gridsvc.app import create_app
-from gridsvc.auth import hash_password
+from gridsvc.passwords import hash_password
 from gridsvc.seed import SERVICES
 
 SECRET = "bench-secret-" + "y" * 32

@@ -37,7 +37,6 @@ from gridsvc.api import BODY_METHODS, is_json_number, request_has_body, strict_j
 from gridsvc.db import current_session, fetch_prepared
 from gridsvc.errors import Forbidden, GridsvcError, MalformedJson, TokenMissing, TokenRefused, ValidationFailed
 from gridsvc.models import User
-from gridsvc.passwords import check_password, hash_password, verify_password  # noqa: F401 (read from here too)
 
 def mask_phone(phone: str | None) -> str | None:
     """``13812341234`` -> ``138****1234``: enough to recognise, not to call."""

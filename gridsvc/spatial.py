@@ -14,7 +14,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import and_, cast, func
 from sqlalchemy.sql.elements import ColumnElement
 
-from geo.crs import WORLD_BOX, degree_box  # noqa: F401 (the services' index boxes, read as gsql.degree_box)
+from geo.crs import degree_box  # noqa: F401 (the services read it as gsql.degree_box)
 
 SRID = 4326
 

@@ -459,7 +459,7 @@ def test_twenty_requests_at_once_next_to_one_volunteer_with_cap_one(committed_ap
 def test_two_department_members_claiming_at_once_one_wins(committed_app, engine, clock):
     from sqlalchemy.orm import Session
 
-    from gridsvc.auth import hash_password
+    from gridsvc.passwords import hash_password
 
     with Session(engine) as session:
         create_user(session, username="dept-traffic-2", password="", password_hash=hash_password("x" * 10),
@@ -527,7 +527,10 @@ def test_figures_time_to_first_response_sla_and_rating(login, g03, clock):
     assert_problem(login("worker-008").get(f"/api/v1/requests/stats?community_id={g03['zone'].community_id}"), 403)
 
 
-def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, session, clock):
+def offers_a_batch_swaps(login, session, clock):
+    """G06's middle: volunteer-031 on duty 10 m east, volunteer-037 25 m west; worker-003 files a request there
+    (offered to the near one, greedy) and one 20 m east (left with the far one, 45 m): the least total
+    distance swaps them. (zone, near, far, first, second)"""
     zone = zone_of(session, "G06")
     here = zone_center(login("admin"), zone.id)
     shift_id = open_shift(session, zone.id, clock())
@@ -535,9 +538,15 @@ def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, sessi
     far = put_on_duty(session, "volunteer-037", *offset(*here, -25, 0), shift_id)
     session.commit()
     worker = login("worker-003")
-    first = file(worker, here).get_json()                       # x = 0: greedy gives it the volunteer at +10
-    second = file(worker, offset(*here, 20, 0)).get_json()      # x = 20: left with the one at -25 (45 m)
+    first = file(worker, here).get_json()
+    second = file(worker, offset(*here, 20, 0)).get_json()
     assert first["offer"]["volunteer_id"] == near and second["offer"]["volunteer_id"] == far
+    return zone, near, far, first, second
+
+
+def test_batch_finds_the_least_total_distance_where_greedy_does_not(login, session, clock):
+    zone, near, far, first, second = offers_a_batch_swaps(login, session, clock)
+    worker = login("worker-003")
     result = login("liaison-g06").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}").get_json()
     assert result["requests"] == 2 and result["offered"] == 2
     assert result["greedy_total_distance_m"] == pytest.approx(55, rel=0.02)

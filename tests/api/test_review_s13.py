@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from gridsvc.models import RequestEvent, RequestOffer, User
 from tests.api.test_auth import bearer, sign_in
-from tests.api.test_requests import file, open_shift, put_on_duty
+from tests.api.test_requests import file, offers_a_batch_swaps, open_shift, put_on_duty
 from tests.api.volunteer_helpers import zone_center, zone_of
 from tests.helpers import assert_problem, count, offset
 
@@ -135,7 +135,7 @@ def test_an_import_spanning_two_parks_counts_each_parks_g01_apart(login, session
     """The import's ``by_zone`` counted features by zone code alone: a file with 2 lots in Lingfeng's G01 and 1 in
     another park's G01 said ``{"G01": 3}``. For a file spanning several communities it is keyed
     ``community_id:code``; within one community, by code as before."""
-    from tests.helpers import community_body, offset, rect, zone_feature
+    from tests.helpers import community_body, rect, zone_feature
 
     admin = login("admin")
     origin = (120.30, 31.50)
@@ -162,7 +162,7 @@ def test_a_duplicate_is_found_in_a_park_far_north(login):
     """Possible duplicates were looked for in a box of duplicate_m / 50,000 degrees, which holds the 50 m circle
     only below 63° north: at 69.6° (Tromsø) a request 45 m east of another was not named its possible
     duplicate. The box is now the spheroid's (``degree_box``), at any latitude."""
-    from tests.helpers import community_body, offset, rect, zone_feature
+    from tests.helpers import community_body, rect, zone_feature
 
     admin = login("admin")
     origin = (18.95, 69.65)
@@ -228,16 +228,7 @@ def test_accepting_an_offer_a_batch_took_away_is_a_409_not_a_403(login, session,
     """(The soak.) The batch re-plans the open requests and withdraws their offers: the volunteer who lost one
     and accepted it was told 403 "Only the volunteer it is offered to may accept or decline it", read by an app
     as a rights problem. It is a 409 saying the offer was withdrawn, as for an expired or declined one."""
-    zone = zone_of(session, "G06")
-    here = zone_center(login("admin"), zone.id)
-    shift_id = open_shift(session, zone.id, clock())
-    near = put_on_duty(session, "volunteer-031", *offset(*here, 10, 0), shift_id)
-    far = put_on_duty(session, "volunteer-037", *offset(*here, -25, 0), shift_id)
-    session.commit()
-    worker = login("worker-003")
-    first = file(worker, here).get_json()
-    second = file(worker, offset(*here, 20, 0)).get_json()
-    assert first["offer"]["volunteer_id"] == near and second["offer"]["volunteer_id"] == far
+    zone, near, far, first, _ = offers_a_batch_swaps(login, session, clock)
     login("liaison-g06").post(f"/api/v1/dispatch/batch?community_id={zone.community_id}")  # first -> far
     problem = assert_problem(login("volunteer-031").post(f"/api/v1/requests/{first['id']}/accept", json={}), 409)
     assert problem["state"] == "withdrawn" and "withdrawn" in problem["detail"]
