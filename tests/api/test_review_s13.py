@@ -296,3 +296,34 @@ def test_tick_hands_back_a_request_left_with_a_disabled_account(login, session, 
     session.refresh(stuck)
     assert stuck.volunteer_id != volunteer.id and stuck.status in ("offered", "with_liaison")
     assert enforce_deadlines(session, now=clock(), checks=CheckPolicy(), dispatch=DispatchPolicy()).handed_back == 0
+
+
+def test_a_stint_ended_by_taking_the_role_away_ends_there_for_an_offline_check_in_elsewhere(login, session, clock):
+    """(The diff review doubted 0045 here.) volunteer-002 checks in 20 minutes before shift X; 5 minutes later the
+    admin takes their volunteer role away (the stint ends then, before X's start) and gives it back. A check-in to
+    shift Y recorded offline after that moment is not inside the stint at X: it is taken."""
+    from datetime import timedelta
+
+    from gridsvc.models import ServiceHours
+    from tests.api.volunteer_helpers import make_shift, offline, post_check
+
+    admin = login("admin")
+    g01 = zone_of(session, "G01").id
+    center = zone_center(admin, g01)
+    start = clock()
+    x = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=20), hours=1)
+    y = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=90), hours=1)
+    me = login("volunteer-002")
+    for shift in (x, y):
+        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    assert post_check(me, x["id"], "check-in", center).status_code == 201
+    clock.advance(minutes=5)
+    account = me.get("/api/v1/me").get_json()["id"]
+    assert admin.patch(f"/api/v1/users/{account}", json={"roles": ["worker"]}).status_code == 200
+    [ended] = session.scalars(select(ServiceHours.ended_at).where(ServiceHours.shift_id == x["id"])).all()
+    assert ended == start + timedelta(minutes=5)  # where the stint really ended, not X's start
+    assert admin.patch(f"/api/v1/users/{account}", json={"roles": ["worker", "volunteer"]}).status_code == 200
+    clock.advance(minutes=60)
+    upload = login("volunteer-002").post("/api/v1/me/check-events", json={"events": [
+        offline("check_in", y["id"], start + timedelta(minutes=62), center, "y-after-the-stint")]})
+    assert upload.get_json()["results"][0]["status"] == 201, upload.get_json()
