@@ -18,9 +18,9 @@ from scipy.optimize import linear_sum_assignment
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, User, UserRole, Volunteer
+from gridsvc.models import RequestOffer, ServiceRequest, ServiceType, Volunteer
 from gridsvc.services import requests as dispatch
-from gridsvc.services.volunteers import VOLUNTEER_ROLE
+from gridsvc.services.volunteers import volunteer_may_serve
 
 UNREACHABLE = 1e12
 
@@ -71,9 +71,7 @@ def batch_dispatch(session: Session, community_id: int, *, now: datetime, policy
                   if session.scalar(select(func.pg_try_advisory_xact_lock(dispatch.OFFER_LOCKS, v)))]
     # Read under the locks: an account disabled meanwhile gave its tasks back under its lock (give_back_tasks)
     # and is read as disabled now; planned before, it was offered a request it could never take.
-    serving = set(session.scalars(select(Volunteer.id).join(User, User.id == Volunteer.user_id).where(
-        Volunteer.id.in_(volunteers), User.disabled.is_(False),
-        select(UserRole.user_id).where(UserRole.user_id == User.id, UserRole.role == VOLUNTEER_ROLE).exists())))
+    serving = set(session.scalars(select(Volunteer.id).where(Volunteer.id.in_(volunteers), volunteer_may_serve())))
     room = {v: policy.task_cap - session.scalar(select(dispatch._open_tasks(Volunteer.id, now)).where(Volunteer.id == v))
             if v in serving else 0 for v in volunteers}
     slots = [v for v in volunteers for _ in range(max(0, room[v]))]

@@ -8,17 +8,17 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from gridsvc.errors import LockHeldElsewhere
-from gridsvc.models import RequestOffer, ServiceRequest, User, UserRole, Volunteer
+from gridsvc.models import RequestOffer, ServiceRequest, Volunteer
 from gridsvc.services.checks import CheckPolicy, close_overdue
 from gridsvc.services.requests import ALLOWED_FROM, DispatchPolicy, expire_offers, give_back_tasks
-from gridsvc.services.volunteers import VOLUNTEER_ROLE
+from gridsvc.services.volunteers import volunteer_may_serve
 
 
 @dataclass(frozen=True)
 class Enforced:
     closed_check_ins: int  # left open past their shift's end and grace: closed as missing check-outs
     moved_offers: int  # past their deadline, or to volunteers no longer on duty: on to the next candidate
-    handed_back: int = 0  # requests still held by accounts that may no longer volunteer: on to the next
+    handed_back: int  # requests still held by accounts that may no longer volunteer: on to the next
 
 
 def enforce_deadlines(session: Session, *, now: datetime, checks: CheckPolicy, dispatch: DispatchPolicy) -> Enforced:
@@ -39,13 +39,12 @@ def _hand_back_from_those_who_may_not_serve(session: Session, *, now: datetime, 
     anyway (by a crossing fixed in session 13, in a database that ran the code before) would stay there for
     good: nobody acts on it, and nothing else moves it. Each tick finds them. A volunteer whose offer lock is
     held elsewhere this minute is left for the next tick."""
-    may_not_serve = or_(User.disabled, ~exists().where(UserRole.user_id == User.id, UserRole.role == VOLUNTEER_ROLE))
     holding = or_(exists().where(ServiceRequest.volunteer_id == Volunteer.id,
                                  ServiceRequest.status.in_(ALLOWED_FROM["hand_back"])),
                   exists().where(RequestOffer.volunteer_id == Volunteer.id, RequestOffer.outcome == "pending"))
     handed = 0
-    for volunteer_id in session.scalars(select(Volunteer.id).join(User, User.id == Volunteer.user_id)
-                                        .where(may_not_serve, holding).order_by(Volunteer.id)).all():
+    for volunteer_id in session.scalars(select(Volunteer.id).where(~volunteer_may_serve(), holding)
+                                        .order_by(Volunteer.id)).all():
         try:
             handed += len(give_back_tasks(session, volunteer_id, now=now, policy=policy,
                                           note="the volunteer may no longer volunteer (account disabled or role "

@@ -1009,22 +1009,22 @@ def _refuse_unskilled(session: Session, request: ServiceRequest, chosen: Volunte
 OFFER_LOCK_SECONDS = 2.0
 
 
-def _take_offer_lock(session: Session, volunteer_id: int) -> None:
-    """The volunteer's offer lock, tried (for 2 s), never waited for. Why: a reassign holds its request's row,
-    and may hold another volunteer's offer lock (an expired offer re-dispatched on the way in); waiting here
-    deadlocked with a batch (it waits for offer locks in id order, holding request rows) and with an account's
-    tasks given back (it holds the offer lock it made, and waits for the next request's row)."""
+def _take_offer_lock(session: Session, volunteer_id: int, *, being: str = "offered a request") -> None:
+    """The volunteer's offer lock, tried (for 2 s), never waited for, else a 409 saying the volunteer is
+    ``being`` something elsewhere. Why: a reassign or a disabling holds request rows, and may hold other
+    volunteers' offer locks (a request re-dispatched on the way); waiting here deadlocked with whoever held this
+    lock and waited for one of those rows."""
     if not try_advisory_xact_lock(session, OFFER_LOCKS, volunteer_id, seconds=OFFER_LOCK_SECONDS):
-        raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being offered a request at this moment; nothing "
-                                "was saved. Send it again.")
+        raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being {being} at this moment; nothing was saved. "
+                                "Send it again.")
 
 
 def _refuse_at_cap(session: Session, request: ServiceRequest, volunteer_id: int, *, now: datetime,
                    policy: DispatchPolicy) -> None:
-    """As dispatch: a volunteer at their open-task cap is given nothing more (a 409). Under their offer lock
-    (``_take_offer_lock``), as dispatch counts them, so that two reassigns, or a reassign and an offer, at once
-    do not both give them a task: four concurrent reassigns gave one volunteer four requests."""
-    _take_offer_lock(session, volunteer_id)
+    """As dispatch: a volunteer at their open-task cap is given nothing more (a 409). Counted under their offer
+    lock, which the caller holds (``_reassign`` took it), as dispatch counts them, so that two reassigns, or a
+    reassign and an offer, at once do not both give them a task: four concurrent reassigns gave one volunteer
+    four requests."""
     busy = session.scalar(select(_open_tasks(literal(volunteer_id), now)))
     if request.volunteer_id == volunteer_id and request.status in ("assigned", "in_progress"):
         busy -= 1  # (this request, given to whoever holds it already)
@@ -1077,9 +1077,7 @@ def give_back_tasks(session: Session, volunteer_id: int, *, now: datetime, polic
     Offers next: an offer accepted while this waits for its request's lock is held by the time the held
     requests are read, and handed back with them.
     """
-    if not try_advisory_xact_lock(session, OFFER_LOCKS, volunteer_id, seconds=OFFER_LOCK_SECONDS):
-        raise LockHeldElsewhere(f"Volunteer {volunteer_id} is being given a request at this moment; nothing was "
-                                "saved. Send it again.")
+    _take_offer_lock(session, volunteer_id, being="given a request")
     offered = list(session.scalars(select(RequestOffer.request_id).where(RequestOffer.volunteer_id == volunteer_id,
                                                                          RequestOffer.outcome == "pending")
                                    .order_by(RequestOffer.request_id)))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, text, true, union
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, true, union
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -275,6 +275,12 @@ def may_volunteer(volunteer: Volunteer) -> bool:
     return account_may_volunteer(volunteer.user)
 
 
+def volunteer_may_serve() -> ColumnElement[bool]:
+    """SQL, correlated to ``Volunteer``: ``account_may_volunteer`` of its account."""
+    return (select(User.id).join(UserRole, UserRole.user_id == User.id)
+            .where(User.id == Volunteer.user_id, User.disabled.is_(False), UserRole.role == VOLUNTEER_ROLE).exists())
+
+
 def account_may_volunteer(user: User) -> bool:
     """Enabled, with the volunteer role. Why: someone who cannot sign in, or cannot check in (it needs the role),
     would hold a place or a task nobody fills (dispatch's SQL asks the same of its candidates:
@@ -358,9 +364,7 @@ def free_for(shift: Shift, days: list[tuple[int, int, int]]):
     busy = (select(Signup.id).join(Shift, Shift.id == Signup.shift_id)
             .where(Signup.volunteer_id == Volunteer.id, Signup.status == "confirmed", Shift.status == "scheduled",
                    Shift.id != shift.id, Shift.starts_at < shift.ends_at, Shift.ends_at > shift.starts_at))
-    may_serve = (select(User.id).join(UserRole, UserRole.user_id == User.id)
-                 .where(User.id == Volunteer.user_id, User.disabled.is_(False), UserRole.role == VOLUNTEER_ROLE))
-    return and_(*skilled, *some_window, *covered, ~holds_a_place.exists(), ~busy.exists(), may_serve.exists())
+    return and_(*skilled, *some_window, *covered, ~holds_a_place.exists(), ~busy.exists(), volunteer_may_serve())
 
 
 def search(session: Session, *, now: datetime, zone_id: int | None = None, skill: str | None = None,
