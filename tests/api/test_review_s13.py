@@ -3,12 +3,14 @@
 Each test failed before its fix: what the caller sent, what they got, and what they should get."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from gridsvc.models import RequestEvent, RequestOffer, User
 from tests.api.test_auth import bearer, sign_in
 from tests.api.test_requests import file, offers_a_batch_swaps, open_shift, put_on_duty
-from tests.api.volunteer_helpers import zone_center, zone_of
+from tests.api.volunteer_helpers import make_shift, offline, post_check, zone_center, zone_of
 from tests.helpers import assert_problem, count, offset
 
 
@@ -236,26 +238,30 @@ def test_accepting_an_offer_a_batch_took_away_is_a_409_not_a_403(login, session,
     assert taken.status_code == 200 and taken.get_json()["volunteer_id"] == far
 
 
+def _signed_up_for_x_then_y(login, session, clock, *, x_from: int, x_hours: float, y_from: int):
+    """volunteer-002 signed up for two G01 shifts, X from ``x_from`` minutes from now for ``x_hours`` and Y from
+    ``y_from`` minutes for an hour: (their client, G01's middle, now, X, Y)."""
+    admin = login("admin")
+    g01 = zone_of(session, "G01").id
+    center = zone_center(admin, g01)
+    start = clock()
+    x = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=x_from), hours=x_hours)
+    y = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=y_from), hours=1)
+    me = login("volunteer-002")
+    for shift in (x, y):
+        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    return me, center, start, x, y
+
+
 def test_an_offline_check_in_inside_a_finished_stint_at_another_shift_is_refused(login, session, clock):
     """(The soak.) volunteer-002 checked in to shift X (10:10-10:40) at 10:20 and out at 10:50; the phone had
     also recorded a check-in to shift Y (from 11:00, its window open from 10:30) at 10:35, uploaded later. It was
     accepted, and the record showed two stints at once. Online it would have been refused: on duty at X then.
     Offline it is now refused the same way (409 already_checked_in naming the stint at X), nothing recorded;
     one timed after X's end (10:45) is taken, as online, where a check-in then closes X at its end."""
-    from datetime import timedelta
-
     from gridsvc.models import CheckEvent
-    from tests.api.volunteer_helpers import make_shift, offline, post_check
 
-    admin = login("admin")
-    g01 = zone_of(session, "G01").id
-    center = zone_center(admin, g01)
-    start = clock()
-    x = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=10), hours=0.5)
-    y = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=60), hours=1)
-    me = login("volunteer-002")
-    for shift in (x, y):
-        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
+    me, center, start, x, y = _signed_up_for_x_then_y(login, session, clock, x_from=10, x_hours=0.5, y_from=60)
     clock.advance(minutes=20)
     assert post_check(me, x["id"], "check-in", center).status_code == 201
     clock.advance(minutes=30)
@@ -302,20 +308,10 @@ def test_a_stint_ended_by_taking_the_role_away_ends_there_for_an_offline_check_i
     """(The diff review doubted 0045 here.) volunteer-002 checks in 20 minutes before shift X; 5 minutes later the
     admin takes their volunteer role away (the stint ends then, before X's start) and gives it back. A check-in to
     shift Y recorded offline after that moment is not inside the stint at X: it is taken."""
-    from datetime import timedelta
-
     from gridsvc.models import ServiceHours
-    from tests.api.volunteer_helpers import make_shift, offline, post_check
 
+    me, center, start, x, y = _signed_up_for_x_then_y(login, session, clock, x_from=20, x_hours=1, y_from=90)
     admin = login("admin")
-    g01 = zone_of(session, "G01").id
-    center = zone_center(admin, g01)
-    start = clock()
-    x = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=20), hours=1)
-    y = make_shift(admin, zone_id=g01, starts_at=start + timedelta(minutes=90), hours=1)
-    me = login("volunteer-002")
-    for shift in (x, y):
-        assert me.post(f"/api/v1/shifts/{shift['id']}/signups", json={}).status_code == 201
     assert post_check(me, x["id"], "check-in", center).status_code == 201
     clock.advance(minutes=5)
     account = me.get("/api/v1/me").get_json()["id"]
